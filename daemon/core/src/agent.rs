@@ -1,0 +1,94 @@
+//! An agent inside the core: profile, presence and workload.
+
+use crate::command::NotReadyReason;
+use crate::event::AgentState;
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, QueueId, SkillId, SkillReq};
+use crate::time::Time;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Presence {
+    Ready,
+    NotReady(NotReadyReason),
+}
+
+/// After-contact work in progress: it holds the contact's channel slot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WrapUp {
+    pub contact: ContactId,
+    pub channel: Channel,
+    pub queue: QueueId,
+    pub ends_at: Time,
+}
+
+pub struct Agent {
+    pub id: AgentId,
+    /// Sorted by skill id.
+    pub skills: Vec<(SkillId, u8)>,
+    pub languages: Vec<LanguageId>,
+    pub capacity: [u8; Channel::COUNT],
+    /// Slots in use per channel: ringing offers, connected contacts and wrap-ups.
+    pub usage: [u8; Channel::COUNT],
+    pub ringing: u8,
+    pub connected: u8,
+    pub wrap_ups: Vec<WrapUp>,
+    /// Contact slots offered to or connected with this agent.
+    pub work: Vec<u32>,
+    pub presence: Presence,
+    /// Order of the agent's current entries in the agent pools; compared for
+    /// "longest idle". Zero while the agent is in no pool.
+    pub idle_order: u64,
+}
+
+impl Agent {
+    pub fn proficiency(&self, skill: SkillId) -> u8 {
+        match self.skills.binary_search_by_key(&skill, |&(s, _)| s) {
+            Ok(i) => self.skills[i].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// Holds every required skill at the required proficiency.
+    pub fn qualifies(&self, reqs: &[SkillReq]) -> bool {
+        reqs.iter().all(|r| self.proficiency(r.skill) >= r.min_proficiency)
+    }
+
+    pub fn speaks_any(&self, languages: Option<&[LanguageId]>) -> bool {
+        match languages {
+            None => true,
+            Some(ls) => ls.iter().any(|l| self.languages.contains(l)),
+        }
+    }
+
+    /// Can take one more contact on `channel` right now. A voice contact needs
+    /// the agent entirely free, and blocks every other channel.
+    pub fn has_room(&self, channel: Channel) -> bool {
+        if self.presence != Presence::Ready {
+            return false;
+        }
+        let ch = channel.index();
+        let voice = Channel::Voice.index();
+        match channel {
+            Channel::Voice => self.capacity[voice] > 0 && self.usage.iter().all(|&u| u == 0),
+            _ => self.usage[voice] == 0 && self.usage[ch] < self.capacity[ch],
+        }
+    }
+
+    pub fn has_room_anywhere(&self) -> bool {
+        Channel::ALL.iter().any(|&c| self.has_room(c))
+    }
+
+    pub fn state(&self) -> AgentState {
+        if self.ringing > 0 {
+            AgentState::Reserved
+        } else if self.connected > 0 {
+            AgentState::Busy
+        } else if !self.wrap_ups.is_empty() {
+            AgentState::WrapUp
+        } else {
+            match self.presence {
+                Presence::Ready => AgentState::Available,
+                Presence::NotReady(r) => AgentState::NotReady(r),
+            }
+        }
+    }
+}

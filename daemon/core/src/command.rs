@@ -1,0 +1,106 @@
+//! Inputs to the router: everything the outside world can ask of it.
+//!
+//! A command either applies completely or returns a [`CommandError`] and
+//! changes nothing. Commands are plain data so that a journal can record them
+//! and a replay can feed them back.
+
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillId, SkillReq, TierId};
+use crate::time::Time;
+
+/// Why an agent is not ready. Reported in agent state and statistics.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum NotReadyReason {
+    /// Just logged in and has not said ready yet.
+    LoggedIn,
+    Break,
+    Lunch,
+    Training,
+    Meeting,
+    Away,
+    /// Set by the core: an offer rang out (redirect on no answer).
+    Rona,
+    /// Set by the core: the agent rejected an offer.
+    Declined,
+    Other,
+}
+
+/// What an agent can do, given at login.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AgentProfile {
+    /// Skills with proficiency 1–10, each skill at most once.
+    pub skills: Vec<(SkillId, u8)>,
+    pub languages: Vec<LanguageId>,
+    /// Concurrent contacts per channel (index = [`Channel::index`]). Voice is
+    /// 0 or 1, and a voice contact blocks every other channel.
+    pub capacity: [u8; Channel::COUNT],
+}
+
+/// A contact as the gateway describes it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ContactSpec {
+    pub id: ContactId,
+    pub channel: Channel,
+    pub queue: QueueId,
+    pub tier: TierId,
+    /// At least one skill, each at most once.
+    pub skills: Vec<SkillReq>,
+    /// Preference order; empty means any language.
+    pub languages: Vec<LanguageId>,
+    /// Agents to wait for during the queue's preferred-agent window.
+    pub preferred_agents: Vec<AgentId>,
+    /// Opaque key/values carried unchanged through transfers and overflows.
+    pub context: Vec<(String, String)>,
+}
+
+/// New requirements for a transferred contact.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TransferSpec {
+    pub contact: ContactId,
+    pub queue: QueueId,
+    pub skills: Vec<SkillReq>,
+    pub languages: Vec<LanguageId>,
+    /// `None` keeps the tier.
+    pub tier: Option<TierId>,
+    /// Added to (or replacing, key by key) the context already carried.
+    pub context: Vec<(String, String)>,
+}
+
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Command {
+    // Agent side.
+    AgentLogin { agent: AgentId, profile: AgentProfile, ready: bool },
+    /// Withdraws the agent's ringing offers (re-routing them at once) and ends
+    /// its wrap-ups. Refused while the agent has a connected contact.
+    AgentLogout { agent: AgentId },
+    AgentReady { agent: AgentId },
+    AgentNotReady { agent: AgentId, reason: NotReadyReason },
+    Accept { agent: AgentId, offer: OfferId },
+    Reject { agent: AgentId, offer: OfferId },
+    /// The agent finished a connected contact; wrap-up follows.
+    Complete { agent: AgentId, contact: ContactId },
+    /// The agent ends wrap-up early.
+    EndWrapUp { agent: AgentId, contact: ContactId },
+
+    // Gateway side.
+    Enqueue(ContactSpec),
+    /// The customer hung up. Before connection this is an abandon; after, it
+    /// ends the contact as a completion would.
+    Abandon { contact: ContactId },
+    /// Re-queue a waiting, offered or connected contact with new requirements,
+    /// keeping its context and original arrival time.
+    Transfer(TransferSpec),
+    /// A callback that becomes routable at `due` and should be answered by
+    /// `deadline`.
+    ScheduleCallback { spec: ContactSpec, due: Time, deadline: Time },
+}
+
+/// The successful answer to a command.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Reply {
+    Done,
+    /// The contact is in `queue` (which differs from the requested one after a
+    /// full-queue overflow).
+    Enqueued { queue: QueueId },
+    Accepted { contact: ContactId, duplicate: bool },
+    Rejected { duplicate: bool },
+}

@@ -1,0 +1,284 @@
+//! The routing configuration the core runs with, and its validation.
+//!
+//! The daemon parses TOML into these types (resolving names to ids); the core
+//! checks the result once, returning every problem with the field it concerns.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::ids::{QueueId, MAX_PROFICIENCY, MIN_PROFICIENCY};
+
+/// Everything the router needs to know before the first command.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// Priority tiers, highest first (index = [`crate::TierId`]).
+    pub tiers: Vec<TierConfig>,
+    /// Queues (index = [`crate::QueueId`]).
+    pub queues: Vec<QueueConfig>,
+    /// Abandons after less than this are "short" (silent calls, misdials): they
+    /// are reported apart and do not count against the service level.
+    pub short_abandon: Duration,
+    /// Attach an [`crate::Explanation`] to every offer. Costs an allocation per
+    /// decision, so it is off in benches and on where operators want the why.
+    pub explain: bool,
+    /// How many finished offers are remembered so that a repeated accept or
+    /// reject gets the same answer (idempotency window).
+    pub offer_history: usize,
+    /// Weight of the newest inter-departure gap in the per-queue EWMA that
+    /// drives the estimated wait time (0 < w ≤ 1).
+    pub ewt_smoothing: f64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            tiers: vec![
+                TierConfig::new("gold", Duration::from_secs(60)),
+                TierConfig::new("silver", Duration::from_secs(30)),
+                TierConfig::new("standard", Duration::ZERO),
+            ],
+            queues: vec![QueueConfig::new("general")],
+            short_abandon: Duration::from_secs(5),
+            explain: false,
+            offer_history: 65_536,
+            ewt_smoothing: 0.05,
+        }
+    }
+}
+
+/// A priority tier.
+#[derive(Clone, Debug)]
+pub struct TierConfig {
+    pub name: String,
+    /// Head start under [`ContactPolicy::TierAging`]: a contact of this tier is
+    /// ranked as if it had arrived this much earlier. The difference between two
+    /// tiers' boosts bounds how long the lower one can be overtaken.
+    pub aging_boost: Duration,
+    /// Answer-time target for this tier under [`ContactPolicy::EarliestDeadline`];
+    /// `None` takes the queue's service-level threshold.
+    pub answer_target: Option<Duration>,
+}
+
+impl TierConfig {
+    pub fn new(name: &str, aging_boost: Duration) -> Self {
+        TierConfig { name: name.to_owned(), aging_boost, answer_target: None }
+    }
+}
+
+/// "80 % answered within 20 s".
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ServiceLevel {
+    pub target: f64,
+    pub threshold: Duration,
+}
+
+/// Which waiting contact an agent takes when several qualify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactPolicy {
+    /// Highest tier first, FIFO within a tier. Lower tiers can starve while
+    /// higher-tier contacts keep arriving: the overtaking bound is unbounded.
+    StrictTier,
+    /// Each tier ranks as if it had arrived `aging_boost` earlier. A contact is
+    /// overtaken by later arrivals for at most `max(boost) - own boost`.
+    TierAging,
+    /// Earliest service-level deadline first (arrival + the tier's answer
+    /// target, or a callback's own deadline). Nothing that becomes routable
+    /// after a contact's deadline can overtake it.
+    EarliestDeadline,
+}
+
+/// Which available agent a contact gets when several qualify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentPolicy {
+    /// The agent whose workload changed longest ago (for voice: longest idle).
+    LongestIdle,
+    /// Highest proficiency in the contact's first required skill, then longest idle.
+    MostProficient,
+    /// Fewest contacts in progress on the contact's channel, then longest idle.
+    LeastOccupied,
+}
+
+/// Relax a contact's requirements once it has waited `after` in its queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelaxStep {
+    pub after: Duration,
+    pub action: RelaxAction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelaxAction {
+    /// Required proficiencies above this are lowered to it.
+    MinProficiencyAtMost(u8),
+    /// Accept the next language in the contact's preference list.
+    NextLanguage,
+    /// Accept an agent in any language.
+    AnyLanguage,
+    /// Move to another queue (keeping arrival time and context).
+    OverflowTo(QueueId),
+}
+
+/// What happens to a contact offered to a queue that is at `max_waiting`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    Refuse,
+    OverflowTo(QueueId),
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    pub name: String,
+    pub service_level: ServiceLevel,
+    pub contact_policy: ContactPolicy,
+    pub agent_policy: AgentPolicy,
+    /// Steps ordered by `after`.
+    pub relaxation: Vec<RelaxStep>,
+    pub max_waiting: Option<u32>,
+    pub when_full: WhenFull,
+    /// After-contact work; zero sends the agent straight back to available.
+    pub wrap_up: Duration,
+    /// How long an offer rings before it is redirected (RONA).
+    pub offer_timeout: Duration,
+    /// How long a contact that names preferred agents waits for one of them
+    /// before any qualified agent may take it.
+    pub preferred_agent_window: Duration,
+    /// Average handle time assumed for the estimated wait until the queue has
+    /// a history of its own.
+    pub expected_handle_time: Duration,
+}
+
+impl QueueConfig {
+    pub fn new(name: &str) -> Self {
+        QueueConfig {
+            name: name.to_owned(),
+            service_level: ServiceLevel { target: 0.8, threshold: Duration::from_secs(20) },
+            contact_policy: ContactPolicy::TierAging,
+            agent_policy: AgentPolicy::LongestIdle,
+            relaxation: Vec::new(),
+            max_waiting: None,
+            when_full: WhenFull::Refuse,
+            wrap_up: Duration::ZERO,
+            offer_timeout: Duration::from_secs(20),
+            preferred_agent_window: Duration::ZERO,
+            expected_handle_time: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One problem in a configuration, with the field it is about.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// Path of the field, e.g. `queues[2].relaxation[0].action`.
+    pub field: String,
+    pub message: String,
+}
+
+/// All problems found in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} configuration error(s)", self.0.len())?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl RouterConfig {
+    /// Checks every rule and returns all violations, not just the first.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        let mut err = |field: String, message: String| errs.push(ConfigError { field, message });
+
+        if self.tiers.is_empty() {
+            err("tiers".into(), "at least one tier is required".into());
+        }
+        if self.tiers.len() > usize::from(u8::MAX) {
+            err("tiers".into(), format!("at most {} tiers", u8::MAX));
+        }
+        for (i, t) in self.tiers.iter().enumerate() {
+            if t.name.is_empty() {
+                err(format!("tiers[{i}].name"), "must not be empty".into());
+            }
+            if self.tiers[..i].iter().any(|o| o.name == t.name) {
+                err(format!("tiers[{i}].name"), format!("duplicate tier name {:?}", t.name));
+            }
+            if t.aging_boost > Duration::from_secs(365 * 24 * 3600) {
+                err(format!("tiers[{i}].aging_boost"), "must be at most one year".into());
+            }
+        }
+        if self.queues.is_empty() {
+            err("queues".into(), "at least one queue is required".into());
+        }
+        if self.queues.len() > usize::from(u16::MAX) {
+            err("queues".into(), format!("at most {} queues", u16::MAX));
+        }
+        let nq = self.queues.len();
+        let queue_ok = |q: QueueId| usize::from(q.0) < nq;
+        for (i, q) in self.queues.iter().enumerate() {
+            let at = |f: &str| format!("queues[{i}].{f}");
+            if q.name.is_empty() {
+                err(at("name"), "must not be empty".into());
+            }
+            if self.queues[..i].iter().any(|o| o.name == q.name) {
+                err(at("name"), format!("duplicate queue name {:?}", q.name));
+            }
+            let sl = q.service_level;
+            if !(sl.target > 0.0 && sl.target <= 1.0) {
+                err(at("service_level.target"), format!("{} is not in (0, 1]", sl.target));
+            }
+            if sl.threshold.is_zero() {
+                err(at("service_level.threshold"), "must be positive".into());
+            }
+            if q.offer_timeout.is_zero() {
+                err(at("offer_timeout"), "must be positive".into());
+            }
+            if q.expected_handle_time.is_zero() {
+                err(at("expected_handle_time"), "must be positive".into());
+            }
+            if q.max_waiting == Some(0) {
+                err(at("max_waiting"), "must be at least 1 (omit it for no limit)".into());
+            }
+            if let WhenFull::OverflowTo(to) = q.when_full {
+                if !queue_ok(to) {
+                    err(at("when_full"), format!("overflow queue {} does not exist", to.0));
+                } else if usize::from(to.0) == i {
+                    err(at("when_full"), "a queue cannot overflow into itself".into());
+                }
+            }
+            for (j, step) in q.relaxation.iter().enumerate() {
+                let at = |f: &str| format!("queues[{i}].relaxation[{j}].{f}");
+                if j > 0 && step.after < q.relaxation[j - 1].after {
+                    err(at("after"), "steps must be in increasing order of `after`".into());
+                }
+                match step.action {
+                    RelaxAction::MinProficiencyAtMost(p) if !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(&p) => err(
+                        at("action"),
+                        format!("proficiency {p} is not in {MIN_PROFICIENCY}..={MAX_PROFICIENCY}"),
+                    ),
+                    RelaxAction::OverflowTo(to) if !queue_ok(to) => {
+                        err(at("action"), format!("overflow queue {} does not exist", to.0))
+                    }
+                    RelaxAction::OverflowTo(to) if usize::from(to.0) == i => {
+                        err(at("action"), "a queue cannot overflow into itself".into())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !(self.ewt_smoothing > 0.0 && self.ewt_smoothing <= 1.0) {
+            err("ewt_smoothing".into(), format!("{} is not in (0, 1]", self.ewt_smoothing));
+        }
+        if self.offer_history == 0 {
+            err("offer_history".into(), "must be at least 1".into());
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+}

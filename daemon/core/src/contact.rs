@@ -1,0 +1,123 @@
+//! A contact inside the core: what it asked for, how far its requirements
+//! have relaxed, and where it is in its lifecycle.
+
+use crate::config::{ContactPolicy, RelaxAction, RouterConfig};
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, TierId, MAX_PROFICIENCY};
+use crate::time::{micros, Time};
+
+/// Order among waiting contacts: lower is served first. The value is a
+/// "virtual due time" in microseconds (see [`rank_value`]); `seq` breaks ties by
+/// order of first arrival. It is fixed while the contact stays in one queue, so
+/// a contact that comes back after RONA or a withdrawn offer regains its place.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Rank {
+    pub value: u64,
+    pub seq: u64,
+}
+
+const BIAS: u64 = 1 << 60;
+const STRICT_STEP: u64 = 1 << 48; // ~8.9 years: larger than any wait
+
+/// The virtual due time of a contact under its queue's policy. All policies
+/// speak the same unit, so contacts of different queues compare sensibly when
+/// one agent could serve both: the one nearest its service-level deadline wins.
+pub fn rank_value(cfg: &RouterConfig, queue: QueueId, tier: TierId, arrival: Time, deadline: Option<Time>) -> u64 {
+    let q = &cfg.queues[usize::from(queue.0)];
+    let t = &cfg.tiers[usize::from(tier.0)];
+    let threshold = micros(q.service_level.threshold);
+    let base = BIAS.saturating_add(arrival.as_micros());
+    match q.contact_policy {
+        ContactPolicy::StrictTier => {
+            let lower_tiers = (cfg.tiers.len() - 1 - usize::from(tier.0)) as u64;
+            (base + threshold).saturating_sub(lower_tiers * STRICT_STEP)
+        }
+        ContactPolicy::TierAging => (base + threshold).saturating_sub(micros(t.aging_boost)),
+        ContactPolicy::EarliestDeadline => match deadline {
+            Some(d) => BIAS.saturating_add(d.as_micros()),
+            None => base + micros(t.answer_target.unwrap_or(q.service_level.threshold)),
+        },
+    }
+}
+
+/// How far a contact's requirements have been relaxed in its current queue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Relaxation {
+    /// Required proficiencies are capped at this.
+    pub proficiency_cap: u8,
+    /// How many of the preferred languages are acceptable (from the front).
+    pub languages: u8,
+    pub any_language: bool,
+    /// Index of the next step of the queue to apply.
+    pub next_step: u8,
+}
+
+impl Relaxation {
+    pub const NONE: Relaxation = Relaxation { proficiency_cap: MAX_PROFICIENCY, languages: 1, any_language: false, next_step: 0 };
+
+    pub fn apply(&mut self, action: RelaxAction) {
+        match action {
+            RelaxAction::MinProficiencyAtMost(p) => self.proficiency_cap = self.proficiency_cap.min(p),
+            RelaxAction::NextLanguage => self.languages = self.languages.saturating_add(1),
+            RelaxAction::AnyLanguage => self.any_language = true,
+            RelaxAction::OverflowTo(_) => {}
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ContactState {
+    /// A callback not yet due.
+    Scheduled { due: Time },
+    /// Waiting in a bucket, or held for its preferred agents until `hold_until`.
+    Waiting { bucket: Option<u32>, hold_until: Option<Time> },
+    Offered { offer: OfferId, agent: u32 },
+    Connected { agent: u32 },
+}
+
+pub struct Contact {
+    pub id: ContactId,
+    pub channel: Channel,
+    pub queue: QueueId,
+    pub tier: TierId,
+    /// As requested, sorted by skill.
+    pub skills: Vec<SkillReq>,
+    /// Preference order.
+    pub languages: Vec<LanguageId>,
+    pub preferred: Vec<AgentId>,
+    pub context: Vec<(String, String)>,
+    /// Original arrival: kept through transfers and overflows.
+    pub arrival: Time,
+    /// When it entered its current queue; relaxation steps count from here.
+    pub entered_queue: Time,
+    pub deadline: Option<Time>,
+    pub rank: Rank,
+    pub relax: Relaxation,
+    pub state: ContactState,
+    /// The time of the wake-up timer that is current for this contact.
+    pub next_wake: Option<Time>,
+    /// Bumped whenever the contact is re-created in a slot, so timers of a
+    /// previous occupant are recognised as stale.
+    pub gen: u32,
+}
+
+impl Contact {
+    /// Writes the requirements in force now into `skills` and returns the
+    /// acceptable languages (`None`: any).
+    pub fn effective<'a>(&'a self, skills: &mut Vec<SkillReq>) -> Option<&'a [LanguageId]> {
+        skills.clear();
+        skills.extend(self.skills.iter().map(|r| SkillReq {
+            skill: r.skill,
+            min_proficiency: r.min_proficiency.min(self.relax.proficiency_cap),
+        }));
+        if self.relax.any_language || self.languages.is_empty() {
+            None
+        } else {
+            let n = usize::from(self.relax.languages).clamp(1, self.languages.len());
+            Some(&self.languages[..n])
+        }
+    }
+
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.state, ContactState::Waiting { .. })
+    }
+}

@@ -1,0 +1,70 @@
+//! `ccr-core`: the routing core of ccr.
+//!
+//! A deterministic, sans-IO state machine in the manner of `quinn-proto`: it
+//! owns agents, waiting contacts, offers and timers, and turns commands into
+//! decisions. It performs no I/O, reads no clock, takes no lock and spawns no
+//! thread: `now` is an argument of every input, and the same inputs always give
+//! the same outputs. The daemon, the simulator and the benches all drive this
+//! one [`Router`]:
+//!
+//! ```text
+//! router.handle(now, command)?;        // inputs
+//! router.handle_timeout(now);
+//! while let Some(e) = router.poll_event() { .. }   // outputs
+//! let wake_at = router.poll_timeout();
+//! ```
+//!
+//! # Layout
+//! - [`time`], [`ids`]: the vocabulary (microsecond time, typed ids, channels).
+//! - [`config`]: queues, tiers and policies, validated with every error located.
+//! - [`command`], [`event`], [`error`]: what goes in, what comes out, why a
+//!   command is refused.
+//! - `router`: the state machine and the lifecycle of contacts, agents, offers.
+//! - `buckets`: waiting contacts grouped by identical requirements, for an
+//!   agent looking for work. `pools`: agents with room, for a contact looking
+//!   for an agent. Both are what makes a decision cost microseconds.
+//! - `contact`, `agent`: the records, with rank and relaxation rules.
+//! - `timers`, `offers`, `slab`: plumbing.
+//! - [`stats`]: queue statistics and the estimated wait time.
+//! - [`snapshot`]: a plain copy of the state for tests and tools.
+//!
+//! # Rules worth knowing
+//! - A contact's place is a fixed *rank* (a virtual due time, see
+//!   [`contact::rank_value`]): after RONA or a withdrawn offer it returns to the
+//!   same place, ahead of everyone who came later.
+//! - Timers due at or before a command's `now` fire before the command.
+//! - A refused command changes nothing.
+
+pub mod command;
+pub mod config;
+pub mod contact;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod snapshot;
+pub mod stats;
+pub mod time;
+
+mod agent;
+mod buckets;
+mod offers;
+mod pools;
+mod router;
+mod slab;
+mod timers;
+
+pub use command::{AgentProfile, Command, ContactSpec, NotReadyReason, Reply, TransferSpec};
+pub use config::{
+    AgentPolicy, ConfigError, ConfigErrors, ContactPolicy, QueueConfig, RelaxAction, RelaxStep, RouterConfig,
+    ServiceLevel, TierConfig, WhenFull,
+};
+pub use error::{CommandError, OfferOutcome};
+pub use event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
+pub use ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillId, SkillReq, TierId};
+pub use router::{
+    Router, MAX_LANGUAGES_PER_AGENT, MAX_LANGUAGES_PER_CONTACT, MAX_PREFERRED_AGENTS, MAX_SKILLS_PER_AGENT,
+    MAX_SKILLS_PER_CONTACT,
+};
+pub use snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
+pub use stats::{EwtMethod, QueueCounters, QueueStats, WaitEstimate};
+pub use time::Time;

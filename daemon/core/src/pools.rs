@@ -1,0 +1,175 @@
+//! The index of agents with room, for a contact looking for an agent.
+//!
+//! Each agent with room on a channel is entered into one *pool* per (channel,
+//! skill, language, proficiency in that skill, contacts in progress on the
+//! channel), plus the same with language `ANY` for contacts that accept every
+//! language. A pool is a FIFO in the order agents entered it, which is the
+//! "longest idle" order, so the best agent of a pool is the first one that
+//! still holds that entry and meets the contact's other skills.
+//!
+//! Entries are never searched for and removed: any change to an agent gives it
+//! a new `idle_order`, which makes all its old entries stale at once (O(1)).
+//! Stale entries are popped when they reach a pool's front and swept out when
+//! a pool doubles in length, so the cost stays amortised O(1) per push.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+
+use crate::agent::Agent;
+use crate::buckets::ANY_LANGUAGE;
+use crate::config::AgentPolicy;
+use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
+use crate::slab::Slab;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    slot: u32,
+    order: u64,
+}
+
+struct Pool {
+    entries: VecDeque<Entry>,
+    sweep_at: usize,
+}
+
+fn pool_key(channel: Channel, skill: SkillId, language: u16, proficiency: u8, occupancy: u8) -> u64 {
+    (channel as u64) << 48
+        | u64::from(skill.0) << 32
+        | u64::from(language) << 16
+        | u64::from(proficiency) << 8
+        | u64::from(occupancy)
+}
+
+fn is_current(agents: &Slab<Agent>, e: Entry) -> bool {
+    agents.get(e.slot).is_some_and(|a| a.idle_order == e.order)
+}
+
+/// An agent found for a contact, with what it was chosen on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AgentCandidate {
+    pub slot: u32,
+    pub proficiency: u8,
+    pub occupancy: u8,
+    pub order: u64,
+}
+
+impl AgentCandidate {
+    fn score(&self, policy: AgentPolicy) -> (u8, u64) {
+        match policy {
+            AgentPolicy::LongestIdle => (0, self.order),
+            AgentPolicy::MostProficient => (MAX_PROFICIENCY - self.proficiency, self.order),
+            AgentPolicy::LeastOccupied => (self.occupancy, self.order),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct AgentPools {
+    pools: FxHashMap<u64, Pool>,
+    /// Highest occupancy level ever entered, per channel: bounds the search.
+    max_occupancy: [u8; Channel::COUNT],
+}
+
+impl AgentPools {
+    /// Enters the agent in every pool it belongs to, under its current
+    /// `idle_order`. The caller has already made its previous entries stale.
+    pub(crate) fn push(&mut self, agents: &Slab<Agent>, slot: u32) {
+        let agent = &agents[slot];
+        debug_assert!(agent.idle_order != 0);
+        let entry = Entry { slot, order: agent.idle_order };
+        for channel in Channel::ALL {
+            if !agent.has_room(channel) {
+                continue;
+            }
+            let occupancy = agent.usage[channel.index()];
+            let max = &mut self.max_occupancy[channel.index()];
+            *max = (*max).max(occupancy);
+            for &(skill, proficiency) in &agent.skills {
+                let languages = agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]);
+                for language in languages {
+                    let key = pool_key(channel, skill, language, proficiency, occupancy);
+                    let pool = self.pools.entry(key).or_insert_with(|| Pool { entries: VecDeque::new(), sweep_at: 16 });
+                    if pool.entries.len() >= pool.sweep_at {
+                        pool.entries.retain(|&e| is_current(agents, e));
+                        pool.sweep_at = (pool.entries.len() * 2).max(16);
+                    }
+                    pool.entries.push_back(entry);
+                }
+            }
+        }
+    }
+
+    /// The best agent with room on `channel` that meets `reqs` and speaks one of
+    /// `languages` (`None`: any), under `policy`. Every pool's best is pushed
+    /// to `weighed` when given (for explanations).
+    pub(crate) fn find(
+        &mut self,
+        agents: &Slab<Agent>,
+        channel: Channel,
+        reqs: &[SkillReq],
+        languages: Option<&[LanguageId]>,
+        policy: AgentPolicy,
+        mut weighed: Option<&mut Vec<AgentCandidate>>,
+    ) -> Option<AgentCandidate> {
+        let primary = reqs[0];
+        let any = [LanguageId(ANY_LANGUAGE)];
+        let languages = languages.unwrap_or(&any);
+        let max_occupancy = if channel == Channel::Voice { 0 } else { self.max_occupancy[channel.index()] };
+        let mut best: Option<AgentCandidate> = None;
+        let mut visit = |occupancy: u8, proficiency: u8| {
+            for language in languages {
+                let key = pool_key(channel, primary.skill, language.0, proficiency, occupancy);
+                let Some(pool) = self.pools.get_mut(&key) else { continue };
+                while pool.entries.front().is_some_and(|&e| !is_current(agents, e)) {
+                    pool.entries.pop_front();
+                }
+                let found = pool.entries.iter().find(|&&e| is_current(agents, e) && agents[e.slot].qualifies(reqs));
+                let Some(&e) = found else { continue };
+                let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
+                if let Some(w) = weighed.as_deref_mut() {
+                    w.push(candidate);
+                }
+                if best.is_none_or(|b| candidate.score(policy) < b.score(policy)) {
+                    best = Some(candidate);
+                }
+            }
+            best.is_some()
+        };
+        let proficiencies = primary.min_proficiency.max(1)..=MAX_PROFICIENCY;
+        // The policy's first criterion is the outer loop, so the search stops at
+        // the first level that has a candidate; LongestIdle looks at every pool.
+        match policy {
+            AgentPolicy::MostProficient => {
+                for proficiency in proficiencies.rev() {
+                    let mut found = false;
+                    for occupancy in 0..=max_occupancy {
+                        found = visit(occupancy, proficiency);
+                    }
+                    if found {
+                        break;
+                    }
+                }
+            }
+            AgentPolicy::LeastOccupied => {
+                for occupancy in 0..=max_occupancy {
+                    let mut found = false;
+                    for proficiency in proficiencies.clone() {
+                        found = visit(occupancy, proficiency);
+                    }
+                    if found {
+                        break;
+                    }
+                }
+            }
+            AgentPolicy::LongestIdle => {
+                for occupancy in 0..=max_occupancy {
+                    for proficiency in proficiencies.clone() {
+                        visit(occupancy, proficiency);
+                    }
+                }
+            }
+        }
+        best
+    }
+}

@@ -1,0 +1,1167 @@
+//! The router: the state machine that owns agents, contacts, offers and
+//! timers, and turns commands into decisions.
+//!
+//! Methods are sorted as in quinn-proto: inputs (`handle`, `handle_timeout`),
+//! outputs (`poll_event`, `poll_timeout`), then read-only queries. Private
+//! helpers are grouped by lifecycle: indexing, matching, offers, agents.
+//!
+//! Every mutation ends with the same promise (tested after every command):
+//! no waiting contact that is not held for a preferred agent has an available
+//! agent who qualifies for it. Whatever could break that (a contact becoming
+//! routable, an agent gaining room) runs a search from its own side.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use crate::agent::{Agent, Presence, WrapUp};
+use crate::buckets::{BucketIndex, BucketKeyRef, ListKey, ANY_LANGUAGE};
+use crate::command::{AgentProfile, Command, ContactSpec, NotReadyReason, Reply, TransferSpec};
+use crate::config::{RelaxAction, RouterConfig, WhenFull};
+use crate::contact::{rank_value, Contact, ContactState, Rank, Relaxation};
+use crate::error::{CommandError, OfferOutcome};
+use crate::event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, TierId};
+use crate::ids::{MAX_PROFICIENCY, MIN_PROFICIENCY};
+use crate::offers::{Offer, Offers};
+use crate::pools::{AgentCandidate, AgentPools};
+use crate::slab::Slab;
+use crate::snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
+use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
+use crate::time::Time;
+use crate::timers::{Timer, Timers};
+
+/// Limits on what one command may carry, so that no input can make the core
+/// do unbounded work per decision.
+pub const MAX_SKILLS_PER_CONTACT: usize = 16;
+pub const MAX_LANGUAGES_PER_CONTACT: usize = 16;
+pub const MAX_PREFERRED_AGENTS: usize = 8;
+pub const MAX_SKILLS_PER_AGENT: usize = 256;
+pub const MAX_LANGUAGES_PER_AGENT: usize = 32;
+
+pub struct Router {
+    cfg: RouterConfig,
+    now: Time,
+    agents: Slab<Agent>,
+    agent_slots: FxHashMap<AgentId, u32>,
+    /// Last reported state per agent slot, to emit changes only.
+    contacts: Slab<Contact>,
+    contact_slots: FxHashMap<ContactId, u32>,
+    buckets: BucketIndex,
+    pools: AgentPools,
+    /// Contacts held for a preferred agent, per agent id (logged in or not).
+    holds: FxHashMap<AgentId, BTreeSet<(Rank, u32)>>,
+    offers: Offers,
+    timers: Timers,
+    queues: Vec<QueueState>,
+    events: VecDeque<Event>,
+    /// Logged-in agents by reported state ([`AgentState::index`]).
+    agent_states: [u32; 6],
+    reported: FxHashMap<u32, AgentState>,
+    next_rank_seq: u64,
+    next_idle_order: u64,
+    next_gen: u32,
+    scratch: Vec<SkillReq>,
+}
+
+impl Router {
+    pub fn new(cfg: RouterConfig) -> Result<Router, crate::ConfigErrors> {
+        cfg.validate()?;
+        let queues = cfg.queues.iter().map(|_| QueueState::new(cfg.tiers.len())).collect();
+        Ok(Router {
+            offers: Offers::new(cfg.offer_history),
+            cfg,
+            now: Time::ZERO,
+            agents: Slab::new(),
+            agent_slots: FxHashMap::default(),
+            contacts: Slab::new(),
+            contact_slots: FxHashMap::default(),
+            buckets: BucketIndex::default(),
+            pools: AgentPools::default(),
+            holds: FxHashMap::default(),
+            timers: Timers::default(),
+            queues,
+            events: VecDeque::new(),
+            agent_states: [0; 6],
+            reported: FxHashMap::default(),
+            next_rank_seq: 1,
+            next_idle_order: 1,
+            next_gen: 1,
+            scratch: Vec::new(),
+        })
+    }
+
+    // ----- Inputs -------------------------------------------------------------
+
+    /// Applies one command at `now`. Timers due at or before `now` fire first,
+    /// so an accept arriving exactly at an offer's expiry finds it expired.
+    pub fn handle(&mut self, now: Time, command: Command) -> Result<Reply, CommandError> {
+        self.handle_timeout(now);
+        match command {
+            Command::AgentLogin { agent, profile, ready } => self.login(agent, profile, ready),
+            Command::AgentLogout { agent } => self.logout(agent),
+            Command::AgentReady { agent } => self.set_presence(agent, Presence::Ready),
+            Command::AgentNotReady { agent, reason } => self.set_presence(agent, Presence::NotReady(reason)),
+            Command::Accept { agent, offer } => self.accept(agent, offer),
+            Command::Reject { agent, offer } => self.reject(agent, offer),
+            Command::Complete { agent, contact } => self.complete(agent, contact, false),
+            Command::EndWrapUp { agent, contact } => self.end_wrap_up_command(agent, contact),
+            Command::Enqueue(spec) => self.enqueue(spec, None),
+            Command::Abandon { contact } => self.abandon(contact),
+            Command::Transfer(spec) => self.transfer(spec),
+            Command::ScheduleCallback { spec, due, deadline } => self.enqueue(spec, Some((due, deadline))),
+        }
+    }
+
+    /// Fires every timer due at or before `now`, each at its own time.
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some((at, timer)) = self.timers.pop_due(now) {
+            self.now = self.now.max(at);
+            self.fire(timer);
+        }
+        self.now = self.now.max(now);
+    }
+
+    // ----- Outputs ------------------------------------------------------------
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When the core next needs [`Router::handle_timeout`]. May be early (a
+    /// cancelled timer): waking then is harmless.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.timers.next()
+    }
+
+    // ----- Queries ------------------------------------------------------------
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    /// The last `now` the router has seen.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    pub fn agent_state(&self, agent: AgentId) -> AgentState {
+        self.agent_slots.get(&agent).map_or(AgentState::Offline, |&s| self.agents[s].state())
+    }
+
+    /// Logged-in agents by [`AgentState::index`].
+    pub fn agent_state_counts(&self) -> [u32; 6] {
+        self.agent_states
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len()
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    pub fn pending_offers(&self) -> usize {
+        self.offers.pending_count()
+    }
+
+    pub fn queue_id(&self, name: &str) -> Option<QueueId> {
+        self.cfg.queues.iter().position(|q| q.name == name).map(|i| QueueId(i as u16))
+    }
+
+    /// Operator's view of one queue. Oldest wait scans the queue's contacts:
+    /// this is for dashboards polled every few seconds, not the hot path.
+    pub fn queue_stats(&self, queue: QueueId) -> Result<QueueStats, CommandError> {
+        let q = self.queues.get(usize::from(queue.0)).ok_or(CommandError::UnknownQueue(queue))?;
+        let oldest = self
+            .contacts
+            .iter()
+            .filter(|(_, c)| c.queue == queue && c.is_waiting())
+            .map(|(_, c)| c.arrival)
+            .min();
+        Ok(QueueStats {
+            name: self.cfg.queues[usize::from(queue.0)].name.clone(),
+            waiting_by_tier: q.waiting_by_tier.clone(),
+            waiting: q.waiting(),
+            oldest_wait: oldest.map(|a| self.now.since(a)),
+            counters: q.counters,
+            service_level: q.service_level(),
+            service_level_target: self.cfg.queues[usize::from(queue.0)].service_level.target,
+            agents_by_state: self.agent_states,
+        })
+    }
+
+    /// Position in queue and estimated wait of a contact (see [`crate::stats`]).
+    pub fn estimate_wait(&self, contact: ContactId) -> Result<WaitEstimate, CommandError> {
+        let &slot = self.contact_slots.get(&contact).ok_or(CommandError::UnknownContact(contact))?;
+        let c = &self.contacts[slot];
+        if !c.is_waiting() {
+            let method = EwtMethod::NotWaiting;
+            return Ok(WaitEstimate { position: 0, estimated_wait: Duration::ZERO, method });
+        }
+        let ahead = self
+            .contacts
+            .iter()
+            .filter(|(_, o)| o.queue == c.queue && o.is_waiting() && o.rank < c.rank)
+            .count() as u32;
+        let q = &self.queues[usize::from(c.queue.0)];
+        let position = ahead + 1;
+        if q.departures >= WARM_UP_DEPARTURES {
+            let wait = Duration::from_micros((f64::from(position) * q.gap_ewma) as u64);
+            return Ok(WaitEstimate { position, estimated_wait: wait, method: EwtMethod::QueueVelocity });
+        }
+        let mut skills = Vec::new();
+        let languages = c.effective(&mut skills);
+        let staffed = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.capacity[c.channel.index()] > 0 && a.qualifies(&skills) && a.speaks_any(languages))
+            .count()
+            .max(1);
+        let aht = self.cfg.queues[usize::from(c.queue.0)].expected_handle_time;
+        let wait = aht.mul_f64(f64::from(position) / staffed as f64);
+        Ok(WaitEstimate { position, estimated_wait: wait, method: EwtMethod::HandleTimeModel })
+    }
+
+    /// Everything the router holds, in a plain form: for tests, debugging and
+    /// the journal. O(n); never on the hot path.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut scratch = Vec::new();
+        let contacts = self
+            .contacts
+            .iter()
+            .map(|(_, c)| {
+                let languages = c.effective(&mut scratch).map(<[LanguageId]>::to_vec);
+                let state = match c.state {
+                    ContactState::Scheduled { due } => ContactViewState::Scheduled { due },
+                    ContactState::Waiting { hold_until, .. } => ContactViewState::Waiting { held_until: hold_until },
+                    ContactState::Offered { offer, agent } => {
+                        ContactViewState::Offered { offer, agent: self.agents[agent].id }
+                    }
+                    ContactState::Connected { agent } => ContactViewState::Connected { agent: self.agents[agent].id },
+                };
+                ContactView {
+                    id: c.id,
+                    channel: c.channel,
+                    queue: c.queue,
+                    tier: c.tier,
+                    skills: c.skills.clone(),
+                    languages: c.languages.clone(),
+                    preferred: c.preferred.clone(),
+                    context: c.context.clone(),
+                    arrival: c.arrival,
+                    entered_queue: c.entered_queue,
+                    deadline: c.deadline,
+                    rank: (c.rank.value, c.rank.seq),
+                    effective_skills: scratch.clone(),
+                    effective_languages: languages,
+                    relaxation_steps_applied: c.relax.next_step,
+                    state,
+                }
+            })
+            .collect();
+        let agents = self
+            .agents
+            .iter()
+            .map(|(_, a)| AgentView {
+                id: a.id,
+                skills: a.skills.clone(),
+                languages: a.languages.clone(),
+                capacity: a.capacity,
+                usage: a.usage,
+                presence: match a.presence {
+                    Presence::Ready => None,
+                    Presence::NotReady(r) => Some(r),
+                },
+                state: a.state(),
+                idle_order: a.idle_order,
+                wrap_ups: a.wrap_ups.iter().map(|w| (w.contact, w.ends_at)).collect(),
+            })
+            .collect();
+        Snapshot { now: self.now, contacts, agents }
+    }
+
+    // ----- Timers -------------------------------------------------------------
+
+    fn fire(&mut self, timer: Timer) {
+        match timer {
+            Timer::ContactWake { slot, gen } => {
+                let Some(c) = self.contacts.get_mut(slot) else { return };
+                if c.gen != gen || c.next_wake != Some(self.now) {
+                    return;
+                }
+                c.next_wake = None;
+                match c.state {
+                    ContactState::Scheduled { due } if due <= self.now => self.callback_due(slot),
+                    ContactState::Waiting { .. } => self.settle(slot, Trigger::ContactWaiting),
+                    _ => {}
+                }
+            }
+            Timer::OfferExpiry { offer } => {
+                if self.offers.pending(offer).is_some_and(|o| o.expires_at <= self.now) {
+                    self.end_offer(offer, OfferOutcome::Expired);
+                }
+            }
+            Timer::WrapUpEnd { agent_slot, contact } => {
+                let Some(a) = self.agents.get(agent_slot) else { return };
+                if a.wrap_ups.iter().any(|w| w.contact == contact && w.ends_at <= self.now) {
+                    self.end_wrap_up(agent_slot, contact);
+                }
+            }
+        }
+    }
+
+    // ----- Agent commands -----------------------------------------------------
+
+    fn login(&mut self, id: AgentId, profile: AgentProfile, ready: bool) -> Result<Reply, CommandError> {
+        if self.agent_slots.contains_key(&id) {
+            return Err(CommandError::AgentAlreadyLoggedIn(id));
+        }
+        let AgentProfile { mut skills, languages, capacity } = profile;
+        if skills.len() > MAX_SKILLS_PER_AGENT {
+            return Err(invalid("skills", format!("at most {MAX_SKILLS_PER_AGENT}")));
+        }
+        if languages.len() > MAX_LANGUAGES_PER_AGENT {
+            return Err(invalid("languages", format!("at most {MAX_LANGUAGES_PER_AGENT}")));
+        }
+        skills.sort_unstable_by_key(|&(s, _)| s);
+        if let Some(w) = skills.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(CommandError::DuplicateSkill(w[0].0));
+        }
+        if let Some(&(s, p)) = skills.iter().find(|&&(_, p)| !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(&p)) {
+            return Err(invalid("proficiency", format!("{p} for skill {s} is not in 1..=10")));
+        }
+        check_unique_languages(&languages)?;
+        if languages.iter().any(|l| l.0 == ANY_LANGUAGE) {
+            return Err(invalid("languages", format!("language id {ANY_LANGUAGE} is reserved")));
+        }
+        if capacity[Channel::Voice.index()] > 1 {
+            return Err(invalid("capacity", "voice capacity is 0 or 1".into()));
+        }
+        if capacity.iter().all(|&c| c == 0) {
+            return Err(invalid("capacity", "an agent needs room for at least one channel".into()));
+        }
+        let presence = if ready { Presence::Ready } else { Presence::NotReady(NotReadyReason::LoggedIn) };
+        let slot = self.agents.insert(Agent {
+            id,
+            skills,
+            languages,
+            capacity,
+            usage: [0; Channel::COUNT],
+            ringing: 0,
+            connected: 0,
+            wrap_ups: Vec::new(),
+            work: Vec::new(),
+            presence,
+            idle_order: 0,
+        });
+        self.agent_slots.insert(id, slot);
+        self.agent_gained_room(slot);
+        Ok(Reply::Done)
+    }
+
+    fn logout(&mut self, id: AgentId) -> Result<Reply, CommandError> {
+        let slot = self.agent_slot(id)?;
+        if self.agents[slot].connected > 0 {
+            return Err(CommandError::AgentBusy(id));
+        }
+        let agent = self.agents.remove(slot).expect("agent is live");
+        self.agent_slots.remove(&id);
+        for w in &agent.wrap_ups {
+            self.events.push_back(Event::WrapUpEnded { contact: w.contact, agent: id });
+        }
+        self.sync_agent_state(slot, None);
+        self.events.push_back(Event::AgentStateChanged { agent: id, state: AgentState::Offline });
+        // Re-route its ringing offers at once; it can no longer be chosen.
+        for contact_slot in agent.work {
+            if let ContactState::Offered { offer, .. } = self.contacts[contact_slot].state {
+                self.offers.close(offer, OfferOutcome::Withdrawn);
+                let contact = self.contacts[contact_slot].id;
+                self.events.push_back(Event::OfferEnded { offer, contact, agent: id, outcome: OfferOutcome::Withdrawn });
+                self.return_to_queue(contact_slot);
+            }
+        }
+        Ok(Reply::Done)
+    }
+
+    fn set_presence(&mut self, id: AgentId, presence: Presence) -> Result<Reply, CommandError> {
+        let slot = self.agent_slot(id)?;
+        if let Presence::NotReady(NotReadyReason::Rona | NotReadyReason::Declined) = presence {
+            return Err(invalid("reason", "RONA and declined are set by the router only".into()));
+        }
+        let agent = &mut self.agents[slot];
+        if agent.presence == presence {
+            return Ok(Reply::Done);
+        }
+        agent.presence = presence;
+        match presence {
+            Presence::Ready => self.agent_gained_room(slot),
+            Presence::NotReady(_) => self.agent_lost_room(slot),
+        }
+        Ok(Reply::Done)
+    }
+
+    fn accept(&mut self, id: AgentId, offer_id: OfferId) -> Result<Reply, CommandError> {
+        let slot = self.agent_slot(id)?;
+        let offer = match self.offers.pending(offer_id) {
+            Some(o) if o.agent != id => {
+                return Err(CommandError::OfferNotForAgent { offer: offer_id, owner: o.agent, agent: id })
+            }
+            Some(&o) => o,
+            None => return self.answer_ended_offer(id, offer_id, OfferOutcome::Accepted),
+        };
+        self.offers.close(offer_id, OfferOutcome::Accepted);
+        let c = &mut self.contacts[offer.contact_slot];
+        c.state = ContactState::Connected { agent: slot };
+        let (contact, queue, tier, arrival) = (c.id, c.queue, c.tier, c.arrival);
+        let waited = self.now.since(arrival);
+        let agent = &mut self.agents[slot];
+        agent.ringing -= 1;
+        agent.connected += 1;
+        let qi = usize::from(queue.0);
+        let threshold = self.cfg.queues[qi].service_level.threshold;
+        let q = &mut self.queues[qi];
+        q.counters.answered += 1;
+        if waited <= threshold {
+            q.counters.answered_in_target += 1;
+        }
+        q.note_answer(self.now, self.cfg.ewt_smoothing);
+        self.events.push_back(Event::Connected { offer: offer_id, contact, agent: id, queue, tier, waited });
+        self.sync_agent_state(slot, Some(id));
+        Ok(Reply::Accepted { contact, duplicate: false })
+    }
+
+    fn reject(&mut self, id: AgentId, offer_id: OfferId) -> Result<Reply, CommandError> {
+        self.agent_slot(id)?;
+        match self.offers.pending(offer_id) {
+            Some(o) if o.agent != id => Err(CommandError::OfferNotForAgent { offer: offer_id, owner: o.agent, agent: id }),
+            Some(_) => {
+                self.end_offer(offer_id, OfferOutcome::Rejected);
+                Ok(Reply::Rejected { duplicate: false })
+            }
+            None => self.answer_ended_offer(id, offer_id, OfferOutcome::Rejected),
+        }
+    }
+
+    /// A repeated accept or reject gets the first answer again; anything else
+    /// about an offer that is over is refused.
+    fn answer_ended_offer(&self, id: AgentId, offer: OfferId, asked: OfferOutcome) -> Result<Reply, CommandError> {
+        match self.offers.ended(offer) {
+            None => Err(CommandError::UnknownOffer(offer)),
+            Some(e) if e.agent != id => Err(CommandError::OfferNotForAgent { offer, owner: e.agent, agent: id }),
+            Some(e) if e.outcome == asked && asked == OfferOutcome::Accepted => {
+                Ok(Reply::Accepted { contact: e.contact, duplicate: true })
+            }
+            Some(e) if e.outcome == asked => Ok(Reply::Rejected { duplicate: true }),
+            Some(e) => Err(CommandError::OfferNotPending { offer, outcome: e.outcome }),
+        }
+    }
+
+    fn complete(&mut self, id: AgentId, contact: ContactId, hung_up: bool) -> Result<Reply, CommandError> {
+        let slot = self.agent_slot(id)?;
+        let cslot = self.contact_slot(contact)?;
+        if self.contacts[cslot].state != (ContactState::Connected { agent: slot }) {
+            return Err(CommandError::NotConnected { contact, agent: id });
+        }
+        let c = self.remove_contact(cslot);
+        let qi = usize::from(c.queue.0);
+        self.queues[qi].counters.completed += 1;
+        self.events.push_back(Event::Completed { contact, agent: id, queue: c.queue, hung_up });
+        let agent = &mut self.agents[slot];
+        agent.connected -= 1;
+        agent.work.retain(|&s| s != cslot);
+        self.start_wrap_up(slot, contact, c.channel, c.queue);
+        Ok(Reply::Done)
+    }
+
+    fn end_wrap_up_command(&mut self, id: AgentId, contact: ContactId) -> Result<Reply, CommandError> {
+        let slot = self.agent_slot(id)?;
+        if !self.agents[slot].wrap_ups.iter().any(|w| w.contact == contact) {
+            return Err(CommandError::NotInWrapUp { contact, agent: id });
+        }
+        self.end_wrap_up(slot, contact);
+        Ok(Reply::Done)
+    }
+
+    // ----- Gateway commands ---------------------------------------------------
+
+    fn enqueue(&mut self, spec: ContactSpec, callback: Option<(Time, Time)>) -> Result<Reply, CommandError> {
+        if self.contact_slots.contains_key(&spec.id) {
+            return Err(CommandError::DuplicateContact(spec.id));
+        }
+        let ContactSpec { id, channel, queue, tier, skills, languages, preferred_agents, context } = spec;
+        self.check_queue_and_tier(queue, tier)?;
+        check_requirements(&skills, &languages)?;
+        if preferred_agents.len() > MAX_PREFERRED_AGENTS {
+            return Err(invalid("preferred_agents", format!("at most {MAX_PREFERRED_AGENTS}")));
+        }
+        if let Some((due, deadline)) = callback {
+            if deadline < due {
+                return Err(invalid("deadline", "a callback's deadline cannot precede its due time".into()));
+            }
+        }
+        // Callbacks were promised: they skip the waiting limit when they come due.
+        let admitted = if callback.is_some() { queue } else { self.admit(queue)? };
+        let gen = self.next_gen();
+        let seq = self.next_rank_seq;
+        self.next_rank_seq += 1;
+        let (state, arrival, deadline) = match callback {
+            None => (ContactState::Waiting { bucket: None, hold_until: None }, self.now, None),
+            Some((due, deadline)) => (ContactState::Scheduled { due }, due.max(self.now), Some(deadline)),
+        };
+        let slot = self.contacts.insert(Contact {
+            id,
+            channel,
+            queue: admitted,
+            tier,
+            skills,
+            languages,
+            preferred: preferred_agents,
+            context,
+            arrival,
+            entered_queue: arrival,
+            deadline,
+            rank: Rank { value: rank_value(&self.cfg, admitted, tier, arrival, deadline), seq },
+            relax: Relaxation::NONE,
+            state,
+            next_wake: None,
+            gen,
+        });
+        self.contact_slots.insert(id, slot);
+        if admitted != queue {
+            self.queues[usize::from(queue.0)].counters.overflowed_out += 1;
+            self.queues[usize::from(admitted.0)].counters.overflowed_in += 1;
+            let reason = OverflowReason::QueueFull;
+            self.events.push_back(Event::Overflowed { contact: id, from: queue, to: admitted, reason });
+        }
+        match callback {
+            Some((due, _)) if due > self.now => self.schedule_wake(slot),
+            Some(_) => self.callback_due(slot),
+            None => {
+                self.queues[usize::from(admitted.0)].counters.arrived += 1;
+                self.arrive(slot);
+            }
+        }
+        Ok(Reply::Enqueued { queue: admitted })
+    }
+
+    fn abandon(&mut self, contact: ContactId) -> Result<Reply, CommandError> {
+        let cslot = self.contact_slot(contact)?;
+        let c = &self.contacts[cslot];
+        let (queue, tier, waited) = (c.queue, c.tier, self.now.since(c.arrival));
+        match c.state {
+            ContactState::Connected { agent } => {
+                let agent_id = self.agents[agent].id;
+                return self.complete(agent_id, contact, true);
+            }
+            ContactState::Scheduled { .. } => {
+                self.remove_contact(cslot);
+                self.events.push_back(Event::CallbackCancelled { contact, queue });
+                return Ok(Reply::Done);
+            }
+            ContactState::Offered { offer, .. } => {
+                let o = self.offers.close(offer, OfferOutcome::Abandoned);
+                let agent = o.agent;
+                self.events.push_back(Event::OfferEnded { offer, contact, agent, outcome: OfferOutcome::Abandoned });
+                self.release_agent_slot(o.agent_slot, cslot, false);
+            }
+            ContactState::Waiting { .. } => self.unindex(cslot),
+        }
+        self.remove_contact(cslot);
+        let short = waited < self.cfg.short_abandon;
+        let counters = &mut self.queues[usize::from(queue.0)].counters;
+        if short {
+            counters.short_abandoned += 1;
+        } else {
+            counters.abandoned += 1;
+        }
+        self.events.push_back(Event::Abandoned { contact, queue, tier, waited, short });
+        Ok(Reply::Done)
+    }
+
+    fn transfer(&mut self, spec: TransferSpec) -> Result<Reply, CommandError> {
+        let TransferSpec { contact, queue, skills, languages, tier, context } = spec;
+        let cslot = self.contact_slot(contact)?;
+        let tier = tier.unwrap_or(self.contacts[cslot].tier);
+        self.check_queue_and_tier(queue, tier)?;
+        check_requirements(&skills, &languages)?;
+        let from = self.contacts[cslot].queue;
+        if let ContactState::Scheduled { .. } = self.contacts[cslot].state {
+            return Err(CommandError::NotYetDue(contact));
+        }
+        let was_waiting_here = self.contacts[cslot].is_waiting() && from == queue;
+        let admitted = if was_waiting_here { queue } else { self.admit(queue)? };
+        // Checks done: from here on nothing fails.
+        let mut freed_agent = None;
+        match self.contacts[cslot].state {
+            ContactState::Waiting { .. } => self.unindex(cslot),
+            ContactState::Offered { offer, .. } => {
+                let o = self.offers.close(offer, OfferOutcome::Withdrawn);
+                let agent = o.agent;
+                self.events.push_back(Event::OfferEnded { offer, contact, agent, outcome: OfferOutcome::Withdrawn });
+                freed_agent = Some(o.agent_slot);
+            }
+            ContactState::Connected { agent } => {
+                let channel = self.contacts[cslot].channel;
+                let a = &mut self.agents[agent];
+                a.connected -= 1;
+                a.work.retain(|&s| s != cslot);
+                self.start_wrap_up(agent, contact, channel, from);
+            }
+            ContactState::Scheduled { .. } => unreachable!("refused above"),
+        }
+        let now = self.now;
+        let c = &mut self.contacts[cslot];
+        c.queue = admitted;
+        c.tier = tier;
+        c.skills = skills;
+        c.languages = languages;
+        c.preferred.clear();
+        for (k, v) in context {
+            match c.context.iter_mut().find(|(ck, _)| *ck == k) {
+                Some(entry) => entry.1 = v,
+                None => c.context.push((k, v)),
+            }
+        }
+        c.entered_queue = now;
+        c.relax = Relaxation::NONE;
+        c.rank.value = rank_value(&self.cfg, admitted, tier, c.arrival, c.deadline);
+        c.state = ContactState::Waiting { bucket: None, hold_until: None };
+        self.queues[usize::from(admitted.0)].counters.transferred_in += 1;
+        self.events.push_back(Event::Transferred { contact, from, to: admitted });
+        if admitted != queue {
+            self.events.push_back(Event::Overflowed { contact, from: queue, to: admitted, reason: OverflowReason::QueueFull });
+        }
+        self.settle(cslot, Trigger::ContactWaiting);
+        if let Some(agent_slot) = freed_agent {
+            self.release_agent_slot(agent_slot, cslot, false);
+        }
+        Ok(Reply::Enqueued { queue: admitted })
+    }
+
+    // ----- Contact lifecycle --------------------------------------------------
+
+    /// A new contact enters its queue: preferred agents first, else the index.
+    fn arrive(&mut self, slot: u32) {
+        let window = self.cfg.queues[usize::from(self.contacts[slot].queue.0)].preferred_agent_window;
+        if !self.contacts[slot].preferred.is_empty() && !window.is_zero() {
+            if let Some(agent_slot) = self.free_preferred_agent(slot) {
+                self.make_offer(slot, agent_slot, Trigger::PreferredAgent, None);
+                self.agent_after_offer(agent_slot);
+                return;
+            }
+            if let ContactState::Waiting { hold_until, .. } = &mut self.contacts[slot].state {
+                *hold_until = Some(self.now + window);
+            }
+        }
+        self.settle(slot, Trigger::ContactWaiting);
+    }
+
+    fn callback_due(&mut self, slot: u32) {
+        let now = self.now;
+        let c = &mut self.contacts[slot];
+        let ContactState::Scheduled { due } = c.state else { return };
+        let arrival = due.max(c.arrival);
+        c.arrival = arrival;
+        c.entered_queue = now;
+        c.rank.value = rank_value(&self.cfg, c.queue, c.tier, arrival, c.deadline);
+        c.state = ContactState::Waiting { bucket: None, hold_until: None };
+        let (contact, queue) = (c.id, c.queue);
+        self.queues[usize::from(queue.0)].counters.arrived += 1;
+        self.events.push_back(Event::CallbackDue { contact, queue });
+        self.arrive(slot);
+    }
+
+    /// The first preferred agent, in the contact's order, who could take it now.
+    fn free_preferred_agent(&mut self, slot: u32) -> Option<u32> {
+        let mut skills = std::mem::take(&mut self.scratch);
+        let c = &self.contacts[slot];
+        let languages = c.effective(&mut skills);
+        let found = c.preferred.iter().filter_map(|id| self.agent_slots.get(id).copied()).find(|&a| {
+            let agent = &self.agents[a];
+            agent.has_room(c.channel) && agent.qualifies(&skills) && agent.speaks_any(languages)
+        });
+        self.scratch = skills;
+        found
+    }
+
+    /// Brings a waiting contact up to date: applies due relaxation steps, ends
+    /// an expired hold, re-indexes it, looks for an agent, and schedules its
+    /// next wake-up.
+    fn settle(&mut self, slot: u32, trigger: Trigger) {
+        debug_assert!(self.contacts[slot].is_waiting());
+        self.unindex(slot);
+        self.apply_due_steps(slot);
+        let now = self.now;
+        if let ContactState::Waiting { hold_until, .. } = &mut self.contacts[slot].state {
+            if hold_until.is_some_and(|h| h <= now) {
+                *hold_until = None;
+            }
+        }
+        self.index_waiting(slot);
+        self.route_contact(slot, trigger);
+        if self.contacts[slot].is_waiting() {
+            self.schedule_wake(slot);
+        }
+    }
+
+    fn apply_due_steps(&mut self, slot: u32) {
+        loop {
+            let c = &self.contacts[slot];
+            let queue = &self.cfg.queues[usize::from(c.queue.0)];
+            let Some(&step) = queue.relaxation.get(usize::from(c.relax.next_step)) else { return };
+            if c.entered_queue + step.after > self.now {
+                return;
+            }
+            let (contact, from, index) = (c.id, c.queue, c.relax.next_step);
+            match step.action {
+                RelaxAction::OverflowTo(to) if self.has_room(to) => {
+                    let c = &mut self.contacts[slot];
+                    c.queue = to;
+                    c.entered_queue = self.now;
+                    c.relax = Relaxation::NONE;
+                    c.rank.value = rank_value(&self.cfg, to, c.tier, c.arrival, c.deadline);
+                    self.queues[usize::from(from.0)].counters.overflowed_out += 1;
+                    self.queues[usize::from(to.0)].counters.overflowed_in += 1;
+                    let reason = OverflowReason::Relaxation;
+                    self.events.push_back(Event::Overflowed { contact, from, to, reason });
+                }
+                // A full target: the contact stays where it is, nothing is lost.
+                RelaxAction::OverflowTo(_) => self.contacts[slot].relax.next_step += 1,
+                action => {
+                    let c = &mut self.contacts[slot];
+                    c.relax.apply(action);
+                    c.relax.next_step += 1;
+                    self.events.push_back(Event::Relaxed { contact, queue: from, step: index });
+                }
+            }
+        }
+    }
+
+    fn schedule_wake(&mut self, slot: u32) {
+        let c = &self.contacts[slot];
+        let step = self.cfg.queues[usize::from(c.queue.0)].relaxation.get(usize::from(c.relax.next_step));
+        let next_step = step.map(|s| c.entered_queue + s.after);
+        let next = match c.state {
+            ContactState::Scheduled { due } => Some(due),
+            ContactState::Waiting { hold_until, .. } => match (hold_until, next_step) {
+                (Some(h), Some(s)) => Some(h.min(s)),
+                (h, s) => h.or(s),
+            },
+            _ => None,
+        };
+        if next.is_some() && next != c.next_wake {
+            let gen = c.gen;
+            self.contacts[slot].next_wake = next;
+            self.timers.schedule(next.expect("checked"), Timer::ContactWake { slot, gen });
+        }
+    }
+
+    /// Puts a contact whose offer ended back in line, at its old rank.
+    fn return_to_queue(&mut self, slot: u32) {
+        self.contacts[slot].state = ContactState::Waiting { bucket: None, hold_until: None };
+        self.settle(slot, Trigger::ContactWaiting);
+    }
+
+    fn remove_contact(&mut self, slot: u32) -> Contact {
+        let c = self.contacts.remove(slot).expect("contact is live");
+        self.contact_slots.remove(&c.id);
+        c
+    }
+
+    // ----- Indexing -----------------------------------------------------------
+
+    /// Enters a waiting contact in the index (or in its preferred agents'
+    /// holds) and counts it as waiting.
+    fn index_waiting(&mut self, slot: u32) {
+        let mut skills = std::mem::take(&mut self.scratch);
+        let c = &self.contacts[slot];
+        let ContactState::Waiting { hold_until, .. } = c.state else {
+            unreachable!("only waiting contacts are indexed")
+        };
+        let (queue, tier, rank) = (c.queue, c.tier, c.rank);
+        let bucket = if hold_until.is_some() {
+            for agent in &c.preferred {
+                self.holds.entry(*agent).or_default().insert((rank, slot));
+            }
+            None
+        } else {
+            let languages = c.effective(&mut skills);
+            let key = BucketKeyRef { queue, channel: c.channel, skills: &skills, languages };
+            Some(self.buckets.insert(key, rank, slot))
+        };
+        self.scratch = skills;
+        let waiting_before = self.queues[usize::from(queue.0)].waiting();
+        if waiting_before == 0 {
+            self.queues[usize::from(queue.0)].note_arrival_into_empty(self.now);
+        }
+        self.queues[usize::from(queue.0)].waiting_by_tier[usize::from(tier.0)] += 1;
+        self.contacts[slot].state = ContactState::Waiting { bucket, hold_until };
+    }
+
+    /// Takes a waiting contact out of the index and the waiting count; a no-op
+    /// for a contact not yet indexed.
+    fn unindex(&mut self, slot: u32) {
+        let c = &self.contacts[slot];
+        let ContactState::Waiting { bucket, hold_until } = c.state else { return };
+        let (queue, tier, rank) = (c.queue, c.tier, c.rank);
+        if let Some(b) = bucket {
+            self.buckets.remove(b, rank, slot);
+        } else if hold_until.is_some() {
+            for agent in &c.preferred {
+                if let Some(set) = self.holds.get_mut(agent) {
+                    set.remove(&(rank, slot));
+                    if set.is_empty() {
+                        self.holds.remove(agent);
+                    }
+                }
+            }
+        } else {
+            return; // not indexed yet
+        }
+        self.queues[usize::from(queue.0)].waiting_by_tier[usize::from(tier.0)] -= 1;
+        self.contacts[slot].state = ContactState::Waiting { bucket: None, hold_until };
+    }
+
+    // ----- Matching -----------------------------------------------------------
+
+    /// Contact side: the best agent with room for this waiting contact.
+    fn route_contact(&mut self, slot: u32, trigger: Trigger) {
+        let c = &self.contacts[slot];
+        let ContactState::Waiting { bucket: Some(bucket), .. } = c.state else { return };
+        let policy = self.cfg.queues[usize::from(c.queue.0)].agent_policy;
+        let key = &self.buckets.bucket(bucket).key;
+        let mut weighed = self.cfg.explain.then(Vec::new);
+        let found =
+            self.pools.find(&self.agents, key.channel, &key.skills, key.languages.as_deref(), policy, weighed.as_mut());
+        let Some(best) = found else { return };
+        let explanation = weighed.map(|w| {
+            let (contact, rank) = (c.id, c.rank.value);
+            let candidate = |a: &AgentCandidate| Candidate {
+                contact,
+                agent: self.agents[a.slot].id,
+                rank,
+                proficiency: a.proficiency,
+                occupancy: a.occupancy,
+                idle_order: a.order,
+            };
+            let mut candidates = vec![candidate(&best)];
+            candidates.extend(w.iter().filter(|a| **a != best).map(candidate));
+            Box::new(Explanation { trigger, rule: Rule::Agent(policy), candidates })
+        });
+        self.make_offer(slot, best.slot, trigger, explanation);
+        self.agent_after_offer(best.slot);
+    }
+
+    /// Agent side: the best waiting contact this agent qualifies for and has
+    /// room for, by rank; held contacts count for their preferred agents.
+    fn best_contact_for(&mut self, agent_slot: u32, weighed: Option<&mut Vec<(Rank, u32)>>) -> Option<(Rank, u32)> {
+        let a = &self.agents[agent_slot];
+        let mut best: Option<(Rank, u32)> = None;
+        let mut weighed = weighed;
+        let mut consider = |candidate: (Rank, u32)| {
+            if let Some(w) = weighed.as_deref_mut() {
+                w.push(candidate);
+            }
+            if best.is_none_or(|b| candidate < b) {
+                best = Some(candidate);
+            }
+        };
+        for channel in Channel::ALL {
+            if !a.has_room(channel) {
+                continue;
+            }
+            for &(skill, _) in &a.skills {
+                let languages = a.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]);
+                for language in languages {
+                    for &b in self.buckets.list(&ListKey { channel, skill, language }) {
+                        let bucket = self.buckets.bucket(b);
+                        if !a.qualifies(&bucket.key.skills) {
+                            continue;
+                        }
+                        if let Some(&head) = bucket.contacts.first() {
+                            consider(head);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(held) = self.holds.get(&a.id) {
+            let mut skills = std::mem::take(&mut self.scratch);
+            for &(rank, slot) in held {
+                let c = &self.contacts[slot];
+                let languages = c.effective(&mut skills);
+                if a.has_room(c.channel) && a.qualifies(&skills) && a.speaks_any(languages) {
+                    consider((rank, slot));
+                    break;
+                }
+            }
+            self.scratch = skills;
+        }
+        best
+    }
+
+    /// An agent gained room: give it work while it has room and something
+    /// qualifies, then file it in the pools.
+    fn agent_gained_room(&mut self, slot: u32) {
+        loop {
+            if !self.agents[slot].has_room_anywhere() {
+                break;
+            }
+            let mut weighed = self.cfg.explain.then(Vec::new);
+            let Some((_, contact_slot)) = self.best_contact_for(slot, weighed.as_mut()) else { break };
+            let explanation = weighed.map(|mut w| {
+                w.sort_unstable();
+                let agent = self.agents[slot].id;
+                let proficiency = |c: &Contact| self.agents[slot].proficiency(c.skills[0].skill);
+                let candidates = w
+                    .iter()
+                    .map(|&(rank, s)| {
+                        let c = &self.contacts[s];
+                        Candidate {
+                            contact: c.id,
+                            agent,
+                            rank: rank.value,
+                            proficiency: proficiency(c),
+                            occupancy: self.agents[slot].usage[c.channel.index()],
+                            idle_order: self.agents[slot].idle_order,
+                        }
+                    })
+                    .collect();
+                let policy = self.cfg.queues[usize::from(self.contacts[contact_slot].queue.0)].contact_policy;
+                Box::new(Explanation { trigger: Trigger::AgentAvailable, rule: Rule::Contact(policy), candidates })
+            });
+            self.make_offer(contact_slot, slot, Trigger::AgentAvailable, explanation);
+        }
+        self.repool(slot);
+        let id = self.agents[slot].id;
+        self.sync_agent_state(slot, Some(id));
+    }
+
+    /// An agent lost room (not ready): its pool entries become stale.
+    fn agent_lost_room(&mut self, slot: u32) {
+        self.repool(slot);
+        let id = self.agents[slot].id;
+        self.sync_agent_state(slot, Some(id));
+    }
+
+    /// After an offer from the contact side: the agent's workload changed.
+    fn agent_after_offer(&mut self, slot: u32) {
+        self.repool(slot);
+        let id = self.agents[slot].id;
+        self.sync_agent_state(slot, Some(id));
+    }
+
+    /// Invalidates the agent's pool entries and files it again if it has room.
+    fn repool(&mut self, slot: u32) {
+        let agent = &mut self.agents[slot];
+        if agent.has_room_anywhere() {
+            agent.idle_order = self.next_idle_order;
+            self.next_idle_order += 1;
+            self.pools.push(&self.agents, slot);
+        } else {
+            agent.idle_order = 0;
+        }
+    }
+
+    // ----- Offers -------------------------------------------------------------
+
+    fn make_offer(&mut self, contact_slot: u32, agent_slot: u32, trigger: Trigger, explanation: Option<Box<Explanation>>) {
+        self.unindex(contact_slot);
+        let agent = &mut self.agents[agent_slot];
+        let c = &self.contacts[contact_slot];
+        let expires_at = self.now + self.cfg.queues[usize::from(c.queue.0)].offer_timeout;
+        let offer = self.offers.open(Offer { contact_slot, contact: c.id, agent_slot, agent: agent.id, expires_at });
+        agent.usage[c.channel.index()] += 1;
+        agent.ringing += 1;
+        agent.work.push(contact_slot);
+        // Stale pool entries until the caller re-pools the agent.
+        agent.idle_order = 0;
+        self.queues[usize::from(c.queue.0)].counters.offered += 1;
+        self.timers.schedule(expires_at, Timer::OfferExpiry { offer });
+        self.events.push_back(Event::Offered {
+            offer,
+            contact: c.id,
+            agent: agent.id,
+            queue: c.queue,
+            tier: c.tier,
+            channel: c.channel,
+            waited: self.now.since(c.arrival),
+            expires_at,
+            trigger,
+            explanation,
+        });
+        self.contacts[contact_slot].state = ContactState::Offered { offer, agent: agent_slot };
+    }
+
+    /// Ends a pending offer that was not accepted: rejected or rang out sends
+    /// the agent not ready (RONA) and the contact back to its place.
+    fn end_offer(&mut self, offer: OfferId, outcome: OfferOutcome) {
+        let o = self.offers.close(offer, outcome);
+        let contact = self.contacts[o.contact_slot].id;
+        self.events.push_back(Event::OfferEnded { offer, contact, agent: o.agent, outcome });
+        let reason = match outcome {
+            OfferOutcome::Expired => NotReadyReason::Rona,
+            _ => NotReadyReason::Declined,
+        };
+        if outcome == OfferOutcome::Expired {
+            let queue = self.contacts[o.contact_slot].queue;
+            self.queues[usize::from(queue.0)].counters.rona += 1;
+        }
+        // Not ready first, so the contact cannot be offered straight back.
+        self.agents[o.agent_slot].presence = Presence::NotReady(reason);
+        self.release_agent_slot(o.agent_slot, o.contact_slot, true);
+        self.return_to_queue(o.contact_slot);
+    }
+
+    /// Frees the channel slot an offered contact held on an agent.
+    fn release_agent_slot(&mut self, agent_slot: u32, contact_slot: u32, quiet: bool) {
+        let channel = self.contacts.get(contact_slot).map(|c| c.channel);
+        let agent = &mut self.agents[agent_slot];
+        if let Some(pos) = agent.work.iter().position(|&s| s == contact_slot) {
+            agent.work.swap_remove(pos);
+            agent.ringing -= 1;
+            agent.usage[channel.expect("offered contact is live").index()] -= 1;
+        }
+        if quiet {
+            self.agent_lost_room(agent_slot);
+        } else {
+            self.agent_gained_room(agent_slot);
+        }
+    }
+
+    fn start_wrap_up(&mut self, slot: u32, contact: ContactId, channel: Channel, queue: QueueId) {
+        let wrap_up = self.cfg.queues[usize::from(queue.0)].wrap_up;
+        if wrap_up.is_zero() {
+            self.agents[slot].usage[channel.index()] -= 1;
+            self.agent_gained_room(slot);
+        } else {
+            let ends_at = self.now + wrap_up;
+            self.agents[slot].wrap_ups.push(WrapUp { contact, channel, queue, ends_at });
+            self.timers.schedule(ends_at, Timer::WrapUpEnd { agent_slot: slot, contact });
+            let id = self.agents[slot].id;
+            self.sync_agent_state(slot, Some(id));
+        }
+    }
+
+    fn end_wrap_up(&mut self, slot: u32, contact: ContactId) {
+        let agent = &mut self.agents[slot];
+        let pos = agent.wrap_ups.iter().position(|w| w.contact == contact).expect("wrap-up exists");
+        let w = agent.wrap_ups.swap_remove(pos);
+        agent.usage[w.channel.index()] -= 1;
+        let id = agent.id;
+        self.events.push_back(Event::WrapUpEnded { contact, agent: id });
+        self.agent_gained_room(slot);
+    }
+
+    // ----- Helpers ------------------------------------------------------------
+
+    /// Emits a state change if the agent's reported state differs from the last
+    /// one reported, keeping the per-state counts. `None`: logged out.
+    fn sync_agent_state(&mut self, slot: u32, id: Option<AgentId>) {
+        let now_state = id.map(|_| self.agents[slot].state());
+        let before = self.reported.get(&slot).copied();
+        if before == now_state {
+            return;
+        }
+        if let Some(b) = before {
+            self.agent_states[b.index()] -= 1;
+        }
+        match now_state {
+            Some(s) => {
+                self.agent_states[s.index()] += 1;
+                self.reported.insert(slot, s);
+                self.events.push_back(Event::AgentStateChanged { agent: id.expect("some"), state: s });
+            }
+            None => {
+                self.reported.remove(&slot);
+                // The id is gone with the agent; the caller knows it.
+            }
+        }
+    }
+
+    fn agent_slot(&self, id: AgentId) -> Result<u32, CommandError> {
+        self.agent_slots.get(&id).copied().ok_or(CommandError::UnknownAgent(id))
+    }
+
+    fn contact_slot(&self, id: ContactId) -> Result<u32, CommandError> {
+        self.contact_slots.get(&id).copied().ok_or(CommandError::UnknownContact(id))
+    }
+
+    fn check_queue_and_tier(&self, queue: QueueId, tier: TierId) -> Result<(), CommandError> {
+        if usize::from(queue.0) >= self.cfg.queues.len() {
+            return Err(CommandError::UnknownQueue(queue));
+        }
+        if usize::from(tier.0) >= self.cfg.tiers.len() {
+            return Err(CommandError::UnknownTier(tier));
+        }
+        Ok(())
+    }
+
+    fn has_room(&self, queue: QueueId) -> bool {
+        let max = self.cfg.queues[usize::from(queue.0)].max_waiting;
+        max.is_none_or(|m| self.queues[usize::from(queue.0)].waiting() < m)
+    }
+
+    /// The queue a new contact goes to: the one asked for, or where a full
+    /// queue overflows to (following the chain, never in circles).
+    fn admit(&self, queue: QueueId) -> Result<QueueId, CommandError> {
+        let mut at = queue;
+        for _ in 0..self.cfg.queues.len() {
+            if self.has_room(at) {
+                return Ok(at);
+            }
+            match self.cfg.queues[usize::from(at.0)].when_full {
+                WhenFull::Refuse => break,
+                WhenFull::OverflowTo(next) => at = next,
+            }
+        }
+        Err(CommandError::QueueFull(queue))
+    }
+
+    fn next_gen(&mut self) -> u32 {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        self.next_gen
+    }
+}
+
+fn invalid(field: &'static str, reason: String) -> CommandError {
+    CommandError::Invalid { field, reason }
+}
+
+fn check_unique_languages(languages: &[LanguageId]) -> Result<(), CommandError> {
+    for (i, l) in languages.iter().enumerate() {
+        if languages[..i].contains(l) {
+            return Err(CommandError::DuplicateLanguage(*l));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a contact's requirements. The first skill is the primary one.
+fn check_requirements(skills: &[SkillReq], languages: &[LanguageId]) -> Result<(), CommandError> {
+    if skills.is_empty() {
+        return Err(invalid("skills", "a contact needs at least one skill".into()));
+    }
+    if skills.len() > MAX_SKILLS_PER_CONTACT {
+        return Err(invalid("skills", format!("at most {MAX_SKILLS_PER_CONTACT}")));
+    }
+    if languages.len() > MAX_LANGUAGES_PER_CONTACT {
+        return Err(invalid("languages", format!("at most {MAX_LANGUAGES_PER_CONTACT}")));
+    }
+    if let Some(r) = skills.iter().find(|r| !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(&r.min_proficiency)) {
+        return Err(invalid("min_proficiency", format!("{} for skill {} is not in 1..=10", r.min_proficiency, r.skill)));
+    }
+    for (i, r) in skills.iter().enumerate() {
+        if skills[..i].iter().any(|o| o.skill == r.skill) {
+            return Err(CommandError::DuplicateSkill(r.skill));
+        }
+    }
+    check_unique_languages(languages)?;
+    if languages.iter().any(|l| l.0 == ANY_LANGUAGE) {
+        return Err(invalid("languages", format!("language id {ANY_LANGUAGE} is reserved")));
+    }
+    Ok(())
+}
