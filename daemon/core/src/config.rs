@@ -24,9 +24,9 @@ pub struct RouterConfig {
     /// How many finished offers are remembered so that a repeated accept or
     /// reject gets the same answer (idempotency window).
     pub offer_history: usize,
-    /// Weight of the newest inter-departure gap in the per-queue EWMA that
-    /// drives the estimated wait time (0 < w ≤ 1).
-    pub ewt_smoothing: f64,
+    /// Time constant of the answer-rate history behind the estimated wait
+    /// time (see [`crate::stats`]).
+    pub ewt_window: Duration,
 }
 
 impl Default for RouterConfig {
@@ -41,7 +41,7 @@ impl Default for RouterConfig {
             short_abandon: Duration::from_secs(5),
             explain: false,
             offer_history: 65_536,
-            ewt_smoothing: 0.05,
+            ewt_window: Duration::from_secs(300),
         }
     }
 }
@@ -269,8 +269,8 @@ impl RouterConfig {
                 }
             }
         }
-        if !(self.ewt_smoothing > 0.0 && self.ewt_smoothing <= 1.0) {
-            err("ewt_smoothing".into(), format!("{} is not in (0, 1]", self.ewt_smoothing));
+        if self.ewt_window < Duration::from_secs(1) {
+            err("ewt_window".into(), "must be at least 1 s".into());
         }
         if self.offer_history == 0 {
             err("offer_history".into(), "must be at least 1".into());

@@ -93,6 +93,8 @@ pub struct Contact {
     pub rank: Rank,
     pub relax: Relaxation,
     pub state: ContactState,
+    /// Entered in a bucket or in holds, and counted as waiting.
+    pub indexed: bool,
     /// The time of the wake-up timer that is current for this contact.
     pub next_wake: Option<Time>,
     /// Bumped whenever the contact is re-created in a slot, so timers of a

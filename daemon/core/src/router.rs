@@ -209,7 +209,9 @@ impl Router {
         let q = &self.queues[usize::from(c.queue.0)];
         let position = ahead + 1;
         if q.departures >= WARM_UP_DEPARTURES {
-            let wait = Duration::from_micros((f64::from(position) * q.gap_ewma) as u64);
+            let mut q = q.clone();
+            q.advance(self.now, self.cfg.ewt_window);
+            let wait = Duration::from_micros((f64::from(position) * q.answer_gap()) as u64);
             return Ok(WaitEstimate { position, estimated_wait: wait, method: EwtMethod::QueueVelocity });
         }
         let mut skills = Vec::new();
@@ -427,7 +429,7 @@ impl Router {
         if waited <= threshold {
             q.counters.answered_in_target += 1;
         }
-        q.note_answer(self.now, self.cfg.ewt_smoothing);
+        q.note_answer(self.now, self.cfg.ewt_window);
         self.events.push_back(Event::Connected { offer: offer_id, contact, agent: id, queue, tier, waited });
         self.sync_agent_state(slot, Some(id));
         Ok(Reply::Accepted { contact, duplicate: false })
@@ -526,6 +528,7 @@ impl Router {
             rank: Rank { value: rank_value(&self.cfg, admitted, tier, arrival, deadline), seq },
             relax: Relaxation::NONE,
             state,
+            indexed: false,
             next_wake: None,
             gen,
         });
@@ -781,6 +784,7 @@ impl Router {
         let ContactState::Waiting { hold_until, .. } = c.state else {
             unreachable!("only waiting contacts are indexed")
         };
+        debug_assert!(!c.indexed);
         let (queue, tier, rank) = (c.queue, c.tier, c.rank);
         let bucket = if hold_until.is_some() {
             for agent in &c.preferred {
@@ -793,12 +797,14 @@ impl Router {
             Some(self.buckets.insert(key, rank, slot))
         };
         self.scratch = skills;
-        let waiting_before = self.queues[usize::from(queue.0)].waiting();
-        if waiting_before == 0 {
-            self.queues[usize::from(queue.0)].note_arrival_into_empty(self.now);
+        let q = &mut self.queues[usize::from(queue.0)];
+        if q.waiting() == 0 {
+            q.advance(self.now, self.cfg.ewt_window);
         }
-        self.queues[usize::from(queue.0)].waiting_by_tier[usize::from(tier.0)] += 1;
-        self.contacts[slot].state = ContactState::Waiting { bucket, hold_until };
+        q.waiting_by_tier[usize::from(tier.0)] += 1;
+        let c = &mut self.contacts[slot];
+        c.state = ContactState::Waiting { bucket, hold_until };
+        c.indexed = true;
     }
 
     /// Takes a waiting contact out of the index and the waiting count; a no-op
@@ -806,10 +812,13 @@ impl Router {
     fn unindex(&mut self, slot: u32) {
         let c = &self.contacts[slot];
         let ContactState::Waiting { bucket, hold_until } = c.state else { return };
+        if !c.indexed {
+            return;
+        }
         let (queue, tier, rank) = (c.queue, c.tier, c.rank);
         if let Some(b) = bucket {
             self.buckets.remove(b, rank, slot);
-        } else if hold_until.is_some() {
+        } else {
             for agent in &c.preferred {
                 if let Some(set) = self.holds.get_mut(agent) {
                     set.remove(&(rank, slot));
@@ -818,11 +827,15 @@ impl Router {
                     }
                 }
             }
-        } else {
-            return; // not indexed yet
         }
-        self.queues[usize::from(queue.0)].waiting_by_tier[usize::from(tier.0)] -= 1;
-        self.contacts[slot].state = ContactState::Waiting { bucket: None, hold_until };
+        let q = &mut self.queues[usize::from(queue.0)];
+        if q.waiting() == 1 {
+            q.advance(self.now, self.cfg.ewt_window);
+        }
+        q.waiting_by_tier[usize::from(tier.0)] -= 1;
+        let c = &mut self.contacts[slot];
+        c.state = ContactState::Waiting { bucket: None, hold_until };
+        c.indexed = false;
     }
 
     // ----- Matching -----------------------------------------------------------

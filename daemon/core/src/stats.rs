@@ -2,20 +2,22 @@
 //!
 //! ## How the estimated wait (EWT) is computed
 //! For a waiting contact with `ahead` contacts of its queue ranked before it,
-//! EWT = (ahead + 1) × *g*, where *g* is the queue's recent mean gap between
-//! two answered contacts (an exponentially weighted moving average, weight
-//! [`crate::RouterConfig::ewt_smoothing`] on the newest gap). The clock of a gap
-//! only runs while the queue has someone waiting, so a quiet night does not
-//! inflate the morning's estimates. This "queue velocity" estimate follows the
-//! real service rate, including agents shared with other queues and breaks.
+//! EWT = (ahead + 1) × *g*, where *g* is the queue's recent mean time between
+//! two answers *while the queue had someone waiting*: answers and busy time
+//! are both exponentially decayed with time constant
+//! [`crate::RouterConfig::ewt_window`], and *g* is their ratio. Busy time only
+//! runs while the queue is non-empty, so a quiet night does not inflate the
+//! morning's estimates, and a queue that is answered on arrival estimates ~0.
+//! This "queue velocity" estimate follows the real service rate, including
+//! agents shared with other queues, breaks and RONAs.
 //!
 //! Until a queue has seen [`WARM_UP_DEPARTURES`] answers it falls back to the
 //! textbook estimate (ahead + 1) × AHT ÷ agents logged in who qualify.
 //!
 //! Known weaknesses: later arrivals of a higher tier will overtake a waiting
 //! contact, so lower tiers' EWT is optimistic under load; and a sudden change
-//! of staffing takes about 1 / smoothing answers to show. The simulator
-//! measures the error against the waits contacts really had.
+//! of staffing takes about one window to show. The simulator measures the
+//! error against the waits contacts really had.
 
 use std::time::Duration;
 
@@ -81,15 +83,18 @@ pub enum EwtMethod {
     NotWaiting,
 }
 
+#[derive(Clone)]
 pub(crate) struct QueueState {
     pub waiting_by_tier: Vec<u32>,
     pub counters: QueueCounters,
-    /// EWMA of the gap between answers, in microseconds.
-    pub gap_ewma: f64,
+    /// Decayed count of answers.
+    answers: f64,
+    /// Decayed time with someone waiting, in microseconds.
+    busy: f64,
+    /// When `answers` and `busy` were last brought up to date.
+    updated: Time,
+    /// Answers ever counted, for the warm-up.
     pub departures: u64,
-    /// Start of the current gap: last answer, or the arrival that ended an
-    /// empty spell.
-    pub gap_start: Option<Time>,
 }
 
 impl QueueState {
@@ -97,9 +102,10 @@ impl QueueState {
         QueueState {
             waiting_by_tier: vec![0; tiers],
             counters: QueueCounters::default(),
-            gap_ewma: 0.0,
+            answers: 0.0,
+            busy: 0.0,
+            updated: Time::ZERO,
             departures: 0,
-            gap_start: None,
         }
     }
 
@@ -107,17 +113,33 @@ impl QueueState {
         self.waiting_by_tier.iter().sum()
     }
 
-    pub(crate) fn note_answer(&mut self, now: Time, smoothing: f64) {
-        if let Some(start) = self.gap_start {
-            let gap = now.since(start).as_micros() as f64;
-            self.gap_ewma = if self.departures == 0 { gap } else { smoothing * gap + (1.0 - smoothing) * self.gap_ewma };
-            self.departures += 1;
+    /// Decays the history up to `now`, counting the busy time since the last
+    /// update. Must run before the waiting count goes from or to zero.
+    pub(crate) fn advance(&mut self, now: Time, window: Duration) {
+        let dt = now.since(self.updated);
+        if dt.is_zero() {
+            return;
         }
-        self.gap_start = Some(now);
+        let decay = (-dt.as_secs_f64() / window.as_secs_f64()).exp();
+        let busy = if self.waiting() > 0 { dt.as_micros() as f64 } else { 0.0 };
+        self.busy = self.busy * decay + busy;
+        self.answers *= decay;
+        self.updated = now;
     }
 
-    pub(crate) fn note_arrival_into_empty(&mut self, now: Time) {
-        self.gap_start = Some(now);
+    pub(crate) fn note_answer(&mut self, now: Time, window: Duration) {
+        self.advance(now, window);
+        self.answers += 1.0;
+        self.departures += 1;
+    }
+
+    /// Mean time between answers while busy, in microseconds.
+    pub(crate) fn answer_gap(&self) -> f64 {
+        if self.answers > 0.0 {
+            self.busy / self.answers
+        } else {
+            0.0
+        }
     }
 
     pub(crate) fn service_level(&self) -> Option<f64> {

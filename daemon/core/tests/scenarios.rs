@@ -1,0 +1,636 @@
+//! Behaviour of the router, one scenario per rule, named after the rule.
+
+mod common;
+
+use std::time::Duration;
+
+use ccr_core::*;
+use common::*;
+
+fn harness() -> Harness {
+    Harness::new(Harness::default_config())
+}
+
+/// One agent busy, then several contacts wait; returns the order in which the
+/// agent is offered them as it completes each one.
+fn service_order(h: &mut Harness, agent: u64, n: usize) -> Vec<u64> {
+    let mut order = Vec::new();
+    for _ in 0..n {
+        let offers = h.take_offers();
+        assert_eq!(offers.len(), 1, "one offer at a time: {offers:?}");
+        let (c, a, offer) = offers[0];
+        assert_eq!(a, agent);
+        order.push(c);
+        h.ok(accept(agent, offer));
+        h.ok(complete(agent, c));
+    }
+    order
+}
+
+#[test]
+fn gold_served_before_standard() {
+    let mut h = harness();
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.at(1).enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.at(2).enqueue(contact(3, Q0, GOLD, &[(BILLING, 1)], &[]));
+    h.at(3).enqueue(contact(4, Q0, SILVER, &[(BILLING, 1)], &[]));
+    h.at(4).login(10, &[(BILLING, 5)], &[EN]);
+    assert_eq!(service_order(&mut h, 10, 4), vec![3, 4, 1, 2]);
+}
+
+#[test]
+fn fifo_within_a_tier() {
+    let mut h = harness();
+    for i in 1..=5 {
+        h.at(i).enqueue(contact(i, Q0, SILVER, &[(BILLING, 1)], &[]));
+    }
+    h.at(10).login(10, &[(BILLING, 5)], &[EN]);
+    assert_eq!(service_order(&mut h, 10, 5), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn tier_aging_bounds_how_long_standard_is_overtaken() {
+    // Gold boost 60 s, standard 0 s: a standard contact that has waited 60 s
+    // is not overtaken by any gold contact arriving later.
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.ok(contact_enqueue(100, GOLD, 0)); // occupies the agent
+    let (_, _, first) = h.take_offers()[0];
+    h.ok(accept(10, first));
+    h.at(1).ok(contact_enqueue(1, STANDARD, 1));
+    // Gold contacts arrive every 10 s for five minutes.
+    for t in (10..300).step_by(10) {
+        h.at(t).ok(contact_enqueue(1000 + t, GOLD, t));
+    }
+    h.at(300).ok(complete(10, 100));
+    let mut served_before_standard = Vec::new();
+    loop {
+        let (c, _, offer) = h.take_offers()[0];
+        h.ok(accept(10, offer));
+        h.ok(complete(10, c));
+        if c == 1 {
+            break;
+        }
+        served_before_standard.push(c - 1000);
+    }
+    // Only gold contacts that arrived before 1 s + 60 s overtook it.
+    assert!(!served_before_standard.is_empty());
+    assert!(served_before_standard.iter().all(|&arrival| arrival < 61), "{served_before_standard:?}");
+}
+
+fn contact_enqueue(id: u64, tier: TierId, _arrival: u64) -> Command {
+    Command::Enqueue(contact(id, Q0, tier, &[(BILLING, 1)], &[]))
+}
+
+#[test]
+fn strict_tier_lets_every_gold_contact_overtake() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].contact_policy = ContactPolicy::StrictTier;
+    let mut h = Harness::new(cfg);
+    h.ok(contact_enqueue(1, STANDARD, 0));
+    for t in 1..=5 {
+        h.at(t * 100).ok(contact_enqueue(1000 + t, GOLD, t));
+    }
+    h.at(600).login(10, &[(BILLING, 5)], &[EN]);
+    assert_eq!(service_order(&mut h, 10, 6), vec![1001, 1002, 1003, 1004, 1005, 1]);
+}
+
+#[test]
+fn earliest_deadline_first_serves_the_nearest_deadline() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].contact_policy = ContactPolicy::EarliestDeadline;
+    let mut h = Harness::new(cfg);
+    // Due now, deadline in 5 s: nearer than the 20 s threshold of a fresh call.
+    h.ok(contact_enqueue(1, STANDARD, 0));
+    h.at(1).ok(Command::ScheduleCallback {
+        spec: contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]),
+        due: Time::from_secs(1),
+        deadline: Time::from_secs(6),
+    });
+    h.at(2).login(10, &[(BILLING, 5)], &[EN]);
+    assert_eq!(service_order(&mut h, 10, 2), vec![2, 1]);
+}
+
+#[test]
+fn longest_idle_agent_gets_the_contact() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.at(1).login(11, &[(BILLING, 9)], &[EN]);
+    h.at(2).login(12, &[(BILLING, 5)], &[EN]);
+    h.at(3).enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    assert_eq!(h.take_offers()[0].1, 10);
+}
+
+#[test]
+fn most_proficient_agent_gets_the_contact() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].agent_policy = AgentPolicy::MostProficient;
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.at(1).login(11, &[(BILLING, 9)], &[EN]);
+    h.at(2).login(12, &[(BILLING, 9)], &[EN]);
+    h.at(3).enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    assert_eq!(h.take_offers()[0].1, 11, "most proficient, then longest idle");
+}
+
+#[test]
+fn least_occupied_chat_agent_gets_the_chat() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].agent_policy = AgentPolicy::LeastOccupied;
+    let mut h = Harness::new(cfg);
+    h.ok(login(10, &[(BILLING, 5)], &[EN], [0, 3, 0]));
+    h.ok(login(11, &[(BILLING, 5)], &[EN], [0, 3, 0]));
+    let chat = |id| ContactSpec { channel: Channel::Chat, ..contact(id, Q0, STANDARD, &[(BILLING, 1)], &[]) };
+    let mut counts = [0u32; 2];
+    for i in 1..=6 {
+        h.at(i).enqueue(chat(i));
+        let (_, agent, offer) = h.take_offers()[0];
+        h.ok(accept(agent, offer));
+        counts[(agent - 10) as usize] += 1;
+        let diff = counts[0].abs_diff(counts[1]);
+        assert!(diff <= 1, "chats spread evenly: {counts:?}");
+    }
+    assert_eq!(counts, [3, 3]);
+    h.at(7).enqueue(chat(7));
+    assert!(h.take_offers().is_empty(), "both agents at capacity");
+}
+
+#[test]
+fn chat_capacity_is_never_exceeded_and_voice_blocks_other_channels() {
+    let mut h = harness();
+    h.ok(login(10, &[(BILLING, 5)], &[EN], [1, 2, 0]));
+    let chat = |id| ContactSpec { channel: Channel::Chat, ..contact(id, Q0, STANDARD, &[(BILLING, 1)], &[]) };
+    h.enqueue(chat(1));
+    h.enqueue(chat(2));
+    h.enqueue(chat(3));
+    h.enqueue(contact(4, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let offers = h.take_offers();
+    assert_eq!(offers.iter().map(|o| o.0).collect::<Vec<_>>(), vec![1, 2]);
+    for (c, _, offer) in offers {
+        h.ok(accept(10, offer));
+        h.ok(complete(10, c));
+    }
+    // Free again: the voice call (waiting longer than chat 3? no: 3 came first).
+    let next = h.take_offers();
+    assert_eq!(next[0].0, 3);
+    h.ok(accept(10, next[0].2));
+    assert!(h.take_offers().is_empty(), "a chat in progress blocks the voice call");
+    h.ok(complete(10, 3));
+    let (c, _, offer) = h.take_offers()[0];
+    assert_eq!(c, 4);
+    h.ok(accept(10, offer));
+    h.enqueue(chat(5));
+    assert!(h.take_offers().is_empty(), "a voice call blocks chats");
+}
+
+#[test]
+fn proficiency_relaxes_after_waiting() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].relaxation =
+        vec![RelaxStep { after: secs(30), action: RelaxAction::MinProficiencyAtMost(3) }];
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 4)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 6)], &[]));
+    h.at(29);
+    assert!(h.take_offers().is_empty());
+    h.at(30);
+    let offers = h.take_offers();
+    assert_eq!(offers.len(), 1, "relaxed to 3 at 30 s");
+    assert_eq!(offers[0].1, 10);
+}
+
+#[test]
+fn language_fallback_after_relaxation() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].relaxation = vec![
+        RelaxStep { after: secs(60), action: RelaxAction::NextLanguage },
+        RelaxStep { after: secs(120), action: RelaxAction::AnyLanguage },
+    ];
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 5)], &[ZH]);
+    h.login(11, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[YUE, ZH]));
+    h.enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[YUE]));
+    h.at(59);
+    assert!(h.take_offers().is_empty(), "nobody speaks Cantonese");
+    h.at(60);
+    assert_eq!(h.take_offers().iter().map(|o| (o.0, o.1)).collect::<Vec<_>>(), vec![(1, 10)]);
+    h.at(120);
+    assert_eq!(h.take_offers().iter().map(|o| (o.0, o.1)).collect::<Vec<_>>(), vec![(2, 11)]);
+}
+
+#[test]
+fn overflow_to_another_queue_after_waiting_keeps_arrival() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].relaxation = vec![RelaxStep { after: secs(120), action: RelaxAction::OverflowTo(Q1) }];
+    let mut h = Harness::new(cfg);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.at(120);
+    let events = h.take_events();
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Overflowed { contact: ContactId(1), from: Q0, to: Q1, reason: OverflowReason::Relaxation })));
+    let snap = h.router.snapshot();
+    assert_eq!(snap.contacts[0].queue, Q1);
+    assert_eq!(snap.contacts[0].arrival, Time::ZERO);
+    assert_eq!(h.router.queue_stats(Q1).unwrap().waiting, 1);
+    assert_eq!(h.router.queue_stats(Q0).unwrap().waiting, 0);
+}
+
+#[test]
+fn full_queue_overflows_or_refuses_and_changes_nothing() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].max_waiting = Some(1);
+    cfg.queues[0].when_full = WhenFull::OverflowTo(Q1);
+    cfg.queues[1].max_waiting = Some(1);
+    let mut h = Harness::new(cfg);
+    assert_eq!(h.ok(Command::Enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]))), Reply::Enqueued { queue: Q0 });
+    assert_eq!(h.ok(Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]))), Reply::Enqueued { queue: Q1 });
+    let before = h.router.snapshot();
+    let refused = h.cmd(Command::Enqueue(contact(3, Q0, STANDARD, &[(BILLING, 1)], &[])));
+    assert_eq!(refused, Err(CommandError::QueueFull(Q0)));
+    assert_eq!(h.router.snapshot(), before);
+}
+
+#[test]
+fn rona_requeues_at_front_and_sends_the_agent_not_ready() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.at(1).enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (c, a, _) = h.take_offers()[0];
+    assert_eq!((c, a), (1, 10));
+    h.at(20); // offer timeout 20 s
+    let events = h.take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::OfferEnded { outcome: OfferOutcome::Expired, .. })));
+    assert_eq!(h.router.agent_state(AgentId(10)), AgentState::NotReady(NotReadyReason::Rona));
+    assert_eq!(h.router.queue_stats(Q0).unwrap().counters.rona, 1);
+    h.at(21).login(11, &[(BILLING, 5)], &[EN]);
+    assert_eq!(h.take_offers()[0].0, 1, "contact 1 is back at the front, ahead of 2");
+}
+
+#[test]
+fn reject_requeues_at_front_and_is_idempotent() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    let reject = Command::Reject { agent: AgentId(10), offer };
+    assert_eq!(h.ok(reject.clone()), Reply::Rejected { duplicate: false });
+    assert_eq!(h.ok(reject), Reply::Rejected { duplicate: true });
+    assert_eq!(h.router.agent_state(AgentId(10)), AgentState::NotReady(NotReadyReason::Declined));
+    assert_eq!(h.cmd(accept(10, offer)), Err(CommandError::OfferNotPending { offer, outcome: OfferOutcome::Rejected }));
+    h.login(11, &[(BILLING, 5)], &[EN]);
+    assert_eq!(h.take_offers()[0].0, 1);
+}
+
+#[test]
+fn accept_at_the_timeout_instant_is_refused() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    h.now = Time::from_secs(20);
+    let r = h.cmd(accept(10, offer));
+    assert_eq!(r, Err(CommandError::OfferNotPending { offer, outcome: OfferOutcome::Expired }));
+    assert!(matches!(h.state_of(1), Some(ContactViewState::Waiting { .. })));
+}
+
+#[test]
+fn accept_just_before_the_timeout_connects() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    h.now = Time::from_micros(20_000_000 - 1);
+    assert_eq!(h.cmd(accept(10, offer)), Ok(Reply::Accepted { contact: ContactId(1), duplicate: false }));
+    h.at(30);
+    assert_eq!(h.state_of(1), Some(ContactViewState::Connected { agent: AgentId(10) }));
+}
+
+#[test]
+fn accept_after_abandon_is_refused() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    h.ok(Command::Abandon { contact: ContactId(1) });
+    assert_eq!(h.cmd(accept(10, offer)), Err(CommandError::OfferNotPending { offer, outcome: OfferOutcome::Abandoned }));
+    assert_eq!(h.router.agent_state(AgentId(10)), AgentState::Available);
+}
+
+#[test]
+fn duplicate_accept_is_idempotent() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    assert_eq!(h.ok(accept(10, offer)), Reply::Accepted { contact: ContactId(1), duplicate: false });
+    let before = h.router.snapshot();
+    assert_eq!(h.ok(accept(10, offer)), Reply::Accepted { contact: ContactId(1), duplicate: true });
+    assert_eq!(h.router.snapshot(), before);
+    let connected = h.take_events().iter().filter(|e| matches!(e, Event::Connected { .. })).count();
+    assert_eq!(connected, 1);
+}
+
+#[test]
+fn accept_of_another_agents_offer_is_refused() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.login(11, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, agent, offer) = h.take_offers()[0];
+    let other = if agent == 10 { 11 } else { 10 };
+    let before = h.router.snapshot();
+    assert!(matches!(h.cmd(accept(other, offer)), Err(CommandError::OfferNotForAgent { .. })));
+    assert_eq!(h.router.snapshot(), before);
+}
+
+#[test]
+fn logout_while_reserved_reroutes_at_once() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.login(11, &[(BILLING, 5)], &[EN]);
+    let (_, a, offer) = h.take_offers()[0];
+    assert_eq!(a, 10);
+    h.ok(Command::AgentLogout { agent: AgentId(10) });
+    let events = h.take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::OfferEnded { outcome: OfferOutcome::Withdrawn, offer: o, .. } if *o == offer)));
+    assert!(events.iter().any(|e| matches!(e, Event::Offered { agent: AgentId(11), contact: ContactId(1), .. })));
+    assert_eq!(h.router.agent_state(AgentId(10)), AgentState::Offline);
+}
+
+#[test]
+fn logout_while_connected_is_refused() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    h.ok(accept(10, offer));
+    assert_eq!(h.cmd(Command::AgentLogout { agent: AgentId(10) }), Err(CommandError::AgentBusy(AgentId(10))));
+}
+
+#[test]
+fn completion_goes_through_wrap_up_then_available() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].wrap_up = secs(30);
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    h.ok(accept(10, offer));
+    h.at(100).ok(complete(10, 1));
+    h.enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    assert_eq!(h.router.agent_state(AgentId(10)), AgentState::WrapUp);
+    assert!(h.take_offers().is_empty(), "no offers during wrap-up");
+    h.at(129);
+    assert!(h.take_offers().is_empty());
+    h.at(130);
+    assert_eq!(h.take_offers()[0].0, 2);
+}
+
+#[test]
+fn wrap_up_can_be_ended_early() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].wrap_up = secs(30);
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    h.ok(accept(10, offer));
+    h.ok(complete(10, 1));
+    h.at(5).ok(Command::EndWrapUp { agent: AgentId(10), contact: ContactId(1) });
+    assert_eq!(h.router.agent_state(AgentId(10)), AgentState::Available);
+    let again = h.cmd(Command::EndWrapUp { agent: AgentId(10), contact: ContactId(1) });
+    assert_eq!(again, Err(CommandError::NotInWrapUp { contact: ContactId(1), agent: AgentId(10) }));
+}
+
+#[test]
+fn abandon_while_queued_is_counted_and_short_abandons_apart() {
+    let mut h = harness();
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.at(3).ok(Command::Abandon { contact: ContactId(1) });
+    h.at(40).ok(Command::Abandon { contact: ContactId(2) });
+    let stats = h.router.queue_stats(Q0).unwrap();
+    assert_eq!((stats.counters.short_abandoned, stats.counters.abandoned, stats.waiting), (1, 1, 0));
+    assert_eq!(stats.service_level, Some(0.0), "the long abandon counts against the service level");
+    assert_eq!(h.cmd(Command::Abandon { contact: ContactId(1) }), Err(CommandError::UnknownContact(ContactId(1))));
+}
+
+#[test]
+fn transfer_keeps_context_and_original_arrival() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    let mut spec = contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]);
+    spec.context = vec![("order".into(), "A-17".into())];
+    h.enqueue(spec);
+    let (_, _, offer) = h.take_offers()[0];
+    h.ok(accept(10, offer));
+    // Someone else is already waiting for repair.
+    h.at(50).enqueue(contact(2, Q1, STANDARD, &[(REPAIR, 1)], &[]));
+    h.at(100).ok(Command::Transfer(TransferSpec {
+        contact: ContactId(1),
+        queue: Q1,
+        skills: vec![SkillReq { skill: REPAIR, min_proficiency: 1 }],
+        languages: vec![],
+        tier: None,
+        context: vec![("note".into(), "needs a technician".into())],
+    }));
+    let snap = h.router.snapshot();
+    let c = snap.contacts.iter().find(|c| c.id == ContactId(1)).unwrap();
+    assert_eq!(c.arrival, Time::ZERO);
+    assert_eq!(c.queue, Q1);
+    assert_eq!(c.context, vec![("order".into(), "A-17".into()), ("note".into(), "needs a technician".into())]);
+    h.take_events();
+    h.login(11, &[(REPAIR, 5)], &[EN]);
+    assert_eq!(h.take_offers()[0].0, 1, "transferred contact keeps its place ahead of contact 2");
+}
+
+#[test]
+fn callback_becomes_routable_when_due_and_can_be_cancelled() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    let cb = |id| Command::ScheduleCallback {
+        spec: contact(id, Q0, STANDARD, &[(BILLING, 1)], &[]),
+        due: Time::from_secs(1800),
+        deadline: Time::from_secs(3600),
+    };
+    h.ok(cb(1));
+    h.ok(cb(2));
+    h.at(100).ok(Command::Abandon { contact: ContactId(2) });
+    assert!(h.take_events().iter().any(|e| matches!(e, Event::CallbackCancelled { contact: ContactId(2), .. })));
+    h.at(1799);
+    assert!(h.take_offers().is_empty());
+    h.at(1800);
+    assert_eq!(h.take_offers().iter().map(|o| o.0).collect::<Vec<_>>(), vec![1]);
+}
+
+#[test]
+fn preferred_agent_gets_the_contact_within_the_window() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].preferred_agent_window = secs(30);
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.ok(not_ready(10));
+    h.login(11, &[(BILLING, 5)], &[EN]);
+    h.take_events();
+    let mut spec = contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]);
+    spec.preferred_agents = vec![AgentId(10)];
+    h.enqueue(spec);
+    assert!(h.take_offers().is_empty(), "held for agent 10 although 11 is free");
+    h.at(10).ok(ready(10));
+    assert_eq!(h.take_offers().iter().map(|o| (o.0, o.1)).collect::<Vec<_>>(), vec![(1, 10)]);
+}
+
+#[test]
+fn preferred_window_expiry_releases_the_contact_to_any_agent() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].preferred_agent_window = secs(30);
+    let mut h = Harness::new(cfg);
+    h.login(11, &[(BILLING, 5)], &[EN]);
+    let mut spec = contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]);
+    spec.preferred_agents = vec![AgentId(10)]; // not even logged in
+    h.enqueue(spec);
+    h.at(29);
+    assert!(h.take_offers().is_empty());
+    h.at(30);
+    assert_eq!(h.take_offers().iter().map(|o| (o.0, o.1)).collect::<Vec<_>>(), vec![(1, 11)]);
+}
+
+#[test]
+fn position_and_estimated_wait_follow_the_queue() {
+    let mut h = harness();
+    for i in 1..=4 {
+        h.enqueue(contact(i, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    }
+    h.ok(login(10, &[(BILLING, 5)], &[EN], [1, 0, 0]));
+    h.ok(not_ready(10));
+    let e = h.router.estimate_wait(ContactId(3)).unwrap();
+    // Offered contact 1 is not waiting: contacts 2 and 3 remain ahead of 4.
+    assert_eq!(e.position, 2);
+    assert_eq!(e.method, EwtMethod::HandleTimeModel);
+    assert_eq!(e.estimated_wait, secs(600), "2 × 300 s AHT ÷ 1 agent");
+    // Answer a dozen contacts 10 s apart: the estimate switches to the measured pace.
+    let (_, _, offer) = h.take_offers()[0];
+    h.ok(accept(10, offer));
+    for i in 5..=20 {
+        h.enqueue(contact(i, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    }
+    let mut t = 0;
+    let mut current = 1;
+    for _ in 0..12 {
+        t += 10;
+        h.at(t).ok(complete(10, current));
+        if t == 10 {
+            h.ok(ready(10));
+        }
+        let (c, _, offer) = h.take_offers()[0];
+        h.ok(accept(10, offer));
+        current = c;
+    }
+    let e = h.router.estimate_wait(ContactId(20)).unwrap();
+    assert_eq!(e.method, EwtMethod::QueueVelocity);
+    assert_eq!(e.position, 7);
+    // 13 answers in 120 s of queueing (the first on arrival): ~9.2 s apart.
+    let got = e.estimated_wait.as_secs_f64();
+    assert!((60.0..70.0).contains(&got), "7 × ~9.2 s, got {got} s");
+}
+
+#[test]
+fn explanation_names_the_candidates_and_the_rule() {
+    let mut cfg = Harness::default_config();
+    cfg.explain = true;
+    cfg.queues[0].agent_policy = AgentPolicy::MostProficient;
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 4)], &[EN]);
+    h.login(11, &[(BILLING, 8)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 2)], &[]));
+    let events = h.take_events();
+    let explanation = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Offered { explanation, .. } => explanation.clone(),
+            _ => None,
+        })
+        .expect("explained");
+    assert_eq!(explanation.rule, Rule::Agent(AgentPolicy::MostProficient));
+    assert_eq!(explanation.trigger, Trigger::ContactWaiting);
+    assert_eq!(explanation.candidates[0].agent, AgentId(11));
+    assert_eq!(explanation.candidates[0].proficiency, 8);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let (_, _, offer) = h.take_offers()[0];
+    let before = h.router.snapshot();
+    let bad: Vec<(Command, fn(&CommandError) -> bool)> = vec![
+        (Command::Enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[])), |e| matches!(e, CommandError::DuplicateContact(_))),
+        (Command::Enqueue(contact(2, QueueId(9), STANDARD, &[(BILLING, 1)], &[])), |e| matches!(e, CommandError::UnknownQueue(_))),
+        (Command::Enqueue(contact(2, Q0, TierId(7), &[(BILLING, 1)], &[])), |e| matches!(e, CommandError::UnknownTier(_))),
+        (Command::Enqueue(contact(2, Q0, STANDARD, &[], &[])), |e| matches!(e, CommandError::Invalid { .. })),
+        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 11)], &[])), |e| matches!(e, CommandError::Invalid { .. })),
+        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1), (BILLING, 2)], &[])), |e| matches!(e, CommandError::DuplicateSkill(_))),
+        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[EN, EN])), |e| matches!(e, CommandError::DuplicateLanguage(_))),
+        (login(10, &[(BILLING, 5)], &[EN], [1, 0, 0]), |e| matches!(e, CommandError::AgentAlreadyLoggedIn(_))),
+        (login(12, &[(BILLING, 0)], &[EN], [1, 0, 0]), |e| matches!(e, CommandError::Invalid { .. })),
+        (login(12, &[(BILLING, 5)], &[EN], [2, 0, 0]), |e| matches!(e, CommandError::Invalid { .. })),
+        (login(12, &[(BILLING, 5)], &[EN], [0, 0, 0]), |e| matches!(e, CommandError::Invalid { .. })),
+        (ready(99), |e| matches!(e, CommandError::UnknownAgent(_))),
+        (accept(10, OfferId(999)), |e| matches!(e, CommandError::UnknownOffer(_))),
+        (complete(10, 1), |e| matches!(e, CommandError::NotConnected { .. })),
+        (Command::Abandon { contact: ContactId(77) }, |e| matches!(e, CommandError::UnknownContact(_))),
+        (Command::AgentNotReady { agent: AgentId(10), reason: NotReadyReason::Rona }, |e| matches!(e, CommandError::Invalid { .. })),
+        (Command::ScheduleCallback {
+            spec: contact(3, Q0, STANDARD, &[(BILLING, 1)], &[]),
+            due: Time::from_secs(10),
+            deadline: Time::from_secs(5),
+        }, |e| matches!(e, CommandError::Invalid { .. })),
+    ];
+    for (command, expected) in bad {
+        let shown = format!("{command:?}");
+        let err = h.cmd(command).expect_err(&shown);
+        assert!(expected(&err), "{shown} gave {err:?}");
+        assert!(!err.to_string().is_empty());
+        assert_eq!(h.router.snapshot(), before, "{shown} changed the state");
+    }
+    assert!(h.take_events().is_empty());
+    // And the offer is still good.
+    assert!(h.cmd(accept(10, offer)).is_ok());
+}
+
+#[test]
+fn config_errors_point_at_every_field() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].service_level.target = 1.5;
+    cfg.queues[1].relaxation = vec![
+        RelaxStep { after: secs(60), action: RelaxAction::OverflowTo(QueueId(5)) },
+        RelaxStep { after: secs(30), action: RelaxAction::MinProficiencyAtMost(0) },
+    ];
+    cfg.tiers[1].name = "gold".into();
+    let errs = Router::new(cfg).err().expect("invalid").0;
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, vec![
+        "tiers[1].name",
+        "queues[0].service_level.target",
+        "queues[1].relaxation[0].action",
+        "queues[1].relaxation[1].after",
+        "queues[1].relaxation[1].action",
+    ]);
+}
+
+#[test]
+fn time_going_backwards_is_clamped() {
+    let mut h = harness();
+    h.at(100).enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.now = Time::from_secs(50);
+    h.enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let snap = h.router.snapshot();
+    assert_eq!(snap.contacts[1].arrival, Time::from_secs(100));
+    assert_eq!(h.router.now(), Time::from_secs(100));
+    let _ = Duration::ZERO;
+}
