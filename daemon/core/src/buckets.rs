@@ -115,7 +115,8 @@ impl BucketIndex {
         let id = match self.by_key.get(&key) {
             Some(&id) => id,
             None => {
-                let id = self.buckets.insert(Bucket { key: key.to_owned(), contacts: BTreeSet::new(), links: Vec::new() });
+                let id =
+                    self.buckets.insert(Bucket { key: key.to_owned(), contacts: BTreeSet::new(), links: Vec::new() });
                 self.by_key.insert(key.to_owned(), id);
                 self.link(id);
                 id
@@ -163,7 +164,8 @@ impl BucketIndex {
             debug_assert_eq!(list[pos as usize], id);
             list.swap_remove(pos as usize);
             if let Some(&moved) = list.get(pos as usize) {
-                let link = self.buckets[moved].links.iter_mut().find(|(k, _)| *k == key).expect("moved bucket is linked");
+                let link =
+                    self.buckets[moved].links.iter_mut().find(|(k, _)| *k == key).expect("moved bucket is linked");
                 link.1 = pos;
             }
         }

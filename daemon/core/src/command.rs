@@ -68,30 +68,59 @@ pub struct TransferSpec {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Command {
     // Agent side.
-    AgentLogin { agent: AgentId, profile: AgentProfile, ready: bool },
+    AgentLogin {
+        agent: AgentId,
+        profile: AgentProfile,
+        ready: bool,
+    },
     /// Withdraws the agent's ringing offers (re-routing them at once) and ends
     /// its wrap-ups. Refused while the agent has a connected contact.
-    AgentLogout { agent: AgentId },
-    AgentReady { agent: AgentId },
-    AgentNotReady { agent: AgentId, reason: NotReadyReason },
-    Accept { agent: AgentId, offer: OfferId },
-    Reject { agent: AgentId, offer: OfferId },
+    AgentLogout {
+        agent: AgentId,
+    },
+    AgentReady {
+        agent: AgentId,
+    },
+    AgentNotReady {
+        agent: AgentId,
+        reason: NotReadyReason,
+    },
+    Accept {
+        agent: AgentId,
+        offer: OfferId,
+    },
+    Reject {
+        agent: AgentId,
+        offer: OfferId,
+    },
     /// The agent finished a connected contact; wrap-up follows.
-    Complete { agent: AgentId, contact: ContactId },
+    Complete {
+        agent: AgentId,
+        contact: ContactId,
+    },
     /// The agent ends wrap-up early.
-    EndWrapUp { agent: AgentId, contact: ContactId },
+    EndWrapUp {
+        agent: AgentId,
+        contact: ContactId,
+    },
 
     // Gateway side.
     Enqueue(ContactSpec),
     /// The customer hung up. Before connection this is an abandon; after, it
     /// ends the contact as a completion would.
-    Abandon { contact: ContactId },
+    Abandon {
+        contact: ContactId,
+    },
     /// Re-queue a waiting, offered or connected contact with new requirements,
     /// keeping its context and original arrival time.
     Transfer(TransferSpec),
     /// A callback that becomes routable at `due` and should be answered by
     /// `deadline`.
-    ScheduleCallback { spec: ContactSpec, due: Time, deadline: Time },
+    ScheduleCallback {
+        spec: ContactSpec,
+        due: Time,
+        deadline: Time,
+    },
 }
 
 /// The successful answer to a command.
@@ -100,7 +129,14 @@ pub enum Reply {
     Done,
     /// The contact is in `queue` (which differs from the requested one after a
     /// full-queue overflow).
-    Enqueued { queue: QueueId },
-    Accepted { contact: ContactId, duplicate: bool },
-    Rejected { duplicate: bool },
+    Enqueued {
+        queue: QueueId,
+    },
+    Accepted {
+        contact: ContactId,
+        duplicate: bool,
+    },
+    Rejected {
+        duplicate: bool,
+    },
 }

@@ -255,10 +255,9 @@ impl RouterConfig {
                     err(at("after"), "steps must be in increasing order of `after`".into());
                 }
                 match step.action {
-                    RelaxAction::MinProficiencyAtMost(p) if !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(&p) => err(
-                        at("action"),
-                        format!("proficiency {p} is not in {MIN_PROFICIENCY}..={MAX_PROFICIENCY}"),
-                    ),
+                    RelaxAction::MinProficiencyAtMost(p) if !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(&p) => {
+                        err(at("action"), format!("proficiency {p} is not in {MIN_PROFICIENCY}..={MAX_PROFICIENCY}"))
+                    }
                     RelaxAction::OverflowTo(to) if !queue_ok(to) => {
                         err(at("action"), format!("overflow queue {} does not exist", to.0))
                     }

@@ -52,7 +52,8 @@ pub struct Relaxation {
 }
 
 impl Relaxation {
-    pub const NONE: Relaxation = Relaxation { proficiency_cap: MAX_PROFICIENCY, languages: 1, any_language: false, next_step: 0 };
+    pub const NONE: Relaxation =
+        Relaxation { proficiency_cap: MAX_PROFICIENCY, languages: 1, any_language: false, next_step: 0 };
 
     pub fn apply(&mut self, action: RelaxAction) {
         match action {
@@ -67,11 +68,21 @@ impl Relaxation {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ContactState {
     /// A callback not yet due.
-    Scheduled { due: Time },
+    Scheduled {
+        due: Time,
+    },
     /// Waiting in a bucket, or held for its preferred agents until `hold_until`.
-    Waiting { bucket: Option<u32>, hold_until: Option<Time> },
-    Offered { offer: OfferId, agent: u32 },
-    Connected { agent: u32 },
+    Waiting {
+        bucket: Option<u32>,
+        hold_until: Option<Time>,
+    },
+    Offered {
+        offer: OfferId,
+        agent: u32,
+    },
+    Connected {
+        agent: u32,
+    },
 }
 
 pub struct Contact {
@@ -107,10 +118,12 @@ impl Contact {
     /// acceptable languages (`None`: any).
     pub fn effective<'a>(&'a self, skills: &mut Vec<SkillReq>) -> Option<&'a [LanguageId]> {
         skills.clear();
-        skills.extend(self.skills.iter().map(|r| SkillReq {
-            skill: r.skill,
-            min_proficiency: r.min_proficiency.min(self.relax.proficiency_cap),
-        }));
+        skills.extend(
+            self.skills.iter().map(|r| SkillReq {
+                skill: r.skill,
+                min_proficiency: r.min_proficiency.min(self.relax.proficiency_cap),
+            }),
+        );
         if self.relax.any_language || self.languages.is_empty() {
             None
         } else {

@@ -98,23 +98,71 @@ pub enum Event {
         explanation: Option<Box<Explanation>>,
     },
     /// An offer ended without being accepted.
-    OfferEnded { offer: OfferId, contact: ContactId, agent: AgentId, outcome: OfferOutcome },
+    OfferEnded {
+        offer: OfferId,
+        contact: ContactId,
+        agent: AgentId,
+        outcome: OfferOutcome,
+    },
     /// The agent accepted: the contact is answered.
-    Connected { offer: OfferId, contact: ContactId, agent: AgentId, queue: QueueId, tier: TierId, waited: Duration },
+    Connected {
+        offer: OfferId,
+        contact: ContactId,
+        agent: AgentId,
+        queue: QueueId,
+        tier: TierId,
+        waited: Duration,
+    },
     /// The contact ended after connection; `hung_up` when the customer ended it.
-    Completed { contact: ContactId, agent: AgentId, queue: QueueId, hung_up: bool },
-    WrapUpEnded { contact: ContactId, agent: AgentId },
+    Completed {
+        contact: ContactId,
+        agent: AgentId,
+        queue: QueueId,
+        hung_up: bool,
+    },
+    WrapUpEnded {
+        contact: ContactId,
+        agent: AgentId,
+    },
     /// The customer hung up before being connected.
-    Abandoned { contact: ContactId, queue: QueueId, tier: TierId, waited: Duration, short: bool },
+    Abandoned {
+        contact: ContactId,
+        queue: QueueId,
+        tier: TierId,
+        waited: Duration,
+        short: bool,
+    },
     /// A scheduled callback was cancelled before it was due.
-    CallbackCancelled { contact: ContactId, queue: QueueId },
+    CallbackCancelled {
+        contact: ContactId,
+        queue: QueueId,
+    },
     /// A scheduled callback became routable.
-    CallbackDue { contact: ContactId, queue: QueueId },
-    Overflowed { contact: ContactId, from: QueueId, to: QueueId, reason: OverflowReason },
-    Transferred { contact: ContactId, from: QueueId, to: QueueId },
+    CallbackDue {
+        contact: ContactId,
+        queue: QueueId,
+    },
+    Overflowed {
+        contact: ContactId,
+        from: QueueId,
+        to: QueueId,
+        reason: OverflowReason,
+    },
+    Transferred {
+        contact: ContactId,
+        from: QueueId,
+        to: QueueId,
+    },
     /// A relaxation step applied to a waiting contact (index into the queue's steps).
-    Relaxed { contact: ContactId, queue: QueueId, step: u8 },
-    AgentStateChanged { agent: AgentId, state: AgentState },
+    Relaxed {
+        contact: ContactId,
+        queue: QueueId,
+        step: u8,
+    },
+    AgentStateChanged {
+        agent: AgentId,
+        state: AgentState,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

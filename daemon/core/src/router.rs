@@ -175,12 +175,8 @@ impl Router {
     /// this is for dashboards polled every few seconds, not the hot path.
     pub fn queue_stats(&self, queue: QueueId) -> Result<QueueStats, CommandError> {
         let q = self.queues.get(usize::from(queue.0)).ok_or(CommandError::UnknownQueue(queue))?;
-        let oldest = self
-            .contacts
-            .iter()
-            .filter(|(_, c)| c.queue == queue && c.is_waiting())
-            .map(|(_, c)| c.arrival)
-            .min();
+        let oldest =
+            self.contacts.iter().filter(|(_, c)| c.queue == queue && c.is_waiting()).map(|(_, c)| c.arrival).min();
         Ok(QueueStats {
             name: self.cfg.queues[usize::from(queue.0)].name.clone(),
             waiting_by_tier: q.waiting_by_tier.clone(),
@@ -201,11 +197,9 @@ impl Router {
             let method = EwtMethod::NotWaiting;
             return Ok(WaitEstimate { position: 0, estimated_wait: Duration::ZERO, method });
         }
-        let ahead = self
-            .contacts
-            .iter()
-            .filter(|(_, o)| o.queue == c.queue && o.is_waiting() && o.rank < c.rank)
-            .count() as u32;
+        let ahead =
+            self.contacts.iter().filter(|(_, o)| o.queue == c.queue && o.is_waiting() && o.rank < c.rank).count()
+                as u32;
         let q = &self.queues[usize::from(c.queue.0)];
         let position = ahead + 1;
         if q.departures >= WARM_UP_DEPARTURES {
@@ -279,7 +273,7 @@ impl Router {
                 },
                 state: a.state(),
                 idle_order: a.idle_order,
-                wrap_ups: a.wrap_ups.iter().map(|w| (w.contact, w.ends_at)).collect(),
+                wrap_ups: a.wrap_ups.iter().map(|w| (w.contact, w.channel, w.ends_at)).collect(),
             })
             .collect();
         Snapshot { now: self.now, contacts, agents }
@@ -381,7 +375,12 @@ impl Router {
             if let ContactState::Offered { offer, .. } = self.contacts[contact_slot].state {
                 self.offers.close(offer, OfferOutcome::Withdrawn);
                 let contact = self.contacts[contact_slot].id;
-                self.events.push_back(Event::OfferEnded { offer, contact, agent: id, outcome: OfferOutcome::Withdrawn });
+                self.events.push_back(Event::OfferEnded {
+                    offer,
+                    contact,
+                    agent: id,
+                    outcome: OfferOutcome::Withdrawn,
+                });
                 self.return_to_queue(contact_slot);
             }
         }
@@ -438,7 +437,9 @@ impl Router {
     fn reject(&mut self, id: AgentId, offer_id: OfferId) -> Result<Reply, CommandError> {
         self.agent_slot(id)?;
         match self.offers.pending(offer_id) {
-            Some(o) if o.agent != id => Err(CommandError::OfferNotForAgent { offer: offer_id, owner: o.agent, agent: id }),
+            Some(o) if o.agent != id => {
+                Err(CommandError::OfferNotForAgent { offer: offer_id, owner: o.agent, agent: id })
+            }
             Some(_) => {
                 self.end_offer(offer_id, OfferOutcome::Rejected);
                 Ok(Reply::Rejected { duplicate: false })
@@ -635,7 +636,12 @@ impl Router {
         self.queues[usize::from(admitted.0)].counters.transferred_in += 1;
         self.events.push_back(Event::Transferred { contact, from, to: admitted });
         if admitted != queue {
-            self.events.push_back(Event::Overflowed { contact, from: queue, to: admitted, reason: OverflowReason::QueueFull });
+            self.events.push_back(Event::Overflowed {
+                contact,
+                from: queue,
+                to: admitted,
+                reason: OverflowReason::QueueFull,
+            });
         }
         self.settle(cslot, Trigger::ContactWaiting);
         if let Some(agent_slot) = freed_agent {
@@ -755,10 +761,10 @@ impl Router {
             },
             _ => None,
         };
-        if next.is_some() && next != c.next_wake {
+        if let Some(at) = next.filter(|_| next != c.next_wake) {
             let gen = c.gen;
             self.contacts[slot].next_wake = next;
-            self.timers.schedule(next.expect("checked"), Timer::ContactWake { slot, gen });
+            self.timers.schedule(at, Timer::ContactWake { slot, gen });
         }
     }
 
@@ -981,7 +987,13 @@ impl Router {
 
     // ----- Offers -------------------------------------------------------------
 
-    fn make_offer(&mut self, contact_slot: u32, agent_slot: u32, trigger: Trigger, explanation: Option<Box<Explanation>>) {
+    fn make_offer(
+        &mut self,
+        contact_slot: u32,
+        agent_slot: u32,
+        trigger: Trigger,
+        explanation: Option<Box<Explanation>>,
+    ) {
         self.unindex(contact_slot);
         let agent = &mut self.agents[agent_slot];
         let c = &self.contacts[contact_slot];
@@ -1165,7 +1177,10 @@ fn check_requirements(skills: &[SkillReq], languages: &[LanguageId]) -> Result<(
         return Err(invalid("languages", format!("at most {MAX_LANGUAGES_PER_CONTACT}")));
     }
     if let Some(r) = skills.iter().find(|r| !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(&r.min_proficiency)) {
-        return Err(invalid("min_proficiency", format!("{} for skill {} is not in 1..=10", r.min_proficiency, r.skill)));
+        return Err(invalid(
+            "min_proficiency",
+            format!("{} for skill {} is not in 1..=10", r.min_proficiency, r.skill),
+        ));
     }
     for (i, r) in skills.iter().enumerate() {
         if skills[..i].iter().any(|o| o.skill == r.skill) {

@@ -16,11 +16,20 @@ pub struct Snapshot {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ContactViewState {
-    Scheduled { due: Time },
+    Scheduled {
+        due: Time,
+    },
     /// `held_until`: held for a preferred agent until then.
-    Waiting { held_until: Option<Time> },
-    Offered { offer: OfferId, agent: AgentId },
-    Connected { agent: AgentId },
+    Waiting {
+        held_until: Option<Time>,
+    },
+    Offered {
+        offer: OfferId,
+        agent: AgentId,
+    },
+    Connected {
+        agent: AgentId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,5 +68,6 @@ pub struct AgentView {
     /// Order in which agents with room are preferred under "longest idle"
     /// (lower first); 0 when the agent has no room.
     pub idle_order: u64,
-    pub wrap_ups: Vec<(ContactId, Time)>,
+    /// (contact, channel whose slot it holds, end).
+    pub wrap_ups: Vec<(ContactId, Channel, Time)>,
 }

@@ -12,9 +12,17 @@ use crate::time::Time;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub(crate) enum Timer {
     /// Relaxation step, end of a preferred-agent hold, or a callback coming due.
-    ContactWake { slot: u32, gen: u32 },
-    OfferExpiry { offer: OfferId },
-    WrapUpEnd { agent_slot: u32, contact: ContactId },
+    ContactWake {
+        slot: u32,
+        gen: u32,
+    },
+    OfferExpiry {
+        offer: OfferId,
+    },
+    WrapUpEnd {
+        agent_slot: u32,
+        contact: ContactId,
+    },
 }
 
 #[derive(Default)]

@@ -186,8 +186,7 @@ fn chat_capacity_is_never_exceeded_and_voice_blocks_other_channels() {
 #[test]
 fn proficiency_relaxes_after_waiting() {
     let mut cfg = Harness::default_config();
-    cfg.queues[0].relaxation =
-        vec![RelaxStep { after: secs(30), action: RelaxAction::MinProficiencyAtMost(3) }];
+    cfg.queues[0].relaxation = vec![RelaxStep { after: secs(30), action: RelaxAction::MinProficiencyAtMost(3) }];
     let mut h = Harness::new(cfg);
     h.login(10, &[(BILLING, 4)], &[EN]);
     h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 6)], &[]));
@@ -227,8 +226,10 @@ fn overflow_to_another_queue_after_waiting_keeps_arrival() {
     h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
     h.at(120);
     let events = h.take_events();
-    assert!(events.iter().any(|e| matches!(e,
-        Event::Overflowed { contact: ContactId(1), from: Q0, to: Q1, reason: OverflowReason::Relaxation })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Overflowed { contact: ContactId(1), from: Q0, to: Q1, reason: OverflowReason::Relaxation }
+    )));
     let snap = h.router.snapshot();
     assert_eq!(snap.contacts[0].queue, Q1);
     assert_eq!(snap.contacts[0].arrival, Time::ZERO);
@@ -315,7 +316,10 @@ fn accept_after_abandon_is_refused() {
     h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
     let (_, _, offer) = h.take_offers()[0];
     h.ok(Command::Abandon { contact: ContactId(1) });
-    assert_eq!(h.cmd(accept(10, offer)), Err(CommandError::OfferNotPending { offer, outcome: OfferOutcome::Abandoned }));
+    assert_eq!(
+        h.cmd(accept(10, offer)),
+        Err(CommandError::OfferNotPending { offer, outcome: OfferOutcome::Abandoned })
+    );
     assert_eq!(h.router.agent_state(AgentId(10)), AgentState::Available);
 }
 
@@ -356,7 +360,9 @@ fn logout_while_reserved_reroutes_at_once() {
     assert_eq!(a, 10);
     h.ok(Command::AgentLogout { agent: AgentId(10) });
     let events = h.take_events();
-    assert!(events.iter().any(|e| matches!(e, Event::OfferEnded { outcome: OfferOutcome::Withdrawn, offer: o, .. } if *o == offer)));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::OfferEnded { outcome: OfferOutcome::Withdrawn, offer: o, .. } if *o == offer)));
     assert!(events.iter().any(|e| matches!(e, Event::Offered { agent: AgentId(11), contact: ContactId(1), .. })));
     assert_eq!(h.router.agent_state(AgentId(10)), AgentState::Offline);
 }
@@ -568,14 +574,27 @@ fn bad_input_is_refused_and_changes_nothing() {
     h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
     let (_, _, offer) = h.take_offers()[0];
     let before = h.router.snapshot();
-    let bad: Vec<(Command, fn(&CommandError) -> bool)> = vec![
-        (Command::Enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[])), |e| matches!(e, CommandError::DuplicateContact(_))),
-        (Command::Enqueue(contact(2, QueueId(9), STANDARD, &[(BILLING, 1)], &[])), |e| matches!(e, CommandError::UnknownQueue(_))),
-        (Command::Enqueue(contact(2, Q0, TierId(7), &[(BILLING, 1)], &[])), |e| matches!(e, CommandError::UnknownTier(_))),
+    type Expect = fn(&CommandError) -> bool;
+    let bad: Vec<(Command, Expect)> = vec![
+        (Command::Enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[])), |e| {
+            matches!(e, CommandError::DuplicateContact(_))
+        }),
+        (Command::Enqueue(contact(2, QueueId(9), STANDARD, &[(BILLING, 1)], &[])), |e| {
+            matches!(e, CommandError::UnknownQueue(_))
+        }),
+        (Command::Enqueue(contact(2, Q0, TierId(7), &[(BILLING, 1)], &[])), |e| {
+            matches!(e, CommandError::UnknownTier(_))
+        }),
         (Command::Enqueue(contact(2, Q0, STANDARD, &[], &[])), |e| matches!(e, CommandError::Invalid { .. })),
-        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 11)], &[])), |e| matches!(e, CommandError::Invalid { .. })),
-        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1), (BILLING, 2)], &[])), |e| matches!(e, CommandError::DuplicateSkill(_))),
-        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[EN, EN])), |e| matches!(e, CommandError::DuplicateLanguage(_))),
+        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 11)], &[])), |e| {
+            matches!(e, CommandError::Invalid { .. })
+        }),
+        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1), (BILLING, 2)], &[])), |e| {
+            matches!(e, CommandError::DuplicateSkill(_))
+        }),
+        (Command::Enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[EN, EN])), |e| {
+            matches!(e, CommandError::DuplicateLanguage(_))
+        }),
         (login(10, &[(BILLING, 5)], &[EN], [1, 0, 0]), |e| matches!(e, CommandError::AgentAlreadyLoggedIn(_))),
         (login(12, &[(BILLING, 0)], &[EN], [1, 0, 0]), |e| matches!(e, CommandError::Invalid { .. })),
         (login(12, &[(BILLING, 5)], &[EN], [2, 0, 0]), |e| matches!(e, CommandError::Invalid { .. })),
@@ -584,12 +603,17 @@ fn bad_input_is_refused_and_changes_nothing() {
         (accept(10, OfferId(999)), |e| matches!(e, CommandError::UnknownOffer(_))),
         (complete(10, 1), |e| matches!(e, CommandError::NotConnected { .. })),
         (Command::Abandon { contact: ContactId(77) }, |e| matches!(e, CommandError::UnknownContact(_))),
-        (Command::AgentNotReady { agent: AgentId(10), reason: NotReadyReason::Rona }, |e| matches!(e, CommandError::Invalid { .. })),
-        (Command::ScheduleCallback {
-            spec: contact(3, Q0, STANDARD, &[(BILLING, 1)], &[]),
-            due: Time::from_secs(10),
-            deadline: Time::from_secs(5),
-        }, |e| matches!(e, CommandError::Invalid { .. })),
+        (Command::AgentNotReady { agent: AgentId(10), reason: NotReadyReason::Rona }, |e| {
+            matches!(e, CommandError::Invalid { .. })
+        }),
+        (
+            Command::ScheduleCallback {
+                spec: contact(3, Q0, STANDARD, &[(BILLING, 1)], &[]),
+                due: Time::from_secs(10),
+                deadline: Time::from_secs(5),
+            },
+            |e| matches!(e, CommandError::Invalid { .. }),
+        ),
     ];
     for (command, expected) in bad {
         let shown = format!("{command:?}");
@@ -614,13 +638,16 @@ fn config_errors_point_at_every_field() {
     cfg.tiers[1].name = "gold".into();
     let errs = Router::new(cfg).err().expect("invalid").0;
     let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, vec![
-        "tiers[1].name",
-        "queues[0].service_level.target",
-        "queues[1].relaxation[0].action",
-        "queues[1].relaxation[1].after",
-        "queues[1].relaxation[1].action",
-    ]);
+    assert_eq!(
+        fields,
+        vec![
+            "tiers[1].name",
+            "queues[0].service_level.target",
+            "queues[1].relaxation[0].action",
+            "queues[1].relaxation[1].after",
+            "queues[1].relaxation[1].action",
+        ]
+    );
 }
 
 #[test]

@@ -33,9 +33,7 @@ impl Harness {
     }
 
     pub fn default_config() -> RouterConfig {
-        let mut cfg = RouterConfig::default();
-        cfg.queues = vec![QueueConfig::new("sales"), QueueConfig::new("support")];
-        cfg
+        RouterConfig { queues: vec![QueueConfig::new("sales"), QueueConfig::new("support")], ..Default::default() }
     }
 
     pub fn at(&mut self, secs: u64) -> &mut Self {
@@ -105,7 +103,13 @@ pub fn login(agent: u64, skills: &[(SkillId, u8)], languages: &[LanguageId], cap
     }
 }
 
-pub fn contact(id: u64, queue: QueueId, tier: TierId, skills: &[(SkillId, u8)], languages: &[LanguageId]) -> ContactSpec {
+pub fn contact(
+    id: u64,
+    queue: QueueId,
+    tier: TierId,
+    skills: &[(SkillId, u8)],
+    languages: &[LanguageId],
+) -> ContactSpec {
     ContactSpec {
         id: ContactId(id),
         channel: Channel::Voice,

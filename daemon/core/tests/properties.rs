@@ -1,0 +1,487 @@
+//! Invariants over random command sequences, checked after every step, and
+//! the router's decisions compared with the brute-force reference.
+//!
+//! Each step first fires the timers due at its time (invariants checked),
+//! then applies one command. For commands, every offer the command causes is
+//! checked, in order, against [`reference`] on the state before the command
+//! with the offers already made applied. Decisions made inside timer batches
+//! are covered by the invariants (work conservation, capacity, rank order is
+//! exercised by the scenarios).
+
+mod reference;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use ccr_core::*;
+use proptest::prelude::*;
+
+const AGENTS: u64 = 6;
+const CONTACTS: u64 = 24;
+const SKILLS: u16 = 3;
+const LANGUAGES: u16 = 3;
+
+fn config(contact_policy: ContactPolicy, agent_policy: AgentPolicy) -> RouterConfig {
+    let mut cfg = RouterConfig::default();
+    let mut q0 = QueueConfig::new("q0");
+    q0.contact_policy = contact_policy;
+    q0.agent_policy = agent_policy;
+    q0.offer_timeout = Duration::from_secs(8);
+    q0.preferred_agent_window = Duration::from_secs(12);
+    q0.relaxation = vec![
+        RelaxStep { after: Duration::from_secs(10), action: RelaxAction::MinProficiencyAtMost(3) },
+        RelaxStep { after: Duration::from_secs(20), action: RelaxAction::NextLanguage },
+        RelaxStep { after: Duration::from_secs(40), action: RelaxAction::AnyLanguage },
+        RelaxStep { after: Duration::from_secs(60), action: RelaxAction::OverflowTo(QueueId(1)) },
+    ];
+    let mut q1 = QueueConfig::new("q1");
+    q1.contact_policy = contact_policy;
+    q1.agent_policy = agent_policy;
+    q1.wrap_up = Duration::from_secs(5);
+    q1.offer_timeout = Duration::from_secs(15);
+    q1.max_waiting = Some(6);
+    q1.relaxation = vec![RelaxStep { after: Duration::from_secs(30), action: RelaxAction::AnyLanguage }];
+    let mut q2 = QueueConfig::new("q2");
+    q2.contact_policy = ContactPolicy::EarliestDeadline;
+    q2.agent_policy = agent_policy;
+    q2.max_waiting = Some(3);
+    q2.when_full = WhenFull::OverflowTo(QueueId(1));
+    cfg.queues = vec![q0, q1, q2];
+    cfg
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Advance(u8),
+    Login {
+        agent: u64,
+        skills: Vec<(u16, u8)>,
+        languages: Vec<u16>,
+        capacity: [u8; 3],
+        ready: bool,
+    },
+    Logout(u64),
+    Ready(u64),
+    NotReady(u64),
+    Accept {
+        pick: usize,
+        wrong_agent: bool,
+    },
+    Reject {
+        pick: usize,
+    },
+    Complete {
+        pick: usize,
+    },
+    EndWrapUp {
+        pick: usize,
+    },
+    Enqueue {
+        id: u64,
+        channel: u8,
+        queue: u16,
+        tier: u8,
+        skills: Vec<(u16, u8)>,
+        languages: Vec<u16>,
+        preferred: Option<u64>,
+    },
+    Abandon(u64),
+    Transfer {
+        id: u64,
+        queue: u16,
+        skills: Vec<(u16, u8)>,
+    },
+    Callback {
+        id: u64,
+        queue: u16,
+        due_in: u8,
+        slack: u8,
+    },
+}
+
+fn skill_set() -> impl Strategy<Value = Vec<(u16, u8)>> {
+    prop::collection::btree_map(0..SKILLS, 1u8..=10, 1..=2).prop_map(|m| m.into_iter().collect())
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let agent = 0..AGENTS;
+    let id = 0..CONTACTS;
+    prop_oneof![
+        4 => any::<u8>().prop_map(|s| Op::Advance(s % 25)),
+        2 => (agent.clone(), prop::collection::btree_map(0..SKILLS, 1u8..=10, 1..=3),
+              prop::collection::btree_set(0..LANGUAGES, 0..=2),
+              prop_oneof![Just([1, 0, 0]), Just([0, 3, 0]), Just([1, 2, 1]), Just([0, 1, 2])], any::<bool>())
+            .prop_map(|(agent, skills, languages, capacity, ready)| Op::Login {
+                agent, skills: skills.into_iter().collect(), languages: languages.into_iter().collect(), capacity, ready }),
+        1 => agent.clone().prop_map(Op::Logout),
+        2 => agent.clone().prop_map(Op::Ready),
+        1 => agent.clone().prop_map(Op::NotReady),
+        4 => (any::<usize>(), prop::bool::weighted(0.1)).prop_map(|(pick, wrong_agent)| Op::Accept { pick, wrong_agent }),
+        1 => any::<usize>().prop_map(|pick| Op::Reject { pick }),
+        3 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::EndWrapUp { pick }),
+        5 => (id.clone(), 0u8..3, 0u16..3, 0u8..3, skill_set(), prop::collection::vec(0..LANGUAGES, 0..=2),
+              prop::option::weighted(0.2, 0..AGENTS))
+            .prop_map(|(id, channel, queue, tier, skills, mut languages, preferred)| {
+                languages.dedup();
+                Op::Enqueue { id, channel, queue, tier, skills, languages, preferred }
+            }),
+        2 => id.clone().prop_map(Op::Abandon),
+        1 => (id.clone(), 0u16..3, skill_set()).prop_map(|(id, queue, skills)| Op::Transfer { id, queue, skills }),
+        1 => (id, 0u16..3, any::<u8>(), any::<u8>()).prop_map(|(id, queue, due_in, slack)| Op::Callback {
+            id, queue, due_in: due_in % 40, slack: slack % 60 }),
+    ]
+}
+
+fn reqs(skills: &[(u16, u8)]) -> Vec<SkillReq> {
+    skills.iter().map(|&(s, p)| SkillReq { skill: SkillId(s), min_proficiency: p }).collect()
+}
+
+fn channel(i: u8) -> Channel {
+    Channel::ALL[usize::from(i % 3)]
+}
+
+/// Turns an op into a command, given the current state (so that accept,
+/// complete and the like mostly name real offers and contacts).
+fn command(op: &Op, snap: &Snapshot, now: Time) -> Option<Command> {
+    let offered: Vec<(OfferId, AgentId)> = snap
+        .contacts
+        .iter()
+        .filter_map(|c| match c.state {
+            ContactViewState::Offered { offer, agent } => Some((offer, agent)),
+            _ => None,
+        })
+        .collect();
+    let connected: Vec<(ContactId, AgentId)> = snap
+        .contacts
+        .iter()
+        .filter_map(|c| match c.state {
+            ContactViewState::Connected { agent } => Some((c.id, agent)),
+            _ => None,
+        })
+        .collect();
+    let wrapping: Vec<(ContactId, AgentId)> =
+        snap.agents.iter().flat_map(|a| a.wrap_ups.iter().map(move |w| (w.0, a.id))).collect();
+    let spec = |id: u64, ch: u8, queue: u16, tier: u8, skills: &[(u16, u8)], languages: &[u16]| ContactSpec {
+        id: ContactId(id),
+        channel: channel(ch),
+        queue: QueueId(queue),
+        tier: TierId(tier),
+        skills: reqs(skills),
+        languages: languages.iter().map(|&l| LanguageId(l)).collect(),
+        preferred_agents: Vec::new(),
+        context: vec![("k".into(), id.to_string())],
+    };
+    Some(match op {
+        Op::Advance(_) => return None,
+        Op::Login { agent, skills, languages, capacity, ready } => Command::AgentLogin {
+            agent: AgentId(*agent),
+            profile: AgentProfile {
+                skills: skills.iter().map(|&(s, p)| (SkillId(s), p)).collect(),
+                languages: languages.iter().map(|&l| LanguageId(l)).collect(),
+                capacity: *capacity,
+            },
+            ready: *ready,
+        },
+        Op::Logout(a) => Command::AgentLogout { agent: AgentId(*a) },
+        Op::Ready(a) => Command::AgentReady { agent: AgentId(*a) },
+        Op::NotReady(a) => Command::AgentNotReady { agent: AgentId(*a), reason: NotReadyReason::Break },
+        Op::Accept { pick, wrong_agent } => {
+            let &(offer, agent) = offered.get(pick % offered.len().max(1))?;
+            let agent = if *wrong_agent { AgentId((agent.0 + 1) % AGENTS) } else { agent };
+            Command::Accept { agent, offer }
+        }
+        Op::Reject { pick } => {
+            let &(offer, agent) = offered.get(pick % offered.len().max(1))?;
+            Command::Reject { agent, offer }
+        }
+        Op::Complete { pick } => {
+            let &(contact, agent) = connected.get(pick % connected.len().max(1))?;
+            Command::Complete { agent, contact }
+        }
+        Op::EndWrapUp { pick } => {
+            let &(contact, agent) = wrapping.get(pick % wrapping.len().max(1))?;
+            Command::EndWrapUp { agent, contact }
+        }
+        Op::Enqueue { id, channel, queue, tier, skills, languages, preferred } => {
+            let mut s = spec(*id, *channel, *queue, *tier, skills, languages);
+            s.preferred_agents = preferred.iter().map(|&a| AgentId(a)).collect();
+            Command::Enqueue(s)
+        }
+        Op::Abandon(id) => Command::Abandon { contact: ContactId(*id) },
+        Op::Transfer { id, queue, skills } => Command::Transfer(TransferSpec {
+            contact: ContactId(*id),
+            queue: QueueId(*queue),
+            skills: reqs(skills),
+            languages: vec![],
+            tier: None,
+            context: vec![("transferred".into(), "yes".into())],
+        }),
+        Op::Callback { id, queue, due_in, slack } => Command::ScheduleCallback {
+            spec: spec(*id, 0, *queue, 2, &[(0, 1)], &[]),
+            due: now + Duration::from_secs(u64::from(*due_in)),
+            deadline: now + Duration::from_secs(u64::from(*due_in) + u64::from(*slack)),
+        },
+    })
+}
+
+/// Invariants that hold after every step.
+fn check_invariants(cfg: &RouterConfig, snap: &Snapshot) -> Result<(), TestCaseError> {
+    let now = snap.now;
+    let mut offers = HashSet::new();
+    let mut held_by: HashMap<AgentId, [u8; 3]> = HashMap::new();
+    for c in &snap.contacts {
+        match c.state {
+            ContactViewState::Offered { offer, agent } => {
+                prop_assert!(offers.insert(offer), "offer {offer:?} reserves two contacts");
+                held_by.entry(agent).or_default()[c.channel.index()] += 1;
+            }
+            ContactViewState::Connected { agent } => held_by.entry(agent).or_default()[c.channel.index()] += 1,
+            ContactViewState::Waiting { .. } => {
+                // Relaxation as the reference computes it from the clock.
+                let (skills, languages) = reference::effective(cfg, c, now);
+                prop_assert_eq!(&skills, &c.effective_skills, "relaxed skills of {:?}", c.id);
+                prop_assert_eq!(&languages, &c.effective_languages, "relaxed languages of {:?}", c.id);
+            }
+            ContactViewState::Scheduled { due } => prop_assert!(due > now, "callback {:?} overdue", c.id),
+        }
+    }
+    for a in &snap.agents {
+        let mut expected = held_by.get(&a.id).copied().unwrap_or_default();
+        for &(_, ch, _) in &a.wrap_ups {
+            expected[ch.index()] += 1;
+        }
+        prop_assert_eq!(expected, a.usage, "usage of {:?} matches its contacts", a.id);
+        for ch in Channel::ALL {
+            prop_assert!(a.usage[ch.index()] <= a.capacity[ch.index()], "{:?} over capacity on {:?}", a.id, ch);
+        }
+        if a.usage[0] > 0 {
+            prop_assert!(a.usage[1] == 0 && a.usage[2] == 0, "{:?}: voice shares with other work", a.id);
+        }
+        prop_assert_eq!(a.idle_order != 0, Channel::ALL.iter().any(|&ch| reference::has_room(a, ch)));
+    }
+    // Work conservation: a waiting contact that is not held has no available
+    // agent who qualifies. (Held contacts are the named exception.)
+    for c in &snap.contacts {
+        if c.state != (ContactViewState::Waiting { held_until: None }) {
+            continue;
+        }
+        let (skills, languages) = reference::effective(cfg, c, now);
+        for a in &snap.agents {
+            prop_assert!(
+                !(reference::has_room(a, c.channel) && reference::qualifies(a, &skills, &languages)),
+                "{:?} waits while {:?} is available and qualifies",
+                c.id,
+                a.id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Compares each offer a command made with the reference, in order.
+fn check_decisions(
+    cfg: &RouterConfig,
+    command: &Command,
+    before: &Snapshot,
+    after: &Snapshot,
+    events: &[Event],
+) -> Result<(), TestCaseError> {
+    let now = after.now;
+    let mut agents: Vec<AgentView> = before.agents.clone();
+    let mut contacts: Vec<ContactView> = before.contacts.clone();
+    let post = |id: ContactId| after.contacts.iter().find(|c| c.id == id).cloned();
+    let mut next_order = after.agents.iter().map(|a| a.idle_order).max().unwrap_or(0) + 1;
+    // The command's own effect, before any offer.
+    match command {
+        Command::AgentLogin { agent, .. } | Command::AgentReady { agent } => {
+            let a = after.agents.iter().find(|a| a.id == *agent).expect("logged in");
+            agents.retain(|x| x.id != *agent);
+            let mut a = a.clone();
+            a.usage = before.agents.iter().find(|x| x.id == *agent).map_or([0; 3], |x| x.usage);
+            a.presence = None;
+            agents.push(a);
+        }
+        Command::AgentLogout { agent } => agents.retain(|a| a.id != *agent),
+        Command::Reject { agent, .. } => {
+            if let Some(a) = agents.iter_mut().find(|a| a.id == *agent) {
+                a.presence = Some(NotReadyReason::Declined);
+            }
+        }
+        Command::Enqueue(spec) => contacts.extend(post(spec.id)),
+        Command::Complete { agent, contact } => {
+            let c = contacts.iter().find(|c| c.id == *contact).expect("connected contact");
+            if cfg.queues[usize::from(c.queue.0)].wrap_up.is_zero() {
+                let ch = c.channel;
+                agents.iter_mut().find(|a| a.id == *agent).expect("agent").usage[ch.index()] -= 1;
+            }
+            contacts.retain(|c| c.id != *contact);
+        }
+        Command::EndWrapUp { agent, contact } => {
+            let a = agents.iter_mut().find(|a| a.id == *agent).expect("agent");
+            let pos = a.wrap_ups.iter().position(|w| w.0 == *contact).expect("wrap-up");
+            a.usage[a.wrap_ups[pos].1.index()] -= 1;
+            a.wrap_ups.remove(pos);
+        }
+        Command::Abandon { contact } => {
+            if let Some(c) = contacts.iter().find(|c| c.id == *contact) {
+                let freed = match c.state {
+                    ContactViewState::Offered { agent, .. } => Some(agent),
+                    // A hang-up during the call: wrap-up, if the queue has one.
+                    ContactViewState::Connected { agent } => {
+                        cfg.queues[usize::from(c.queue.0)].wrap_up.is_zero().then_some(agent)
+                    }
+                    _ => None,
+                };
+                if let Some(agent) = freed {
+                    let ch = c.channel;
+                    let a = agents.iter_mut().find(|a| a.id == agent).expect("agent");
+                    a.usage[ch.index()] -= 1;
+                }
+            }
+            contacts.retain(|c| c.id != *contact);
+        }
+        _ => return Ok(()), // transfers and callbacks: invariants only
+    }
+    for e in events {
+        let Event::Offered { contact, agent, trigger, .. } = e else { continue };
+        let c = contacts.iter().find(|c| c.id == *contact).cloned();
+        prop_assert!(c.is_some(), "offered contact {:?} unknown to the reference", contact);
+        let mut c = c.unwrap();
+        // A contact returning after reject/withdrawal keeps its place; its
+        // requirements are those of the clock.
+        c.state = ContactViewState::Waiting { held_until: None };
+        match trigger {
+            Trigger::AgentAvailable => {
+                let a = agents.iter().find(|a| a.id == *agent).expect("agent");
+                let expected = reference::best_contact(cfg, now, a, contacts.iter());
+                prop_assert_eq!(
+                    expected,
+                    Some(*contact),
+                    "agent {:?} took the wrong contact\n{:?}\n{:?}",
+                    agent,
+                    a,
+                    contacts
+                );
+            }
+            Trigger::ContactWaiting => {
+                let (skills, languages) = reference::effective(cfg, &c, now);
+                let policy = cfg.queues[usize::from(c.queue.0)].agent_policy;
+                let expected = reference::best_agent(agents.iter(), c.channel, &skills, &languages, policy);
+                prop_assert_eq!(expected, Some(*agent), "contact {:?} got the wrong agent", contact);
+            }
+            Trigger::PreferredAgent => {
+                prop_assert!(c.preferred.contains(agent), "{:?} is not preferred", agent);
+            }
+        }
+        // Apply the offer.
+        contacts.retain(|x| x.id != *contact);
+        let a = agents.iter_mut().find(|a| a.id == *agent).expect("agent");
+        a.usage[c.channel.index()] += 1;
+        a.idle_order = if Channel::ALL.iter().any(|&ch| reference::has_room(a, ch)) {
+            next_order += 1;
+            next_order
+        } else {
+            0
+        };
+    }
+    // For commands that only re-route one side, the reference agrees that
+    // nothing more could have been offered.
+    Ok(())
+}
+
+fn run(
+    ops: &[Op],
+    contact_policy: ContactPolicy,
+    agent_policy: AgentPolicy,
+    check: bool,
+) -> Result<Vec<String>, TestCaseError> {
+    let cfg = config(contact_policy, agent_policy);
+    let mut router = Router::new(cfg.clone()).expect("valid");
+    let mut now = Time::ZERO;
+    let mut log = Vec::new();
+    let mut connected: HashSet<ContactId> = HashSet::new();
+    let mut drain = |router: &mut Router, log: &mut Vec<String>| -> Result<Vec<Event>, TestCaseError> {
+        let mut events = Vec::new();
+        while let Some(e) = router.poll_event() {
+            match &e {
+                Event::Connected { contact, .. } => {
+                    prop_assert!(connected.insert(*contact), "{:?} connected twice", contact)
+                }
+                Event::Completed { contact, .. } | Event::Transferred { contact, .. } => {
+                    connected.remove(contact);
+                }
+                _ => {}
+            }
+            log.push(format!("{e:?}"));
+            events.push(e);
+        }
+        Ok(events)
+    };
+    for op in ops {
+        if let Op::Advance(s) = op {
+            now = now + Duration::from_millis(u64::from(*s) * 500);
+        }
+        router.handle_timeout(now);
+        drain(&mut router, &mut log)?;
+        let before = router.snapshot();
+        if check {
+            check_invariants(&cfg, &before)?;
+        }
+        let Some(cmd) = command(op, &before, now) else { continue };
+        let result = router.handle(now, cmd.clone());
+        log.push(format!("{cmd:?} -> {result:?}"));
+        let events = drain(&mut router, &mut log)?;
+        if !check {
+            continue;
+        }
+        let after = router.snapshot();
+        match result {
+            Err(_) => {
+                prop_assert_eq!(&before, &after, "a refused command changed the state");
+                prop_assert!(events.is_empty());
+            }
+            Ok(_) => {
+                check_invariants(&cfg, &after)?;
+                check_decisions(&cfg, &cmd, &before, &after, &events)?;
+            }
+        }
+    }
+    Ok(log)
+}
+
+fn policies() -> impl Strategy<Value = (ContactPolicy, AgentPolicy)> {
+    (
+        prop_oneof![
+            Just(ContactPolicy::StrictTier),
+            Just(ContactPolicy::TierAging),
+            Just(ContactPolicy::EarliestDeadline)
+        ],
+        prop_oneof![
+            Just(AgentPolicy::LongestIdle),
+            Just(AgentPolicy::MostProficient),
+            Just(AgentPolicy::LeastOccupied)
+        ],
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Invariants 1–4 and 6 of the routing core, after every step.
+    #[test]
+    fn invariants_and_reference_hold_after_every_step(
+        ops in prop::collection::vec(op(), 1..160),
+        (cp, ap) in policies(),
+    ) {
+        run(&ops, cp, ap, true)?;
+    }
+
+    /// Invariant 5: the same inputs give the same outputs.
+    #[test]
+    fn same_inputs_give_same_outputs(ops in prop::collection::vec(op(), 1..160), (cp, ap) in policies()) {
+        let first = run(&ops, cp, ap, false)?;
+        let second = run(&ops, cp, ap, false)?;
+        prop_assert_eq!(first, second);
+    }
+}
