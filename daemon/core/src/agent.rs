@@ -37,6 +37,12 @@ pub struct Agent {
     /// Order of the agent's current entries in the agent pools; compared for
     /// "longest idle". Zero while the agent is in no pool.
     pub idle_order: u64,
+    /// Agent pools this agent is filed in when it has room (fixed at login).
+    pub memberships: Vec<crate::pools::Membership>,
+    /// Contact lists it reads when it looks for work: (channel, list id).
+    pub lists: Vec<(Channel, u32)>,
+    /// The state last reported in an event.
+    pub reported: Option<AgentState>,
 }
 
 impl Agent {

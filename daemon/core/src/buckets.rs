@@ -1,16 +1,17 @@
 //! The index of waiting contacts, for an agent looking for work.
 //!
 //! Waiting contacts are grouped in *buckets* of identical effective
-//! requirements: same queue, channel, skills with minimum proficiency, and
-//! acceptable languages. An agent either qualifies for every contact of a
-//! bucket or for none, so it tests each bucket once and only ever looks at its
-//! head (the best-ranked contact). A relaxation step moves a contact to the
-//! bucket of its new requirements.
+//! requirements: channel, skills with minimum proficiency, and acceptable
+//! languages. An agent either qualifies for every contact of a bucket or for
+//! none, so it only ever needs a bucket's head (its best-ranked contact).
+//! Buckets span queues: the rank is comparable across queues.
 //!
-//! Non-empty buckets are listed under (channel, first required skill,
-//! language), with language `ANY` for buckets that accept every language. An
-//! agent reads the lists of its own skills × its languages and `ANY`: every
-//! bucket it could qualify for is on one of them.
+//! Each bucket is listed under (channel, first required skill, language) for
+//! each acceptable language, or `ANY`. A *list* keeps its buckets ordered by
+//! head rank, so an agent reads each of its lists from the front and stops at
+//! the first bucket it qualifies for: that is the list's best contact for it.
+//! Lists are interned: an agent learns its list ids at login and never hashes
+//! on the hot path.
 
 use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
@@ -19,7 +20,7 @@ use hashbrown::{Equivalent, HashMap};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::contact::Rank;
-use crate::ids::{Channel, LanguageId, QueueId, SkillId, SkillReq};
+use crate::ids::{Channel, LanguageId, SkillId, SkillReq};
 use crate::slab::Slab;
 
 /// Language slot of a list key for buckets that accept any language.
@@ -35,7 +36,6 @@ pub(crate) struct ListKey {
 /// Requirements shared by every contact of a bucket.
 #[derive(PartialEq, Eq, Debug)]
 pub(crate) struct BucketKey {
-    pub queue: QueueId,
     pub channel: Channel,
     pub skills: Vec<SkillReq>,
     pub languages: Option<Vec<LanguageId>>,
@@ -44,7 +44,6 @@ pub(crate) struct BucketKey {
 /// Borrowed form of [`BucketKey`], so a lookup does not allocate.
 #[derive(Clone, Copy, Hash)]
 pub(crate) struct BucketKeyRef<'a> {
-    pub queue: QueueId,
     pub channel: Channel,
     pub skills: &'a [SkillReq],
     pub languages: Option<&'a [LanguageId]>,
@@ -58,19 +57,13 @@ impl Hash for BucketKey {
 
 impl BucketKey {
     fn as_ref(&self) -> BucketKeyRef<'_> {
-        BucketKeyRef {
-            queue: self.queue,
-            channel: self.channel,
-            skills: &self.skills,
-            languages: self.languages.as_deref(),
-        }
+        BucketKeyRef { channel: self.channel, skills: &self.skills, languages: self.languages.as_deref() }
     }
 }
 
 impl BucketKeyRef<'_> {
     fn to_owned(self) -> BucketKey {
         BucketKey {
-            queue: self.queue,
             channel: self.channel,
             skills: self.skills.to_vec(),
             languages: self.languages.map(<[LanguageId]>::to_vec),
@@ -80,25 +73,35 @@ impl BucketKeyRef<'_> {
 
 impl Equivalent<BucketKey> for BucketKeyRef<'_> {
     fn equivalent(&self, key: &BucketKey) -> bool {
-        self.queue == key.queue
-            && self.channel == key.channel
-            && self.skills == key.skills.as_slice()
-            && self.languages == key.languages.as_deref()
+        self.channel == key.channel && self.skills == key.skills.as_slice() && self.languages == key.languages.as_deref()
     }
 }
 
 pub(crate) struct Bucket {
     pub key: BucketKey,
     pub contacts: BTreeSet<(Rank, u32)>,
-    /// Where this bucket sits in each list it is linked into.
-    links: Vec<(ListKey, u32)>,
+    /// The lists this bucket is in (one per acceptable language, or `ANY`).
+    lists: Vec<u32>,
+}
+
+impl Bucket {
+    fn head(&self) -> Option<Rank> {
+        self.contacts.first().map(|&(rank, _)| rank)
+    }
+}
+
+/// Non-empty buckets of one (channel, skill, language), by head rank.
+#[derive(Default)]
+pub(crate) struct List {
+    pub heads: BTreeSet<(Rank, u32)>,
 }
 
 #[derive(Default)]
 pub(crate) struct BucketIndex {
     by_key: HashMap<BucketKey, u32, FxBuildHasher>,
     buckets: Slab<Bucket>,
-    lists: FxHashMap<ListKey, Vec<u32>>,
+    list_ids: FxHashMap<ListKey, u32>,
+    lists: Vec<List>,
 }
 
 impl BucketIndex {
@@ -106,8 +109,17 @@ impl BucketIndex {
         &self.buckets[id]
     }
 
-    pub(crate) fn list(&self, key: &ListKey) -> &[u32] {
-        self.lists.get(key).map_or(&[], Vec::as_slice)
+    pub(crate) fn list(&self, id: u32) -> &List {
+        &self.lists[id as usize]
+    }
+
+    /// The id of a list, created empty if new. Used at login, not per decision.
+    pub(crate) fn list_id(&mut self, key: ListKey) -> u32 {
+        let lists = &mut self.lists;
+        *self.list_ids.entry(key).or_insert_with(|| {
+            lists.push(List::default());
+            (lists.len() - 1) as u32
+        })
     }
 
     /// Adds a contact and returns its bucket.
@@ -115,58 +127,53 @@ impl BucketIndex {
         let id = match self.by_key.get(&key) {
             Some(&id) => id,
             None => {
-                let id =
-                    self.buckets.insert(Bucket { key: key.to_owned(), contacts: BTreeSet::new(), links: Vec::new() });
+                let skill = key.skills[0].skill;
+                let languages: Vec<u16> = match key.languages {
+                    None => vec![ANY_LANGUAGE],
+                    Some(ls) => ls.iter().map(|l| l.0).collect(),
+                };
+                let lists =
+                    languages.into_iter().map(|language| self.list_id(ListKey { channel: key.channel, skill, language }));
+                let lists = lists.collect();
+                let id = self.buckets.insert(Bucket { key: key.to_owned(), contacts: BTreeSet::new(), lists });
                 self.by_key.insert(key.to_owned(), id);
-                self.link(id);
                 id
             }
         };
+        let old_head = self.buckets[id].head();
         let inserted = self.buckets[id].contacts.insert((rank, slot));
         debug_assert!(inserted, "contact inserted twice");
+        self.head_changed(id, old_head);
         id
     }
 
-    /// Removes a contact; an emptied bucket is dropped from the index.
+    /// Removes a contact; an emptied bucket is dropped.
     pub(crate) fn remove(&mut self, id: u32, rank: Rank, slot: u32) {
         let bucket = &mut self.buckets[id];
+        let old_head = bucket.head();
         let removed = bucket.contacts.remove(&(rank, slot));
         debug_assert!(removed, "contact not in its bucket");
-        if bucket.contacts.is_empty() {
-            self.unlink(id);
+        self.head_changed(id, old_head);
+        if self.buckets[id].contacts.is_empty() {
             let bucket = self.buckets.remove(id).expect("bucket is live");
             self.by_key.remove(&bucket.key.as_ref());
         }
     }
 
-    fn link(&mut self, id: u32) {
+    /// Keeps the bucket's place in its lists in step with its head.
+    fn head_changed(&mut self, id: u32, old: Option<Rank>) {
         let bucket = &self.buckets[id];
-        let channel = bucket.key.channel;
-        let skill = bucket.key.skills[0].skill;
-        let languages: Vec<u16> = match &bucket.key.languages {
-            None => vec![ANY_LANGUAGE],
-            Some(ls) => ls.iter().map(|l| l.0).collect(),
-        };
-        let mut links = Vec::with_capacity(languages.len());
-        for language in languages {
-            let key = ListKey { channel, skill, language };
-            let list = self.lists.entry(key).or_default();
-            links.push((key, list.len() as u32));
-            list.push(id);
+        let new = bucket.head();
+        if new == old {
+            return;
         }
-        self.buckets[id].links = links;
-    }
-
-    fn unlink(&mut self, id: u32) {
-        let links = std::mem::take(&mut self.buckets[id].links);
-        for (key, pos) in links {
-            let list = self.lists.get_mut(&key).expect("linked list exists");
-            debug_assert_eq!(list[pos as usize], id);
-            list.swap_remove(pos as usize);
-            if let Some(&moved) = list.get(pos as usize) {
-                let link =
-                    self.buckets[moved].links.iter_mut().find(|(k, _)| *k == key).expect("moved bucket is linked");
-                link.1 = pos;
+        for &list in &bucket.lists {
+            let heads = &mut self.lists[list as usize].heads;
+            if let Some(old) = old {
+                heads.remove(&(old, id));
+            }
+            if let Some(new) = new {
+                heads.insert((new, id));
             }
         }
     }

@@ -28,17 +28,34 @@ struct Entry {
     order: u64,
 }
 
+#[derive(Default)]
 struct Pool {
     entries: VecDeque<Entry>,
     sweep_at: usize,
 }
 
-fn pool_key(channel: Channel, skill: SkillId, language: u16, proficiency: u8, occupancy: u8) -> u64 {
-    (channel as u64) << 48
-        | u64::from(skill.0) << 32
-        | u64::from(language) << 16
-        | u64::from(proficiency) << 8
-        | u64::from(occupancy)
+/// The pools of one (channel, skill, language), by proficiency and occupancy.
+#[derive(Default)]
+struct Group {
+    pools: Vec<Pool>,
+}
+
+impl Group {
+    fn index(proficiency: u8, occupancy: u8) -> usize {
+        usize::from(proficiency - 1) + usize::from(MAX_PROFICIENCY) * usize::from(occupancy)
+    }
+
+    fn pool_mut(&mut self, proficiency: u8, occupancy: u8) -> &mut Pool {
+        let i = Self::index(proficiency, occupancy);
+        if i >= self.pools.len() {
+            self.pools.resize_with(i + 1, Pool::default);
+        }
+        &mut self.pools[i]
+    }
+}
+
+fn group_key(channel: Channel, skill: SkillId, language: u16) -> u64 {
+    (channel as u64) << 32 | u64::from(skill.0) << 16 | u64::from(language)
 }
 
 fn is_current(agents: &Slab<Agent>, e: Entry) -> bool {
@@ -64,39 +81,70 @@ impl AgentCandidate {
     }
 }
 
+/// Where an agent is filed: one group per (channel, skill, language or ANY),
+/// at its proficiency in that skill. Computed once at login.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Membership {
+    pub channel: Channel,
+    pub proficiency: u8,
+    pub group: u32,
+}
+
 #[derive(Default)]
 pub(crate) struct AgentPools {
-    pools: FxHashMap<u64, Pool>,
+    group_ids: FxHashMap<u64, u32>,
+    groups: Vec<Group>,
     /// Highest occupancy level ever entered, per channel: bounds the search.
     max_occupancy: [u8; Channel::COUNT],
 }
 
 impl AgentPools {
+    /// The groups an agent with this profile belongs to (created if new).
+    pub(crate) fn memberships(&mut self, agent: &Agent) -> Vec<Membership> {
+        let mut out = Vec::new();
+        for channel in Channel::ALL {
+            if agent.capacity[channel.index()] == 0 {
+                continue;
+            }
+            for &(skill, proficiency) in &agent.skills {
+                for language in agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]) {
+                    let groups = &mut self.groups;
+                    let group = *self.group_ids.entry(group_key(channel, skill, language)).or_insert_with(|| {
+                        groups.push(Group::default());
+                        (groups.len() - 1) as u32
+                    });
+                    out.push(Membership { channel, proficiency, group });
+                }
+            }
+        }
+        out
+    }
+
     /// Enters the agent in every pool it belongs to, under its current
     /// `idle_order`. The caller has already made its previous entries stale.
     pub(crate) fn push(&mut self, agents: &Slab<Agent>, slot: u32) {
         let agent = &agents[slot];
         debug_assert!(agent.idle_order != 0);
         let entry = Entry { slot, order: agent.idle_order };
+        let mut room = [false; Channel::COUNT];
         for channel in Channel::ALL {
-            if !agent.has_room(channel) {
+            room[channel.index()] = agent.has_room(channel);
+            if room[channel.index()] {
+                let max = &mut self.max_occupancy[channel.index()];
+                *max = (*max).max(agent.usage[channel.index()]);
+            }
+        }
+        for m in &agent.memberships {
+            if !room[m.channel.index()] {
                 continue;
             }
-            let occupancy = agent.usage[channel.index()];
-            let max = &mut self.max_occupancy[channel.index()];
-            *max = (*max).max(occupancy);
-            for &(skill, proficiency) in &agent.skills {
-                let languages = agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]);
-                for language in languages {
-                    let key = pool_key(channel, skill, language, proficiency, occupancy);
-                    let pool = self.pools.entry(key).or_insert_with(|| Pool { entries: VecDeque::new(), sweep_at: 16 });
-                    if pool.entries.len() >= pool.sweep_at {
-                        pool.entries.retain(|&e| is_current(agents, e));
-                        pool.sweep_at = (pool.entries.len() * 2).max(16);
-                    }
-                    pool.entries.push_back(entry);
-                }
+            let occupancy = agent.usage[m.channel.index()];
+            let pool = self.groups[m.group as usize].pool_mut(m.proficiency, occupancy);
+            if pool.entries.len() >= pool.sweep_at {
+                pool.entries.retain(|&e| is_current(agents, e));
+                pool.sweep_at = (pool.entries.len() * 2).max(16);
             }
+            pool.entries.push_back(entry);
         }
     }
 
@@ -116,11 +164,21 @@ impl AgentPools {
         let any = [LanguageId(ANY_LANGUAGE)];
         let languages = languages.unwrap_or(&any);
         let max_occupancy = if channel == Channel::Voice { 0 } else { self.max_occupancy[channel.index()] };
+        let mut groups = [u32::MAX; crate::router::MAX_LANGUAGES_PER_CONTACT];
+        let mut n = 0;
+        for language in languages {
+            if let Some(&g) = self.group_ids.get(&group_key(channel, primary.skill, language.0)) {
+                groups[n] = g;
+                n += 1;
+            }
+        }
+        let groups = &groups[..n];
         let mut best: Option<AgentCandidate> = None;
         let mut visit = |occupancy: u8, proficiency: u8| {
-            for language in languages {
-                let key = pool_key(channel, primary.skill, language.0, proficiency, occupancy);
-                let Some(pool) = self.pools.get_mut(&key) else { continue };
+            for &g in groups {
+                let Some(pool) = self.groups[g as usize].pools.get_mut(Group::index(proficiency, occupancy)) else {
+                    continue;
+                };
                 while pool.entries.front().is_some_and(|&e| !is_current(agents, e)) {
                     pool.entries.pop_front();
                 }

@@ -45,7 +45,6 @@ pub struct Router {
     now: Time,
     agents: Slab<Agent>,
     agent_slots: FxHashMap<AgentId, u32>,
-    /// Last reported state per agent slot, to emit changes only.
     contacts: Slab<Contact>,
     contact_slots: FxHashMap<ContactId, u32>,
     buckets: BucketIndex,
@@ -58,7 +57,6 @@ pub struct Router {
     events: VecDeque<Event>,
     /// Logged-in agents by reported state ([`AgentState::index`]).
     agent_states: [u32; 6],
-    reported: FxHashMap<u32, AgentState>,
     next_rank_seq: u64,
     next_idle_order: u64,
     next_gen: u32,
@@ -84,7 +82,6 @@ impl Router {
             queues,
             events: VecDeque::new(),
             agent_states: [0; 6],
-            reported: FxHashMap::default(),
             next_rank_seq: 1,
             next_idle_order: 1,
             next_gen: 1,
@@ -352,7 +349,23 @@ impl Router {
             work: Vec::new(),
             presence,
             idle_order: 0,
+            memberships: Vec::new(),
+            lists: Vec::new(),
+            reported: None,
         });
+        let memberships = self.pools.memberships(&self.agents[slot]);
+        let agent = &self.agents[slot];
+        let mut lists = Vec::new();
+        for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
+            for &(skill, _) in &agent.skills {
+                for language in agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]) {
+                    lists.push((channel, self.buckets.list_id(ListKey { channel, skill, language })));
+                }
+            }
+        }
+        let agent = &mut self.agents[slot];
+        agent.memberships = memberships;
+        agent.lists = lists;
         self.agent_slots.insert(id, slot);
         self.agent_gained_room(slot);
         Ok(Reply::Done)
@@ -365,10 +378,12 @@ impl Router {
         }
         let agent = self.agents.remove(slot).expect("agent is live");
         self.agent_slots.remove(&id);
+        if let Some(state) = agent.reported {
+            self.agent_states[state.index()] -= 1;
+        }
         for w in &agent.wrap_ups {
             self.events.push_back(Event::WrapUpEnded { contact: w.contact, agent: id });
         }
-        self.sync_agent_state(slot, None);
         self.events.push_back(Event::AgentStateChanged { agent: id, state: AgentState::Offline });
         // Re-route its ringing offers at once; it can no longer be chosen.
         for contact_slot in agent.work {
@@ -430,7 +445,7 @@ impl Router {
         }
         q.note_answer(self.now, self.cfg.ewt_window);
         self.events.push_back(Event::Connected { offer: offer_id, contact, agent: id, queue, tier, waited });
-        self.sync_agent_state(slot, Some(id));
+        self.sync_agent_state(slot);
         Ok(Reply::Accepted { contact, duplicate: false })
     }
 
@@ -709,11 +724,13 @@ impl Router {
                 *hold_until = None;
             }
         }
-        self.index_waiting(slot);
-        self.route_contact(slot, trigger);
-        if self.contacts[slot].is_waiting() {
-            self.schedule_wake(slot);
+        // Look for an agent before filing the contact: most contacts that
+        // find one at once never touch the index.
+        if self.route_contact(slot, trigger) {
+            return;
         }
+        self.index_waiting(slot);
+        self.schedule_wake(slot);
     }
 
     fn apply_due_steps(&mut self, slot: u32) {
@@ -799,7 +816,7 @@ impl Router {
             None
         } else {
             let languages = c.effective(&mut skills);
-            let key = BucketKeyRef { queue, channel: c.channel, skills: &skills, languages };
+            let key = BucketKeyRef { channel: c.channel, skills: &skills, languages };
             Some(self.buckets.insert(key, rank, slot))
         };
         self.scratch = skills;
@@ -846,16 +863,20 @@ impl Router {
 
     // ----- Matching -----------------------------------------------------------
 
-    /// Contact side: the best agent with room for this waiting contact.
-    fn route_contact(&mut self, slot: u32, trigger: Trigger) {
+    /// Contact side: offers a waiting contact that is not held to the best
+    /// agent with room, if there is one.
+    fn route_contact(&mut self, slot: u32, trigger: Trigger) -> bool {
         let c = &self.contacts[slot];
-        let ContactState::Waiting { bucket: Some(bucket), .. } = c.state else { return };
+        if !matches!(c.state, ContactState::Waiting { hold_until: None, .. }) {
+            return false;
+        }
         let policy = self.cfg.queues[usize::from(c.queue.0)].agent_policy;
-        let key = &self.buckets.bucket(bucket).key;
+        let mut skills = std::mem::take(&mut self.scratch);
+        let languages = c.effective(&mut skills);
         let mut weighed = self.cfg.explain.then(Vec::new);
-        let found =
-            self.pools.find(&self.agents, key.channel, &key.skills, key.languages.as_deref(), policy, weighed.as_mut());
-        let Some(best) = found else { return };
+        let found = self.pools.find(&self.agents, c.channel, &skills, languages, policy, weighed.as_mut());
+        self.scratch = skills;
+        let Some(best) = found else { return false };
         let explanation = weighed.map(|w| {
             let (contact, rank) = (c.id, c.rank.value);
             let candidate = |a: &AgentCandidate| Candidate {
@@ -872,6 +893,7 @@ impl Router {
         });
         self.make_offer(slot, best.slot, trigger, explanation);
         self.agent_after_offer(best.slot);
+        true
     }
 
     /// Agent side: the best waiting contact this agent qualifies for and has
@@ -888,22 +910,18 @@ impl Router {
                 best = Some(candidate);
             }
         };
-        for channel in Channel::ALL {
-            if !a.has_room(channel) {
+        let room = Channel::ALL.map(|ch| a.has_room(ch));
+        for &(channel, list) in &a.lists {
+            if !room[channel.index()] {
                 continue;
             }
-            for &(skill, _) in &a.skills {
-                let languages = a.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]);
-                for language in languages {
-                    for &b in self.buckets.list(&ListKey { channel, skill, language }) {
-                        let bucket = self.buckets.bucket(b);
-                        if !a.qualifies(&bucket.key.skills) {
-                            continue;
-                        }
-                        if let Some(&head) = bucket.contacts.first() {
-                            consider(head);
-                        }
-                    }
+            // By head rank: the first bucket the agent qualifies for is the
+            // best this list has for it.
+            for &(head, b) in &self.buckets.list(list).heads {
+                if a.qualifies(&self.buckets.bucket(b).key.skills) {
+                    let slot = self.buckets.bucket(b).contacts.first().expect("listed buckets are non-empty").1;
+                    consider((head, slot));
+                    break;
                 }
             }
         }
@@ -955,22 +973,19 @@ impl Router {
             self.make_offer(contact_slot, slot, Trigger::AgentAvailable, explanation);
         }
         self.repool(slot);
-        let id = self.agents[slot].id;
-        self.sync_agent_state(slot, Some(id));
+        self.sync_agent_state(slot);
     }
 
     /// An agent lost room (not ready): its pool entries become stale.
     fn agent_lost_room(&mut self, slot: u32) {
         self.repool(slot);
-        let id = self.agents[slot].id;
-        self.sync_agent_state(slot, Some(id));
+        self.sync_agent_state(slot);
     }
 
     /// After an offer from the contact side: the agent's workload changed.
     fn agent_after_offer(&mut self, slot: u32) {
         self.repool(slot);
-        let id = self.agents[slot].id;
-        self.sync_agent_state(slot, Some(id));
+        self.sync_agent_state(slot);
     }
 
     /// Invalidates the agent's pool entries and files it again if it has room.
@@ -1066,8 +1081,7 @@ impl Router {
             let ends_at = self.now + wrap_up;
             self.agents[slot].wrap_ups.push(WrapUp { contact, channel, queue, ends_at });
             self.timers.schedule(ends_at, Timer::WrapUpEnd { agent_slot: slot, contact });
-            let id = self.agents[slot].id;
-            self.sync_agent_state(slot, Some(id));
+            self.sync_agent_state(slot);
         }
     }
 
@@ -1083,28 +1097,19 @@ impl Router {
 
     // ----- Helpers ------------------------------------------------------------
 
-    /// Emits a state change if the agent's reported state differs from the last
-    /// one reported, keeping the per-state counts. `None`: logged out.
-    fn sync_agent_state(&mut self, slot: u32, id: Option<AgentId>) {
-        let now_state = id.map(|_| self.agents[slot].state());
-        let before = self.reported.get(&slot).copied();
-        if before == now_state {
+    /// Emits a state change if the agent's state differs from the last one
+    /// reported, keeping the per-state counts.
+    fn sync_agent_state(&mut self, slot: u32) {
+        let agent = &mut self.agents[slot];
+        let state = agent.state();
+        if agent.reported == Some(state) {
             return;
         }
-        if let Some(b) = before {
-            self.agent_states[b.index()] -= 1;
+        if let Some(before) = agent.reported.replace(state) {
+            self.agent_states[before.index()] -= 1;
         }
-        match now_state {
-            Some(s) => {
-                self.agent_states[s.index()] += 1;
-                self.reported.insert(slot, s);
-                self.events.push_back(Event::AgentStateChanged { agent: id.expect("some"), state: s });
-            }
-            None => {
-                self.reported.remove(&slot);
-                // The id is gone with the agent; the caller knows it.
-            }
-        }
+        self.agent_states[state.index()] += 1;
+        self.events.push_back(Event::AgentStateChanged { agent: agent.id, state });
     }
 
     fn agent_slot(&self, id: AgentId) -> Result<u32, CommandError> {
