@@ -39,8 +39,9 @@ pub struct Agent {
     pub idle_order: u64,
     /// Agent pools this agent is filed in when it has room (fixed at login).
     pub memberships: Vec<crate::pools::Membership>,
-    /// Contact lists it reads when it looks for work: (channel, list id).
-    pub lists: Vec<(Channel, u32)>,
+    /// Contact lists it reads when it looks for work: (channel, list id, its
+    /// proficiency in the list's skill).
+    pub lists: Vec<(Channel, u32, u8)>,
     /// The state last reported in an event.
     pub reported: Option<AgentState>,
 }

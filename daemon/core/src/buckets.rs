@@ -7,9 +7,12 @@
 //! Buckets span queues: the rank is comparable across queues.
 //!
 //! Each bucket is listed under (channel, first required skill, language) for
-//! each acceptable language, or `ANY`. A *list* keeps its buckets ordered by
-//! head rank, so an agent reads each of its lists from the front and stops at
-//! the first bucket it qualifies for: that is the list's best contact for it.
+//! each acceptable language, or `ANY`. In a *list*, buckets that require only
+//! that skill sit in one level per minimum proficiency, and each level keeps
+//! its best head in a plain array: an agent with proficiency *p* reads *p*
+//! array slots and has the list's best single-skill contact for it, with no
+//! scanning past contacts it cannot take. Buckets that need more skills are
+//! kept by head rank and read from the front until one qualifies.
 //! Lists are interned: an agent learns its list ids at login and never hashes
 //! on the hot path.
 
@@ -20,7 +23,7 @@ use hashbrown::{Equivalent, HashMap};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::contact::Rank;
-use crate::ids::{Channel, LanguageId, SkillId, SkillReq};
+use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
 use crate::slab::Slab;
 
 /// Language slot of a list key for buckets that accept any language.
@@ -90,10 +93,34 @@ impl Bucket {
     }
 }
 
-/// Non-empty buckets of one (channel, skill, language), by head rank.
+/// Non-empty buckets of one (channel, skill, language).
 #[derive(Default)]
 pub(crate) struct List {
-    pub heads: BTreeSet<(Rank, u32)>,
+    /// Single-skill buckets by minimum proficiency (index = min − 1), each
+    /// level ordered by head rank.
+    levels: [BTreeSet<(Rank, u32)>; MAX_PROFICIENCY as usize],
+    /// The first entry of each level, kept in step.
+    pub level_heads: [Option<(Rank, u32)>; MAX_PROFICIENCY as usize],
+    /// Buckets that require other skills too, by head rank.
+    pub multi_skill: BTreeSet<(Rank, u32)>,
+}
+
+impl List {
+    fn update(&mut self, bucket: u32, single_level: Option<usize>, old: Option<Rank>, new: Option<Rank>) {
+        let set = match single_level {
+            Some(level) => &mut self.levels[level],
+            None => &mut self.multi_skill,
+        };
+        if let Some(old) = old {
+            set.remove(&(old, bucket));
+        }
+        if let Some(new) = new {
+            set.insert((new, bucket));
+        }
+        if let Some(level) = single_level {
+            self.level_heads[level] = self.levels[level].first().copied();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -167,14 +194,12 @@ impl BucketIndex {
         if new == old {
             return;
         }
+        let level = match bucket.key.skills.as_slice() {
+            [only] => Some(usize::from(only.min_proficiency.clamp(1, MAX_PROFICIENCY) - 1)),
+            _ => None,
+        };
         for &list in &bucket.lists {
-            let heads = &mut self.lists[list as usize].heads;
-            if let Some(old) = old {
-                heads.remove(&(old, id));
-            }
-            if let Some(new) = new {
-                heads.insert((new, id));
-            }
+            self.lists[list as usize].update(id, level, old, new);
         }
     }
 }

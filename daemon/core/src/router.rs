@@ -357,9 +357,10 @@ impl Router {
         let agent = &self.agents[slot];
         let mut lists = Vec::new();
         for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
-            for &(skill, _) in &agent.skills {
+            for &(skill, proficiency) in &agent.skills {
                 for language in agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]) {
-                    lists.push((channel, self.buckets.list_id(ListKey { channel, skill, language })));
+                    let list = self.buckets.list_id(ListKey { channel, skill, language });
+                    lists.push((channel, list, proficiency));
                 }
             }
         }
@@ -911,16 +912,20 @@ impl Router {
             }
         };
         let room = Channel::ALL.map(|ch| a.has_room(ch));
-        for &(channel, list) in &a.lists {
+        for &(channel, list, proficiency) in &a.lists {
             if !room[channel.index()] {
                 continue;
             }
-            // By head rank: the first bucket the agent qualifies for is the
-            // best this list has for it.
-            for &(head, b) in &self.buckets.list(list).heads {
+            let list = self.buckets.list(list);
+            // Single-skill buckets the agent qualifies for: levels up to its proficiency.
+            for &(head, b) in list.level_heads[..usize::from(proficiency)].iter().flatten() {
+                consider((head, self.buckets.bucket(b).contacts.first().expect("non-empty").1));
+            }
+            // By head rank: the first multi-skill bucket the agent qualifies
+            // for is the best this list has for it.
+            for &(head, b) in &list.multi_skill {
                 if a.qualifies(&self.buckets.bucket(b).key.skills) {
-                    let slot = self.buckets.bucket(b).contacts.first().expect("listed buckets are non-empty").1;
-                    consider((head, slot));
+                    consider((head, self.buckets.bucket(b).contacts.first().expect("non-empty").1));
                     break;
                 }
             }
