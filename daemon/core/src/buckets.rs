@@ -16,7 +16,7 @@
 //! Lists are interned: an agent learns its list ids at login and never hashes
 //! on the hot path.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
 use hashbrown::{Equivalent, HashMap};
@@ -101,24 +101,53 @@ pub(crate) struct List {
     levels: [BTreeSet<(Rank, u32)>; MAX_PROFICIENCY as usize],
     /// The first entry of each level, kept in step.
     pub level_heads: [Option<(Rank, u32)>; MAX_PROFICIENCY as usize],
-    /// Buckets that require other skills too, by head rank.
-    pub multi_skill: BTreeSet<(Rank, u32)>,
+    /// Buckets that require other skills too, by head rank, with their
+    /// requirements inline so that a scan does not chase pointers.
+    pub multi_skill: BTreeMap<(Rank, u32), InlineReqs>,
+}
+
+/// Up to [`InlineReqs::MAX`] skill requirements, stored in place.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InlineReqs {
+    reqs: [SkillReq; InlineReqs::MAX],
+    len: u8,
+}
+
+impl InlineReqs {
+    const MAX: usize = 4;
+
+    fn new(skills: &[SkillReq]) -> Self {
+        let mut reqs = [SkillReq { skill: SkillId(0), min_proficiency: 0 }; Self::MAX];
+        let len = skills.len().min(Self::MAX);
+        reqs[..len].copy_from_slice(&skills[..len]);
+        InlineReqs { reqs, len: if skills.len() > Self::MAX { u8::MAX } else { len as u8 } }
+    }
+
+    /// The requirements, or `None` when there are too many to hold inline.
+    pub(crate) fn get(&self) -> Option<&[SkillReq]> {
+        (self.len != u8::MAX).then(|| &self.reqs[..usize::from(self.len)])
+    }
 }
 
 impl List {
-    fn update(&mut self, bucket: u32, single_level: Option<usize>, old: Option<Rank>, new: Option<Rank>) {
-        let set = match single_level {
-            Some(level) => &mut self.levels[level],
-            None => &mut self.multi_skill,
-        };
-        if let Some(old) = old {
-            set.remove(&(old, bucket));
-        }
-        if let Some(new) = new {
-            set.insert((new, bucket));
-        }
-        if let Some(level) = single_level {
-            self.level_heads[level] = self.levels[level].first().copied();
+    fn update(&mut self, bucket: u32, skills: &[SkillReq], old: Option<Rank>, new: Option<Rank>) {
+        if let [only] = skills {
+            let level = usize::from(only.min_proficiency.clamp(1, MAX_PROFICIENCY) - 1);
+            let set = &mut self.levels[level];
+            if let Some(old) = old {
+                set.remove(&(old, bucket));
+            }
+            if let Some(new) = new {
+                set.insert((new, bucket));
+            }
+            self.level_heads[level] = set.first().copied();
+        } else {
+            if let Some(old) = old {
+                self.multi_skill.remove(&(old, bucket));
+            }
+            if let Some(new) = new {
+                self.multi_skill.insert((new, bucket), InlineReqs::new(skills));
+            }
         }
     }
 }
@@ -194,12 +223,8 @@ impl BucketIndex {
         if new == old {
             return;
         }
-        let level = match bucket.key.skills.as_slice() {
-            [only] => Some(usize::from(only.min_proficiency.clamp(1, MAX_PROFICIENCY) - 1)),
-            _ => None,
-        };
         for &list in &bucket.lists {
-            self.lists[list as usize].update(id, level, old, new);
+            self.lists[list as usize].update(id, &bucket.key.skills, old, new);
         }
     }
 }

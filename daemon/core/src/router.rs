@@ -899,16 +899,28 @@ impl Router {
 
     /// Agent side: the best waiting contact this agent qualifies for and has
     /// room for, by rank; held contacts count for their preferred agents.
+    /// Candidates are compared on rank alone and the winner's contact is
+    /// looked up last, so the search touches only the lists themselves.
     fn best_contact_for(&mut self, agent_slot: u32, weighed: Option<&mut Vec<(Rank, u32)>>) -> Option<(Rank, u32)> {
+        #[derive(Clone, Copy)]
+        enum From {
+            Bucket(u32),
+            Held(u32),
+        }
         let a = &self.agents[agent_slot];
-        let mut best: Option<(Rank, u32)> = None;
+        let buckets = &self.buckets;
+        let mut best: Option<(Rank, From)> = None;
         let mut weighed = weighed;
-        let mut consider = |candidate: (Rank, u32)| {
+        let mut consider = |rank: Rank, from: From| {
             if let Some(w) = weighed.as_deref_mut() {
-                w.push(candidate);
+                let slot = match from {
+                    From::Bucket(b) => buckets.bucket(b).contacts.first().expect("non-empty").1,
+                    From::Held(slot) => slot,
+                };
+                w.push((rank, slot));
             }
-            if best.is_none_or(|b| candidate < b) {
-                best = Some(candidate);
+            if best.is_none_or(|(b, _)| rank < b) {
+                best = Some((rank, from));
             }
         };
         let room = Channel::ALL.map(|ch| a.has_room(ch));
@@ -916,16 +928,20 @@ impl Router {
             if !room[channel.index()] {
                 continue;
             }
-            let list = self.buckets.list(list);
+            let list = buckets.list(list);
             // Single-skill buckets the agent qualifies for: levels up to its proficiency.
             for &(head, b) in list.level_heads[..usize::from(proficiency)].iter().flatten() {
-                consider((head, self.buckets.bucket(b).contacts.first().expect("non-empty").1));
+                consider(head, From::Bucket(b));
             }
             // By head rank: the first multi-skill bucket the agent qualifies
             // for is the best this list has for it.
-            for &(head, b) in &list.multi_skill {
-                if a.qualifies(&self.buckets.bucket(b).key.skills) {
-                    consider((head, self.buckets.bucket(b).contacts.first().expect("non-empty").1));
+            for (&(head, b), reqs) in &list.multi_skill {
+                let qualifies = match reqs.get() {
+                    Some(reqs) => a.qualifies(reqs),
+                    None => a.qualifies(&buckets.bucket(b).key.skills),
+                };
+                if qualifies {
+                    consider(head, From::Bucket(b));
                     break;
                 }
             }
@@ -936,13 +952,16 @@ impl Router {
                 let c = &self.contacts[slot];
                 let languages = c.effective(&mut skills);
                 if a.has_room(c.channel) && a.qualifies(&skills) && a.speaks_any(languages) {
-                    consider((rank, slot));
+                    consider(rank, From::Held(slot));
                     break;
                 }
             }
             self.scratch = skills;
         }
-        best
+        best.map(|(rank, from)| match from {
+            From::Bucket(b) => (rank, self.buckets.bucket(b).contacts.first().expect("non-empty").1),
+            From::Held(slot) => (rank, slot),
+        })
     }
 
     /// An agent gained room: give it work while it has room and something
