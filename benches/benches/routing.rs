@@ -176,7 +176,9 @@ fn mixed(c: &mut Criterion) {
                 drain(&mut router, &mut offers);
                 pending.extend(offers.drain(..));
                 match connected.pop_front() {
-                    Some((agent, contact)) => black_box(router.handle(NOW, Command::Complete { agent, contact }).is_ok()),
+                    Some((agent, contact)) => {
+                        black_box(router.handle(NOW, Command::Complete { agent, contact }).is_ok())
+                    }
                     None => black_box(router.handle(NOW, Command::AgentReady { agent: AgentId(1) }).is_ok()),
                 };
                 drain(&mut router, &mut offers);

@@ -79,11 +79,13 @@ pub struct Generator {
     pub shape: Shape,
     pub rng: Rng,
     next_contact: u64,
+    /// Profiles handed out so far: contacts are drawn from them.
+    roster: Vec<AgentProfile>,
 }
 
 impl Generator {
     pub fn new(shape: Shape, seed: u64) -> Self {
-        Generator { shape, rng: Rng::new(seed), next_contact: 1 }
+        Generator { shape, rng: Rng::new(seed), next_contact: 1, roster: Vec::new() }
     }
 
     /// A voice agent with `skills_per_agent` skills and one or two languages.
@@ -104,24 +106,30 @@ impl Generator {
                 languages.push(second);
             }
         }
-        AgentProfile { skills, languages, capacity: [1, 0, 0] }
+        let profile = AgentProfile { skills, languages, capacity: [1, 0, 0] };
+        self.roster.push(profile.clone());
+        profile
     }
 
-    /// A voice contact: one skill (four in five) or two, a preferred language
-    /// and sometimes a fallback.
+    /// A voice contact that one of the agents handed out so far can serve, as IVR routing rules are written for skills the centre has:
+    /// one or two skills of an agent's profile (four in five need one),
+    /// a minimum proficiency up to that profile's, its language first and
+    /// sometimes a common fallback.
     pub fn contact(&mut self) -> ContactSpec {
         let s = self.shape;
         let id = ContactId(self.next_contact);
         self.next_contact += 1;
+        let template = match self.roster.len() {
+            0 => self.agent(),
+            n => self.roster[self.rng.below(n as u64) as usize].clone(),
+        };
         let n = if self.rng.below(5) == 0 { 2 } else { 1 };
-        let mut skills: Vec<SkillReq> = Vec::with_capacity(n);
-        while skills.len() < n {
-            let skill = SkillId(self.rng.skewed(u64::from(s.skills)) as u16);
-            if !skills.iter().any(|r| r.skill == skill) {
-                skills.push(SkillReq { skill, min_proficiency: 1 + self.rng.below(6) as u8 });
-            }
-        }
-        let first = LanguageId(self.rng.skewed(u64::from(s.languages)) as u16);
+        let pick = self.rng.below((template.skills.len() - n + 1) as u64) as usize;
+        let skills: Vec<SkillReq> = template.skills[pick..pick + n]
+            .iter()
+            .map(|&(skill, p)| SkillReq { skill, min_proficiency: 1 + self.rng.below(u64::from(p.min(6))) as u8 })
+            .collect();
+        let first = template.languages[0];
         let mut languages = vec![first];
         let fallback = LanguageId(self.rng.below(3) as u16);
         if fallback != first {

@@ -76,7 +76,9 @@ impl BucketKeyRef<'_> {
 
 impl Equivalent<BucketKey> for BucketKeyRef<'_> {
     fn equivalent(&self, key: &BucketKey) -> bool {
-        self.channel == key.channel && self.skills == key.skills.as_slice() && self.languages == key.languages.as_deref()
+        self.channel == key.channel
+            && self.skills == key.skills.as_slice()
+            && self.languages == key.languages.as_deref()
     }
 }
 
@@ -188,8 +190,9 @@ impl BucketIndex {
                     None => vec![ANY_LANGUAGE],
                     Some(ls) => ls.iter().map(|l| l.0).collect(),
                 };
-                let lists =
-                    languages.into_iter().map(|language| self.list_id(ListKey { channel: key.channel, skill, language }));
+                let lists = languages
+                    .into_iter()
+                    .map(|language| self.list_id(ListKey { channel: key.channel, skill, language }));
                 let lists = lists.collect();
                 let id = self.buckets.insert(Bucket { key: key.to_owned(), contacts: BTreeSet::new(), lists });
                 self.by_key.insert(key.to_owned(), id);

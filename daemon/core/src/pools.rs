@@ -182,7 +182,13 @@ impl AgentPools {
                 while pool.entries.front().is_some_and(|&e| !is_current(agents, e)) {
                     pool.entries.pop_front();
                 }
-                let found = pool.entries.iter().find(|&&e| is_current(agents, e) && agents[e.slot].qualifies(reqs));
+                // Membership of this pool already proves the primary skill and
+                // the language: only extra skills need the agent record.
+                let found = if reqs.len() == 1 {
+                    pool.entries.front()
+                } else {
+                    pool.entries.iter().find(|&&e| is_current(agents, e) && agents[e.slot].qualifies(reqs))
+                };
                 let Some(&e) = found else { continue };
                 let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
                 if let Some(w) = weighed.as_deref_mut() {
