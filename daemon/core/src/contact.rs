@@ -90,11 +90,11 @@ pub struct Contact {
     pub channel: Channel,
     pub queue: QueueId,
     pub tier: TierId,
-    /// As requested, sorted by skill.
-    pub skills: Vec<SkillReq>,
+    /// As requested; the first is the primary skill.
+    pub skills: Box<[SkillReq]>,
     /// Preference order.
-    pub languages: Vec<LanguageId>,
-    pub preferred: Vec<AgentId>,
+    pub languages: Box<[LanguageId]>,
+    pub preferred: Box<[AgentId]>,
     pub context: Vec<(String, String)>,
     /// Original arrival: kept through transfers and overflows.
     pub arrival: Time,

@@ -240,9 +240,9 @@ impl Router {
                     channel: c.channel,
                     queue: c.queue,
                     tier: c.tier,
-                    skills: c.skills.clone(),
-                    languages: c.languages.clone(),
-                    preferred: c.preferred.clone(),
+                    skills: c.skills.to_vec(),
+                    languages: c.languages.to_vec(),
+                    preferred: c.preferred.to_vec(),
                     context: c.context.clone(),
                     arrival: c.arrival,
                     entered_queue: c.entered_queue,
@@ -535,9 +535,9 @@ impl Router {
             channel,
             queue: admitted,
             tier,
-            skills,
-            languages,
-            preferred: preferred_agents,
+            skills: skills.into_boxed_slice(),
+            languages: languages.into_boxed_slice(),
+            preferred: preferred_agents.into_boxed_slice(),
             context,
             arrival,
             entered_queue: arrival,
@@ -636,9 +636,9 @@ impl Router {
         let c = &mut self.contacts[cslot];
         c.queue = admitted;
         c.tier = tier;
-        c.skills = skills;
-        c.languages = languages;
-        c.preferred.clear();
+        c.skills = skills.into_boxed_slice();
+        c.languages = languages.into_boxed_slice();
+        c.preferred = Box::default();
         for (k, v) in context {
             match c.context.iter_mut().find(|(ck, _)| *ck == k) {
                 Some(entry) => entry.1 = v,
