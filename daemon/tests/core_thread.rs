@@ -1,0 +1,65 @@
+//! The core thread, driven with a manual clock: no sleeping on timers.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ccr_core::*;
+use ccr_daemon::clock::ManualClock;
+use ccr_daemon::core_thread::{spawn, CoreStopped};
+
+fn config() -> RouterConfig {
+    let mut cfg = RouterConfig::default();
+    cfg.queues[0].offer_timeout = Duration::from_secs(10);
+    cfg
+}
+
+fn next_event(rx: &mpsc::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Event {
+    loop {
+        let e = rx.recv_timeout(Duration::from_secs(5)).expect("event within 5 s");
+        if want(&e) {
+            return e;
+        }
+    }
+}
+
+#[test]
+fn commands_are_applied_and_events_delivered_in_order() {
+    let clock = ManualClock::default();
+    let (events, rx) = mpsc::channel();
+    let (core, thread) = spawn(Router::new(config()).unwrap(), clock.clone(), move |e| {
+        let _ = events.send(e);
+    })
+    .unwrap();
+    let profile = AgentProfile { skills: vec![(SkillId(1), 5)], languages: vec![], capacity: [1, 0, 0] };
+    core.command_blocking(Command::AgentLogin { agent: AgentId(1), profile, ready: true }).unwrap().unwrap();
+    let spec = ContactSpec {
+        id: ContactId(9),
+        channel: Channel::Voice,
+        queue: QueueId(0),
+        tier: TierId(0),
+        skills: vec![SkillReq { skill: SkillId(1), min_proficiency: 1 }],
+        languages: vec![],
+        preferred_agents: vec![],
+        context: vec![],
+    };
+    let reply = core.command_blocking(Command::Enqueue(spec.clone())).unwrap();
+    assert_eq!(reply, Ok(Reply::Enqueued { queue: QueueId(0) }));
+    let duplicate = core.command_blocking(Command::Enqueue(spec)).unwrap();
+    assert_eq!(duplicate, Err(CommandError::DuplicateContact(ContactId(9))));
+    let offered = next_event(&rx, |e| matches!(e, Event::Offered { .. }));
+    let Event::Offered { contact, agent, .. } = offered else { unreachable!() };
+    assert_eq!((contact, agent), (ContactId(9), AgentId(1)));
+    let pending = core.query_blocking(|r| r.pending_offers()).unwrap();
+    assert_eq!(pending, 1);
+
+    // The offer rings out when the clock passes its timeout, on a tick.
+    clock.set(Time::from_secs(10));
+    core.tick().unwrap();
+    let ended = next_event(&rx, |e| matches!(e, Event::OfferEnded { .. }));
+    assert!(matches!(ended, Event::OfferEnded { outcome: OfferOutcome::Expired, .. }));
+
+    core.shutdown();
+    let router = thread.join().unwrap();
+    assert_eq!(router.contact_count(), 1, "the contact is back in line, not lost");
+    assert_eq!(core.command_blocking(Command::AgentReady { agent: AgentId(1) }), Err(CoreStopped));
+}
