@@ -28,10 +28,45 @@ struct Entry {
     order: u64,
 }
 
+/// A FIFO of entries whose first entry is kept inline, so that looking at a
+/// pool's best agent reads one cache line of the group, not the queue buffer.
 #[derive(Default)]
 struct Pool {
-    entries: VecDeque<Entry>,
+    head: Option<Entry>,
+    rest: VecDeque<Entry>,
     sweep_at: usize,
+}
+
+impl Pool {
+    fn push(&mut self, e: Entry) {
+        if self.head.is_none() {
+            self.head = Some(e);
+        } else {
+            self.rest.push_back(e);
+        }
+    }
+
+    /// Drops stale entries from the front; the head is then current or absent.
+    fn skip_stale(&mut self, orders: &[u64]) {
+        while self.head.is_some_and(|e| !is_current(orders, e)) {
+            self.head = self.rest.pop_front();
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.head.iter().chain(self.rest.iter())
+    }
+
+    /// Removes every stale entry once the pool has doubled since the last
+    /// sweep: amortised O(1) per push, and memory bounded by twice the live.
+    fn sweep_if_due(&mut self, orders: &[u64]) {
+        if self.rest.len() < self.sweep_at {
+            return;
+        }
+        self.rest.retain(|&e| is_current(orders, e));
+        self.skip_stale(orders);
+        self.sweep_at = (self.rest.len() * 2).max(16);
+    }
 }
 
 /// The pools of one (channel, skill, language), by proficiency and occupancy.
@@ -58,8 +93,11 @@ fn group_key(channel: Channel, skill: SkillId, language: u16) -> u64 {
     (channel as u64) << 32 | u64::from(skill.0) << 16 | u64::from(language)
 }
 
-fn is_current(agents: &Slab<Agent>, e: Entry) -> bool {
-    agents.get(e.slot).is_some_and(|a| a.idle_order == e.order)
+/// An entry is current while its agent still has the order it was filed with.
+/// Orders live in a dense array (8 bytes an agent, cache-resident) so this
+/// check does not touch the agent record.
+fn is_current(orders: &[u64], e: Entry) -> bool {
+    orders.get(e.slot as usize) == Some(&e.order)
 }
 
 /// An agent found for a contact, with what it was chosen on.
@@ -94,6 +132,8 @@ pub(crate) struct Membership {
 pub(crate) struct AgentPools {
     group_ids: FxHashMap<u64, u32>,
     groups: Vec<Group>,
+    /// Current order of each agent slot; 0 while it is in no pool.
+    orders: Vec<u64>,
     /// Highest occupancy level ever entered, per channel: bounds the search.
     max_occupancy: [u8; Channel::COUNT],
 }
@@ -120,12 +160,23 @@ impl AgentPools {
         out
     }
 
-    /// Enters the agent in every pool it belongs to, under its current
-    /// `idle_order`. The caller has already made its previous entries stale.
-    pub(crate) fn push(&mut self, agents: &Slab<Agent>, slot: u32) {
+    /// Makes every entry of the agent stale (O(1)).
+    pub(crate) fn invalidate(&mut self, slot: u32) {
+        if let Some(o) = self.orders.get_mut(slot as usize) {
+            *o = 0;
+        }
+    }
+
+    /// Files the agent in every pool it belongs to under a new `order`; its
+    /// previous entries become stale.
+    pub(crate) fn push(&mut self, agents: &Slab<Agent>, slot: u32, order: u64) {
         let agent = &agents[slot];
-        debug_assert!(agent.idle_order != 0);
-        let entry = Entry { slot, order: agent.idle_order };
+        debug_assert!(order != 0);
+        if self.orders.len() <= slot as usize {
+            self.orders.resize(slot as usize + 1, 0);
+        }
+        self.orders[slot as usize] = order;
+        let entry = Entry { slot, order };
         let mut room = [false; Channel::COUNT];
         for channel in Channel::ALL {
             room[channel.index()] = agent.has_room(channel);
@@ -140,11 +191,8 @@ impl AgentPools {
             }
             let occupancy = agent.usage[m.channel.index()];
             let pool = self.groups[m.group as usize].pool_mut(m.proficiency, occupancy);
-            if pool.entries.len() >= pool.sweep_at {
-                pool.entries.retain(|&e| is_current(agents, e));
-                pool.sweep_at = (pool.entries.len() * 2).max(16);
-            }
-            pool.entries.push_back(entry);
+            pool.sweep_if_due(&self.orders);
+            pool.push(entry);
         }
     }
 
@@ -173,21 +221,21 @@ impl AgentPools {
             }
         }
         let groups = &groups[..n];
+        let orders = &self.orders;
+        let all_groups = &mut self.groups;
         let mut best: Option<AgentCandidate> = None;
         let mut visit = |occupancy: u8, proficiency: u8| {
             for &g in groups {
-                let Some(pool) = self.groups[g as usize].pools.get_mut(Group::index(proficiency, occupancy)) else {
+                let Some(pool) = all_groups[g as usize].pools.get_mut(Group::index(proficiency, occupancy)) else {
                     continue;
                 };
-                while pool.entries.front().is_some_and(|&e| !is_current(agents, e)) {
-                    pool.entries.pop_front();
-                }
+                pool.skip_stale(orders);
                 // Membership of this pool already proves the primary skill and
                 // the language: only extra skills need the agent record.
                 let found = if reqs.len() == 1 {
-                    pool.entries.front()
+                    pool.head.as_ref()
                 } else {
-                    pool.entries.iter().find(|&&e| is_current(agents, e) && agents[e.slot].qualifies(reqs))
+                    pool.iter().find(|&&e| is_current(orders, e) && agents[e.slot].qualifies(reqs))
                 };
                 let Some(&e) = found else { continue };
                 let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };

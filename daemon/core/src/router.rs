@@ -379,6 +379,7 @@ impl Router {
         }
         let agent = self.agents.remove(slot).expect("agent is live");
         self.agent_slots.remove(&id);
+        self.pools.invalidate(slot);
         if let Some(state) = agent.reported {
             self.agent_states[state.index()] -= 1;
         }
@@ -1018,9 +1019,10 @@ impl Router {
         if agent.has_room_anywhere() {
             agent.idle_order = self.next_idle_order;
             self.next_idle_order += 1;
-            self.pools.push(&self.agents, slot);
+            self.pools.push(&self.agents, slot, self.agents[slot].idle_order);
         } else {
             agent.idle_order = 0;
+            self.pools.invalidate(slot);
         }
     }
 
@@ -1043,6 +1045,7 @@ impl Router {
         agent.work.push(contact_slot);
         // Stale pool entries until the caller re-pools the agent.
         agent.idle_order = 0;
+        self.pools.invalidate(agent_slot);
         self.queues[usize::from(c.queue.0)].counters.offered += 1;
         self.timers.schedule(expires_at, Timer::OfferExpiry { offer });
         self.events.push_back(Event::Offered {
