@@ -102,7 +102,10 @@ pub(crate) struct List {
     /// level ordered by head rank.
     levels: [BTreeSet<(Rank, u32)>; MAX_PROFICIENCY as usize],
     /// The first entry of each level, kept in step.
-    pub level_heads: [Option<(Rank, u32)>; MAX_PROFICIENCY as usize],
+    level_heads: [Option<(Rank, u32)>; MAX_PROFICIENCY as usize],
+    /// `best_up_to[p - 1]`: the best head over levels 1..=p, so an agent of
+    /// proficiency p reads one slot.
+    pub best_up_to: [Option<(Rank, u32)>; MAX_PROFICIENCY as usize],
     /// Buckets that require other skills too, by head rank, with their
     /// requirements inline so that a scan does not chase pointers.
     pub multi_skill: BTreeMap<(Rank, u32), InlineReqs>,
@@ -143,6 +146,14 @@ impl List {
                 set.insert((new, bucket));
             }
             self.level_heads[level] = set.first().copied();
+            let mut best = if level == 0 { None } else { self.best_up_to[level - 1] };
+            for p in level..usize::from(MAX_PROFICIENCY) {
+                best = match (best, self.level_heads[p]) {
+                    (Some(b), Some(h)) => Some(b.min(h)),
+                    (b, h) => b.or(h),
+                };
+                self.best_up_to[p] = best;
+            }
         } else {
             if let Some(old) = old {
                 self.multi_skill.remove(&(old, bucket));
@@ -160,6 +171,9 @@ pub(crate) struct BucketIndex {
     buckets: Slab<Bucket>,
     list_ids: FxHashMap<ListKey, u32>,
     lists: Vec<List>,
+    /// Buckets per list, and one bit per list that has any.
+    list_len: Vec<u32>,
+    non_empty: Vec<u64>,
 }
 
 impl BucketIndex {
@@ -171,13 +185,22 @@ impl BucketIndex {
         &self.lists[id as usize]
     }
 
+    /// Whether a list holds any bucket: one bit per list, so an agent skips
+    /// its empty lists without touching them.
+    pub(crate) fn is_listed(&self, id: u32) -> bool {
+        self.non_empty.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
     /// The id of a list, created empty if new. Used at login, not per decision.
     pub(crate) fn list_id(&mut self, key: ListKey) -> u32 {
         let lists = &mut self.lists;
-        *self.list_ids.entry(key).or_insert_with(|| {
+        let id = *self.list_ids.entry(key).or_insert_with(|| {
             lists.push(List::default());
             (lists.len() - 1) as u32
-        })
+        });
+        self.list_len.resize(self.lists.len(), 0);
+        self.non_empty.resize(self.lists.len().div_ceil(64), 0);
+        id
     }
 
     /// Adds a contact and returns its bucket.
@@ -228,6 +251,19 @@ impl BucketIndex {
         }
         for &list in &bucket.lists {
             self.lists[list as usize].update(id, &bucket.key.skills, old, new);
+            let len = &mut self.list_len[list as usize];
+            match (old, new) {
+                (None, Some(_)) => *len += 1,
+                (Some(_), None) => *len -= 1,
+                _ => continue,
+            }
+            let bit = 1u64 << (list % 64);
+            let word = &mut self.non_empty[list as usize / 64];
+            if *len == 0 {
+                *word &= !bit;
+            } else {
+                *word |= bit;
+            }
         }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Each agent with room on a channel is entered into one *pool* per (channel,
 //! skill, language, proficiency in that skill, contacts in progress on the
-//! channel), plus the same with language `ANY` for contacts that accept every
-//! language. A pool is a FIFO in the order agents entered it, which is the
+//! channel). A contact that accepts any language (rare: after its last
+//! relaxation step) reads the pools of every language for its skill. A pool is a FIFO in the order agents entered it, which is the
 //! "longest idle" order, so the best agent of a pool is the first one that
 //! still holds that entry and meets the contact's other skills.
 //!
@@ -132,6 +132,10 @@ pub(crate) struct Membership {
 pub(crate) struct AgentPools {
     group_ids: FxHashMap<u64, u32>,
     groups: Vec<Group>,
+    /// Every language group of a (channel, skill), for any-language contacts.
+    by_skill: FxHashMap<u64, Vec<u32>>,
+    /// Reused by `find` for the groups it reads.
+    scratch: Vec<u32>,
     /// Current order of each agent slot; 0 while it is in no pool.
     orders: Vec<u64>,
     /// Highest occupancy level ever entered, per channel: bounds the search.
@@ -147,11 +151,18 @@ impl AgentPools {
                 continue;
             }
             for &(skill, proficiency) in &agent.skills {
-                for language in agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]) {
+                // An agent who declared no language can still take contacts
+                // that accept any: it is filed under ANY.
+                let languages: &[LanguageId] =
+                    if agent.languages.is_empty() { &[LanguageId(ANY_LANGUAGE)] } else { &agent.languages };
+                for language in languages.iter().map(|l| l.0) {
                     let groups = &mut self.groups;
+                    let by_skill = &mut self.by_skill;
                     let group = *self.group_ids.entry(group_key(channel, skill, language)).or_insert_with(|| {
                         groups.push(Group::default());
-                        (groups.len() - 1) as u32
+                        let id = (groups.len() - 1) as u32;
+                        by_skill.entry(group_key(channel, skill, ANY_LANGUAGE)).or_default().push(id);
+                        id
                     });
                     out.push(Membership { channel, proficiency, group });
                 }
@@ -206,21 +217,37 @@ impl AgentPools {
         reqs: &[SkillReq],
         languages: Option<&[LanguageId]>,
         policy: AgentPolicy,
+        weighed: Option<&mut Vec<AgentCandidate>>,
+    ) -> Option<AgentCandidate> {
+        let primary = reqs[0];
+        let max_occupancy = if channel == Channel::Voice { 0 } else { self.max_occupancy[channel.index()] };
+        let mut groups = std::mem::take(&mut self.scratch);
+        groups.clear();
+        match languages {
+            Some(languages) => groups.extend(
+                languages.iter().filter_map(|l| self.group_ids.get(&group_key(channel, primary.skill, l.0)).copied()),
+            ),
+            None => {
+                groups.extend(self.by_skill.get(&group_key(channel, primary.skill, ANY_LANGUAGE)).into_iter().flatten())
+            }
+        }
+        let best = self.find_in(agents, &groups, channel, reqs, max_occupancy, policy, weighed);
+        self.scratch = groups;
+        best
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn find_in(
+        &mut self,
+        agents: &Slab<Agent>,
+        groups: &[u32],
+        _channel: Channel,
+        reqs: &[SkillReq],
+        max_occupancy: u8,
+        policy: AgentPolicy,
         mut weighed: Option<&mut Vec<AgentCandidate>>,
     ) -> Option<AgentCandidate> {
         let primary = reqs[0];
-        let any = [LanguageId(ANY_LANGUAGE)];
-        let languages = languages.unwrap_or(&any);
-        let max_occupancy = if channel == Channel::Voice { 0 } else { self.max_occupancy[channel.index()] };
-        let mut groups = [u32::MAX; crate::router::MAX_LANGUAGES_PER_CONTACT];
-        let mut n = 0;
-        for language in languages {
-            if let Some(&g) = self.group_ids.get(&group_key(channel, primary.skill, language.0)) {
-                groups[n] = g;
-                n += 1;
-            }
-        }
-        let groups = &groups[..n];
         let orders = &self.orders;
         let all_groups = &mut self.groups;
         let mut best: Option<AgentCandidate> = None;

@@ -910,9 +910,10 @@ impl Router {
         }
         let a = &self.agents[agent_slot];
         let buckets = &self.buckets;
-        let mut best: Option<(Rank, From)> = None;
+        let explain = weighed.is_some();
         let mut weighed = weighed;
-        let mut consider = |rank: Rank, from: From| {
+        let mut best: Option<(Rank, From)> = None;
+        let mut consider = |best: &mut Option<(Rank, From)>, rank: Rank, from: From| {
             if let Some(w) = weighed.as_deref_mut() {
                 let slot = match from {
                     From::Bucket(b) => buckets.bucket(b).contacts.first().expect("non-empty").1,
@@ -921,28 +922,32 @@ impl Router {
                 w.push((rank, slot));
             }
             if best.is_none_or(|(b, _)| rank < b) {
-                best = Some((rank, from));
+                *best = Some((rank, from));
             }
         };
         let room = Channel::ALL.map(|ch| a.has_room(ch));
-        for &(channel, list, proficiency) in &a.lists {
-            if !room[channel.index()] {
-                continue;
+        let readable = |&&(channel, list, _): &&(Channel, u32, u8)| room[channel.index()] && buckets.is_listed(list);
+        // Single-skill buckets the agent qualifies for: in each list, one slot
+        // holds the best head over the levels up to its proficiency.
+        for &(_, list, proficiency) in a.lists.iter().filter(readable) {
+            if let Some((head, b)) = buckets.list(list).best_up_to[usize::from(proficiency) - 1] {
+                consider(&mut best, head, From::Bucket(b));
             }
-            let list = buckets.list(list);
-            // Single-skill buckets the agent qualifies for: levels up to its proficiency.
-            for &(head, b) in list.level_heads[..usize::from(proficiency)].iter().flatten() {
-                consider(head, From::Bucket(b));
-            }
-            // By head rank: the first multi-skill bucket the agent qualifies
-            // for is the best this list has for it.
-            for (&(head, b), reqs) in &list.multi_skill {
+        }
+        // Multi-skill buckets, by head rank: the first the agent qualifies for
+        // is the best of its list, and nothing ranked after the best found so
+        // far can win, which keeps the scan short.
+        for &(_, list, _) in a.lists.iter().filter(readable) {
+            for (&(head, b), reqs) in &buckets.list(list).multi_skill {
+                if !explain && best.is_some_and(|(r, _)| r < head) {
+                    break;
+                }
                 let qualifies = match reqs.get() {
                     Some(reqs) => a.qualifies(reqs),
                     None => a.qualifies(&buckets.bucket(b).key.skills),
                 };
                 if qualifies {
-                    consider(head, From::Bucket(b));
+                    consider(&mut best, head, From::Bucket(b));
                     break;
                 }
             }
@@ -953,7 +958,7 @@ impl Router {
                 let c = &self.contacts[slot];
                 let languages = c.effective(&mut skills);
                 if a.has_room(c.channel) && a.qualifies(&skills) && a.speaks_any(languages) {
-                    consider(rank, From::Held(slot));
+                    consider(&mut best, rank, From::Held(slot));
                     break;
                 }
             }
