@@ -28,8 +28,8 @@ pub struct Agent {
     pub capacity: [u8; Channel::COUNT],
     /// Slots in use per channel: ringing offers, connected contacts and wrap-ups.
     pub usage: [u8; Channel::COUNT],
-    pub ringing: u8,
-    pub connected: u8,
+    pub ringing: u16,
+    pub connected: u16,
     pub wrap_ups: Vec<WrapUp>,
     /// Contact slots offered to or connected with this agent.
     pub work: Vec<u32>,

@@ -29,12 +29,12 @@ pub fn rank_value(cfg: &RouterConfig, queue: QueueId, tier: TierId, arrival: Tim
     match q.contact_policy {
         ContactPolicy::StrictTier => {
             let lower_tiers = (cfg.tiers.len() - 1 - usize::from(tier.0)) as u64;
-            (base + threshold).saturating_sub(lower_tiers * STRICT_STEP)
+            base.saturating_add(threshold).saturating_sub(lower_tiers * STRICT_STEP)
         }
-        ContactPolicy::TierAging => (base + threshold).saturating_sub(micros(t.aging_boost)),
+        ContactPolicy::TierAging => base.saturating_add(threshold).saturating_sub(micros(t.aging_boost)),
         ContactPolicy::EarliestDeadline => match deadline {
             Some(d) => BIAS.saturating_add(d.as_micros()),
-            None => base + micros(t.answer_target.unwrap_or(q.service_level.threshold)),
+            None => base.saturating_add(micros(t.answer_target.unwrap_or(q.service_level.threshold))),
         },
     }
 }

@@ -661,3 +661,45 @@ fn time_going_backwards_is_clamped() {
     assert_eq!(h.router.now(), Time::from_secs(100));
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn earliest_deadline_contact_is_not_overtaken_after_its_deadline() {
+    // Threshold 20 s: a contact's deadline is arrival + 20 s. Nothing that
+    // arrives after that deadline may be served before it.
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].contact_policy = ContactPolicy::EarliestDeadline;
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.ok(contact_enqueue(100, STANDARD, 0));
+    let (_, _, offer) = h.take_offers()[0];
+    h.ok(accept(10, offer));
+    h.at(5).ok(contact_enqueue(1, STANDARD, 5)); // deadline 25 s
+    for t in (10..200).step_by(5) {
+        h.at(t).ok(contact_enqueue(1000 + t, GOLD, t));
+    }
+    h.at(200).ok(complete(10, 100));
+    loop {
+        let (c, _, offer) = h.take_offers()[0];
+        h.ok(accept(10, offer));
+        h.ok(complete(10, c));
+        if c == 1 {
+            break;
+        }
+        assert!(c - 1000 <= 25, "contact arriving at {} s overtook one due at 25 s", c - 1000);
+    }
+}
+
+#[test]
+fn extreme_times_and_capacities_do_not_panic() {
+    let mut h = harness();
+    h.ok(login(10, &[(BILLING, 5)], &[EN], [0, 255, 255]));
+    for i in 0..600 {
+        let channel = if i % 2 == 0 { Channel::Chat } else { Channel::Email };
+        h.enqueue(ContactSpec { channel, ..contact(i, Q0, STANDARD, &[(BILLING, 1)], &[]) });
+    }
+    let ringing = h.take_offers().len();
+    assert_eq!(ringing, 510, "255 chats and 255 emails ring at once, no more");
+    h.now = Time::MAX;
+    h.enqueue(contact(10_000, Q0, GOLD, &[(BILLING, 1)], &[]));
+    assert!(h.router.estimate_wait(ContactId(10_000)).is_ok());
+}
