@@ -109,6 +109,9 @@ pub(crate) struct List {
     /// Buckets that require other skills too, by head rank, with their
     /// requirements inline so that a scan does not chase pointers.
     pub multi_skill: BTreeMap<(Rank, u32), InlineReqs>,
+    /// The first entry of `multi_skill`, kept in step: most searches stop at
+    /// it (it either qualifies or ranks behind what was already found).
+    pub multi_first: Option<((Rank, u32), InlineReqs)>,
 }
 
 /// Up to [`InlineReqs::MAX`] skill requirements, stored in place.
@@ -161,6 +164,7 @@ impl List {
             if let Some(new) = new {
                 self.multi_skill.insert((new, bucket), InlineReqs::new(skills));
             }
+            self.multi_first = self.multi_skill.first_key_value().map(|(&k, &v)| (k, v));
         }
     }
 }

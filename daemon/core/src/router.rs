@@ -938,7 +938,12 @@ impl Router {
         // is the best of its list, and nothing ranked after the best found so
         // far can win, which keeps the scan short.
         for &(_, list, _) in a.lists.iter().filter(readable) {
-            for (&(head, b), reqs) in &buckets.list(list).multi_skill {
+            let list = buckets.list(list);
+            let Some((first, _)) = list.multi_first else { continue };
+            if !explain && best.is_some_and(|(r, _)| r < first.0) {
+                continue; // the cached first entry spares the tree walk
+            }
+            for (&(head, b), reqs) in &list.multi_skill {
                 if !explain && best.is_some_and(|(r, _)| r < head) {
                     break;
                 }
