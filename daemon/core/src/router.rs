@@ -30,7 +30,7 @@ use crate::slab::Slab;
 use crate::snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
 use crate::time::Time;
-use crate::timers::{Timer, Timers};
+use crate::timers::{lane, Timer, Timers, LANE_HOLD, LANE_OFFER, LANE_RELAX, LANE_WRAP_UP};
 
 /// Limits on what one command may carry, so that no input can make the core
 /// do unbounded work per decision.
@@ -772,18 +772,27 @@ impl Router {
         let c = &self.contacts[slot];
         let step = self.cfg.queues[usize::from(c.queue.0)].relaxation.get(usize::from(c.relax.next_step));
         let next_step = step.map(|s| c.entered_queue + s.after);
+        let relax_lane = lane(LANE_RELAX, c.queue.0, c.relax.next_step);
+        // (time, lane): callbacks have no lane, everything else one per queue and kind.
         let next = match c.state {
-            ContactState::Scheduled { due } => Some(due),
+            ContactState::Scheduled { due } => Some((due, None)),
             ContactState::Waiting { hold_until, .. } => match (hold_until, next_step) {
-                (Some(h), Some(s)) => Some(h.min(s)),
-                (h, s) => h.or(s),
+                (Some(h), Some(s)) if s < h => Some((s, Some(relax_lane))),
+                (Some(h), _) => Some((h, Some(lane(LANE_HOLD, c.queue.0, 0)))),
+                (None, Some(s)) => Some((s, Some(relax_lane))),
+                (None, None) => None,
             },
             _ => None,
         };
-        if let Some(at) = next.filter(|_| next != c.next_wake) {
-            let gen = c.gen;
-            self.contacts[slot].next_wake = next;
-            self.timers.schedule(at, Timer::ContactWake { slot, gen });
+        let Some((at, lane)) = next else { return };
+        if Some(at) == c.next_wake {
+            return;
+        }
+        let timer = Timer::ContactWake { slot, gen: c.gen };
+        self.contacts[slot].next_wake = Some(at);
+        match lane {
+            Some(lane) => self.timers.schedule_in_lane(lane, at, timer),
+            None => self.timers.schedule(at, timer),
         }
     }
 
@@ -1057,7 +1066,7 @@ impl Router {
         agent.idle_order = 0;
         self.pools.invalidate(agent_slot);
         self.queues[usize::from(c.queue.0)].counters.offered += 1;
-        self.timers.schedule(expires_at, Timer::OfferExpiry { offer });
+        self.timers.schedule_in_lane(lane(LANE_OFFER, c.queue.0, 0), expires_at, Timer::OfferExpiry { offer });
         self.events.push_back(Event::Offered {
             offer,
             contact: c.id,
@@ -1117,7 +1126,8 @@ impl Router {
         } else {
             let ends_at = self.now + wrap_up;
             self.agents[slot].wrap_ups.push(WrapUp { contact, channel, queue, ends_at });
-            self.timers.schedule(ends_at, Timer::WrapUpEnd { agent_slot: slot, contact });
+            let timer = Timer::WrapUpEnd { agent_slot: slot, contact };
+            self.timers.schedule_in_lane(lane(LANE_WRAP_UP, queue.0, 0), ends_at, timer);
             self.sync_agent_state(slot);
         }
     }
