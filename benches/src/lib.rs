@@ -2,8 +2,11 @@
 //! a seeded generator, shaped like a large multi-skill centre (a few popular
 //! languages and skills, a long tail of rare ones).
 //!
-//! `cargo bench -p ccr-benches --bench routing` runs the routing benchmarks;
-//! see `benches/routing.rs` for what each group measures.
+//! `cargo bench -p ccr-benches --bench routing` runs the routing benchmarks
+//! (mean cost per decision, criterion); `--bench latency` prints the
+//! distribution of single decisions. [`scenarios`] holds the workloads both use.
+
+pub mod scenarios;
 
 use ccr_core::{
     AgentProfile, Channel, ContactId, ContactSpec, LanguageId, QueueConfig, QueueId, RelaxAction, RelaxStep,

@@ -138,6 +138,10 @@ pub(crate) struct AgentPools {
     scratch: Vec<u32>,
     /// Current order of each agent slot; 0 while it is in no pool.
     orders: Vec<u64>,
+    /// Per agent slot, a 256-bit set of its skills (skill id mod 256): a scan
+    /// for a multi-skill contact skips agents lacking a skill without
+    /// touching their records. A hit is confirmed against the record.
+    skill_sets: Vec<[u64; 4]>,
     /// Highest occupancy level ever entered, per channel: bounds the search.
     max_occupancy: [u8; Channel::COUNT],
 }
@@ -185,8 +189,15 @@ impl AgentPools {
         debug_assert!(order != 0);
         if self.orders.len() <= slot as usize {
             self.orders.resize(slot as usize + 1, 0);
+            self.skill_sets.resize(slot as usize + 1, [0; 4]);
         }
         self.orders[slot as usize] = order;
+        let mut set = [0u64; 4];
+        for &(skill, _) in &agent.skills {
+            let bit = usize::from(skill.0 % 256);
+            set[bit / 64] |= 1 << (bit % 64);
+        }
+        self.skill_sets[slot as usize] = set;
         let entry = Entry { slot, order };
         let mut room = [false; Channel::COUNT];
         for channel in Channel::ALL {
@@ -249,6 +260,14 @@ impl AgentPools {
     ) -> Option<AgentCandidate> {
         let primary = reqs[0];
         let orders = &self.orders;
+        let skill_sets = &self.skill_sets;
+        let might_qualify = |slot: u32| {
+            let set = &skill_sets[slot as usize];
+            reqs[1..].iter().all(|r| {
+                let bit = usize::from(r.skill.0 % 256);
+                set[bit / 64] & (1 << (bit % 64)) != 0
+            })
+        };
         let all_groups = &mut self.groups;
         let mut best: Option<AgentCandidate> = None;
         let mut visit = |occupancy: u8, proficiency: u8| {
@@ -262,7 +281,8 @@ impl AgentPools {
                 let found = if reqs.len() == 1 {
                     pool.head.as_ref()
                 } else {
-                    pool.iter().find(|&&e| is_current(orders, e) && agents[e.slot].qualifies(reqs))
+                    pool.iter()
+                        .find(|&&e| is_current(orders, e) && might_qualify(e.slot) && agents[e.slot].qualifies(reqs))
                 };
                 let Some(&e) = found else { continue };
                 let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
