@@ -7,9 +7,11 @@
 //!   Nothing else touches the router, so nothing on the routing path takes a
 //!   lock.
 //! - [`clock`]: wall-clock time as the core's [`ccr_core::Time`].
+//! - [`config`]: TOML → validated [`config::Config`], every problem located.
 //!
 //! The QUIC server, configuration, metrics and journal are built on this in
 //! their own modules.
 
 pub mod clock;
+pub mod config;
 pub mod core_thread;

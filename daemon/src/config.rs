@@ -1,0 +1,475 @@
+//! ccrd's configuration: TOML in, a validated [`Config`] out.
+//!
+//! Parsing goes raw TOML → [`RawConfig`] (serde, unknown fields refused) →
+//! [`Config`]: names resolved to the core's ids through a [`Catalog`], then
+//! the core's own validation. Every problem found is returned, each with the
+//! field it is about and, where the file has it, the line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ccr_core::{
+    AgentPolicy, ContactPolicy, LanguageId, QueueConfig, QueueId, RelaxAction, RelaxStep, RouterConfig, ServiceLevel,
+    SkillId, TierConfig, TierId, WhenFull,
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The configuration ccrd starts with when given none.
+pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/ccrd.example.toml");
+
+/// One problem, located.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in the configuration", self.0.len())?;
+        for p in &self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Names ↔ the core's small ids. Clients speak names; the core speaks ids.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub skills: Vec<String>,
+    pub languages: Vec<String>,
+    pub queues: Vec<String>,
+    pub tiers: Vec<String>,
+    skill_ids: HashMap<String, SkillId>,
+    language_ids: HashMap<String, LanguageId>,
+    queue_ids: HashMap<String, QueueId>,
+    tier_ids: HashMap<String, TierId>,
+}
+
+impl Catalog {
+    fn new(skills: Vec<String>, languages: Vec<String>, queues: Vec<String>, tiers: Vec<String>) -> Self {
+        let index = |names: &[String]| names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect::<HashMap<_, _>>();
+        Catalog {
+            skill_ids: index(&skills).into_iter().map(|(n, i)| (n, SkillId(i as u16))).collect(),
+            language_ids: index(&languages).into_iter().map(|(n, i)| (n, LanguageId(i as u16))).collect(),
+            queue_ids: index(&queues).into_iter().map(|(n, i)| (n, QueueId(i as u16))).collect(),
+            tier_ids: index(&tiers).into_iter().map(|(n, i)| (n, TierId(i as u8))).collect(),
+            skills,
+            languages,
+            queues,
+            tiers,
+        }
+    }
+
+    pub fn skill(&self, name: &str) -> Option<SkillId> {
+        self.skill_ids.get(name).copied()
+    }
+    pub fn language(&self, name: &str) -> Option<LanguageId> {
+        self.language_ids.get(name).copied()
+    }
+    pub fn queue(&self, name: &str) -> Option<QueueId> {
+        self.queue_ids.get(name).copied()
+    }
+    pub fn tier(&self, name: &str) -> Option<TierId> {
+        self.tier_ids.get(name).copied()
+    }
+    pub fn queue_name(&self, id: QueueId) -> &str {
+        self.queues.get(usize::from(id.0)).map_or("?", String::as_str)
+    }
+    pub fn tier_name(&self, id: TierId) -> &str {
+        self.tiers.get(usize::from(id.0)).map_or("?", String::as_str)
+    }
+}
+
+/// Server-side settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_connections: usize,
+    pub max_streams_per_connection: u32,
+    pub max_message_bytes: usize,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub router: RouterConfig,
+    pub catalog: Catalog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
+    data_dir: Option<String>,
+    max_connections: Option<usize>,
+    max_streams_per_connection: Option<u32>,
+    max_message_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    short_abandon: Option<Spanned<String>>,
+    explain: Option<bool>,
+    ewt_window: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    name: Spanned<String>,
+    #[serde(default)]
+    aging_boost: Option<Spanned<String>>,
+    #[serde(default)]
+    answer_target: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServiceLevel {
+    target: f64,
+    threshold: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    after: Spanned<String>,
+    min_proficiency_at_most: Option<u8>,
+    #[serde(default)]
+    next_language: bool,
+    #[serde(default)]
+    any_language: bool,
+    overflow_to: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    name: Spanned<String>,
+    service_level: Option<RawServiceLevel>,
+    contact_policy: Option<Spanned<String>>,
+    agent_policy: Option<Spanned<String>>,
+    #[serde(default)]
+    relaxation: Vec<RawStep>,
+    max_waiting: Option<u32>,
+    overflow_when_full: Option<Spanned<String>>,
+    wrap_up: Option<Spanned<String>>,
+    offer_timeout: Option<Spanned<String>>,
+    preferred_agent_window: Option<Spanned<String>>,
+    expected_handle_time: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    routing: RawRouting,
+    tiers: Option<Vec<RawTier>>,
+    queues: Vec<RawQueue>,
+    #[serde(default)]
+    skills: Vec<String>,
+    #[serde(default)]
+    languages: Vec<String>,
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn problem<T>(&mut self, field: String, at: Option<&Spanned<T>>, message: String) {
+        let line = at.map(|s| self.line_of(s.span().start));
+        self.problems.push(Problem { field, line, message });
+    }
+
+    fn duration(&mut self, field: String, value: Option<&Spanned<String>>, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(
+                    field,
+                    Some(v),
+                    format!("{:?} is not a duration ({e}); write e.g. \"20s\" or \"5m\"", v.get_ref()),
+                );
+                default
+            }
+        }
+    }
+
+    fn address(&mut self, field: String, value: Option<&Spanned<String>>, default: &str) -> SocketAddr {
+        let fallback: SocketAddr = default.parse().expect("default address parses");
+        let Some(v) = value else { return fallback };
+        v.get_ref().parse().unwrap_or_else(|_| {
+            self.problem(field, Some(v), format!("{:?} is not an address like 127.0.0.1:4433", v.get_ref()));
+            fallback
+        })
+    }
+}
+
+/// Parses and validates a configuration file's text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1);
+        ConfigError(vec![Problem { field: "(file)".into(), line, message: e.message().to_owned() }])
+    })?;
+    let mut c = Checker { text, problems: Vec::new() };
+
+    let server = ServerConfig {
+        listen: c.address("server.listen".into(), raw.server.listen.as_ref(), "127.0.0.1:4433"),
+        metrics_listen: c.address("server.metrics_listen".into(), raw.server.metrics_listen.as_ref(), "127.0.0.1:9464"),
+        data_dir: raw.server.data_dir.clone().map_or_else(|| PathBuf::from("ccrd-data"), PathBuf::from),
+        max_connections: raw.server.max_connections.unwrap_or(1024),
+        max_streams_per_connection: raw.server.max_streams_per_connection.unwrap_or(256),
+        max_message_bytes: raw.server.max_message_bytes.unwrap_or(ccr_proto::wire::DEFAULT_MAX_MESSAGE),
+    };
+    if server.max_connections == 0 {
+        c.problems.push(Problem {
+            field: "server.max_connections".into(),
+            line: None,
+            message: "must be at least 1".into(),
+        });
+    }
+
+    let defaults = RouterConfig::default();
+    let tiers: Vec<TierConfig> = match &raw.tiers {
+        None => defaults.tiers.clone(),
+        Some(tiers) => tiers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TierConfig {
+                name: t.name.get_ref().clone(),
+                aging_boost: c.duration(format!("tiers[{i}].aging_boost"), t.aging_boost.as_ref(), Duration::ZERO),
+                answer_target: t
+                    .answer_target
+                    .as_ref()
+                    .map(|v| c.duration(format!("tiers[{i}].answer_target"), Some(v), Duration::ZERO)),
+            })
+            .collect(),
+    };
+    let queue_names: Vec<String> = raw.queues.iter().map(|q| q.name.get_ref().clone()).collect();
+    let queue_id = |name: &str| queue_names.iter().position(|n| n == name).map(|i| QueueId(i as u16));
+
+    let mut queues = Vec::new();
+    for (i, q) in raw.queues.iter().enumerate() {
+        let mut out = QueueConfig::new(q.name.get_ref());
+        let at = |f: &str| format!("queues[{i}].{f}");
+        if let Some(sl) = &q.service_level {
+            out.service_level = ServiceLevel {
+                target: sl.target,
+                threshold: c.duration(at("service_level.threshold"), Some(&sl.threshold), Duration::from_secs(20)),
+            };
+        }
+        if let Some(p) = &q.contact_policy {
+            out.contact_policy = match p.get_ref().as_str() {
+                "strict_tier" => ContactPolicy::StrictTier,
+                "tier_aging" => ContactPolicy::TierAging,
+                "earliest_deadline" => ContactPolicy::EarliestDeadline,
+                other => {
+                    c.problem(
+                        at("contact_policy"),
+                        Some(p),
+                        format!("{other:?}: expected strict_tier, tier_aging or earliest_deadline"),
+                    );
+                    out.contact_policy
+                }
+            };
+        }
+        if let Some(p) = &q.agent_policy {
+            out.agent_policy = match p.get_ref().as_str() {
+                "longest_idle" => AgentPolicy::LongestIdle,
+                "most_proficient" => AgentPolicy::MostProficient,
+                "least_occupied" => AgentPolicy::LeastOccupied,
+                other => {
+                    c.problem(
+                        at("agent_policy"),
+                        Some(p),
+                        format!("{other:?}: expected longest_idle, most_proficient or least_occupied"),
+                    );
+                    out.agent_policy
+                }
+            };
+        }
+        for (j, step) in q.relaxation.iter().enumerate() {
+            let field = format!("queues[{i}].relaxation[{j}]");
+            let after = c.duration(format!("{field}.after"), Some(&step.after), Duration::ZERO);
+            let mut actions = Vec::new();
+            if let Some(p) = step.min_proficiency_at_most {
+                actions.push(RelaxAction::MinProficiencyAtMost(p));
+            }
+            if step.next_language {
+                actions.push(RelaxAction::NextLanguage);
+            }
+            if step.any_language {
+                actions.push(RelaxAction::AnyLanguage);
+            }
+            if let Some(to) = &step.overflow_to {
+                match queue_id(to.get_ref()) {
+                    Some(id) => actions.push(RelaxAction::OverflowTo(id)),
+                    None => c.problem(
+                        format!("{field}.overflow_to"),
+                        Some(to),
+                        format!("no queue named {:?}", to.get_ref()),
+                    ),
+                }
+            }
+            match actions.as_slice() {
+                [action] => out.relaxation.push(RelaxStep { after, action: *action }),
+                [] if step.overflow_to.is_some() => {}
+                _ => c.problem(
+                    field,
+                    Some(&step.after),
+                    "give exactly one of min_proficiency_at_most, next_language, any_language, overflow_to".into(),
+                ),
+            }
+        }
+        out.max_waiting = q.max_waiting;
+        if let Some(to) = &q.overflow_when_full {
+            match queue_id(to.get_ref()) {
+                Some(id) => out.when_full = WhenFull::OverflowTo(id),
+                None => c.problem(at("overflow_when_full"), Some(to), format!("no queue named {:?}", to.get_ref())),
+            }
+        }
+        out.wrap_up = c.duration(at("wrap_up"), q.wrap_up.as_ref(), out.wrap_up);
+        out.offer_timeout = c.duration(at("offer_timeout"), q.offer_timeout.as_ref(), out.offer_timeout);
+        out.preferred_agent_window =
+            c.duration(at("preferred_agent_window"), q.preferred_agent_window.as_ref(), out.preferred_agent_window);
+        out.expected_handle_time =
+            c.duration(at("expected_handle_time"), q.expected_handle_time.as_ref(), out.expected_handle_time);
+        queues.push(out);
+    }
+
+    let router = RouterConfig {
+        short_abandon: c.duration(
+            "routing.short_abandon".into(),
+            raw.routing.short_abandon.as_ref(),
+            defaults.short_abandon,
+        ),
+        explain: raw.routing.explain.unwrap_or(false),
+        ewt_window: c.duration("routing.ewt_window".into(), raw.routing.ewt_window.as_ref(), defaults.ewt_window),
+        tiers,
+        queues,
+        ..defaults
+    };
+    // The core's own rules, located through the queue and tier names' lines.
+    if let Err(errors) = router.validate() {
+        for e in errors.0 {
+            let line = locate(&e.field, &raw).map(|offset| c.line_of(offset));
+            c.problems.push(Problem { field: e.field, line, message: e.message });
+        }
+    }
+    for (list, what) in [(&raw.skills, "skills"), (&raw.languages, "languages")] {
+        for (i, name) in list.iter().enumerate() {
+            if name.is_empty() || list[..i].contains(name) {
+                c.problems.push(Problem {
+                    field: format!("{what}[{i}]"),
+                    line: None,
+                    message: format!("{name:?} is empty or listed twice"),
+                });
+            }
+        }
+        if list.len() > usize::from(u16::MAX - 1) {
+            c.problems.push(Problem { field: what.into(), line: None, message: "too many names".into() });
+        }
+    }
+    if !c.problems.is_empty() {
+        return Err(ConfigError(c.problems));
+    }
+    let tier_names = router.tiers.iter().map(|t| t.name.clone()).collect();
+    let catalog = Catalog::new(raw.skills, raw.languages, queue_names, tier_names);
+    Ok(Config { server, router, catalog })
+}
+
+/// Byte offset of the queue or tier a core field path (`queues[3].…`) is about.
+fn locate(field: &str, raw: &RawConfig) -> Option<usize> {
+    let index = |prefix: &str| field.strip_prefix(prefix)?.split(']').next()?.parse::<usize>().ok();
+    if let Some(i) = index("queues[") {
+        return raw.queues.get(i).map(|q| q.name.span().start);
+    }
+    if let Some(i) = index("tiers[") {
+        return raw.tiers.as_ref()?.get(i).map(|t| t.name.span().start);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let config = parse(DEFAULT_CONFIG).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.catalog.queue("billing").is_some());
+        assert!(config.catalog.skill("billing").is_some());
+        assert_eq!(config.server.listen, "127.0.0.1:4433".parse().unwrap());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = r#"
+skills = ["billing"]
+
+[[queues]]
+name = "a"
+contact_policy = "fifo"
+offer_timeout = "soon"
+
+[[queues.relaxation]]
+after = "30s"
+overflow_to = "nowhere"
+
+[[queues]]
+name = "a"
+"#;
+        let problems = parse(text).unwrap_err().0;
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(shown.iter().any(|p| p.starts_with("line 6: queues[0].contact_policy")), "{shown:#?}");
+        assert!(shown.iter().any(|p| p.starts_with("line 7: queues[0].offer_timeout")), "{shown:#?}");
+        assert!(shown.iter().any(|p| p.starts_with("line 11: queues[0].relaxation[0].overflow_to")), "{shown:#?}");
+        assert!(
+            shown.iter().any(|p| p.starts_with("line 14: queues[1].name") && p.contains("duplicate")),
+            "{shown:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_fields_point_at_their_line() {
+        let err = parse("[[queues]]\nname = \"a\"\ncolour = \"red\"\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(3), "{err}");
+        let err = parse("[[queues]\n").unwrap_err();
+        assert_eq!(err.0[0].line, Some(1), "{err}");
+    }
+}
