@@ -92,18 +92,20 @@ impl CoreHandle {
 }
 
 /// Starts the core thread. It stops on [`CoreHandle::shutdown`] or when every
-/// handle is dropped, and its join handle returns the router.
+/// handle is dropped, and its join handle returns the router. The sink sees
+/// each event with read access to the router (to attach a contact's context
+/// to its offer, say); it must not block.
 pub fn spawn(
     router: Router,
     clock: impl Clock,
-    sink: impl FnMut(Event) + Send + 'static,
+    sink: impl FnMut(&Router, Event) + Send + 'static,
 ) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new().name("ccr-core".into()).spawn(move || run(router, clock, sink, rx))?;
     Ok((CoreHandle { tx }, thread))
 }
 
-fn run(mut router: Router, clock: impl Clock, mut sink: impl FnMut(Event), rx: Receiver<Request>) -> Router {
+fn run(mut router: Router, clock: impl Clock, mut sink: impl FnMut(&Router, Event), rx: Receiver<Request>) -> Router {
     loop {
         let first = match router.poll_timeout() {
             Some(deadline) => {
@@ -139,7 +141,7 @@ fn run(mut router: Router, clock: impl Clock, mut sink: impl FnMut(Event), rx: R
         }
         router.handle_timeout(clock.now());
         while let Some(event) = router.poll_event() {
-            sink(event);
+            sink(&router, event);
         }
         if stop {
             return router;

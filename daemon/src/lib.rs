@@ -8,10 +8,16 @@
 //!   lock.
 //! - [`clock`]: wall-clock time as the core's [`ccr_core::Time`].
 //! - [`config`]: TOML → validated [`config::Config`], every problem located.
+//! - [`server`]: the QUIC accept loop, one task per connection and per RPC
+//!   stream, and the dispatcher that fans events out to subscribers.
+//! - [`convert`]: protobuf ↔ core types; the only module that sees both.
+//! - [`tls`]: certificates and the rustls/quinn configuration.
 //!
-//! The QUIC server, configuration, metrics and journal are built on this in
-//! their own modules.
+//! Metrics and the journal come in their own modules.
 
 pub mod clock;
 pub mod config;
+pub mod convert;
 pub mod core_thread;
+pub mod server;
+pub mod tls;

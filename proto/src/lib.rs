@@ -7,6 +7,9 @@
 
 pub mod wire;
 
+#[cfg(feature = "client")]
+pub mod client;
+
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/ccr.v1.rs"));
 }

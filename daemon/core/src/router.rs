@@ -152,6 +152,12 @@ impl Router {
         self.agent_states
     }
 
+    /// The opaque key/values a contact carries (for the offer sent to a desktop).
+    pub fn contact_context(&self, contact: ContactId) -> Option<&[(String, String)]> {
+        let &slot = self.contact_slots.get(&contact)?;
+        Some(&self.contacts[slot].context)
+    }
+
     pub fn contact_count(&self) -> usize {
         self.contacts.len()
     }

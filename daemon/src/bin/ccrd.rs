@@ -1,0 +1,97 @@
+//! ccrd: the contact-centre routing daemon. Parses flags, sets up logging,
+//! binds, and hands over to `ccr_daemon::server::run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use ccr_daemon::{config, server, tls};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ccrd", version, about = "Contact-centre routing daemon (QUIC, ALPN ccr/1)")]
+struct Args {
+    /// Configuration file (TOML); without it, the built-in example configuration.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// QUIC listen address (overrides the file).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Prometheus metrics address (overrides the file).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Data directory: certificates, journal (overrides the file).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a configuration file and print every problem with its line.
+    CheckConfig { file: PathBuf },
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<config::Config> {
+    let (text, name) = match path {
+        Some(p) => {
+            (std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?, p.display().to_string())
+        }
+        None => (config::DEFAULT_CONFIG.to_owned(), "built-in configuration".to_owned()),
+    };
+    config::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(Cmd::CheckConfig { file }) = &args.command {
+        return match load(Some(file)) {
+            Ok(c) => {
+                println!("{}: ok ({} queues, {} tiers)", file.display(), c.router.queues.len(), c.router.tiers.len());
+                Ok(())
+            }
+            Err(e) => bail!("{e}"),
+        };
+    }
+    let mut config = load(args.config.as_ref())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(metrics) = args.metrics_listen {
+        config.server.metrics_listen = metrics;
+    }
+    if let Some(dir) = args.data_dir {
+        config.server.data_dir = dir;
+    }
+    let identity = tls::self_signed(&config.server.data_dir)?;
+    tracing::info!(cert = %identity.cert_path.display(), "server certificate");
+    let server_config = tls::server_config(identity, config.server.max_streams_per_connection)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let endpoint = quinn::Endpoint::server(server_config, config.server.listen)
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        server::run(endpoint, config, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

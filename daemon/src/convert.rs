@@ -1,0 +1,240 @@
+//! The one place where protobuf meets the core: requests (names) become core
+//! commands (ids), core errors become gRPC statuses, core events become
+//! `RoutingEvent`s. Every rejected value gets `INVALID_ARGUMENT` or
+//! `NOT_FOUND` with the field it is about.
+
+use ccr_core::{
+    AgentId, AgentProfile, AgentState, Channel, Command, CommandError, ContactId, ContactSpec, Event, NotReadyReason,
+    OfferId, SkillReq, Time, TransferSpec,
+};
+use ccr_proto::v1 as pb;
+use ccr_proto::wire::Code;
+use pb::Status;
+
+use crate::config::Catalog;
+
+fn invalid(message: String) -> Status {
+    Status::new(Code::InvalidArgument, message)
+}
+
+fn channel(value: i32) -> Result<Channel, Status> {
+    match pb::Channel::try_from(value) {
+        Ok(pb::Channel::Voice) => Ok(Channel::Voice),
+        Ok(pb::Channel::Chat) => Ok(Channel::Chat),
+        Ok(pb::Channel::Email) => Ok(Channel::Email),
+        _ => Err(invalid(format!("channel: {value} is not voice (1), chat (2) or email (3)"))),
+    }
+}
+
+pub fn channel_to_proto(channel: Channel) -> pb::Channel {
+    match channel {
+        Channel::Voice => pb::Channel::Voice,
+        Channel::Chat => pb::Channel::Chat,
+        Channel::Email => pb::Channel::Email,
+    }
+}
+
+fn proficiency(field: &str, value: u32) -> Result<u8, Status> {
+    match u8::try_from(value) {
+        Ok(p @ 1..=10) => Ok(p),
+        _ => Err(invalid(format!("{field}: proficiency {value} is not in 1..=10"))),
+    }
+}
+
+fn skills(cat: &Catalog, reqs: &[pb::SkillRequirement]) -> Result<Vec<SkillReq>, Status> {
+    reqs.iter()
+        .map(|r| {
+            let skill = cat.skill(&r.skill).ok_or_else(|| invalid(format!("skills: unknown skill {:?}", r.skill)))?;
+            Ok(SkillReq { skill, min_proficiency: proficiency("skills.min_proficiency", r.min_proficiency)? })
+        })
+        .collect()
+}
+
+fn languages(cat: &Catalog, names: &[String]) -> Result<Vec<ccr_core::LanguageId>, Status> {
+    names.iter().map(|n| cat.language(n).ok_or_else(|| invalid(format!("languages: unknown language {n:?}")))).collect()
+}
+
+fn queue(cat: &Catalog, name: &str) -> Result<ccr_core::QueueId, Status> {
+    cat.queue(name).ok_or_else(|| Status::new(Code::NotFound, format!("queue: unknown queue {name:?}")))
+}
+
+fn tier(cat: &Catalog, name: &str) -> Result<ccr_core::TierId, Status> {
+    cat.tier(name).ok_or_else(|| invalid(format!("tier: unknown tier {name:?}")))
+}
+
+fn context(entries: Vec<pb::ContextEntry>) -> Vec<(String, String)> {
+    entries.into_iter().map(|e| (e.key, e.value)).collect()
+}
+
+pub fn contact_spec(cat: &Catalog, r: pb::EnqueueRequest) -> Result<ContactSpec, Status> {
+    // An empty tier is the lowest configured one.
+    let tier = if r.tier.is_empty() { ccr_core::TierId((cat.tiers.len() - 1) as u8) } else { tier(cat, &r.tier)? };
+    Ok(ContactSpec {
+        id: ContactId(r.contact_id),
+        channel: channel(r.channel)?,
+        queue: queue(cat, &r.queue)?,
+        tier,
+        skills: skills(cat, &r.skills)?,
+        languages: languages(cat, &r.languages)?,
+        preferred_agents: r.preferred_agents.into_iter().map(AgentId).collect(),
+        context: context(r.context),
+    })
+}
+
+pub fn transfer(cat: &Catalog, r: pb::TransferRequest) -> Result<Command, Status> {
+    Ok(Command::Transfer(TransferSpec {
+        contact: ContactId(r.contact_id),
+        queue: queue(cat, &r.queue)?,
+        skills: skills(cat, &r.skills)?,
+        languages: languages(cat, &r.languages)?,
+        tier: if r.tier.is_empty() { None } else { Some(tier(cat, &r.tier)?) },
+        context: context(r.context),
+    }))
+}
+
+pub fn callback(cat: &Catalog, r: pb::ScheduleCallbackRequest) -> Result<Command, Status> {
+    let spec = contact_spec(cat, r.contact.ok_or_else(|| invalid("contact: missing".into()))?)?;
+    Ok(Command::ScheduleCallback {
+        spec,
+        due: Time::from_micros(r.due_unix_micros),
+        deadline: Time::from_micros(r.deadline_unix_micros),
+    })
+}
+
+pub fn login(cat: &Catalog, r: pb::LoginRequest) -> Result<Command, Status> {
+    let skills = r
+        .skills
+        .iter()
+        .map(|s| {
+            let id = cat.skill(&s.skill).ok_or_else(|| invalid(format!("skills: unknown skill {:?}", s.skill)))?;
+            Ok((id, proficiency("skills.proficiency", s.proficiency)?))
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    let cap = |field: &str, v: u32| u8::try_from(v).map_err(|_| invalid(format!("{field}: {v} is too large")));
+    Ok(Command::AgentLogin {
+        agent: AgentId(r.agent_id),
+        profile: AgentProfile {
+            skills,
+            languages: languages(cat, &r.languages)?,
+            capacity: [
+                cap("voice_capacity", r.voice_capacity)?,
+                cap("chat_capacity", r.chat_capacity)?,
+                cap("email_capacity", r.email_capacity)?,
+            ],
+        },
+        ready: r.ready,
+    })
+}
+
+pub fn set_state(r: pb::SetStateRequest) -> Result<Command, Status> {
+    let agent = AgentId(r.agent_id);
+    if r.ready {
+        return Ok(Command::AgentReady { agent });
+    }
+    let reason = match pb::NotReadyReason::try_from(r.reason) {
+        Ok(pb::NotReadyReason::Break) => NotReadyReason::Break,
+        Ok(pb::NotReadyReason::Lunch) => NotReadyReason::Lunch,
+        Ok(pb::NotReadyReason::Training) => NotReadyReason::Training,
+        Ok(pb::NotReadyReason::Meeting) => NotReadyReason::Meeting,
+        Ok(pb::NotReadyReason::Away) => NotReadyReason::Away,
+        Ok(pb::NotReadyReason::Other | pb::NotReadyReason::Unspecified) => NotReadyReason::Other,
+        Err(_) => return Err(invalid(format!("reason: {} is not a not-ready reason", r.reason))),
+    };
+    Ok(Command::AgentNotReady { agent, reason })
+}
+
+pub fn accept(r: pb::AcceptRequest) -> Command {
+    Command::Accept { agent: AgentId(r.agent_id), offer: OfferId(r.offer_id) }
+}
+
+pub fn reject(r: pb::RejectRequest) -> Command {
+    Command::Reject { agent: AgentId(r.agent_id), offer: OfferId(r.offer_id) }
+}
+
+/// The gRPC status of a refused command.
+pub fn command_error(e: &CommandError) -> Status {
+    use CommandError::*;
+    let code = match e {
+        UnknownAgent(_) | UnknownContact(_) | UnknownQueue(_) | UnknownOffer(_) => Code::NotFound,
+        AgentAlreadyLoggedIn(_) | DuplicateContact(_) => Code::AlreadyExists,
+        QueueFull(_) => Code::ResourceExhausted,
+        UnknownTier(_) | Invalid { .. } | DuplicateSkill(_) | DuplicateLanguage(_) => Code::InvalidArgument,
+        OfferNotForAgent { .. } => Code::PermissionDenied,
+        OfferNotPending { .. } | NotConnected { .. } | NotInWrapUp { .. } | AgentBusy(_) | NotYetDue(_) => {
+            Code::FailedPrecondition
+        }
+    };
+    Status::new(code, e.to_string())
+}
+
+fn state_name(state: AgentState) -> (&'static str, String) {
+    match state {
+        AgentState::NotReady(reason) => ("not_ready", format!("{reason:?}").to_lowercase()),
+        s => (AgentState::NAMES[s.index()], String::new()),
+    }
+}
+
+/// Who must hear of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// The agent's desktop, and gateways.
+    Agent(AgentId),
+    /// Gateways only.
+    Gateways,
+}
+
+/// A core event as the wire shows it; `None` for events no client needs.
+pub fn event(cat: &Catalog, e: &Event, context: Option<&[(String, String)]>) -> Option<(Audience, pb::RoutingEvent)> {
+    use pb::routing_event::Event as E;
+    let (audience, event) = match e {
+        Event::Offered { offer, contact, agent, queue, tier, channel, waited, expires_at, .. } => (
+            Audience::Agent(*agent),
+            E::Offer(pb::Offer {
+                offer_id: offer.0,
+                contact_id: contact.0,
+                agent_id: agent.0,
+                queue: cat.queue_name(*queue).to_owned(),
+                tier: cat.tier_name(*tier).to_owned(),
+                channel: channel_to_proto(*channel) as i32,
+                waited_millis: waited.as_millis() as u64,
+                expires_unix_micros: expires_at.as_micros(),
+                context: context
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(k, v)| pb::ContextEntry { key: k.clone(), value: v.clone() })
+                    .collect(),
+            }),
+        ),
+        Event::OfferEnded { offer, contact, agent, outcome } => (
+            Audience::Agent(*agent),
+            E::OfferEnded(pb::OfferEnded {
+                offer_id: offer.0,
+                contact_id: contact.0,
+                agent_id: agent.0,
+                outcome: outcome.to_string(),
+            }),
+        ),
+        Event::Connected { offer, contact, agent, .. } => (
+            Audience::Agent(*agent),
+            E::Connected(pb::Connected { offer_id: offer.0, contact_id: contact.0, agent_id: agent.0 }),
+        ),
+        Event::Abandoned { contact, queue, waited, short, .. } => (
+            Audience::Gateways,
+            E::Abandoned(pb::Abandoned {
+                contact_id: contact.0,
+                queue: cat.queue_name(*queue).to_owned(),
+                waited_millis: waited.as_millis() as u64,
+                short: *short,
+            }),
+        ),
+        Event::AgentStateChanged { agent, state } => {
+            let (state, reason) = state_name(*state);
+            (
+                Audience::Agent(*agent),
+                E::AgentState(pb::AgentStateChanged { agent_id: agent.0, state: state.into(), reason }),
+            )
+        }
+        _ => return None,
+    };
+    Some((audience, pb::RoutingEvent { event: Some(event) }))
+}

@@ -1,0 +1,420 @@
+//! The QUIC server: accepts connections, runs each RPC on its own stream, and
+//! fans routing events out to subscribers.
+//!
+//! ```text
+//! quinn accept loop ─▶ connection task ─▶ stream task ─▶ CoreHandle ─▶ core thread
+//!                                                                     │ events
+//! subscribers ◀─ bounded channels ◀─ dispatcher task ◀── unbounded ◀──┘
+//! ```
+//! Only the core thread touches the router; the dispatcher alone owns the
+//! subscriber table, so no lock is shared between them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ccr_core::{AgentId, CommandError, ContactId, Event, Reply, Router};
+use ccr_proto::v1 as pb;
+use ccr_proto::wire::{self, Code, Frame};
+use pb::Status;
+use prost::Message;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::clock::SystemClock;
+use crate::config::{Catalog, Config};
+use crate::convert::{self, Audience};
+use crate::core_thread::{self, CoreHandle};
+
+/// Events buffered per subscriber before it is dropped as too slow.
+const SUBSCRIBER_BUFFER: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("routing configuration: {0}")]
+    Config(#[from] ccr_core::ConfigErrors),
+    #[error("starting the core thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// An event leaving the core thread, with the contact's context for offers.
+type Outgoing = (Event, Option<Vec<(String, String)>>);
+
+struct Subscriber {
+    agents: Vec<AgentId>,
+    tx: mpsc::Sender<pb::RoutingEvent>,
+}
+
+/// What every stream task needs.
+#[derive(Clone)]
+struct Shared {
+    core: CoreHandle,
+    catalog: Arc<Catalog>,
+    subscribe: mpsc::UnboundedSender<Subscriber>,
+    max_message: usize,
+    started: Instant,
+}
+
+/// Runs ccrd on a bound endpoint until `shutdown` resolves, then stops
+/// accepting, closes connections, and stops the core thread.
+pub async fn run(
+    endpoint: quinn::Endpoint,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let router = Router::new(config.router.clone())?;
+    let catalog = Arc::new(config.catalog.clone());
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let sink = move |router: &Router, event: Event| {
+        let context = match &event {
+            Event::Offered { contact, .. } => router.contact_context(*contact).map(<[_]>::to_vec),
+            _ => None,
+        };
+        let _ = event_tx.send((event, context));
+    };
+    let (core, core_thread) = core_thread::spawn(router, SystemClock::new(), sink).map_err(ServerError::Thread)?;
+    let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
+    let dispatcher = tokio::spawn(dispatch(catalog.clone(), event_rx, subscribe_rx));
+    let shared = Shared {
+        core: core.clone(),
+        catalog,
+        subscribe,
+        max_message: config.server.max_message_bytes,
+        started: Instant::now(),
+    };
+    let open = Arc::new(AtomicUsize::new(0));
+    info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
+    tokio::pin!(shutdown);
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+            _ = &mut shutdown => break,
+        };
+        // Admission control before the handshake costs us anything.
+        if open.load(Ordering::Relaxed) >= config.server.max_connections {
+            warn!(remote = %incoming.remote_address(), "refused: connection limit");
+            incoming.refuse();
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let (shared, open) = (shared.clone(), open.clone());
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(connection) => {
+                    info!(%remote, "connection open");
+                    serve_connection(connection, shared).await;
+                    info!(%remote, "connection closed");
+                }
+                Err(e) => debug!(%remote, error = %e, "handshake failed"),
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    info!("shutting down");
+    endpoint.close(0u32.into(), b"shutdown");
+    endpoint.wait_idle().await;
+    core.shutdown();
+    drop(shared);
+    let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
+    dispatcher.abort();
+    Ok(())
+}
+
+async fn serve_connection(connection: quinn::Connection, shared: Shared) {
+    loop {
+        match connection.accept_bi().await {
+            Ok((send, recv)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move { serve_stream(send, recv, shared).await });
+            }
+            Err(e) => {
+                debug!(error = %e, "connection ended");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until `decode` yields an item, the stream ends, or it errs.
+async fn read_item<T>(
+    recv: &mut quinn::RecvStream,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, wire::WireError>,
+) -> Result<Option<T>, Status> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match decode(buf) {
+            Ok(Some((item, used))) => {
+                buf.drain(..used);
+                return Ok(Some(item));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Status::new(Code::InvalidArgument, e.to_string())),
+        }
+        if buf.len() > limit {
+            return Err(Status::new(Code::ResourceExhausted, "request too large"));
+        }
+        match recv.read(&mut chunk).await {
+            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(None) if buf.is_empty() => return Ok(None),
+            Ok(None) => return Err(Status::new(Code::InvalidArgument, "stream ended inside a frame")),
+            Err(e) => return Err(Status::new(Code::Cancelled, e.to_string())),
+        }
+    }
+}
+
+async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, shared: Shared) {
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let limit = shared.max_message + 8;
+    let method = match read_item(&mut recv, &mut buf, limit, wire::decode_header).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return,
+        Err(status) => return finish(&mut send, None, status).await,
+    };
+    let max = shared.max_message;
+    let body = match read_item(&mut recv, &mut buf, limit, |b| wire::decode_frame(b, max)).await {
+        Ok(Some(Frame::Message(body))) => body,
+        Ok(Some(Frame::Trailer(_))) => {
+            return finish(&mut send, None, Status::new(Code::InvalidArgument, "a request carries no trailer")).await
+        }
+        Ok(None) => return finish(&mut send, None, Status::new(Code::InvalidArgument, "no request message")).await,
+        Err(status) => return finish(&mut send, None, status).await,
+    };
+    if method == "/ccr.v1.Events/Subscribe" {
+        return subscribe(send, &body, &shared).await;
+    }
+    let result = unary(&method, &body, &shared).await;
+    match result {
+        Ok(response) => finish(&mut send, Some(response), Status::ok()).await,
+        Err(status) => {
+            debug!(%method, %status, "call refused");
+            finish(&mut send, None, status).await
+        }
+    }
+    debug!(%method, elapsed_us = started.elapsed().as_micros() as u64, "call done");
+}
+
+async fn finish(send: &mut quinn::SendStream, response: Option<Vec<u8>>, status: Status) {
+    let mut out = response.unwrap_or_default();
+    wire::encode_trailer(&status, &mut out);
+    let _ = send.write_all(&out).await;
+    let _ = send.finish();
+}
+
+fn decode<T: Message + Default>(body: &[u8]) -> Result<T, Status> {
+    T::decode(body).map_err(|e| Status::new(Code::InvalidArgument, format!("malformed request: {e}")))
+}
+
+fn framed(message: &impl Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    wire::encode_message(message, &mut out);
+    out
+}
+
+async fn command(shared: &Shared, command: ccr_core::Command) -> Result<Reply, Status> {
+    match shared.core.command(command).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(convert::command_error(&e)),
+        Err(_) => Err(Status::new(Code::Unavailable, "shutting down")),
+    }
+}
+
+fn done(reply: Reply) -> Result<(), Status> {
+    match reply {
+        Reply::Done => Ok(()),
+        other => Err(Status::new(Code::Internal, format!("unexpected reply {other:?}"))),
+    }
+}
+
+async fn unary(method: &str, body: &[u8], shared: &Shared) -> Result<Vec<u8>, Status> {
+    let cat = &shared.catalog;
+    let queue_of = |reply: Reply| match reply {
+        Reply::Enqueued { queue } => Ok(cat.queue_name(queue).to_owned()),
+        other => Err(Status::new(Code::Internal, format!("unexpected reply {other:?}"))),
+    };
+    Ok(match method {
+        "/ccr.v1.Gateway/Enqueue" => {
+            let spec = convert::contact_spec(cat, decode(body)?)?;
+            let queue = queue_of(command(shared, ccr_core::Command::Enqueue(spec)).await?)?;
+            framed(&pb::EnqueueResponse { queue })
+        }
+        "/ccr.v1.Gateway/Abandon" => {
+            let r: pb::AbandonRequest = decode(body)?;
+            done(command(shared, ccr_core::Command::Abandon { contact: ContactId(r.contact_id) }).await?)?;
+            framed(&pb::AbandonResponse {})
+        }
+        "/ccr.v1.Gateway/Transfer" => {
+            let queue = queue_of(command(shared, convert::transfer(cat, decode(body)?)?).await?)?;
+            framed(&pb::TransferResponse { queue })
+        }
+        "/ccr.v1.Gateway/ScheduleCallback" => {
+            let queue = queue_of(command(shared, convert::callback(cat, decode(body)?)?).await?)?;
+            framed(&pb::ScheduleCallbackResponse { queue })
+        }
+        "/ccr.v1.Gateway/Position" => {
+            let r: pb::PositionRequest = decode(body)?;
+            let estimate = shared
+                .core
+                .query(move |router| router.estimate_wait(ContactId(r.contact_id)))
+                .await
+                .map_err(|_| Status::new(Code::Unavailable, "shutting down"))?
+                .map_err(|e: CommandError| convert::command_error(&e))?;
+            framed(&pb::PositionResponse {
+                position: estimate.position,
+                estimated_wait_millis: estimate.estimated_wait.as_millis() as u64,
+                method: match estimate.method {
+                    ccr_core::EwtMethod::QueueVelocity => "queue_velocity",
+                    ccr_core::EwtMethod::HandleTimeModel => "handle_time_model",
+                    ccr_core::EwtMethod::NotWaiting => "not_waiting",
+                }
+                .into(),
+            })
+        }
+        "/ccr.v1.AgentDesk/Login" => {
+            done(command(shared, convert::login(cat, decode(body)?)?).await?)?;
+            framed(&pb::LoginResponse {})
+        }
+        "/ccr.v1.AgentDesk/Logout" => {
+            let r: pb::LogoutRequest = decode(body)?;
+            done(command(shared, ccr_core::Command::AgentLogout { agent: AgentId(r.agent_id) }).await?)?;
+            framed(&pb::LogoutResponse {})
+        }
+        "/ccr.v1.AgentDesk/SetState" => {
+            done(command(shared, convert::set_state(decode(body)?)?).await?)?;
+            framed(&pb::SetStateResponse {})
+        }
+        "/ccr.v1.AgentDesk/Accept" => match command(shared, convert::accept(decode(body)?)).await? {
+            Reply::Accepted { contact, duplicate } => framed(&pb::AcceptResponse { contact_id: contact.0, duplicate }),
+            other => return Err(Status::new(Code::Internal, format!("unexpected reply {other:?}"))),
+        },
+        "/ccr.v1.AgentDesk/Reject" => match command(shared, convert::reject(decode(body)?)).await? {
+            Reply::Rejected { duplicate } => framed(&pb::RejectResponse { duplicate }),
+            other => return Err(Status::new(Code::Internal, format!("unexpected reply {other:?}"))),
+        },
+        "/ccr.v1.AgentDesk/Complete" => {
+            let r: pb::CompleteRequest = decode(body)?;
+            let c = ccr_core::Command::Complete { agent: AgentId(r.agent_id), contact: ContactId(r.contact_id) };
+            done(command(shared, c).await?)?;
+            framed(&pb::CompleteResponse {})
+        }
+        "/ccr.v1.AgentDesk/EndWrapUp" => {
+            let r: pb::EndWrapUpRequest = decode(body)?;
+            let c = ccr_core::Command::EndWrapUp { agent: AgentId(r.agent_id), contact: ContactId(r.contact_id) };
+            done(command(shared, c).await?)?;
+            framed(&pb::EndWrapUpResponse {})
+        }
+        "/ccr.v1.Admin/QueueStats" => {
+            let r: pb::QueueStatsRequest = decode(body)?;
+            let queue =
+                cat.queue(&r.queue).ok_or_else(|| Status::new(Code::NotFound, format!("queue {:?}", r.queue)))?;
+            let stats = shared
+                .core
+                .query(move |router| router.queue_stats(queue))
+                .await
+                .map_err(|_| Status::new(Code::Unavailable, "shutting down"))?
+                .map_err(|e| convert::command_error(&e))?;
+            framed(&pb::QueueStatsResponse {
+                queue: r.queue,
+                waiting_by_tier: stats
+                    .waiting_by_tier
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (cat.tier_name(ccr_core::TierId(i as u8)).to_owned(), *n))
+                    .collect(),
+                oldest_wait_millis: stats.oldest_wait.map_or(0, |d| d.as_millis() as u64),
+                answered: stats.counters.answered,
+                abandoned: stats.counters.abandoned,
+                short_abandoned: stats.counters.short_abandoned,
+                service_level: stats.service_level.unwrap_or(1.0),
+                service_level_target: stats.service_level_target,
+                agents_by_state: ccr_core::AgentState::NAMES
+                    .iter()
+                    .zip(stats.agents_by_state)
+                    .map(|(name, n)| ((*name).to_owned(), n))
+                    .collect(),
+            })
+        }
+        "/ccr.v1.Admin/Health" => {
+            let _: pb::HealthRequest = decode(body)?;
+            framed(&pb::HealthResponse { status: "serving".into(), uptime_seconds: shared.started.elapsed().as_secs() })
+        }
+        other => return Err(Status::new(Code::Unimplemented, format!("unknown method {other:?}"))),
+    })
+}
+
+/// Server streaming: events for the named agents (or all, for a gateway)
+/// until the client goes away or the daemon stops.
+async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: &Shared) {
+    let request: pb::SubscribeRequest = match decode(body) {
+        Ok(r) => r,
+        Err(status) => return finish(&mut send, None, status).await,
+    };
+    let (tx, mut rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+    let agents = request.agent_ids.into_iter().map(AgentId).collect();
+    if shared.subscribe.send(Subscriber { agents, tx }).is_err() {
+        return finish(&mut send, None, Status::new(Code::Unavailable, "shutting down")).await;
+    }
+    let mut out = Vec::new();
+    while let Some(event) = rx.recv().await {
+        out.clear();
+        wire::encode_message(&event, &mut out);
+        if send.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+    finish(&mut send, None, Status::new(Code::Unavailable, "event stream ended")).await;
+}
+
+async fn dispatch(
+    catalog: Arc<Catalog>,
+    mut events: mpsc::UnboundedReceiver<Outgoing>,
+    mut subscribers: mpsc::UnboundedReceiver<Subscriber>,
+) {
+    let mut next_id = 0u64;
+    let mut all: HashMap<u64, Subscriber> = HashMap::new();
+    let mut by_agent: HashMap<AgentId, Vec<u64>> = HashMap::new();
+    let mut gateways: Vec<u64> = Vec::new();
+    loop {
+        tokio::select! {
+            Some(sub) = subscribers.recv() => {
+                next_id += 1;
+                if sub.agents.is_empty() {
+                    gateways.push(next_id);
+                }
+                for agent in &sub.agents {
+                    by_agent.entry(*agent).or_default().push(next_id);
+                }
+                all.insert(next_id, sub);
+            }
+            Some((event, context)) = events.recv() => {
+                let Some((audience, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
+                let mut targets = gateways.clone();
+                if let Audience::Agent(agent) = audience {
+                    targets.extend(by_agent.get(&agent).into_iter().flatten());
+                }
+                for id in targets {
+                    let Some(sub) = all.get(&id) else { continue };
+                    if sub.tx.try_send(message.clone()).is_err() {
+                        warn!(subscriber = id, "event subscriber too slow or gone: dropped");
+                        let sub = all.remove(&id).expect("present");
+                        gateways.retain(|g| *g != id);
+                        for agent in sub.agents {
+                            if let Some(list) = by_agent.get_mut(&agent) {
+                                list.retain(|s| *s != id);
+                            }
+                        }
+                    }
+                }
+            }
+            else => return,
+        }
+    }
+}

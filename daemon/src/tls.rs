@@ -1,0 +1,70 @@
+//! TLS for the QUIC endpoint: the server certificate (configured, or a
+//! self-signed one generated once into the data directory) and the rustls
+//! configuration: TLS 1.3 only, ALPN `ccr/1`, no 0-RTT (replayable).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("QUIC crypto configuration: {0}")]
+    Quic(String),
+}
+
+/// The server's certificate chain and key.
+pub struct Identity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// Where the certificate is, for clients to trust.
+    pub cert_path: PathBuf,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    std::fs::write(path, bytes).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+}
+
+/// Loads `cert.der` / `key.der` from the data directory, generating a
+/// self-signed pair for localhost, 127.0.0.1 and ::1 on first start.
+pub fn self_signed(data_dir: &Path) -> Result<Identity, TlsError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| TlsError::Io { path: data_dir.to_owned(), source })?;
+    let cert_path = data_dir.join("cert.der");
+    let key_path = data_dir.join("key.der");
+    if !cert_path.exists() || !key_path.exists() {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let generated = rcgen::generate_simple_self_signed(names)?;
+        write(&cert_path, generated.cert.der())?;
+        write(&key_path, &generated.signing_key.serialize_der())?;
+    }
+    let cert = CertificateDer::from(read(&cert_path)?);
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(read(&key_path)?));
+    Ok(Identity { certs: vec![cert], key, cert_path })
+}
+
+/// The quinn server configuration for `identity`.
+pub fn server_config(identity: Identity, max_streams: u32) -> Result<quinn::ServerConfig, TlsError> {
+    let mut crypto = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.certs, identity.key)?;
+    crypto.alpn_protocols = vec![ccr_proto::wire::ALPN.to_vec()];
+    crypto.max_early_data_size = 0;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(max_streams.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}

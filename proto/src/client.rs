@@ -1,0 +1,192 @@
+//! A Rust client for ccrd: one QUIC connection, one stream per call.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use ccr_proto::client::Client;
+//! use ccr_proto::v1::HealthRequest;
+//! let ca = std::fs::read("ccrd-data/cert.der")?;
+//! let client = Client::connect("127.0.0.1:4433".parse()?, "localhost", &[ca]).await?;
+//! let health = client.health(HealthRequest {}).await?;
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prost::Message;
+use rustls::pki_types::CertificateDer;
+
+use crate::v1::*;
+use crate::wire::{self, Code, Frame};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("QUIC configuration: {0}")]
+    Config(String),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+}
+
+/// A connection to ccrd. Cheap to clone; calls may run concurrently.
+#[derive(Clone)]
+pub struct Client {
+    connection: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+    max_message: usize,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Status {
+    Status::new(Code::Unavailable, e.to_string())
+}
+
+impl Client {
+    /// Connects to `addr`, trusting the given DER certificates as roots.
+    pub async fn connect(addr: SocketAddr, server_name: &str, roots: &[Vec<u8>]) -> Result<Client, ConnectError> {
+        let mut store = rustls::RootCertStore::empty();
+        for der in roots {
+            store.add(CertificateDer::from(der.clone()))?;
+        }
+        let mut crypto =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])?
+                .with_root_certificates(store)
+                .with_no_client_auth();
+        crypto.alpn_protocols = vec![wire::ALPN.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+            .map_err(|e| ConnectError::Config(e.to_string()))?;
+        let bind: SocketAddr =
+            if addr.is_ipv6() { "[::1]:0".parse().expect("valid") } else { "127.0.0.1:0".parse().expect("valid") };
+        let mut endpoint = quinn::Endpoint::client(bind)?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let connection = endpoint.connect(addr, server_name)?.await?;
+        Ok(Client { connection, _endpoint: endpoint, max_message: wire::DEFAULT_MAX_MESSAGE })
+    }
+
+    /// The underlying connection (to open raw streams, e.g. in tests).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
+    /// One unary call: the method's full path, a request, its response.
+    pub async fn call<Resp: Message + Default>(&self, method: &str, request: &impl Message) -> Result<Resp, Status> {
+        let (mut send, mut recv) = self.connection.open_bi().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        wire::encode_header(method, &mut out);
+        wire::encode_message(request, &mut out);
+        send.write_all(&out).await.map_err(unavailable)?;
+        send.finish().map_err(unavailable)?;
+        let bytes = recv.read_to_end(self.max_message + 1024).await.map_err(unavailable)?;
+        let mut at = 0;
+        let mut response = None;
+        loop {
+            match wire::decode_frame(&bytes[at..], self.max_message) {
+                Ok(Some((Frame::Message(body), used))) => {
+                    response =
+                        Some(Resp::decode(body.as_slice()).map_err(|e| Status::new(Code::Internal, e.to_string()))?);
+                    at += used;
+                }
+                Ok(Some((Frame::Trailer(status), _))) => {
+                    return match status.code() {
+                        Code::Ok => response.ok_or_else(|| Status::new(Code::Internal, "OK without a response")),
+                        _ => Err(status),
+                    };
+                }
+                Ok(None) => return Err(Status::new(Code::Internal, "response ended without a trailer")),
+                Err(e) => return Err(Status::new(Code::Internal, e.to_string())),
+            }
+        }
+    }
+
+    /// Routing events for `agent_ids` (all events with none: a gateway).
+    pub async fn subscribe(&self, agent_ids: Vec<u64>) -> Result<Subscription, Status> {
+        let (mut send, recv) = self.connection.open_bi().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        wire::encode_header("/ccr.v1.Events/Subscribe", &mut out);
+        wire::encode_message(&SubscribeRequest { agent_ids }, &mut out);
+        send.write_all(&out).await.map_err(unavailable)?;
+        send.finish().map_err(unavailable)?;
+        Ok(Subscription { recv, buf: Vec::new(), max_message: self.max_message })
+    }
+
+    pub async fn enqueue(&self, r: EnqueueRequest) -> Result<EnqueueResponse, Status> {
+        self.call("/ccr.v1.Gateway/Enqueue", &r).await
+    }
+    pub async fn abandon(&self, r: AbandonRequest) -> Result<AbandonResponse, Status> {
+        self.call("/ccr.v1.Gateway/Abandon", &r).await
+    }
+    pub async fn transfer(&self, r: TransferRequest) -> Result<TransferResponse, Status> {
+        self.call("/ccr.v1.Gateway/Transfer", &r).await
+    }
+    pub async fn schedule_callback(&self, r: ScheduleCallbackRequest) -> Result<ScheduleCallbackResponse, Status> {
+        self.call("/ccr.v1.Gateway/ScheduleCallback", &r).await
+    }
+    pub async fn position(&self, r: PositionRequest) -> Result<PositionResponse, Status> {
+        self.call("/ccr.v1.Gateway/Position", &r).await
+    }
+    pub async fn login(&self, r: LoginRequest) -> Result<LoginResponse, Status> {
+        self.call("/ccr.v1.AgentDesk/Login", &r).await
+    }
+    pub async fn logout(&self, r: LogoutRequest) -> Result<LogoutResponse, Status> {
+        self.call("/ccr.v1.AgentDesk/Logout", &r).await
+    }
+    pub async fn set_state(&self, r: SetStateRequest) -> Result<SetStateResponse, Status> {
+        self.call("/ccr.v1.AgentDesk/SetState", &r).await
+    }
+    pub async fn accept(&self, r: AcceptRequest) -> Result<AcceptResponse, Status> {
+        self.call("/ccr.v1.AgentDesk/Accept", &r).await
+    }
+    pub async fn reject(&self, r: RejectRequest) -> Result<RejectResponse, Status> {
+        self.call("/ccr.v1.AgentDesk/Reject", &r).await
+    }
+    pub async fn complete(&self, r: CompleteRequest) -> Result<CompleteResponse, Status> {
+        self.call("/ccr.v1.AgentDesk/Complete", &r).await
+    }
+    pub async fn end_wrap_up(&self, r: EndWrapUpRequest) -> Result<EndWrapUpResponse, Status> {
+        self.call("/ccr.v1.AgentDesk/EndWrapUp", &r).await
+    }
+    pub async fn queue_stats(&self, r: QueueStatsRequest) -> Result<QueueStatsResponse, Status> {
+        self.call("/ccr.v1.Admin/QueueStats", &r).await
+    }
+    pub async fn health(&self, r: HealthRequest) -> Result<HealthResponse, Status> {
+        self.call("/ccr.v1.Admin/Health", &r).await
+    }
+}
+
+/// A stream of routing events.
+pub struct Subscription {
+    recv: quinn::RecvStream,
+    buf: Vec<u8>,
+    max_message: usize,
+}
+
+impl Subscription {
+    /// The next event; `Err` with the closing status when the stream ends.
+    pub async fn next(&mut self) -> Result<RoutingEvent, Status> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match wire::decode_frame(&self.buf, self.max_message) {
+                Ok(Some((frame, used))) => {
+                    self.buf.drain(..used);
+                    return match frame {
+                        Frame::Message(body) => RoutingEvent::decode(body.as_slice())
+                            .map_err(|e| Status::new(Code::Internal, e.to_string())),
+                        Frame::Trailer(status) => Err(status),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Status::new(Code::Internal, e.to_string())),
+            }
+            match self.recv.read(&mut chunk).await {
+                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(None) => return Err(Status::new(Code::Unavailable, "event stream closed")),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+}
