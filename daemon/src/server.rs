@@ -156,6 +156,9 @@ async fn read_item<T>(
                 return Ok(Some(item));
             }
             Ok(None) => {}
+            Err(e @ wire::WireError::TooLarge { .. }) => {
+                return Err(Status::new(Code::ResourceExhausted, e.to_string()))
+            }
             Err(e) => return Err(Status::new(Code::InvalidArgument, e.to_string())),
         }
         if buf.len() > limit {

@@ -1,0 +1,283 @@
+//! ccrd black-box over QUIC on an ephemeral loopback port, driven through the
+//! Rust client. Every wait is bounded.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ccr_daemon::{config, server, tls};
+use ccr_proto::client::{Client, Subscription};
+use ccr_proto::v1::{routing_event::Event as E, *};
+use ccr_proto::wire::{self, Code, Frame};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+
+const CONFIG: &str = r#"
+skills = ["billing", "repair"]
+languages = ["zh", "en", "yue"]
+
+[[queues]]
+name = "sales"
+offer_timeout = "400ms"
+
+[[queues.relaxation]]
+after = "400ms"
+next_language = true
+
+[[queues]]
+name = "support"
+"#;
+
+struct TestServer {
+    client: Client,
+    dir: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+    cert: Vec<u8>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), server::ServerError>>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+async fn start() -> TestServer {
+    let dir =
+        std::env::temp_dir().join(format!("ccrd-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+    let mut config = config::parse(CONFIG).expect("test config");
+    config.server.data_dir = dir.clone();
+    let identity = tls::self_signed(&dir).expect("identity");
+    let cert = std::fs::read(&identity.cert_path).expect("cert");
+    let server_config = tls::server_config(identity, 64).expect("tls");
+    let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).expect("bind");
+    let addr = endpoint.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(endpoint, config, async move {
+        let _ = stopped.await;
+    }));
+    let client = Client::connect(addr, "localhost", std::slice::from_ref(&cert)).await.expect("connect");
+    TestServer { client, dir, addr, cert, stop: Some(stop), task }
+}
+
+impl TestServer {
+    async fn second_client(&self) -> Client {
+        Client::connect(self.addr, "localhost", std::slice::from_ref(&self.cert)).await.expect("connect")
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        drop(self.client);
+        timeout(Duration::from_secs(10), self.task).await.expect("server stops").unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn login(agent: u64, skill: &str, languages: &[&str]) -> LoginRequest {
+    LoginRequest {
+        agent_id: agent,
+        skills: vec![AgentSkill { skill: skill.into(), proficiency: 5 }],
+        languages: languages.iter().map(|l| (*l).into()).collect(),
+        voice_capacity: 1,
+        ready: true,
+        ..Default::default()
+    }
+}
+
+fn contact(id: u64, queue: &str, tier: &str, skill: &str, languages: &[&str]) -> EnqueueRequest {
+    EnqueueRequest {
+        contact_id: id,
+        channel: Channel::Voice as i32,
+        queue: queue.into(),
+        tier: tier.into(),
+        skills: vec![SkillRequirement { skill: skill.into(), min_proficiency: 1 }],
+        languages: languages.iter().map(|l| (*l).into()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The next offer on a subscription, skipping other events.
+async fn next_offer(sub: &mut Subscription) -> Offer {
+    loop {
+        let event =
+            timeout(Duration::from_secs(5), sub.next()).await.expect("an event within 5 s").expect("stream open");
+        if let Some(E::Offer(offer)) = event.event {
+            return offer;
+        }
+    }
+}
+
+async fn next_matching(sub: &mut Subscription, want: impl Fn(&E) -> bool) -> E {
+    loop {
+        let event =
+            timeout(Duration::from_secs(5), sub.next()).await.expect("an event within 5 s").expect("stream open");
+        if let Some(e) = event.event {
+            if want(&e) {
+                return e;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_served_before_standard() {
+    let s = start().await;
+    let mut desk = s.client.subscribe(vec![1]).await.unwrap();
+    s.client.enqueue(contact(10, "support", "standard", "billing", &[])).await.unwrap();
+    s.client.enqueue(contact(11, "support", "gold", "billing", &[])).await.unwrap();
+    s.client.login(login(1, "billing", &["en"])).await.unwrap();
+    let offer = next_offer(&mut desk).await;
+    assert_eq!(offer.contact_id, 11, "gold first");
+    assert_eq!(offer.tier, "gold");
+    s.client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
+    s.client.complete(CompleteRequest { agent_id: 1, contact_id: 11 }).await.unwrap();
+    assert_eq!(next_offer(&mut desk).await.contact_id, 10);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn language_match_then_fallback_after_relaxation() {
+    let s = start().await;
+    let mut desk = s.client.subscribe(vec![1]).await.unwrap();
+    s.client.login(login(1, "billing", &["zh"])).await.unwrap();
+    s.client.enqueue(contact(10, "sales", "standard", "billing", &["yue", "zh"])).await.unwrap();
+    // Nobody speaks Cantonese: no offer at once, the Mandarin speaker after 400 ms.
+    let early = timeout(Duration::from_millis(150), next_offer(&mut desk)).await;
+    assert!(early.is_err(), "offered before the language relaxed");
+    let offer = next_offer(&mut desk).await;
+    assert_eq!((offer.contact_id, offer.agent_id), (10, 1));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rona_after_an_offer_timeout() {
+    let s = start().await;
+    let mut desk = s.client.subscribe(vec![1]).await.unwrap();
+    s.client.login(login(1, "billing", &["en"])).await.unwrap();
+    s.client.enqueue(contact(10, "sales", "standard", "billing", &[])).await.unwrap();
+    let offer = next_offer(&mut desk).await;
+    let ended = next_matching(&mut desk, |e| matches!(e, E::OfferEnded(_))).await;
+    let E::OfferEnded(ended) = ended else { unreachable!() };
+    assert_eq!((ended.offer_id, ended.outcome.as_str()), (offer.offer_id, "expired"));
+    let state = next_matching(&mut desk, |e| matches!(e, E::AgentState(s) if s.state == "not_ready")).await;
+    assert!(matches!(state, E::AgentState(s) if s.reason == "rona"));
+    // A late accept is refused; the contact is waiting again.
+    let late = s.client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    let position = s.client.position(PositionRequest { contact_id: 10 }).await.unwrap();
+    assert_eq!(position.position, 1);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandon_while_queued_is_counted() {
+    let s = start().await;
+    s.client.enqueue(contact(10, "support", "standard", "billing", &[])).await.unwrap();
+    s.client.abandon(AbandonRequest { contact_id: 10 }).await.unwrap();
+    let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
+    assert_eq!(stats.short_abandoned + stats.abandoned, 1);
+    assert_eq!(stats.waiting_by_tier.values().sum::<u32>(), 0);
+    let again = s.client.abandon(AbandonRequest { contact_id: 10 }).await.unwrap_err();
+    assert_eq!(again.code(), Code::NotFound);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_keeps_the_context() {
+    let s = start().await;
+    let mut desks = s.client.subscribe(vec![1, 2]).await.unwrap();
+    s.client.login(login(1, "billing", &["en"])).await.unwrap();
+    let mut request = contact(10, "support", "gold", "billing", &[]);
+    request.context = vec![ContextEntry { key: "order".into(), value: "A-17".into() }];
+    s.client.enqueue(request).await.unwrap();
+    let offer = next_offer(&mut desks).await;
+    assert_eq!(offer.context, vec![ContextEntry { key: "order".into(), value: "A-17".into() }]);
+    s.client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
+    s.client.login(login(2, "repair", &["en"])).await.unwrap();
+    s.client
+        .transfer(TransferRequest {
+            contact_id: 10,
+            queue: "support".into(),
+            skills: vec![SkillRequirement { skill: "repair".into(), min_proficiency: 1 }],
+            context: vec![ContextEntry { key: "note".into(), value: "technician".into() }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let offer = next_offer(&mut desks).await;
+    assert_eq!((offer.contact_id, offer.agent_id), (10, 2));
+    assert_eq!(offer.tier, "gold", "tier kept");
+    let keys: Vec<&str> = offer.context.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["order", "note"]);
+    s.stop().await;
+}
+
+/// Sends raw bytes as one stream and returns the trailer's status.
+async fn raw_call(client: &Client, bytes: &[u8]) -> ccr_proto::v1::Status {
+    let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    send.finish().unwrap();
+    let reply = timeout(Duration::from_secs(5), recv.read_to_end(1 << 20)).await.expect("answered").unwrap();
+    let mut at = 0;
+    loop {
+        match wire::decode_frame(&reply[at..], 1 << 20).unwrap() {
+            Some((Frame::Trailer(status), _)) => return status,
+            Some((Frame::Message(_), used)) => at += used,
+            None => panic!("no trailer in {reply:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_status_and_harms_nobody() {
+    let s = start().await;
+    let other = s.second_client().await;
+    let health = |c: &Client| {
+        let c = c.clone();
+        async move { c.health(HealthRequest {}).await.unwrap().status }
+    };
+
+    let mut unknown = Vec::new();
+    wire::encode_header("/ccr.v1.Gateway/Teleport", &mut unknown);
+    wire::encode_message(&HealthRequest {}, &mut unknown);
+    assert_eq!(raw_call(&s.client, &unknown).await.code(), Code::Unimplemented);
+
+    let mut malformed = Vec::new();
+    wire::encode_header("/ccr.v1.Gateway/Enqueue", &mut malformed);
+    malformed.extend_from_slice(&[0, 0, 0, 0, 3, 0xff, 0xff, 0xff]);
+    assert_eq!(raw_call(&s.client, &malformed).await.code(), Code::InvalidArgument);
+
+    assert_eq!(raw_call(&s.client, b"\x07garbage").await.code(), Code::InvalidArgument);
+
+    let mut oversized = Vec::new();
+    wire::encode_header("/ccr.v1.Gateway/Enqueue", &mut oversized);
+    oversized.extend_from_slice(&[0, 0x10, 0, 0, 0]);
+    assert_eq!(raw_call(&s.client, &oversized).await.code(), Code::ResourceExhausted);
+
+    let unknown_queue = s.client.enqueue(contact(1, "nowhere", "", "billing", &[])).await.unwrap_err();
+    assert_eq!(unknown_queue.code(), Code::NotFound);
+    let unknown_skill = s.client.enqueue(contact(1, "sales", "", "juggling", &[])).await.unwrap_err();
+    assert_eq!(unknown_skill.code(), Code::InvalidArgument);
+    let bad_channel = s.client.enqueue(EnqueueRequest { channel: 9, ..contact(1, "sales", "", "billing", &[]) });
+    assert_eq!(bad_channel.await.unwrap_err().code(), Code::InvalidArgument);
+    let unknown_agent = s.client.accept(AcceptRequest { agent_id: 99, offer_id: 1 }).await.unwrap_err();
+    assert_eq!(unknown_agent.code(), Code::NotFound);
+
+    // The same connection and another client are still served.
+    assert_eq!(health(&s.client).await, "serving");
+    assert_eq!(health(&other).await, "serving");
+    s.client.enqueue(contact(1, "sales", "", "billing", &[])).await.unwrap();
+    let duplicate = other.enqueue(contact(1, "sales", "", "billing", &[])).await.unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_accept_is_idempotent_over_the_wire() {
+    let s = start().await;
+    let mut desk = s.client.subscribe(vec![1]).await.unwrap();
+    s.client.login(login(1, "billing", &["en"])).await.unwrap();
+    s.client.enqueue(contact(10, "support", "", "billing", &[])).await.unwrap();
+    let offer = next_offer(&mut desk).await;
+    let first = s.client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
+    let second = s.client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
+    assert_eq!((first.contact_id, first.duplicate), (10, false));
+    assert_eq!((second.contact_id, second.duplicate), (10, true));
+    s.stop().await;
+}
