@@ -110,6 +110,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_streams_per_connection: u32,
     pub max_message_bytes: usize,
+    /// How long a disconnected gateway's contacts stay queued for it to come
+    /// back before they are abandoned.
+    pub gateway_grace: Duration,
 }
 
 /// A validated configuration.
@@ -129,6 +132,7 @@ struct RawServer {
     max_connections: Option<usize>,
     max_streams_per_connection: Option<u32>,
     max_message_bytes: Option<usize>,
+    gateway_grace: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -255,6 +259,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         max_connections: raw.server.max_connections.unwrap_or(1024),
         max_streams_per_connection: raw.server.max_streams_per_connection.unwrap_or(256),
         max_message_bytes: raw.server.max_message_bytes.unwrap_or(ccr_proto::wire::DEFAULT_MAX_MESSAGE),
+        gateway_grace: c.duration(
+            "server.gateway_grace".into(),
+            raw.server.gateway_grace.as_ref(),
+            Duration::from_secs(30),
+        ),
     };
     if server.max_connections == 0 {
         c.problems.push(Problem {

@@ -9,11 +9,11 @@
 //! Only the core thread touches the router; the dispatcher alone owns the
 //! subscriber table, so no lock is shared between them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ccr_core::{AgentId, CommandError, ContactId, Event, Reply, Router};
 use ccr_proto::v1 as pb;
@@ -47,6 +47,19 @@ struct Subscriber {
     tx: mpsc::Sender<pb::RoutingEvent>,
 }
 
+/// What one connection has set up, so that losing it can be cleaned up: the
+/// agents it logged in and the contacts it enqueued. Touched by the calls that
+/// change it, never by routing.
+#[derive(Default)]
+struct Session {
+    agents: Mutex<HashSet<AgentId>>,
+    contacts: Mutex<Vec<ContactId>>,
+}
+
+/// Contacts of gateways that went away, with the end of their grace period.
+/// A call naming one of them from any connection adopts it.
+type Orphans = Arc<Mutex<HashMap<ContactId, Instant>>>;
+
 /// What every stream task needs.
 #[derive(Clone)]
 struct Shared {
@@ -55,6 +68,8 @@ struct Shared {
     subscribe: mpsc::UnboundedSender<Subscriber>,
     max_message: usize,
     started: Instant,
+    gateway_grace: Duration,
+    orphans: Orphans,
 }
 
 /// Runs ccrd on a bound endpoint until `shutdown` resolves, then stops
@@ -83,6 +98,8 @@ pub async fn run(
         subscribe,
         max_message: config.server.max_message_bytes,
         started: Instant::now(),
+        gateway_grace: config.server.gateway_grace,
+        orphans: Orphans::default(),
     };
     let open = Arc::new(AtomicUsize::new(0));
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
@@ -127,17 +144,87 @@ pub async fn run(
 }
 
 async fn serve_connection(connection: quinn::Connection, shared: Shared) {
+    let session = Arc::new(Session::default());
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
-                let shared = shared.clone();
-                tokio::spawn(async move { serve_stream(send, recv, shared).await });
+                let (shared, session) = (shared.clone(), session.clone());
+                tokio::spawn(async move { serve_stream(send, recv, shared, session).await });
             }
             Err(e) => {
                 debug!(error = %e, "connection ended");
-                return;
+                break;
             }
         }
+    }
+    connection_lost(&shared, &session).await;
+}
+
+/// An agent whose desktop is gone goes offline at once (its offers are
+/// re-routed); a gateway's contacts wait `gateway_grace` for it to come back.
+async fn connection_lost(shared: &Shared, session: &Session) {
+    let agents: Vec<AgentId> = session.agents.lock().expect("session lock").drain().collect();
+    for agent in agents {
+        info!(agent = agent.0, "agent connection lost: offline");
+        let _ = shared.core.command(ccr_core::Command::AgentDisconnected { agent }).await;
+    }
+    let contacts: Vec<ContactId> = std::mem::take(&mut *session.contacts.lock().expect("session lock"));
+    if contacts.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + shared.gateway_grace;
+    {
+        let mut orphans = shared.orphans.lock().expect("orphans lock");
+        for &c in &contacts {
+            orphans.insert(c, deadline);
+        }
+    }
+    let (core, orphans, grace) = (shared.core.clone(), shared.orphans.clone(), shared.gateway_grace);
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        let expired: Vec<ContactId> = {
+            let mut orphans = orphans.lock().expect("orphans lock");
+            let now = Instant::now();
+            let gone: Vec<ContactId> =
+                contacts.into_iter().filter(|c| orphans.get(c).is_some_and(|d| *d <= now)).collect();
+            for c in &gone {
+                orphans.remove(c);
+            }
+            gone
+        };
+        for contact in expired {
+            if let Ok(Ok(_)) = core.command(ccr_core::Command::Abandon { contact }).await {
+                info!(contact = contact.0, "gateway did not come back: contact abandoned");
+            }
+        }
+    });
+}
+
+impl Session {
+    /// Remembers a contact this connection is responsible for; now and then
+    /// forgets the ones the router no longer has, so the list stays small.
+    async fn own(&self, contact: ContactId, shared: &Shared) {
+        let len = {
+            let mut contacts = self.contacts.lock().expect("session lock");
+            contacts.push(contact);
+            contacts.len()
+        };
+        if len >= 4096 && len.is_power_of_two() {
+            let ids = self.contacts.lock().expect("session lock").clone();
+            if let Ok(live) =
+                shared.core.query(move |r| ids.into_iter().filter(|c| r.contact_context(*c).is_some()).collect()).await
+            {
+                *self.contacts.lock().expect("session lock") = live;
+            }
+        }
+    }
+}
+
+/// A call naming a contact takes responsibility for it if its gateway left.
+async fn adopt(contact: ContactId, shared: &Shared, session: &Session) {
+    let orphaned = shared.orphans.lock().expect("orphans lock").remove(&contact).is_some();
+    if orphaned {
+        session.own(contact, shared).await;
     }
 }
 
@@ -173,7 +260,7 @@ async fn read_item<T>(
     }
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, shared: Shared) {
+async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, shared: Shared, session: Arc<Session>) {
     let started = Instant::now();
     let mut buf = Vec::new();
     let limit = shared.max_message + 8;
@@ -194,7 +281,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
     if method == "/ccr.v1.Events/Subscribe" {
         return subscribe(send, &body, &shared).await;
     }
-    let result = unary(&method, &body, &shared).await;
+    let result = unary(&method, &body, &shared, &session).await;
     match result {
         Ok(response) => finish(&mut send, Some(response), Status::ok()).await,
         Err(status) => {
@@ -237,7 +324,7 @@ fn done(reply: Reply) -> Result<(), Status> {
     }
 }
 
-async fn unary(method: &str, body: &[u8], shared: &Shared) -> Result<Vec<u8>, Status> {
+async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) -> Result<Vec<u8>, Status> {
     let cat = &shared.catalog;
     let queue_of = |reply: Reply| match reply {
         Reply::Enqueued { queue } => Ok(cat.queue_name(queue).to_owned()),
@@ -246,24 +333,36 @@ async fn unary(method: &str, body: &[u8], shared: &Shared) -> Result<Vec<u8>, St
     Ok(match method {
         "/ccr.v1.Gateway/Enqueue" => {
             let spec = convert::contact_spec(cat, decode(body)?)?;
+            let id = spec.id;
             let queue = queue_of(command(shared, ccr_core::Command::Enqueue(spec)).await?)?;
+            session.own(id, shared).await;
             framed(&pb::EnqueueResponse { queue })
         }
         "/ccr.v1.Gateway/Abandon" => {
             let r: pb::AbandonRequest = decode(body)?;
+            adopt(ContactId(r.contact_id), shared, session).await;
             done(command(shared, ccr_core::Command::Abandon { contact: ContactId(r.contact_id) }).await?)?;
             framed(&pb::AbandonResponse {})
         }
         "/ccr.v1.Gateway/Transfer" => {
-            let queue = queue_of(command(shared, convert::transfer(cat, decode(body)?)?).await?)?;
+            let r: pb::TransferRequest = decode(body)?;
+            adopt(ContactId(r.contact_id), shared, session).await;
+            let queue = queue_of(command(shared, convert::transfer(cat, r)?).await?)?;
             framed(&pb::TransferResponse { queue })
         }
         "/ccr.v1.Gateway/ScheduleCallback" => {
-            let queue = queue_of(command(shared, convert::callback(cat, decode(body)?)?).await?)?;
+            let c = convert::callback(cat, decode(body)?)?;
+            let id = match &c {
+                ccr_core::Command::ScheduleCallback { spec, .. } => spec.id,
+                _ => unreachable!("convert::callback builds a callback"),
+            };
+            let queue = queue_of(command(shared, c).await?)?;
+            session.own(id, shared).await;
             framed(&pb::ScheduleCallbackResponse { queue })
         }
         "/ccr.v1.Gateway/Position" => {
             let r: pb::PositionRequest = decode(body)?;
+            adopt(ContactId(r.contact_id), shared, session).await;
             let estimate = shared
                 .core
                 .query(move |router| router.estimate_wait(ContactId(r.contact_id)))
@@ -282,12 +381,17 @@ async fn unary(method: &str, body: &[u8], shared: &Shared) -> Result<Vec<u8>, St
             })
         }
         "/ccr.v1.AgentDesk/Login" => {
-            done(command(shared, convert::login(cat, decode(body)?)?).await?)?;
+            let r: pb::LoginRequest = decode(body)?;
+            let agent = AgentId(r.agent_id);
+            done(command(shared, convert::login(cat, r)?).await?)?;
+            session.agents.lock().expect("session lock").insert(agent);
             framed(&pb::LoginResponse {})
         }
         "/ccr.v1.AgentDesk/Logout" => {
             let r: pb::LogoutRequest = decode(body)?;
-            done(command(shared, ccr_core::Command::AgentLogout { agent: AgentId(r.agent_id) }).await?)?;
+            let agent = AgentId(r.agent_id);
+            done(command(shared, ccr_core::Command::AgentLogout { agent }).await?)?;
+            session.agents.lock().expect("session lock").remove(&agent);
             framed(&pb::LogoutResponse {})
         }
         "/ccr.v1.AgentDesk/SetState" => {

@@ -15,6 +15,9 @@ const CONFIG: &str = r#"
 skills = ["billing", "repair"]
 languages = ["zh", "en", "yue"]
 
+[server]
+gateway_grace = "300ms"
+
 [[queues]]
 name = "sales"
 offer_timeout = "400ms"
@@ -279,5 +282,47 @@ async fn duplicate_accept_is_idempotent_over_the_wire() {
     let second = s.client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
     assert_eq!((first.contact_id, first.duplicate), (10, false));
     assert_eq!((second.contact_id, second.duplicate), (10, true));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_agent_connection_reroutes_its_offer_at_once() {
+    let s = start().await;
+    let desk_one = s.second_client().await;
+    let mut desk_two = s.client.subscribe(vec![2]).await.unwrap();
+    desk_one.login(login(1, "billing", &["en"])).await.unwrap();
+    s.client.login(login(2, "billing", &["en"])).await.unwrap();
+    s.client
+        .set_state(SetStateRequest { agent_id: 2, ready: false, reason: NotReadyReason::Break as i32 })
+        .await
+        .unwrap();
+    s.client.enqueue(contact(10, "support", "", "billing", &[])).await.unwrap();
+    s.client.set_state(SetStateRequest { agent_id: 2, ready: true, ..Default::default() }).await.unwrap();
+    // Agent 1 holds the offer; its desktop vanishes.
+    desk_one.close();
+    let offer = next_offer(&mut desk_two).await;
+    assert_eq!((offer.contact_id, offer.agent_id), (10, 2));
+    let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
+    assert_eq!(stats.agents_by_state.values().sum::<u32>(), 1, "agent 1 is offline");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_does_not_come_back_loses_its_contacts_after_the_grace() {
+    let s = start().await;
+    let gateway = s.second_client().await;
+    gateway.enqueue(contact(10, "support", "", "billing", &[])).await.unwrap();
+    gateway.enqueue(contact(11, "support", "", "billing", &[])).await.unwrap();
+    gateway.close();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Within the grace both wait; a reconnected gateway reclaims contact 11.
+    let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
+    assert_eq!(stats.waiting_by_tier.values().sum::<u32>(), 2);
+    s.client.position(PositionRequest { contact_id: 11 }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let gone = s.client.position(PositionRequest { contact_id: 10 }).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "abandoned after the grace");
+    let kept = s.client.position(PositionRequest { contact_id: 11 }).await.unwrap();
+    assert_eq!(kept.position, 1, "reclaimed contact still waits");
     s.stop().await;
 }

@@ -68,6 +68,11 @@ impl Client {
         Ok(Client { connection, _endpoint: endpoint, max_message: wire::DEFAULT_MAX_MESSAGE })
     }
 
+    /// Closes the connection at once (the server treats it like a lost one).
+    pub fn close(&self) {
+        self.connection.close(0u32.into(), b"bye");
+    }
+
     /// The underlying connection (to open raw streams, e.g. in tests).
     pub fn connection(&self) -> &quinn::Connection {
         &self.connection

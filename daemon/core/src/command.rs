@@ -78,6 +78,11 @@ pub enum Command {
     AgentLogout {
         agent: AgentId,
     },
+    /// The agent's desktop connection is gone: like a logout, but connected
+    /// contacts are ended (completed) instead of refusing.
+    AgentDisconnected {
+        agent: AgentId,
+    },
     AgentReady {
         agent: AgentId,
     },

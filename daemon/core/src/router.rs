@@ -97,7 +97,8 @@ impl Router {
         self.handle_timeout(now);
         match command {
             Command::AgentLogin { agent, profile, ready } => self.login(agent, profile, ready),
-            Command::AgentLogout { agent } => self.logout(agent),
+            Command::AgentLogout { agent } => self.logout(agent, false),
+            Command::AgentDisconnected { agent } => self.logout(agent, true),
             Command::AgentReady { agent } => self.set_presence(agent, Presence::Ready),
             Command::AgentNotReady { agent, reason } => self.set_presence(agent, Presence::NotReady(reason)),
             Command::Accept { agent, offer } => self.accept(agent, offer),
@@ -378,10 +379,26 @@ impl Router {
         Ok(Reply::Done)
     }
 
-    fn logout(&mut self, id: AgentId) -> Result<Reply, CommandError> {
+    fn logout(&mut self, id: AgentId, disconnected: bool) -> Result<Reply, CommandError> {
         let slot = self.agent_slot(id)?;
-        if self.agents[slot].connected > 0 {
+        if self.agents[slot].connected > 0 && !disconnected {
             return Err(CommandError::AgentBusy(id));
+        }
+        // A lost desktop cannot finish its calls through us: they end here.
+        let connected: Vec<u32> = self.agents[slot]
+            .work
+            .iter()
+            .copied()
+            .filter(|&c| self.contacts[c].state == (ContactState::Connected { agent: slot }))
+            .collect();
+        for cslot in connected {
+            let c = self.remove_contact(cslot);
+            self.queues[usize::from(c.queue.0)].counters.completed += 1;
+            self.events.push_back(Event::Completed { contact: c.id, agent: id, queue: c.queue, hung_up: false });
+            let agent = &mut self.agents[slot];
+            agent.connected -= 1;
+            agent.usage[c.channel.index()] -= 1;
+            agent.work.retain(|&s| s != cslot);
         }
         let agent = self.agents.remove(slot).expect("agent is live");
         self.agent_slots.remove(&id);

@@ -61,6 +61,7 @@ enum Op {
         ready: bool,
     },
     Logout(u64),
+    Disconnect(u64),
     Ready(u64),
     NotReady(u64),
     Accept {
@@ -114,6 +115,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(agent, skills, languages, capacity, ready)| Op::Login {
                 agent, skills: skills.into_iter().collect(), languages: languages.into_iter().collect(), capacity, ready }),
         1 => agent.clone().prop_map(Op::Logout),
+        1 => agent.clone().prop_map(Op::Disconnect),
         2 => agent.clone().prop_map(Op::Ready),
         1 => agent.clone().prop_map(Op::NotReady),
         4 => (any::<usize>(), prop::bool::weighted(0.1)).prop_map(|(pick, wrong_agent)| Op::Accept { pick, wrong_agent }),
@@ -184,6 +186,7 @@ fn command(op: &Op, snap: &Snapshot, now: Time) -> Option<Command> {
             ready: *ready,
         },
         Op::Logout(a) => Command::AgentLogout { agent: AgentId(*a) },
+        Op::Disconnect(a) => Command::AgentDisconnected { agent: AgentId(*a) },
         Op::Ready(a) => Command::AgentReady { agent: AgentId(*a) },
         Op::NotReady(a) => Command::AgentNotReady { agent: AgentId(*a), reason: NotReadyReason::Break },
         Op::Accept { pick, wrong_agent } => {
@@ -302,7 +305,7 @@ fn check_decisions(
             a.presence = None;
             agents.push(a);
         }
-        Command::AgentLogout { agent } => agents.retain(|a| a.id != *agent),
+        Command::AgentLogout { agent } | Command::AgentDisconnected { agent } => agents.retain(|a| a.id != *agent),
         Command::Reject { agent, .. } => {
             if let Some(a) = agents.iter_mut().find(|a| a.id == *agent) {
                 a.presence = Some(NotReadyReason::Declined);

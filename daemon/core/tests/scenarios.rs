@@ -703,3 +703,22 @@ fn extreme_times_and_capacities_do_not_panic() {
     h.enqueue(contact(10_000, Q0, GOLD, &[(BILLING, 1)], &[]));
     assert!(h.router.estimate_wait(ContactId(10_000)).is_ok());
 }
+
+#[test]
+fn disconnect_reroutes_offers_and_ends_calls_at_once() {
+    let mut h = harness();
+    h.ok(login(10, &[(BILLING, 5)], &[EN], [0, 2, 0]));
+    let chat = |id| ContactSpec { channel: Channel::Chat, ..contact(id, Q0, STANDARD, &[(BILLING, 1)], &[]) };
+    h.enqueue(chat(1));
+    h.enqueue(chat(2));
+    let offers = h.take_offers();
+    h.ok(accept(10, offers[0].2));
+    h.ok(login(11, &[(BILLING, 5)], &[EN], [0, 1, 0]));
+    h.take_events();
+    h.ok(Command::AgentDisconnected { agent: AgentId(10) });
+    let events = h.take_events();
+    assert!(events.iter().any(|e| matches!(e, Event::Completed { contact: ContactId(1), hung_up: false, .. })));
+    assert!(events.iter().any(|e| matches!(e, Event::Offered { contact: ContactId(2), agent: AgentId(11), .. })));
+    assert_eq!(h.router.agent_state(AgentId(10)), AgentState::Offline);
+    assert_eq!(h.router.agent_state_counts().iter().sum::<u32>(), 1);
+}
