@@ -115,10 +115,21 @@ pub struct ServerConfig {
     pub gateway_grace: Duration,
 }
 
+/// Certificates. Without `cert`/`key`, a self-signed pair is generated in the
+/// data directory; with `client_ca`, clients must present a certificate it
+/// issued, whose subject OU (gateway, agent, admin) is their role.
+#[derive(Clone, Debug, Default)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub server: ServerConfig,
+    pub tls: TlsConfig,
     pub router: RouterConfig,
     pub catalog: Catalog,
 }
@@ -133,6 +144,14 @@ struct RawServer {
     max_streams_per_connection: Option<u32>,
     max_message_bytes: Option<usize>,
     gateway_grace: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<String>,
+    key: Option<String>,
+    client_ca: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -194,6 +213,8 @@ struct RawQueue {
 struct RawConfig {
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    tls: RawTls,
     #[serde(default)]
     routing: RawRouting,
     tiers: Option<Vec<RawTier>>,
@@ -414,12 +435,24 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             c.problems.push(Problem { field: what.into(), line: None, message: "too many names".into() });
         }
     }
+    if raw.tls.cert.is_some() != raw.tls.key.is_some() {
+        c.problems.push(Problem {
+            field: "tls".into(),
+            line: None,
+            message: "give both cert and key, or neither".into(),
+        });
+    }
     if !c.problems.is_empty() {
         return Err(ConfigError(c.problems));
     }
     let tier_names = router.tiers.iter().map(|t| t.name.clone()).collect();
     let catalog = Catalog::new(raw.skills, raw.languages, queue_names, tier_names);
-    Ok(Config { server, router, catalog })
+    let tls = TlsConfig {
+        cert: raw.tls.cert.map(PathBuf::from),
+        key: raw.tls.key.map(PathBuf::from),
+        client_ca: raw.tls.client_ca.map(PathBuf::from),
+    };
+    Ok(Config { server, tls, router, catalog })
 }
 
 /// Byte offset of the queue or tier a core field path (`queues[3].…`) is about.

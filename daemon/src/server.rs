@@ -27,6 +27,7 @@ use crate::clock::SystemClock;
 use crate::config::{Catalog, Config};
 use crate::convert::{self, Audience};
 use crate::core_thread::{self, CoreHandle};
+use crate::tls::Role;
 
 /// Events buffered per subscriber before it is dropped as too slow.
 const SUBSCRIBER_BUFFER: usize = 4096;
@@ -50,8 +51,8 @@ struct Subscriber {
 /// What one connection has set up, so that losing it can be cleaned up: the
 /// agents it logged in and the contacts it enqueued. Touched by the calls that
 /// change it, never by routing.
-#[derive(Default)]
 struct Session {
+    role: Role,
     agents: Mutex<HashSet<AgentId>>,
     contacts: Mutex<Vec<ContactId>>,
 }
@@ -70,6 +71,8 @@ struct Shared {
     started: Instant,
     gateway_grace: Duration,
     orphans: Orphans,
+    /// Client certificates are required and carry the role.
+    roles_from_certificates: bool,
 }
 
 /// Runs ccrd on a bound endpoint until `shutdown` resolves, then stops
@@ -100,6 +103,7 @@ pub async fn run(
         started: Instant::now(),
         gateway_grace: config.server.gateway_grace,
         orphans: Orphans::default(),
+        roles_from_certificates: config.tls.client_ca.is_some(),
     };
     let open = Arc::new(AtomicUsize::new(0));
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
@@ -143,8 +147,24 @@ pub async fn run(
     Ok(())
 }
 
+/// The role of a connection: from its client certificate when those are
+/// required, else unrestricted.
+fn role_of(connection: &quinn::Connection, shared: &Shared) -> Option<Role> {
+    if !shared.roles_from_certificates {
+        return Some(Role::Any);
+    }
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    Role::of_certificate(chain.first()?)
+}
+
 async fn serve_connection(connection: quinn::Connection, shared: Shared) {
-    let session = Arc::new(Session::default());
+    let Some(role) = role_of(&connection, &shared) else {
+        warn!(remote = %connection.remote_address(), "refused: client certificate has no role (OU gateway, agent or admin)");
+        connection.close(1u32.into(), b"no role");
+        return;
+    };
+    let session = Arc::new(Session { role, agents: Mutex::default(), contacts: Mutex::default() });
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
@@ -278,6 +298,11 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         Ok(None) => return finish(&mut send, None, Status::new(Code::InvalidArgument, "no request message")).await,
         Err(status) => return finish(&mut send, None, status).await,
     };
+    if !session.role.allows(&method) {
+        let status =
+            Status::new(Code::PermissionDenied, format!("{method} is not allowed for role {:?}", session.role));
+        return finish(&mut send, None, status).await;
+    }
     if method == "/ccr.v1.Events/Subscribe" {
         return subscribe(send, &body, &shared).await;
     }

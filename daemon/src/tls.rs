@@ -52,12 +52,77 @@ pub fn self_signed(data_dir: &Path) -> Result<Identity, TlsError> {
     Ok(Identity { certs: vec![cert], key, cert_path })
 }
 
-/// The quinn server configuration for `identity`.
-pub fn server_config(identity: Identity, max_streams: u32) -> Result<quinn::ServerConfig, TlsError> {
-    let mut crypto = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(identity.certs, identity.key)?;
+/// Loads a certificate and key configured by the operator (DER files).
+pub fn configured(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+    let certs = vec![CertificateDer::from(read(cert)?)];
+    let key = PrivateKeyDer::try_from(read(key)?).map_err(|e| TlsError::Quic(format!("{}: {e}", key.display())))?;
+    Ok(Identity { certs, key, cert_path: cert.to_owned() })
+}
+
+/// Reads a CA certificate (DER) that client certificates must chain to.
+pub fn client_ca(path: &Path) -> Result<CertificateDer<'static>, TlsError> {
+    Ok(CertificateDer::from(read(path)?))
+}
+
+/// What a client may call, from the organizational unit (OU) of its
+/// certificate's subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Gateway,
+    Agent,
+    Admin,
+    /// No client certificates required: everything is allowed (development).
+    Any,
+}
+
+impl Role {
+    /// The role in a client certificate: subject OU `gateway`, `agent` or `admin`.
+    pub fn of_certificate(der: &[u8]) -> Option<Role> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let ou = cert.subject().iter_organizational_unit().next()?.as_str().ok()?.to_owned();
+        match ou.as_str() {
+            "gateway" => Some(Role::Gateway),
+            "agent" => Some(Role::Agent),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// Whether this role may call `method` (`/ccr.v1.<Service>/<Method>`).
+    pub fn allows(self, method: &str) -> bool {
+        let service = method.trim_start_matches('/').split('/').next().unwrap_or("");
+        match (self, service) {
+            (Role::Any, _) => true,
+            (Role::Gateway, "ccr.v1.Gateway" | "ccr.v1.Events") => true,
+            (Role::Agent, "ccr.v1.AgentDesk" | "ccr.v1.Events") => true,
+            (Role::Admin, "ccr.v1.Admin" | "ccr.v1.Events") => true,
+            _ => false,
+        }
+    }
+}
+
+/// The quinn server configuration for `identity`; with `client_ca`, every
+/// client must present a certificate issued by it.
+pub fn server_config(
+    identity: Identity,
+    client_ca: Option<CertificateDer<'static>>,
+    max_streams: u32,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Quic(format!("client CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut crypto = builder.with_single_cert(identity.certs, identity.key)?;
     crypto.alpn_protocols = vec![ccr_proto::wire::ALPN.to_vec()];
     crypto.max_early_data_size = 0;
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| TlsError::Quic(e.to_string()))?;

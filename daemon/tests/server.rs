@@ -48,7 +48,7 @@ async fn start() -> TestServer {
     config.server.data_dir = dir.clone();
     let identity = tls::self_signed(&dir).expect("identity");
     let cert = std::fs::read(&identity.cert_path).expect("cert");
-    let server_config = tls::server_config(identity, 64).expect("tls");
+    let server_config = tls::server_config(identity, None, 64).expect("tls");
     let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).expect("bind");
     let addr = endpoint.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();

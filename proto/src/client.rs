@@ -48,15 +48,32 @@ fn unavailable(e: impl std::fmt::Display) -> Status {
 impl Client {
     /// Connects to `addr`, trusting the given DER certificates as roots.
     pub async fn connect(addr: SocketAddr, server_name: &str, roots: &[Vec<u8>]) -> Result<Client, ConnectError> {
+        Self::connect_with_identity(addr, server_name, roots, None).await
+    }
+
+    /// The same, presenting a client certificate chain (DER) and its PKCS#8
+    /// key (DER), for a daemon that requires client certificates.
+    pub async fn connect_with_identity(
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[Vec<u8>],
+        identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    ) -> Result<Client, ConnectError> {
         let mut store = rustls::RootCertStore::empty();
         for der in roots {
             store.add(CertificateDer::from(der.clone()))?;
         }
-        let mut crypto =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(&[&rustls::version::TLS13])?
-                .with_root_certificates(store)
-                .with_no_client_auth();
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(store);
+        let mut crypto = match identity {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => {
+                let chain = chain.into_iter().map(CertificateDer::from).collect();
+                let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.into());
+                builder.with_client_auth_cert(chain, key)?
+            }
+        };
         crypto.alpn_protocols = vec![wire::ALPN.to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| ConnectError::Config(e.to_string()))?;

@@ -68,9 +68,16 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.server.data_dir = dir;
     }
-    let identity = tls::self_signed(&config.server.data_dir)?;
+    let identity = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => tls::configured(cert, key)?,
+        _ => tls::self_signed(&config.server.data_dir)?,
+    };
     tracing::info!(cert = %identity.cert_path.display(), "server certificate");
-    let server_config = tls::server_config(identity, config.server.max_streams_per_connection)?;
+    let client_ca = config.tls.client_ca.as_deref().map(tls::client_ca).transpose()?;
+    if client_ca.is_some() {
+        tracing::info!("client certificates required; roles from their OU");
+    }
+    let server_config = tls::server_config(identity, client_ca, config.server.max_streams_per_connection)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let endpoint = quinn::Endpoint::server(server_config, config.server.listen)
