@@ -91,13 +91,13 @@ impl Role {
     /// Whether this role may call `method` (`/ccr.v1.<Service>/<Method>`).
     pub fn allows(self, method: &str) -> bool {
         let service = method.trim_start_matches('/').split('/').next().unwrap_or("");
-        match (self, service) {
-            (Role::Any, _) => true,
-            (Role::Gateway, "ccr.v1.Gateway" | "ccr.v1.Events") => true,
-            (Role::Agent, "ccr.v1.AgentDesk" | "ccr.v1.Events") => true,
-            (Role::Admin, "ccr.v1.Admin" | "ccr.v1.Events") => true,
-            _ => false,
-        }
+        matches!(
+            (self, service),
+            (Role::Any, _)
+                | (Role::Gateway, "ccr.v1.Gateway" | "ccr.v1.Events")
+                | (Role::Agent, "ccr.v1.AgentDesk" | "ccr.v1.Events")
+                | (Role::Admin, "ccr.v1.Admin" | "ccr.v1.Events")
+        )
     }
 }
 
