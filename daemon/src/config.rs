@@ -113,6 +113,8 @@ pub struct ServerConfig {
     /// How long a disconnected gateway's contacts stay queued for it to come
     /// back before they are abandoned.
     pub gateway_grace: Duration,
+    /// Calls waiting for the routing core at once, over all connections.
+    pub max_pending_requests: usize,
 }
 
 /// Certificates. Without `cert`/`key`, a self-signed pair is generated in the
@@ -144,6 +146,7 @@ struct RawServer {
     max_streams_per_connection: Option<u32>,
     max_message_bytes: Option<usize>,
     gateway_grace: Option<Spanned<String>>,
+    max_pending_requests: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -285,7 +288,15 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             raw.server.gateway_grace.as_ref(),
             Duration::from_secs(30),
         ),
+        max_pending_requests: raw.server.max_pending_requests.unwrap_or(100_000),
     };
+    if server.max_pending_requests == 0 {
+        c.problems.push(Problem {
+            field: "server.max_pending_requests".into(),
+            line: None,
+            message: "must be at least 1".into(),
+        });
+    }
     if server.max_connections == 0 {
         c.problems.push(Problem {
             field: "server.max_connections".into(),

@@ -73,6 +73,9 @@ struct Shared {
     orphans: Orphans,
     /// Client certificates are required and carry the role.
     roles_from_certificates: bool,
+    /// Commands and queries in flight towards the core; beyond the limit a
+    /// call is refused at once instead of queueing without bound.
+    pending: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs ccrd on a bound endpoint until `shutdown` resolves, then stops
@@ -104,6 +107,7 @@ pub async fn run(
         gateway_grace: config.server.gateway_grace,
         orphans: Orphans::default(),
         roles_from_certificates: config.tls.client_ca.is_some(),
+        pending: Arc::new(tokio::sync::Semaphore::new(config.server.max_pending_requests)),
     };
     let open = Arc::new(AtomicUsize::new(0));
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
@@ -334,7 +338,15 @@ fn framed(message: &impl Message) -> Vec<u8> {
     out
 }
 
+fn admit(shared: &Shared) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
+    shared.pending.try_acquire().map_err(|_| {
+        warn!("refused: too many pending requests");
+        Status::new(Code::ResourceExhausted, "too many pending requests; retry")
+    })
+}
+
 async fn command(shared: &Shared, command: ccr_core::Command) -> Result<Reply, Status> {
+    let _permit = admit(shared)?;
     match shared.core.command(command).await {
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(e)) => Err(convert::command_error(&e)),
@@ -388,6 +400,7 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
         "/ccr.v1.Gateway/Position" => {
             let r: pb::PositionRequest = decode(body)?;
             adopt(ContactId(r.contact_id), shared, session).await;
+            let _permit = admit(shared)?;
             let estimate = shared
                 .core
                 .query(move |router| router.estimate_wait(ContactId(r.contact_id)))
@@ -447,6 +460,7 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
             let r: pb::QueueStatsRequest = decode(body)?;
             let queue =
                 cat.queue(&r.queue).ok_or_else(|| Status::new(Code::NotFound, format!("queue {:?}", r.queue)))?;
+            let _permit = admit(shared)?;
             let stats = shared
                 .core
                 .query(move |router| router.queue_stats(queue))
