@@ -1,0 +1,120 @@
+//! The cost of routing over QUIC: the unary round trip of `Gateway/Enqueue`
+//! against ccrd, beside a bare quinn echo of the same bytes over the same TLS
+//! configuration, measured in the same run (issue target: ccrd adds at most
+//! 50 % to the echo). Client and server share this process and loopback.
+//!
+//! `cargo bench -p ccr-benches --bench quic`
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ccr_daemon::{config, server, tls};
+use ccr_proto::client::Client;
+use ccr_proto::v1::{Channel, EnqueueRequest, SkillRequirement};
+use ccr_proto::wire;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+const CONFIG: &str = r#"
+skills = ["billing"]
+languages = ["zh"]
+[[queues]]
+name = "billing"
+"#;
+
+fn request(id: u64) -> EnqueueRequest {
+    EnqueueRequest {
+        contact_id: id,
+        channel: Channel::Voice as i32,
+        queue: "billing".into(),
+        tier: "gold".into(),
+        skills: vec![SkillRequirement { skill: "billing".into(), min_proficiency: 6 }],
+        languages: vec!["zh".into()],
+        ..Default::default()
+    }
+}
+
+/// A quinn server that answers every stream with the bytes it received.
+async fn echo_server(endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(async move {
+            let Ok(connection) = incoming.await else { return };
+            while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                tokio::spawn(async move {
+                    if let Ok(bytes) = recv.read_to_end(1 << 16).await {
+                        let _ = send.write_all(&bytes).await;
+                        let _ = send.finish();
+                    }
+                });
+            }
+        });
+    }
+}
+
+fn quic(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("ccr-bench-quic-{}", std::process::id()));
+    let (client, echo_client, cert) = runtime.block_on(async {
+        let identity = tls::self_signed(&dir).unwrap();
+        let cert = std::fs::read(&identity.cert_path).unwrap();
+        let ccrd =
+            quinn::Endpoint::server(tls::server_config(identity, None, 256).unwrap(), "127.0.0.1:0".parse().unwrap())
+                .unwrap();
+        let ccrd_addr = ccrd.local_addr().unwrap();
+        let mut cfg = config::parse(CONFIG).unwrap();
+        cfg.server.data_dir = dir.clone();
+        tokio::spawn(server::run(ccrd, cfg, std::future::pending()));
+        let identity = tls::self_signed(&dir).unwrap();
+        let echo =
+            quinn::Endpoint::server(tls::server_config(identity, None, 256).unwrap(), "127.0.0.1:0".parse().unwrap())
+                .unwrap();
+        let echo_addr = echo.local_addr().unwrap();
+        tokio::spawn(echo_server(echo));
+        let client = Client::connect(ccrd_addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
+        let echo_client = Client::connect(echo_addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
+        (client, echo_client, cert)
+    });
+    drop(cert);
+    let next_id = Arc::new(AtomicU64::new(1));
+    let mut bytes = Vec::new();
+    wire::encode_header("/ccr.v1.Gateway/Enqueue", &mut bytes);
+    wire::encode_message(&request(1), &mut bytes);
+
+    let mut group = c.benchmark_group("quic");
+    group.bench_function("echo_round_trip", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let (mut send, mut recv) = echo_client.connection().open_bi().await.unwrap();
+                    send.write_all(&bytes).await.unwrap();
+                    send.finish().unwrap();
+                    let back = recv.read_to_end(1 << 16).await.unwrap();
+                    assert_eq!(back.len(), bytes.len());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("enqueue_round_trip", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    client.enqueue(request(id)).await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(5));
+    targets = quic
+}
+criterion_main!(benches);
