@@ -48,6 +48,14 @@ impl CoreHandle {
         rx.await.map_err(|_| CoreStopped)
     }
 
+    /// Sends a command without waiting: the receiver yields the reply. Lets a
+    /// stream pipeline many commands while keeping their order.
+    pub fn submit(&self, command: Command) -> Result<oneshot::Receiver<Result<Reply, CommandError>>, CoreStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Request::Command(command, tx)).map_err(|_| CoreStopped)?;
+        Ok(rx)
+    }
+
     /// The same, blocking the calling thread (for tools and tests without a runtime).
     pub fn command_blocking(&self, command: Command) -> Result<Result<Reply, CommandError>, CoreStopped> {
         let (tx, rx) = oneshot::channel();

@@ -310,6 +310,9 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
     if method == "/ccr.v1.Events/Subscribe" {
         return subscribe(send, &body, &shared).await;
     }
+    if method == "/ccr.v1.Gateway/Stream" {
+        return gateway_stream(send, recv, buf, body, shared, session).await;
+    }
     let result = unary(&method, &body, &shared, &session).await;
     match result {
         Ok(response) => finish(&mut send, Some(response), Status::ok()).await,
@@ -493,6 +496,148 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
             framed(&pb::HealthResponse { status: "serving".into(), uptime_seconds: shared.started.elapsed().as_secs() })
         }
         other => return Err(Status::new(Code::Unimplemented, format!("unknown method {other:?}"))),
+    })
+}
+
+type ReplyFuture = std::pin::Pin<Box<dyn Future<Output = pb::GatewayReply> + Send>>;
+
+/// Bidirectional: commands are read and submitted to the core as they come
+/// (pipelined, in order); a writer task awaits their replies in the same order
+/// and writes them in batches. A refused command gets its status in its
+/// reply; the stream goes on.
+async fn gateway_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut buf: Vec<u8>,
+    first: Vec<u8>,
+    shared: Shared,
+    session: Arc<Session>,
+) {
+    let (tx, mut rx) = mpsc::channel::<ReplyFuture>(4096);
+    let writer = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while let Some(next) = rx.recv().await {
+            wire::encode_message(&next.await, &mut out);
+            while out.len() < 64 * 1024 {
+                match rx.try_recv() {
+                    Ok(next) => wire::encode_message(&next.await, &mut out),
+                    Err(_) => break,
+                }
+            }
+            if send.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        finish(&mut send, None, Status::ok()).await;
+    });
+    let max = shared.max_message;
+    let mut next_body = Some(first);
+    loop {
+        let body = match next_body.take() {
+            Some(body) => body,
+            None => match read_item(&mut recv, &mut buf, max + 8, |b| wire::decode_frame(b, max)).await {
+                Ok(Some(Frame::Message(body))) => body,
+                Ok(None) => break,
+                Ok(Some(Frame::Trailer(_))) => {
+                    let status = Status::new(Code::InvalidArgument, "a request carries no trailer");
+                    let _ = tx.send(Box::pin(async move { refused(0, status) })).await;
+                    break;
+                }
+                Err(status) => {
+                    let _ = tx.send(Box::pin(async move { refused(0, status) })).await;
+                    break;
+                }
+            },
+        };
+        let reply = stream_command(&body, &shared, &session);
+        if tx.send(reply).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+fn refused(id: u64, status: Status) -> pb::GatewayReply {
+    pb::GatewayReply { id, status: Some(status), response: None }
+}
+
+/// Submits one stream command now and returns the future of its reply.
+fn stream_command(body: &[u8], shared: &Shared, session: &Arc<Session>) -> ReplyFuture {
+    use pb::gateway_command::Command as C;
+    use pb::gateway_reply::Response as R;
+    let command: pb::GatewayCommand = match decode(body) {
+        Ok(c) => c,
+        Err(status) => return Box::pin(async move { refused(0, status) }),
+    };
+    let id = command.id;
+    let cat = &shared.catalog;
+    let converted = match command.command {
+        None => Err(Status::new(Code::InvalidArgument, "command: missing")),
+        Some(C::Position(r)) => {
+            let (shared, session) = (shared.clone(), session.clone());
+            return Box::pin(async move {
+                match unary("/ccr.v1.Gateway/Position", &r.encode_to_vec(), &shared, &session).await {
+                    Ok(framed) => {
+                        let response = pb::PositionResponse::decode(&framed[5..]).ok().map(R::Position);
+                        pb::GatewayReply { id, status: Some(Status::ok()), response }
+                    }
+                    Err(status) => refused(id, status),
+                }
+            });
+        }
+        Some(C::Enqueue(r)) => convert::contact_spec(cat, r).map(|s| (Some(s.id), ccr_core::Command::Enqueue(s), 0)),
+        Some(C::Abandon(r)) => Ok((None, ccr_core::Command::Abandon { contact: ContactId(r.contact_id) }, 1)),
+        Some(C::Transfer(r)) => convert::transfer(cat, r).map(|c| (None, c, 2)),
+        Some(C::ScheduleCallback(r)) => convert::callback(cat, r).map(|c| {
+            let id = match &c {
+                ccr_core::Command::ScheduleCallback { spec, .. } => Some(spec.id),
+                _ => None,
+            };
+            (id, c, 3)
+        }),
+    };
+    let (owned, core_command, kind) = match converted {
+        Ok(c) => c,
+        Err(status) => return Box::pin(async move { refused(id, status) }),
+    };
+    let permit = match shared.pending.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            return Box::pin(
+                async move { refused(id, Status::new(Code::ResourceExhausted, "too many pending requests")) },
+            )
+        }
+    };
+    let receiver = shared.core.submit(core_command);
+    let (shared, session) = (shared.clone(), session.clone());
+    Box::pin(async move {
+        let _permit = permit;
+        let result = match receiver {
+            Ok(rx) => rx.await.map_err(|_| Status::new(Code::Unavailable, "shutting down")),
+            Err(_) => Err(Status::new(Code::Unavailable, "shutting down")),
+        };
+        match result {
+            Ok(Ok(reply)) => {
+                if let Some(contact) = owned {
+                    session.own(contact, &shared).await;
+                }
+                let queue = match reply {
+                    Reply::Enqueued { queue } => shared.catalog.queue_name(queue).to_owned(),
+                    _ => String::new(),
+                };
+                let response = match kind {
+                    0 => R::Enqueue(pb::EnqueueResponse { queue }),
+                    1 => R::Abandon(pb::AbandonResponse {}),
+                    2 => R::Transfer(pb::TransferResponse { queue }),
+                    _ => R::ScheduleCallback(pb::ScheduleCallbackResponse { queue }),
+                };
+                pb::GatewayReply { id, status: Some(Status::ok()), response: Some(response) }
+            }
+            Ok(Err(e)) => refused(id, convert::command_error(&e)),
+            Err(status) => refused(id, status),
+        }
     })
 }
 

@@ -326,3 +326,37 @@ async fn a_gateway_that_does_not_come_back_loses_its_contacts_after_the_grace() 
     assert_eq!(kept.position, 1, "reclaimed contact still waits");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_stream_answers_every_command_in_order() {
+    let s = start().await;
+    let mut desk = s.client.subscribe(vec![1]).await.unwrap();
+    let mut stream = s.client.gateway_stream().await.unwrap();
+    use ccr_proto::v1::gateway_command::Command as C;
+    use ccr_proto::v1::gateway_reply::Response as R;
+    for id in 1..=200u64 {
+        let command = match id {
+            7 => C::Enqueue(contact(1, "support", "", "billing", &[])), // duplicate of id 1
+            8 => C::Enqueue(contact(999, "nowhere", "", "billing", &[])),
+            9 => C::Position(PositionRequest { contact_id: 1 }),
+            _ => C::Enqueue(contact(id, "support", "", "billing", &[])),
+        };
+        stream.push(&GatewayCommand { id, command: Some(command) });
+    }
+    stream.finish().await.unwrap();
+    for id in 1..=200u64 {
+        let reply = timeout(Duration::from_secs(5), stream.next_reply()).await.unwrap().unwrap();
+        assert_eq!(reply.id, id, "replies in order");
+        let code = reply.status.as_ref().map_or(Code::Ok, |s| s.code());
+        match id {
+            7 => assert_eq!(code, Code::AlreadyExists),
+            8 => assert_eq!(code, Code::NotFound),
+            9 => assert!(matches!(reply.response, Some(R::Position(PositionResponse { position: 1, .. })))),
+            _ => assert!(matches!(reply.response, Some(R::Enqueue(_))), "{reply:?}"),
+        }
+    }
+    assert_eq!(stream.next_reply().await.unwrap_err().code(), Code::Ok, "clean end");
+    s.client.login(login(1, "billing", &["en"])).await.unwrap();
+    assert_eq!(next_offer(&mut desk).await.contact_id, 1, "first enqueued, first offered");
+    s.stop().await;
+}

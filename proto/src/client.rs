@@ -136,6 +136,19 @@ impl Client {
         Ok(Subscription { recv, buf: Vec::new(), max_message: self.max_message })
     }
 
+    /// Opens the bidirectional gateway stream: many commands, replies in order.
+    pub async fn gateway_stream(&self) -> Result<GatewayStream, Status> {
+        let (mut send, recv) = self.connection.open_bi().await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        wire::encode_header("/ccr.v1.Gateway/Stream", &mut out);
+        send.write_all(&out).await.map_err(unavailable)?;
+        Ok(GatewayStream {
+            send,
+            replies: Subscription { recv, buf: Vec::new(), max_message: self.max_message },
+            out: Vec::new(),
+        })
+    }
+
     pub async fn enqueue(&self, r: EnqueueRequest) -> Result<EnqueueResponse, Status> {
         self.call("/ccr.v1.Gateway/Enqueue", &r).await
     }
@@ -207,6 +220,58 @@ impl Subscription {
             match self.recv.read(&mut chunk).await {
                 Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
                 Ok(None) => return Err(Status::new(Code::Unavailable, "event stream closed")),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+}
+
+/// The client side of `Gateway/Stream`. Queue commands with [`Self::push`],
+/// send them with [`Self::flush`], read replies with [`Self::next_reply`].
+pub struct GatewayStream {
+    send: quinn::SendStream,
+    replies: Subscription,
+    out: Vec<u8>,
+}
+
+impl GatewayStream {
+    /// Buffers one command (sent on the next flush).
+    pub fn push(&mut self, command: &GatewayCommand) {
+        wire::encode_message(command, &mut self.out);
+    }
+
+    pub async fn flush(&mut self) -> Result<(), Status> {
+        self.send.write_all(&self.out).await.map_err(unavailable)?;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Ends the command side; replies keep coming until the trailer.
+    pub async fn finish(&mut self) -> Result<(), Status> {
+        self.flush().await?;
+        self.send.finish().map_err(unavailable)
+    }
+
+    /// The next reply; `Err` with the trailer's status once the stream ends
+    /// (code OK after a clean finish).
+    pub async fn next_reply(&mut self) -> Result<GatewayReply, Status> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match wire::decode_frame(&self.replies.buf, self.replies.max_message) {
+                Ok(Some((frame, used))) => {
+                    self.replies.buf.drain(..used);
+                    return match frame {
+                        Frame::Message(body) => GatewayReply::decode(body.as_slice())
+                            .map_err(|e| Status::new(Code::Internal, e.to_string())),
+                        Frame::Trailer(status) => Err(status),
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Status::new(Code::Internal, e.to_string())),
+            }
+            match self.replies.recv.read(&mut chunk).await {
+                Ok(Some(n)) => self.replies.buf.extend_from_slice(&chunk[..n]),
+                Ok(None) => return Err(Status::new(Code::Unavailable, "stream closed")),
                 Err(e) => return Err(unavailable(e)),
             }
         }
