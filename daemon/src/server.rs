@@ -73,6 +73,8 @@ struct Shared {
     orphans: Orphans,
     /// Client certificates are required and carry the role.
     roles_from_certificates: bool,
+    /// Unary calls being served, so that shutdown can let them finish.
+    in_flight: Arc<AtomicUsize>,
     /// Commands and queries in flight towards the core; beyond the limit a
     /// call is refused at once instead of queueing without bound.
     pending: Arc<tokio::sync::Semaphore>,
@@ -108,6 +110,7 @@ pub async fn run(
         orphans: Orphans::default(),
         roles_from_certificates: config.tls.client_ca.is_some(),
         pending: Arc::new(tokio::sync::Semaphore::new(config.server.max_pending_requests)),
+        in_flight: Arc::new(AtomicUsize::new(0)),
     };
     let open = Arc::new(AtomicUsize::new(0));
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
@@ -141,7 +144,13 @@ pub async fn run(
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
+    // Stop accepting, let calls in flight finish (bounded), then close.
     info!("shutting down");
+    endpoint.set_server_config(None);
+    let drain_until = Instant::now() + Duration::from_secs(5);
+    while shared.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     endpoint.close(0u32.into(), b"shutdown");
     endpoint.wait_idle().await;
     core.shutdown();
@@ -291,7 +300,10 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
     let method = match read_item(&mut recv, &mut buf, limit, wire::decode_header).await {
         Ok(Some(m)) => m,
         Ok(None) => return,
-        Err(status) => return finish(&mut send, None, status).await,
+        Err(status) => {
+            warn!(%status, "protocol error");
+            return finish(&mut send, None, status).await;
+        }
     };
     let max = shared.max_message;
     let body = match read_item(&mut recv, &mut buf, limit, |b| wire::decode_frame(b, max)).await {
@@ -300,7 +312,10 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
             return finish(&mut send, None, Status::new(Code::InvalidArgument, "a request carries no trailer")).await
         }
         Ok(None) => return finish(&mut send, None, Status::new(Code::InvalidArgument, "no request message")).await,
-        Err(status) => return finish(&mut send, None, status).await,
+        Err(status) => {
+            warn!(%status, "protocol error");
+            return finish(&mut send, None, status).await;
+        }
     };
     if !session.role.allows(&method) {
         let status =
@@ -313,14 +328,16 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
     if method == "/ccr.v1.Gateway/Stream" {
         return gateway_stream(send, recv, buf, body, shared, session).await;
     }
+    shared.in_flight.fetch_add(1, Ordering::AcqRel);
     let result = unary(&method, &body, &shared, &session).await;
     match result {
         Ok(response) => finish(&mut send, Some(response), Status::ok()).await,
         Err(status) => {
-            debug!(%method, %status, "call refused");
+            info!(%method, %status, "call refused");
             finish(&mut send, None, status).await
         }
     }
+    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
     debug!(%method, elapsed_us = started.elapsed().as_micros() as u64, "call done");
 }
 
