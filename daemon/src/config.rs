@@ -115,6 +115,9 @@ pub struct ServerConfig {
     pub gateway_grace: Duration,
     /// Calls waiting for the routing core at once, over all connections.
     pub max_pending_requests: usize,
+    /// The file this configuration came from, for `Admin/ReloadConfig`
+    /// (set by ccrd, not read from the file).
+    pub config_path: Option<PathBuf>,
 }
 
 /// Certificates. Without `cert`/`key`, a self-signed pair is generated in the
@@ -289,6 +292,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             Duration::from_secs(30),
         ),
         max_pending_requests: raw.server.max_pending_requests.unwrap_or(100_000),
+        config_path: None,
     };
     if server.max_pending_requests == 0 {
         c.problems.push(Problem {

@@ -73,6 +73,8 @@ struct Shared {
     orphans: Orphans,
     /// Client certificates are required and carry the role.
     roles_from_certificates: bool,
+    /// Where the configuration came from, for reloads.
+    config_path: Option<std::path::PathBuf>,
     /// Unary calls being served, so that shutdown can let them finish.
     in_flight: Arc<AtomicUsize>,
     /// Commands and queries in flight towards the core; beyond the limit a
@@ -111,6 +113,7 @@ pub async fn run(
         roles_from_certificates: config.tls.client_ca.is_some(),
         pending: Arc::new(tokio::sync::Semaphore::new(config.server.max_pending_requests)),
         in_flight: Arc::new(AtomicUsize::new(0)),
+        config_path: config.server.config_path.clone(),
     };
     let open = Arc::new(AtomicUsize::new(0));
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
@@ -507,6 +510,23 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
                     .map(|(name, n)| ((*name).to_owned(), n))
                     .collect(),
             })
+        }
+        "/ccr.v1.Admin/ReloadConfig" => {
+            let _: pb::ReloadConfigRequest = decode(body)?;
+            let path = shared
+                .config_path
+                .as_ref()
+                .ok_or_else(|| Status::new(Code::FailedPrecondition, "ccrd was started without --config"))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Status::new(Code::FailedPrecondition, format!("{}: {e}", path.display())))?;
+            let fresh = crate::config::parse(&text).map_err(|e| Status::new(Code::InvalidArgument, e.to_string()))?;
+            if fresh.catalog.skills != cat.skills || fresh.catalog.languages != cat.languages {
+                return Err(Status::new(Code::FailedPrecondition, "skills and languages change only on restart"));
+            }
+            let queues = fresh.router.queues.len() as u32;
+            done(command(shared, ccr_core::Command::Reconfigure(Box::new(fresh.router))).await?)?;
+            info!(path = %path.display(), "configuration reloaded");
+            framed(&pb::ReloadConfigResponse { queues })
         }
         "/ccr.v1.Admin/Health" => {
             let _: pb::HealthRequest = decode(body)?;

@@ -42,10 +42,15 @@ struct TestServer {
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 async fn start() -> TestServer {
+    start_from(None).await
+}
+
+async fn start_from(config_path: Option<std::path::PathBuf>) -> TestServer {
     let dir =
         std::env::temp_dir().join(format!("ccrd-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
     let mut config = config::parse(CONFIG).expect("test config");
     config.server.data_dir = dir.clone();
+    config.server.config_path = config_path;
     let identity = tls::self_signed(&dir).expect("identity");
     let cert = std::fs::read(&identity.cert_path).expect("cert");
     let server_config = tls::server_config(identity, None, 64).expect("tls");
@@ -359,4 +364,32 @@ async fn gateway_stream_answers_every_command_in_order() {
     s.client.login(login(1, "billing", &["en"])).await.unwrap();
     assert_eq!(next_offer(&mut desk).await.contact_id, 1, "first enqueued, first offered");
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_config_applies_new_queue_parameters() {
+    let s = start().await;
+    // The test server was started from text, not a file.
+    let refused = s.client.reload_config(ReloadConfigRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    s.stop().await;
+
+    let path = std::env::temp_dir().join(format!("ccrd-reload-{}.toml", std::process::id()));
+    std::fs::write(&path, CONFIG).unwrap();
+    let s = start_from(Some(path.clone())).await;
+    std::fs::write(&path, CONFIG.replace("offer_timeout = \"400ms\"", "offer_timeout = \"5s\"")).unwrap();
+    assert_eq!(s.client.reload_config(ReloadConfigRequest {}).await.unwrap().queues, 2);
+    // With the new timeout the offer no longer rings out after 400 ms.
+    let mut desk = s.client.subscribe(vec![1]).await.unwrap();
+    s.client.login(login(1, "billing", &["en"])).await.unwrap();
+    s.client.enqueue(contact(10, "sales", "", "billing", &[])).await.unwrap();
+    let offer = next_offer(&mut desk).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
+    // Renaming a queue needs a restart.
+    std::fs::write(&path, CONFIG.replace("name = \"support\"", "name = \"help\"")).unwrap();
+    let renamed = s.client.reload_config(ReloadConfigRequest {}).await.unwrap_err();
+    assert_eq!(renamed.code(), Code::InvalidArgument);
+    s.stop().await;
+    let _ = std::fs::remove_file(&path);
 }

@@ -188,6 +188,9 @@ impl Client {
     pub async fn queue_stats(&self, r: QueueStatsRequest) -> Result<QueueStatsResponse, Status> {
         self.call("/ccr.v1.Admin/QueueStats", &r).await
     }
+    pub async fn reload_config(&self, r: ReloadConfigRequest) -> Result<ReloadConfigResponse, Status> {
+        self.call("/ccr.v1.Admin/ReloadConfig", &r).await
+    }
     pub async fn health(&self, r: HealthRequest) -> Result<HealthResponse, Status> {
         self.call("/ccr.v1.Admin/Health", &r).await
     }

@@ -65,7 +65,7 @@ pub struct TransferSpec {
     pub context: Vec<(String, String)>,
 }
 
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Debug)]
 pub enum Command {
     // Agent side.
     AgentLogin {
@@ -119,6 +119,11 @@ pub enum Command {
     /// Re-queue a waiting, offered or connected contact with new requirements,
     /// keeping its context and original arrival time.
     Transfer(TransferSpec),
+    /// Replaces the routing configuration. The queues and tiers must keep
+    /// their names and order (ids are baked into contacts and events); their
+    /// parameters may change. Waiting contacts are re-ranked and re-checked
+    /// against the new rules at once.
+    Reconfigure(Box<crate::config::RouterConfig>),
     /// A callback that becomes routable at `due` and should be answered by
     /// `deadline`.
     ScheduleCallback {

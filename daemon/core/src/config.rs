@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::ids::{QueueId, MAX_PROFICIENCY, MIN_PROFICIENCY};
 
 /// Everything the router needs to know before the first command.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RouterConfig {
     /// Priority tiers, highest first (index = [`crate::TierId`]).
     pub tiers: Vec<TierConfig>,
@@ -47,7 +47,7 @@ impl Default for RouterConfig {
 }
 
 /// A priority tier.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TierConfig {
     pub name: String,
     /// Head start under [`ContactPolicy::TierAging`]: a contact of this tier is
@@ -124,7 +124,7 @@ pub enum WhenFull {
     OverflowTo(QueueId),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct QueueConfig {
     pub name: String,
     pub service_level: ServiceLevel,

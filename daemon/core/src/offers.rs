@@ -44,6 +44,15 @@ impl Offers {
         }
     }
 
+    pub(crate) fn set_history(&mut self, history: usize) {
+        self.history = history;
+        while self.ended_order.len() > history {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended.remove(&old);
+            }
+        }
+    }
+
     pub(crate) fn open(&mut self, offer: Offer) -> OfferId {
         let id = OfferId(self.next_id);
         self.next_id += 1;
@@ -62,7 +71,7 @@ impl Offers {
     /// Closes a pending offer and remembers its outcome.
     pub(crate) fn close(&mut self, id: OfferId, outcome: OfferOutcome) -> Offer {
         let offer = self.pending.remove(&id).expect("closing a pending offer");
-        if self.ended_order.len() == self.history {
+        if self.ended_order.len() >= self.history {
             if let Some(old) = self.ended_order.pop_front() {
                 self.ended.remove(&old);
             }

@@ -109,6 +109,7 @@ impl Router {
             Command::Abandon { contact } => self.abandon(contact),
             Command::Transfer(spec) => self.transfer(spec),
             Command::ScheduleCallback { spec, due, deadline } => self.enqueue(spec, Some((due, deadline))),
+            Command::Reconfigure(cfg) => self.reconfigure(*cfg),
         }
     }
 
@@ -688,6 +689,29 @@ impl Router {
             self.release_agent_slot(agent_slot, cslot, false);
         }
         Ok(Reply::Enqueued { queue: admitted })
+    }
+
+    fn reconfigure(&mut self, cfg: RouterConfig) -> Result<Reply, CommandError> {
+        cfg.validate().map_err(|e| invalid("config", e.to_string()))?;
+        let names = |c: &RouterConfig| -> (Vec<String>, Vec<String>) {
+            (c.queues.iter().map(|q| q.name.clone()).collect(), c.tiers.iter().map(|t| t.name.clone()).collect())
+        };
+        if names(&cfg) != names(&self.cfg) {
+            return Err(invalid("config", "queues and tiers must keep their names and order on reload".into()));
+        }
+        self.cfg = cfg;
+        self.offers.set_history(self.cfg.offer_history);
+        // Ranks depend on policies and tier parameters: re-rank and re-check
+        // every waiting contact under the new rules.
+        let waiting: Vec<u32> = self.contacts.iter().filter(|(_, c)| c.is_waiting()).map(|(s, _)| s).collect();
+        for slot in waiting {
+            self.unindex(slot);
+            let c = &mut self.contacts[slot];
+            c.rank.value = rank_value(&self.cfg, c.queue, c.tier, c.arrival, c.deadline);
+            c.next_wake = None;
+            self.settle(slot, Trigger::ContactWaiting);
+        }
+        Ok(Reply::Done)
     }
 
     // ----- Contact lifecycle --------------------------------------------------

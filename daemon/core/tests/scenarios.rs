@@ -722,3 +722,36 @@ fn disconnect_reroutes_offers_and_ends_calls_at_once() {
     assert_eq!(h.router.agent_state(AgentId(10)), AgentState::Offline);
     assert_eq!(h.router.agent_state_counts().iter().sum::<u32>(), 1);
 }
+
+#[test]
+fn reconfiguration_reranks_waiting_contacts_and_keeps_ids() {
+    let mut h = harness();
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 6)], &[]));
+    h.at(10).enqueue(contact(2, Q0, GOLD, &[(BILLING, 6)], &[]));
+    // Switch queue 0 to strict tier and relax proficiency at 30 s.
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].contact_policy = ContactPolicy::StrictTier;
+    cfg.queues[0].relaxation = vec![RelaxStep { after: secs(30), action: RelaxAction::MinProficiencyAtMost(3) }];
+    h.at(20).ok(Command::Reconfigure(Box::new(cfg)));
+    h.login(10, &[(BILLING, 4)], &[EN]);
+    assert!(h.take_offers().is_empty(), "proficiency 4 < 6 until the new step");
+    // The new step relaxes contact 1 (in queue since 0 s) at 30 s.
+    h.at(30);
+    assert_eq!(h.take_offers().iter().map(|o| o.0).collect::<Vec<_>>(), vec![1]);
+    // Under strict tier a gold contact overtakes a standard one that waited
+    // far longer than the 60 s aging boost would allow.
+    h.at(31).enqueue(contact(3, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.at(200).enqueue(contact(4, Q0, GOLD, &[(BILLING, 1)], &[]));
+    h.login(11, &[(BILLING, 9)], &[EN]);
+    let (c, _, offer) = h.take_offers()[0];
+    assert_eq!(c, 2);
+    h.ok(accept(11, offer));
+    h.ok(complete(11, 2));
+    assert_eq!(h.take_offers()[0].0, 4, "strict tier after the reload");
+
+    let mut renamed = Harness::default_config();
+    renamed.queues[1].name = "other".into();
+    let before = h.router.snapshot();
+    assert!(matches!(h.cmd(Command::Reconfigure(Box::new(renamed))), Err(CommandError::Invalid { .. })));
+    assert_eq!(h.router.snapshot(), before);
+}

@@ -59,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         };
     }
     let mut config = load(args.config.as_ref())?;
+    config.server.config_path = args.config.clone();
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
