@@ -115,6 +115,8 @@ pub struct ServerConfig {
     pub gateway_grace: Duration,
     /// Calls waiting for the routing core at once, over all connections.
     pub max_pending_requests: usize,
+    /// How long the core thread keeps polling for work before it parks.
+    pub core_spin: Duration,
     /// The file this configuration came from, for `Admin/ReloadConfig`
     /// (set by ccrd, not read from the file).
     pub config_path: Option<PathBuf>,
@@ -150,6 +152,7 @@ struct RawServer {
     max_message_bytes: Option<usize>,
     gateway_grace: Option<Spanned<String>>,
     max_pending_requests: Option<usize>,
+    core_spin: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -292,6 +295,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             Duration::from_secs(30),
         ),
         max_pending_requests: raw.server.max_pending_requests.unwrap_or(100_000),
+        core_spin: c.duration("server.core_spin".into(), raw.server.core_spin.as_ref(), Duration::from_micros(200)),
         config_path: None,
     };
     if server.max_pending_requests == 0 {

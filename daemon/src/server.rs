@@ -99,7 +99,8 @@ pub async fn run(
         };
         let _ = event_tx.send((event, context));
     };
-    let (core, core_thread) = core_thread::spawn(router, SystemClock::new(), sink).map_err(ServerError::Thread)?;
+    let (core, core_thread) =
+        core_thread::spawn(router, SystemClock::new(), config.server.core_spin, sink).map_err(ServerError::Thread)?;
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
     let dispatcher = tokio::spawn(dispatch(catalog.clone(), event_rx, subscribe_rx));
     let shared = Shared {

@@ -26,7 +26,7 @@ fn next_event(rx: &mpsc::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Even
 fn commands_are_applied_and_events_delivered_in_order() {
     let clock = ManualClock::default();
     let (events, rx) = mpsc::channel();
-    let (core, thread) = spawn(Router::new(config()).unwrap(), clock.clone(), move |_, e| {
+    let (core, thread) = spawn(Router::new(config()).unwrap(), clock.clone(), Duration::ZERO, move |_, e| {
         let _ = events.send(e);
     })
     .unwrap();
