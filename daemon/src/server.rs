@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,14 @@ struct Session {
 /// A call naming one of them from any connection adopts it.
 type Orphans = Arc<Mutex<HashMap<ContactId, Instant>>>;
 
+/// Refusals since start, reported by `Admin/Health` (and to metrics later).
+#[derive(Default)]
+struct Refusals {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    protocol_errors: AtomicU64,
+}
+
 /// What every stream task needs.
 #[derive(Clone)]
 struct Shared {
@@ -73,6 +81,8 @@ struct Shared {
     orphans: Orphans,
     /// Client certificates are required and carry the role.
     roles_from_certificates: bool,
+    refusals: Arc<Refusals>,
+    open: Arc<AtomicUsize>,
     /// Where the configuration came from, for reloads.
     config_path: Option<std::path::PathBuf>,
     /// Unary calls being served, so that shutdown can let them finish.
@@ -115,8 +125,10 @@ pub async fn run(
         pending: Arc::new(tokio::sync::Semaphore::new(config.server.max_pending_requests)),
         in_flight: Arc::new(AtomicUsize::new(0)),
         config_path: config.server.config_path.clone(),
+        refusals: Arc::default(),
+        open: Arc::new(AtomicUsize::new(0)),
     };
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = shared.open.clone();
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
     tokio::pin!(shutdown);
     loop {
@@ -130,6 +142,7 @@ pub async fn run(
         // Admission control before the handshake costs us anything.
         if open.load(Ordering::Relaxed) >= config.server.max_connections {
             warn!(remote = %incoming.remote_address(), "refused: connection limit");
+            shared.refusals.connections.fetch_add(1, Ordering::Relaxed);
             incoming.refuse();
             continue;
         }
@@ -178,6 +191,7 @@ fn role_of(connection: &quinn::Connection, shared: &Shared) -> Option<Role> {
 async fn serve_connection(connection: quinn::Connection, shared: Shared) {
     let Some(role) = role_of(&connection, &shared) else {
         warn!(remote = %connection.remote_address(), "refused: client certificate has no role (OU gateway, agent or admin)");
+        shared.refusals.connections.fetch_add(1, Ordering::Relaxed);
         connection.close(1u32.into(), b"no role");
         return;
     };
@@ -306,6 +320,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         Ok(None) => return,
         Err(status) => {
             warn!(%status, "protocol error");
+            shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
             return finish(&mut send, None, status).await;
         }
     };
@@ -318,6 +333,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         Ok(None) => return finish(&mut send, None, Status::new(Code::InvalidArgument, "no request message")).await,
         Err(status) => {
             warn!(%status, "protocol error");
+            shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
             return finish(&mut send, None, status).await;
         }
     };
@@ -365,6 +381,7 @@ fn framed(message: &impl Message) -> Vec<u8> {
 fn admit(shared: &Shared) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
     shared.pending.try_acquire().map_err(|_| {
         warn!("refused: too many pending requests");
+        shared.refusals.requests.fetch_add(1, Ordering::Relaxed);
         Status::new(Code::ResourceExhausted, "too many pending requests; retry")
     })
 }
@@ -531,9 +548,20 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
         }
         "/ccr.v1.Admin/Health" => {
             let _: pb::HealthRequest = decode(body)?;
-            framed(&pb::HealthResponse { status: "serving".into(), uptime_seconds: shared.started.elapsed().as_secs() })
+            let r = &shared.refusals;
+            framed(&pb::HealthResponse {
+                status: "serving".into(),
+                uptime_seconds: shared.started.elapsed().as_secs(),
+                refused_connections: r.connections.load(Ordering::Relaxed),
+                refused_requests: r.requests.load(Ordering::Relaxed),
+                protocol_errors: r.protocol_errors.load(Ordering::Relaxed),
+                open_connections: shared.open.load(Ordering::Relaxed) as u32,
+            })
         }
-        other => return Err(Status::new(Code::Unimplemented, format!("unknown method {other:?}"))),
+        other => {
+            shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::new(Code::Unimplemented, format!("unknown method {other:?}")));
+        }
     })
 }
 

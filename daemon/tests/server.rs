@@ -267,7 +267,11 @@ async fn bad_input_gets_a_status_and_harms_nobody() {
     let unknown_agent = s.client.accept(AcceptRequest { agent_id: 99, offer_id: 1 }).await.unwrap_err();
     assert_eq!(unknown_agent.code(), Code::NotFound);
 
-    // The same connection and another client are still served.
+    // The same connection and another client are still served, and the
+    // protocol errors (unknown method, bad version, oversized frame) were counted.
+    let h = s.client.health(HealthRequest {}).await.unwrap();
+    assert_eq!(h.protocol_errors, 3, "{h:?}");
+    assert_eq!(h.open_connections, 2);
     assert_eq!(health(&s.client).await, "serving");
     assert_eq!(health(&other).await, "serving");
     s.client.enqueue(contact(1, "sales", "", "billing", &[])).await.unwrap();
