@@ -43,9 +43,7 @@ pub struct CoreHandle {
 impl CoreHandle {
     /// Sends a command; the future resolves when the core has applied it.
     pub async fn command(&self, command: Command) -> Result<Result<Reply, CommandError>, CoreStopped> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::Command(command, tx)).map_err(|_| CoreStopped)?;
-        rx.await.map_err(|_| CoreStopped)
+        self.submit(command)?.await.map_err(|_| CoreStopped)
     }
 
     /// Sends a command without waiting: the receiver yields the reply. Lets a
@@ -58,9 +56,20 @@ impl CoreHandle {
 
     /// The same, blocking the calling thread (for tools and tests without a runtime).
     pub fn command_blocking(&self, command: Command) -> Result<Result<Reply, CommandError>, CoreStopped> {
+        self.submit(command)?.blocking_recv().map_err(|_| CoreStopped)
+    }
+
+    /// Queues `f` to run on the router between two commands.
+    fn submit_query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Router) -> T + Send + 'static,
+    ) -> Result<oneshot::Receiver<T>, CoreStopped> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::Command(command, tx)).map_err(|_| CoreStopped)?;
-        rx.blocking_recv().map_err(|_| CoreStopped)
+        let query: Query = Box::new(move |router| {
+            let _ = tx.send(f(router));
+        });
+        self.tx.send(Request::Query(query)).map_err(|_| CoreStopped)?;
+        Ok(rx)
     }
 
     /// Runs `f` on the router between two commands and returns its result.
@@ -68,24 +77,14 @@ impl CoreHandle {
         &self,
         f: impl FnOnce(&Router) -> T + Send + 'static,
     ) -> Result<T, CoreStopped> {
-        let (tx, rx) = oneshot::channel();
-        let query: Query = Box::new(move |router| {
-            let _ = tx.send(f(router));
-        });
-        self.tx.send(Request::Query(query)).map_err(|_| CoreStopped)?;
-        rx.await.map_err(|_| CoreStopped)
+        self.submit_query(f)?.await.map_err(|_| CoreStopped)
     }
 
     pub fn query_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Router) -> T + Send + 'static,
     ) -> Result<T, CoreStopped> {
-        let (tx, rx) = oneshot::channel();
-        let query: Query = Box::new(move |router| {
-            let _ = tx.send(f(router));
-        });
-        self.tx.send(Request::Query(query)).map_err(|_| CoreStopped)?;
-        rx.blocking_recv().map_err(|_| CoreStopped)
+        self.submit_query(f)?.blocking_recv().map_err(|_| CoreStopped)
     }
 
     /// Makes the core re-read its clock and fire what is due.
