@@ -63,7 +63,7 @@ fn quic(c: &mut Criterion) {
         let ccrd_addr = ccrd.local_addr().unwrap();
         let mut cfg = config::parse(CONFIG).unwrap();
         cfg.server.data_dir = dir.clone();
-        tokio::spawn(server::run(ccrd, cfg, std::future::pending()));
+        tokio::spawn(server::serve(ccrd, None, cfg, std::future::pending()));
         let identity = tls::self_signed(&dir).unwrap();
         let echo =
             quinn::Endpoint::server(tls::server_config(identity, None, 256).unwrap(), "127.0.0.1:0".parse().unwrap())

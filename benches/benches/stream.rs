@@ -41,7 +41,7 @@ fn main() {
         let addr = endpoint.local_addr().unwrap();
         let mut cfg = config::parse(CONFIG).unwrap();
         cfg.server.data_dir = dir.clone();
-        tokio::spawn(server::run(endpoint, cfg, std::future::pending()));
+        tokio::spawn(server::serve(endpoint, None, cfg, std::future::pending()));
         let client = Client::connect(addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
         for agent in 0..AGENTS {
             client

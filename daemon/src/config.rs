@@ -117,6 +117,8 @@ pub struct ServerConfig {
     pub max_pending_requests: usize,
     /// How long the core thread keeps polling for work before it parks.
     pub core_spin: Duration,
+    /// Window of `ccr_service_level_ratio`.
+    pub service_level_window: Duration,
     /// The file this configuration came from, for `Admin/ReloadConfig`
     /// (set by ccrd, not read from the file).
     pub config_path: Option<PathBuf>,
@@ -153,6 +155,7 @@ struct RawServer {
     gateway_grace: Option<Spanned<String>>,
     max_pending_requests: Option<usize>,
     core_spin: Option<Spanned<String>>,
+    service_level_window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -296,6 +299,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         ),
         max_pending_requests: raw.server.max_pending_requests.unwrap_or(100_000),
         core_spin: c.duration("server.core_spin".into(), raw.server.core_spin.as_ref(), Duration::from_micros(200)),
+        service_level_window: c.duration(
+            "server.service_level_window".into(),
+            raw.server.service_level_window.as_ref(),
+            Duration::from_secs(15 * 60),
+        ),
         config_path: None,
     };
     if server.max_pending_requests == 0 {

@@ -113,9 +113,22 @@ pub fn spawn(
     spin: Duration,
     sink: impl FnMut(&Router, Event) + Send + 'static,
 ) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
+    spawn_observed(router, clock, spin, sink, |_| {})
+}
+
+/// [`spawn`], reporting the time the router spent on each command to
+/// `observe` (which must not block: it runs on the routing thread).
+pub fn spawn_observed(
+    router: Router,
+    clock: impl Clock,
+    spin: Duration,
+    sink: impl FnMut(&Router, Event) + Send + 'static,
+    observe: impl FnMut(Duration) + Send + 'static,
+) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let thread =
-        std::thread::Builder::new().name("ccr-core".into()).spawn(move || run(router, clock, spin, sink, rx))?;
+    let thread = std::thread::Builder::new()
+        .name("ccr-core".into())
+        .spawn(move || run(router, clock, spin, sink, observe, rx))?;
     Ok((CoreHandle { tx }, thread))
 }
 
@@ -124,6 +137,7 @@ fn run(
     clock: impl Clock,
     spin: Duration,
     mut sink: impl FnMut(&Router, Event),
+    mut observe: impl FnMut(Duration),
     rx: Receiver<Request>,
 ) -> Router {
     loop {
@@ -164,7 +178,9 @@ fn run(
         while let Some(request) = next.take() {
             match request {
                 Request::Command(command, reply) => {
+                    let started = std::time::Instant::now();
                     let result = router.handle(clock.now(), command);
+                    observe(started.elapsed());
                     let _ = reply.send(result);
                 }
                 Request::Query(query) => query(&router),

@@ -13,11 +13,14 @@
 //! - [`convert`]: protobuf ↔ core types; the only module that sees both.
 //! - [`tls`]: certificates and the rustls/quinn configuration.
 //!
-//! Metrics and the journal come in their own modules.
+//! - [`metrics`]: metric names, handles registered once, the `/metrics` page.
+//!
+//! The journal comes in its own module.
 
 pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod core_thread;
+pub mod metrics;
 pub mod server;
 pub mod tls;

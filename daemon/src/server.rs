@@ -27,6 +27,7 @@ use crate::clock::SystemClock;
 use crate::config::{Catalog, Config};
 use crate::convert::{self, Audience};
 use crate::core_thread::{self, CoreHandle};
+use crate::metrics::{Metrics, ServiceLevelWindow, OUTCOMES};
 use crate::tls::Role;
 
 /// Events buffered per subscriber before it is dropped as too slow.
@@ -38,6 +39,8 @@ pub enum ServerError {
     Config(#[from] ccr_core::ConfigErrors),
     #[error("starting the core thread: {0}")]
     Thread(std::io::Error),
+    #[error("binding the metrics address {addr}: {source}")]
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// An event leaving the core thread, with the contact's context for offers.
@@ -83,6 +86,7 @@ struct Shared {
     roles_from_certificates: bool,
     refusals: Arc<Refusals>,
     open: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
     /// Where the configuration came from, for reloads.
     config_path: Option<std::path::PathBuf>,
     /// Unary calls being served, so that shutdown can let them finish.
@@ -92,15 +96,29 @@ struct Shared {
     pending: Arc<tokio::sync::Semaphore>,
 }
 
-/// Runs ccrd on a bound endpoint until `shutdown` resolves, then stops
-/// accepting, closes connections, and stops the core thread.
+/// Runs ccrd on a bound endpoint, with metrics on the configured address,
+/// until `shutdown` resolves; then stops accepting, lets calls in flight
+/// finish, closes connections, and stops the core thread.
 pub async fn run(
     endpoint: quinn::Endpoint,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    let addr = config.server.metrics_listen;
+    let metrics = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Metrics { addr, source })?;
+    serve(endpoint, Some(metrics), config, shutdown).await
+}
+
+/// [`run`] with the metrics listener bound by the caller (or none).
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     let router = Router::new(config.router.clone())?;
     let catalog = Arc::new(config.catalog.clone());
+    let metrics = Metrics::new(&catalog);
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let sink = move |router: &Router, event: Event| {
         let context = match &event {
@@ -109,10 +127,16 @@ pub async fn run(
         };
         let _ = event_tx.send((event, context));
     };
+    let decision = metrics.decision.clone();
+    let observe = move |d: Duration| decision.record(d.as_secs_f64());
     let (core, core_thread) =
-        core_thread::spawn(router, SystemClock::new(), config.server.core_spin, sink).map_err(ServerError::Thread)?;
+        core_thread::spawn_observed(router, SystemClock::new(), config.server.core_spin, sink, observe)
+            .map_err(ServerError::Thread)?;
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
-    let dispatcher = tokio::spawn(dispatch(catalog.clone(), event_rx, subscribe_rx));
+    let dispatcher = tokio::spawn(dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx));
+    let sampler =
+        tokio::spawn(sample(core.clone(), metrics.clone(), config.router.clone(), config.server.service_level_window));
+    let exporter = metrics_listener.map(|l| tokio::spawn(export(l, metrics.clone())));
     let shared = Shared {
         core: core.clone(),
         catalog,
@@ -127,6 +151,7 @@ pub async fn run(
         config_path: config.server.config_path.clone(),
         refusals: Arc::default(),
         open: Arc::new(AtomicUsize::new(0)),
+        metrics,
     };
     let open = shared.open.clone();
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
@@ -143,6 +168,7 @@ pub async fn run(
         if open.load(Ordering::Relaxed) >= config.server.max_connections {
             warn!(remote = %incoming.remote_address(), "refused: connection limit");
             shared.refusals.connections.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.refusal("connection_limit");
             incoming.refuse();
             continue;
         }
@@ -174,6 +200,10 @@ pub async fn run(
     drop(shared);
     let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
     dispatcher.abort();
+    sampler.abort();
+    if let Some(e) = exporter {
+        e.abort();
+    }
     Ok(())
 }
 
@@ -192,10 +222,21 @@ async fn serve_connection(connection: quinn::Connection, shared: Shared) {
     let Some(role) = role_of(&connection, &shared) else {
         warn!(remote = %connection.remote_address(), "refused: client certificate has no role (OU gateway, agent or admin)");
         shared.refusals.connections.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.refusal("no_role");
         connection.close(1u32.into(), b"no role");
         return;
     };
     let session = Arc::new(Session { role, agents: Mutex::default(), contacts: Mutex::default() });
+    let role_label = match role {
+        Role::Gateway => "gateway",
+        Role::Agent => "agent",
+        Role::Admin => "admin",
+        Role::Any => "any",
+    };
+    let connections = shared.metrics.connections.get(role_label).cloned();
+    if let Some(g) = &connections {
+        g.increment(1.0);
+    }
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
@@ -207,6 +248,9 @@ async fn serve_connection(connection: quinn::Connection, shared: Shared) {
                 break;
             }
         }
+    }
+    if let Some(g) = &connections {
+        g.decrement(1.0);
     }
     connection_lost(&shared, &session).await;
 }
@@ -321,6 +365,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         Err(status) => {
             warn!(%status, "protocol error");
             shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.protocol_error("bad_header");
             return finish(&mut send, None, status).await;
         }
     };
@@ -334,6 +379,11 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         Err(status) => {
             warn!(%status, "protocol error");
             shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.protocol_error(if status.code() == Code::ResourceExhausted {
+                "too_large"
+            } else {
+                "bad_frame"
+            });
             return finish(&mut send, None, status).await;
         }
     };
@@ -358,6 +408,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         }
     }
     shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    shared.metrics.rpc(&method).record(started.elapsed().as_secs_f64());
     debug!(%method, elapsed_us = started.elapsed().as_micros() as u64, "call done");
 }
 
@@ -382,6 +433,7 @@ fn admit(shared: &Shared) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
     shared.pending.try_acquire().map_err(|_| {
         warn!("refused: too many pending requests");
         shared.refusals.requests.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.refusal("pending_limit");
         Status::new(Code::ResourceExhausted, "too many pending requests; retry")
     })
 }
@@ -560,6 +612,7 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
         }
         other => {
             shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.protocol_error("unknown_method");
             return Err(Status::new(Code::Unimplemented, format!("unknown method {other:?}")));
         }
     })
@@ -732,6 +785,7 @@ async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: &Shared) {
 
 async fn dispatch(
     catalog: Arc<Catalog>,
+    metrics: Arc<Metrics>,
     mut events: mpsc::UnboundedReceiver<Outgoing>,
     mut subscribers: mpsc::UnboundedReceiver<Subscriber>,
 ) {
@@ -752,6 +806,19 @@ async fn dispatch(
                 all.insert(next_id, sub);
             }
             Some((event, context)) = events.recv() => {
+                match &event {
+                    Event::Offered { queue, tier, waited, .. } => {
+                        if let Some(h) = metrics.queues.get(usize::from(queue.0)).and_then(|q| q.wait_routed.get(usize::from(tier.0))) {
+                            h.record(waited.as_secs_f64());
+                        }
+                    }
+                    Event::Abandoned { queue, tier, waited, .. } => {
+                        if let Some(h) = metrics.queues.get(usize::from(queue.0)).and_then(|q| q.wait_abandoned.get(usize::from(tier.0))) {
+                            h.record(waited.as_secs_f64());
+                        }
+                    }
+                    _ => {}
+                }
                 let Some((audience, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
                 let mut targets = gateways.clone();
                 if let Audience::Agent(agent) = audience {
@@ -773,5 +840,76 @@ async fn dispatch(
             }
             else => return,
         }
+    }
+}
+
+/// Once a second: queue gauges, agent counts and outcome counters from the
+/// core's own counters (authoritative, and nothing to record on the routing
+/// thread), and the service level over the configured window.
+async fn sample(core: CoreHandle, metrics: Arc<Metrics>, config: ccr_core::RouterConfig, window: Duration) {
+    let mut sl = ServiceLevelWindow::new(window);
+    let queues = config.queues.len();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Ok(stats) = core
+            .query(move |r| {
+                (0..queues).filter_map(|q| r.queue_stats(ccr_core::QueueId(q as u16)).ok()).collect::<Vec<_>>()
+            })
+            .await
+        else {
+            return;
+        };
+        let totals =
+            stats.iter().map(|s| (s.counters.answered_in_target, s.counters.answered + s.counters.abandoned)).collect();
+        let levels = sl.update(Instant::now(), totals);
+        for ((q, s), level) in metrics.queues.iter().zip(&stats).zip(levels) {
+            for (gauge, n) in q.waiting.iter().zip(&s.waiting_by_tier) {
+                gauge.set(f64::from(*n));
+            }
+            q.oldest_wait.set(s.oldest_wait.map_or(0.0, |d| d.as_secs_f64()));
+            let c = &s.counters;
+            let values = [c.offered, c.abandoned, c.short_abandoned, c.transferred_in, c.overflowed_out, c.rona];
+            for (outcome, value) in OUTCOMES.iter().zip(values) {
+                if let Some(counter) = q.contacts.get(outcome) {
+                    counter.absolute(value);
+                }
+            }
+            q.service_level.set(level.unwrap_or(1.0));
+            q.service_level_target.set(s.service_level_target);
+        }
+        if let Some(s) = stats.first() {
+            for (gauge, n) in metrics.agents.iter().zip(s.agents_by_state) {
+                gauge.set(f64::from(n));
+            }
+        }
+    }
+}
+
+/// The `/metrics` endpoint: a deliberately small HTTP/1.1 responder.
+async fn export(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else { return };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => request.extend_from_slice(&chunk[..n]),
+                    _ => return,
+                }
+            }
+            let ok = request.starts_with(b"GET /metrics ") || request.starts_with(b"GET /metrics?");
+            let (status, body) =
+                if ok { ("200 OK", metrics.render()) } else { ("404 Not Found", "try /metrics\n".into()) };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body.as_bytes()).await;
+        });
     }
 }

@@ -55,7 +55,7 @@ async fn client_certificates_are_required_and_roles_enforced() {
     let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = endpoint.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(endpoint, config, async move {
+    let task = tokio::spawn(server::serve(endpoint, None, config, async move {
         let _ = stopped.await;
     }));
     let roots = std::slice::from_ref(&server_cert);

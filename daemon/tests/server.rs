@@ -57,7 +57,7 @@ async fn start_from(config_path: Option<std::path::PathBuf>) -> TestServer {
     let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).expect("bind");
     let addr = endpoint.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(endpoint, config, async move {
+    let task = tokio::spawn(server::serve(endpoint, None, config, async move {
         let _ = stopped.await;
     }));
     let client = Client::connect(addr, "localhost", std::slice::from_ref(&cert)).await.expect("connect");

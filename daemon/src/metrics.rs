@@ -1,0 +1,266 @@
+//! Prometheus metrics: the names (a public interface: dashboards and alerts
+//! depend on them), their handles registered once, and the `/metrics` page.
+//!
+//! No global recorder: a [`Metrics`] owns its Prometheus recorder, so several
+//! daemons (tests) can live in one process. Label values come only from the
+//! configuration (queues, tiers) or small fixed sets (outcome, state, role,
+//! method, kind, reason) — never from client input.
+//!
+//! Who records what, off the routing thread's critical path:
+//! - the core thread: `ccr_routing_decision_seconds` (an atomic histogram
+//!   bucket per command; it never waits);
+//! - the event dispatcher: `ccr_queue_wait_seconds`;
+//! - stream tasks: `ccr_rpc_duration_seconds`, `ccr_protocol_errors_total`,
+//!   `ccr_refused_total`; connection tasks: `ccr_connections`;
+//! - a sampler task, once a second from the core's own counters: waiting,
+//!   oldest wait, agents, `ccr_contacts_total`, service level over a window.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::config::Catalog;
+
+/// Every metric name ccrd exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Name {
+    QueueWaitSeconds,
+    RoutingDecisionSeconds,
+    RpcDurationSeconds,
+    ContactsWaiting,
+    OldestWaitSeconds,
+    Agents,
+    ContactsTotal,
+    ServiceLevelRatio,
+    ServiceLevelTargetRatio,
+    Connections,
+    ProtocolErrorsTotal,
+    RefusedTotal,
+}
+
+impl Name {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Name::QueueWaitSeconds => "ccr_queue_wait_seconds",
+            Name::RoutingDecisionSeconds => "ccr_routing_decision_seconds",
+            Name::RpcDurationSeconds => "ccr_rpc_duration_seconds",
+            Name::ContactsWaiting => "ccr_contacts_waiting",
+            Name::OldestWaitSeconds => "ccr_oldest_wait_seconds",
+            Name::Agents => "ccr_agents",
+            Name::ContactsTotal => "ccr_contacts_total",
+            Name::ServiceLevelRatio => "ccr_service_level_ratio",
+            Name::ServiceLevelTargetRatio => "ccr_service_level_target_ratio",
+            Name::Connections => "ccr_connections",
+            Name::ProtocolErrorsTotal => "ccr_protocol_errors_total",
+            Name::RefusedTotal => "ccr_refused_total",
+        }
+    }
+}
+
+/// Methods with their own `method` label; anything else is `unknown`.
+pub const METHODS: [&str; 17] = [
+    "/ccr.v1.Gateway/Enqueue",
+    "/ccr.v1.Gateway/Abandon",
+    "/ccr.v1.Gateway/Transfer",
+    "/ccr.v1.Gateway/ScheduleCallback",
+    "/ccr.v1.Gateway/Position",
+    "/ccr.v1.Gateway/Stream",
+    "/ccr.v1.AgentDesk/Login",
+    "/ccr.v1.AgentDesk/Logout",
+    "/ccr.v1.AgentDesk/SetState",
+    "/ccr.v1.AgentDesk/Accept",
+    "/ccr.v1.AgentDesk/Reject",
+    "/ccr.v1.AgentDesk/Complete",
+    "/ccr.v1.AgentDesk/EndWrapUp",
+    "/ccr.v1.Events/Subscribe",
+    "/ccr.v1.Admin/QueueStats",
+    "/ccr.v1.Admin/Health",
+    "/ccr.v1.Admin/ReloadConfig",
+];
+
+/// `ccr_contacts_total` outcomes.
+pub const OUTCOMES: [&str; 6] = ["routed", "abandoned", "short_abandoned", "transferred", "overflowed", "rona"];
+/// `ccr_protocol_errors_total` kinds.
+pub const ERROR_KINDS: [&str; 4] = ["bad_header", "bad_frame", "too_large", "unknown_method"];
+/// `ccr_refused_total` reasons.
+pub const REFUSALS: [&str; 3] = ["connection_limit", "no_role", "pending_limit"];
+/// `ccr_connections` roles.
+pub const ROLES: [&str; 4] = ["gateway", "agent", "admin", "any"];
+
+static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+fn key(name: Name, labels: &[(&'static str, String)]) -> Key {
+    Key::from_parts(name.as_str(), labels.iter().map(|(k, v)| Label::new(*k, v.clone())).collect::<Vec<_>>())
+}
+
+/// Handles of one queue.
+pub struct QueueMetrics {
+    /// Per tier: routed and abandoned waits.
+    pub wait_routed: Vec<Histogram>,
+    pub wait_abandoned: Vec<Histogram>,
+    pub waiting: Vec<Gauge>,
+    pub oldest_wait: Gauge,
+    pub contacts: HashMap<&'static str, Counter>,
+    pub service_level: Gauge,
+    pub service_level_target: Gauge,
+}
+
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    pub queues: Vec<QueueMetrics>,
+    /// Logged-in agents by state, `queue="all"`: ccr routes by skill, so an
+    /// agent belongs to no queue and is counted once.
+    pub agents: Vec<Gauge>,
+    pub decision: Histogram,
+    rpc: HashMap<&'static str, Histogram>,
+    rpc_unknown: Histogram,
+    pub connections: HashMap<&'static str, Gauge>,
+    pub protocol_errors: HashMap<&'static str, Counter>,
+    pub refused: HashMap<&'static str, Counter>,
+}
+
+impl Metrics {
+    pub fn new(catalog: &Catalog) -> Arc<Metrics> {
+        let wait_buckets = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
+        let decision_buckets = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 1e-4, 1e-3, 1e-2];
+        let rpc_buckets = [5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(Name::QueueWaitSeconds.as_str().into()), &wait_buckets)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(Name::RoutingDecisionSeconds.as_str().into()), &decision_buckets)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(Name::RpcDurationSeconds.as_str().into()), &rpc_buckets)
+            })
+            .expect("bucket lists are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        let counter =
+            |name, labels: &[(&'static str, String)]| recorder.register_counter(&key(name, labels), &METADATA);
+        let gauge = |name, labels: &[(&'static str, String)]| recorder.register_gauge(&key(name, labels), &METADATA);
+        let histogram =
+            |name, labels: &[(&'static str, String)]| recorder.register_histogram(&key(name, labels), &METADATA);
+        let states = ccr_core::AgentState::NAMES;
+        let queues = catalog
+            .queues
+            .iter()
+            .map(|q| {
+                let per_tier = |outcome: &str| {
+                    catalog
+                        .tiers
+                        .iter()
+                        .map(|t| {
+                            histogram(
+                                Name::QueueWaitSeconds,
+                                &[("queue", q.clone()), ("tier", t.clone()), ("outcome", outcome.to_owned())],
+                            )
+                        })
+                        .collect()
+                };
+                QueueMetrics {
+                    wait_routed: per_tier("routed"),
+                    wait_abandoned: per_tier("abandoned"),
+                    waiting: catalog
+                        .tiers
+                        .iter()
+                        .map(|t| gauge(Name::ContactsWaiting, &[("queue", q.clone()), ("tier", t.clone())]))
+                        .collect(),
+                    oldest_wait: gauge(Name::OldestWaitSeconds, &[("queue", q.clone())]),
+                    contacts: OUTCOMES
+                        .iter()
+                        .map(|o| {
+                            (*o, counter(Name::ContactsTotal, &[("queue", q.clone()), ("outcome", (*o).to_owned())]))
+                        })
+                        .collect(),
+                    service_level: gauge(Name::ServiceLevelRatio, &[("queue", q.clone())]),
+                    service_level_target: gauge(Name::ServiceLevelTargetRatio, &[("queue", q.clone())]),
+                }
+            })
+            .collect();
+        let rpc =
+            METHODS.iter().map(|m| (*m, histogram(Name::RpcDurationSeconds, &[("method", (*m).to_owned())]))).collect();
+        let rpc_unknown = histogram(Name::RpcDurationSeconds, &[("method", "unknown".to_owned())]);
+        let connections = ROLES.iter().map(|r| (*r, gauge(Name::Connections, &[("role", (*r).to_owned())]))).collect();
+        let protocol_errors = ERROR_KINDS
+            .iter()
+            .map(|k| (*k, counter(Name::ProtocolErrorsTotal, &[("kind", (*k).to_owned())])))
+            .collect();
+        let refused =
+            REFUSALS.iter().map(|r| (*r, counter(Name::RefusedTotal, &[("reason", (*r).to_owned())]))).collect();
+        let decision = histogram(Name::RoutingDecisionSeconds, &[]);
+        let agents = states
+            .iter()
+            .map(|s| gauge(Name::Agents, &[("state", (*s).to_owned()), ("queue", "all".to_owned())]))
+            .collect();
+        Arc::new(Metrics {
+            recorder,
+            handle,
+            queues,
+            agents,
+            decision,
+            rpc,
+            rpc_unknown,
+            connections,
+            protocol_errors,
+            refused,
+        })
+    }
+
+    pub fn rpc(&self, method: &str) -> &Histogram {
+        self.rpc.get(method).unwrap_or(&self.rpc_unknown)
+    }
+
+    pub fn protocol_error(&self, kind: &'static str) {
+        if let Some(c) = self.protocol_errors.get(kind) {
+            c.increment(1);
+        }
+    }
+
+    pub fn refusal(&self, reason: &'static str) {
+        if let Some(c) = self.refused.get(reason) {
+            c.increment(1);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let _ = &self.recorder;
+        self.handle.render()
+    }
+}
+
+/// Service level over a rolling window, from the core's cumulative counters.
+pub struct ServiceLevelWindow {
+    window: Duration,
+    /// (when, answered in target, answered + abandoned) per queue.
+    samples: VecDeque<(Instant, Vec<(u64, u64)>)>,
+}
+
+impl ServiceLevelWindow {
+    pub fn new(window: Duration) -> Self {
+        ServiceLevelWindow { window, samples: VecDeque::new() }
+    }
+
+    /// Adds a sample and returns each queue's service level over the window
+    /// (`None` when nothing was answered or abandoned in it).
+    pub fn update(&mut self, now: Instant, totals: Vec<(u64, u64)>) -> Vec<Option<f64>> {
+        while self.samples.len() > 1 && now.duration_since(self.samples[1].0) >= self.window {
+            self.samples.pop_front();
+        }
+        let oldest = self.samples.front().map(|(_, s)| s.clone());
+        self.samples.push_back((now, totals.clone()));
+        totals
+            .iter()
+            .enumerate()
+            .map(|(i, &(good, all))| {
+                let (good0, all0) = oldest.as_ref().and_then(|o| o.get(i).copied()).unwrap_or((0, 0));
+                let (good, all) = (good - good0.min(good), all - all0.min(all));
+                (all > 0).then(|| good as f64 / all as f64)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,103 @@
+//! The /metrics page of a running ccrd under a little traffic: every metric
+//! family the dashboards use is there, with bounded labels.
+
+use std::time::Duration;
+
+use ccr_daemon::{config, server, tls};
+use ccr_proto::client::Client;
+use ccr_proto::v1::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CONFIG: &str = r#"
+skills = ["billing"]
+[[queues]]
+name = "sales"
+[[queues]]
+name = "support"
+"#;
+
+async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes()).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_page_shows_every_family() {
+    let dir = std::env::temp_dir().join(format!("ccrd-metrics-{}", std::process::id()));
+    let mut config = config::parse(CONFIG).unwrap();
+    config.server.data_dir = dir.clone();
+    let identity = tls::self_signed(&dir).unwrap();
+    let cert = std::fs::read(&identity.cert_path).unwrap();
+    let endpoint =
+        quinn::Endpoint::server(tls::server_config(identity, None, 16).unwrap(), "127.0.0.1:0".parse().unwrap())
+            .unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics_listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(endpoint, Some(metrics_listener), config, async move {
+        let _ = stopped.await;
+    }));
+    let client = Client::connect(addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
+    let mut desk = client.subscribe(vec![1]).await.unwrap();
+    let contact = |id| EnqueueRequest {
+        contact_id: id,
+        channel: Channel::Voice as i32,
+        queue: "sales".into(),
+        tier: "gold".into(),
+        skills: vec![SkillRequirement { skill: "billing".into(), min_proficiency: 1 }],
+        ..Default::default()
+    };
+    client.enqueue(contact(1)).await.unwrap();
+    client.enqueue(contact(2)).await.unwrap();
+    client.abandon(AbandonRequest { contact_id: 2 }).await.unwrap();
+    client
+        .login(LoginRequest {
+            agent_id: 1,
+            skills: vec![AgentSkill { skill: "billing".into(), proficiency: 5 }],
+            voice_capacity: 1,
+            ready: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let offer = loop {
+        if let Ok(RoutingEvent { event: Some(routing_event::Event::Offer(o)) }) = desk.next().await {
+            break o;
+        }
+    };
+    client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
+    let _ = client.enqueue(EnqueueRequest { queue: "nowhere".into(), ..contact(3) }).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await; // one sampler tick
+
+    let page = scrape(metrics_addr, "/metrics").await;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    for family in [
+        "ccr_queue_wait_seconds_bucket{queue=\"sales\",tier=\"gold\",outcome=\"routed\"",
+        "ccr_queue_wait_seconds_count{queue=\"sales\",tier=\"gold\",outcome=\"abandoned\"} 1",
+        "ccr_routing_decision_seconds_bucket",
+        "ccr_rpc_duration_seconds_bucket{method=\"/ccr.v1.Gateway/Enqueue\"",
+        "ccr_contacts_waiting{queue=\"support\",tier=\"standard\"} 0",
+        "ccr_oldest_wait_seconds{queue=\"sales\"}",
+        "ccr_agents{state=\"busy\",queue=\"all\"} 1",
+        "ccr_contacts_total{queue=\"sales\",outcome=\"routed\"} 1",
+        "ccr_contacts_total{queue=\"sales\",outcome=\"short_abandoned\"} 1",
+        "ccr_service_level_ratio{queue=\"sales\"} 1",
+        "ccr_service_level_target_ratio{queue=\"sales\"} 0.8",
+        "ccr_connections{role=\"any\"} 1",
+        "ccr_protocol_errors_total{kind=\"bad_frame\"} 0",
+        "ccr_refused_total{reason=\"pending_limit\"} 0",
+    ] {
+        assert!(page.contains(family), "missing {family} in\n{page}");
+    }
+    assert!(!page.contains("nowhere"), "client input never becomes a label");
+    assert!(scrape(metrics_addr, "/other").await.starts_with("HTTP/1.1 404"));
+
+    let _ = stop.send(());
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
