@@ -42,6 +42,39 @@ pub enum Name {
 }
 
 impl Name {
+    pub const ALL: [Name; 12] = [
+        Name::QueueWaitSeconds,
+        Name::RoutingDecisionSeconds,
+        Name::RpcDurationSeconds,
+        Name::ContactsWaiting,
+        Name::OldestWaitSeconds,
+        Name::Agents,
+        Name::ContactsTotal,
+        Name::ServiceLevelRatio,
+        Name::ServiceLevelTargetRatio,
+        Name::Connections,
+        Name::ProtocolErrorsTotal,
+        Name::RefusedTotal,
+    ];
+
+    /// The HELP text of the metric.
+    pub const fn help(self) -> &'static str {
+        match self {
+            Name::QueueWaitSeconds => "Time from arrival to offer (routed) or to hang-up (abandoned).",
+            Name::RoutingDecisionSeconds => "Time the routing core spends on one command.",
+            Name::RpcDurationSeconds => "Server-side time per call.",
+            Name::ContactsWaiting => "Contacts waiting to be offered.",
+            Name::OldestWaitSeconds => "Longest current wait, since original arrival.",
+            Name::Agents => "Logged-in agents by state; every agent counted once, under queue=all.",
+            Name::ContactsTotal => "Contacts by outcome.",
+            Name::ServiceLevelRatio => "Answered within the threshold over answered plus abandoned, over the window.",
+            Name::ServiceLevelTargetRatio => "Configured service-level target.",
+            Name::Connections => "Open QUIC connections by client role.",
+            Name::ProtocolErrorsTotal => "Streams refused for breaking the protocol.",
+            Name::RefusedTotal => "Connections and calls refused by admission control.",
+        }
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Name::QueueWaitSeconds => "ccr_queue_wait_seconds",
@@ -139,6 +172,19 @@ impl Metrics {
             .expect("bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();
+        for name in Name::ALL {
+            let unit = name.as_str().ends_with("_seconds").then_some(metrics::Unit::Seconds);
+            let (key, help) = (metrics::KeyName::from_const_str(name.as_str()), name.help().into());
+            match name {
+                Name::QueueWaitSeconds | Name::RoutingDecisionSeconds | Name::RpcDurationSeconds => {
+                    recorder.describe_histogram(key, unit, help)
+                }
+                Name::ContactsTotal | Name::ProtocolErrorsTotal | Name::RefusedTotal => {
+                    recorder.describe_counter(key, unit, help)
+                }
+                _ => recorder.describe_gauge(key, unit, help),
+            }
+        }
         let counter =
             |name, labels: &[(&'static str, String)]| recorder.register_counter(&key(name, labels), &METADATA);
         let gauge = |name, labels: &[(&'static str, String)]| recorder.register_gauge(&key(name, labels), &METADATA);
