@@ -39,7 +39,12 @@ fn main() {
             quinn::Endpoint::server(tls::server_config(identity, None, 256).unwrap(), "127.0.0.1:0".parse().unwrap())
                 .unwrap();
         let addr = endpoint.local_addr().unwrap();
+        // `-- --no-decision-timing`: the same run with the routing thread's
+        // only metrics work (timing each command) switched off.
+        let timing = !std::env::args().any(|a| a == "--no-decision-timing");
         let mut cfg = config::parse(CONFIG).unwrap();
+        cfg.server.decision_timing = timing;
+        println!("decision timing (ccr_routing_decision_seconds): {}", if timing { "on" } else { "off" });
         cfg.server.data_dir = dir.clone();
         tokio::spawn(server::serve(endpoint, None, cfg, std::future::pending()));
         let client = Client::connect(addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();

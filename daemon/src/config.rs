@@ -119,6 +119,9 @@ pub struct ServerConfig {
     pub core_spin: Duration,
     /// Window of `ccr_service_level_ratio`.
     pub service_level_window: Duration,
+    /// Time every routing command for `ccr_routing_decision_seconds` (two
+    /// clock reads and an atomic add per command on the routing thread).
+    pub decision_timing: bool,
     /// The file this configuration came from, for `Admin/ReloadConfig`
     /// (set by ccrd, not read from the file).
     pub config_path: Option<PathBuf>,
@@ -156,6 +159,7 @@ struct RawServer {
     max_pending_requests: Option<usize>,
     core_spin: Option<Spanned<String>>,
     service_level_window: Option<Spanned<String>>,
+    decision_timing: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -304,6 +308,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             raw.server.service_level_window.as_ref(),
             Duration::from_secs(15 * 60),
         ),
+        decision_timing: raw.server.decision_timing.unwrap_or(true),
         config_path: None,
     };
     if server.max_pending_requests == 0 {

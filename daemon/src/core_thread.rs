@@ -113,7 +113,7 @@ pub fn spawn(
     spin: Duration,
     sink: impl FnMut(&Router, Event) + Send + 'static,
 ) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
-    spawn_observed(router, clock, spin, sink, |_| {})
+    start(router, clock, spin, sink, None::<fn(Duration)>)
 }
 
 /// [`spawn`], reporting the time the router spent on each command to
@@ -124,6 +124,16 @@ pub fn spawn_observed(
     spin: Duration,
     sink: impl FnMut(&Router, Event) + Send + 'static,
     observe: impl FnMut(Duration) + Send + 'static,
+) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
+    start(router, clock, spin, sink, Some(observe))
+}
+
+fn start<O: FnMut(Duration) + Send + 'static>(
+    router: Router,
+    clock: impl Clock,
+    spin: Duration,
+    sink: impl FnMut(&Router, Event) + Send + 'static,
+    observe: Option<O>,
 ) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
@@ -137,7 +147,7 @@ fn run(
     clock: impl Clock,
     spin: Duration,
     mut sink: impl FnMut(&Router, Event),
-    mut observe: impl FnMut(Duration),
+    mut observe: Option<impl FnMut(Duration)>,
     rx: Receiver<Request>,
 ) -> Router {
     loop {
@@ -178,9 +188,15 @@ fn run(
         while let Some(request) = next.take() {
             match request {
                 Request::Command(command, reply) => {
-                    let started = std::time::Instant::now();
-                    let result = router.handle(clock.now(), command);
-                    observe(started.elapsed());
+                    let result = match observe.as_mut() {
+                        Some(observe) => {
+                            let started = std::time::Instant::now();
+                            let result = router.handle(clock.now(), command);
+                            observe(started.elapsed());
+                            result
+                        }
+                        None => router.handle(clock.now(), command),
+                    };
                     let _ = reply.send(result);
                 }
                 Request::Query(query) => query(&router),

@@ -127,11 +127,16 @@ pub async fn serve(
         };
         let _ = event_tx.send((event, context));
     };
-    let decision = metrics.decision.clone();
-    let observe = move |d: Duration| decision.record(d.as_secs_f64());
-    let (core, core_thread) =
-        core_thread::spawn_observed(router, SystemClock::new(), config.server.core_spin, sink, observe)
-            .map_err(ServerError::Thread)?;
+    let clock = SystemClock::new();
+    let spin = config.server.core_spin;
+    let (core, core_thread) = if config.server.decision_timing {
+        let decision = metrics.decision.clone();
+        let observe = move |d: Duration| decision.record(d.as_secs_f64());
+        core_thread::spawn_observed(router, clock, spin, sink, observe)
+    } else {
+        core_thread::spawn(router, clock, spin, sink)
+    }
+    .map_err(ServerError::Thread)?;
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
     let dispatcher = tokio::spawn(dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx));
     let sampler =
