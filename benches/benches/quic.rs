@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccr_daemon::{config, server, tls};
+use ccr_daemon::loopback::Loopback;
+use ccr_daemon::{config, tls};
 use ccr_proto::client::Client;
 use ccr_proto::v1::{Channel, EnqueueRequest, SkillRequirement};
 use ccr_proto::wire;
@@ -54,16 +55,11 @@ async fn echo_server(endpoint: quinn::Endpoint) {
 fn quic(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("ccr-bench-quic-{}", std::process::id()));
-    let (client, echo_client, cert) = runtime.block_on(async {
-        let identity = tls::self_signed(&dir).unwrap();
-        let cert = std::fs::read(&identity.cert_path).unwrap();
-        let ccrd =
-            quinn::Endpoint::server(tls::server_config(identity, None, 256).unwrap(), "127.0.0.1:0".parse().unwrap())
-                .unwrap();
-        let ccrd_addr = ccrd.local_addr().unwrap();
+    let (client, echo_client, ccrd) = runtime.block_on(async {
         let mut cfg = config::parse(CONFIG).unwrap();
         cfg.server.data_dir = dir.clone();
-        tokio::spawn(server::serve(ccrd, None, cfg, std::future::pending()));
+        let ccrd = Loopback::start(cfg, None, false).await.unwrap();
+        let (ccrd_addr, cert) = (ccrd.addr, ccrd.cert.clone());
         let identity = tls::self_signed(&dir).unwrap();
         let echo =
             quinn::Endpoint::server(tls::server_config(identity, None, 256).unwrap(), "127.0.0.1:0".parse().unwrap())
@@ -72,9 +68,8 @@ fn quic(c: &mut Criterion) {
         tokio::spawn(echo_server(echo));
         let client = Client::connect(ccrd_addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
         let echo_client = Client::connect(echo_addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
-        (client, echo_client, cert)
+        (client, echo_client, ccrd)
     });
-    drop(cert);
     let next_id = Arc::new(AtomicU64::new(1));
     let mut bytes = Vec::new();
     wire::encode_header("/ccr.v1.Gateway/Enqueue", &mut bytes);
@@ -109,6 +104,8 @@ fn quic(c: &mut Criterion) {
         })
     });
     group.finish();
+    drop((client, echo_client));
+    let _ = runtime.block_on(ccrd.stop());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

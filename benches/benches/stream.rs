@@ -8,7 +8,8 @@
 
 use std::time::Instant;
 
-use ccr_daemon::{config, server, tls};
+use ccr_daemon::config;
+use ccr_daemon::loopback::Loopback;
 use ccr_proto::client::Client;
 use ccr_proto::v1::gateway_command::Command as C;
 use ccr_proto::v1::routing_event::Event as E;
@@ -33,12 +34,6 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let dir = std::env::temp_dir().join(format!("ccr-bench-stream-{}", std::process::id()));
-        let identity = tls::self_signed(&dir).unwrap();
-        let cert = std::fs::read(&identity.cert_path).unwrap();
-        let endpoint =
-            quinn::Endpoint::server(tls::server_config(identity, None, 256).unwrap(), "127.0.0.1:0".parse().unwrap())
-                .unwrap();
-        let addr = endpoint.local_addr().unwrap();
         // `-- --no-decision-timing`: the same run with the routing thread's
         // only metrics work (timing each command) switched off.
         let timing = !std::env::args().any(|a| a == "--no-decision-timing");
@@ -46,8 +41,8 @@ fn main() {
         cfg.server.decision_timing = timing;
         println!("decision timing (ccr_routing_decision_seconds): {}", if timing { "on" } else { "off" });
         cfg.server.data_dir = dir.clone();
-        tokio::spawn(server::serve(endpoint, None, cfg, std::future::pending()));
-        let client = Client::connect(addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
+        let ccrd = Loopback::start(cfg, None, false).await.unwrap();
+        let client = Client::connect(ccrd.addr, "localhost", std::slice::from_ref(&ccrd.cert)).await.unwrap();
         for agent in 0..AGENTS {
             client
                 .login(LoginRequest {
@@ -111,6 +106,8 @@ fn main() {
         }
         rates.sort_by(f64::total_cmp);
         println!("median: {:.0} contacts/s (target ≥ 50,000)", rates[1]);
+        drop(client);
+        let _ = ccrd.stop().await;
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -12,6 +12,7 @@
 //!   stream, and the dispatcher that fans events out to subscribers.
 //! - [`convert`]: protobuf ↔ core types; the only module that sees both.
 //! - [`tls`]: certificates and the rustls/quinn configuration.
+//! - [`loopback`]: a ccrd in this process on ephemeral loopback ports (tests, benches, tools).
 //!
 //! - [`metrics`]: metric names, handles registered once, the `/metrics` page.
 //!
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod core_thread;
+pub mod loopback;
 pub mod metrics;
 pub mod server;
 pub mod tls;

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use ccr_daemon::{config, server, tls};
+use ccr_daemon::config;
+use ccr_daemon::loopback::Loopback;
 use ccr_proto::client::Client;
 use ccr_proto::v1::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,19 +30,9 @@ async fn metrics_page_shows_every_family() {
     let dir = std::env::temp_dir().join(format!("ccrd-metrics-{}", std::process::id()));
     let mut config = config::parse(CONFIG).unwrap();
     config.server.data_dir = dir.clone();
-    let identity = tls::self_signed(&dir).unwrap();
-    let cert = std::fs::read(&identity.cert_path).unwrap();
-    let endpoint =
-        quinn::Endpoint::server(tls::server_config(identity, None, 16).unwrap(), "127.0.0.1:0".parse().unwrap())
-            .unwrap();
-    let addr = endpoint.local_addr().unwrap();
-    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics_listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(endpoint, Some(metrics_listener), config, async move {
-        let _ = stopped.await;
-    }));
-    let client = Client::connect(addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
+    let daemon = Loopback::start(config, None, true).await.unwrap();
+    let metrics_addr = daemon.metrics_addr.unwrap();
+    let client = Client::connect(daemon.addr, "localhost", std::slice::from_ref(&daemon.cert)).await.unwrap();
     let mut desk = client.subscribe(vec![1]).await.unwrap();
     let contact = |id| EnqueueRequest {
         contact_id: id,
@@ -96,8 +87,7 @@ async fn metrics_page_shows_every_family() {
     assert!(!page.contains("nowhere"), "client input never becomes a label");
     assert!(scrape(metrics_addr, "/other").await.starts_with("HTTP/1.1 404"));
 
-    let _ = stop.send(());
     drop(client);
-    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), daemon.stop()).await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

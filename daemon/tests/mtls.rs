@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use ccr_daemon::{config, server, tls};
+use ccr_daemon::loopback::Loopback;
+use ccr_daemon::{config, tls};
 use ccr_proto::client::Client;
 use ccr_proto::v1::*;
 use ccr_proto::wire::Code;
@@ -47,17 +48,12 @@ async fn client_certificates_are_required_and_roles_enforced() {
     config.server.data_dir = dir.clone();
     let ca = ca();
     let ca_path = dir.join("clients-ca.der");
-    let identity = tls::self_signed(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(&ca_path, &ca.der).unwrap();
     config.tls.client_ca = Some(ca_path.clone());
-    let server_cert = std::fs::read(&identity.cert_path).unwrap();
-    let server_config = tls::server_config(identity, Some(tls::client_ca(&ca_path).unwrap()), 16).unwrap();
-    let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = endpoint.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(endpoint, None, config, async move {
-        let _ = stopped.await;
-    }));
+    let daemon = Loopback::start(config, Some(tls::client_ca(&ca_path).unwrap()), false).await.unwrap();
+    let addr = daemon.addr;
+    let server_cert = daemon.cert.clone();
     let roots = std::slice::from_ref(&server_cert);
 
     // No certificate: the handshake or the first call fails.
@@ -107,8 +103,7 @@ async fn client_certificates_are_required_and_roles_enforced() {
         .await
         .unwrap();
 
-    let _ = stop.send(());
     drop((gateway, agent));
-    timeout(Duration::from_secs(10), task).await.unwrap().unwrap().unwrap();
+    timeout(Duration::from_secs(10), daemon.stop()).await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

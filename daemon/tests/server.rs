@@ -4,11 +4,11 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use ccr_daemon::{config, server, tls};
+use ccr_daemon::config;
+use ccr_daemon::loopback::Loopback;
 use ccr_proto::client::{Client, Subscription};
 use ccr_proto::v1::{routing_event::Event as E, *};
 use ccr_proto::wire::{self, Code, Frame};
-use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 const CONFIG: &str = r#"
@@ -33,10 +33,7 @@ name = "support"
 struct TestServer {
     client: Client,
     dir: std::path::PathBuf,
-    addr: std::net::SocketAddr,
-    cert: Vec<u8>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), server::ServerError>>,
+    daemon: Loopback,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -51,28 +48,19 @@ async fn start_from(config_path: Option<std::path::PathBuf>) -> TestServer {
     let mut config = config::parse(CONFIG).expect("test config");
     config.server.data_dir = dir.clone();
     config.server.config_path = config_path;
-    let identity = tls::self_signed(&dir).expect("identity");
-    let cert = std::fs::read(&identity.cert_path).expect("cert");
-    let server_config = tls::server_config(identity, None, 64).expect("tls");
-    let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).expect("bind");
-    let addr = endpoint.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(endpoint, None, config, async move {
-        let _ = stopped.await;
-    }));
-    let client = Client::connect(addr, "localhost", std::slice::from_ref(&cert)).await.expect("connect");
-    TestServer { client, dir, addr, cert, stop: Some(stop), task }
+    let daemon = Loopback::start(config, None, false).await.expect("ccrd starts");
+    let client = Client::connect(daemon.addr, "localhost", std::slice::from_ref(&daemon.cert)).await.expect("connect");
+    TestServer { client, dir, daemon }
 }
 
 impl TestServer {
     async fn second_client(&self) -> Client {
-        Client::connect(self.addr, "localhost", std::slice::from_ref(&self.cert)).await.expect("connect")
+        Client::connect(self.daemon.addr, "localhost", std::slice::from_ref(&self.daemon.cert)).await.expect("connect")
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
+    async fn stop(self) {
         drop(self.client);
-        timeout(Duration::from_secs(10), self.task).await.expect("server stops").unwrap().unwrap();
+        timeout(Duration::from_secs(10), self.daemon.stop()).await.expect("server stops").unwrap();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

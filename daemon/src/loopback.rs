@@ -1,0 +1,65 @@
+//! A ccrd running inside this process on ephemeral loopback ports, for
+//! tests, benchmarks and tools: the caller picks the configuration, the
+//! daemon binds 127.0.0.1:0, and `stop` shuts it down cleanly.
+
+use std::net::SocketAddr;
+
+use rustls::pki_types::CertificateDer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::server::{self, ServerError};
+use crate::tls::{self, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoopbackError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("binding loopback: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Loopback {
+    /// The QUIC address.
+    pub addr: SocketAddr,
+    /// The `/metrics` address, when asked for.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The server certificate (DER), for clients to trust.
+    pub cert: Vec<u8>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl Loopback {
+    /// Starts ccrd with `config` (its certificate self-signed into
+    /// `config.server.data_dir`), requiring client certificates from
+    /// `client_ca` when given.
+    pub async fn start(
+        config: Config,
+        client_ca: Option<CertificateDer<'static>>,
+        with_metrics: bool,
+    ) -> Result<Loopback, LoopbackError> {
+        let identity = tls::self_signed(&config.server.data_dir)?;
+        let cert = std::fs::read(&identity.cert_path)?;
+        let server_config = tls::server_config(identity, client_ca, config.server.max_streams_per_connection)?;
+        let endpoint = quinn::Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = endpoint.local_addr()?;
+        let metrics = match with_metrics {
+            true => Some(tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?),
+            false => None,
+        };
+        let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(endpoint, metrics, config, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Loopback { addr, metrics_addr, cert, stop, task })
+    }
+
+    /// Stops the daemon and waits for it to finish.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or(Ok(()))
+    }
+}
