@@ -72,6 +72,21 @@ struct Refusals {
     protocol_errors: AtomicU64,
 }
 
+impl Shared {
+    /// Counts an admission refusal, for `Admin/Health` and for Prometheus.
+    fn refused(&self, reason: &'static str) {
+        let counter = if reason == "pending_limit" { &self.refusals.requests } else { &self.refusals.connections };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.metrics.refusal(reason);
+    }
+
+    /// Counts a stream refused for breaking the protocol.
+    fn protocol_error(&self, kind: &'static str) {
+        self.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.protocol_error(kind);
+    }
+}
+
 /// What every stream task needs.
 #[derive(Clone)]
 struct Shared {
@@ -172,8 +187,7 @@ pub async fn serve(
         // Admission control before the handshake costs us anything.
         if open.load(Ordering::Relaxed) >= config.server.max_connections {
             warn!(remote = %incoming.remote_address(), "refused: connection limit");
-            shared.refusals.connections.fetch_add(1, Ordering::Relaxed);
-            shared.metrics.refusal("connection_limit");
+            shared.refused("connection_limit");
             incoming.refuse();
             continue;
         }
@@ -226,8 +240,7 @@ fn role_of(connection: &quinn::Connection, shared: &Shared) -> Option<Role> {
 async fn serve_connection(connection: quinn::Connection, shared: Shared) {
     let Some(role) = role_of(&connection, &shared) else {
         warn!(remote = %connection.remote_address(), "refused: client certificate has no role (OU gateway, agent or admin)");
-        shared.refusals.connections.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.refusal("no_role");
+        shared.refused("no_role");
         connection.close(1u32.into(), b"no role");
         return;
     };
@@ -369,8 +382,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         Ok(None) => return,
         Err(status) => {
             warn!(%status, "protocol error");
-            shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            shared.metrics.protocol_error("bad_header");
+            shared.protocol_error("bad_header");
             return finish(&mut send, None, status).await;
         }
     };
@@ -383,12 +395,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         Ok(None) => return finish(&mut send, None, Status::new(Code::InvalidArgument, "no request message")).await,
         Err(status) => {
             warn!(%status, "protocol error");
-            shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            shared.metrics.protocol_error(if status.code() == Code::ResourceExhausted {
-                "too_large"
-            } else {
-                "bad_frame"
-            });
+            shared.protocol_error(if status.code() == Code::ResourceExhausted { "too_large" } else { "bad_frame" });
             return finish(&mut send, None, status).await;
         }
     };
@@ -434,11 +441,32 @@ fn framed(message: &impl Message) -> Vec<u8> {
     out
 }
 
+/// Position and estimated wait of a contact (reclaiming it from a lost gateway).
+async fn position(contact: ContactId, shared: &Shared, session: &Session) -> Result<pb::PositionResponse, Status> {
+    adopt(contact, shared, session).await;
+    let _permit = admit(shared)?;
+    let estimate = shared
+        .core
+        .query(move |router| router.estimate_wait(contact))
+        .await
+        .map_err(|_| Status::new(Code::Unavailable, "shutting down"))?
+        .map_err(|e: CommandError| convert::command_error(&e))?;
+    Ok(pb::PositionResponse {
+        position: estimate.position,
+        estimated_wait_millis: estimate.estimated_wait.as_millis() as u64,
+        method: match estimate.method {
+            ccr_core::EwtMethod::QueueVelocity => "queue_velocity",
+            ccr_core::EwtMethod::HandleTimeModel => "handle_time_model",
+            ccr_core::EwtMethod::NotWaiting => "not_waiting",
+        }
+        .into(),
+    })
+}
+
 fn admit(shared: &Shared) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
     shared.pending.try_acquire().map_err(|_| {
         warn!("refused: too many pending requests");
-        shared.refusals.requests.fetch_add(1, Ordering::Relaxed);
-        shared.metrics.refusal("pending_limit");
+        shared.refused("pending_limit");
         Status::new(Code::ResourceExhausted, "too many pending requests; retry")
     })
 }
@@ -497,24 +525,7 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
         }
         "/ccr.v1.Gateway/Position" => {
             let r: pb::PositionRequest = decode(body)?;
-            adopt(ContactId(r.contact_id), shared, session).await;
-            let _permit = admit(shared)?;
-            let estimate = shared
-                .core
-                .query(move |router| router.estimate_wait(ContactId(r.contact_id)))
-                .await
-                .map_err(|_| Status::new(Code::Unavailable, "shutting down"))?
-                .map_err(|e: CommandError| convert::command_error(&e))?;
-            framed(&pb::PositionResponse {
-                position: estimate.position,
-                estimated_wait_millis: estimate.estimated_wait.as_millis() as u64,
-                method: match estimate.method {
-                    ccr_core::EwtMethod::QueueVelocity => "queue_velocity",
-                    ccr_core::EwtMethod::HandleTimeModel => "handle_time_model",
-                    ccr_core::EwtMethod::NotWaiting => "not_waiting",
-                }
-                .into(),
-            })
+            framed(&position(ContactId(r.contact_id), shared, session).await?)
         }
         "/ccr.v1.AgentDesk/Login" => {
             let r: pb::LoginRequest = decode(body)?;
@@ -616,8 +627,7 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
             })
         }
         other => {
-            shared.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            shared.metrics.protocol_error("unknown_method");
+            shared.protocol_error("unknown_method");
             return Err(Status::new(Code::Unimplemented, format!("unknown method {other:?}")));
         }
     })
@@ -702,11 +712,8 @@ fn stream_command(body: &[u8], shared: &Shared, session: &Arc<Session>) -> Reply
         Some(C::Position(r)) => {
             let (shared, session) = (shared.clone(), session.clone());
             return Box::pin(async move {
-                match unary("/ccr.v1.Gateway/Position", &r.encode_to_vec(), &shared, &session).await {
-                    Ok(framed) => {
-                        let response = pb::PositionResponse::decode(&framed[5..]).ok().map(R::Position);
-                        pb::GatewayReply { id, status: Some(Status::ok()), response }
-                    }
+                match position(ContactId(r.contact_id), &shared, &session).await {
+                    Ok(p) => pb::GatewayReply { id, status: Some(Status::ok()), response: Some(R::Position(p)) },
                     Err(status) => refused(id, status),
                 }
             });
@@ -798,6 +805,7 @@ async fn dispatch(
     let mut all: HashMap<u64, Subscriber> = HashMap::new();
     let mut by_agent: HashMap<AgentId, Vec<u64>> = HashMap::new();
     let mut gateways: Vec<u64> = Vec::new();
+    let mut dropped: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
             Some(sub) = subscribers.recv() => {
@@ -825,15 +833,19 @@ async fn dispatch(
                     _ => {}
                 }
                 let Some((audience, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
-                let mut targets = gateways.clone();
-                if let Audience::Agent(agent) = audience {
-                    targets.extend(by_agent.get(&agent).into_iter().flatten());
+                let agent_subs = match audience {
+                    Audience::Agent(agent) => by_agent.get(&agent).map_or(&[][..], Vec::as_slice),
+                    Audience::Gateways => &[],
+                };
+                dropped.clear();
+                for &id in gateways.iter().chain(agent_subs) {
+                    if all.get(&id).is_some_and(|sub| sub.tx.try_send(message.clone()).is_err()) {
+                        dropped.push(id);
+                    }
                 }
-                for id in targets {
-                    let Some(sub) = all.get(&id) else { continue };
-                    if sub.tx.try_send(message.clone()).is_err() {
-                        warn!(subscriber = id, "event subscriber too slow or gone: dropped");
-                        let sub = all.remove(&id).expect("present");
+                for &id in &dropped {
+                    warn!(subscriber = id, "event subscriber too slow or gone: dropped");
+                    if let Some(sub) = all.remove(&id) {
                         gateways.retain(|g| *g != id);
                         for agent in sub.agents {
                             if let Some(list) = by_agent.get_mut(&agent) {
