@@ -34,9 +34,6 @@ pub struct Agent {
     /// Contact slots offered to or connected with this agent.
     pub work: Vec<u32>,
     pub presence: Presence,
-    /// Order of the agent's current entries in the agent pools; compared for
-    /// "longest idle". Zero while the agent is in no pool.
-    pub idle_order: u64,
     /// Agent pools this agent is filed in when it has room (fixed at login).
     pub memberships: Vec<crate::pools::Membership>,
     /// Contact lists it reads when it looks for work: (channel, list id, its

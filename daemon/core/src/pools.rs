@@ -8,7 +8,8 @@
 //! still holds that entry and meets the contact's other skills.
 //!
 //! Entries are never searched for and removed: any change to an agent gives it
-//! a new `idle_order`, which makes all its old entries stale at once (O(1)).
+//! a new order in the dense `orders` array (the one place an agent's order
+//! is kept), which makes all its old entries stale at once (O(1)).
 //! Stale entries are popped when they reach a pool's front and swept out when
 //! a pool doubles in length, so the cost stays amortised O(1) per push.
 
@@ -173,6 +174,12 @@ impl AgentPools {
             }
         }
         out
+    }
+
+    /// The agent's current order ("longest idle" rank among agents with
+    /// room); 0 while it is in no pool.
+    pub(crate) fn order(&self, slot: u32) -> u64 {
+        self.orders.get(slot as usize).copied().unwrap_or(0)
     }
 
     /// Makes every entry of the agent stale (O(1)).

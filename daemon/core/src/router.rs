@@ -266,7 +266,7 @@ impl Router {
         let agents = self
             .agents
             .iter()
-            .map(|(_, a)| AgentView {
+            .map(|(slot, a)| AgentView {
                 id: a.id,
                 skills: a.skills.clone(),
                 languages: a.languages.clone(),
@@ -277,7 +277,7 @@ impl Router {
                     Presence::NotReady(r) => Some(r),
                 },
                 state: a.state(),
-                idle_order: a.idle_order,
+                idle_order: self.pools.order(slot),
                 wrap_ups: a.wrap_ups.iter().map(|w| (w.contact, w.channel, w.ends_at)).collect(),
             })
             .collect();
@@ -356,7 +356,6 @@ impl Router {
             wrap_ups: Vec::new(),
             work: Vec::new(),
             presence,
-            idle_order: 0,
             memberships: Vec::new(),
             lists: Vec::new(),
             reported: None,
@@ -1054,7 +1053,7 @@ impl Router {
                             rank: rank.value,
                             proficiency: proficiency(c),
                             occupancy: self.agents[slot].usage[c.channel.index()],
-                            idle_order: self.agents[slot].idle_order,
+                            idle_order: self.pools.order(slot),
                         }
                     })
                     .collect();
@@ -1081,13 +1080,11 @@ impl Router {
 
     /// Invalidates the agent's pool entries and files it again if it has room.
     fn repool(&mut self, slot: u32) {
-        let agent = &mut self.agents[slot];
-        if agent.has_room_anywhere() {
-            agent.idle_order = self.next_idle_order;
+        if self.agents[slot].has_room_anywhere() {
+            let order = self.next_idle_order;
             self.next_idle_order += 1;
-            self.pools.push(&self.agents, slot, self.agents[slot].idle_order);
+            self.pools.push(&self.agents, slot, order);
         } else {
-            agent.idle_order = 0;
             self.pools.invalidate(slot);
         }
     }
@@ -1110,7 +1107,6 @@ impl Router {
         agent.ringing += 1;
         agent.work.push(contact_slot);
         // Stale pool entries until the caller re-pools the agent.
-        agent.idle_order = 0;
         self.pools.invalidate(agent_slot);
         self.queues[usize::from(c.queue.0)].counters.offered += 1;
         self.timers.schedule_in_lane(lane(LANE_OFFER, c.queue.0, 0), expires_at, Timer::OfferExpiry { offer });
