@@ -16,12 +16,14 @@
 //!
 //! - [`metrics`]: metric names, handles registered once, the `/metrics` page.
 //!
-//! The journal comes in its own module.
+//! - [`journal`]: durability: the write-ahead journal of the core's inputs,
+//!   snapshots, recovery and `ccrd journal inspect`.
 
 pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod core_thread;
+pub mod journal;
 pub mod loopback;
 pub mod metrics;
 pub mod server;

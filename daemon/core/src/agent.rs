@@ -5,14 +5,14 @@ use crate::event::AgentState;
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, QueueId, SkillId, SkillReq};
 use crate::time::Time;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Presence {
     Ready,
     NotReady(NotReadyReason),
 }
 
 /// After-contact work in progress: it holds the contact's channel slot.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WrapUp {
     pub contact: ContactId,
     pub channel: Channel,
@@ -20,6 +20,7 @@ pub struct WrapUp {
     pub ends_at: Time,
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     pub id: AgentId,
     /// Sorted by skill id.

@@ -29,7 +29,7 @@ use crate::slab::Slab;
 /// Language slot of a list key for buckets that accept any language.
 pub(crate) const ANY_LANGUAGE: u16 = u16::MAX;
 
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ListKey {
     pub channel: Channel,
     pub skill: SkillId,
@@ -37,7 +37,7 @@ pub(crate) struct ListKey {
 }
 
 /// Requirements shared by every contact of a bucket.
-#[derive(PartialEq, Eq, Debug)]
+#[derive(PartialEq, Eq, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct BucketKey {
     pub channel: Channel,
     pub skills: Vec<SkillReq>,
@@ -82,6 +82,7 @@ impl Equivalent<BucketKey> for BucketKeyRef<'_> {
     }
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Bucket {
     pub key: BucketKey,
     pub contacts: BTreeSet<(Rank, u32)>,
@@ -96,7 +97,7 @@ impl Bucket {
 }
 
 /// Non-empty buckets of one (channel, skill, language).
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct List {
     /// Single-skill buckets by minimum proficiency (index = min − 1), each
     /// level ordered by head rank.
@@ -115,7 +116,7 @@ pub(crate) struct List {
 }
 
 /// Up to [`InlineReqs::MAX`] skill requirements, stored in place.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct InlineReqs {
     reqs: [SkillReq; InlineReqs::MAX],
     len: u8,
@@ -169,7 +170,7 @@ impl List {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct BucketIndex {
     by_key: HashMap<BucketKey, u32, FxBuildHasher>,
     buckets: Slab<Bucket>,

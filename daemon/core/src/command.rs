@@ -8,7 +8,7 @@ use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, Skil
 use crate::time::Time;
 
 /// Why an agent is not ready. Reported in agent state and statistics.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub enum NotReadyReason {
     /// Just logged in and has not said ready yet.
     LoggedIn,
@@ -21,11 +21,14 @@ pub enum NotReadyReason {
     Rona,
     /// Set by the core: the agent rejected an offer.
     Declined,
+    /// Set by the core on [`Command::Restart`]: the daemon restarted and waits
+    /// for the agent's desktop to come back and say it is ready.
+    Restart,
     Other,
 }
 
 /// What an agent can do, given at login.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AgentProfile {
     /// Skills with proficiency 1–10, each skill at most once.
     pub skills: Vec<(SkillId, u8)>,
@@ -36,7 +39,7 @@ pub struct AgentProfile {
 }
 
 /// A contact as the gateway describes it.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ContactSpec {
     pub id: ContactId,
     pub channel: Channel,
@@ -53,7 +56,7 @@ pub struct ContactSpec {
 }
 
 /// New requirements for a transferred contact.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TransferSpec {
     pub contact: ContactId,
     pub queue: QueueId,
@@ -65,7 +68,7 @@ pub struct TransferSpec {
     pub context: Vec<(String, String)>,
 }
 
-#[derive(Clone, PartialEq, Debug)]
+#[derive(Clone, PartialEq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     // Agent side.
     AgentLogin {
@@ -124,6 +127,13 @@ pub enum Command {
     /// parameters may change. Waiting contacts are re-ranked and re-checked
     /// against the new rules at once.
     Reconfigure(Box<crate::config::RouterConfig>),
+    /// The driver restarted from saved state. The desktops that showed ringing
+    /// offers are gone, so every ringing offer is withdrawn and its contact
+    /// goes back to its place; every logged-in agent goes not ready
+    /// ([`NotReadyReason::Restart`]) until its desktop reconnects and says it
+    /// is ready, so that no offer rings on a screen nobody has. Connected
+    /// contacts and wrap-ups carry on.
+    Restart,
     /// A callback that becomes routable at `due` and should be answered by
     /// `deadline`.
     ScheduleCallback {
@@ -134,7 +144,7 @@ pub enum Command {
 }
 
 /// The successful answer to a command.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     Done,
     /// The contact is in `queue` (which differs from the requested one after a

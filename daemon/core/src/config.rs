@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::ids::{QueueId, MAX_PROFICIENCY, MIN_PROFICIENCY};
 
 /// Everything the router needs to know before the first command.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RouterConfig {
     /// Priority tiers, highest first (index = [`crate::TierId`]).
     pub tiers: Vec<TierConfig>,
@@ -47,7 +47,7 @@ impl Default for RouterConfig {
 }
 
 /// A priority tier.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TierConfig {
     pub name: String,
     /// Head start under [`ContactPolicy::TierAging`]: a contact of this tier is
@@ -66,14 +66,14 @@ impl TierConfig {
 }
 
 /// "80 % answered within 20 s".
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceLevel {
     pub target: f64,
     pub threshold: Duration,
 }
 
 /// Which waiting contact an agent takes when several qualify.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ContactPolicy {
     /// Highest tier first, FIFO within a tier. Lower tiers can starve while
     /// higher-tier contacts keep arriving: the overtaking bound is unbounded.
@@ -88,7 +88,7 @@ pub enum ContactPolicy {
 }
 
 /// Which available agent a contact gets when several qualify.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AgentPolicy {
     /// The agent whose workload changed longest ago (for voice: longest idle).
     LongestIdle,
@@ -99,13 +99,13 @@ pub enum AgentPolicy {
 }
 
 /// Relax a contact's requirements once it has waited `after` in its queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RelaxStep {
     pub after: Duration,
     pub action: RelaxAction,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RelaxAction {
     /// Required proficiencies above this are lowered to it.
     MinProficiencyAtMost(u8),
@@ -118,13 +118,13 @@ pub enum RelaxAction {
 }
 
 /// What happens to a contact offered to a queue that is at `max_waiting`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WhenFull {
     Refuse,
     OverflowTo(QueueId),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueueConfig {
     pub name: String,
     pub service_level: ServiceLevel,

@@ -9,7 +9,7 @@ use crate::time::{micros, Time};
 /// "virtual due time" in microseconds (see [`rank_value`]); `seq` breaks ties by
 /// order of first arrival. It is fixed while the contact stays in one queue, so
 /// a contact that comes back after RONA or a withdrawn offer regains its place.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Rank {
     pub value: u64,
     pub seq: u64,
@@ -40,7 +40,7 @@ pub fn rank_value(cfg: &RouterConfig, queue: QueueId, tier: TierId, arrival: Tim
 }
 
 /// How far a contact's requirements have been relaxed in its current queue.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Relaxation {
     /// Required proficiencies are capped at this.
     pub proficiency_cap: u8,
@@ -65,7 +65,7 @@ impl Relaxation {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ContactState {
     /// A callback not yet due.
     Scheduled {
@@ -85,6 +85,7 @@ pub enum ContactState {
     },
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Contact {
     pub id: ContactId,
     pub channel: Channel,

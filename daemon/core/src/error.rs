@@ -42,7 +42,7 @@ pub enum CommandError {
 }
 
 /// How an offer ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OfferOutcome {
     Accepted,
     Rejected,

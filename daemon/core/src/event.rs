@@ -11,7 +11,7 @@ use crate::time::Time;
 
 /// The state of an agent as supervisors see it. Derived from presence and
 /// workload: a ringing offer shows as reserved even with chats in progress.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AgentState {
     Offline,
     NotReady(NotReadyReason),
@@ -38,7 +38,7 @@ impl AgentState {
 }
 
 /// Which side's change led to a decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Trigger {
     /// A contact became routable (arrival, relaxation, return after RONA,
     /// transfer, callback due): it took the best available agent.
@@ -51,7 +51,7 @@ pub enum Trigger {
 }
 
 /// The rule that ordered the candidates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Rule {
     Contact(ContactPolicy),
     Agent(AgentPolicy),
@@ -61,7 +61,7 @@ pub enum Rule {
 /// One pairing the router weighed. Lower `rank` is served first; for agents,
 /// higher `proficiency`, lower `occupancy` and lower `idle_order` (idle longer)
 /// win according to the rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Candidate {
     pub contact: ContactId,
     pub agent: AgentId,
@@ -72,7 +72,7 @@ pub struct Candidate {
 }
 
 /// Why an offer went where it went.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Explanation {
     pub trigger: Trigger,
     pub rule: Rule,
@@ -81,7 +81,7 @@ pub struct Explanation {
     pub candidates: Vec<Candidate>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// An agent is reserved for a contact: ring their desktop.
     Offered {
@@ -165,7 +165,7 @@ pub enum Event {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OverflowReason {
     QueueFull,
     Relaxation,

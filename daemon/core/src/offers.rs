@@ -9,7 +9,7 @@ use crate::error::OfferOutcome;
 use crate::ids::{AgentId, ContactId, OfferId};
 use crate::time::Time;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Offer {
     pub contact_slot: u32,
     pub contact: ContactId,
@@ -18,13 +18,14 @@ pub(crate) struct Offer {
     pub expires_at: Time,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct EndedOffer {
     pub agent: AgentId,
     pub contact: ContactId,
     pub outcome: OfferOutcome,
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Offers {
     pending: FxHashMap<OfferId, Offer>,
     ended: FxHashMap<OfferId, EndedOffer>,
@@ -62,6 +63,13 @@ impl Offers {
 
     pub(crate) fn pending(&self, id: OfferId) -> Option<&Offer> {
         self.pending.get(&id)
+    }
+
+    /// Ids of the pending offers, oldest first (a deterministic order).
+    pub(crate) fn pending_ids(&self) -> Vec<OfferId> {
+        let mut ids: Vec<OfferId> = self.pending.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     pub(crate) fn pending_count(&self) -> usize {

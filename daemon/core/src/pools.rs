@@ -23,7 +23,7 @@ use crate::config::AgentPolicy;
 use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
 use crate::slab::Slab;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Entry {
     slot: u32,
     order: u64,
@@ -31,7 +31,7 @@ struct Entry {
 
 /// A FIFO of entries whose first entry is kept inline, so that looking at a
 /// pool's best agent reads one cache line of the group, not the queue buffer.
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Pool {
     head: Option<Entry>,
     rest: VecDeque<Entry>,
@@ -71,7 +71,7 @@ impl Pool {
 }
 
 /// The pools of one (channel, skill, language), by proficiency and occupancy.
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Group {
     pools: Vec<Pool>,
 }
@@ -122,14 +122,14 @@ impl AgentCandidate {
 
 /// Where an agent is filed: one group per (channel, skill, language or ANY),
 /// at its proficiency in that skill. Computed once at login.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Membership {
     pub channel: Channel,
     pub proficiency: u8,
     pub group: u32,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AgentPools {
     group_ids: FxHashMap<u64, u32>,
     groups: Vec<Group>,

@@ -40,6 +40,7 @@ pub const MAX_PREFERRED_AGENTS: usize = 8;
 pub const MAX_SKILLS_PER_AGENT: usize = 256;
 pub const MAX_LANGUAGES_PER_AGENT: usize = 32;
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Router {
     cfg: RouterConfig,
     now: Time,
@@ -110,6 +111,7 @@ impl Router {
             Command::Transfer(spec) => self.transfer(spec),
             Command::ScheduleCallback { spec, due, deadline } => self.enqueue(spec, Some((due, deadline))),
             Command::Reconfigure(cfg) => self.reconfigure(*cfg),
+            Command::Restart => Ok(self.restart()),
         }
     }
 
@@ -427,10 +429,34 @@ impl Router {
         Ok(Reply::Done)
     }
 
+    fn restart(&mut self) -> Reply {
+        // Agents first, so that no withdrawn contact is offered straight back
+        // to a desktop that is gone.
+        let slots: Vec<u32> = self.agents.iter().map(|(slot, _)| slot).collect();
+        for &slot in &slots {
+            self.agents[slot].presence = Presence::NotReady(NotReadyReason::Restart);
+            self.agent_lost_room(slot);
+        }
+        for offer in self.offers.pending_ids() {
+            let o = self.offers.close(offer, OfferOutcome::Withdrawn);
+            let contact = self.contacts[o.contact_slot].id;
+            self.events.push_back(Event::OfferEnded {
+                offer,
+                contact,
+                agent: o.agent,
+                outcome: OfferOutcome::Withdrawn,
+            });
+            self.release_agent_slot(o.agent_slot, o.contact_slot, true);
+            self.return_to_queue(o.contact_slot);
+        }
+        Reply::Done
+    }
+
     fn set_presence(&mut self, id: AgentId, presence: Presence) -> Result<Reply, CommandError> {
         let slot = self.agent_slot(id)?;
-        if let Presence::NotReady(NotReadyReason::Rona | NotReadyReason::Declined) = presence {
-            return Err(invalid("reason", "RONA and declined are set by the router only".into()));
+        if let Presence::NotReady(NotReadyReason::Rona | NotReadyReason::Declined | NotReadyReason::Restart) = presence
+        {
+            return Err(invalid("reason", "RONA, declined and restart are set by the router only".into()));
         }
         let agent = &mut self.agents[slot];
         if agent.presence == presence {

@@ -1,6 +1,7 @@
 //! A slab with generations: dense storage addressed by `u32` slots, so the
 //! indexes hold 4-byte handles instead of hashing external ids.
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Slab<T> {
     slots: Vec<Option<T>>,
     free: Vec<u32>,

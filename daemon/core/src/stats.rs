@@ -27,7 +27,7 @@ use crate::time::Time;
 pub const WARM_UP_DEPARTURES: u64 = 10;
 
 /// Counters since the router started. Monotonic.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueCounters {
     /// Contacts that entered this queue by enqueue or callback.
     pub arrived: u64,
@@ -83,7 +83,7 @@ pub enum EwtMethod {
     NotWaiting,
 }
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct QueueState {
     pub waiting_by_tier: Vec<u32>,
     pub counters: QueueCounters,

@@ -9,7 +9,7 @@ use std::ops::{Add, Sub};
 use std::time::Duration;
 
 /// A point in time, in microseconds since an epoch chosen by the driver.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
 pub struct Time(u64);
 
 impl Time {

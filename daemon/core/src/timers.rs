@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use crate::ids::{ContactId, OfferId};
 use crate::time::Time;
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Timer {
     /// Relaxation step, end of a preferred-agent hold, or a callback coming due.
     ContactWake {
@@ -39,7 +39,7 @@ pub(crate) enum Timer {
 
 type Entry = (Time, u64, Timer);
 
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<Entry>>,
     lanes: Vec<VecDeque<Entry>>,

@@ -1,0 +1,274 @@
+//! The bytes on disk: journal records, segment files and snapshot files.
+//!
+//! ```text
+//! segment  := "CCRJNL01" first_seq:u64le record*
+//! record   := len:u32le crc:u32le payload[len]        crc = CRC32C(payload)
+//! payload  := postcard(Entry { seq, now, input })
+//! snapshot := "CCRSNP01" seq:u64le now:u64le len:u64le crc:u32le payload[len]
+//! payload  := postcard(SnapshotBody { names, router })
+//! ```
+//! Segments are named `journal-<first seq, 20 digits>.wal` and snapshots
+//! `snapshot-<seq, 20 digits>.snap`, so that a directory listing sorts them.
+//! A snapshot at `seq` holds the state after every record up to `seq`.
+
+use std::path::{Path, PathBuf};
+
+use ccr_core::{Command, RouterConfig, Time};
+use serde::{Deserialize, Serialize};
+
+pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL01";
+pub const SEGMENT_HEADER_LEN: usize = 16;
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP01";
+pub const SNAPSHOT_HEADER_LEN: usize = 36;
+pub const RECORD_HEADER_LEN: usize = 8;
+/// Larger than any command can be (the QUIC message limit is far lower), so a
+/// length beyond it can only be damage.
+pub const MAX_RECORD_LEN: usize = 16 << 20;
+
+/// The names behind the core's small ids (skill 3 is `names.skills[3]`): a
+/// snapshot and a restart carry them so that a later configuration that
+/// renumbers skills cannot silently change what recovered contacts require.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Names {
+    pub skills: Vec<String>,
+    pub languages: Vec<String>,
+    pub queues: Vec<String>,
+    pub tiers: Vec<String>,
+}
+
+impl Names {
+    pub fn of(catalog: &crate::config::Catalog) -> Names {
+        Names {
+            skills: catalog.skills.clone(),
+            languages: catalog.languages.clone(),
+            queues: catalog.queues.clone(),
+            tiers: catalog.tiers.clone(),
+        }
+    }
+}
+
+/// One input of the core, as it was given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// `Router::handle(now, command)`, for a command the core accepted.
+    Command(Command),
+    /// `Router::handle_timeout(now)`, when timers were due.
+    Timers,
+    /// ccrd restarted here: from now on these names and this configuration
+    /// apply, and the core was given [`Command::Restart`].
+    Restart { names: Names, config: Box<RouterConfig> },
+}
+
+/// [`Input`] by reference, encoded to the same bytes, so that the routing
+/// thread journals a command without cloning it.
+#[derive(Serialize)]
+pub enum InputRef<'a> {
+    Command(&'a Command),
+    Timers,
+    #[allow(dead_code)] // Encoded through `Input`; kept so the variant indexes match.
+    Restart {
+        names: &'a Names,
+        config: &'a RouterConfig,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub now: Time,
+    pub input: Input,
+}
+
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    seq: u64,
+    now: Time,
+    input: InputRef<'a>,
+}
+
+/// Appends one record for `input` to `out`.
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, now: Time, input: InputRef<'_>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    let mut out_vec = std::mem::take(out);
+    out_vec = postcard::to_extend(&EntryRef { seq, now, input }, out_vec).expect("encoding into a Vec cannot fail");
+    *out = out_vec;
+    seal_record(out, start);
+}
+
+/// Appends one record for an owned entry (restart records, tests).
+pub fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    let mut out_vec = std::mem::take(out);
+    out_vec = postcard::to_extend(entry, out_vec).expect("encoding into a Vec cannot fail");
+    *out = out_vec;
+    seal_record(out, start);
+}
+
+fn seal_record(out: &mut [u8], start: usize) {
+    let payload = &out[start + RECORD_HEADER_LEN..];
+    let len = u32::try_from(payload.len()).expect("a record is under 4 GiB");
+    let crc = crc32c::crc32c(payload);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// What the bytes at an offset of a segment hold.
+#[derive(Debug, PartialEq)]
+pub enum Decoded {
+    /// A whole, intact record of `len` bytes in all.
+    Record(Entry, usize),
+    /// The data ends inside a record (or exactly at a record boundary: `Eof`).
+    Truncated,
+    Eof,
+    /// Length out of range, checksum mismatch, or an undecodable payload.
+    Corrupt(&'static str),
+}
+
+/// Decodes the record at the start of `bytes`.
+pub fn decode_record(bytes: &[u8]) -> Decoded {
+    if bytes.is_empty() {
+        return Decoded::Eof;
+    }
+    if bytes.len() < RECORD_HEADER_LEN {
+        return Decoded::Truncated;
+    }
+    let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if len == 0 || len > MAX_RECORD_LEN {
+        return Decoded::Corrupt("record length out of range");
+    }
+    let Some(payload) = bytes.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len) else {
+        return Decoded::Truncated;
+    };
+    if crc32c::crc32c(payload) != crc {
+        return Decoded::Corrupt("checksum mismatch");
+    }
+    match postcard::from_bytes::<Entry>(payload) {
+        Ok(entry) => Decoded::Record(entry, RECORD_HEADER_LEN + len),
+        Err(_) => Decoded::Corrupt("checksum matches but the payload does not decode (written by another version?)"),
+    }
+}
+
+pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut h = [0; SEGMENT_HEADER_LEN];
+    h[..8].copy_from_slice(SEGMENT_MAGIC);
+    h[8..].copy_from_slice(&first_seq.to_le_bytes());
+    h
+}
+
+/// The first sequence number a segment header names, if the header is whole.
+pub fn parse_segment_header(bytes: &[u8]) -> Option<u64> {
+    (bytes.len() >= SEGMENT_HEADER_LEN && &bytes[..8] == SEGMENT_MAGIC)
+        .then(|| u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")))
+}
+
+pub fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("journal-{first_seq:020}.wal"))
+}
+
+pub fn snapshot_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("snapshot-{seq:020}.snap"))
+}
+
+/// The sequence number in a segment or snapshot file name.
+pub fn file_seq(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
+}
+
+/// A snapshot's header fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    pub seq: u64,
+    pub now: Time,
+    pub len: u64,
+    pub crc: u32,
+}
+
+pub fn encode_snapshot_header(h: SnapshotHeader) -> [u8; SNAPSHOT_HEADER_LEN] {
+    let mut out = [0; SNAPSHOT_HEADER_LEN];
+    out[..8].copy_from_slice(SNAPSHOT_MAGIC);
+    out[8..16].copy_from_slice(&h.seq.to_le_bytes());
+    out[16..24].copy_from_slice(&h.now.as_micros().to_le_bytes());
+    out[24..32].copy_from_slice(&h.len.to_le_bytes());
+    out[32..36].copy_from_slice(&h.crc.to_le_bytes());
+    out
+}
+
+pub fn parse_snapshot_header(bytes: &[u8]) -> Option<SnapshotHeader> {
+    if bytes.len() < SNAPSHOT_HEADER_LEN || &bytes[..8] != SNAPSHOT_MAGIC {
+        return None;
+    }
+    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    Some(SnapshotHeader {
+        seq: u64_at(8),
+        now: Time::from_micros(u64_at(16)),
+        len: u64_at(24),
+        crc: u32::from_le_bytes(bytes[32..36].try_into().expect("4 bytes")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccr_core::{AgentId, OfferId};
+
+    fn record(seq: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let command = Command::Accept { agent: AgentId(7), offer: OfferId(seq) };
+        encode_record(&mut out, seq, Time::from_secs(seq), InputRef::Command(&command));
+        out
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let bytes = record(42);
+        match decode_record(&bytes) {
+            Decoded::Record(entry, len) => {
+                assert_eq!(len, bytes.len());
+                assert_eq!(entry.seq, 42);
+                assert_eq!(entry.now, Time::from_secs(42));
+                assert_eq!(entry.input, Input::Command(Command::Accept { agent: AgentId(7), offer: OfferId(42) }));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_borrowed_and_owned_forms_encode_alike() {
+        let entry = Entry {
+            seq: 9,
+            now: Time::from_micros(5),
+            input: Input::Restart { names: Names::default(), config: Box::new(RouterConfig::default()) },
+        };
+        let mut owned = Vec::new();
+        encode_entry(&mut owned, &entry);
+        let mut borrowed = Vec::new();
+        let names = Names::default();
+        let config = RouterConfig::default();
+        encode_record(&mut borrowed, 9, Time::from_micros(5), InputRef::Restart { names: &names, config: &config });
+        assert_eq!(owned, borrowed);
+        let mut timers = Vec::new();
+        encode_record(&mut timers, 3, Time::ZERO, InputRef::Timers);
+        assert!(matches!(decode_record(&timers), Decoded::Record(Entry { input: Input::Timers, .. }, _)));
+    }
+
+    #[test]
+    fn every_cut_of_a_record_is_truncated_and_every_flipped_bit_is_corrupt() {
+        let bytes = record(1);
+        assert_eq!(decode_record(&[]), Decoded::Eof);
+        for cut in 1..bytes.len() {
+            assert_eq!(decode_record(&bytes[..cut]), Decoded::Truncated, "cut at {cut}");
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            // A flipped length bit may also read as a longer, truncated record.
+            assert!(
+                matches!(decode_record(&damaged), Decoded::Corrupt(_) | Decoded::Truncated),
+                "bit {bit} went unnoticed"
+            );
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! `ccrd journal inspect`: what a journal directory holds, read-only, for
+//! the operator who has to understand an incident.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use ccr_core::{Command, Time};
+
+use super::format::{self, Decoded, Input};
+use super::recovery;
+use super::JournalError;
+
+/// Describes every snapshot and segment in `dir` without changing anything.
+pub fn inspect(dir: &Path) -> Result<String, JournalError> {
+    let listing = recovery::list(dir)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "journal {}", dir.display());
+    if listing.snapshots.is_empty() && listing.segments.is_empty() {
+        let _ = writeln!(out, "  empty: no snapshot, no segment");
+        return Ok(out);
+    }
+    let _ = writeln!(out, "snapshots ({}):", listing.snapshots.len());
+    for (seq, path) in &listing.snapshots {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        match recovery::read_snapshot(path) {
+            Ok((header, names, router)) => {
+                let _ = writeln!(
+                    out,
+                    "  seq {seq:>12}  at {}  {size} bytes  ok: {} agents, {} contacts, {} offers ringing, {} queues, {} skills",
+                    clock(header.now),
+                    router.agent_count(),
+                    router.contact_count(),
+                    router.pending_offers(),
+                    names.queues.len(),
+                    names.skills.len(),
+                );
+            }
+            Err(why) => {
+                let _ = writeln!(out, "  seq {seq:>12}  {size} bytes  UNUSABLE: {why}");
+            }
+        }
+    }
+    let _ = writeln!(out, "segments ({}):", listing.segments.len());
+    let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let (mut first_time, mut last_time, mut last_seq) = (None, None, None);
+    for (first_seq, path) in &listing.segments {
+        let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
+        if format::parse_segment_header(&bytes) != Some(*first_seq) {
+            let _ = writeln!(out, "  first {first_seq:>12}  {} bytes  NO VALID HEADER", bytes.len());
+            continue;
+        }
+        let mut offset = format::SEGMENT_HEADER_LEN;
+        let (mut records, mut span) = (0u64, None::<(Time, Time, u64, u64)>);
+        let damage = loop {
+            match format::decode_record(&bytes[offset..]) {
+                Decoded::Eof => break None,
+                Decoded::Record(entry, len) => {
+                    records += 1;
+                    *kinds.entry(kind(&entry.input)).or_default() += 1;
+                    span = Some(match span {
+                        None => (entry.now, entry.now, entry.seq, entry.seq),
+                        Some((a, _, s, _)) => (a, entry.now, s, entry.seq),
+                    });
+                    first_time.get_or_insert(entry.now);
+                    last_time = Some(entry.now);
+                    last_seq = Some(entry.seq);
+                    offset += len;
+                }
+                Decoded::Truncated => break Some(format!("ends inside a record at byte {offset} (a torn tail)")),
+                Decoded::Corrupt(why) => break Some(format!("damaged record at byte {offset}: {why}")),
+            }
+        };
+        let range = match span {
+            Some((a, b, s, e)) => format!("records {s}..={e}  {} → {}", clock(a), clock(b)),
+            None => "no records".to_owned(),
+        };
+        let _ = writeln!(out, "  first {first_seq:>12}  {} bytes  {records} records  {range}", bytes.len());
+        if let Some(damage) = damage {
+            let _ = writeln!(out, "    {damage}");
+        }
+    }
+    let _ = writeln!(out, "records by kind:");
+    for (kind, n) in &kinds {
+        let _ = writeln!(out, "  {kind:<20} {n}");
+    }
+    match (last_seq, first_time, last_time) {
+        (Some(seq), Some(a), Some(b)) => {
+            let _ = writeln!(out, "last sequence number {seq}; records span {} → {}", clock(a), clock(b));
+        }
+        _ => {
+            let _ = writeln!(out, "no records after the snapshots");
+        }
+    }
+    Ok(out)
+}
+
+fn kind(input: &Input) -> &'static str {
+    match input {
+        Input::Timers => "timers",
+        Input::Restart { .. } => "restart",
+        Input::Command(c) => match c {
+            Command::AgentLogin { .. } => "agent_login",
+            Command::AgentLogout { .. } => "agent_logout",
+            Command::AgentDisconnected { .. } => "agent_disconnected",
+            Command::AgentReady { .. } => "agent_ready",
+            Command::AgentNotReady { .. } => "agent_not_ready",
+            Command::Accept { .. } => "accept",
+            Command::Reject { .. } => "reject",
+            Command::Complete { .. } => "complete",
+            Command::EndWrapUp { .. } => "end_wrap_up",
+            Command::Enqueue(_) => "enqueue",
+            Command::Abandon { .. } => "abandon",
+            Command::Transfer(_) => "transfer",
+            Command::Reconfigure(_) => "reconfigure",
+            Command::Restart => "restart",
+            Command::ScheduleCallback { .. } => "schedule_callback",
+        },
+    }
+}
+
+/// A core time (microseconds since the Unix epoch in ccrd) as UTC.
+fn clock(t: Time) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_micros(t.as_micros()))
+        .to_string()
+}

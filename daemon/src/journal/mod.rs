@@ -1,0 +1,394 @@
+//! Durability: a write-ahead journal of the core's inputs, and snapshots.
+//!
+//! The routing core is deterministic, so its state is a function of its
+//! inputs. The routing thread appends every input that changed something
+//! (an accepted command, or timers that were due) with the `now` it gave the
+//! core, and holds the replies and events those inputs produced until the
+//! writer thread says the records are durable. Recovery loads the newest
+//! good snapshot and feeds the records after it to the same core again.
+//!
+//! ```text
+//! routing thread ─ records + held replies/events ─▶ writer thread ─ write, fdatasync ─▶ release
+//!        └─ clone of the router, now and then ─▶ snapshot thread ─ write, rename, prune
+//! ```
+//!
+//! Files in `<data dir>/journal/` (byte layout in [`format`]):
+//! - `snapshot-<seq>.snap`: the state after record `seq`. The two newest are
+//!   kept, so one damaged snapshot still leaves a way back.
+//! - `journal-<first seq>.wal`: records from `first seq` on. A new segment
+//!   starts after every snapshot and at every start; segments wholly covered
+//!   by the older kept snapshot are deleted.
+//!
+//! A fresh directory starts with a snapshot of the empty router at sequence 0.
+//! A restart appends a `Restart` record (new configuration and names, offers
+//! withdrawn, agents not ready until their desktops return) and takes a
+//! snapshot in the background.
+
+pub mod format;
+pub mod inspect;
+pub mod recovery;
+mod snapshot;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ccr_core::{Command, Router, RouterConfig, Time};
+use crossbeam_channel::Sender;
+use tracing::{info, warn};
+
+pub use format::{Entry, Input, Names};
+pub use recovery::{Recovered, RecoveryReport};
+pub use writer::Release;
+
+use format::InputRef;
+use writer::ToWriter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{}: the journal has {segments} segment(s) but no usable snapshot to replay them from{}",
+        dir.display(),
+        unusable.iter().map(|u| format!("\n  {u}")).collect::<String>()
+    )]
+    NoSnapshot { dir: PathBuf, segments: usize, unusable: Vec<String> },
+    #[error("{} at byte {offset}: {why}; the damage is not at the end of the journal, so records after it would be lost — restore the file or move the journal aside", path.display())]
+    Corrupt { path: PathBuf, offset: u64, why: String },
+    #[error("{}: expected record {expected}, found {found}: records are missing", path.display())]
+    Gap { path: PathBuf, expected: u64, found: u64 },
+    #[error("{}: replaying record {seq}: {why}", path.display())]
+    Diverged { path: PathBuf, seq: u64, why: String },
+    #[error("the configuration does not fit the journal: {0}")]
+    Incompatible(String),
+}
+
+impl JournalError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        JournalError::Io { path: path.to_owned(), source }
+    }
+}
+
+/// When the writer makes records durable before releasing their replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `fdatasync` before any reply leaves (group commit). Nothing
+    /// acknowledged is lost, even on power loss.
+    Always,
+    /// Replies leave once written; `fdatasync` every period. A crash of the
+    /// process loses nothing; power loss can lose up to one period.
+    Interval(Duration),
+    /// Written, never synced: for tests and benchmarks.
+    Never,
+}
+
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    pub fsync: FsyncPolicy,
+    /// A snapshot at least this often while records are written...
+    pub snapshot_interval: Duration,
+    /// ...and whenever this many journal bytes were written since the last.
+    pub snapshot_bytes: u64,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            fsync: FsyncPolicy::Always,
+            snapshot_interval: Duration::from_secs(300),
+            snapshot_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Metric handles the journal reports to (no-ops unless given).
+#[derive(Clone)]
+pub struct JournalMetrics {
+    pub bytes: metrics::Counter,
+    pub fsync: metrics::Histogram,
+    /// Unix time of the last durable snapshot, in seconds.
+    pub snapshot_time: metrics::Gauge,
+}
+
+impl Default for JournalMetrics {
+    fn default() -> Self {
+        JournalMetrics {
+            bytes: metrics::Counter::noop(),
+            fsync: metrics::Histogram::noop(),
+            snapshot_time: metrics::Gauge::noop(),
+        }
+    }
+}
+
+/// The journal directory inside a data directory.
+pub fn dir_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("journal")
+}
+
+/// The routing thread's end of the journal.
+pub struct Journal {
+    dir: PathBuf,
+    buf: Vec<u8>,
+    /// The sequence number of the last record appended.
+    seq: u64,
+    options: JournalOptions,
+    names: Names,
+    to_writer: Option<Sender<ToWriter>>,
+    to_snapshots: Option<Sender<snapshot::Job>>,
+    snapshot_busy: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
+    last_snapshot: Instant,
+    bytes_since_snapshot: u64,
+    /// A snapshot is wanted at the next chance (after a restart, so that the
+    /// next start does not replay the same records again).
+    snapshot_requested: bool,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// A journal opened on a data directory, with the router it recovered.
+pub struct Opened {
+    pub journal: Journal,
+    pub router: Router,
+    /// `None` for a fresh directory.
+    pub recovery: Option<RecoveryReport>,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`: recovers the router it holds,
+    /// or creates one from `config`; checks that `names` extends the journal's
+    /// (skills and languages may be appended; queues and tiers must match);
+    /// journals the restart; starts the writer and snapshot threads.
+    pub fn open(
+        dir: &Path,
+        config: &RouterConfig,
+        names: Names,
+        now: Time,
+        options: JournalOptions,
+        metrics: JournalMetrics,
+    ) -> Result<Opened, JournalError> {
+        std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
+        let (router, seq, recovery, file) = match recovery::recover(dir)? {
+            None => {
+                let router = Router::new(config.clone())
+                    .map_err(|e| JournalError::Incompatible(format!("routing configuration: {e}")))?;
+                snapshot::write(dir, 0, now, &names, &router)?;
+                metrics.snapshot_time.set(unix_seconds());
+                info!(dir = %dir.display(), "journal created");
+                (router, 0, None, writer::create_segment(dir, 1)?)
+            }
+            Some(Recovered { mut router, names: old, last_seq, report }) => {
+                log_report(&report, last_seq);
+                check_names(&old, &names)?;
+                let seq = last_seq + 1;
+                let now = now.max(router.now());
+                recovery::restart(&mut router, now, config.clone()).map_err(JournalError::Incompatible)?;
+                while router.poll_event().is_some() {}
+                let mut file = writer::create_segment(dir, seq)?;
+                let mut bytes = Vec::new();
+                format::encode_record(&mut bytes, seq, now, InputRef::Restart { names: &names, config });
+                use std::io::Write;
+                file.write_all(&bytes).and_then(|_| file.sync_data()).map_err(|e| JournalError::io(dir, e))?;
+                (router, seq, Some(report), file)
+            }
+        };
+        let failed = Arc::new(AtomicBool::new(false));
+        let (to_writer, rx) = crossbeam_channel::unbounded();
+        let w = writer::Writer {
+            dir: dir.to_owned(),
+            file,
+            policy: options.fsync,
+            metrics: metrics.clone(),
+            failed: failed.clone(),
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| JournalError::io(dir, e))
+        };
+        let writer_thread = spawn("ccr-journal", Box::new(move || w.run(rx)))?;
+        let (to_snapshots, jobs) = crossbeam_channel::unbounded();
+        let snapshot_busy = Arc::new(AtomicBool::new(false));
+        let s = snapshot::Snapshotter { dir: dir.to_owned(), busy: snapshot_busy.clone(), metrics };
+        let snapshot_thread = spawn("ccr-snapshot", Box::new(move || s.run(jobs)))?;
+        let recovered = recovery.is_some();
+        let journal = Journal {
+            dir: dir.to_owned(),
+            buf: Vec::with_capacity(64 << 10),
+            seq,
+            options,
+            names,
+            to_writer: Some(to_writer),
+            to_snapshots: Some(to_snapshots),
+            snapshot_busy,
+            failed,
+            last_snapshot: Instant::now(),
+            bytes_since_snapshot: 0,
+            snapshot_requested: recovered,
+            threads: vec![writer_thread, snapshot_thread],
+        };
+        Ok(Opened { journal, router, recovery })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last sequence number appended.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Whether the writer failed (and nothing more will be acknowledged).
+    pub fn failed(&self) -> Arc<AtomicBool> {
+        self.failed.clone()
+    }
+
+    /// Appends a command about to be handled; [`Journal::retract`] takes it
+    /// back if the core refuses it.
+    pub fn append_command(&mut self, now: Time, command: &Command) -> Mark {
+        let mark = Mark(self.buf.len());
+        self.seq += 1;
+        format::encode_record(&mut self.buf, self.seq, now, InputRef::Command(command));
+        mark
+    }
+
+    /// Takes back the last command appended (the core refused it: it changed nothing).
+    pub fn retract(&mut self, mark: Mark) {
+        self.buf.truncate(mark.0);
+        self.seq -= 1;
+    }
+
+    /// Records that timers due at `now` fired.
+    pub fn append_timers(&mut self, now: Time) {
+        self.seq += 1;
+        format::encode_record(&mut self.buf, self.seq, now, InputRef::Timers);
+    }
+
+    /// Whether anything was appended since the last [`Journal::commit`].
+    pub fn has_pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Hands the records appended so far to the writer; `release` runs once
+    /// they are durable. With nothing appended, `release` still waits for the
+    /// records before it (replies keep their order).
+    pub fn commit(&mut self, release: Release) {
+        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(64 << 10));
+        self.bytes_since_snapshot += bytes.len() as u64;
+        if let Some(tx) = &self.to_writer {
+            // A failed writer drops `release`: no acknowledgement goes out.
+            let _ = tx.send(ToWriter::Batch { bytes, release });
+        }
+    }
+
+    /// Whether a snapshot should be taken now.
+    pub fn snapshot_due(&self) -> bool {
+        !self.snapshot_busy.load(Ordering::Acquire)
+            && (self.snapshot_requested
+                || self.bytes_since_snapshot >= self.options.snapshot_bytes
+                || (self.bytes_since_snapshot > 0 && self.last_snapshot.elapsed() >= self.options.snapshot_interval))
+    }
+
+    /// Snapshots `router` (the state after every record committed so far) in
+    /// the background, and starts a new segment after it. Call between
+    /// batches, with nothing pending.
+    pub fn snapshot(&mut self, router: &Router) {
+        debug_assert!(self.buf.is_empty(), "snapshot with records not committed");
+        let (Some(to_snapshots), Some(to_writer)) = (&self.to_snapshots, &self.to_writer) else { return };
+        self.snapshot_busy.store(true, Ordering::Release);
+        let job = snapshot::Job {
+            seq: self.seq,
+            now: router.now(),
+            names: self.names.clone(),
+            router: Box::new(router.clone()),
+        };
+        let _ = to_snapshots.send(job);
+        let _ = to_writer.send(ToWriter::Rotate { first_seq: self.seq + 1 });
+        self.last_snapshot = Instant::now();
+        self.bytes_since_snapshot = 0;
+        self.snapshot_requested = false;
+    }
+
+    /// Stops the writer and snapshot threads after what was sent to them.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.to_writer = None;
+        self.to_snapshots = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Where a command's record starts in the pending buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark(usize);
+
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn log_report(report: &RecoveryReport, last_seq: u64) {
+    for (path, why) in &report.unusable_snapshots {
+        warn!(file = %path.display(), %why, "snapshot unusable; falling back to an older one");
+    }
+    for path in &report.removed_empty {
+        warn!(file = %path.display(), "removed an empty journal segment (a crash while it was created)");
+    }
+    if let Some((path, offset, why)) = &report.truncated {
+        warn!(file = %path.display(), offset, %why, "journal tail torn by a crash: cut off (it was never acknowledged)");
+    }
+    info!(
+        snapshot = report.snapshot.as_ref().map_or(0, |(seq, _)| *seq),
+        replayed = report.replayed,
+        last_seq,
+        millis = report.duration.as_millis() as u64,
+        "state recovered from the journal"
+    );
+}
+
+/// Ids in the journal are positions in these lists: a new configuration may
+/// add skills and languages at the end, but not reorder or remove any, and
+/// its queues and tiers must be the same (as for a reload).
+fn check_names(old: &Names, new: &Names) -> Result<(), JournalError> {
+    let prefix = |what: &str, old: &[String], new: &[String]| -> Result<(), JournalError> {
+        match old.iter().zip(new).position(|(a, b)| a != b) {
+            Some(i) => Err(JournalError::Incompatible(format!(
+                "{what}[{i}] is {:?} in the journal but {:?} in the configuration; {what} may only be added at the end",
+                old[i], new[i]
+            ))),
+            None if new.len() < old.len() => Err(JournalError::Incompatible(format!(
+                "{what}: the journal knows {} but the configuration lists {}; {what} may only be added at the end",
+                old.len(),
+                new.len()
+            ))),
+            None => Ok(()),
+        }
+    };
+    prefix("skills", &old.skills, &new.skills)?;
+    prefix("languages", &old.languages, &new.languages)?;
+    if old.queues != new.queues {
+        return Err(JournalError::Incompatible(format!(
+            "queues are {:?} in the journal but {:?} in the configuration; queues keep their names and order",
+            old.queues, new.queues
+        )));
+    }
+    if old.tiers != new.tiers {
+        return Err(JournalError::Incompatible(format!(
+            "tiers are {:?} in the journal but {:?} in the configuration; tiers keep their names and order",
+            old.tiers, new.tiers
+        )));
+    }
+    Ok(())
+}

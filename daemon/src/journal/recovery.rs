@@ -1,0 +1,244 @@
+//! Start-up: load the newest good snapshot, replay the journal after it.
+//!
+//! The core is deterministic, so recovery is the same inputs fed again: each
+//! record carries the `now` the core was given, timer firings included, and
+//! the replayed router ends in the state the live one had, decision for
+//! decision. What recovery will not do is guess: a damaged record with good
+//! records after it (damage in the middle), a gap in the sequence numbers or
+//! a journal with no snapshot to start from stops start-up with an error
+//! naming the file and offset. Only a torn tail (the last, unacknowledged
+//! write of a crash) is cut off, and that is logged.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ccr_core::{Command, Router};
+use serde::Deserialize;
+
+use super::format::{self, Decoded, Entry, Input, Names, SnapshotHeader};
+use super::JournalError;
+
+/// What a data directory holds, by file name.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// (seq, path), oldest first.
+    pub snapshots: Vec<(u64, PathBuf)>,
+    /// (first seq, path), oldest first.
+    pub segments: Vec<(u64, PathBuf)>,
+}
+
+pub fn list(dir: &Path) -> Result<Listing, JournalError> {
+    let mut listing = Listing::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(listing),
+        Err(e) => return Err(JournalError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = format::file_seq(name, "snapshot-", ".snap") {
+            listing.snapshots.push((seq, entry.path()));
+        } else if let Some(seq) = format::file_seq(name, "journal-", ".wal") {
+            listing.segments.push((seq, entry.path()));
+        }
+    }
+    listing.snapshots.sort();
+    listing.segments.sort();
+    Ok(listing)
+}
+
+/// The state recovered from a data directory.
+pub struct Recovered {
+    pub router: Router,
+    pub names: Names,
+    /// The last sequence number applied.
+    pub last_seq: u64,
+    pub report: RecoveryReport,
+}
+
+/// What recovery did, for the log and for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    /// The snapshot recovery started from.
+    pub snapshot: Option<(u64, PathBuf)>,
+    /// Newer snapshots that could not be used, and why.
+    pub unusable_snapshots: Vec<(PathBuf, String)>,
+    /// Records applied after the snapshot.
+    pub replayed: u64,
+    /// A torn tail cut off: file, offset, why.
+    pub truncated: Option<(PathBuf, u64, String)>,
+    /// Empty or header-less segment files removed (a crash while creating one).
+    pub removed_empty: Vec<PathBuf>,
+    pub duration: Duration,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SnapshotBody {
+    pub names: Names,
+    pub router: Router,
+}
+
+/// Reads and checks one snapshot file.
+pub fn read_snapshot(path: &Path) -> Result<(SnapshotHeader, Names, Router), String> {
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    let header = format::parse_snapshot_header(&bytes).ok_or("not a ccr snapshot (bad header)")?;
+    let payload = &bytes[format::SNAPSHOT_HEADER_LEN..];
+    if payload.len() as u64 != header.len {
+        return Err(format!("{} bytes of state where the header says {}", payload.len(), header.len));
+    }
+    if crc32c::crc32c(payload) != header.crc {
+        return Err("checksum mismatch".into());
+    }
+    let body: SnapshotBody =
+        postcard::from_bytes(payload).map_err(|e| format!("checksum matches but the state does not decode: {e}"))?;
+    Ok((header, body.names, body.router))
+}
+
+/// Recovers the state held in `dir`; `None` when it holds no journal yet.
+pub fn recover(dir: &Path) -> Result<Option<Recovered>, JournalError> {
+    let started = Instant::now();
+    let listing = list(dir)?;
+    if listing.snapshots.is_empty() && listing.segments.is_empty() {
+        return Ok(None);
+    }
+    let mut report = RecoveryReport::default();
+    let mut base = None;
+    for (seq, path) in listing.snapshots.iter().rev() {
+        match read_snapshot(path) {
+            Ok((header, names, router)) if header.seq == *seq => {
+                base = Some((*seq, names, router));
+                report.snapshot = Some((*seq, path.clone()));
+                break;
+            }
+            Ok((header, ..)) => report
+                .unusable_snapshots
+                .push((path.clone(), format!("holds sequence {} but is named {seq}", header.seq))),
+            Err(why) => report.unusable_snapshots.push((path.clone(), why)),
+        }
+    }
+    let Some((snapshot_seq, mut names, mut router)) = base else {
+        return Err(JournalError::NoSnapshot {
+            dir: dir.to_owned(),
+            segments: listing.segments.len(),
+            unusable: report.unusable_snapshots.iter().map(|(p, why)| format!("{}: {why}", p.display())).collect(),
+        });
+    };
+
+    let mut expected = snapshot_seq + 1;
+    let segments = &listing.segments;
+    for (i, (first_seq, path)) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        // Wholly before the snapshot: the next segment starts at or before
+        // the first record we need.
+        if segments.get(i + 1).is_some_and(|(next, _)| *next <= expected) {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| JournalError::io(path, e))?;
+        match format::parse_segment_header(&bytes) {
+            Some(seq) if seq == *first_seq => {}
+            Some(seq) => {
+                return Err(JournalError::Corrupt {
+                    path: path.clone(),
+                    offset: 8,
+                    why: format!("header says the segment starts at {seq}, its name says {first_seq}"),
+                })
+            }
+            None if last && bytes.len() < format::SEGMENT_HEADER_LEN => {
+                // Created, then the crash came before its header was durable.
+                fs::remove_file(path).map_err(|e| JournalError::io(path, e))?;
+                report.removed_empty.push(path.clone());
+                continue;
+            }
+            None => {
+                return Err(JournalError::Corrupt {
+                    path: path.clone(),
+                    offset: 0,
+                    why: "not a ccr journal segment".into(),
+                })
+            }
+        }
+        if *first_seq > expected {
+            return Err(JournalError::Gap { path: path.clone(), expected, found: *first_seq });
+        }
+        let mut offset = format::SEGMENT_HEADER_LEN;
+        loop {
+            match format::decode_record(&bytes[offset..]) {
+                Decoded::Eof => break,
+                Decoded::Record(entry, len) => {
+                    if entry.seq >= expected {
+                        if entry.seq != expected {
+                            return Err(JournalError::Gap { path: path.clone(), expected, found: entry.seq });
+                        }
+                        apply(&mut router, &mut names, entry).map_err(|why| JournalError::Diverged {
+                            path: path.clone(),
+                            seq: expected,
+                            why,
+                        })?;
+                        expected += 1;
+                        report.replayed += 1;
+                    }
+                    offset += len;
+                }
+                damage @ (Decoded::Truncated | Decoded::Corrupt(_)) => {
+                    let why = match damage {
+                        Decoded::Corrupt(why) => why.to_owned(),
+                        _ => "the file ends inside a record".to_owned(),
+                    };
+                    if !last || any_record_after(&bytes, offset, expected) {
+                        return Err(JournalError::Corrupt { path: path.clone(), offset: offset as u64, why });
+                    }
+                    truncate(path, offset as u64)?;
+                    report.truncated = Some((path.clone(), offset as u64, why));
+                    break;
+                }
+            }
+        }
+    }
+    report.duration = started.elapsed();
+    Ok(Some(Recovered { router, names, last_seq: expected - 1, report }))
+}
+
+/// Whether an intact record continuing the sequence lies anywhere after the
+/// damage at `from`: then the damage is in the middle, not a torn tail.
+fn any_record_after(bytes: &[u8], from: usize, expected: u64) -> bool {
+    (from + 1..bytes.len()).any(|at| match format::decode_record(&bytes[at..]) {
+        Decoded::Record(entry, _) => entry.seq >= expected,
+        _ => false,
+    })
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), JournalError> {
+    let file = OpenOptions::new().write(true).open(path).map_err(|e| JournalError::io(path, e))?;
+    file.set_len(len).and_then(|_| file.sync_all()).map_err(|e| JournalError::io(path, e))
+}
+
+/// Feeds one journaled input to the router, exactly as the routing thread did.
+pub fn apply(router: &mut Router, names: &mut Names, entry: Entry) -> Result<(), String> {
+    match entry.input {
+        Input::Command(command) => {
+            router.handle(entry.now, command).map_err(|e| format!("a journaled command was refused on replay: {e}"))?;
+        }
+        Input::Timers => router.handle_timeout(entry.now),
+        Input::Restart { names: new_names, config } => {
+            restart(router, entry.now, *config).map_err(|e| format!("restart record: {e}"))?;
+            *names = new_names;
+        }
+    }
+    while router.poll_event().is_some() {}
+    Ok(())
+}
+
+/// What a restart does to the recovered router: take the (possibly new)
+/// configuration, then [`Command::Restart`]. Live and on replay alike.
+pub fn restart(router: &mut Router, now: ccr_core::Time, config: ccr_core::RouterConfig) -> Result<(), String> {
+    if *router.config() != config {
+        router.handle(now, Command::Reconfigure(Box::new(config))).map_err(|e| e.to_string())?;
+    }
+    router.handle(now, Command::Restart).map_err(|e| e.to_string())?;
+    Ok(())
+}
