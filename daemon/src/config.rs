@@ -18,6 +18,8 @@ use ccr_core::{
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::journal::{FsyncPolicy, JournalOptions};
+
 /// The configuration ccrd starts with when given none.
 pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/ccrd.example.toml");
 
@@ -137,11 +139,26 @@ pub struct TlsConfig {
     pub client_ca: Option<PathBuf>,
 }
 
+/// Durability (see [`crate::journal`]). Without it, a restart forgets every
+/// contact and agent.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    pub enabled: bool,
+    pub options: JournalOptions,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { enabled: true, options: JournalOptions::default() }
+    }
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub server: ServerConfig,
     pub tls: TlsConfig,
+    pub journal: JournalConfig,
     pub router: RouterConfig,
     pub catalog: Catalog,
 }
@@ -160,6 +177,16 @@ struct RawServer {
     core_spin: Option<Spanned<String>>,
     service_level_window: Option<Spanned<String>>,
     decision_timing: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    enabled: Option<bool>,
+    fsync: Option<Spanned<String>>,
+    fsync_interval: Option<Spanned<String>>,
+    snapshot_interval: Option<Spanned<String>>,
+    snapshot_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -232,6 +259,8 @@ struct RawConfig {
     #[serde(default)]
     tls: RawTls,
     #[serde(default)]
+    journal: RawJournal,
+    #[serde(default)]
     routing: RawRouting,
     tiers: Option<Vec<RawTier>>,
     queues: Vec<RawQueue>,
@@ -281,6 +310,48 @@ impl Checker<'_> {
     }
 }
 
+fn journal_config(c: &mut Checker<'_>, raw: &RawJournal) -> JournalConfig {
+    let defaults = JournalOptions::default();
+    let interval = c.duration("journal.fsync_interval".into(), raw.fsync_interval.as_ref(), Duration::from_millis(10));
+    let fsync = match raw.fsync.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("always") => FsyncPolicy::Always,
+        Some("interval") if interval.is_zero() => {
+            c.problem("journal.fsync_interval".into(), raw.fsync_interval.as_ref(), "must be more than zero".into());
+            FsyncPolicy::Always
+        }
+        Some("interval") => FsyncPolicy::Interval(interval),
+        Some("never") => FsyncPolicy::Never,
+        Some(other) => {
+            c.problem(
+                "journal.fsync".into(),
+                raw.fsync.as_ref(),
+                format!("{other:?} is not a policy: always, interval or never"),
+            );
+            FsyncPolicy::Always
+        }
+    };
+    let snapshot_bytes = raw.snapshot_bytes.as_ref().map_or(defaults.snapshot_bytes, |b| *b.get_ref());
+    if snapshot_bytes < 1 << 20 {
+        c.problem(
+            "journal.snapshot_bytes".into(),
+            raw.snapshot_bytes.as_ref(),
+            "must be at least 1048576 (1 MiB)".into(),
+        );
+    }
+    JournalConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        options: JournalOptions {
+            fsync,
+            snapshot_interval: c.duration(
+                "journal.snapshot_interval".into(),
+                raw.snapshot_interval.as_ref(),
+                defaults.snapshot_interval,
+            ),
+            snapshot_bytes,
+        },
+    }
+}
+
 /// Parses and validates a configuration file's text.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -325,6 +396,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             message: "must be at least 1".into(),
         });
     }
+
+    let journal = journal_config(&mut c, &raw.journal);
 
     let defaults = RouterConfig::default();
     let tiers: Vec<TierConfig> = match &raw.tiers {
@@ -484,7 +557,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         key: raw.tls.key.map(PathBuf::from),
         client_ca: raw.tls.client_ca.map(PathBuf::from),
     };
-    Ok(Config { server, tls, router, catalog })
+    Ok(Config { server, tls, journal, router, catalog })
 }
 
 /// Byte offset of the queue or tier a core field path (`queues[3].…`) is about.

@@ -7,14 +7,16 @@
 //! request already waiting (so a burst costs one wake-up), fires due timers
 //! and pushes every event to the sink in order.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ccr_core::{Command, CommandError, Event, Reply, Router};
+use ccr_core::{Command, CommandError, Event, Reply, Router, Time};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::journal::Journal;
 
 /// Requests drained per wake-up before timers and events get their turn.
 const MAX_BATCH: usize = 1024;
@@ -98,62 +100,67 @@ impl CoreHandle {
     }
 }
 
+/// How the core thread runs.
+pub struct Options {
+    /// After each batch the thread polls for more work for this long before
+    /// it parks: waking a parked thread costs tens of microseconds, more than
+    /// a routing decision, so under traffic this halves the round trip, at
+    /// the price of up to one busy core while requests keep coming. Zero
+    /// disables it.
+    pub spin: Duration,
+    /// Journal every input and hold replies and events until the records are
+    /// durable. `None`: nothing survives a restart.
+    pub journal: Option<Journal>,
+    /// Told the time the router spent on each command (runs on the routing
+    /// thread: it must not block).
+    pub observe: Option<Box<dyn FnMut(Duration) + Send>>,
+}
+
+impl Options {
+    pub fn new(spin: Duration) -> Self {
+        Options { spin, journal: None, observe: None }
+    }
+}
+
 /// Starts the core thread. It stops on [`CoreHandle::shutdown`] or when every
-/// handle is dropped, and its join handle returns the router. The sink sees
-/// each event with read access to the router (to attach a contact's context
-/// to its offer, say); it must not block.
+/// handle is dropped, and its join handle returns the router.
 ///
-/// After each batch the thread polls for more work for `spin` before it
-/// parks: waking a parked thread costs tens of microseconds, more than a
-/// routing decision, so under traffic this halves the round trip, at the
-/// price of up to one busy core while requests keep coming. Zero disables it.
-pub fn spawn(
+/// Each event goes through `prepare` on the routing thread, with read access
+/// to the router (to attach a contact's context to its offer, say), and the
+/// result through `deliver` — at once without a journal, or on the journal's
+/// writer thread once the inputs that produced it are durable. Neither may
+/// block.
+pub fn spawn<T: Send + 'static>(
     router: Router,
     clock: impl Clock,
-    spin: Duration,
-    sink: impl FnMut(&Router, Event) + Send + 'static,
-) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
-    start(router, clock, spin, sink, None::<fn(Duration)>)
-}
-
-/// [`spawn`], reporting the time the router spent on each command to
-/// `observe` (which must not block: it runs on the routing thread).
-pub fn spawn_observed(
-    router: Router,
-    clock: impl Clock,
-    spin: Duration,
-    sink: impl FnMut(&Router, Event) + Send + 'static,
-    observe: impl FnMut(Duration) + Send + 'static,
-) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
-    start(router, clock, spin, sink, Some(observe))
-}
-
-fn start<O: FnMut(Duration) + Send + 'static>(
-    router: Router,
-    clock: impl Clock,
-    spin: Duration,
-    sink: impl FnMut(&Router, Event) + Send + 'static,
-    observe: Option<O>,
+    options: Options,
+    prepare: impl FnMut(&Router, Event) -> T + Send + 'static,
+    deliver: impl Fn(T) + Send + Sync + 'static,
 ) -> std::io::Result<(CoreHandle, JoinHandle<Router>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
+    let deliver: Arc<dyn Fn(T) + Send + Sync> = Arc::new(deliver);
     let thread = std::thread::Builder::new()
         .name("ccr-core".into())
-        .spawn(move || run(router, clock, spin, sink, observe, rx))?;
+        .spawn(move || run(router, clock, options, prepare, deliver, rx))?;
     Ok((CoreHandle { tx }, thread))
 }
 
-fn run(
+type Replies = Vec<(oneshot::Sender<Result<Reply, CommandError>>, Result<Reply, CommandError>)>;
+
+fn run<T: Send + 'static>(
     mut router: Router,
     clock: impl Clock,
-    spin: Duration,
-    mut sink: impl FnMut(&Router, Event),
-    mut observe: Option<impl FnMut(Duration)>,
+    mut options: Options,
+    mut prepare: impl FnMut(&Router, Event) -> T,
+    deliver: Arc<dyn Fn(T) + Send + Sync>,
     rx: Receiver<Request>,
 ) -> Router {
+    let mut replies: Replies = Vec::new();
+    let mut events: Vec<T> = Vec::new();
     loop {
         // Busy traffic: look again for a short while before sleeping, since
         // waking a parked thread costs more than the request itself.
-        let spin_until = std::time::Instant::now() + spin;
+        let spin_until = std::time::Instant::now() + options.spin;
         let mut early = None;
         while std::time::Instant::now() < spin_until {
             match rx.try_recv() {
@@ -173,12 +180,12 @@ fn run(
                     match rx.recv_timeout(wait) {
                         Ok(r) => Some(r),
                         Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => return router,
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 None => match rx.recv() {
                     Ok(r) => Some(r),
-                    Err(_) => return router,
+                    Err(_) => break,
                 },
             }
         };
@@ -188,16 +195,13 @@ fn run(
         while let Some(request) = next.take() {
             match request {
                 Request::Command(command, reply) => {
-                    let result = match observe.as_mut() {
-                        Some(observe) => {
-                            let started = std::time::Instant::now();
-                            let result = router.handle(clock.now(), command);
-                            observe(started.elapsed());
-                            result
+                    let result = handle(&mut router, clock.now(), command, &mut options);
+                    match options.journal {
+                        Some(_) => replies.push((reply, result)),
+                        None => {
+                            let _ = reply.send(result);
                         }
-                        None => router.handle(clock.now(), command),
-                    };
-                    let _ = reply.send(result);
+                    }
                 }
                 Request::Query(query) => query(&router),
                 Request::Tick => {}
@@ -208,12 +212,70 @@ fn run(
                 next = rx.try_recv().ok();
             }
         }
-        router.handle_timeout(clock.now());
+        let now = clock.now();
+        if let Some(journal) = options.journal.as_mut() {
+            if router.poll_timeout().is_some_and(|t| t <= now) {
+                journal.append_timers(now);
+            }
+        }
+        router.handle_timeout(now);
         while let Some(event) = router.poll_event() {
-            sink(&router, event);
+            let item = prepare(&router, event);
+            match options.journal {
+                Some(_) => events.push(item),
+                None => deliver(item),
+            }
+        }
+        if let Some(journal) = options.journal.as_mut() {
+            if !replies.is_empty() || !events.is_empty() || journal.has_pending() {
+                let (replies, events, deliver) =
+                    (std::mem::take(&mut replies), std::mem::take(&mut events), deliver.clone());
+                journal.commit(Box::new(move || {
+                    for (tx, result) in replies {
+                        let _ = tx.send(result);
+                    }
+                    for item in events {
+                        deliver(item);
+                    }
+                }));
+            }
+            if journal.snapshot_due() {
+                journal.snapshot(&router);
+            }
         }
         if stop {
-            return router;
+            break;
         }
     }
+    // Let the writer make everything durable and release it before we return.
+    if let Some(journal) = options.journal.take() {
+        journal.close();
+    }
+    router
+}
+
+/// Applies one command, journaling it first when there is a journal: a
+/// refused command changes nothing and is taken back out, except that the
+/// timers it let fire are recorded.
+fn handle(router: &mut Router, now: Time, command: Command, options: &mut Options) -> Result<Reply, CommandError> {
+    let journaled = options.journal.as_mut().map(|journal| {
+        let timers_due = router.poll_timeout().is_some_and(|t| t <= now);
+        (journal.append_command(now, &command), timers_due)
+    });
+    let result = match options.observe.as_mut() {
+        Some(observe) => {
+            let started = std::time::Instant::now();
+            let result = router.handle(now, command);
+            observe(started.elapsed());
+            result
+        }
+        None => router.handle(now, command),
+    };
+    if let (Err(_), Some((mark, timers_due)), Some(journal)) = (&result, journaled, options.journal.as_mut()) {
+        journal.retract(mark);
+        if timers_due {
+            journal.append_timers(now);
+        }
+    }
+    result
 }

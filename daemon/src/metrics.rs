@@ -39,10 +39,14 @@ pub enum Name {
     Connections,
     ProtocolErrorsTotal,
     RefusedTotal,
+    JournalBytesTotal,
+    JournalFsyncSeconds,
+    JournalSnapshotAgeSeconds,
+    RecoveryDurationSeconds,
 }
 
 impl Name {
-    pub const ALL: [Name; 12] = [
+    pub const ALL: [Name; 16] = [
         Name::QueueWaitSeconds,
         Name::RoutingDecisionSeconds,
         Name::RpcDurationSeconds,
@@ -55,6 +59,10 @@ impl Name {
         Name::Connections,
         Name::ProtocolErrorsTotal,
         Name::RefusedTotal,
+        Name::JournalBytesTotal,
+        Name::JournalFsyncSeconds,
+        Name::JournalSnapshotAgeSeconds,
+        Name::RecoveryDurationSeconds,
     ];
 
     /// The HELP text of the metric.
@@ -72,6 +80,12 @@ impl Name {
             Name::Connections => "Open QUIC connections by client role.",
             Name::ProtocolErrorsTotal => "Streams refused for breaking the protocol.",
             Name::RefusedTotal => "Connections and calls refused by admission control.",
+            Name::JournalBytesTotal => "Bytes appended to the journal.",
+            Name::JournalFsyncSeconds => "Time per journal fdatasync (one covers a whole group of commands).",
+            Name::JournalSnapshotAgeSeconds => "Time since the last durable snapshot (what a restart would replay).",
+            Name::RecoveryDurationSeconds => {
+                "Time the last start spent loading the snapshot and replaying the journal."
+            }
         }
     }
 
@@ -89,6 +103,10 @@ impl Name {
             Name::Connections => "ccr_connections",
             Name::ProtocolErrorsTotal => "ccr_protocol_errors_total",
             Name::RefusedTotal => "ccr_refused_total",
+            Name::JournalBytesTotal => "ccr_journal_bytes_total",
+            Name::JournalFsyncSeconds => "ccr_journal_fsync_seconds",
+            Name::JournalSnapshotAgeSeconds => "ccr_journal_snapshot_age_seconds",
+            Name::RecoveryDurationSeconds => "ccr_recovery_duration_seconds",
         }
     }
 }
@@ -154,12 +172,17 @@ pub struct Metrics {
     pub connections: HashMap<&'static str, Gauge>,
     pub protocol_errors: HashMap<&'static str, Counter>,
     pub refused: HashMap<&'static str, Counter>,
+    pub journal_bytes: Counter,
+    pub journal_fsync: Histogram,
+    pub snapshot_age: Gauge,
+    pub recovery_duration: Gauge,
 }
 
 impl Metrics {
     pub fn new(catalog: &Catalog) -> Arc<Metrics> {
         let wait_buckets = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
         let decision_buckets = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 1e-4, 1e-3, 1e-2];
+        let fsync_buckets = [1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0];
         let rpc_buckets = [5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0];
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(Name::QueueWaitSeconds.as_str().into()), &wait_buckets)
@@ -169,6 +192,9 @@ impl Metrics {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(Name::RpcDurationSeconds.as_str().into()), &rpc_buckets)
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(Name::JournalFsyncSeconds.as_str().into()), &fsync_buckets)
+            })
             .expect("bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -176,10 +202,11 @@ impl Metrics {
             let unit = name.as_str().ends_with("_seconds").then_some(metrics::Unit::Seconds);
             let (key, help) = (metrics::KeyName::from_const_str(name.as_str()), name.help().into());
             match name {
-                Name::QueueWaitSeconds | Name::RoutingDecisionSeconds | Name::RpcDurationSeconds => {
-                    recorder.describe_histogram(key, unit, help)
-                }
-                Name::ContactsTotal | Name::ProtocolErrorsTotal | Name::RefusedTotal => {
+                Name::QueueWaitSeconds
+                | Name::RoutingDecisionSeconds
+                | Name::RpcDurationSeconds
+                | Name::JournalFsyncSeconds => recorder.describe_histogram(key, unit, help),
+                Name::ContactsTotal | Name::ProtocolErrorsTotal | Name::RefusedTotal | Name::JournalBytesTotal => {
                     recorder.describe_counter(key, unit, help)
                 }
                 _ => recorder.describe_gauge(key, unit, help),
@@ -242,6 +269,10 @@ impl Metrics {
             .iter()
             .map(|s| gauge(Name::Agents, &[("state", (*s).to_owned()), ("queue", "all".to_owned())]))
             .collect();
+        let (journal_bytes, journal_fsync) =
+            (counter(Name::JournalBytesTotal, &[]), histogram(Name::JournalFsyncSeconds, &[]));
+        let (snapshot_age, recovery_duration) =
+            (gauge(Name::JournalSnapshotAgeSeconds, &[]), gauge(Name::RecoveryDurationSeconds, &[]));
         Arc::new(Metrics {
             recorder,
             handle,
@@ -253,6 +284,10 @@ impl Metrics {
             connections,
             protocol_errors,
             refused,
+            journal_bytes,
+            journal_fsync,
+            snapshot_age,
+            recovery_duration,
         })
     }
 

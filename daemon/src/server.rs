@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,10 +23,11 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Catalog, Config};
 use crate::convert::{self, Audience};
 use crate::core_thread::{self, CoreHandle};
+use crate::journal::{self, Journal, JournalMetrics, Names};
 use crate::metrics::{Metrics, ServiceLevelWindow, OUTCOMES};
 use crate::tls::Role;
 
@@ -39,6 +40,8 @@ pub enum ServerError {
     Config(#[from] ccr_core::ConfigErrors),
     #[error("starting the core thread: {0}")]
     Thread(std::io::Error),
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
     #[error("binding the metrics address {addr}: {source}")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
@@ -60,9 +63,16 @@ struct Session {
     contacts: Mutex<Vec<ContactId>>,
 }
 
-/// Contacts of gateways that went away, with the end of their grace period.
-/// A call naming one of them from any connection adopts it.
-type Orphans = Arc<Mutex<HashMap<ContactId, Instant>>>;
+/// Contacts and agents nobody holds (their connection went away, or ccrd
+/// restarted), with the end of their grace period. A call naming one from
+/// any connection adopts it.
+#[derive(Default)]
+struct OrphanTable {
+    contacts: HashMap<ContactId, Instant>,
+    agents: HashMap<AgentId, Instant>,
+}
+
+type Orphans = Arc<Mutex<OrphanTable>>;
 
 /// Refusals since start, reported by `Admin/Health` (and to metrics later).
 #[derive(Default)]
@@ -109,6 +119,8 @@ struct Shared {
     /// Commands and queries in flight towards the core; beyond the limit a
     /// call is refused at once instead of queueing without bound.
     pending: Arc<tokio::sync::Semaphore>,
+    /// Set when the journal can no longer write: nothing is acknowledged.
+    journal_failed: Option<Arc<AtomicBool>>,
 }
 
 /// Runs ccrd on a bound endpoint, with metrics on the configured address,
@@ -131,31 +143,74 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    let router = Router::new(config.router.clone())?;
     let catalog = Arc::new(config.catalog.clone());
     let metrics = Metrics::new(&catalog);
+    let clock = SystemClock::new();
+    let last_snapshot_ms = Arc::new(AtomicU64::new(0));
+    let (router, journal, recovered) = if config.journal.enabled {
+        let journal_metrics = JournalMetrics {
+            bytes: metrics.journal_bytes.clone(),
+            fsync: metrics.journal_fsync.clone(),
+            last_snapshot_ms: last_snapshot_ms.clone(),
+        };
+        let opened = Journal::open(
+            &journal::dir_in(&config.server.data_dir),
+            &config.router,
+            Names::of(&catalog),
+            clock.now(),
+            config.journal.options.clone(),
+            journal_metrics,
+        )?;
+        if let Some(report) = &opened.recovery {
+            metrics.recovery_duration.set(report.duration.as_secs_f64());
+        }
+        let recovered = opened.recovery.is_some();
+        (opened.router, Some(opened.journal), recovered)
+    } else {
+        warn!("journal disabled: a restart forgets every contact and agent");
+        (Router::new(config.router.clone())?, None, false)
+    };
+    let journal_failed = journal.as_ref().map(|j| j.failed());
+    // Who was logged in and what was queued before a restart: their desktops
+    // and gateways get the grace period to come back and claim them.
+    let (recovered_agents, recovered_contacts) = if recovered {
+        let snapshot = router.snapshot();
+        (
+            snapshot.agents.iter().map(|a| a.id).collect::<Vec<_>>(),
+            snapshot.contacts.iter().map(|c| c.id).collect::<Vec<_>>(),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let (event_tx, event_rx) = mpsc::unbounded_channel();
-    let sink = move |router: &Router, event: Event| {
+    let prepare = |router: &Router, event: Event| -> Outgoing {
         let context = match &event {
             Event::Offered { contact, .. } => router.contact_context(*contact).map(<[_]>::to_vec),
             _ => None,
         };
-        let _ = event_tx.send((event, context));
+        (event, context)
     };
-    let clock = SystemClock::new();
-    let spin = config.server.core_spin;
-    let (core, core_thread) = if config.server.decision_timing {
+    let deliver = move |outgoing: Outgoing| {
+        let _ = event_tx.send(outgoing);
+    };
+    let mut options = core_thread::Options::new(config.server.core_spin);
+    options.journal = journal;
+    if config.server.decision_timing {
         let decision = metrics.decision.clone();
-        let observe = move |d: Duration| decision.record(d.as_secs_f64());
-        core_thread::spawn_observed(router, clock, spin, sink, observe)
-    } else {
-        core_thread::spawn(router, clock, spin, sink)
+        options.observe = Some(Box::new(move |d: Duration| decision.record(d.as_secs_f64())));
     }
-    .map_err(ServerError::Thread)?;
+    let (core, core_thread) =
+        core_thread::spawn(router, clock, options, prepare, deliver).map_err(ServerError::Thread)?;
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
     let dispatcher = tokio::spawn(dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx));
-    let sampler =
-        tokio::spawn(sample(core.clone(), metrics.clone(), config.router.clone(), config.server.service_level_window));
+    let snapshot_clock = config.journal.enabled.then_some(last_snapshot_ms);
+    let sampler = tokio::spawn(sample(
+        core.clone(),
+        metrics.clone(),
+        config.router.clone(),
+        config.server.service_level_window,
+        snapshot_clock,
+    ));
     let exporter = metrics_listener.map(|l| tokio::spawn(export(l, metrics.clone())));
     let shared = Shared {
         core: core.clone(),
@@ -172,7 +227,17 @@ pub async fn serve(
         refusals: Arc::default(),
         open: Arc::new(AtomicUsize::new(0)),
         metrics,
+        journal_failed,
     };
+    if recovered {
+        info!(
+            agents = recovered_agents.len(),
+            contacts = recovered_contacts.len(),
+            grace_seconds = shared.gateway_grace.as_secs(),
+            "waiting for desktops and gateways to claim what was recovered"
+        );
+    }
+    orphan(&shared, recovered_contacts, recovered_agents);
     let open = shared.open.clone();
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
     tokio::pin!(shutdown);
@@ -282,32 +347,47 @@ async fn connection_lost(shared: &Shared, session: &Session) {
         let _ = shared.core.command(ccr_core::Command::AgentDisconnected { agent }).await;
     }
     let contacts: Vec<ContactId> = std::mem::take(&mut *session.contacts.lock().expect("session lock"));
-    if contacts.is_empty() {
+    orphan(shared, contacts, Vec::new());
+}
+
+/// Gives contacts and agents `gateway_grace` to be claimed by a new
+/// connection; the contacts left then are abandoned, the agents logged out.
+fn orphan(shared: &Shared, contacts: Vec<ContactId>, agents: Vec<AgentId>) {
+    if contacts.is_empty() && agents.is_empty() {
         return;
     }
     let deadline = Instant::now() + shared.gateway_grace;
     {
         let mut orphans = shared.orphans.lock().expect("orphans lock");
-        for &c in &contacts {
-            orphans.insert(c, deadline);
-        }
+        orphans.contacts.extend(contacts.iter().map(|&c| (c, deadline)));
+        orphans.agents.extend(agents.iter().map(|&a| (a, deadline)));
     }
     let (core, orphans, grace) = (shared.core.clone(), shared.orphans.clone(), shared.gateway_grace);
     tokio::spawn(async move {
         tokio::time::sleep(grace).await;
-        let expired: Vec<ContactId> = {
+        let (contacts, agents) = {
             let mut orphans = orphans.lock().expect("orphans lock");
             let now = Instant::now();
-            let gone: Vec<ContactId> =
-                contacts.into_iter().filter(|c| orphans.get(c).is_some_and(|d| *d <= now)).collect();
-            for c in &gone {
-                orphans.remove(c);
+            let contacts: Vec<ContactId> =
+                contacts.into_iter().filter(|c| orphans.contacts.get(c).is_some_and(|d| *d <= now)).collect();
+            let agents: Vec<AgentId> =
+                agents.into_iter().filter(|a| orphans.agents.get(a).is_some_and(|d| *d <= now)).collect();
+            for c in &contacts {
+                orphans.contacts.remove(c);
             }
-            gone
+            for a in &agents {
+                orphans.agents.remove(a);
+            }
+            (contacts, agents)
         };
-        for contact in expired {
+        for contact in contacts {
             if let Ok(Ok(_)) = core.command(ccr_core::Command::Abandon { contact }).await {
                 info!(contact = contact.0, "gateway did not come back: contact abandoned");
+            }
+        }
+        for agent in agents {
+            if let Ok(Ok(_)) = core.command(ccr_core::Command::AgentDisconnected { agent }).await {
+                info!(agent = agent.0, "desktop did not come back after the restart: agent logged out");
             }
         }
     });
@@ -335,10 +415,43 @@ impl Session {
 
 /// A call naming a contact takes responsibility for it if its gateway left.
 async fn adopt(contact: ContactId, shared: &Shared, session: &Session) {
-    let orphaned = shared.orphans.lock().expect("orphans lock").remove(&contact).is_some();
+    let orphaned = shared.orphans.lock().expect("orphans lock").contacts.remove(&contact).is_some();
     if orphaned {
         session.own(contact, shared).await;
     }
+}
+
+/// Requests of agent desktops that name their agent.
+trait DeskRequest: Message + Default {
+    fn agent(&self) -> AgentId;
+}
+
+macro_rules! desk_request {
+    ($($t:ty),*) => {$(
+        impl DeskRequest for $t {
+            fn agent(&self) -> AgentId {
+                AgentId(self.agent_id)
+            }
+        }
+    )*};
+}
+desk_request!(pb::AcceptRequest, pb::RejectRequest, pb::CompleteRequest, pb::EndWrapUpRequest);
+
+/// Decodes an agent desktop's request, adopting its agent if ccrd restarted.
+fn desk_call<R: DeskRequest>(body: &[u8], shared: &Shared, session: &Session) -> Result<R, Status> {
+    let r: R = decode(body)?;
+    adopt_agent(r.agent(), shared, session);
+    Ok(r)
+}
+
+/// A call naming an agent recovered after a restart takes its desktop role
+/// over; returns whether it did.
+fn adopt_agent(agent: AgentId, shared: &Shared, session: &Session) -> bool {
+    let orphaned = shared.orphans.lock().expect("orphans lock").agents.remove(&agent).is_some();
+    if orphaned {
+        session.agents.lock().expect("session lock").insert(agent);
+    }
+    orphaned
 }
 
 /// Reads until `decode` yields an item, the stream ends, or it errs.
@@ -530,6 +643,15 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
         "/ccr.v1.AgentDesk/Login" => {
             let r: pb::LoginRequest = decode(body)?;
             let agent = AgentId(r.agent_id);
+            // After a restart the agent is still logged in: its desktop
+            // claims it back, and says whether it is ready.
+            if adopt_agent(agent, shared, session) {
+                if r.ready {
+                    done(command(shared, ccr_core::Command::AgentReady { agent }).await?)?;
+                }
+                info!(agent = agent.0, "agent resumed after restart");
+                return Ok(framed(&pb::LoginResponse {}));
+            }
             done(command(shared, convert::login(cat, r)?).await?)?;
             session.agents.lock().expect("session lock").insert(agent);
             framed(&pb::LoginResponse {})
@@ -537,30 +659,39 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
         "/ccr.v1.AgentDesk/Logout" => {
             let r: pb::LogoutRequest = decode(body)?;
             let agent = AgentId(r.agent_id);
+            adopt_agent(agent, shared, session);
             done(command(shared, ccr_core::Command::AgentLogout { agent }).await?)?;
             session.agents.lock().expect("session lock").remove(&agent);
             framed(&pb::LogoutResponse {})
         }
         "/ccr.v1.AgentDesk/SetState" => {
-            done(command(shared, convert::set_state(decode(body)?)?).await?)?;
+            let r: pb::SetStateRequest = decode(body)?;
+            adopt_agent(AgentId(r.agent_id), shared, session);
+            done(command(shared, convert::set_state(r)?).await?)?;
             framed(&pb::SetStateResponse {})
         }
-        "/ccr.v1.AgentDesk/Accept" => match command(shared, convert::accept(decode(body)?)).await? {
-            Reply::Accepted { contact, duplicate } => framed(&pb::AcceptResponse { contact_id: contact.0, duplicate }),
-            other => return Err(Status::new(Code::Internal, format!("unexpected reply {other:?}"))),
-        },
-        "/ccr.v1.AgentDesk/Reject" => match command(shared, convert::reject(decode(body)?)).await? {
-            Reply::Rejected { duplicate } => framed(&pb::RejectResponse { duplicate }),
-            other => return Err(Status::new(Code::Internal, format!("unexpected reply {other:?}"))),
-        },
+        "/ccr.v1.AgentDesk/Accept" => {
+            match command(shared, convert::accept(desk_call(body, shared, session)?)).await? {
+                Reply::Accepted { contact, duplicate } => {
+                    framed(&pb::AcceptResponse { contact_id: contact.0, duplicate })
+                }
+                other => return Err(Status::new(Code::Internal, format!("unexpected reply {other:?}"))),
+            }
+        }
+        "/ccr.v1.AgentDesk/Reject" => {
+            match command(shared, convert::reject(desk_call(body, shared, session)?)).await? {
+                Reply::Rejected { duplicate } => framed(&pb::RejectResponse { duplicate }),
+                other => return Err(Status::new(Code::Internal, format!("unexpected reply {other:?}"))),
+            }
+        }
         "/ccr.v1.AgentDesk/Complete" => {
-            let r: pb::CompleteRequest = decode(body)?;
+            let r: pb::CompleteRequest = desk_call(body, shared, session)?;
             let c = ccr_core::Command::Complete { agent: AgentId(r.agent_id), contact: ContactId(r.contact_id) };
             done(command(shared, c).await?)?;
             framed(&pb::CompleteResponse {})
         }
         "/ccr.v1.AgentDesk/EndWrapUp" => {
-            let r: pb::EndWrapUpRequest = decode(body)?;
+            let r: pb::EndWrapUpRequest = desk_call(body, shared, session)?;
             let c = ccr_core::Command::EndWrapUp { agent: AgentId(r.agent_id), contact: ContactId(r.contact_id) };
             done(command(shared, c).await?)?;
             framed(&pb::EndWrapUpResponse {})
@@ -617,8 +748,9 @@ async fn unary(method: &str, body: &[u8], shared: &Shared, session: &Session) ->
         "/ccr.v1.Admin/Health" => {
             let _: pb::HealthRequest = decode(body)?;
             let r = &shared.refusals;
+            let journal_failed = shared.journal_failed.as_ref().is_some_and(|f| f.load(Ordering::Acquire));
             framed(&pb::HealthResponse {
-                status: "serving".into(),
+                status: if journal_failed { "journal_failed" } else { "serving" }.into(),
                 uptime_seconds: shared.started.elapsed().as_secs(),
                 refused_connections: r.connections.load(Ordering::Relaxed),
                 refused_requests: r.requests.load(Ordering::Relaxed),
@@ -863,12 +995,22 @@ async fn dispatch(
 /// Once a second: queue gauges, agent counts and outcome counters from the
 /// core's own counters (authoritative, and nothing to record on the routing
 /// thread), and the service level over the configured window.
-async fn sample(core: CoreHandle, metrics: Arc<Metrics>, config: ccr_core::RouterConfig, window: Duration) {
+async fn sample(
+    core: CoreHandle,
+    metrics: Arc<Metrics>,
+    config: ccr_core::RouterConfig,
+    window: Duration,
+    last_snapshot_ms: Option<Arc<AtomicU64>>,
+) {
     let mut sl = ServiceLevelWindow::new(window);
     let queues = config.queues.len();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        if let Some(at) = &last_snapshot_ms {
+            let age_ms = journal::unix_millis().saturating_sub(at.load(Ordering::Relaxed));
+            metrics.snapshot_age.set(age_ms as f64 / 1000.0);
+        }
         let Ok(stats) = core
             .query(move |r| {
                 (0..queues).filter_map(|q| r.queue_stats(ccr_core::QueueId(q as u16)).ok()).collect::<Vec<_>>()

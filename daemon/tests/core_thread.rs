@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ccr_core::*;
 use ccr_daemon::clock::ManualClock;
-use ccr_daemon::core_thread::{spawn, CoreStopped};
+use ccr_daemon::core_thread::{spawn, CoreStopped, Options};
 
 fn config() -> RouterConfig {
     let mut cfg = RouterConfig::default();
@@ -26,9 +26,15 @@ fn next_event(rx: &mpsc::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Even
 fn commands_are_applied_and_events_delivered_in_order() {
     let clock = ManualClock::default();
     let (events, rx) = mpsc::channel();
-    let (core, thread) = spawn(Router::new(config()).unwrap(), clock.clone(), Duration::ZERO, move |_, e| {
-        let _ = events.send(e);
-    })
+    let (core, thread) = spawn(
+        Router::new(config()).unwrap(),
+        clock.clone(),
+        Options::new(Duration::ZERO),
+        |_, e| e,
+        move |e| {
+            let _ = events.send(e);
+        },
+    )
     .unwrap();
     let profile = AgentProfile { skills: vec![(SkillId(1), 5)], languages: vec![], capacity: [1, 0, 0] };
     core.command_blocking(Command::AgentLogin { agent: AgentId(1), profile, ready: true }).unwrap().unwrap();

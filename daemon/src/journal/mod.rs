@@ -31,7 +31,7 @@ mod snapshot;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -110,8 +110,9 @@ impl Default for JournalOptions {
 pub struct JournalMetrics {
     pub bytes: metrics::Counter,
     pub fsync: metrics::Histogram,
-    /// Unix time of the last durable snapshot, in seconds.
-    pub snapshot_time: metrics::Gauge,
+    /// Unix time of the last durable snapshot, in milliseconds (the sampler
+    /// turns it into an age).
+    pub last_snapshot_ms: Arc<AtomicU64>,
 }
 
 impl Default for JournalMetrics {
@@ -119,8 +120,14 @@ impl Default for JournalMetrics {
         JournalMetrics {
             bytes: metrics::Counter::noop(),
             fsync: metrics::Histogram::noop(),
-            snapshot_time: metrics::Gauge::noop(),
+            last_snapshot_ms: Arc::default(),
         }
+    }
+}
+
+impl JournalMetrics {
+    fn snapshot_written(&self) {
+        self.last_snapshot_ms.store(unix_millis(), Ordering::Relaxed);
     }
 }
 
@@ -176,12 +183,16 @@ impl Journal {
                 let router = Router::new(config.clone())
                     .map_err(|e| JournalError::Incompatible(format!("routing configuration: {e}")))?;
                 snapshot::write(dir, 0, now, &names, &router)?;
-                metrics.snapshot_time.set(unix_seconds());
+                metrics.snapshot_written();
                 info!(dir = %dir.display(), "journal created");
                 (router, 0, None, writer::create_segment(dir, 1)?)
             }
             Some(Recovered { mut router, names: old, last_seq, report }) => {
                 log_report(&report, last_seq);
+                if let Some(modified) = report.snapshot.as_ref().and_then(|(_, p)| p.metadata().ok()?.modified().ok()) {
+                    let ms = modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                    metrics.last_snapshot_ms.store(ms, Ordering::Relaxed);
+                }
                 check_names(&old, &names)?;
                 let seq = last_seq + 1;
                 let now = now.max(router.now());
@@ -335,8 +346,8 @@ impl Drop for Journal {
 #[derive(Clone, Copy, Debug)]
 pub struct Mark(usize);
 
-fn unix_seconds() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn log_report(report: &RecoveryReport, last_seq: u64) {

@@ -89,7 +89,7 @@ impl Snapshotter {
             let started = std::time::Instant::now();
             match write(&self.dir, job.seq, job.now, &job.names, &job.router).and_then(|_| prune(&self.dir)) {
                 Ok(()) => {
-                    self.metrics.snapshot_time.set(super::unix_seconds());
+                    self.metrics.snapshot_written();
                     debug!(seq = job.seq, millis = started.elapsed().as_millis() as u64, "snapshot written");
                 }
                 // The journal still holds everything: recovery replays more.
