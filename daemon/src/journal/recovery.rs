@@ -14,7 +14,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ccr_core::{Command, Router};
+use ccr_core::{Command, Event, Router};
 use serde::Deserialize;
 
 use super::format::{self, Decoded, Entry, Input, Names, SnapshotHeader};
@@ -100,6 +100,13 @@ pub fn read_snapshot(path: &Path) -> Result<(SnapshotHeader, Names, Router), Str
 
 /// Recovers the state held in `dir`; `None` when it holds no journal yet.
 pub fn recover(dir: &Path) -> Result<Option<Recovered>, JournalError> {
+    recover_observed(dir, &mut |_| {})
+}
+
+/// [`recover`], showing every event the replay produces to `on_event` (the
+/// decisions the recovered core made again: tests compare them with the
+/// ones the live core sent out).
+pub fn recover_observed(dir: &Path, on_event: &mut dyn FnMut(Event)) -> Result<Option<Recovered>, JournalError> {
     let started = Instant::now();
     let listing = list(dir)?;
     if listing.snapshots.is_empty() && listing.segments.is_empty() {
@@ -174,7 +181,7 @@ pub fn recover(dir: &Path) -> Result<Option<Recovered>, JournalError> {
                         if entry.seq != expected {
                             return Err(JournalError::Gap { path: path.clone(), expected, found: entry.seq });
                         }
-                        apply(&mut router, &mut names, entry).map_err(|why| JournalError::Diverged {
+                        apply(&mut router, &mut names, entry, on_event).map_err(|why| JournalError::Diverged {
                             path: path.clone(),
                             seq: expected,
                             why,
@@ -218,7 +225,7 @@ fn truncate(path: &Path, len: u64) -> Result<(), JournalError> {
 }
 
 /// Feeds one journaled input to the router, exactly as the routing thread did.
-pub fn apply(router: &mut Router, names: &mut Names, entry: Entry) -> Result<(), String> {
+pub fn apply(router: &mut Router, names: &mut Names, entry: Entry, on_event: &mut dyn FnMut(Event)) -> Result<(), String> {
     match entry.input {
         Input::Command(command) => {
             router.handle(entry.now, command).map_err(|e| format!("a journaled command was refused on replay: {e}"))?;
@@ -229,7 +236,9 @@ pub fn apply(router: &mut Router, names: &mut Names, entry: Entry) -> Result<(),
             *names = new_names;
         }
     }
-    while router.poll_event().is_some() {}
+    while let Some(event) = router.poll_event() {
+        on_event(event);
+    }
     Ok(())
 }
 

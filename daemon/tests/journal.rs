@@ -1,0 +1,383 @@
+//! The journal, driven through the real routing thread with a manual clock:
+//! replay reproduces the live decisions and state bit for bit, across
+//! snapshots and restarts, and every kind of damage gets its documented answer.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ccr_core::*;
+use ccr_daemon::clock::ManualClock;
+use ccr_daemon::config::{self, DEFAULT_CONFIG};
+use ccr_daemon::core_thread::{self, Options};
+use ccr_daemon::journal::recovery::{self, Recovered};
+use ccr_daemon::journal::{FsyncPolicy, Journal, JournalError, JournalMetrics, JournalOptions, Names};
+use proptest::prelude::*;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ccr-journal-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn setup() -> (RouterConfig, Names) {
+    let mut config = config::parse(DEFAULT_CONFIG).expect("example config");
+    config.router.explain = true;
+    (config.router.clone(), Names::of(&config.catalog))
+}
+
+/// No snapshot but the first: the whole history stays replayable.
+fn keep_everything() -> JournalOptions {
+    JournalOptions { fsync: FsyncPolicy::Never, snapshot_interval: Duration::from_secs(86_400), snapshot_bytes: u64::MAX }
+}
+
+/// A snapshot at nearly every batch, with rotation and pruning each time.
+fn snapshot_often() -> JournalOptions {
+    JournalOptions { fsync: FsyncPolicy::Always, snapshot_interval: Duration::ZERO, snapshot_bytes: 1 }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Command(Command),
+    /// Move the clock on by this many milliseconds and let timers fire.
+    Advance(u64),
+}
+
+/// One life of ccrd: opens the journal in `dir`, runs `steps` through the
+/// routing thread, stops. Returns the final router and every event delivered.
+fn live(dir: &Path, options: JournalOptions, start: Time, steps: &[Step]) -> (Router, Vec<Event>, Time) {
+    let (router_config, names) = setup();
+    let opened = Journal::open(dir, &router_config, names, start, options, JournalMetrics::default())
+        .expect("journal opens");
+    let clock = ManualClock::default();
+    let mut now = start.max(opened.router.now());
+    clock.set(now);
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let sink = delivered.clone();
+    let mut core_options = Options::new(Duration::ZERO);
+    core_options.journal = Some(opened.journal);
+    let (core, thread) =
+        core_thread::spawn(opened.router, clock.clone(), core_options, |_, e| e, move |e| sink.lock().unwrap().push(e))
+            .expect("core thread");
+    for step in steps {
+        match step {
+            Step::Command(c) => {
+                let _ = core.command_blocking(c.clone()).expect("core runs");
+            }
+            Step::Advance(ms) => {
+                now = now + Duration::from_millis(*ms);
+                clock.set(now);
+                core.tick().expect("core runs");
+            }
+        }
+    }
+    core.shutdown();
+    let router = thread.join().expect("core thread");
+    let events = std::mem::take(&mut *delivered.lock().unwrap());
+    (router, events, now)
+}
+
+fn recover(dir: &Path) -> (Recovered, Vec<Event>) {
+    let mut events = Vec::new();
+    let recovered = recovery::recover_observed(dir, &mut |e| events.push(e)).expect("recovers").expect("not empty");
+    (recovered, events)
+}
+
+/// The full state, less the clock (which the live core also moves when no
+/// timer was due, without anything to journal).
+fn state(router: &Router) -> Snapshot {
+    let mut s = router.snapshot();
+    s.now = Time::ZERO;
+    s
+}
+
+fn spec(id: u64, queue: u16, tier: u8, skill: u16, min: u8, language: Option<u16>) -> ContactSpec {
+    ContactSpec {
+        id: ContactId(id),
+        channel: Channel::Voice,
+        queue: QueueId(queue),
+        tier: TierId(tier),
+        skills: vec![SkillReq { skill: SkillId(skill), min_proficiency: min }],
+        languages: language.map(LanguageId).into_iter().collect(),
+        preferred_agents: vec![],
+        context: vec![("case".into(), format!("c{id}"))],
+    }
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let agent = || (0u64..6).prop_map(AgentId);
+    let contact = || (0u64..30).prop_map(ContactId);
+    let offer = || (1u64..40).prop_map(OfferId);
+    prop_oneof![
+        3 => (agent(), prop::collection::vec((0u16..5, 1u8..=10), 1..4), prop::option::of(0u16..3), any::<bool>(), 1u8..3)
+            .prop_map(|(agent, mut skills, language, ready, chats)| {
+                skills.sort_unstable();
+                skills.dedup_by_key(|s| s.0);
+                let profile = AgentProfile {
+                    skills: skills.into_iter().map(|(s, p)| (SkillId(s), p)).collect(),
+                    languages: language.map(LanguageId).into_iter().collect(),
+                    capacity: [1, chats, 0],
+                };
+                Step::Command(Command::AgentLogin { agent, profile, ready })
+            }),
+        6 => (0u64..30, 0u16..3, 0u8..3, 0u16..5, 1u8..=8, prop::option::of(0u16..3))
+            .prop_map(|(id, q, t, s, m, l)| Step::Command(Command::Enqueue(spec(id, q, t, s, m, l)))),
+        1 => (0u64..30, 0u16..3, 100u64..5_000).prop_map(|(id, q, due)| Step::Command(Command::ScheduleCallback {
+            spec: spec(id, q, 0, 0, 1, None),
+            due: Time::from_millis(due),
+            deadline: Time::from_millis(due + 60_000),
+        })),
+        4 => (agent(), offer()).prop_map(|(agent, offer)| Step::Command(Command::Accept { agent, offer })),
+        1 => (agent(), offer()).prop_map(|(agent, offer)| Step::Command(Command::Reject { agent, offer })),
+        3 => (agent(), contact()).prop_map(|(agent, contact)| Step::Command(Command::Complete { agent, contact })),
+        1 => (agent(), contact()).prop_map(|(agent, contact)| Step::Command(Command::EndWrapUp { agent, contact })),
+        2 => contact().prop_map(|contact| Step::Command(Command::Abandon { contact })),
+        1 => (contact(), 0u16..3, 0u16..5).prop_map(|(contact, q, s)| Step::Command(Command::Transfer(TransferSpec {
+            contact,
+            queue: QueueId(q),
+            skills: vec![SkillReq { skill: SkillId(s), min_proficiency: 1 }],
+            languages: vec![],
+            tier: None,
+            context: vec![("transferred".into(), "yes".into())],
+        }))),
+        2 => agent().prop_map(|agent| Step::Command(Command::AgentReady { agent })),
+        1 => agent().prop_map(|agent| Step::Command(Command::AgentNotReady { agent, reason: NotReadyReason::Break })),
+        1 => agent().prop_map(|agent| Step::Command(Command::AgentLogout { agent })),
+        1 => agent().prop_map(|agent| Step::Command(Command::AgentDisconnected { agent })),
+        1 => (5u64..40).prop_map(|secs| {
+            let (mut cfg, _) = setup();
+            cfg.queues[0].offer_timeout = Duration::from_secs(secs);
+            Step::Command(Command::Reconfigure(Box::new(cfg)))
+        }),
+        4 => prop_oneof![1u64..2_000, 2_000u64..90_000].prop_map(Step::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Replaying the journal from the first snapshot makes the same decisions,
+    /// event for event, and ends in the same state.
+    #[test]
+    fn replay_makes_the_same_decisions_as_the_live_core(steps in prop::collection::vec(step(), 1..120)) {
+        let dir = temp_dir();
+        let (router, delivered, _) = live(&dir, keep_everything(), Time::ZERO, &steps);
+        let (recovered, replayed) = recover(&dir);
+        prop_assert_eq!(&replayed, &delivered);
+        prop_assert_eq!(state(&recovered.router), state(&router));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// With snapshots, rotation and pruning at nearly every batch, recovery
+    /// from the newest snapshot and the tail ends in the same state.
+    #[test]
+    fn recovery_from_a_snapshot_and_the_tail_ends_in_the_live_state(steps in prop::collection::vec(step(), 1..120)) {
+        let dir = temp_dir();
+        let (router, _, _) = live(&dir, snapshot_often(), Time::ZERO, &steps);
+        let (recovered, _) = recover(&dir);
+        prop_assert_eq!(state(&recovered.router), state(&router));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A restart in the middle (ringing offers withdrawn, agents not ready)
+    /// is journaled like any input: a later recovery goes through it again.
+    #[test]
+    fn recovery_replays_through_a_restart(
+        first in prop::collection::vec(step(), 1..60),
+        second in prop::collection::vec(step(), 1..60),
+    ) {
+        let dir = temp_dir();
+        let (_, _, now) = live(&dir, keep_everything(), Time::ZERO, &first);
+        let (router, delivered, _) = live(&dir, keep_everything(), now, &second);
+        let (recovered, _) = recover(&dir);
+        prop_assert_eq!(state(&recovered.router), state(&router));
+        // Without the restart's snapshot, recovery goes through the restart record.
+        for newer in &snapshots(&dir)[1..] {
+            std::fs::remove_file(newer).unwrap();
+        }
+        let (recovered, replayed) = recover(&dir);
+        prop_assert_eq!(state(&recovered.router), state(&router));
+        prop_assert!(replayed.ends_with(&delivered), "the second life's decisions are replayed as they were made");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A short, fixed history: agents, contacts, offers, timers.
+fn history() -> Vec<Step> {
+    let profile = |s: u16| AgentProfile { skills: vec![(SkillId(s), 7)], languages: vec![], capacity: [1, 0, 0] };
+    let mut steps = Vec::new();
+    for a in 0..4 {
+        steps.push(Step::Command(Command::AgentLogin { agent: AgentId(a), profile: profile(a as u16 % 2), ready: true }));
+    }
+    for c in 0..40 {
+        steps.push(Step::Command(Command::Enqueue(spec(c, (c % 3) as u16, (c % 3) as u8, (c % 2) as u16, 1, None))));
+        steps.push(Step::Advance(300));
+    }
+    steps
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    recovery::list(dir).unwrap().segments.into_iter().map(|(_, p)| p).collect()
+}
+
+fn snapshots(dir: &Path) -> Vec<PathBuf> {
+    recovery::list(dir).unwrap().snapshots.into_iter().map(|(_, p)| p).collect()
+}
+
+fn expect_err(dir: &Path) -> JournalError {
+    match recovery::recover(dir) {
+        Err(e) => e,
+        Ok(_) => panic!("recovery should refuse {}", dir.display()),
+    }
+}
+
+#[test]
+fn a_torn_tail_is_cut_off_and_reported() {
+    let dir = temp_dir();
+    let (router, ..) = live(&dir, keep_everything(), Time::ZERO, &history());
+    let last = segments(&dir).pop().unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    // Append half of a record, as a crash in the middle of a write leaves it.
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(&[42, 0, 0, 0, 1, 2, 3, 4, 5]);
+    std::fs::write(&last, &bytes).unwrap();
+    let (recovered, _) = recover(&dir);
+    let (path, offset, why) = recovered.report.truncated.clone().expect("the tail is reported");
+    assert_eq!((path, offset), (last.clone(), len));
+    assert!(why.contains("ends inside a record"), "{why}");
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), len, "cut back to the last whole record");
+    assert_eq!(state(&recovered.router), state(&router));
+    // A second start finds nothing more to cut.
+    let (again, _) = recover(&dir);
+    assert!(again.report.truncated.is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_torn_last_record_is_dropped_and_the_rest_recovered() {
+    let dir = temp_dir();
+    let (_, delivered, _) = live(&dir, keep_everything(), Time::ZERO, &history());
+    let (whole, _) = recover(&dir);
+    let last = segments(&dir).pop().unwrap();
+    let bytes = std::fs::read(&last).unwrap();
+    std::fs::write(&last, &bytes[..bytes.len() - 3]).unwrap();
+    let (recovered, replayed) = recover(&dir);
+    assert!(recovered.report.truncated.is_some());
+    assert_eq!(recovered.last_seq, whole.last_seq - 1, "only the torn record is lost");
+    assert!(delivered.starts_with(&replayed), "what is left replays as it was");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_flipped_bit_in_the_middle_stops_start_up_naming_file_and_offset() {
+    let dir = temp_dir();
+    live(&dir, keep_everything(), Time::ZERO, &history());
+    let last = segments(&dir).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&last, &bytes).unwrap();
+    let error = expect_err(&dir);
+    assert!(matches!(error, JournalError::Corrupt { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains(&last.display().to_string()) && message.contains("not at the end"), "{message}");
+    assert_eq!(std::fs::read(&last).unwrap(), bytes, "nothing was cut");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_empty_segment_left_by_a_crash_is_removed() {
+    let dir = temp_dir();
+    let (router, ..) = live(&dir, keep_everything(), Time::ZERO, &history());
+    let empty = dir.join(format!("journal-{:020}.wal", 1_000_000));
+    std::fs::write(&empty, b"").unwrap();
+    let (recovered, _) = recover(&dir);
+    assert_eq!(recovered.report.removed_empty, vec![empty.clone()]);
+    assert!(!empty.exists());
+    assert_eq!(state(&recovered.router), state(&router));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_empty_directory_starts_fresh() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(recovery::recover(&dir).unwrap().is_none());
+    let (router, ..) = live(&dir, keep_everything(), Time::ZERO, &[]);
+    assert_eq!(router.contact_count(), 0);
+    assert_eq!(snapshots(&dir).len(), 1, "a fresh journal starts with the snapshot of the empty router");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_missing_snapshot_stops_start_up() {
+    let dir = temp_dir();
+    live(&dir, keep_everything(), Time::ZERO, &history());
+    for s in snapshots(&dir) {
+        std::fs::remove_file(s).unwrap();
+    }
+    let error = expect_err(&dir);
+    assert!(matches!(error, JournalError::NoSnapshot { .. }), "{error}");
+    assert!(error.to_string().contains("no usable snapshot"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_older_one() {
+    let dir = temp_dir();
+    // Two lives: the restart takes a second snapshot in the background.
+    let (_, _, now) = live(&dir, keep_everything(), Time::ZERO, &history());
+    let (router, ..) = live(&dir, keep_everything(), now, &history()[..4]);
+    let all = snapshots(&dir);
+    assert_eq!(all.len(), 2, "the restart snapshot was written: {all:?}");
+    let newest = all.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 1;
+    std::fs::write(newest, &bytes).unwrap();
+    let (recovered, _) = recover(&dir);
+    assert_eq!(recovered.report.unusable_snapshots.len(), 1);
+    assert!(recovered.report.unusable_snapshots[0].1.contains("checksum"), "{:?}", recovered.report.unusable_snapshots);
+    assert_eq!(recovered.report.snapshot.as_ref().map(|(seq, _)| *seq), Some(0));
+    assert_eq!(state(&recovered.router), state(&router));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_restart_withdraws_ringing_offers_and_waits_for_the_desktops() {
+    let dir = temp_dir();
+    let profile = AgentProfile { skills: vec![(SkillId(0), 7)], languages: vec![], capacity: [1, 0, 0] };
+    let steps = vec![
+        Step::Command(Command::AgentLogin { agent: AgentId(1), profile, ready: true }),
+        Step::Command(Command::Enqueue(spec(5, 0, 0, 0, 1, None))),
+    ];
+    let (before, delivered, now) = live(&dir, keep_everything(), Time::from_secs(1_000), &steps);
+    assert!(delivered.iter().any(|e| matches!(e, Event::Offered { contact: ContactId(5), .. })));
+    assert_eq!(before.pending_offers(), 1);
+    let (after, delivered, _) = live(&dir, keep_everything(), now + Duration::from_secs(5), &[]);
+    assert_eq!(after.pending_offers(), 0, "the offer rang on a desktop that is gone");
+    assert_eq!(after.agent_state(AgentId(1)), AgentState::NotReady(NotReadyReason::Restart));
+    assert!(delivered.is_empty(), "nothing is offered until the desktop comes back");
+    let contact = after.snapshot().contacts.into_iter().find(|c| c.id == ContactId(5)).expect("contact kept");
+    assert_eq!(contact.arrival, Time::from_secs(1_000), "the original arrival time is kept");
+    assert!(matches!(contact.state, ContactViewState::Waiting { .. }), "{:?}", contact.state);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_configuration_that_renumbers_skills_is_refused() {
+    let dir = temp_dir();
+    live(&dir, keep_everything(), Time::ZERO, &history()[..2]);
+    let (router_config, mut names) = setup();
+    names.skills.swap(0, 1);
+    let error = match Journal::open(&dir, &router_config, names, Time::ZERO, keep_everything(), JournalMetrics::default()) {
+        Err(e) => e,
+        Ok(_) => panic!("renumbered skills must be refused"),
+    };
+    assert!(error.to_string().contains("skills[0]"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
