@@ -18,7 +18,11 @@ use proptest::prelude::*;
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ccr-journal-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+    let dir = std::env::temp_dir().join(format!(
+        "ccr-journal-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -31,7 +35,11 @@ fn setup() -> (RouterConfig, Names) {
 
 /// No snapshot but the first: the whole history stays replayable.
 fn keep_everything() -> JournalOptions {
-    JournalOptions { fsync: FsyncPolicy::Never, snapshot_interval: Duration::from_secs(86_400), snapshot_bytes: u64::MAX }
+    JournalOptions {
+        fsync: FsyncPolicy::Never,
+        snapshot_interval: Duration::from_secs(86_400),
+        snapshot_bytes: u64::MAX,
+    }
 }
 
 /// A snapshot at nearly every batch, with rotation and pruning each time.
@@ -50,8 +58,8 @@ enum Step {
 /// routing thread, stops. Returns the final router and every event delivered.
 fn live(dir: &Path, options: JournalOptions, start: Time, steps: &[Step]) -> (Router, Vec<Event>, Time) {
     let (router_config, names) = setup();
-    let opened = Journal::open(dir, &router_config, names, start, options, JournalMetrics::default())
-        .expect("journal opens");
+    let opened =
+        Journal::open(dir, &router_config, names, start, options, JournalMetrics::default()).expect("journal opens");
     let clock = ManualClock::default();
     let mut now = start.max(opened.router.now());
     clock.set(now);
@@ -210,7 +218,11 @@ fn history() -> Vec<Step> {
     let profile = |s: u16| AgentProfile { skills: vec![(SkillId(s), 7)], languages: vec![], capacity: [1, 0, 0] };
     let mut steps = Vec::new();
     for a in 0..4 {
-        steps.push(Step::Command(Command::AgentLogin { agent: AgentId(a), profile: profile(a as u16 % 2), ready: true }));
+        steps.push(Step::Command(Command::AgentLogin {
+            agent: AgentId(a),
+            profile: profile(a as u16 % 2),
+            ready: true,
+        }));
     }
     for c in 0..40 {
         steps.push(Step::Command(Command::Enqueue(spec(c, (c % 3) as u16, (c % 3) as u8, (c % 2) as u16, 1, None))));
@@ -373,11 +385,11 @@ fn a_configuration_that_renumbers_skills_is_refused() {
     live(&dir, keep_everything(), Time::ZERO, &history()[..2]);
     let (router_config, mut names) = setup();
     names.skills.swap(0, 1);
-    let error = match Journal::open(&dir, &router_config, names, Time::ZERO, keep_everything(), JournalMetrics::default()) {
-        Err(e) => e,
-        Ok(_) => panic!("renumbered skills must be refused"),
-    };
+    let error =
+        match Journal::open(&dir, &router_config, names, Time::ZERO, keep_everything(), JournalMetrics::default()) {
+            Err(e) => e,
+            Ok(_) => panic!("renumbered skills must be refused"),
+        };
     assert!(error.to_string().contains("skills[0]"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
-

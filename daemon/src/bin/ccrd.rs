@@ -31,6 +31,19 @@ struct Args {
 enum Cmd {
     /// Validate a configuration file and print every problem with its line.
     CheckConfig { file: PathBuf },
+    /// Look into a journal.
+    Journal {
+        #[command(subcommand)]
+        action: JournalCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCmd {
+    /// Print what the journal and snapshots hold (counts, sequence numbers,
+    /// time span, damage), changing nothing. DIR is the data directory or its
+    /// `journal` folder.
+    Inspect { dir: PathBuf },
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<config::Config> {
@@ -57,6 +70,12 @@ fn main() -> anyhow::Result<()> {
             }
             Err(e) => bail!("{e}"),
         };
+    }
+    if let Some(Cmd::Journal { action: JournalCmd::Inspect { dir } }) = &args.command {
+        let journal = ccr_daemon::journal::dir_in(dir);
+        let dir = if journal.is_dir() { journal } else { dir.clone() };
+        print!("{}", ccr_daemon::journal::inspect::inspect(&dir)?);
+        return Ok(());
     }
     let mut config = load(args.config.as_ref())?;
     config.server.config_path = args.config.clone();

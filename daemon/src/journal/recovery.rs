@@ -225,7 +225,12 @@ fn truncate(path: &Path, len: u64) -> Result<(), JournalError> {
 }
 
 /// Feeds one journaled input to the router, exactly as the routing thread did.
-pub fn apply(router: &mut Router, names: &mut Names, entry: Entry, on_event: &mut dyn FnMut(Event)) -> Result<(), String> {
+pub fn apply(
+    router: &mut Router,
+    names: &mut Names,
+    entry: Entry,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<(), String> {
     match entry.input {
         Input::Command(command) => {
             router.handle(entry.now, command).map_err(|e| format!("a journaled command was refused on replay: {e}"))?;
