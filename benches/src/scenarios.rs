@@ -189,6 +189,17 @@ impl Workload for Mixed {
 
     /// One command of the cycle.
     fn decide(&mut self) {
+        let (now, command) = self.next_command();
+        let _ = self.router.handle(now, command);
+        self.absorb_events();
+    }
+}
+
+impl Mixed {
+    /// The next command of the cycle and its time, for a driver that feeds
+    /// the router itself (the recovery bench journals each one); follow
+    /// with [`Mixed::absorb_events`] after handling it.
+    pub fn next_command(&mut self) -> (Time, Command) {
         self.step += 1;
         let command = match self.step % 4 {
             1 => {
@@ -222,7 +233,11 @@ impl Workload for Mixed {
                 }
             },
         };
-        let _ = self.router.handle(self.now, command);
+        (self.now, command)
+    }
+
+    /// Takes in the router's events (new offers to answer later).
+    pub fn absorb_events(&mut self) {
         drain(&mut self.router, &mut self.offers);
         self.pending.extend(self.offers.drain(..));
     }

@@ -42,6 +42,7 @@ use tracing::{info, warn};
 
 pub use format::{Entry, Input, Names};
 pub use recovery::{Recovered, RecoveryReport};
+pub use snapshot::write as write_snapshot;
 pub use writer::Release;
 
 use format::InputRef;
