@@ -12,6 +12,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccr_core::{Command, Event, Router};
@@ -135,13 +136,81 @@ pub fn recover_observed(dir: &Path, on_event: &mut dyn FnMut(Event)) -> Result<O
         });
     };
 
+    // One thread reads, checks and decodes; this one replays. Decoding is a
+    // small share of recovery, but off the replay thread it costs nothing.
     let mut expected = snapshot_seq + 1;
+    let (tx, rx) = crossbeam_channel::bounded::<Chunk>(64);
     let segments = &listing.segments;
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(move || read_segments(segments, snapshot_seq + 1, &tx));
+        for chunk in rx {
+            match chunk {
+                Chunk::Segment { path, first_seq } if first_seq > expected => {
+                    return Err(JournalError::Gap { path, expected, found: first_seq });
+                }
+                Chunk::Segment { .. } => {}
+                Chunk::Entries { path, entries } => {
+                    for entry in entries {
+                        if entry.seq < expected {
+                            continue; // already in the snapshot
+                        }
+                        if entry.seq != expected {
+                            return Err(JournalError::Gap { path: path.to_path_buf(), expected, found: entry.seq });
+                        }
+                        apply(&mut router, &mut names, entry, on_event).map_err(|why| JournalError::Diverged {
+                            path: path.to_path_buf(),
+                            seq: expected,
+                            why,
+                        })?;
+                        expected += 1;
+                        report.replayed += 1;
+                    }
+                }
+                Chunk::Truncated { path, offset, why } => report.truncated = Some((path, offset, why)),
+                Chunk::RemovedEmpty(path) => report.removed_empty.push(path),
+                Chunk::Failed(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    outcome?;
+    report.duration = started.elapsed();
+    Ok(Some(Recovered { router, names, last_seq: expected - 1, report }))
+}
+
+/// What the reading thread hands the replaying one, in file order.
+enum Chunk {
+    Segment { path: PathBuf, first_seq: u64 },
+    Entries { path: Arc<Path>, entries: Vec<Entry> },
+    Truncated { path: PathBuf, offset: u64, why: String },
+    RemovedEmpty(PathBuf),
+    Failed(JournalError),
+}
+
+/// Records per chunk: large enough that the hand-over costs nothing.
+const CHUNK: usize = 4096;
+
+/// Reads every segment that may hold records from `from` on, in order,
+/// cutting a torn tail of the last one; stops at the first error or when the
+/// replaying side hangs up.
+fn read_segments(segments: &[(u64, PathBuf)], from: u64, tx: &crossbeam_channel::Sender<Chunk>) {
+    if let Err(e) = read_segments_inner(segments, from, tx) {
+        let _ = tx.send(Chunk::Failed(e));
+    }
+}
+
+fn read_segments_inner(
+    segments: &[(u64, PathBuf)],
+    from: u64,
+    tx: &crossbeam_channel::Sender<Chunk>,
+) -> Result<(), JournalError> {
+    let hung_up = |_| JournalError::Incompatible("recovery stopped".into());
+    let mut next_seq = from;
     for (i, (first_seq, path)) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
         // Wholly before the snapshot: the next segment starts at or before
         // the first record we need.
-        if segments.get(i + 1).is_some_and(|(next, _)| *next <= expected) {
+        if segments.get(i + 1).is_some_and(|(next, _)| *next <= from) {
             continue;
         }
         let mut bytes = Vec::new();
@@ -158,7 +227,7 @@ pub fn recover_observed(dir: &Path, on_event: &mut dyn FnMut(Event)) -> Result<O
             None if last && bytes.len() < format::SEGMENT_HEADER_LEN => {
                 // Created, then the crash came before its header was durable.
                 fs::remove_file(path).map_err(|e| JournalError::io(path, e))?;
-                report.removed_empty.push(path.clone());
+                tx.send(Chunk::RemovedEmpty(path.clone())).map_err(hung_up)?;
                 continue;
             }
             None => {
@@ -169,45 +238,44 @@ pub fn recover_observed(dir: &Path, on_event: &mut dyn FnMut(Event)) -> Result<O
                 })
             }
         }
-        if *first_seq > expected {
-            return Err(JournalError::Gap { path: path.clone(), expected, found: *first_seq });
-        }
+        tx.send(Chunk::Segment { path: path.clone(), first_seq: *first_seq }).map_err(hung_up)?;
+        let shared_path: Arc<Path> = Arc::from(path.as_path());
+        let mut entries = Vec::with_capacity(CHUNK);
         let mut offset = format::SEGMENT_HEADER_LEN;
         loop {
             match format::decode_record(&bytes[offset..]) {
                 Decoded::Eof => break,
                 Decoded::Record(entry, len) => {
-                    if entry.seq >= expected {
-                        if entry.seq != expected {
-                            return Err(JournalError::Gap { path: path.clone(), expected, found: entry.seq });
-                        }
-                        apply(&mut router, &mut names, entry, on_event).map_err(|why| JournalError::Diverged {
-                            path: path.clone(),
-                            seq: expected,
-                            why,
-                        })?;
-                        expected += 1;
-                        report.replayed += 1;
-                    }
+                    next_seq = next_seq.max(entry.seq + 1);
+                    entries.push(entry);
                     offset += len;
+                    if entries.len() == CHUNK {
+                        let full = std::mem::replace(&mut entries, Vec::with_capacity(CHUNK));
+                        tx.send(Chunk::Entries { path: shared_path.clone(), entries: full }).map_err(hung_up)?;
+                    }
                 }
                 damage @ (Decoded::Truncated | Decoded::Corrupt(_)) => {
                     let why = match damage {
                         Decoded::Corrupt(why) => why.to_owned(),
                         _ => "the file ends inside a record".to_owned(),
                     };
-                    if !last || any_record_after(&bytes, offset, expected) {
+                    // Replay what came before the damage first.
+                    tx.send(Chunk::Entries { path: shared_path.clone(), entries: std::mem::take(&mut entries) })
+                        .map_err(hung_up)?;
+                    if !last || any_record_after(&bytes, offset, next_seq) {
                         return Err(JournalError::Corrupt { path: path.clone(), offset: offset as u64, why });
                     }
                     truncate(path, offset as u64)?;
-                    report.truncated = Some((path.clone(), offset as u64, why));
+                    tx.send(Chunk::Truncated { path: path.clone(), offset: offset as u64, why }).map_err(hung_up)?;
                     break;
                 }
             }
         }
+        if !entries.is_empty() {
+            tx.send(Chunk::Entries { path: shared_path, entries }).map_err(hung_up)?;
+        }
     }
-    report.duration = started.elapsed();
-    Ok(Some(Recovered { router, names, last_seq: expected - 1, report }))
+    Ok(())
 }
 
 /// Whether an intact record continuing the sequence lies anywhere after the
