@@ -613,6 +613,19 @@ name = "a"
     }
 
     #[test]
+    fn journal_options_are_checked_with_their_line() {
+        let text = "[journal]\nfsync = \"sometimes\"\nsnapshot_bytes = 10\nsnapshot_interval = \"often\"\n\n[[queues]]\nname = \"a\"\n";
+        let shown: Vec<String> = parse(text).unwrap_err().0.iter().map(ToString::to_string).collect();
+        assert!(shown.iter().any(|p| p.starts_with("line 2: journal.fsync") && p.contains("always")), "{shown:#?}");
+        assert!(shown.iter().any(|p| p.starts_with("line 3: journal.snapshot_bytes")), "{shown:#?}");
+        assert!(shown.iter().any(|p| p.starts_with("line 4: journal.snapshot_interval")), "{shown:#?}");
+        let ok =
+            parse("[journal]\nfsync = \"interval\"\nfsync_interval = \"5ms\"\n[[queues]]\nname = \"a\"\n").unwrap();
+        assert_eq!(ok.journal.options.fsync, FsyncPolicy::Interval(Duration::from_millis(5)));
+        assert!(ok.journal.enabled);
+    }
+
+    #[test]
     fn syntax_errors_and_unknown_fields_point_at_their_line() {
         let err = parse("[[queues]]\nname = \"a\"\ncolour = \"red\"\n").unwrap_err();
         assert_eq!(err.0[0].line, Some(3), "{err}");

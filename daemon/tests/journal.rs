@@ -393,3 +393,23 @@ fn a_configuration_that_renumbers_skills_is_refused() {
     assert!(error.to_string().contains("skills[0]"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn inspect_tells_what_the_journal_holds_and_changes_nothing() {
+    let dir = temp_dir();
+    live(&dir, keep_everything(), Time::from_secs(1_700_000_000), &history());
+    let last = segments(&dir).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(&[9, 0, 0, 0, 1]);
+    std::fs::write(&last, &bytes).unwrap();
+    let report = ccr_daemon::journal::inspect::inspect(&dir).unwrap();
+    assert!(report.contains("snapshots (1):") && report.contains("ok: 0 agents, 0 contacts"), "{report}");
+    assert!(report.contains("44 records  records 1..=44"), "{report}");
+    assert!(report.contains("enqueue              40"), "{report}");
+    assert!(report.contains("agent_login          4"), "{report}");
+    assert!(report.contains("last sequence number 44"), "{report}");
+    assert!(report.contains("torn tail"), "{report}");
+    assert!(report.contains("2023-11-14T22:13:20"), "times are shown as UTC: {report}");
+    assert_eq!(std::fs::read(&last).unwrap(), bytes, "inspect cuts nothing");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
