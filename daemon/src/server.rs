@@ -153,14 +153,15 @@ pub async fn serve(
             fsync: metrics.journal_fsync.clone(),
             last_snapshot_ms: last_snapshot_ms.clone(),
         };
-        let opened = Journal::open(
-            &journal::dir_in(&config.server.data_dir),
-            &config.router,
-            Names::of(&catalog),
-            clock.now(),
-            config.journal.options.clone(),
-            journal_metrics,
-        )?;
+        // Recovery reads and replays the whole journal tail: off the runtime's threads.
+        let (dir, router_config, names) =
+            (journal::dir_in(&config.server.data_dir), config.router.clone(), Names::of(&catalog));
+        let (now, options) = (clock.now(), config.journal.options.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            Journal::open(&dir, &router_config, names, now, options, journal_metrics)
+        })
+        .await
+        .map_err(|e| ServerError::Thread(std::io::Error::other(e.to_string())))??;
         if let Some(report) = &opened.recovery {
             metrics.recovery_duration.set(report.duration.as_secs_f64());
         }

@@ -413,3 +413,56 @@ fn inspect_tells_what_the_journal_holds_and_changes_nothing() {
     assert_eq!(std::fs::read(&last).unwrap(), bytes, "inspect cuts nothing");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Collects what ccrd logs while `f` runs.
+fn logs_of(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn start_up_logs_each_repair_it_makes() {
+    let dir = temp_dir();
+    let (_, _, now) = live(&dir, keep_everything(), Time::ZERO, &history());
+    live(&dir, keep_everything(), now, &[]);
+    // A torn tail, an empty segment left by a crash, a damaged newest snapshot.
+    let last = segments(&dir).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(&[7, 0, 0, 0]);
+    std::fs::write(&last, &bytes).unwrap();
+    std::fs::write(dir.join(format!("journal-{:020}.wal", 1_000_000)), b"").unwrap();
+    let newest = snapshots(&dir).pop().unwrap();
+    let mut snapshot = std::fs::read(&newest).unwrap();
+    let at = snapshot.len() - 1;
+    snapshot[at] ^= 0x40;
+    std::fs::write(&newest, &snapshot).unwrap();
+    let (router_config, names) = setup();
+    let logs = logs_of(|| {
+        Journal::open(&dir, &router_config, names, now, keep_everything(), JournalMetrics::default())
+            .expect("recovers")
+            .journal
+            .close();
+    });
+    let line =
+        |needle: &str| logs.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in\n{logs}"));
+    assert!(line("snapshot unusable").contains("WARN") && line("snapshot unusable").contains("checksum"), "{logs}");
+    assert!(line("removed an empty journal segment").contains(&format!("{:020}", 1_000_000)), "{logs}");
+    assert!(line("journal tail torn by a crash").contains("ends inside a record"), "{logs}");
+    assert!(line("state recovered from the journal").contains("replayed="), "{logs}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -205,9 +205,17 @@ fn read_segments_inner(
     tx: &crossbeam_channel::Sender<Chunk>,
 ) -> Result<(), JournalError> {
     let hung_up = |_| JournalError::Incompatible("recovery stopped".into());
+    // The journal's end is the last segment holding more than a header:
+    // segments after it hold no record (a crash while rotating can leave
+    // one), and damage can only be a torn tail in that one.
+    let sizes: Vec<u64> = segments
+        .iter()
+        .map(|(_, path)| fs::metadata(path).map(|m| m.len()).map_err(|e| JournalError::io(path, e)))
+        .collect::<Result<_, _>>()?;
+    let end = sizes.iter().rposition(|&len| len > format::SEGMENT_HEADER_LEN as u64).unwrap_or(0);
     let mut next_seq = from;
     for (i, (first_seq, path)) in segments.iter().enumerate() {
-        let last = i + 1 == segments.len();
+        let last = i >= end;
         // Wholly before the snapshot: the next segment starts at or before
         // the first record we need.
         if segments.get(i + 1).is_some_and(|(next, _)| *next <= from) {
@@ -267,7 +275,13 @@ fn read_segments_inner(
                     }
                     truncate(path, offset as u64)?;
                     tx.send(Chunk::Truncated { path: path.clone(), offset: offset as u64, why }).map_err(hung_up)?;
-                    break;
+                    // Record-less segments after the tail would name
+                    // sequence numbers that are no longer next: remove them.
+                    for (_, later) in &segments[i + 1..] {
+                        fs::remove_file(later).map_err(|e| JournalError::io(later, e))?;
+                        tx.send(Chunk::RemovedEmpty(later.clone())).map_err(hung_up)?;
+                    }
+                    return Ok(());
                 }
             }
         }
