@@ -7,7 +7,8 @@
 //! — written exactly as the routing thread writes it. Recovery is timed as
 //! ccrd runs it at start-up (read, check, decode, replay), three times.
 //!
-//! `cargo bench -p ccr-benches --bench recovery` (target: ≤ 2 s)
+//! `cargo bench -p ccr-benches --bench recovery` (target: ≤ 2 s);
+//! `-- --commands N` writes a shorter journal (for profilers).
 
 use std::io::Write;
 use std::time::Instant;
@@ -17,12 +18,19 @@ use ccr_benches::Shape;
 use ccr_daemon::journal::format::{self, InputRef};
 use ccr_daemon::journal::{recovery, write_snapshot, Names};
 
-const COMMANDS: u64 = 1_000_000;
+const DEFAULT_COMMANDS: u64 = 1_000_000;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo test --benches asks for a listing
     }
+    // `-- --commands N` for a shorter journal (profiling).
+    let args: Vec<String> = std::env::args().collect();
+    let commands = args
+        .iter()
+        .position(|a| a == "--commands")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(DEFAULT_COMMANDS);
     let dir = std::env::temp_dir().join(format!("ccr-bench-recovery-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -37,12 +45,12 @@ fn main() {
     let built = Instant::now();
     let mut mixed = Mixed::new(shape);
     // Room for the refused commands too (they use no record).
-    mixed.prepare(COMMANDS as usize * 2);
+    mixed.prepare(commands as usize * 2);
     write_snapshot(&dir, 0, mixed.router.now(), &names, &mixed.router).unwrap();
     let mut segment = std::io::BufWriter::new(std::fs::File::create(format::segment_path(&dir, 1)).unwrap());
     segment.write_all(&format::segment_header(1)).unwrap();
     let (mut seq, mut buf, mut refused) = (0u64, Vec::with_capacity(1 << 16), 0u64);
-    while seq < COMMANDS {
+    while seq < commands {
         let (now, command) = mixed.next_command();
         let mark = buf.len();
         format::encode_record(&mut buf, seq + 1, now, InputRef::Command(&command));
@@ -64,7 +72,7 @@ fn main() {
     drop(segment);
     let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     println!(
-        "journal: snapshot of {} agents and {} contacts + {COMMANDS} commands ({refused} refused, not journaled), \
+        "journal: snapshot of {} agents and {} contacts + {commands} commands ({refused} refused, not journaled), \
          {:.1} MiB, built in {:?}",
         mixed.router.agent_count(),
         30_000,
@@ -91,27 +99,27 @@ fn main() {
         let started = Instant::now();
         let recovered = recovery::recover(&dir).unwrap().expect("journal present");
         let took = started.elapsed();
-        assert_eq!(recovered.last_seq, COMMANDS);
-        assert_eq!(recovered.report.replayed, COMMANDS);
+        assert_eq!(recovered.last_seq, commands);
+        assert_eq!(recovered.report.replayed, commands);
         if run == 0 {
             assert!(recovered.router.snapshot() == expected, "the replayed state is the live one");
         }
         println!(
-            "run {run}: recovered {COMMANDS} commands in {took:?} ({:.0} commands/s)",
-            COMMANDS as f64 / took.as_secs_f64()
+            "run {run}: recovered {commands} commands in {took:?} ({:.0} commands/s)",
+            commands as f64 / took.as_secs_f64()
         );
         times.push(took);
         drop(recovered);
     }
     times.sort();
     println!("median: {:?} (target ≤ 2 s)", times[1]);
-    breakdown(&dir);
+    breakdown(&dir, commands);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Where recovery's time goes apart from replaying: loading the snapshot,
 /// reading the segment, checking and decoding its records.
-fn breakdown(dir: &std::path::Path) {
+fn breakdown(dir: &std::path::Path, commands: u64) {
     let listing = recovery::list(dir).unwrap();
     let t = Instant::now();
     let _ = recovery::read_snapshot(&listing.snapshots[0].1).unwrap();
@@ -125,7 +133,7 @@ fn breakdown(dir: &std::path::Path) {
         offset += len;
         records += 1;
     }
-    assert_eq!(records, COMMANDS);
+    assert_eq!(records, commands);
     println!(
         "of which, besides the replay itself: snapshot load {snapshot:?}, segment read {read:?}, CRC + decode of {records} records {:?}",
         t.elapsed()
