@@ -1,0 +1,13 @@
+//! `ccr-loadgen`: traffic for ccr, live against ccrd or in virtual time
+//! against the routing core itself.
+//!
+//! - [`scenario`]: the scenario file (agents, traffic, routing configuration).
+//! - [`sim`]: the virtual-time engine: the same [`ccr_core::Router`] the
+//!   daemon runs, driven by a discrete-event clock.
+//! - [`report`]: what a run measured, per queue and tier.
+//! - [`erlang`]: the queueing theory the simulator is validated against.
+
+pub mod erlang;
+pub mod report;
+pub mod scenario;
+pub mod sim;

@@ -1,0 +1,167 @@
+//! ccr-loadgen: traffic for ccr. `simulate` runs a scenario against the
+//! routing core in virtual time (loadgen/README.md).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use ccr_core::{AgentPolicy, ContactPolicy};
+use ccr_loadgen::report::Report;
+use ccr_loadgen::scenario::{self, Scenario};
+use ccr_loadgen::sim;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ccr-loadgen", version, about = "Traffic for ccr: simulate routing policies in virtual time")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario against the routing core in virtual time.
+    Simulate {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Overrides the scenario's seed: same seed, same run.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run once per policy, on the same traffic, and compare: a contact
+        /// policy (strict_tier, tier_aging, earliest_deadline) or an agent
+        /// policy (longest_idle, most_proficient, least_occupied), applied to
+        /// every queue. May be given several times.
+        #[arg(long)]
+        policy: Vec<String>,
+    },
+    /// What queueing theory predicts for one queue: Erlang C, or Erlang A
+    /// with --patience.
+    Erlang {
+        /// Contacts per hour.
+        #[arg(long)]
+        calls_per_hour: f64,
+        /// Mean handle time, e.g. "3m".
+        #[arg(long)]
+        aht: humantime::Duration,
+        #[arg(long)]
+        agents: u32,
+        /// Service-level threshold, e.g. "20s".
+        #[arg(long, default_value = "20s")]
+        threshold: humantime::Duration,
+        /// Mean patience of callers (Erlang A); without it, nobody hangs up.
+        #[arg(long)]
+        patience: Option<humantime::Duration>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Cmd::Simulate { scenario, seed, policy } => {
+            let mut base = scenario::load(&scenario)?;
+            if let Some(seed) = seed {
+                base.seed = seed;
+            }
+            let policies = if policy.is_empty() { vec![None] } else { policy.into_iter().map(Some).collect() };
+            let mut summary = Vec::new();
+            for p in &policies {
+                let mut s = base.clone();
+                if let Some(p) = p {
+                    apply_policy(&mut s, p)?;
+                }
+                let started = std::time::Instant::now();
+                let run = sim::simulate(&s).context("routing configuration")?;
+                let cfg = &s.ccrd.router;
+                let thresholds: Vec<_> = cfg.queues.iter().map(|q| q.service_level.threshold).collect();
+                let report = Report::of(&run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds);
+                println!(
+                    "== {} — {} simulated ({} warm-up) in {:.2?}, seed {}",
+                    p.as_deref().unwrap_or("policies as configured"),
+                    humantime::format_duration(s.duration),
+                    humantime::format_duration(s.warm_up),
+                    started.elapsed(),
+                    s.seed
+                );
+                println!("{}", report.table());
+                summary.push((p.clone().unwrap_or_else(|| "configured".into()), report));
+            }
+            if summary.len() > 1 {
+                println!("== side by side (every queue, all tiers)");
+                println!(
+                    "{:<18} {:>8} {:>7} {:>7} {:>7} {:>9}",
+                    "policy", "offered", "SL", "ASA s", "aband", "occupancy"
+                );
+                for (name, report) in &summary {
+                    let all: Vec<_> = report.rows.iter().filter(|(_, tier, _)| tier == "all").collect();
+                    let offered: u64 = all.iter().map(|(_, _, f)| f.offered).sum();
+                    let counted: u64 = all.iter().map(|(_, _, f)| f.answered + f.abandoned).sum();
+                    let in_sl: u64 = all.iter().map(|(_, _, f)| f.answered_in_threshold).sum();
+                    let answered: u64 = all.iter().map(|(_, _, f)| f.answered).sum();
+                    let abandoned: u64 = all.iter().map(|(_, _, f)| f.abandoned).sum();
+                    let wait: f64 = all.iter().map(|(_, _, f)| f.asa.as_secs_f64() * f.answered as f64).sum();
+                    println!(
+                        "{:<18} {:>8} {:>6.1}% {:>7.1} {:>6.1}% {:>8.1}%",
+                        name,
+                        offered,
+                        100.0 * in_sl as f64 / counted.max(1) as f64,
+                        wait / answered.max(1) as f64,
+                        100.0 * abandoned as f64 / counted.max(1) as f64,
+                        100.0 * report.occupancy
+                    );
+                }
+            }
+            Ok(())
+        }
+        Cmd::Erlang { calls_per_hour, aht, agents, threshold, patience } => {
+            erlang(calls_per_hour, aht.into(), agents, threshold.into(), patience.map(Into::into))
+        }
+    }
+}
+
+fn erlang(
+    calls_per_hour: f64,
+    aht: std::time::Duration,
+    agents: u32,
+    threshold: std::time::Duration,
+    patience: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    let (rate, aht_s, t) = (calls_per_hour / 3600.0, aht.as_secs_f64(), threshold.as_secs_f64());
+    let (model, f) = match patience {
+        Some(p) => ("Erlang A (M/M/c+M)", ccr_loadgen::erlang::erlang_a(rate, aht_s, agents, p.as_secs_f64(), t)),
+        None => match ccr_loadgen::erlang::erlang_c(rate, aht_s, agents, t) {
+            Some(f) => ("Erlang C (M/M/c)", f),
+            None => bail!("{:.1} Erlangs offered to {agents} agents: the queue grows without bound", rate * aht_s),
+        },
+    };
+    println!("{model}: {:.1} Erlangs offered to {agents} agents", rate * aht_s);
+    println!("  P(wait)        {:.4}", f.p_wait);
+    println!("  ASA            {:.2} s", f.asa);
+    println!("  service level  {:.4} within {}", f.service_level, humantime::format_duration(threshold));
+    println!("  abandoned      {:.4}", f.p_abandon);
+    Ok(())
+}
+
+fn apply_policy(s: &mut Scenario, name: &str) -> anyhow::Result<()> {
+    let contact = match name {
+        "strict_tier" => Some(ContactPolicy::StrictTier),
+        "tier_aging" => Some(ContactPolicy::TierAging),
+        "earliest_deadline" => Some(ContactPolicy::EarliestDeadline),
+        _ => None,
+    };
+    let agent = match name {
+        "longest_idle" => Some(AgentPolicy::LongestIdle),
+        "most_proficient" => Some(AgentPolicy::MostProficient),
+        "least_occupied" => Some(AgentPolicy::LeastOccupied),
+        _ => None,
+    };
+    if contact.is_none() && agent.is_none() {
+        bail!("--policy {name:?}: strict_tier, tier_aging, earliest_deadline, longest_idle, most_proficient or least_occupied");
+    }
+    for q in &mut s.ccrd.router.queues {
+        if let Some(c) = contact {
+            q.contact_policy = c;
+        }
+        if let Some(a) = agent {
+            q.agent_policy = a;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! What a run measured, per queue and tier, as a call-centre report reads.
+//!
+//! Definitions (those of docs/METRICS.md and DOMAIN.md): a contact is
+//! *offered* when it arrives after the warm-up; *answered* when an agent
+//! accepts it; *abandoned* when the caller hangs up first (a *short*
+//! abandon, under `routing.short_abandon`, counts in neither the service
+//! level nor the abandonment rate). Service level = answered within the
+//! queue's threshold ÷ (answered + abandoned − short). ASA = mean wait of the
+//! answered. Waits are from original arrival.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use ccr_core::{QueueId, TierId};
+use hdrhistogram::Histogram;
+
+use crate::sim::{ContactRecord, Run};
+
+/// The figures of one group of contacts (a queue and tier, a queue, or all).
+#[derive(Clone, Debug)]
+pub struct Figures {
+    pub offered: u64,
+    pub answered: u64,
+    pub abandoned: u64,
+    pub short_abandoned: u64,
+    /// Still waiting when the run ended.
+    pub unfinished: u64,
+    pub answered_in_threshold: u64,
+    /// Share of offered contacts that waited at all.
+    pub waited_share: f64,
+    pub service_level: f64,
+    pub asa: Duration,
+    /// Answered waits: p50, p90, p99, max.
+    pub wait_p50: Duration,
+    pub wait_p90: Duration,
+    pub wait_p99: Duration,
+    pub wait_max: Duration,
+    pub abandon_rate: f64,
+    pub ewt: Option<EwtAccuracy>,
+}
+
+/// How good the wait estimate given at arrival was, against the wait the
+/// answered contact really had, beside a naive estimate.
+#[derive(Clone, Copy, Debug)]
+pub struct EwtAccuracy {
+    pub samples: u64,
+    pub mean_abs_error: Duration,
+    pub within_20_percent: f64,
+    pub naive_mean_abs_error: Duration,
+    pub naive_within_20_percent: f64,
+}
+
+impl Figures {
+    /// Figures of `contacts`, with the service-level threshold of their queue.
+    pub fn of<'a>(contacts: impl IntoIterator<Item = &'a ContactRecord>, threshold: Duration) -> Figures {
+        let mut f = Figures {
+            offered: 0,
+            answered: 0,
+            abandoned: 0,
+            short_abandoned: 0,
+            unfinished: 0,
+            answered_in_threshold: 0,
+            waited_share: 0.0,
+            service_level: 1.0,
+            asa: Duration::ZERO,
+            wait_p50: Duration::ZERO,
+            wait_p90: Duration::ZERO,
+            wait_p99: Duration::ZERO,
+            wait_max: Duration::ZERO,
+            abandon_rate: 0.0,
+            ewt: None,
+        };
+        let mut waits = Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("histogram bounds");
+        let (mut total_wait, mut waited) = (Duration::ZERO, 0u64);
+        let (mut ewt_n, mut ewt_err, mut ewt_in, mut naive_err, mut naive_in) = (0u64, 0.0, 0u64, 0.0, 0u64);
+        for c in contacts {
+            f.offered += 1;
+            match (c.answered, c.abandoned) {
+                (Some(w), _) => {
+                    f.answered += 1;
+                    total_wait += w;
+                    waits.saturating_record((w.as_micros() as u64).max(1));
+                    if w <= threshold {
+                        f.answered_in_threshold += 1;
+                    }
+                    if !w.is_zero() {
+                        waited += 1;
+                    }
+                    if let Some((estimate, naive)) = c.estimate {
+                        let actual = w.as_secs_f64();
+                        let error = |e: Duration| (e.as_secs_f64() - actual).abs();
+                        let within = |e: Duration| error(e) <= 0.2 * actual;
+                        ewt_n += 1;
+                        ewt_err += error(estimate);
+                        naive_err += error(naive);
+                        ewt_in += u64::from(within(estimate));
+                        naive_in += u64::from(within(naive));
+                    }
+                }
+                (None, Some((w, short))) => {
+                    if short {
+                        f.short_abandoned += 1;
+                    } else {
+                        f.abandoned += 1;
+                    }
+                    if !w.is_zero() {
+                        waited += 1;
+                    }
+                }
+                (None, None) => {
+                    f.unfinished += 1;
+                    waited += 1;
+                }
+            }
+        }
+        let counted = f.answered + f.abandoned;
+        if counted > 0 {
+            f.service_level = f.answered_in_threshold as f64 / counted as f64;
+            f.abandon_rate = f.abandoned as f64 / counted as f64;
+        }
+        if f.offered > 0 {
+            f.waited_share = waited as f64 / f.offered as f64;
+        }
+        if f.answered > 0 {
+            f.asa = total_wait / f.answered as u32;
+            let at = |q: f64| Duration::from_micros(waits.value_at_quantile(q));
+            f.wait_p50 = at(0.5);
+            f.wait_p90 = at(0.9);
+            f.wait_p99 = at(0.99);
+            f.wait_max = Duration::from_micros(waits.max());
+        }
+        if ewt_n > 0 {
+            let n = ewt_n as f64;
+            f.ewt = Some(EwtAccuracy {
+                samples: ewt_n,
+                mean_abs_error: Duration::from_secs_f64(ewt_err / n),
+                within_20_percent: ewt_in as f64 / n,
+                naive_mean_abs_error: Duration::from_secs_f64(naive_err / n),
+                naive_within_20_percent: naive_in as f64 / n,
+            });
+        }
+        f
+    }
+}
+
+/// A run's report: per (queue, tier), per queue, and overall.
+pub struct Report {
+    pub rows: Vec<(String, String, Figures)>,
+    pub occupancy: f64,
+    pub decisions: u64,
+}
+
+impl Report {
+    /// `names` gives queue and tier names, `thresholds` each queue's
+    /// service-level threshold.
+    pub fn of(run: &Run, queues: &[String], tiers: &[String], thresholds: &[Duration]) -> Report {
+        let mut groups: BTreeMap<(QueueId, TierId), Vec<&ContactRecord>> = BTreeMap::new();
+        for c in &run.contacts {
+            groups.entry((c.queue, c.tier)).or_default().push(c);
+        }
+        let mut rows = Vec::new();
+        for (q, name) in queues.iter().enumerate() {
+            let q = QueueId(q as u16);
+            let threshold = thresholds[usize::from(q.0)];
+            let mut any = false;
+            for (t, tier) in tiers.iter().enumerate() {
+                if let Some(contacts) = groups.get(&(q, TierId(t as u8))) {
+                    rows.push((name.clone(), tier.clone(), Figures::of(contacts.iter().copied(), threshold)));
+                    any = true;
+                }
+            }
+            if any {
+                let all = run.contacts.iter().filter(|c| c.queue == q);
+                rows.push((name.clone(), "all".into(), Figures::of(all, threshold)));
+            }
+        }
+        Report { rows, occupancy: run.occupancy(), decisions: run.decisions }
+    }
+
+    /// The report as a table.
+    pub fn table(&self) -> String {
+        let secs = |d: Duration| format!("{:.1}", d.as_secs_f64());
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<12} {:<9} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "queue", "tier", "offered", "answered", "aband", "short", "SL", "ASA s", "p50 s", "p90 s", "p99 s", "max s"
+        );
+        for (queue, tier, f) in &self.rows {
+            let _ = writeln!(
+                out,
+                "{:<12} {:<9} {:>8} {:>8} {:>7} {:>6} {:>6.1}% {:>7} {:>7} {:>7} {:>7} {:>7}",
+                queue,
+                tier,
+                f.offered,
+                f.answered,
+                f.abandoned,
+                f.short_abandoned,
+                100.0 * f.service_level,
+                secs(f.asa),
+                secs(f.wait_p50),
+                secs(f.wait_p90),
+                secs(f.wait_p99),
+                secs(f.wait_max)
+            );
+        }
+        let _ = writeln!(out, "agent occupancy {:.1}%; {} routing inputs", 100.0 * self.occupancy, self.decisions);
+        let _ = writeln!(
+            out,
+            "\nwait estimate at arrival vs the wait answered contacts had (naive = position × AHT ÷ agents):"
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:<9} {:>8} {:>10} {:>9} {:>12} {:>11}",
+            "queue", "tier", "samples", "ccr MAE s", "ccr ±20%", "naive MAE s", "naive ±20%"
+        );
+        for (queue, tier, f) in &self.rows {
+            if let Some(e) = f.ewt {
+                let _ = writeln!(
+                    out,
+                    "{:<12} {:<9} {:>8} {:>10} {:>8.1}% {:>12} {:>10.1}%",
+                    queue,
+                    tier,
+                    e.samples,
+                    secs(e.mean_abs_error),
+                    100.0 * e.within_20_percent,
+                    secs(e.naive_mean_abs_error),
+                    100.0 * e.naive_within_20_percent
+                );
+            }
+        }
+        out
+    }
+}
