@@ -11,3 +11,4 @@ pub mod erlang;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod trace;

@@ -33,6 +33,15 @@ enum Cmd {
         #[arg(long)]
         policy: Vec<String>,
     },
+    /// Write a scenario's synthetic traffic as a trace (CSV).
+    Generate {
+        scenario: PathBuf,
+        /// The trace file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// What queueing theory predicts for one queue: Erlang C, or Erlang A
     /// with --patience.
     Erlang {
@@ -108,6 +117,21 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Cmd::Generate { scenario, output, seed } => {
+            let mut s = scenario::load(&scenario)?;
+            if let Some(seed) = seed {
+                s.seed = seed;
+            }
+            let callers = sim::callers(&s);
+            ccr_loadgen::trace::write(&output, &callers, &s.ccrd.catalog)?;
+            println!(
+                "{}: {} contacts over {}",
+                output.display(),
+                callers.len(),
+                humantime::format_duration(s.duration)
+            );
             Ok(())
         }
         Cmd::Erlang { calls_per_hour, aht, agents, threshold, patience } => {

@@ -61,6 +61,10 @@ impl Dist {
 pub struct AgentGroup {
     pub count: u32,
     pub profile: AgentProfile,
+    /// Working hours each day (from, until); `None`: around the clock.
+    pub shift: Option<(Duration, Duration)>,
+    /// Not-ready breaks each day: (start, length).
+    pub breaks: Vec<(Duration, Duration)>,
     /// From the offer ringing to the agent accepting it.
     pub answer_delay: Dist,
     /// Chance that an agent lets an offer ring out (RONA).
@@ -99,13 +103,30 @@ impl RateProfile {
     }
 }
 
+/// Where contacts come from.
 #[derive(Clone, Debug)]
-pub struct Traffic {
-    pub rate: RateProfile,
-    pub handle_time: Dist,
-    /// How long a caller waits before hanging up; `None`: never.
-    pub patience: Option<Dist>,
-    pub mix: Vec<ContactTemplate>,
+pub enum Traffic {
+    /// Drawn afresh from distributions (the seed decides).
+    Synthetic {
+        rate: RateProfile,
+        handle_time: Dist,
+        /// How long a caller waits before hanging up; `None`: never.
+        patience: Option<Dist>,
+        mix: Vec<ContactTemplate>,
+    },
+    /// Replayed from a trace, contact by contact.
+    Trace(Vec<crate::sim::Caller>),
+}
+
+impl Traffic {
+    /// Mean handle time, for the naive wait estimate.
+    pub fn mean_handle_time(&self) -> Duration {
+        match self {
+            Traffic::Synthetic { handle_time, .. } => handle_time.mean(),
+            Traffic::Trace(callers) if callers.is_empty() => Duration::ZERO,
+            Traffic::Trace(callers) => callers.iter().map(|c| c.handle).sum::<Duration>() / callers.len() as u32,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -152,8 +173,25 @@ struct RawDist {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawShift {
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreak {
+    at: String,
+    length: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAgents {
     count: u32,
+    shift: Option<RawShift>,
+    #[serde(default)]
+    breaks: Vec<RawBreak>,
     skills: std::collections::BTreeMap<String, u8>,
     #[serde(default)]
     languages: Vec<String>,
@@ -178,11 +216,14 @@ struct RawRate {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTraffic {
+    /// A trace file (relative to the scenario) instead of the fields below.
+    trace: Option<String>,
     calls_per_hour: Option<f64>,
     #[serde(default)]
     rate: Vec<RawRate>,
-    handle_time: RawDist,
+    handle_time: Option<RawDist>,
     patience: Option<RawDist>,
+    #[serde(default)]
     mix: Vec<RawMix>,
 }
 
@@ -224,17 +265,27 @@ pub fn parse(text: &str, base: &Path) -> Result<Scenario, ScenarioError> {
         None => config::DEFAULT_CONFIG.to_owned(),
     };
     let ccrd = config::parse(&ccrd_text).map_err(|e| ScenarioError(vec![format!("ccrd_config: {e}")]))?;
-    validate(raw, ccrd)
+    let trace = match &raw.traffic.trace {
+        Some(file) => Some(
+            crate::trace::read(&base.join(file), &ccrd.catalog)
+                .map_err(|e| ScenarioError(vec![format!("traffic.trace: {e}")]))?,
+        ),
+        None => None,
+    };
+    validate(raw, ccrd, trace)
 }
 
 /// Parses a scenario against a ccrd configuration given directly (its
 /// `ccrd_config` field, if any, is ignored).
 pub fn parse_with(text: &str, ccrd: Config) -> Result<Scenario, ScenarioError> {
     let raw: RawScenario = toml::from_str(text).map_err(|e| ScenarioError(vec![e.to_string()]))?;
-    validate(raw, ccrd)
+    if raw.traffic.trace.is_some() {
+        return Err(ScenarioError(vec!["traffic.trace: read scenarios with traces through `load`".into()]));
+    }
+    validate(raw, ccrd, None)
 }
 
-fn validate(raw: RawScenario, ccrd: Config) -> Result<Scenario, ScenarioError> {
+fn validate(raw: RawScenario, ccrd: Config, trace: Option<Vec<crate::sim::Caller>>) -> Result<Scenario, ScenarioError> {
     let mut problems = Vec::new();
     let mut duration = |field: &str, text: &str| match humantime::parse_duration(text) {
         Ok(d) => d,
@@ -308,7 +359,34 @@ fn validate(raw: RawScenario, ccrd: Config) -> Result<Scenario, ScenarioError> {
             problems.push(format!("{field}.rona_probability: {} is not a probability", a.rona_probability));
         }
         let voice = a.voice.unwrap_or(u8::from(a.chat == 0 && a.email == 0));
+        let clock = |f: String, text: &str, problems: &mut Vec<String>| match parse_clock(text) {
+            Some(d) => d,
+            None => {
+                problems.push(format!("{f}: {text:?} is not a time of day like \"09:30\""));
+                Duration::ZERO
+            }
+        };
+        let shift = a.shift.as_ref().map(|s| {
+            let start = clock(format!("{field}.shift.start"), &s.start, &mut problems);
+            (start, clock(format!("{field}.shift.end"), &s.end, &mut problems))
+        });
+        let mut breaks = Vec::new();
+        for (j, b) in a.breaks.iter().enumerate() {
+            let at = clock(format!("{field}.breaks[{j}].at"), &b.at, &mut problems);
+            let length = humantime::parse_duration(&b.length).unwrap_or_else(|e| {
+                problems.push(format!("{field}.breaks[{j}].length: {:?} is not a duration ({e})", b.length));
+                Duration::ZERO
+            });
+            breaks.push((at, length));
+        }
+        if let Some((start, end)) = shift {
+            if start >= end {
+                problems.push(format!("{field}.shift: start must come before end (night shifts: two groups)"));
+            }
+        }
         agents.push(AgentGroup {
+            shift,
+            breaks,
             count: a.count,
             profile: AgentProfile {
                 skills: skills(&format!("{field}.skills"), &a.skills, &mut problems),
@@ -326,86 +404,98 @@ fn validate(raw: RawScenario, ccrd: Config) -> Result<Scenario, ScenarioError> {
         problems.push("agents: no agents".into());
     }
     let t = &raw.traffic;
-    let mut rate = Vec::new();
-    match (t.calls_per_hour, t.rate.is_empty()) {
-        (Some(r), true) => rate.push((Duration::ZERO, r)),
-        (None, false) => {
-            for (i, r) in t.rate.iter().enumerate() {
-                let from = match parse_clock(&r.from) {
-                    Some(d) => d,
-                    None => {
-                        problems
-                            .push(format!("traffic.rate[{i}].from: {:?} is not a time of day like \"09:30\"", r.from));
-                        Duration::ZERO
+    let traffic = match trace {
+        Some(callers) => {
+            if t.calls_per_hour.is_some() || !t.rate.is_empty() || !t.mix.is_empty() || t.handle_time.is_some() {
+                problems.push("traffic: with a trace, the trace alone says what arrives".into());
+            }
+            Traffic::Trace(callers)
+        }
+        None => {
+            let mut rate = Vec::new();
+            match (t.calls_per_hour, t.rate.is_empty()) {
+                (Some(r), true) => rate.push((Duration::ZERO, r)),
+                (None, false) => {
+                    for (i, r) in t.rate.iter().enumerate() {
+                        let from = match parse_clock(&r.from) {
+                            Some(d) => d,
+                            None => {
+                                problems.push(format!(
+                                    "traffic.rate[{i}].from: {:?} is not a time of day like \"09:30\"",
+                                    r.from
+                                ));
+                                Duration::ZERO
+                            }
+                        };
+                        rate.push((from, r.calls_per_hour));
+                    }
+                    rate.sort_by_key(|(from, _)| *from);
+                }
+                _ => problems.push("traffic: give calls_per_hour, or [[traffic.rate]] entries through the day".into()),
+            }
+            if rate.iter().any(|(_, r)| !(r.is_finite() && *r >= 0.0)) || rate.iter().all(|(_, r)| *r == 0.0) {
+                problems.push("traffic: arrival rates must be non-negative, and not all zero".into());
+            }
+            let mut mix = Vec::new();
+            for (i, m) in t.mix.iter().enumerate() {
+                let field = format!("traffic.mix[{i}]");
+                let queue = cat.queue(&m.queue);
+                let tier = cat.tier(&m.tier);
+                if queue.is_none() {
+                    problems.push(format!("{field}.queue: no queue {:?} in the ccrd configuration", m.queue));
+                }
+                if tier.is_none() {
+                    problems.push(format!("{field}.tier: no tier {:?} in the ccrd configuration", m.tier));
+                }
+                let channel = match m.channel.as_str() {
+                    "voice" => Channel::Voice,
+                    "chat" => Channel::Chat,
+                    "email" => Channel::Email,
+                    other => {
+                        problems.push(format!("{field}.channel: {other:?} is not voice, chat or email"));
+                        Channel::Voice
                     }
                 };
-                rate.push((from, r.calls_per_hour));
+                let skills: Vec<SkillReq> = skills(&format!("{field}.skills"), &m.skills, &mut problems)
+                    .into_iter()
+                    .map(|(skill, min_proficiency)| SkillReq { skill, min_proficiency })
+                    .collect();
+                if skills.is_empty() {
+                    problems.push(format!("{field}.skills: a contact needs at least one skill"));
+                }
+                if !(m.weight.is_finite() && m.weight > 0.0) {
+                    problems.push(format!("{field}.weight: must be above zero"));
+                }
+                mix.push(ContactTemplate {
+                    weight: m.weight,
+                    queue: queue.unwrap_or(QueueId(0)),
+                    tier: tier.unwrap_or(TierId(0)),
+                    channel,
+                    skills,
+                    languages: languages(&format!("{field}.languages"), &m.languages, &mut problems),
+                });
             }
-            rate.sort_by_key(|(from, _)| *from);
-        }
-        _ => problems.push("traffic: give calls_per_hour, or [[traffic.rate]] entries through the day".into()),
-    }
-    if rate.iter().any(|(_, r)| !(r.is_finite() && *r >= 0.0)) || rate.iter().all(|(_, r)| *r == 0.0) {
-        problems.push("traffic: arrival rates must be non-negative, and not all zero".into());
-    }
-    let mut mix = Vec::new();
-    for (i, m) in t.mix.iter().enumerate() {
-        let field = format!("traffic.mix[{i}]");
-        let queue = cat.queue(&m.queue);
-        let tier = cat.tier(&m.tier);
-        if queue.is_none() {
-            problems.push(format!("{field}.queue: no queue {:?} in the ccrd configuration", m.queue));
-        }
-        if tier.is_none() {
-            problems.push(format!("{field}.tier: no tier {:?} in the ccrd configuration", m.tier));
-        }
-        let channel = match m.channel.as_str() {
-            "voice" => Channel::Voice,
-            "chat" => Channel::Chat,
-            "email" => Channel::Email,
-            other => {
-                problems.push(format!("{field}.channel: {other:?} is not voice, chat or email"));
-                Channel::Voice
+            if mix.is_empty() {
+                problems.push("traffic.mix: at least one kind of contact".into());
             }
-        };
-        let skills: Vec<SkillReq> = skills(&format!("{field}.skills"), &m.skills, &mut problems)
-            .into_iter()
-            .map(|(skill, min_proficiency)| SkillReq { skill, min_proficiency })
-            .collect();
-        if skills.is_empty() {
-            problems.push(format!("{field}.skills: a contact needs at least one skill"));
+            let handle_time = match &t.handle_time {
+                Some(h) => dist("traffic.handle_time", h, &mut problems),
+                None => {
+                    problems.push("traffic.handle_time: required without a trace".into());
+                    Dist::Fixed(Duration::ZERO)
+                }
+            };
+            let patience = t.patience.as_ref().map(|p| dist("traffic.patience", p, &mut problems));
+            Traffic::Synthetic { rate: RateProfile(rate), handle_time, patience, mix }
         }
-        if !(m.weight.is_finite() && m.weight > 0.0) {
-            problems.push(format!("{field}.weight: must be above zero"));
-        }
-        mix.push(ContactTemplate {
-            weight: m.weight,
-            queue: queue.unwrap_or(QueueId(0)),
-            tier: tier.unwrap_or(TierId(0)),
-            channel,
-            skills,
-            languages: languages(&format!("{field}.languages"), &m.languages, &mut problems),
-        });
-    }
-    if mix.is_empty() {
-        problems.push("traffic.mix: at least one kind of contact".into());
-    }
-    let handle_time = dist("traffic.handle_time", &t.handle_time, &mut problems);
-    let patience = t.patience.as_ref().map(|p| dist("traffic.patience", p, &mut problems));
+    };
     if run.is_zero() {
         problems.push("simulation.duration: must be more than zero".into());
     }
     if !problems.is_empty() {
         return Err(ScenarioError(problems));
     }
-    Ok(Scenario {
-        ccrd,
-        duration: run,
-        warm_up,
-        seed: raw.simulation.seed,
-        agents,
-        traffic: Traffic { rate: RateProfile(rate), handle_time, patience, mix },
-    })
+    Ok(Scenario { ccrd, duration: run, warm_up, seed: raw.simulation.seed, agents, traffic })
 }
 
 /// "09:30" → 9.5 h.

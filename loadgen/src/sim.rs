@@ -1,24 +1,44 @@
 //! The virtual-time engine: the routing core the daemon runs, driven by a
 //! discrete-event clock instead of a wall clock.
 //!
-//! Customers arrive (a Poisson process whose rate may change through the day,
-//! by thinning), wait with a patience of their own, and hang up if nobody
-//! answered in time. Agents answer an offer after an answer delay, or let it
-//! ring out with the scenario's RONA probability, handle the contact, and
-//! wrap up as the queue says. Every decision is the router's. The same
-//! scenario and seed give the same run.
+//! Callers arrive — from a trace, or from a Poisson process whose rate may
+//! change through the day (by thinning) — and hang up if nobody answered
+//! within their patience. Agents work their shifts, take their breaks,
+//! answer an offer after an answer delay or let it ring out with the
+//! scenario's RONA probability, handle the contact and wrap up as the queue
+//! says. Every routing decision is the router's. Same scenario and seed,
+//! same run.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 use ccr_core::{
-    AgentId, AgentState, Command, ContactId, ContactSpec, Event, EwtMethod, OfferId, QueueId, Router, TierId, Time,
+    AgentId, AgentState, Channel, Command, ContactId, ContactSpec, Event, EwtMethod, LanguageId, NotReadyReason,
+    OfferId, QueueId, Router, SkillReq, TierId, Time,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::scenario::Scenario;
+use crate::scenario::{RateProfile, Scenario, Traffic};
+
+/// One caller, as a trace row holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caller {
+    /// Since the start of the run (midnight of day one).
+    pub arrival: Duration,
+    pub channel: Channel,
+    pub queue: QueueId,
+    pub tier: TierId,
+    pub skills: Vec<SkillReq>,
+    pub languages: Vec<LanguageId>,
+    /// Talk time once answered.
+    pub handle: Duration,
+    /// Hangs up after this long unanswered; `None`: never.
+    pub patience: Option<Duration>,
+    /// The agent's delay in answering this one; `None`: the agent's own.
+    pub answer_delay: Option<Duration>,
+}
 
 /// What happened to one contact.
 #[derive(Clone, Debug)]
@@ -42,6 +62,8 @@ pub struct Run {
     pub contacts: Vec<ContactRecord>,
     /// Time agents spent per state after the warm-up ([`AgentState::index`]).
     pub agent_time: [Duration; 6],
+    /// Contacts waiting, sampled every minute after the warm-up: (time, count).
+    pub waiting: Vec<(Time, u32)>,
     /// Inputs the router handled (commands and timer firings).
     pub decisions: u64,
     pub warm_up: Duration,
@@ -68,55 +90,81 @@ enum Action {
     Accept { agent: AgentId, offer: OfferId },
     Complete { agent: AgentId, contact: ContactId },
     HangUp { contact: ContactId },
+    ShiftStart { agent: AgentId },
+    ShiftEnd { agent: AgentId },
+    BreakStart { agent: AgentId },
+    BreakEnd { agent: AgentId },
+    Sample,
+}
+
+/// Callers one after another, from a trace or drawn at random.
+enum Arrivals<'a> {
+    Trace(std::slice::Iter<'a, Caller>),
+    Synthetic,
 }
 
 struct Engine<'a> {
     scenario: &'a Scenario,
     router: Router,
     rng: StdRng,
+    arrivals: Arrivals<'a>,
+    /// The caller whose `Arrival` is scheduled.
+    next: Option<Caller>,
     pending: BinaryHeap<Reverse<(Time, u64, Action)>>,
     seq: u64,
     next_contact: u64,
-    /// Contact id → index in `records`.
-    index: HashMap<ContactId, usize>,
+    /// Contact id → index in `records`, and its caller's handle time and answer delay.
+    contacts: HashMap<ContactId, (usize, Duration, Option<Duration>)>,
     records: Vec<ContactRecord>,
     /// Agent id → its group in the scenario.
     group_of: HashMap<AgentId, usize>,
+    logged_in: HashSet<AgentId>,
+    /// Shift over, logging out once the current contact is done.
+    leaving: HashSet<AgentId>,
+    on_break: HashSet<AgentId>,
     state_since: HashMap<AgentId, (AgentState, Time)>,
     agent_time: [Duration; 6],
+    waiting: Vec<(Time, u32)>,
     decisions: u64,
-    /// Agents holding each template's first skill, for the naive estimate.
-    skilled_agents: Vec<u32>,
-    total_weight: f64,
+    /// Agents holding each skill, for the naive estimate.
+    skilled_agents: HashMap<ccr_core::SkillId, u32>,
+    mean_handle: Duration,
 }
 
 /// Runs `scenario` in virtual time.
 pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
     let router = Router::new(scenario.ccrd.router.clone())?;
-    let skilled_agents = scenario
-        .traffic
-        .mix
-        .iter()
-        .map(|t| {
-            let skill = t.skills[0].skill;
-            scenario.agents.iter().filter(|g| g.profile.skills.iter().any(|&(s, _)| s == skill)).map(|g| g.count).sum()
-        })
-        .collect();
+    let mut skilled_agents = HashMap::new();
+    for g in &scenario.agents {
+        for &(skill, _) in &g.profile.skills {
+            *skilled_agents.entry(skill).or_insert(0) += g.count;
+        }
+    }
+    let arrivals = match &scenario.traffic {
+        Traffic::Trace(callers) => Arrivals::Trace(callers.iter()),
+        Traffic::Synthetic { .. } => Arrivals::Synthetic,
+    };
     let mut engine = Engine {
         scenario,
         router,
         rng: StdRng::seed_from_u64(scenario.seed),
+        arrivals,
+        next: None,
         pending: BinaryHeap::new(),
         seq: 0,
         next_contact: 1,
-        index: HashMap::new(),
+        contacts: HashMap::new(),
         records: Vec::new(),
         group_of: HashMap::new(),
+        logged_in: HashSet::new(),
+        leaving: HashSet::new(),
+        on_break: HashSet::new(),
         state_since: HashMap::new(),
         agent_time: [Duration::ZERO; 6],
+        waiting: Vec::new(),
         decisions: 0,
         skilled_agents,
-        total_weight: scenario.traffic.mix.iter().map(|t| t.weight).sum(),
+        mean_handle: scenario.traffic.mean_handle_time(),
     };
     engine.run();
     let warm_up = Time::ZERO + scenario.warm_up;
@@ -124,27 +172,106 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
     Ok(Run {
         contacts,
         agent_time: engine.agent_time,
+        waiting: engine.waiting,
         decisions: engine.decisions,
         warm_up: scenario.warm_up,
         duration: scenario.duration,
     })
 }
 
+/// The callers of a scenario's traffic over its duration, without routing
+/// them: what `ccr-loadgen generate` writes as a trace.
+pub fn callers(scenario: &Scenario) -> Vec<Caller> {
+    match &scenario.traffic {
+        Traffic::Trace(callers) => callers.clone(),
+        Traffic::Synthetic { .. } => {
+            let mut rng = StdRng::seed_from_u64(scenario.seed);
+            let mut out = Vec::new();
+            let mut t = Duration::ZERO;
+            while let Some(c) = draw(scenario, &mut rng, t) {
+                t = c.arrival;
+                out.push(c);
+            }
+            out
+        }
+    }
+}
+
+/// The next synthetic caller after `after`, or `None` past the run's end.
+fn draw(scenario: &Scenario, rng: &mut StdRng, after: Duration) -> Option<Caller> {
+    let Traffic::Synthetic { rate, handle_time, patience, mix } = &scenario.traffic else { return None };
+    let arrival = next_arrival(rate, rng, after, scenario.duration)?;
+    let total: f64 = mix.iter().map(|t| t.weight).sum();
+    let mut x = rng.random::<f64>() * total;
+    let template = mix
+        .iter()
+        .find(|t| {
+            let hit = x < t.weight;
+            x -= t.weight;
+            hit
+        })
+        .unwrap_or(&mix[mix.len() - 1]);
+    Some(Caller {
+        arrival,
+        channel: template.channel,
+        queue: template.queue,
+        tier: template.tier,
+        skills: template.skills.clone(),
+        languages: template.languages.clone(),
+        handle: handle_time.sample(rng),
+        patience: patience.map(|p| p.sample(rng)),
+        answer_delay: None,
+    })
+}
+
+/// Thinning: candidates at the highest rate, kept in proportion to the rate
+/// at their time.
+fn next_arrival(rate: &RateProfile, rng: &mut StdRng, after: Duration, end: Duration) -> Option<Duration> {
+    let max = rate.max_rate();
+    let mut t = after;
+    loop {
+        let gap: f64 = -(1.0 - rng.random::<f64>()).ln() / max;
+        t += Duration::from_secs_f64(gap);
+        if t > end {
+            return None;
+        }
+        if rng.random::<f64>() * max <= rate.rate_at(t) {
+            return Some(t);
+        }
+    }
+}
+
+const DAY: Duration = RateProfile::DAY;
+
 impl Engine<'_> {
     fn run(&mut self) {
-        let start = Time::ZERO;
+        let end = Time::ZERO + self.scenario.duration;
+        let days = self.scenario.duration.as_secs().div_ceil(DAY.as_secs()) as u32;
         let mut agent = 0u64;
         for (g, group) in self.scenario.agents.iter().enumerate() {
             for _ in 0..group.count {
                 agent += 1;
                 let id = AgentId(agent);
                 self.group_of.insert(id, g);
-                let login = Command::AgentLogin { agent: id, profile: group.profile.clone(), ready: true };
-                self.command(start, login);
+                for day in 0..days {
+                    let midnight = Time::ZERO + DAY * day;
+                    match group.shift {
+                        Some((start, until)) => {
+                            self.at(midnight + start, Action::ShiftStart { agent: id });
+                            self.at(midnight + until, Action::ShiftEnd { agent: id });
+                        }
+                        None if day == 0 => self.at(Time::ZERO, Action::ShiftStart { agent: id }),
+                        None => {}
+                    }
+                    for &(at, length) in &group.breaks {
+                        self.at(midnight + at, Action::BreakStart { agent: id });
+                        self.at(midnight + at + length, Action::BreakEnd { agent: id });
+                    }
+                }
             }
         }
-        self.schedule_arrival(start);
-        let end = Time::ZERO + self.scenario.duration;
+        self.at(Time::ZERO + self.scenario.warm_up, Action::Sample);
+        self.schedule_arrival(Duration::ZERO);
         loop {
             let next_action = self.pending.peek().map(|Reverse((t, _, _))| *t);
             let next_timer = self.router.poll_timeout();
@@ -185,75 +312,104 @@ impl Engine<'_> {
         ok
     }
 
-    /// The next arrival after `now`, by thinning a Poisson process at the
-    /// profile's highest rate.
-    fn schedule_arrival(&mut self, now: Time) {
-        let rate = &self.scenario.traffic.rate;
-        let max = rate.max_rate();
-        let mut t = now;
-        loop {
-            let gap: f64 = -(1.0 - self.rng.random::<f64>()).ln() / max;
-            t = t + Duration::from_secs_f64(gap);
-            if t.as_micros() > (Time::ZERO + self.scenario.duration).as_micros() {
-                return;
-            }
-            if self.rng.random::<f64>() * max <= rate.rate_at(t.since(Time::ZERO)) {
-                break;
-            }
+    fn schedule_arrival(&mut self, after: Duration) {
+        self.next = match &mut self.arrivals {
+            Arrivals::Trace(rows) => rows.next().cloned(),
+            Arrivals::Synthetic => draw(self.scenario, &mut self.rng, after),
+        };
+        if let Some(c) = &self.next {
+            let t = Time::ZERO + c.arrival;
+            self.at(t, Action::Arrival);
         }
-        self.at(t, Action::Arrival);
     }
 
     fn act(&mut self, now: Time, action: Action) {
         match action {
             Action::Arrival => {
-                self.schedule_arrival(now);
-                self.arrive(now);
+                if let Some(caller) = self.next.take() {
+                    self.schedule_arrival(caller.arrival);
+                    self.arrive(now, caller);
+                }
             }
             Action::Accept { agent, offer } => {
                 self.command(now, Command::Accept { agent, offer });
             }
             Action::Complete { agent, contact } => {
                 self.command(now, Command::Complete { agent, contact });
+                if self.leaving.contains(&agent) {
+                    self.log_out(now, agent);
+                }
             }
             Action::HangUp { contact } => {
-                let waiting = self.index.get(&contact).is_some_and(|&i| self.records[i].answered.is_none());
+                let waiting = self.contacts.get(&contact).is_some_and(|&(i, _, _)| self.records[i].answered.is_none());
                 if waiting {
                     self.command(now, Command::Abandon { contact });
                 }
             }
+            Action::ShiftStart { agent } => {
+                self.leaving.remove(&agent);
+                if self.logged_in.insert(agent) {
+                    let profile = self.scenario.agents[self.group_of[&agent]].profile.clone();
+                    let ready = !self.on_break.contains(&agent);
+                    self.command(now, Command::AgentLogin { agent, profile, ready });
+                }
+            }
+            Action::ShiftEnd { agent } => {
+                if self.logged_in.contains(&agent) {
+                    self.leaving.insert(agent);
+                    self.command(now, Command::AgentNotReady { agent, reason: NotReadyReason::Other });
+                    self.log_out(now, agent);
+                }
+            }
+            Action::BreakStart { agent } => {
+                self.on_break.insert(agent);
+                if self.logged_in.contains(&agent) {
+                    self.command(now, Command::AgentNotReady { agent, reason: NotReadyReason::Break });
+                }
+            }
+            Action::BreakEnd { agent } => {
+                self.on_break.remove(&agent);
+                if self.logged_in.contains(&agent) && !self.leaving.contains(&agent) {
+                    self.command(now, Command::AgentReady { agent });
+                }
+            }
+            Action::Sample => {
+                let waiting = (0..self.scenario.ccrd.router.queues.len())
+                    .filter_map(|q| self.router.queue_stats(QueueId(q as u16)).ok())
+                    .map(|s| s.waiting_by_tier.iter().sum::<u32>())
+                    .sum();
+                self.waiting.push((now, waiting));
+                self.at(now + Duration::from_secs(60), Action::Sample);
+            }
         }
     }
 
-    fn arrive(&mut self, now: Time) {
-        let template_index = {
-            let mut x = self.rng.random::<f64>() * self.total_weight;
-            let mix = &self.scenario.traffic.mix;
-            mix.iter()
-                .position(|t| {
-                    let hit = x < t.weight;
-                    x -= t.weight;
-                    hit
-                })
-                .unwrap_or(mix.len() - 1)
-        };
-        let template = self.scenario.traffic.mix[template_index].clone();
+    /// Logs an agent out, or leaves it to the end of its current contact.
+    fn log_out(&mut self, now: Time, agent: AgentId) {
+        if self.command(now, Command::AgentLogout { agent }) {
+            self.logged_in.remove(&agent);
+            self.leaving.remove(&agent);
+        }
+    }
+
+    fn arrive(&mut self, now: Time, caller: Caller) {
         let id = ContactId(self.next_contact);
         self.next_contact += 1;
         let spec = ContactSpec {
             id,
-            channel: template.channel,
-            queue: template.queue,
-            tier: template.tier,
-            skills: template.skills.clone(),
-            languages: template.languages.clone(),
+            channel: caller.channel,
+            queue: caller.queue,
+            tier: caller.tier,
+            skills: caller.skills.clone(),
+            languages: caller.languages.clone(),
             preferred_agents: Vec::new(),
             context: Vec::new(),
         };
-        self.index.insert(id, self.records.len());
+        let index = self.records.len();
+        self.contacts.insert(id, (index, caller.handle, caller.answer_delay));
         self.records.push(ContactRecord {
-            queue: template.queue,
-            tier: template.tier,
+            queue: caller.queue,
+            tier: caller.tier,
             arrival: now,
             answered: None,
             abandoned: None,
@@ -261,47 +417,50 @@ impl Engine<'_> {
         });
         if !self.command(now, Command::Enqueue(spec)) {
             // Refused (queue full, no overflow): the caller is turned away.
-            let i = self.index[&id];
-            self.records[i].abandoned = Some((Duration::ZERO, true));
+            self.records[index].abandoned = Some((Duration::ZERO, true));
             return;
         }
         if let Ok(estimate) = self.router.estimate_wait(id) {
             if estimate.method != EwtMethod::NotWaiting {
-                let agents = self.skilled_agents[template_index].max(1);
-                let aht = self.scenario.traffic.handle_time.mean();
-                let naive = aht.mul_f64(f64::from(estimate.position) / f64::from(agents));
-                let i = self.index[&id];
-                self.records[i].estimate = Some((estimate.estimated_wait, naive));
+                let agents = self.skilled_agents.get(&caller.skills[0].skill).copied().unwrap_or(0).max(1);
+                let naive = self.mean_handle.mul_f64(f64::from(estimate.position) / f64::from(agents));
+                self.records[index].estimate = Some((estimate.estimated_wait, naive));
             }
         }
-        if let Some(patience) = self.scenario.traffic.patience {
-            let wait = patience.sample(&mut self.rng);
-            self.at(now + wait, Action::HangUp { contact: id });
+        if let Some(patience) = caller.patience {
+            self.at(now + patience, Action::HangUp { contact: id });
         }
     }
 
     fn drain(&mut self, now: Time) {
         while let Some(event) = self.router.poll_event() {
             match event {
-                Event::Offered { offer, agent, .. } => {
+                Event::Offered { offer, agent, contact, .. } => {
                     let group = &self.scenario.agents[self.group_of[&agent]];
                     if self.rng.random::<f64>() < group.rona_probability {
                         continue; // lets it ring out
                     }
-                    let delay = group.answer_delay.sample(&mut self.rng);
+                    let own = self.contacts.get(&contact).and_then(|&(_, _, delay)| delay);
+                    let delay = own.unwrap_or_else(|| group.answer_delay.sample(&mut self.rng));
                     self.at(now + delay, Action::Accept { agent, offer });
                 }
                 Event::Connected { contact, agent, waited, .. } => {
-                    if let Some(&i) = self.index.get(&contact) {
-                        self.records[i].answered = Some(waited);
-                    }
-                    let handle = self.scenario.traffic.handle_time.sample(&mut self.rng);
+                    let handle = match self.contacts.get(&contact) {
+                        Some(&(i, handle, _)) => {
+                            self.records[i].answered = Some(waited);
+                            handle
+                        }
+                        None => Duration::ZERO,
+                    };
                     self.at(now + handle, Action::Complete { agent, contact });
                 }
                 Event::Abandoned { contact, waited, short, .. } => {
-                    if let Some(&i) = self.index.get(&contact) {
+                    if let Some(&(i, _, _)) = self.contacts.get(&contact) {
                         self.records[i].abandoned = Some((waited, short));
                     }
+                }
+                Event::Completed { contact, .. } => {
+                    self.contacts.remove(&contact);
                 }
                 Event::AgentStateChanged { agent, state } => {
                     if let Some((before, since)) = self.state_since.insert(agent, (state, now)) {
