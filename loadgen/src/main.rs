@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use ccr_core::{AgentPolicy, ContactPolicy};
+use ccr_loadgen::output;
 use ccr_loadgen::report::Report;
 use ccr_loadgen::scenario::{self, Scenario};
 use ccr_loadgen::sim;
@@ -32,6 +33,16 @@ enum Cmd {
         /// every queue. May be given several times.
         #[arg(long)]
         policy: Vec<String>,
+        /// Also write the report as JSON (fields: loadgen/README.md).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write HdrHistogram percentile files of the waits here.
+        #[arg(long)]
+        hgrm: Option<PathBuf>,
+        /// Draw SVG charts here: waits by tier, contacts waiting over time,
+        /// service level by hour.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Write a scenario's synthetic traffic as a trace (CSV).
     Generate {
@@ -64,13 +75,14 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Cmd::Simulate { scenario, seed, policy } => {
+        Cmd::Simulate { scenario, seed, policy, json, hgrm, plot } => {
             let mut base = scenario::load(&scenario)?;
             if let Some(seed) = seed {
                 base.seed = seed;
             }
             let policies = if policy.is_empty() { vec![None] } else { policy.into_iter().map(Some).collect() };
             let mut summary = Vec::new();
+            let mut json_runs = Vec::new();
             for p in &policies {
                 let mut s = base.clone();
                 if let Some(p) = p {
@@ -90,7 +102,22 @@ fn main() -> anyhow::Result<()> {
                     s.seed
                 );
                 println!("{}", report.table());
-                summary.push((p.clone().unwrap_or_else(|| "configured".into()), report));
+                let label = p.clone().unwrap_or_else(|| "configured".into());
+                let prefix = if policies.len() > 1 { format!("{label}-") } else { String::new() };
+                if json.is_some() {
+                    let named: Vec<_> = s.ccrd.catalog.queues.iter().cloned().zip(thresholds.iter().copied()).collect();
+                    json_runs.push(output::run_json(&label, "simulate", s.seed, &run, &report, &named));
+                }
+                if let Some(dir) = &hgrm {
+                    output::write_hgrm(dir, &prefix, &report)?;
+                }
+                if let Some(dir) = &plot {
+                    output::write_plots(dir, &prefix, &run, &report, &s.ccrd.catalog.tiers)?;
+                }
+                summary.push((label, report));
+            }
+            if let Some(path) = &json {
+                output::write_json(path, json_runs)?;
             }
             if summary.len() > 1 {
                 println!("== side by side (every queue, all tiers)");

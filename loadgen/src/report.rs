@@ -27,7 +27,7 @@ pub struct Figures {
     /// Still waiting when the run ended.
     pub unfinished: u64,
     pub answered_in_threshold: u64,
-    /// Share of offered contacts that waited at all.
+    /// Share of offered contacts that queued (no agent took them at once).
     pub waited_share: f64,
     pub service_level: f64,
     pub asa: Duration,
@@ -38,6 +38,8 @@ pub struct Figures {
     pub wait_max: Duration,
     pub abandon_rate: f64,
     pub ewt: Option<EwtAccuracy>,
+    /// Every answered wait, in microseconds.
+    pub waits: Histogram<u64>,
 }
 
 /// How good the wait estimate given at arrival was, against the wait the
@@ -70,22 +72,20 @@ impl Figures {
             wait_max: Duration::ZERO,
             abandon_rate: 0.0,
             ewt: None,
+            waits: Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("histogram bounds"),
         };
-        let mut waits = Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("histogram bounds");
         let (mut total_wait, mut waited) = (Duration::ZERO, 0u64);
         let (mut ewt_n, mut ewt_err, mut ewt_in, mut naive_err, mut naive_in) = (0u64, 0.0, 0u64, 0.0, 0u64);
         for c in contacts {
             f.offered += 1;
+            waited += u64::from(c.queued);
             match (c.answered, c.abandoned) {
                 (Some(w), _) => {
                     f.answered += 1;
                     total_wait += w;
-                    waits.saturating_record((w.as_micros() as u64).max(1));
+                    f.waits.saturating_record((w.as_micros() as u64).max(1));
                     if w <= threshold {
                         f.answered_in_threshold += 1;
-                    }
-                    if !w.is_zero() {
-                        waited += 1;
                     }
                     if let Some((estimate, naive)) = c.estimate {
                         let actual = w.as_secs_f64();
@@ -98,20 +98,14 @@ impl Figures {
                         naive_in += u64::from(within(naive));
                     }
                 }
-                (None, Some((w, short))) => {
+                (None, Some((_, short))) => {
                     if short {
                         f.short_abandoned += 1;
                     } else {
                         f.abandoned += 1;
                     }
-                    if !w.is_zero() {
-                        waited += 1;
-                    }
                 }
-                (None, None) => {
-                    f.unfinished += 1;
-                    waited += 1;
-                }
+                (None, None) => f.unfinished += 1,
             }
         }
         let counted = f.answered + f.abandoned;
@@ -124,11 +118,9 @@ impl Figures {
         }
         if f.answered > 0 {
             f.asa = total_wait / f.answered as u32;
-            let at = |q: f64| Duration::from_micros(waits.value_at_quantile(q));
-            f.wait_p50 = at(0.5);
-            f.wait_p90 = at(0.9);
-            f.wait_p99 = at(0.99);
-            f.wait_max = Duration::from_micros(waits.max());
+            let at = |q: f64| Duration::from_micros(f.waits.value_at_quantile(q));
+            (f.wait_p50, f.wait_p90, f.wait_p99) = (at(0.5), at(0.9), at(0.99));
+            f.wait_max = Duration::from_micros(f.waits.max());
         }
         if ewt_n > 0 {
             let n = ewt_n as f64;
@@ -149,6 +141,8 @@ pub struct Report {
     pub rows: Vec<(String, String, Figures)>,
     pub occupancy: f64,
     pub decisions: u64,
+    /// Each queue's service-level threshold (index = queue id).
+    pub thresholds: Vec<Duration>,
 }
 
 impl Report {
@@ -175,7 +169,7 @@ impl Report {
                 rows.push((name.clone(), "all".into(), Figures::of(all, threshold)));
             }
         }
-        Report { rows, occupancy: run.occupancy(), decisions: run.decisions }
+        Report { rows, occupancy: run.occupancy(), decisions: run.decisions, thresholds: thresholds.to_vec() }
     }
 
     /// The report as a table.

@@ -50,6 +50,8 @@ pub struct ContactRecord {
     pub answered: Option<Duration>,
     /// Wait until the caller hung up, and whether that was a short abandon.
     pub abandoned: Option<(Duration, bool)>,
+    /// No agent took it at once: it queued.
+    pub queued: bool,
     /// The core's estimated wait at arrival, and the naive one (position ×
     /// mean handle time ÷ agents with the skill), for contacts that queued.
     pub estimate: Option<(Duration, Duration)>,
@@ -413,6 +415,7 @@ impl Engine<'_> {
             arrival: now,
             answered: None,
             abandoned: None,
+            queued: false,
             estimate: None,
         });
         if !self.command(now, Command::Enqueue(spec)) {
@@ -422,6 +425,7 @@ impl Engine<'_> {
         }
         if let Ok(estimate) = self.router.estimate_wait(id) {
             if estimate.method != EwtMethod::NotWaiting {
+                self.records[index].queued = true;
                 let agents = self.skilled_agents.get(&caller.skills[0].skill).copied().unwrap_or(0).max(1);
                 let naive = self.mean_handle.mul_f64(f64::from(estimate.position) / f64::from(agents));
                 self.records[index].estimate = Some((estimate.estimated_wait, naive));

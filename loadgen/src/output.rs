@@ -1,0 +1,219 @@
+//! A report's other forms: JSON (an interface: field names documented in
+//! loadgen/README.md), HdrHistogram percentile files, and SVG charts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+use serde_json::{json, Value};
+
+use crate::report::Report;
+use crate::sim::Run;
+
+/// One run of the report as JSON.
+pub fn run_json(
+    label: &str,
+    engine: &str,
+    seed: u64,
+    run: &Run,
+    report: &Report,
+    thresholds: &[(String, Duration)],
+) -> Value {
+    let secs = |d: Duration| d.as_secs_f64();
+    let rows: Vec<Value> = report
+        .rows
+        .iter()
+        .map(|(queue, tier, f)| {
+            let threshold = thresholds.iter().find(|(q, _)| q == queue).map_or(0.0, |(_, t)| secs(*t));
+            json!({
+                "queue": queue,
+                "tier": tier,
+                "offered": f.offered,
+                "answered": f.answered,
+                "abandoned": f.abandoned,
+                "short_abandoned": f.short_abandoned,
+                "unfinished": f.unfinished,
+                "waited_share": f.waited_share,
+                "service_level": f.service_level,
+                "service_level_threshold_seconds": threshold,
+                "abandon_rate": f.abandon_rate,
+                "asa_seconds": secs(f.asa),
+                "wait_seconds": {
+                    "p50": secs(f.wait_p50),
+                    "p90": secs(f.wait_p90),
+                    "p99": secs(f.wait_p99),
+                    "max": secs(f.wait_max),
+                },
+                "ewt": f.ewt.map(|e| json!({
+                    "samples": e.samples,
+                    "mean_abs_error_seconds": secs(e.mean_abs_error),
+                    "within_20_percent": e.within_20_percent,
+                    "naive_mean_abs_error_seconds": secs(e.naive_mean_abs_error),
+                    "naive_within_20_percent": e.naive_within_20_percent,
+                })),
+            })
+        })
+        .collect();
+    json!({
+        "label": label,
+        "engine": engine,
+        "seed": seed,
+        "duration_seconds": secs(run.duration),
+        "warm_up_seconds": secs(run.warm_up),
+        "occupancy": report.occupancy,
+        "routing_inputs": report.decisions,
+        "queues": rows,
+    })
+}
+
+pub fn write_json(path: &Path, runs: Vec<Value>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(&json!({ "runs": runs }))?;
+    std::fs::write(path, text + "\n").with_context(|| path.display().to_string())
+}
+
+/// The HdrHistogram percentile distribution format (`.hgrm`), values in
+/// milliseconds, as HdrHistogram's own tools write and plot it.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    if h.is_empty() {
+        return out + "#[Mean    =        0.000, StdDeviation   =        0.000]\n#[Max     =        0.000, Total count    =            0]\n";
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    let mut total = 0u64;
+    for v in h.iter_quantiles(1) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let inverse = if q < 1.0 { format!(" {:14.2}", 1.0 / (1.0 - q)) } else { String::new() };
+        out += &format!("{:12.3} {:14.12} {:10}{inverse}\n", ms(v.value_iterated_to()), q, total);
+    }
+    out += &format!("#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n", h.mean() / 1000.0, h.stdev() / 1000.0);
+    out += &format!("#[Max     = {:12.3}, Total count    = {:12}]\n", ms(h.max()), h.len());
+    out
+}
+
+/// Values recorded at or below `v` (the TotalCount column).
+fn count_to(h: &Histogram<u64>, v: u64) -> u64 {
+    h.iter_recorded().take_while(|r| r.value_iterated_to() <= v).map(|r| r.count_at_value()).sum()
+}
+
+/// Writes `wait-<queue>-<tier>.hgrm` for every row of the report.
+pub fn write_hgrm(dir: &Path, prefix: &str, report: &Report) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    for (queue, tier, f) in &report.rows {
+        let path = dir.join(format!("{prefix}wait-{queue}-{tier}.hgrm"));
+        std::fs::write(&path, hgrm(&f.waits)).with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}
+
+/// Three charts: wait distribution by tier, waiting contacts over time,
+/// service level hour by hour.
+pub fn write_plots(dir: &Path, prefix: &str, run: &Run, report: &Report, tiers: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    wait_cdf(&dir.join(format!("{prefix}wait-by-tier.svg")), report, tiers)?;
+    waiting_over_time(&dir.join(format!("{prefix}waiting-over-time.svg")), run)?;
+    service_level_by_hour(&dir.join(format!("{prefix}service-level-by-hour.svg")), run, report)?;
+    Ok(())
+}
+
+fn chart_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing a chart: {e}")
+}
+
+fn wait_cdf(path: &Path, report: &Report, tiers: &[String]) -> anyhow::Result<()> {
+    // All queues together, one line per tier.
+    let mut per_tier: Vec<(String, Histogram<u64>)> = Vec::new();
+    for tier in tiers {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("bounds");
+        for (_, _, f) in report.rows.iter().filter(|(_, t, _)| t == tier) {
+            h.add(&f.waits).map_err(chart_error)?;
+        }
+        if !h.is_empty() {
+            per_tier.push((tier.clone(), h));
+        }
+    }
+    let max = per_tier.iter().map(|(_, h)| h.value_at_quantile(0.99) as f64 / 1e6).fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(chart_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Answered waits by tier (share answered within x)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max, 0.0..1.0)
+        .map_err(chart_error)?;
+    chart.configure_mesh().x_desc("wait (s)").y_desc("share answered").draw().map_err(chart_error)?;
+    for (i, (tier, h)) in per_tier.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> = (0..=200)
+            .map(|k| {
+                let x = max * f64::from(k) / 200.0;
+                let below = count_to(h, (x * 1e6) as u64) as f64 / h.len() as f64;
+                (x, below)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(chart_error)?
+            .label(tier.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(chart_error)?;
+    root.present().map_err(chart_error)
+}
+
+fn waiting_over_time(path: &Path, run: &Run) -> anyhow::Result<()> {
+    let hours: Vec<(f64, f64)> =
+        run.waiting.iter().map(|(t, n)| (t.as_micros() as f64 / 3.6e9, f64::from(*n))).collect();
+    let (x_max, y_max) = hours.iter().fold((1.0f64, 1.0f64), |(x, y), (a, b)| (x.max(*a), y.max(*b)));
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(chart_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Contacts waiting", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max * 1.1)
+        .map_err(chart_error)?;
+    chart.configure_mesh().x_desc("hour of the run").y_desc("waiting").draw().map_err(chart_error)?;
+    chart.draw_series(LineSeries::new(hours, BLUE.stroke_width(2))).map_err(chart_error)?;
+    root.present().map_err(chart_error)
+}
+
+fn service_level_by_hour(path: &Path, run: &Run, report: &Report) -> anyhow::Result<()> {
+    // Contacts by the hour they arrived in, all queues, each against its
+    // queue's threshold (recovered from the report's rows).
+    let hours = (run.duration.as_secs() / 3600).max(1) as usize;
+    let mut buckets: Vec<Vec<&crate::sim::ContactRecord>> = vec![Vec::new(); hours];
+    for c in &run.contacts {
+        let h = (c.arrival.as_micros() / 3_600_000_000) as usize;
+        if let Some(b) = buckets.get_mut(h) {
+            b.push(c);
+        }
+    }
+    let points: Vec<(f64, f64)> = buckets
+        .iter()
+        .enumerate()
+        .filter_map(|(h, b)| {
+            let counted = b.iter().filter(|c| c.answered.is_some() || matches!(c.abandoned, Some((_, false)))).count();
+            let in_time =
+                b.iter().filter(|c| c.answered.is_some_and(|w| w <= report.thresholds[usize::from(c.queue.0)])).count();
+            (counted > 0).then(|| (h as f64 + 0.5, in_time as f64 / counted as f64))
+        })
+        .collect();
+    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(chart_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Service level by hour of arrival (all queues)", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..hours as f64, 0.0..1.0)
+        .map_err(chart_error)?;
+    chart.configure_mesh().x_desc("hour").y_desc("service level").draw().map_err(chart_error)?;
+    chart.draw_series(LineSeries::new(points.clone(), GREEN.stroke_width(2))).map_err(chart_error)?;
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, GREEN.filled()))).map_err(chart_error)?;
+    root.present().map_err(chart_error)
+}
