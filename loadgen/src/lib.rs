@@ -8,6 +8,7 @@
 //! - [`erlang`]: the queueing theory the simulator is validated against.
 
 pub mod erlang;
+pub mod live;
 pub mod output;
 pub mod report;
 pub mod scenario;

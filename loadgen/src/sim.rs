@@ -185,7 +185,7 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
 /// them: what `ccr-loadgen generate` writes as a trace.
 pub fn callers(scenario: &Scenario) -> Vec<Caller> {
     match &scenario.traffic {
-        Traffic::Trace(callers) => callers.clone(),
+        Traffic::Trace(callers) => callers.iter().filter(|c| c.arrival <= scenario.duration).cloned().collect(),
         Traffic::Synthetic { .. } => {
             let mut rng = StdRng::seed_from_u64(scenario.seed);
             let mut out = Vec::new();

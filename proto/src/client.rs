@@ -143,9 +143,8 @@ impl Client {
         wire::encode_header("/ccr.v1.Gateway/Stream", &mut out);
         send.write_all(&out).await.map_err(unavailable)?;
         Ok(GatewayStream {
-            send,
-            replies: Subscription { recv, buf: Vec::new(), max_message: self.max_message },
-            out: Vec::new(),
+            commands: GatewayCommands { send, out: Vec::new() },
+            replies: GatewayReplies(Subscription { recv, buf: Vec::new(), max_message: self.max_message }),
         })
     }
 
@@ -230,14 +229,49 @@ impl Subscription {
 }
 
 /// The client side of `Gateway/Stream`. Queue commands with [`Self::push`],
-/// send them with [`Self::flush`], read replies with [`Self::next_reply`].
+/// send them with [`Self::flush`], read replies with [`Self::next_reply`];
+/// or [`Self::split`] it to write and read from different tasks.
 pub struct GatewayStream {
+    commands: GatewayCommands,
+    replies: GatewayReplies,
+}
+
+/// The sending half of a gateway stream.
+pub struct GatewayCommands {
     send: quinn::SendStream,
-    replies: Subscription,
     out: Vec<u8>,
 }
 
+/// The receiving half of a gateway stream.
+pub struct GatewayReplies(Subscription);
+
 impl GatewayStream {
+    /// Buffers one command (sent on the next flush).
+    pub fn push(&mut self, command: &GatewayCommand) {
+        self.commands.push(command);
+    }
+
+    pub async fn flush(&mut self) -> Result<(), Status> {
+        self.commands.flush().await
+    }
+
+    /// Ends the command side; replies keep coming until the trailer.
+    pub async fn finish(&mut self) -> Result<(), Status> {
+        self.commands.finish().await
+    }
+
+    /// The next reply; `Err` with the trailer's status once the stream ends
+    /// (code OK after a clean finish).
+    pub async fn next_reply(&mut self) -> Result<GatewayReply, Status> {
+        self.replies.next().await
+    }
+
+    pub fn split(self) -> (GatewayCommands, GatewayReplies) {
+        (self.commands, self.replies)
+    }
+}
+
+impl GatewayCommands {
     /// Buffers one command (sent on the next flush).
     pub fn push(&mut self, command: &GatewayCommand) {
         wire::encode_message(command, &mut self.out);
@@ -254,15 +288,17 @@ impl GatewayStream {
         self.flush().await?;
         self.send.finish().map_err(unavailable)
     }
+}
 
-    /// The next reply; `Err` with the trailer's status once the stream ends
-    /// (code OK after a clean finish).
-    pub async fn next_reply(&mut self) -> Result<GatewayReply, Status> {
+impl GatewayReplies {
+    /// The next reply; `Err` with the trailer's status once the stream ends.
+    pub async fn next(&mut self) -> Result<GatewayReply, Status> {
+        let replies = &mut self.0;
         let mut chunk = [0u8; 8192];
         loop {
-            match wire::decode_frame(&self.replies.buf, self.replies.max_message) {
+            match wire::decode_frame(&replies.buf, replies.max_message) {
                 Ok(Some((frame, used))) => {
-                    self.replies.buf.drain(..used);
+                    replies.buf.drain(..used);
                     return match frame {
                         Frame::Message(body) => GatewayReply::decode(body.as_slice())
                             .map_err(|e| Status::new(Code::Internal, e.to_string())),
@@ -272,8 +308,8 @@ impl GatewayStream {
                 Ok(None) => {}
                 Err(e) => return Err(Status::new(Code::Internal, e.to_string())),
             }
-            match self.replies.recv.read(&mut chunk).await {
-                Ok(Some(n)) => self.replies.buf.extend_from_slice(&chunk[..n]),
+            match replies.recv.read(&mut chunk).await {
+                Ok(Some(n)) => replies.buf.extend_from_slice(&chunk[..n]),
                 Ok(None) => return Err(Status::new(Code::Unavailable, "stream closed")),
                 Err(e) => return Err(unavailable(e)),
             }

@@ -1,0 +1,434 @@
+//! The live engine: the gateway and the agent fleet of a scenario, played
+//! against a running ccrd over QUIC, on the wall clock (compressed by
+//! `speed`).
+//!
+//! Open loop, as wrk2 does it: each contact is sent at its intended time
+//! whatever the daemon's latency, and every latency is measured from that
+//! intended time, so a slow daemon shows as latency instead of hiding as a
+//! lower send rate (no coordinated omission). The run always ends: at the
+//! end of the traffic (or `duration`) plus a short drain.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use ccr_core::{AgentState, Time};
+use ccr_proto::client::Client;
+use ccr_proto::v1::gateway_command::Command as G;
+use ccr_proto::v1::routing_event::Event as E;
+use ccr_proto::v1::*;
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use crate::scenario::Scenario;
+use crate::sim::{self, Caller, ContactRecord, Run};
+
+/// Where the daemon is and how to trust it.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub server_name: String,
+    /// DER certificates to trust (the daemon's own, or its CA).
+    pub roots: Vec<Vec<u8>>,
+    /// Client certificate chain and PKCS#8 key (DER), for mTLS.
+    pub identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Scenario time per wall-clock time: 60 plays an hour in a minute.
+    pub speed: f64,
+    /// Stop sending after this much scenario time (default: the scenario's).
+    pub duration: Option<Duration>,
+    /// Draw the progress line (on a terminal only).
+    pub progress: bool,
+    /// Start at the hour of the first arrival instead of midnight (skips a
+    /// closed night).
+    pub skip_quiet_start: bool,
+}
+
+/// What a live run measured.
+pub struct LiveRun {
+    /// Per contact, in scenario time (wall time × speed).
+    pub run: Run,
+    /// Intended send → first offer received, wall-clock microseconds.
+    pub latency: Histogram<u64>,
+    pub sent: u64,
+    pub errors: u64,
+    /// Contacts per wall-clock second: intended and achieved.
+    pub intended_rate: f64,
+    pub achieved_rate: f64,
+    pub wall: Duration,
+}
+
+struct Contact {
+    caller: Caller,
+    /// Wall-clock instant it was meant to be sent.
+    intended: Instant,
+    offered: bool,
+    index: usize,
+}
+
+#[derive(Default)]
+struct Books {
+    contacts: HashMap<u64, Contact>,
+    records: Vec<ContactRecord>,
+    latency: Option<Histogram<u64>>,
+    state_since: HashMap<u64, (usize, Instant)>,
+    agent_time: [Duration; 6],
+    waiting: Vec<(Time, u32)>,
+}
+
+/// Plays `scenario` against the daemon at `target`.
+pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) -> anyhow::Result<LiveRun> {
+    let connect =
+        || Client::connect_with_identity(target.addr, &target.server_name, &target.roots, target.identity.clone());
+    let desk = Arc::new(connect().await.with_context(|| format!("connecting to ccrd at {}", target.addr))?);
+    let gateway = connect().await.context("connecting the gateway")?;
+    let speed = options.speed.max(1e-3);
+    let horizon = options.duration.unwrap_or(scenario.duration).min(scenario.duration);
+    let mut callers = sim::callers(scenario);
+    callers.retain(|c| c.arrival <= horizon);
+    let offset = match callers.first() {
+        Some(c) if options.skip_quiet_start => Duration::from_secs(c.arrival.as_secs() / 3600 * 3600),
+        _ => Duration::ZERO,
+    };
+    for c in &mut callers {
+        c.arrival -= offset;
+    }
+    let horizon = horizon - offset;
+    // Ids unique to this run: ccrd keeps what earlier runs left behind.
+    let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let contact_base = epoch * 1_000_000;
+    let agent_base = epoch % 1_000_000 * 10_000;
+
+    let books = Arc::new(Mutex::new(Books {
+        latency: Some(Histogram::new_with_bounds(1, 600_000_000, 3)?),
+        ..Books::default()
+    }));
+    let mut events = desk.subscribe(Vec::new()).await.map_err(|s| anyhow::anyhow!("subscribing: {}", s.message))?;
+
+    // The agents: all logged in (shifts and breaks are the simulator's).
+    let mut agents = Vec::new();
+    for group in &scenario.agents {
+        for _ in 0..group.count {
+            let id = agent_base + agents.len() as u64 + 1;
+            let p = &group.profile;
+            let cat = &scenario.ccrd.catalog;
+            let login = LoginRequest {
+                agent_id: id,
+                skills: p
+                    .skills
+                    .iter()
+                    .map(|&(s, level)| AgentSkill {
+                        skill: cat.skills[usize::from(s.0)].clone(),
+                        proficiency: u32::from(level),
+                    })
+                    .collect(),
+                languages: p.languages.iter().map(|l| cat.languages[usize::from(l.0)].clone()).collect(),
+                voice_capacity: u32::from(p.capacity[0]),
+                chat_capacity: u32::from(p.capacity[1]),
+                email_capacity: u32::from(p.capacity[2]),
+                ready: true,
+            };
+            desk.login(login).await.map_err(|s| anyhow::anyhow!("login of agent {id}: {}", s.message))?;
+            agents.push((id, group.answer_delay, group.rona_probability));
+        }
+    }
+    let agent_of: Arc<HashMap<u64, (crate::scenario::Dist, f64)>> =
+        Arc::new(agents.iter().map(|&(id, d, r)| (id, (d, r))).collect());
+
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now() + Duration::from_millis(50);
+    let wall = |scenario_time: Duration| start + scenario_time.div_f64(speed);
+
+    // Events: offers are answered (or left to ring), calls completed.
+    let listener = {
+        let (books, desk, errors, agent_of) = (books.clone(), desk.clone(), errors.clone(), agent_of.clone());
+        let seed = scenario.seed;
+        tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+            while let Ok(event) = events.next().await {
+                let now = Instant::now();
+                match event.event {
+                    Some(E::Offer(o)) => {
+                        let Some(&(delay, rona)) = agent_of.get(&o.agent_id) else { continue };
+                        let (handle, own_delay) = {
+                            let mut b = books.lock().expect("books");
+                            let Some(c) = b.contacts.get_mut(&o.contact_id) else { continue };
+                            let first = !c.offered;
+                            c.offered = true;
+                            let intended = c.intended;
+                            let out = (c.caller.handle, c.caller.answer_delay);
+                            if first {
+                                let us = now.saturating_duration_since(intended).as_micros() as u64;
+                                if let Some(h) = b.latency.as_mut() {
+                                    h.saturating_record(us.max(1));
+                                }
+                            }
+                            out
+                        };
+                        if rng.random::<f64>() < rona {
+                            continue;
+                        }
+                        let answer = own_delay.unwrap_or_else(|| delay.sample(&mut rng)).div_f64(speed);
+                        let (desk, books, errors) = (desk.clone(), books.clone(), errors.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(answer).await;
+                            let accept = AcceptRequest { agent_id: o.agent_id, offer_id: o.offer_id };
+                            // An error: the caller hung up meanwhile, or the offer rang out.
+                            if desk.accept(accept).await.is_ok() {
+                                let at = Instant::now();
+                                {
+                                    let mut b = books.lock().expect("books");
+                                    if let Some(c) = b.contacts.get(&o.contact_id) {
+                                        let waited = at.saturating_duration_since(c.intended).mul_f64(speed);
+                                        let i = c.index;
+                                        b.records[i].answered = Some(waited);
+                                    }
+                                }
+                                tokio::time::sleep(handle.div_f64(speed)).await;
+                                let done = CompleteRequest { agent_id: o.agent_id, contact_id: o.contact_id };
+                                if desk.complete(done).await.is_err() {
+                                    errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                                books.lock().expect("books").contacts.remove(&o.contact_id);
+                            }
+                        });
+                    }
+                    Some(E::Abandoned(a)) => {
+                        let mut b = books.lock().expect("books");
+                        if let Some(c) = b.contacts.remove(&a.contact_id) {
+                            let waited = Duration::from_millis(a.waited_millis).mul_f64(speed);
+                            b.records[c.index].abandoned = Some((waited, a.short));
+                        }
+                    }
+                    Some(E::AgentState(s)) => {
+                        let Some(state) = AgentState::NAMES.iter().position(|n| *n == s.state) else { continue };
+                        let mut b = books.lock().expect("books");
+                        if let Some((before, since)) = b.state_since.insert(s.agent_id, (state, now)) {
+                            b.agent_time[before] += now.saturating_duration_since(since).mul_f64(speed);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+
+    // The gateway: one stream, commands written as they are due, replies
+    // counted by their own task.
+    let (commands, mut replies) = gateway.gateway_stream().await.map_err(|s| anyhow::anyhow!("{}", s.message))?.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<GatewayCommand>();
+    let writer = tokio::spawn(async move {
+        let mut commands = commands;
+        while let Some(first) = rx.recv().await {
+            commands.push(&first);
+            while let Ok(more) = rx.try_recv() {
+                commands.push(&more);
+            }
+            if commands.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = commands.finish().await;
+    });
+    let reader = {
+        let errors = errors.clone();
+        tokio::spawn(async move {
+            while let Ok(reply) = replies.next().await {
+                if reply.status.as_ref().is_some_and(|s| s.code != 0) {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    let progress = options.progress && std::io::stderr().is_terminal();
+    let cat = scenario.ccrd.catalog.clone();
+    let total = callers.len() as u64;
+    let mut sent = 0u64;
+    let mut last_progress = Instant::now();
+    let last_arrival = callers.last().map_or(Duration::ZERO, |c| c.arrival);
+    let mut last_sent = start;
+    for (n, caller) in callers.into_iter().enumerate() {
+        let intended = wall(caller.arrival);
+        sleep_until(intended).await;
+        let id = contact_base + n as u64 + 1;
+        let request = EnqueueRequest {
+            contact_id: id,
+            channel: match caller.channel {
+                ccr_core::Channel::Voice => Channel::Voice,
+                ccr_core::Channel::Chat => Channel::Chat,
+                ccr_core::Channel::Email => Channel::Email,
+            } as i32,
+            queue: cat.queue_name(caller.queue).to_owned(),
+            tier: cat.tier_name(caller.tier).to_owned(),
+            skills: caller
+                .skills
+                .iter()
+                .map(|r| SkillRequirement {
+                    skill: cat.skills[usize::from(r.skill.0)].clone(),
+                    min_proficiency: u32::from(r.min_proficiency),
+                })
+                .collect(),
+            languages: caller.languages.iter().map(|l| cat.languages[usize::from(l.0)].clone()).collect(),
+            ..Default::default()
+        };
+        if let Some(patience) = caller.patience {
+            let (tx, books) = (tx.clone(), books.clone());
+            let hang_up = intended + patience.div_f64(speed);
+            tokio::spawn(async move {
+                sleep_until(hang_up).await;
+                let waiting = books.lock().expect("books").contacts.get(&id).is_some_and(|c| !c.offered);
+                if waiting {
+                    let _ =
+                        tx.send(GatewayCommand { id, command: Some(G::Abandon(AbandonRequest { contact_id: id })) });
+                }
+            });
+        }
+        {
+            let mut b = books.lock().expect("books");
+            let index = b.records.len();
+            b.records.push(ContactRecord {
+                queue: caller.queue,
+                tier: caller.tier,
+                arrival: Time::ZERO + caller.arrival,
+                answered: None,
+                abandoned: None,
+                queued: false,
+                estimate: None,
+            });
+            b.contacts.insert(id, Contact { caller, intended, offered: false, index });
+        }
+        if tx.send(GatewayCommand { id, command: Some(G::Enqueue(request)) }).is_err() {
+            errors.fetch_add(1, Ordering::Relaxed);
+        }
+        sent += 1;
+        last_sent = Instant::now();
+        if progress && last_progress.elapsed() >= Duration::from_millis(500) {
+            last_progress = Instant::now();
+            draw_progress(&books, start, sent, total, horizon, speed);
+        }
+    }
+    // Drain: let the last contacts be routed (bounded).
+    let drain_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < drain_until {
+        let open = books.lock().expect("books").contacts.values().filter(|c| !c.offered).count();
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall_time = start.elapsed();
+    if progress {
+        eprintln!();
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    reader.abort();
+    listener.abort();
+    gateway.close();
+    desk.close();
+    let mut b = std::mem::take(&mut *books.lock().expect("books"));
+    let now = Instant::now();
+    for (_, (state, since)) in b.state_since.drain() {
+        b.agent_time[state] += now.saturating_duration_since(since).mul_f64(speed);
+    }
+    let latency = b.latency.take().expect("histogram");
+    let run = Run {
+        contacts: b.records,
+        agent_time: b.agent_time,
+        waiting: b.waiting,
+        decisions: 0,
+        warm_up: Duration::ZERO,
+        duration: horizon,
+    };
+    // Rates over the sending span: first to last contact, as scheduled and as sent.
+    let intended_span = last_arrival.div_f64(speed).as_secs_f64().max(1e-9);
+    let achieved_span = last_sent.saturating_duration_since(start).as_secs_f64().max(1e-9);
+    Ok(LiveRun {
+        run,
+        latency,
+        sent,
+        errors: errors.load(Ordering::Relaxed),
+        intended_rate: total as f64 / intended_span,
+        achieved_rate: sent as f64 / achieved_span,
+        wall: wall_time,
+    })
+}
+
+fn draw_progress(books: &Mutex<Books>, start: Instant, sent: u64, total: u64, horizon: Duration, speed: f64) {
+    let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    let (waiting, p99) = {
+        let b = books.lock().expect("books");
+        let waiting = b.contacts.values().filter(|c| !c.offered).count();
+        let p99 = b.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.99));
+        (waiting, p99)
+    };
+    let eta = horizon.div_f64(speed).as_secs_f64() - elapsed;
+    let _ = write!(
+        std::io::stderr(),
+        "\r{sent}/{total} sent, {:.0}/s, {waiting} waiting, p99 arrival→offer {:.2} ms, ETA {:.0} s   ",
+        sent as f64 / elapsed,
+        p99 as f64 / 1000.0,
+        eta.max(0.0)
+    );
+}
+
+/// `config` with every duration divided by `speed`: what ccrd must run with
+/// for a live run at that speed to mean what the scenario means (wrap-up,
+/// offer timeouts, relaxation and the rest run on ccrd's wall clock).
+pub fn scaled(config: &ccr_core::RouterConfig, speed: f64) -> ccr_core::RouterConfig {
+    let s = |d: &mut Duration| *d = d.div_f64(speed);
+    let mut c = config.clone();
+    s(&mut c.short_abandon);
+    // The estimate's history window has a floor in ccrd (1 s).
+    c.ewt_window = c.ewt_window.div_f64(speed).max(Duration::from_secs(1));
+    for t in &mut c.tiers {
+        s(&mut t.aging_boost);
+        if let Some(target) = t.answer_target.as_mut() {
+            s(target);
+        }
+    }
+    for q in &mut c.queues {
+        s(&mut q.service_level.threshold);
+        s(&mut q.wrap_up);
+        s(&mut q.offer_timeout);
+        s(&mut q.preferred_agent_window);
+        s(&mut q.expected_handle_time);
+        for step in &mut q.relaxation {
+            s(&mut step.after);
+        }
+    }
+    c
+}
+
+impl LiveRun {
+    /// The overall latency line of the report.
+    pub fn latency_line(&self) -> String {
+        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        format!(
+            "arrival→offer (from intended send): p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} offers)\n\
+             rate: intended {:.0}/s, achieved {:.0}/s; {} sent, {} errors, {:.1} s wall",
+            ms(0.5),
+            ms(0.9),
+            ms(0.99),
+            ms(0.999),
+            self.latency.max() as f64 / 1000.0,
+            self.latency.len(),
+            self.intended_rate,
+            self.achieved_rate,
+            self.sent,
+            self.errors,
+            self.wall.as_secs_f64()
+        )
+    }
+}

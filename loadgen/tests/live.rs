@@ -1,0 +1,44 @@
+//! The live engine against a ccrd in this process on a loopback port: a
+//! slice of the bank's day at high speed, bounded to a few seconds.
+
+use std::time::Duration;
+
+use ccr_daemon::config;
+use ccr_daemon::loopback::Loopback;
+use ccr_loadgen::live::{self, LiveOptions, Target};
+use ccr_loadgen::scenario;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_routes_every_contact_it_sends() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut s = scenario::load(&root.join("scenarios/bank-day-trace.toml")).expect("scenario");
+    // 08:00–09:30 of the trace: the first ~500 contacts.
+    s.duration = Duration::from_secs(9 * 3600 + 1800);
+    let speed = 900.0;
+    let dir = std::env::temp_dir().join(format!("ccr-loadgen-live-{}", std::process::id()));
+    let mut config = config::parse(config::DEFAULT_CONFIG).expect("config");
+    config.server.data_dir = dir.clone();
+    config.journal.options.fsync = ccr_daemon::journal::FsyncPolicy::Never;
+    config.router = live::scaled(&s.ccrd.router, speed);
+    let daemon = Loopback::start(config, None, false).await.expect("ccrd");
+    let target =
+        Target { addr: daemon.addr, server_name: "localhost".into(), roots: vec![daemon.cert.clone()], identity: None };
+    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start: true };
+    let run = tokio::time::timeout(Duration::from_secs(60), live::run(&s, &target, &options))
+        .await
+        .expect("bounded")
+        .expect("live run");
+    daemon.stop().await.expect("ccrd stops");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let expected = ccr_loadgen::sim::callers(&s).len() as u64;
+    assert!(expected > 300, "the slice holds traffic: {expected}");
+    assert_eq!(run.sent, expected, "open loop: everything scheduled is sent");
+    assert_eq!(run.errors, 0, "no refusals");
+    assert_eq!(run.run.contacts.len() as u64, expected);
+    let answered = run.run.contacts.iter().filter(|c| c.answered.is_some()).count() as u64;
+    let resolved = run.run.contacts.iter().filter(|c| c.answered.is_some() || c.abandoned.is_some()).count() as u64;
+    assert!(answered > expected / 2, "most are answered: {answered} of {expected}");
+    assert!(run.latency.len() >= answered, "a first offer timed for every answered contact");
+    assert!(resolved + 50 >= expected, "nearly all resolved by the end: {resolved} of {expected}");
+}
