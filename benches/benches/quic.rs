@@ -3,14 +3,18 @@
 //! configuration, measured in the same run (issue target: ccrd adds at most
 //! 50 % to the echo). Client and server share this process and loopback.
 //!
+//! ccrd runs with `journal.fsync = "never"` here: this measures transport
+//! and routing; `--bench stream` measures the fsync policies.
+//!
 //! `cargo bench -p ccr-benches --bench quic`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccr_daemon::loopback::Loopback;
-use ccr_daemon::{config, tls};
+use ccr_daemon::config;
+use ccr_daemon::journal::FsyncPolicy;
+use ccr_daemon::loopback::{Echo, Loopback};
 use ccr_proto::client::Client;
 use ccr_proto::v1::{Channel, EnqueueRequest, SkillRequirement};
 use ccr_proto::wire;
@@ -35,37 +39,19 @@ fn request(id: u64) -> EnqueueRequest {
     }
 }
 
-/// A quinn server that answers every stream with the bytes it received.
-async fn echo_server(endpoint: quinn::Endpoint) {
-    while let Some(incoming) = endpoint.accept().await {
-        tokio::spawn(async move {
-            let Ok(connection) = incoming.await else { return };
-            while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                tokio::spawn(async move {
-                    if let Ok(bytes) = recv.read_to_end(1 << 16).await {
-                        let _ = send.write_all(&bytes).await;
-                        let _ = send.finish();
-                    }
-                });
-            }
-        });
-    }
-}
-
 fn quic(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = std::env::temp_dir().join(format!("ccr-bench-quic-{}", std::process::id()));
     let (client, echo_client, ccrd) = runtime.block_on(async {
         let mut cfg = config::parse(CONFIG).unwrap();
         cfg.server.data_dir = dir.clone();
+        // The transport and the routing, not the disk: what a journal sync
+        // costs is the stream bench's subject (fsync policies side by side).
+        cfg.journal.options.fsync = FsyncPolicy::Never;
         let ccrd = Loopback::start(cfg, None, false).await.unwrap();
         let (ccrd_addr, cert) = (ccrd.addr, ccrd.cert.clone());
-        let identity = tls::self_signed(&dir).unwrap();
-        let echo =
-            quinn::Endpoint::server(tls::server_config(identity, None, 256).unwrap(), "127.0.0.1:0".parse().unwrap())
-                .unwrap();
-        let echo_addr = echo.local_addr().unwrap();
-        tokio::spawn(echo_server(echo));
+        let echo = Echo::start(&dir).await.unwrap();
+        let echo_addr = echo.addr;
         let client = Client::connect(ccrd_addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
         let echo_client = Client::connect(echo_addr, "localhost", std::slice::from_ref(&cert)).await.unwrap();
         (client, echo_client, ccrd)

@@ -1,6 +1,8 @@
 //! A ccrd running inside this process on ephemeral loopback ports, for
 //! tests, benchmarks and tools: the caller picks the configuration, the
-//! daemon binds 127.0.0.1:0, and `stop` shuts it down cleanly.
+//! daemon binds 127.0.0.1:0, and `stop` shuts it down cleanly. Also a bare
+//! QUIC echo server with the same TLS setup, the yardstick benchmarks
+//! compare ccrd's round trips with.
 
 use std::net::SocketAddr;
 
@@ -61,5 +63,49 @@ impl Loopback {
     pub async fn stop(self) -> Result<(), ServerError> {
         let _ = self.stop.send(());
         self.task.await.unwrap_or(Ok(()))
+    }
+}
+
+/// A quinn server on a loopback port that answers every stream with the
+/// bytes it received: the transport alone, with ccrd's TLS configuration.
+pub struct Echo {
+    pub addr: SocketAddr,
+    /// The server certificate (DER), for clients to trust.
+    pub cert: Vec<u8>,
+    endpoint: quinn::Endpoint,
+    task: JoinHandle<()>,
+}
+
+impl Echo {
+    /// Starts the echo server, its certificate self-signed into `data_dir`.
+    pub async fn start(data_dir: &std::path::Path) -> Result<Echo, LoopbackError> {
+        let identity = tls::self_signed(data_dir)?;
+        let cert = std::fs::read(&identity.cert_path)?;
+        let server_config = tls::server_config(identity, None, 1024)?;
+        let endpoint = quinn::Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let addr = endpoint.local_addr()?;
+        let task = tokio::spawn(echo(endpoint.clone()));
+        Ok(Echo { addr, cert, endpoint, task })
+    }
+
+    pub fn stop(self) {
+        self.endpoint.close(0u32.into(), b"done");
+        self.task.abort();
+    }
+}
+
+async fn echo(endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(async move {
+            let Ok(connection) = incoming.await else { return };
+            while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                tokio::spawn(async move {
+                    if let Ok(bytes) = recv.read_to_end(1 << 16).await {
+                        let _ = send.write_all(&bytes).await;
+                        let _ = send.finish();
+                    }
+                });
+            }
+        });
     }
 }

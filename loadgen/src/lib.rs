@@ -7,6 +7,7 @@
 //! - [`report`]: what a run measured, per queue and tier.
 //! - [`erlang`]: the queueing theory the simulator is validated against.
 
+pub mod bench;
 pub mod erlang;
 pub mod live;
 pub mod output;

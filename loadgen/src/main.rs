@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use ccr_core::{AgentPolicy, ContactPolicy};
+use ccr_daemon::journal::FsyncPolicy;
 use ccr_loadgen::report::Report;
 use ccr_loadgen::scenario::{self, Scenario};
 use ccr_loadgen::sim;
-use ccr_loadgen::{live, output};
+use ccr_loadgen::{bench, live, output};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -82,6 +83,36 @@ enum Cmd {
         duration: Option<humantime::Duration>,
         #[command(flatten)]
         outputs: Outputs,
+    },
+    /// Capacity search: step the rate up until p99 arrival → offer passes
+    /// the limit or errors appear, then hold the best rate.
+    Bench {
+        /// ccrd to measure; without it, one is started in this process on
+        /// a loopback port (sharing the machine, as the targets assume).
+        #[arg(long, requires = "cert")]
+        addr: Option<std::net::SocketAddr>,
+        /// Certificate (DER) to trust, with --addr.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Journal fsync policy of the ccrd started here: always, interval, never.
+        #[arg(long, default_value = "always")]
+        fsync: String,
+        #[arg(long, default_value_t = 10_000.0)]
+        start_rate: f64,
+        #[arg(long, default_value_t = 10_000.0)]
+        step: f64,
+        #[arg(long, default_value_t = 200_000.0)]
+        max_rate: f64,
+        #[arg(long, default_value = "5s")]
+        step_time: humantime::Duration,
+        /// How long the best rate is held at the end.
+        #[arg(long, default_value = "60s")]
+        sustain: humantime::Duration,
+        #[arg(long, default_value = "5ms")]
+        p99: humantime::Duration,
+        /// Chat agents (255 contacts each).
+        #[arg(long, default_value_t = 200)]
+        agents: u64,
     },
     /// Start a ccrd on a free loopback port, replay the sample day of a bank
     /// at high speed, print the report, stop the daemon.
@@ -209,6 +240,25 @@ fn main() -> anyhow::Result<()> {
             live_report(&s, &target, &options, &outputs)
         }
         Cmd::Demo { speed } => demo(speed),
+        Cmd::Bench { addr, cert, fsync, start_rate, step, max_rate, step_time, sustain, p99, agents } => {
+            let options = bench::BenchOptions {
+                start_rate,
+                step,
+                max_rate,
+                step_time: step_time.into(),
+                sustain: sustain.into(),
+                p99_limit: p99.into(),
+                agents,
+            };
+            let fsync = match fsync.as_str() {
+                "always" => FsyncPolicy::Always,
+                "interval" => FsyncPolicy::Interval(std::time::Duration::from_millis(10)),
+                "never" => FsyncPolicy::Never,
+                other => bail!("--fsync {other:?}: always, interval or never"),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            runtime.block_on(capacity(addr, cert, fsync, options))
+        }
         Cmd::Generate { scenario, output, seed } => {
             let mut s = scenario::load(&scenario)?;
             if let Some(seed) = seed {
@@ -271,6 +321,73 @@ fn print_live(s: &Scenario, live: &live::LiveRun, outputs: &Outputs) -> anyhow::
         output::write_plots(dir, "", &live.run, &report, &s.ccrd.catalog.tiers)?;
     }
     Ok(())
+}
+
+async fn capacity(
+    addr: Option<std::net::SocketAddr>,
+    cert: Option<PathBuf>,
+    fsync: FsyncPolicy,
+    options: bench::BenchOptions,
+) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("ccr-loadgen-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let echo = ccr_daemon::loopback::Echo::start(&dir.join("echo")).await?;
+    let (echo_p50, echo_p99) = bench::echo_round_trip(echo.addr, &echo.cert, 2000).await?;
+    echo.stop();
+    let (target, cert, daemon) = match (addr, cert) {
+        (Some(addr), Some(cert)) => (addr, std::fs::read(&cert).with_context(|| cert.display().to_string())?, None),
+        _ => {
+            let mut config = ccr_daemon::config::parse(bench::BENCH_CONFIG)?;
+            config.server.data_dir = dir.join("ccrd");
+            config.journal.options.fsync = fsync;
+            let daemon = ccr_daemon::loopback::Loopback::start(config, None, false).await?;
+            println!("ccrd started on {} (journal fsync {fsync:?})", daemon.addr);
+            (daemon.addr, daemon.cert.clone(), Some(daemon))
+        }
+    };
+    println!(
+        "bare QUIC echo of an Enqueue-sized request, same machine: p50 {:.3} ms, p99 {:.3} ms",
+        echo_p50.as_secs_f64() * 1000.0,
+        echo_p99.as_secs_f64() * 1000.0
+    );
+    let mut b = bench::Bench::connect(target, "localhost", &[cert], options.agents).await?;
+    println!("search: {} s a step, p99 limit {:?}\n{}", options.step_time.as_secs(), options.p99_limit, bench::HEADER);
+    let mut best = None;
+    let mut rate = options.start_rate;
+    while rate <= options.max_rate {
+        let step = b.step(rate, options.step_time).await;
+        println!("{}", step.line());
+        if !step.passed(options.p99_limit) {
+            break;
+        }
+        best = Some(rate);
+        rate += options.step;
+    }
+    let result = match best {
+        Some(rate) => {
+            println!("holding {rate:.0}/s for {} s:", options.sustain.as_secs());
+            let held = b.step(rate, options.sustain).await;
+            println!("{}\n{}", bench::HEADER, held.line());
+            let verdict = if held.passed(options.p99_limit) { "sustained" } else { "NOT sustained" };
+            println!(
+                "highest rate {verdict}: {rate:.0} contacts/s for {} s, p99 arrival→offer {:.3} ms (bare echo p50 {:.3} ms)",
+                options.sustain.as_secs(),
+                held.p99.as_secs_f64() * 1000.0,
+                echo_p50.as_secs_f64() * 1000.0
+            );
+            Ok(())
+        }
+        None => {
+            println!("no step passed: even {:.0}/s is beyond the limit", options.start_rate);
+            Ok(())
+        }
+    };
+    b.stop();
+    if let Some(daemon) = daemon {
+        daemon.stop().await?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// The README's "see it work": a ccrd on a free loopback port with its
