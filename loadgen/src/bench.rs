@@ -88,10 +88,19 @@ impl Step {
 
 pub const HEADER: &str = "  rate/s achieved/s      sent    offers errors   p50 ms   p90 ms   p99 ms p99.9 ms    max ms";
 
+/// The current step's schedule, to turn a contact id into its due time,
+/// and the latencies seen so far.
+struct StepClock {
+    start: Instant,
+    rate: f64,
+    first_id: u64,
+    latency: Histogram<u64>,
+}
+
 /// A connected bench: agents logged in, event stream open.
 pub struct Bench {
     gateway: mpsc::UnboundedSender<GatewayCommand>,
-    latency: Arc<Mutex<(Instant, f64, u64, Histogram<u64>)>>,
+    latency: Arc<Mutex<StepClock>>,
     offers: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
     next_id: u64,
@@ -119,7 +128,12 @@ impl Bench {
         let (commands, mut replies) =
             gateway.gateway_stream().await.map_err(|s| anyhow::anyhow!("gateway stream: {}", s.message))?.split();
         let (tx, mut rx) = mpsc::unbounded_channel::<GatewayCommand>();
-        let latency = Arc::new(Mutex::new((Instant::now(), 1.0, 0u64, Histogram::new_with_bounds(1, 60_000_000, 3)?)));
+        let latency = Arc::new(Mutex::new(StepClock {
+            start: Instant::now(),
+            rate: 1.0,
+            first_id: 0,
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        }));
         let (offers, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let writer = tokio::spawn(async move {
             let mut commands = commands;
@@ -152,11 +166,12 @@ impl Bench {
                     let Some(E::Offer(o)) = event.event else { continue };
                     let now = Instant::now();
                     {
-                        let mut l = latency.lock().expect("latency");
-                        let (start, rate, first_id, ref mut h) = *l;
-                        if o.contact_id >= first_id {
-                            let due = start + Duration::from_secs_f64((o.contact_id - first_id) as f64 / rate);
-                            h.saturating_record((now.saturating_duration_since(due).as_micros() as u64).max(1));
+                        let mut clock = latency.lock().expect("latency");
+                        if o.contact_id >= clock.first_id {
+                            let n = (o.contact_id - clock.first_id) as f64;
+                            let due = clock.start + Duration::from_secs_f64(n / clock.rate);
+                            let us = (now.saturating_duration_since(due).as_micros() as u64).max(1);
+                            clock.latency.saturating_record(us);
                         }
                     }
                     offers.fetch_add(1, Ordering::Relaxed);
@@ -180,9 +195,9 @@ impl Bench {
         let first_id = self.next_id;
         let start = Instant::now() + Duration::from_millis(5);
         {
-            let mut l = self.latency.lock().expect("latency");
-            l.3.reset();
-            (l.0, l.1, l.2) = (start, rate, first_id);
+            let mut clock = self.latency.lock().expect("latency");
+            clock.latency.reset();
+            (clock.start, clock.rate, clock.first_id) = (start, rate, first_id);
         }
         let (offers_before, errors_before) = (self.offers.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed));
         let total = (rate * time.as_secs_f64()) as u64;
@@ -211,7 +226,7 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.next_id += total;
-        let h = self.latency.lock().expect("latency").3.clone();
+        let h = self.latency.lock().expect("latency").latency.clone();
         let at = |q: f64| Duration::from_micros(h.value_at_quantile(q));
         Step {
             rate,
