@@ -108,6 +108,9 @@ enum Arrivals<'a> {
 struct Engine<'a> {
     scenario: &'a Scenario,
     router: Router,
+    /// Draws the traffic; agents' behaviour has its own stream, so that
+    /// every policy sees the same callers.
+    traffic_rng: StdRng,
     rng: StdRng,
     arrivals: Arrivals<'a>,
     /// The caller whose `Arrival` is scheduled.
@@ -149,7 +152,8 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
     let mut engine = Engine {
         scenario,
         router,
-        rng: StdRng::seed_from_u64(scenario.seed),
+        traffic_rng: StdRng::seed_from_u64(scenario.seed),
+        rng: StdRng::seed_from_u64(scenario.seed ^ AGENT_STREAM),
         arrivals,
         next: None,
         pending: BinaryHeap::new(),
@@ -244,6 +248,8 @@ fn next_arrival(rate: &RateProfile, rng: &mut StdRng, after: Duration, end: Dura
 }
 
 const DAY: Duration = RateProfile::DAY;
+/// Seeds the agents' random stream apart from the traffic's.
+const AGENT_STREAM: u64 = 0x6167_656e_7473;
 
 impl Engine<'_> {
     fn run(&mut self) {
@@ -317,7 +323,7 @@ impl Engine<'_> {
     fn schedule_arrival(&mut self, after: Duration) {
         self.next = match &mut self.arrivals {
             Arrivals::Trace(rows) => rows.next().cloned(),
-            Arrivals::Synthetic => draw(self.scenario, &mut self.rng, after),
+            Arrivals::Synthetic => draw(self.scenario, &mut self.traffic_rng, after),
         };
         if let Some(c) = &self.next {
             let t = Time::ZERO + c.arrival;

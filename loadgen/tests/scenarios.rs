@@ -1,0 +1,115 @@
+//! Scenario files, traces and the simulator's promises: same seed, same run;
+//! policies compared on the same traffic; every problem named.
+
+use std::path::Path;
+
+use ccr_core::ContactPolicy;
+use ccr_loadgen::report::Report;
+use ccr_loadgen::scenario::{self, Scenario};
+use ccr_loadgen::{sim, trace};
+
+fn bank() -> Scenario {
+    scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bank-day.toml")).expect("bank scenario")
+}
+
+fn report(s: &Scenario, run: &sim::Run) -> Report {
+    let thresholds: Vec<_> = s.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect();
+    Report::of(run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds)
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_and_another_seed_another() {
+    let s = bank();
+    let a = sim::simulate(&s).unwrap();
+    let b = sim::simulate(&s).unwrap();
+    assert_eq!(format!("{:?}", a.contacts), format!("{:?}", b.contacts));
+    assert_eq!(a.decisions, b.decisions);
+    let mut other = s.clone();
+    other.seed += 1;
+    let c = sim::simulate(&other).unwrap();
+    assert_ne!(format!("{:?}", a.contacts), format!("{:?}", c.contacts));
+}
+
+#[test]
+fn policies_are_compared_on_the_same_traffic() {
+    let s = bank();
+    let mut strict = s.clone();
+    let mut aging = s.clone();
+    for q in &mut strict.ccrd.router.queues {
+        q.contact_policy = ContactPolicy::StrictTier;
+    }
+    for q in &mut aging.ccrd.router.queues {
+        q.contact_policy = ContactPolicy::TierAging;
+    }
+    let (rs, ra) = (sim::simulate(&strict).unwrap(), sim::simulate(&aging).unwrap());
+    let arrivals = |r: &sim::Run| r.contacts.iter().map(|c| (c.arrival, c.queue, c.tier)).collect::<Vec<_>>();
+    assert!(arrivals(&rs) == arrivals(&ra), "the same callers arrive under both policies");
+    let gold_asa = |s: &Scenario, r: &sim::Run| {
+        report(s, r).rows.iter().find(|(q, t, _)| q == "billing" && t == "gold").map(|(_, _, f)| f.asa).unwrap()
+    };
+    assert!(gold_asa(&strict, &rs) <= gold_asa(&aging, &ra), "strict tier serves gold at least as fast");
+}
+
+#[test]
+fn a_trace_reads_back_as_written() {
+    let s = bank();
+    let callers = sim::callers(&s);
+    assert!(callers.len() > 4000, "a day of traffic: {}", callers.len());
+    let dir = std::env::temp_dir().join(format!("ccr-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (first, second) = (dir.join("a.csv"), dir.join("b.csv"));
+    trace::write(&first, &callers, &s.ccrd.catalog).unwrap();
+    let read = trace::read(&first, &s.ccrd.catalog).unwrap();
+    assert_eq!(read.len(), callers.len());
+    trace::write(&second, &read, &s.ccrd.catalog).unwrap();
+    assert_eq!(std::fs::read(&first).unwrap(), std::fs::read(&second).unwrap(), "a fixed point after one rounding");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_trace_with_an_unknown_queue_names_the_line() {
+    let s = bank();
+    let dir = std::env::temp_dir().join(format!("ccr-trace-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.csv");
+    std::fs::write(
+        &path,
+        "arrival_s,channel,queue,tier,skills,languages,handle_s,patience_s,answer_delay_s\n\
+         1.0,voice,billing,gold,billing:3,en,100,,\n\
+         2.0,voice,mortgages,gold,billing:3,en,100,,\n",
+    )
+    .unwrap();
+    let error = trace::read(&path, &s.ccrd.catalog).unwrap_err().to_string();
+    assert!(error.contains("line 3") && error.contains("mortgages"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_problem_in_a_scenario_is_named_with_its_field() {
+    let text = r#"
+[simulation]
+duration = "a day"
+[[agents]]
+count = 5
+skills = { knitting = 5 }
+rona_probability = 2.0
+[traffic]
+calls_per_hour = 100
+handle_time = { exponential = "3m" }
+[[traffic.mix]]
+queue = "billing"
+tier = "platinum"
+skills = { billing = 11 }
+"#;
+    let problems = scenario::parse(text, Path::new(".")).unwrap_err().0;
+    let all = problems.join("\n");
+    for field in [
+        "simulation.duration",
+        "agents[0].skills.knitting",
+        "agents[0].rona_probability",
+        "traffic.mix[0].tier",
+        "traffic.mix[0].skills.billing",
+    ] {
+        assert!(all.contains(field), "{field} missing from:\n{all}");
+    }
+}
