@@ -125,9 +125,9 @@ impl Bench {
             };
             desk.login(login).await.map_err(|s| anyhow::anyhow!("login: {}", s.message))?;
         }
-        let (commands, mut replies) =
+        let (commands, replies) =
             gateway.gateway_stream().await.map_err(|s| anyhow::anyhow!("gateway stream: {}", s.message))?.split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<GatewayCommand>();
+        let (tx, rx) = mpsc::unbounded_channel::<GatewayCommand>();
         let latency = Arc::new(Mutex::new(StepClock {
             start: Instant::now(),
             rate: 1.0,
@@ -136,28 +136,10 @@ impl Bench {
         }));
         let (offers, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let writer = tokio::spawn(async move {
-            let mut commands = commands;
-            let _keep = gateway;
-            while let Some(first) = rx.recv().await {
-                commands.push(&first);
-                while let Ok(more) = rx.try_recv() {
-                    commands.push(&more);
-                }
-                if commands.flush().await.is_err() {
-                    return;
-                }
-            }
+            let _connection = gateway;
+            crate::live::write_gateway_commands(commands, rx).await;
         });
-        let reader = {
-            let errors = errors.clone();
-            tokio::spawn(async move {
-                while let Ok(reply) = replies.next().await {
-                    if reply.status.as_ref().is_some_and(|s| s.code != 0) {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        };
+        let reader = tokio::spawn(crate::live::count_refusals(replies, errors.clone()));
         let listener = {
             let (latency, offers, tx) = (latency.clone(), offers.clone(), tx.clone());
             tokio::spawn(async move {

@@ -225,31 +225,10 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
 
     // The gateway: one stream, commands written as they are due, replies
     // counted by their own task.
-    let (commands, mut replies) = gateway.gateway_stream().await.map_err(|s| anyhow::anyhow!("{}", s.message))?.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<GatewayCommand>();
-    let writer = tokio::spawn(async move {
-        let mut commands = commands;
-        while let Some(first) = rx.recv().await {
-            commands.push(&first);
-            while let Ok(more) = rx.try_recv() {
-                commands.push(&more);
-            }
-            if commands.flush().await.is_err() {
-                return;
-            }
-        }
-        let _ = commands.finish().await;
-    });
-    let reader = {
-        let errors = errors.clone();
-        tokio::spawn(async move {
-            while let Ok(reply) = replies.next().await {
-                if reply.status.as_ref().is_some_and(|s| s.code != 0) {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
+    let (commands, replies) = gateway.gateway_stream().await.map_err(|s| anyhow::anyhow!("{}", s.message))?.split();
+    let (tx, rx) = mpsc::unbounded_channel::<GatewayCommand>();
+    let writer = tokio::spawn(write_gateway_commands(commands, rx));
+    let reader = tokio::spawn(count_refusals(replies, errors.clone()));
 
     let progress = options.progress && std::io::stderr().is_terminal();
     let cat = scenario.ccrd.catalog.clone();
@@ -363,6 +342,33 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         achieved_rate: sent as f64 / achieved_span,
         wall: wall_time,
     })
+}
+
+/// Writes the commands it is sent to the gateway stream, everything that is
+/// waiting in one flush; finishes the stream when every sender is gone.
+pub async fn write_gateway_commands(
+    mut commands: ccr_proto::client::GatewayCommands,
+    mut rx: mpsc::UnboundedReceiver<GatewayCommand>,
+) {
+    while let Some(first) = rx.recv().await {
+        commands.push(&first);
+        while let Ok(more) = rx.try_recv() {
+            commands.push(&more);
+        }
+        if commands.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = commands.finish().await;
+}
+
+/// Reads the gateway stream's replies, counting the refused ones.
+pub async fn count_refusals(mut replies: ccr_proto::client::GatewayReplies, errors: Arc<AtomicU64>) {
+    while let Ok(reply) = replies.next().await {
+        if reply.status.as_ref().is_some_and(|s| s.code != 0) {
+            errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 fn draw_progress(books: &Mutex<Books>, start: Instant, sent: u64, total: u64, horizon: Duration, speed: f64) {

@@ -28,7 +28,8 @@ struct Outputs {
     /// Write HdrHistogram percentile files of the waits here.
     #[arg(long)]
     hgrm: Option<PathBuf>,
-    /// Draw SVG charts here.
+    /// Draw SVG charts here: waits by tier, contacts waiting over time
+    /// (simulate), service level by hour.
     #[arg(long)]
     plot: Option<PathBuf>,
 }
@@ -48,16 +49,8 @@ enum Cmd {
         /// every queue. May be given several times.
         #[arg(long)]
         policy: Vec<String>,
-        /// Also write the report as JSON (fields: loadgen/README.md).
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write HdrHistogram percentile files of the waits here.
-        #[arg(long)]
-        hgrm: Option<PathBuf>,
-        /// Draw SVG charts here: waits by tier, contacts waiting over time,
-        /// service level by hour.
-        #[arg(long)]
-        plot: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: Outputs,
     },
     /// Play a scenario's gateway and agents against a running ccrd.
     Run {
@@ -152,7 +145,8 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Cmd::Simulate { scenario, seed, policy, json, hgrm, plot } => {
+        Cmd::Simulate { scenario, seed, policy, outputs } => {
+            let Outputs { json, hgrm, plot } = outputs;
             let mut base = scenario::load(&scenario)?;
             if let Some(seed) = seed {
                 base.seed = seed;
