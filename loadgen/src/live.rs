@@ -115,8 +115,11 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     }));
     let mut events = desk.subscribe(Vec::new()).await.map_err(|s| anyhow::anyhow!("subscribing: {}", s.message))?;
 
-    // The agents: all logged in (shifts and breaks are the simulator's).
+    // The agents: logged in now if on shift, the rest of their day (shift
+    // ends and starts, breaks) played on the same compressed clock.
+    // (`ready` of a login is re-decided from the plan.)
     let mut agents = Vec::new();
+    let mut plans: Vec<(LoginRequest, Option<bool>, DayPlan)> = Vec::new();
     for group in &scenario.agents {
         for _ in 0..group.count {
             let id = agent_base + agents.len() as u64 + 1;
@@ -138,7 +141,12 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
                 email_capacity: u32::from(p.capacity[2]),
                 ready: true,
             };
-            desk.login(login).await.map_err(|s| anyhow::anyhow!("login of agent {id}: {}", s.message))?;
+            let (on_now, plan) = day_plan(group, offset, horizon + offset);
+            if let Some(ready) = on_now {
+                let login = LoginRequest { ready, ..login.clone() };
+                desk.login(login).await.map_err(|s| anyhow::anyhow!("login of agent {id}: {}", s.message))?;
+            }
+            plans.push((login, on_now, plan));
             agents.push((id, group.answer_delay, group.rona_probability));
         }
     }
@@ -148,6 +156,11 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(50);
     let wall = |scenario_time: Duration| start + scenario_time.div_f64(speed);
+    let shifts: Vec<_> = plans
+        .into_iter()
+        .filter(|(_, _, plan)| !plan.is_empty())
+        .map(|(login, now, plan)| tokio::spawn(work_day(desk.clone(), login, now, plan, start, offset, speed)))
+        .collect();
 
     // Events: offers are answered (or left to ring), calls completed.
     let listener = {
@@ -314,6 +327,9 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     reader.abort();
     listener.abort();
+    for shift in shifts {
+        shift.abort();
+    }
     gateway.close();
     desk.close();
     let mut b = std::mem::take(&mut *books.lock().expect("books"));
@@ -342,6 +358,94 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         achieved_rate: sent as f64 / achieved_span,
         wall: wall_time,
     })
+}
+
+/// An agent's changes through the run, in scenario time.
+type DayPlan = Vec<(Duration, Shift)>;
+
+/// A change in an agent's day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shift {
+    LogIn,
+    LogOut,
+    BreakStart,
+    BreakEnd,
+}
+
+/// Whether the agent is logged in at `from` (and then whether ready), and
+/// its changes after `from` up to `until`, in scenario time.
+fn day_plan(
+    group: &crate::scenario::AgentGroup,
+    from: Duration,
+    until: Duration,
+) -> (Option<bool>, Vec<(Duration, Shift)>) {
+    const DAY: Duration = crate::scenario::RateProfile::DAY;
+    let of_day = |t: Duration| Duration::from_secs(t.as_secs() % DAY.as_secs());
+    let on_shift = |t: Duration| group.shift.is_none_or(|(a, b)| (a..b).contains(&of_day(t)));
+    let on_break = |t: Duration| group.breaks.iter().any(|&(at, len)| (at..at + len).contains(&of_day(t)));
+    let now = on_shift(from).then(|| !on_break(from));
+    let mut plan = Vec::new();
+    let days = until.as_secs().div_ceil(DAY.as_secs()) as u32;
+    for day in 0..days {
+        let midnight = DAY * day;
+        if let Some((a, b)) = group.shift {
+            plan.push((midnight + a, Shift::LogIn));
+            plan.push((midnight + b, Shift::LogOut));
+        }
+        for &(at, len) in &group.breaks {
+            plan.push((midnight + at, Shift::BreakStart));
+            plan.push((midnight + at + len, Shift::BreakEnd));
+        }
+    }
+    plan.retain(|(t, _)| *t > from && *t <= until);
+    plan.sort_by_key(|(t, _)| *t);
+    (now, plan)
+}
+
+/// Plays one agent's day: logs in and out with the shift, takes breaks.
+/// `now`: logged in at the start (and whether ready then).
+async fn work_day(
+    desk: Arc<Client>,
+    login: LoginRequest,
+    now: Option<bool>,
+    plan: DayPlan,
+    start: Instant,
+    offset: Duration,
+    speed: f64,
+) {
+    let agent_id = login.agent_id;
+    let mut logged_in = now.is_some();
+    let mut on_break = now == Some(false);
+    for (t, change) in plan {
+        sleep_until(start + (t - offset).div_f64(speed)).await;
+        let not_ready = |reason| SetStateRequest { agent_id, ready: false, reason };
+        match change {
+            Shift::LogIn => {
+                logged_in = desk.login(LoginRequest { ready: !on_break, ..login.clone() }).await.is_ok() || logged_in;
+            }
+            Shift::LogOut => {
+                let _ = desk.set_state(not_ready(NotReadyReason::Other as i32)).await;
+                // A call in progress is finished first.
+                for _ in 0..600 {
+                    if desk.logout(LogoutRequest { agent_id }).await.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                logged_in = false;
+            }
+            Shift::BreakStart => {
+                on_break = true;
+                let _ = desk.set_state(not_ready(NotReadyReason::Break as i32)).await;
+            }
+            Shift::BreakEnd => {
+                on_break = false;
+                if logged_in {
+                    let _ = desk.set_state(SetStateRequest { agent_id, ready: true, reason: 0 }).await;
+                }
+            }
+        }
+    }
 }
 
 /// Writes the commands it is sent to the gateway stream, everything that is
