@@ -42,3 +42,26 @@ async fn a_live_run_routes_every_contact_it_sends() {
     assert!(run.latency.len() >= answered, "a first offer timed for every answered contact");
     assert!(resolved + 50 >= expected, "nearly all resolved by the end: {resolved} of {expected}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bench_step_routes_every_contact_it_schedules() {
+    let dir = std::env::temp_dir().join(format!("ccr-loadgen-bench-{}", std::process::id()));
+    let mut config = config::parse(ccr_loadgen::bench::BENCH_CONFIG).expect("bench config");
+    config.server.data_dir = dir.clone();
+    config.journal.options.fsync = ccr_daemon::journal::FsyncPolicy::Never;
+    let daemon = Loopback::start(config, None, false).await.expect("ccrd");
+    let mut bench = ccr_loadgen::bench::Bench::connect(daemon.addr, "localhost", &[daemon.cert.clone()], 20)
+        .await
+        .expect("bench connects");
+    let step = tokio::time::timeout(Duration::from_secs(30), bench.step(2000.0, Duration::from_secs(1)))
+        .await
+        .expect("bounded");
+    bench.stop();
+    daemon.stop().await.expect("ccrd stops");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(step.sent, 2000);
+    assert_eq!(step.errors, 0);
+    assert_eq!(step.offers, 2000, "every contact offered (and hung up, freeing its agent)");
+    assert!(step.achieved > 1500.0, "{step:?}");
+    assert!(step.p50 <= step.p99 && step.p99 <= step.max, "{step:?}");
+}
