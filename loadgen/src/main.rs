@@ -145,78 +145,7 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Cmd::Simulate { scenario, seed, policy, outputs } => {
-            let Outputs { json, hgrm, plot } = outputs;
-            let mut base = scenario::load(&scenario)?;
-            if let Some(seed) = seed {
-                base.seed = seed;
-            }
-            let policies = if policy.is_empty() { vec![None] } else { policy.into_iter().map(Some).collect() };
-            let mut summary = Vec::new();
-            let mut json_runs = Vec::new();
-            for p in &policies {
-                let mut s = base.clone();
-                if let Some(p) = p {
-                    apply_policy(&mut s, p)?;
-                }
-                let started = std::time::Instant::now();
-                let run = sim::simulate(&s).context("routing configuration")?;
-                let cfg = &s.ccrd.router;
-                let thresholds: Vec<_> = cfg.queues.iter().map(|q| q.service_level.threshold).collect();
-                let report = Report::of(&run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds);
-                println!(
-                    "== {} — {} simulated ({} warm-up) in {:.2?}, seed {}",
-                    p.as_deref().unwrap_or("policies as configured"),
-                    humantime::format_duration(s.duration),
-                    humantime::format_duration(s.warm_up),
-                    started.elapsed(),
-                    s.seed
-                );
-                println!("{}", report.table());
-                let label = p.clone().unwrap_or_else(|| "configured".into());
-                let prefix = if policies.len() > 1 { format!("{label}-") } else { String::new() };
-                if json.is_some() {
-                    let named: Vec<_> = s.ccrd.catalog.queues.iter().cloned().zip(thresholds.iter().copied()).collect();
-                    json_runs.push(output::run_json(&label, "simulate", s.seed, &run, &report, &named));
-                }
-                if let Some(dir) = &hgrm {
-                    output::write_hgrm(dir, &prefix, &report)?;
-                }
-                if let Some(dir) = &plot {
-                    output::write_plots(dir, &prefix, &run, &report, &s.ccrd.catalog.tiers)?;
-                }
-                summary.push((label, report));
-            }
-            if let Some(path) = &json {
-                output::write_json(path, json_runs)?;
-            }
-            if summary.len() > 1 {
-                println!("== side by side (every queue, all tiers)");
-                println!(
-                    "{:<18} {:>8} {:>7} {:>7} {:>7} {:>9}",
-                    "policy", "offered", "SL", "ASA s", "aband", "occupancy"
-                );
-                for (name, report) in &summary {
-                    let all: Vec<_> = report.rows.iter().filter(|(_, tier, _)| tier == "all").collect();
-                    let offered: u64 = all.iter().map(|(_, _, f)| f.offered).sum();
-                    let counted: u64 = all.iter().map(|(_, _, f)| f.answered + f.abandoned).sum();
-                    let in_sl: u64 = all.iter().map(|(_, _, f)| f.answered_in_threshold).sum();
-                    let answered: u64 = all.iter().map(|(_, _, f)| f.answered).sum();
-                    let abandoned: u64 = all.iter().map(|(_, _, f)| f.abandoned).sum();
-                    let wait: f64 = all.iter().map(|(_, _, f)| f.asa.as_secs_f64() * f.answered as f64).sum();
-                    println!(
-                        "{:<18} {:>8} {:>6.1}% {:>7.1} {:>6.1}% {:>8.1}%",
-                        name,
-                        offered,
-                        100.0 * in_sl as f64 / counted.max(1) as f64,
-                        wait / answered.max(1) as f64,
-                        100.0 * abandoned as f64 / counted.max(1) as f64,
-                        100.0 * report.occupancy
-                    );
-                }
-            }
-            Ok(())
-        }
+        Cmd::Simulate { scenario, seed, policy, outputs } => simulate(&scenario, seed, policy, outputs),
         Cmd::Run { scenario, addr, cert, server_name, client_cert, client_key, speed, duration, outputs } => {
             let s = scenario::load(&scenario)?;
             let read = |p: &PathBuf| std::fs::read(p).with_context(|| p.display().to_string());
@@ -270,6 +199,87 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Erlang { calls_per_hour, aht, agents, threshold, patience } => {
             erlang(calls_per_hour, aht.into(), agents, threshold.into(), patience.map(Into::into))
+        }
+    }
+}
+
+/// `simulate`: one run per policy on the same traffic, each reported.
+fn simulate(
+    scenario: &std::path::Path,
+    seed: Option<u64>,
+    policy: Vec<String>,
+    outputs: Outputs,
+) -> anyhow::Result<()> {
+    let Outputs { json, hgrm, plot } = outputs;
+    let mut base = scenario::load(scenario)?;
+    if let Some(seed) = seed {
+        base.seed = seed;
+    }
+    let policies = if policy.is_empty() { vec![None] } else { policy.into_iter().map(Some).collect() };
+    let mut summary = Vec::new();
+    let mut json_runs = Vec::new();
+    for p in &policies {
+        let mut s = base.clone();
+        if let Some(p) = p {
+            apply_policy(&mut s, p)?;
+        }
+        let started = std::time::Instant::now();
+        let run = sim::simulate(&s).context("routing configuration")?;
+        let cfg = &s.ccrd.router;
+        let thresholds: Vec<_> = cfg.queues.iter().map(|q| q.service_level.threshold).collect();
+        let report = Report::of(&run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds);
+        println!(
+            "== {} — {} simulated ({} warm-up) in {:.2?}, seed {}",
+            p.as_deref().unwrap_or("policies as configured"),
+            humantime::format_duration(s.duration),
+            humantime::format_duration(s.warm_up),
+            started.elapsed(),
+            s.seed
+        );
+        println!("{}", report.table());
+        let label = p.clone().unwrap_or_else(|| "configured".into());
+        let prefix = if policies.len() > 1 { format!("{label}-") } else { String::new() };
+        if json.is_some() {
+            let named: Vec<_> = s.ccrd.catalog.queues.iter().cloned().zip(thresholds.iter().copied()).collect();
+            json_runs.push(output::run_json(&label, "simulate", s.seed, &run, &report, &named));
+        }
+        if let Some(dir) = &hgrm {
+            output::write_hgrm(dir, &prefix, &report)?;
+        }
+        if let Some(dir) = &plot {
+            output::write_plots(dir, &prefix, &run, &report, &s.ccrd.catalog.tiers)?;
+        }
+        summary.push((label, report));
+    }
+    if let Some(path) = &json {
+        output::write_json(path, json_runs)?;
+    }
+    side_by_side(&summary);
+    Ok(())
+}
+
+/// The runs' totals over every queue, one line per policy.
+fn side_by_side(summary: &[(String, Report)]) {
+    if summary.len() > 1 {
+        println!("== side by side (every queue, all tiers)");
+        println!("{:<18} {:>8} {:>7} {:>7} {:>7} {:>9}", "policy", "offered", "SL", "ASA s", "aband", "occupancy");
+        for (name, report) in summary {
+            let all: Vec<_> = report.rows.iter().filter(|(_, tier, _)| tier == "all").collect();
+            let offered: u64 = all.iter().map(|(_, _, f)| f.offered).sum();
+            let counted: u64 = all.iter().map(|(_, _, f)| f.answered + f.abandoned).sum();
+            let in_sl: u64 = all.iter().map(|(_, _, f)| f.answered_in_threshold).sum();
+            let answered: u64 = all.iter().map(|(_, _, f)| f.answered).sum();
+            let abandoned: u64 = all.iter().map(|(_, _, f)| f.abandoned).sum();
+            let wait: f64 = all.iter().map(|(_, _, f)| f.asa.as_secs_f64() * f.answered as f64).sum();
+            println!(
+                "{:<18} {:>8} {:>6.1}% {:>7.1} {:>6.1}% {:>8.1}%",
+                name,
+                offered,
+                100.0 * in_sl as f64 / counted.max(1) as f64,
+                wait / answered.max(1) as f64,
+                100.0 * abandoned as f64 / counted.max(1) as f64,
+                100.0 * report.occupancy
+            );
         }
     }
 }
