@@ -16,8 +16,16 @@
 //!
 //! Known weaknesses: later arrivals of a higher tier will overtake a waiting
 //! contact, so lower tiers' EWT is optimistic under load; and a sudden change
-//! of staffing takes about one window to show. The simulator measures the
-//! error against the waits contacts really had.
+//! of staffing takes about one window to show.
+//!
+//! Measured (`ccr-loadgen simulate loadgen/scenarios/bank-day.toml`, the
+//! estimate at arrival against the wait the answered contact had): within
+//! ±20 % for 14–22 % of contacts per queue and tier, against 3–9 % for the
+//! naive position × AHT ÷ agents — but with a mean absolute error dominated
+//! by outliers: where no qualified agent answered for a while (a queue whose
+//! skill is only staffed from late morning), busy time accumulates with no
+//! answers and the first estimates after staff arrive are far too long,
+//! until the window forgets.
 
 use std::time::Duration;
 
