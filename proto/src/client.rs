@@ -205,14 +205,21 @@ pub struct Subscription {
 impl Subscription {
     /// The next event; `Err` with the closing status when the stream ends.
     pub async fn next(&mut self) -> Result<RoutingEvent, Status> {
-        let mut chunk = [0u8; 4096];
+        self.next_message("event stream closed").await
+    }
+
+    /// The next framed message; `Err` with the trailer's status, or
+    /// `closed` if the stream ends without one.
+    async fn next_message<M: Message + Default>(&mut self, closed: &str) -> Result<M, Status> {
+        let mut chunk = [0u8; 8192];
         loop {
             match wire::decode_frame(&self.buf, self.max_message) {
                 Ok(Some((frame, used))) => {
                     self.buf.drain(..used);
                     return match frame {
-                        Frame::Message(body) => RoutingEvent::decode(body.as_slice())
-                            .map_err(|e| Status::new(Code::Internal, e.to_string())),
+                        Frame::Message(body) => {
+                            M::decode(body.as_slice()).map_err(|e| Status::new(Code::Internal, e.to_string()))
+                        }
                         Frame::Trailer(status) => Err(status),
                     };
                 }
@@ -221,7 +228,7 @@ impl Subscription {
             }
             match self.recv.read(&mut chunk).await {
                 Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
-                Ok(None) => return Err(Status::new(Code::Unavailable, "event stream closed")),
+                Ok(None) => return Err(Status::new(Code::Unavailable, closed)),
                 Err(e) => return Err(unavailable(e)),
             }
         }
@@ -293,26 +300,6 @@ impl GatewayCommands {
 impl GatewayReplies {
     /// The next reply; `Err` with the trailer's status once the stream ends.
     pub async fn next(&mut self) -> Result<GatewayReply, Status> {
-        let replies = &mut self.0;
-        let mut chunk = [0u8; 8192];
-        loop {
-            match wire::decode_frame(&replies.buf, replies.max_message) {
-                Ok(Some((frame, used))) => {
-                    replies.buf.drain(..used);
-                    return match frame {
-                        Frame::Message(body) => GatewayReply::decode(body.as_slice())
-                            .map_err(|e| Status::new(Code::Internal, e.to_string())),
-                        Frame::Trailer(status) => Err(status),
-                    };
-                }
-                Ok(None) => {}
-                Err(e) => return Err(Status::new(Code::Internal, e.to_string())),
-            }
-            match replies.recv.read(&mut chunk).await {
-                Ok(Some(n)) => replies.buf.extend_from_slice(&chunk[..n]),
-                Ok(None) => return Err(Status::new(Code::Unavailable, "stream closed")),
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
+        self.0.next_message("stream closed").await
     }
 }
