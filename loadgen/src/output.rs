@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
@@ -135,56 +136,40 @@ fn wait_cdf(path: &Path, report: &Report, tiers: &[String]) -> anyhow::Result<()
         }
     }
     let max = per_tier.iter().map(|(_, h)| h.value_at_quantile(0.99) as f64 / 1e6).fold(1.0, f64::max);
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(chart_error)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Answered waits by tier (share answered within x)", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max, 0.0..1.0)
-        .map_err(chart_error)?;
-    chart.configure_mesh().x_desc("wait (s)").y_desc("share answered").draw().map_err(chart_error)?;
-    for (i, (tier, h)) in per_tier.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(f64, f64)> = (0..=200)
-            .map(|k| {
-                let x = max * f64::from(k) / 200.0;
-                let below = count_to(h, (x * 1e6) as u64) as f64 / h.len() as f64;
-                (x, below)
-            })
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(chart_error)?
-            .label(tier.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(chart_error)?;
-    root.present().map_err(chart_error)
+    let caption = "Answered waits by tier (share answered within x)";
+    chart(path, caption, ("wait (s)", 0.0..max), ("share answered", 0.0..1.0), |chart| {
+        for (i, (tier, h)) in per_tier.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let points: Vec<(f64, f64)> = (0..=200)
+                .map(|k| {
+                    let x = max * f64::from(k) / 200.0;
+                    let below = count_to(h, (x * 1e6) as u64) as f64 / h.len() as f64;
+                    (x, below)
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(chart_error)?
+                .label(tier.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(chart_error)
+    })
 }
 
 fn waiting_over_time(path: &Path, run: &Run) -> anyhow::Result<()> {
     let hours: Vec<(f64, f64)> =
         run.waiting.iter().map(|(t, n)| (t.as_micros() as f64 / 3.6e9, f64::from(*n))).collect();
     let (x_max, y_max) = hours.iter().fold((1.0f64, 1.0f64), |(x, y), (a, b)| (x.max(*a), y.max(*b)));
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(chart_error)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Contacts waiting", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max * 1.1)
-        .map_err(chart_error)?;
-    chart.configure_mesh().x_desc("hour of the run").y_desc("waiting").draw().map_err(chart_error)?;
-    chart.draw_series(LineSeries::new(hours, BLUE.stroke_width(2))).map_err(chart_error)?;
-    root.present().map_err(chart_error)
+    chart(path, "Contacts waiting", ("hour of the run", 0.0..x_max), ("waiting", 0.0..y_max * 1.1), |chart| {
+        chart.draw_series(LineSeries::new(hours, BLUE.stroke_width(2))).map_err(chart_error)?;
+        Ok(())
+    })
 }
 
 fn service_level_by_hour(path: &Path, run: &Run, report: &Report) -> anyhow::Result<()> {
     // Contacts by the hour they arrived in, all queues, each against its
-    // queue's threshold (recovered from the report's rows).
+    // queue's threshold.
     let hours = (run.duration.as_secs() / 3600).max(1) as usize;
     let mut buckets: Vec<Vec<&crate::sim::ContactRecord>> = vec![Vec::new(); hours];
     for c in &run.contacts {
@@ -203,17 +188,34 @@ fn service_level_by_hour(path: &Path, run: &Run, report: &Report) -> anyhow::Res
             (counted > 0).then(|| (h as f64 + 0.5, in_time as f64 / counted as f64))
         })
         .collect();
+    let caption = "Service level by hour of arrival (all queues)";
+    chart(path, caption, ("hour", 0.0..hours as f64), ("service level", 0.0..1.0), |chart| {
+        chart.draw_series(LineSeries::new(points.clone(), GREEN.stroke_width(2))).map_err(chart_error)?;
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, GREEN.filled()))).map_err(chart_error)?;
+        Ok(())
+    })
+}
+
+type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One 900×540 SVG chart with its caption and axes; `draw` adds the series.
+fn chart(
+    path: &Path,
+    caption: &str,
+    (x_desc, x): (&str, std::ops::Range<f64>),
+    (y_desc, y): (&str, std::ops::Range<f64>),
+    draw: impl FnOnce(&mut Chart<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(chart_error)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Service level by hour of arrival (all queues)", ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..hours as f64, 0.0..1.0)
+        .build_cartesian_2d(x, y)
         .map_err(chart_error)?;
-    chart.configure_mesh().x_desc("hour").y_desc("service level").draw().map_err(chart_error)?;
-    chart.draw_series(LineSeries::new(points.clone(), GREEN.stroke_width(2))).map_err(chart_error)?;
-    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, GREEN.filled()))).map_err(chart_error)?;
+    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(chart_error)?;
+    draw(&mut chart)?;
     root.present().map_err(chart_error)
 }
