@@ -83,7 +83,6 @@ struct Books {
     latency: Option<Histogram<u64>>,
     state_since: HashMap<u64, (usize, Instant)>,
     agent_time: [Duration; 6],
-    waiting: Vec<(Time, u32)>,
 }
 
 /// Plays `scenario` against the daemon at `target`.
@@ -341,7 +340,8 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     let run = Run {
         contacts: b.records,
         agent_time: b.agent_time,
-        waiting: b.waiting,
+        // Sampled by the simulator only: the live client cannot see queues.
+        waiting: Vec::new(),
         decisions: 0,
         warm_up: Duration::ZERO,
         duration: horizon,

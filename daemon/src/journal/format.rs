@@ -59,17 +59,13 @@ pub enum Input {
     Restart { names: Names, config: Box<RouterConfig> },
 }
 
-/// [`Input`] by reference, encoded to the same bytes, so that the routing
-/// thread journals a command without cloning it.
+/// [`Input`] by reference, encoded to the same bytes (same variants, same
+/// order), so that the routing thread journals a command without cloning it.
 #[derive(Serialize)]
 pub enum InputRef<'a> {
     Command(&'a Command),
     Timers,
-    #[allow(dead_code)] // Encoded through `Input`; kept so the variant indexes match.
-    Restart {
-        names: &'a Names,
-        config: &'a RouterConfig,
-    },
+    Restart { names: &'a Names, config: &'a RouterConfig },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
