@@ -139,7 +139,6 @@ pub fn dir_in(data_dir: &Path) -> PathBuf {
 
 /// The routing thread's end of the journal.
 pub struct Journal {
-    dir: PathBuf,
     buf: Vec<u8>,
     /// The sequence number of the last record appended.
     seq: u64,
@@ -226,7 +225,6 @@ impl Journal {
         let snapshot_thread = spawn("ccr-snapshot", Box::new(move || s.run(jobs)))?;
         let recovered = recovery.is_some();
         let journal = Journal {
-            dir: dir.to_owned(),
             buf: Vec::with_capacity(64 << 10),
             seq,
             options,
@@ -241,15 +239,6 @@ impl Journal {
             threads: vec![writer_thread, snapshot_thread],
         };
         Ok(Opened { journal, router, recovery })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The last sequence number appended.
-    pub fn seq(&self) -> u64 {
-        self.seq
     }
 
     /// Whether the writer failed (and nothing more will be acknowledged).
