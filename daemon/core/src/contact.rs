@@ -71,9 +71,10 @@ pub enum ContactState {
     Scheduled {
         due: Time,
     },
-    /// Waiting in a bucket, or held for its preferred agents until `hold_until`.
+    /// Waiting, held for its preferred agents until `hold_until` if set.
+    /// `filed` says where it is entered while it counts as waiting.
     Waiting {
-        bucket: Option<u32>,
+        filed: Option<Filed>,
         hold_until: Option<Time>,
     },
     Offered {
@@ -83,6 +84,17 @@ pub enum ContactState {
     Connected {
         agent: u32,
     },
+}
+
+/// Where a waiting contact is entered, so that it can be taken out again.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum Filed {
+    /// In its preferred agents' holds.
+    Held,
+    /// In the levels of its lists (it requires one skill).
+    Level,
+    /// In a bucket of multi-skill contacts.
+    Bucket(u32),
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -105,8 +117,6 @@ pub struct Contact {
     pub rank: Rank,
     pub relax: Relaxation,
     pub state: ContactState,
-    /// Entered in a bucket or in holds, and counted as waiting.
-    pub indexed: bool,
     /// The time of the wake-up timer that is current for this contact.
     pub next_wake: Option<Time>,
     /// Bumped whenever the contact is re-created in a slot, so timers of a

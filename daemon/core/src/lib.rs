@@ -20,8 +20,8 @@
 //! - [`command`], [`event`], [`error`]: what goes in, what comes out, why a
 //!   command is refused.
 //! - `router`: the state machine and the lifecycle of contacts, agents, offers.
-//! - `buckets`: waiting contacts grouped by identical requirements, for an
-//!   agent looking for work. `pools`: agents with room, for a contact looking
+//! - `waiting`: waiting contacts listed by skill, language and minimum
+//!   proficiency, for an agent looking for work. `pools`: agents with room, for a contact looking
 //!   for an agent. Both are what makes a decision cost microseconds.
 //! - `contact`, `agent`: the records, with rank and relaxation rules.
 //! - `timers`, `offers`, `slab`: plumbing.
@@ -46,12 +46,12 @@ pub mod stats;
 pub mod time;
 
 mod agent;
-mod buckets;
 mod offers;
 mod pools;
 mod router;
 mod slab;
 mod timers;
+mod waiting;
 
 pub use command::{AgentProfile, Command, ContactSpec, NotReadyReason, Reply, TransferSpec};
 pub use config::{

@@ -18,10 +18,10 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 
 use crate::agent::Agent;
-use crate::buckets::ANY_LANGUAGE;
 use crate::config::AgentPolicy;
 use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
 use crate::slab::Slab;
+use crate::waiting::ANY_LANGUAGE;
 
 #[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Entry {

@@ -16,10 +16,9 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use crate::agent::{Agent, Presence, WrapUp};
-use crate::buckets::{BucketIndex, BucketKeyRef, ListKey, ANY_LANGUAGE};
 use crate::command::{AgentProfile, Command, ContactSpec, NotReadyReason, Reply, TransferSpec};
 use crate::config::{RelaxAction, RouterConfig, WhenFull};
-use crate::contact::{rank_value, Contact, ContactState, Rank, Relaxation};
+use crate::contact::{rank_value, Contact, ContactState, Filed, Rank, Relaxation};
 use crate::error::{CommandError, OfferOutcome};
 use crate::event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, TierId};
@@ -31,6 +30,7 @@ use crate::snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
 use crate::time::Time;
 use crate::timers::{lane, Timer, Timers, LANE_HOLD, LANE_OFFER, LANE_RELAX, LANE_WRAP_UP};
+use crate::waiting::{ListKey, Requirements, WaitingIndex, ANY_LANGUAGE};
 
 /// Limits on what one command may carry, so that no input can make the core
 /// do unbounded work per decision.
@@ -48,7 +48,7 @@ pub struct Router {
     agent_slots: FxHashMap<AgentId, u32>,
     contacts: Slab<Contact>,
     contact_slots: FxHashMap<ContactId, u32>,
-    buckets: BucketIndex,
+    waiting: WaitingIndex,
     pools: AgentPools,
     /// Contacts held for a preferred agent, per agent id (logged in or not).
     holds: FxHashMap<AgentId, BTreeSet<(Rank, u32)>>,
@@ -76,7 +76,7 @@ impl Router {
             agent_slots: FxHashMap::default(),
             contacts: Slab::new(),
             contact_slots: FxHashMap::default(),
-            buckets: BucketIndex::default(),
+            waiting: WaitingIndex::default(),
             pools: AgentPools::default(),
             holds: FxHashMap::default(),
             timers: Timers::default(),
@@ -368,7 +368,7 @@ impl Router {
         for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
             for &(skill, proficiency) in &agent.skills {
                 for language in agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]) {
-                    let list = self.buckets.list_id(ListKey { channel, skill, language });
+                    let list = self.waiting.list_id(ListKey { channel, skill, language });
                     lists.push((channel, list, proficiency));
                 }
             }
@@ -577,7 +577,7 @@ impl Router {
         let seq = self.next_rank_seq;
         self.next_rank_seq += 1;
         let (state, arrival, deadline) = match callback {
-            None => (ContactState::Waiting { bucket: None, hold_until: None }, self.now, None),
+            None => (ContactState::Waiting { filed: None, hold_until: None }, self.now, None),
             Some((due, deadline)) => (ContactState::Scheduled { due }, due.max(self.now), Some(deadline)),
         };
         let slot = self.contacts.insert(Contact {
@@ -595,7 +595,6 @@ impl Router {
             rank: Rank { value: rank_value(&self.cfg, admitted, tier, arrival, deadline), seq },
             relax: Relaxation::NONE,
             state,
-            indexed: false,
             next_wake: None,
             gen,
         });
@@ -698,7 +697,7 @@ impl Router {
         c.entered_queue = now;
         c.relax = Relaxation::NONE;
         c.rank.value = rank_value(&self.cfg, admitted, tier, c.arrival, c.deadline);
-        c.state = ContactState::Waiting { bucket: None, hold_until: None };
+        c.state = ContactState::Waiting { filed: None, hold_until: None };
         self.queues[usize::from(admitted.0)].counters.transferred_in += 1;
         self.events.push_back(Event::Transferred { contact, from, to: admitted });
         if admitted != queue {
@@ -765,7 +764,7 @@ impl Router {
         c.arrival = arrival;
         c.entered_queue = now;
         c.rank.value = rank_value(&self.cfg, c.queue, c.tier, arrival, c.deadline);
-        c.state = ContactState::Waiting { bucket: None, hold_until: None };
+        c.state = ContactState::Waiting { filed: None, hold_until: None };
         let (contact, queue) = (c.id, c.queue);
         self.queues[usize::from(queue.0)].counters.arrived += 1;
         self.events.push_back(Event::CallbackDue { contact, queue });
@@ -870,7 +869,7 @@ impl Router {
 
     /// Puts a contact whose offer ended back in line, at its old rank.
     fn return_to_queue(&mut self, slot: u32) {
-        self.contacts[slot].state = ContactState::Waiting { bucket: None, hold_until: None };
+        self.contacts[slot].state = ContactState::Waiting { filed: None, hold_until: None };
         self.settle(slot, Trigger::ContactWaiting);
     }
 
@@ -887,20 +886,20 @@ impl Router {
     fn index_waiting(&mut self, slot: u32) {
         let mut skills = std::mem::take(&mut self.scratch);
         let c = &self.contacts[slot];
-        let ContactState::Waiting { hold_until, .. } = c.state else {
+        let ContactState::Waiting { filed, hold_until } = c.state else {
             unreachable!("only waiting contacts are indexed")
         };
-        debug_assert!(!c.indexed);
+        debug_assert!(filed.is_none());
         let (queue, tier, rank) = (c.queue, c.tier, c.rank);
-        let bucket = if hold_until.is_some() {
+        let filed = if hold_until.is_some() {
             for agent in &c.preferred {
                 self.holds.entry(*agent).or_default().insert((rank, slot));
             }
-            None
+            Filed::Held
         } else {
             let languages = c.effective(&mut skills);
-            let key = BucketKeyRef { channel: c.channel, skills: &skills, languages };
-            Some(self.buckets.insert(key, rank, slot))
+            let reqs = Requirements { channel: c.channel, skills: &skills, languages };
+            self.waiting.insert(reqs, rank, slot)
         };
         self.scratch = skills;
         let q = &mut self.queues[usize::from(queue.0)];
@@ -908,30 +907,33 @@ impl Router {
             q.advance(self.now, self.cfg.ewt_window);
         }
         q.waiting_by_tier[usize::from(tier.0)] += 1;
-        let c = &mut self.contacts[slot];
-        c.state = ContactState::Waiting { bucket, hold_until };
-        c.indexed = true;
+        self.contacts[slot].state = ContactState::Waiting { filed: Some(filed), hold_until };
     }
 
     /// Takes a waiting contact out of the index and the waiting count; a no-op
-    /// for a contact not yet indexed.
+    /// for a contact not yet indexed. Its requirements and rank must be those
+    /// it was filed with: they change only while it is not indexed.
     fn unindex(&mut self, slot: u32) {
         let c = &self.contacts[slot];
-        let ContactState::Waiting { bucket, hold_until } = c.state else { return };
-        if !c.indexed {
-            return;
-        }
+        let ContactState::Waiting { filed: Some(filed), hold_until } = c.state else { return };
         let (queue, tier, rank) = (c.queue, c.tier, c.rank);
-        if let Some(b) = bucket {
-            self.buckets.remove(b, rank, slot);
-        } else {
-            for agent in &c.preferred {
-                if let Some(set) = self.holds.get_mut(agent) {
-                    set.remove(&(rank, slot));
-                    if set.is_empty() {
-                        self.holds.remove(agent);
+        match filed {
+            Filed::Held => {
+                for agent in &c.preferred {
+                    if let Some(set) = self.holds.get_mut(agent) {
+                        set.remove(&(rank, slot));
+                        if set.is_empty() {
+                            self.holds.remove(agent);
+                        }
                     }
                 }
+            }
+            Filed::Level | Filed::Bucket(_) => {
+                let mut skills = std::mem::take(&mut self.scratch);
+                let languages = c.effective(&mut skills);
+                let reqs = Requirements { channel: c.channel, skills: &skills, languages };
+                self.waiting.remove(filed, reqs, rank, slot);
+                self.scratch = skills;
             }
         }
         let q = &mut self.queues[usize::from(queue.0)];
@@ -939,9 +941,7 @@ impl Router {
             q.advance(self.now, self.cfg.ewt_window);
         }
         q.waiting_by_tier[usize::from(tier.0)] -= 1;
-        let c = &mut self.contacts[slot];
-        c.state = ContactState::Waiting { bucket: None, hold_until };
-        c.indexed = false;
+        self.contacts[slot].state = ContactState::Waiting { filed: None, hold_until };
     }
 
     // ----- Matching -----------------------------------------------------------
@@ -986,19 +986,19 @@ impl Router {
     fn best_contact_for(&mut self, agent_slot: u32, weighed: Option<&mut Vec<(Rank, u32)>>) -> Option<(Rank, u32)> {
         #[derive(Clone, Copy)]
         enum From {
+            Contact(u32),
             Bucket(u32),
-            Held(u32),
         }
         let a = &self.agents[agent_slot];
-        let buckets = &self.buckets;
+        let waiting = &self.waiting;
         let explain = weighed.is_some();
         let mut weighed = weighed;
         let mut best: Option<(Rank, From)> = None;
         let mut consider = |best: &mut Option<(Rank, From)>, rank: Rank, from: From| {
             if let Some(w) = weighed.as_deref_mut() {
                 let slot = match from {
-                    From::Bucket(b) => buckets.bucket(b).contacts.first().expect("non-empty").1,
-                    From::Held(slot) => slot,
+                    From::Bucket(b) => waiting.bucket(b).head().expect("non-empty").1,
+                    From::Contact(slot) => slot,
                 };
                 w.push((rank, slot));
             }
@@ -1007,19 +1007,19 @@ impl Router {
             }
         };
         let room = Channel::ALL.map(|ch| a.has_room(ch));
-        let readable = |&&(channel, list, _): &&(Channel, u32, u8)| room[channel.index()] && buckets.is_listed(list);
-        // Single-skill buckets the agent qualifies for: in each list, one slot
-        // holds the best head over the levels up to its proficiency.
+        let readable = |&&(channel, list, _): &&(Channel, u32, u8)| room[channel.index()] && waiting.is_listed(list);
+        // Single-skill contacts the agent qualifies for: in each list, one slot
+        // holds the best first contact over the levels up to its proficiency.
         for &(_, list, proficiency) in a.lists.iter().filter(readable) {
-            if let Some((head, b)) = buckets.list(list).best_up_to[usize::from(proficiency) - 1] {
-                consider(&mut best, head, From::Bucket(b));
+            if let Some((rank, slot)) = waiting.list(list).best_up_to[usize::from(proficiency) - 1] {
+                consider(&mut best, rank, From::Contact(slot));
             }
         }
         // Multi-skill buckets, by head rank: the first the agent qualifies for
         // is the best of its list, and nothing ranked after the best found so
         // far can win, which keeps the scan short.
         for &(_, list, _) in a.lists.iter().filter(readable) {
-            let list = buckets.list(list);
+            let list = waiting.list(list);
             let Some((first, _)) = list.multi_first else { continue };
             if !explain && best.is_some_and(|(r, _)| r < first.0) {
                 continue; // the cached first entry spares the tree walk
@@ -1030,7 +1030,7 @@ impl Router {
                 }
                 let qualifies = match reqs.get() {
                     Some(reqs) => a.qualifies(reqs),
-                    None => a.qualifies(&buckets.bucket(b).key.skills),
+                    None => a.qualifies(waiting.bucket(b).skills()),
                 };
                 if qualifies {
                     consider(&mut best, head, From::Bucket(b));
@@ -1044,15 +1044,15 @@ impl Router {
                 let c = &self.contacts[slot];
                 let languages = c.effective(&mut skills);
                 if a.has_room(c.channel) && a.qualifies(&skills) && a.speaks_any(languages) {
-                    consider(&mut best, rank, From::Held(slot));
+                    consider(&mut best, rank, From::Contact(slot));
                     break;
                 }
             }
             self.scratch = skills;
         }
         best.map(|(rank, from)| match from {
-            From::Bucket(b) => (rank, self.buckets.bucket(b).contacts.first().expect("non-empty").1),
-            From::Held(slot) => (rank, slot),
+            From::Bucket(b) => (rank, self.waiting.bucket(b).head().expect("non-empty").1),
+            From::Contact(slot) => (rank, slot),
         })
     }
 

@@ -1,0 +1,322 @@
+//! The index of waiting contacts, for an agent looking for work.
+//!
+//! Waiting contacts are listed under (channel, primary skill, language) for
+//! each language they accept, or under `ANY`. A *list* answers "the best
+//! contact this agent qualifies for" with as few reads as possible:
+//!
+//! - Contacts that require only the list's skill are filed directly in one
+//!   *level* per minimum proficiency, ordered by rank. Every contact of a
+//!   level is as good a match as any other for an agent reading the list (it
+//!   speaks the language, and its proficiency meets the level or not), so the
+//!   level's first contact is all that counts. Each list keeps, per
+//!   proficiency p, the best first contact over levels 1..=p: an agent of
+//!   proficiency p reads one slot.
+//! - Contacts that need more skills are grouped in *buckets* of identical
+//!   requirements (an agent qualifies for all of a bucket or none of it), and
+//!   each bucket is listed by its head's rank with its requirements inline.
+//!   An agent reads them from the front until one qualifies; the grouping keeps
+//!   that scan from walking past many identical contacts it cannot take.
+//!
+//! Lists are interned: an agent learns its list ids at login and never hashes
+//! on the hot path.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+use hashbrown::{Equivalent, HashMap};
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+use crate::contact::{Filed, Rank};
+use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
+use crate::slab::Slab;
+
+/// Language slot of a list key for contacts that accept any language.
+pub(crate) const ANY_LANGUAGE: u16 = u16::MAX;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ListKey {
+    pub channel: Channel,
+    pub skill: SkillId,
+    pub language: u16,
+}
+
+/// What a waiting contact requires now (its effective requirements).
+#[derive(Clone, Copy, Hash)]
+pub(crate) struct Requirements<'a> {
+    pub channel: Channel,
+    pub skills: &'a [SkillReq],
+    /// `None`: any language.
+    pub languages: Option<&'a [LanguageId]>,
+}
+
+impl<'a> Requirements<'a> {
+    fn to_key(self) -> BucketKey {
+        BucketKey {
+            channel: self.channel,
+            skills: self.skills.to_vec(),
+            languages: self.languages.map(<[LanguageId]>::to_vec),
+        }
+    }
+
+    /// The keys of the lists a contact with these requirements is listed in.
+    fn list_keys(self) -> impl Iterator<Item = ListKey> + 'a {
+        let (channel, skill) = (self.channel, self.skills[0].skill);
+        let languages: &[LanguageId] = self.languages.unwrap_or(&[LanguageId(ANY_LANGUAGE)]);
+        languages.iter().map(move |l| ListKey { channel, skill, language: l.0 })
+    }
+}
+
+/// Requirements shared by every contact of a multi-skill bucket.
+#[derive(PartialEq, Eq, Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct BucketKey {
+    channel: Channel,
+    skills: Vec<SkillReq>,
+    languages: Option<Vec<LanguageId>>,
+}
+
+impl Hash for BucketKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Requirements { channel: self.channel, skills: &self.skills, languages: self.languages.as_deref() }.hash(state)
+    }
+}
+
+impl Equivalent<BucketKey> for Requirements<'_> {
+    fn equivalent(&self, key: &BucketKey) -> bool {
+        self.channel == key.channel
+            && self.skills == key.skills.as_slice()
+            && self.languages == key.languages.as_deref()
+    }
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Bucket {
+    key: BucketKey,
+    contacts: BTreeSet<(Rank, u32)>,
+    /// The lists this bucket is in (one per acceptable language, or `ANY`).
+    lists: Vec<u32>,
+}
+
+impl Bucket {
+    /// The best-ranked contact: (rank, contact slot).
+    pub(crate) fn head(&self) -> Option<(Rank, u32)> {
+        self.contacts.first().copied()
+    }
+
+    pub(crate) fn skills(&self) -> &[SkillReq] {
+        &self.key.skills
+    }
+}
+
+const LEVELS: usize = MAX_PROFICIENCY as usize;
+
+/// The waiting contacts of one (channel, skill, language).
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct List {
+    /// Single-skill contacts by minimum proficiency (index = min − 1), each
+    /// level ordered by rank: (rank, contact slot).
+    levels: [BTreeSet<(Rank, u32)>; LEVELS],
+    /// The first contact of each level, kept in step.
+    level_heads: [Option<(Rank, u32)>; LEVELS],
+    /// `best_up_to[p - 1]`: the best contact over levels 1..=p, so an agent of
+    /// proficiency p reads one slot.
+    pub best_up_to: [Option<(Rank, u32)>; LEVELS],
+    /// Multi-skill buckets by head rank: (rank, bucket), with their
+    /// requirements inline so that a scan does not chase pointers.
+    pub multi_skill: BTreeMap<(Rank, u32), InlineReqs>,
+    /// The first entry of `multi_skill`, kept in step: most searches stop at
+    /// it (it either qualifies or ranks behind what was already found).
+    pub multi_first: Option<((Rank, u32), InlineReqs)>,
+}
+
+/// Up to [`InlineReqs::MAX`] skill requirements, stored in place.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct InlineReqs {
+    reqs: [SkillReq; InlineReqs::MAX],
+    len: u8,
+}
+
+impl InlineReqs {
+    const MAX: usize = 4;
+
+    fn new(skills: &[SkillReq]) -> Self {
+        let mut reqs = [SkillReq { skill: SkillId(0), min_proficiency: 0 }; Self::MAX];
+        let len = skills.len().min(Self::MAX);
+        reqs[..len].copy_from_slice(&skills[..len]);
+        InlineReqs { reqs, len: if skills.len() > Self::MAX { u8::MAX } else { len as u8 } }
+    }
+
+    /// The requirements, or `None` when there are too many to hold inline.
+    pub(crate) fn get(&self) -> Option<&[SkillReq]> {
+        (self.len != u8::MAX).then(|| &self.reqs[..usize::from(self.len)])
+    }
+}
+
+fn level_of(req: SkillReq) -> usize {
+    usize::from(req.min_proficiency.clamp(1, MAX_PROFICIENCY) - 1)
+}
+
+impl List {
+    fn insert_single(&mut self, level: usize, entry: (Rank, u32)) {
+        let inserted = self.levels[level].insert(entry);
+        debug_assert!(inserted, "contact filed twice");
+        if self.level_heads[level].is_none_or(|head| entry < head) {
+            self.level_heads[level] = Some(entry);
+            self.update_best_from(level);
+        }
+    }
+
+    fn remove_single(&mut self, level: usize, entry: (Rank, u32)) {
+        let removed = self.levels[level].remove(&entry);
+        debug_assert!(removed, "contact not in its level");
+        if self.level_heads[level] == Some(entry) {
+            self.level_heads[level] = self.levels[level].first().copied();
+            self.update_best_from(level);
+        }
+    }
+
+    fn update_best_from(&mut self, level: usize) {
+        let mut best = if level == 0 { None } else { self.best_up_to[level - 1] };
+        for p in level..LEVELS {
+            best = match (best, self.level_heads[p]) {
+                (Some(b), Some(h)) => Some(b.min(h)),
+                (b, h) => b.or(h),
+            };
+            self.best_up_to[p] = best;
+        }
+    }
+
+    fn update_multi(&mut self, bucket: u32, skills: &[SkillReq], old: Option<Rank>, new: Option<Rank>) {
+        if let Some(old) = old {
+            self.multi_skill.remove(&(old, bucket));
+        }
+        if let Some(new) = new {
+            self.multi_skill.insert((new, bucket), InlineReqs::new(skills));
+        }
+        self.multi_first = self.multi_skill.first_key_value().map(|(&k, &v)| (k, v));
+    }
+}
+
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct WaitingIndex {
+    list_ids: FxHashMap<ListKey, u32>,
+    lists: Vec<List>,
+    /// Entries per list (contacts in levels, multi-skill buckets), and one
+    /// bit per list that has any.
+    list_len: Vec<u32>,
+    non_empty: Vec<u64>,
+    by_key: HashMap<BucketKey, u32, FxBuildHasher>,
+    buckets: Slab<Bucket>,
+}
+
+impl WaitingIndex {
+    pub(crate) fn bucket(&self, id: u32) -> &Bucket {
+        &self.buckets[id]
+    }
+
+    pub(crate) fn list(&self, id: u32) -> &List {
+        &self.lists[id as usize]
+    }
+
+    /// Whether a list holds anything: one bit per list, so an agent skips its
+    /// empty lists without touching them.
+    pub(crate) fn is_listed(&self, id: u32) -> bool {
+        self.non_empty.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    /// The id of a list, created empty if new. Used at login and when a
+    /// contact is filed, never in an agent's search.
+    pub(crate) fn list_id(&mut self, key: ListKey) -> u32 {
+        let lists = &mut self.lists;
+        let id = *self.list_ids.entry(key).or_insert_with(|| {
+            lists.push(List::default());
+            (lists.len() - 1) as u32
+        });
+        self.list_len.resize(self.lists.len(), 0);
+        self.non_empty.resize(self.lists.len().div_ceil(64), 0);
+        id
+    }
+
+    /// Files a waiting contact under its requirements.
+    pub(crate) fn insert(&mut self, reqs: Requirements<'_>, rank: Rank, slot: u32) -> Filed {
+        if let [only] = reqs.skills {
+            let level = level_of(*only);
+            for key in reqs.list_keys() {
+                let list = self.list_id(key);
+                self.lists[list as usize].insert_single(level, (rank, slot));
+                count(&mut self.list_len, &mut self.non_empty, list, 1);
+            }
+            return Filed::Level;
+        }
+        let id = match self.by_key.get(&reqs) {
+            Some(&id) => id,
+            None => {
+                let lists = reqs.list_keys().map(|key| self.list_id(key)).collect();
+                let id = self.buckets.insert(Bucket { key: reqs.to_key(), contacts: BTreeSet::new(), lists });
+                self.by_key.insert(reqs.to_key(), id);
+                id
+            }
+        };
+        let old_head = self.buckets[id].head().map(|(r, _)| r);
+        let inserted = self.buckets[id].contacts.insert((rank, slot));
+        debug_assert!(inserted, "contact inserted twice");
+        self.head_changed(id, old_head);
+        Filed::Bucket(id)
+    }
+
+    /// Takes a contact out again; `reqs` and `rank` are those it was filed
+    /// with. An emptied bucket is dropped.
+    pub(crate) fn remove(&mut self, filed: Filed, reqs: Requirements<'_>, rank: Rank, slot: u32) {
+        match filed {
+            Filed::Level => {
+                let level = level_of(reqs.skills[0]);
+                for key in reqs.list_keys() {
+                    let list = *self.list_ids.get(&key).expect("a filed contact's list exists");
+                    self.lists[list as usize].remove_single(level, (rank, slot));
+                    count(&mut self.list_len, &mut self.non_empty, list, -1);
+                }
+            }
+            Filed::Held => unreachable!("held contacts are not in the index"),
+            Filed::Bucket(id) => {
+                let bucket = &mut self.buckets[id];
+                let old_head = bucket.head().map(|(r, _)| r);
+                let removed = bucket.contacts.remove(&(rank, slot));
+                debug_assert!(removed, "contact not in its bucket");
+                self.head_changed(id, old_head);
+                if self.buckets[id].contacts.is_empty() {
+                    let bucket = self.buckets.remove(id).expect("bucket is live");
+                    self.by_key.remove(&bucket.key);
+                }
+            }
+        }
+    }
+
+    /// Keeps a bucket's place in its lists in step with its head.
+    fn head_changed(&mut self, id: u32, old: Option<Rank>) {
+        let bucket = &self.buckets[id];
+        let new = bucket.head().map(|(r, _)| r);
+        if new == old {
+            return;
+        }
+        for &list in &bucket.lists {
+            self.lists[list as usize].update_multi(id, &bucket.key.skills, old, new);
+            match (old, new) {
+                (None, Some(_)) => count(&mut self.list_len, &mut self.non_empty, list, 1),
+                (Some(_), None) => count(&mut self.list_len, &mut self.non_empty, list, -1),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Adds `delta` to a list's entry count and keeps its non-empty bit in step.
+fn count(list_len: &mut [u32], non_empty: &mut [u64], list: u32, delta: i32) {
+    let len = &mut list_len[list as usize];
+    *len = len.wrapping_add_signed(delta);
+    let bit = 1u64 << (list % 64);
+    let word = &mut non_empty[list as usize / 64];
+    if *len == 0 {
+        *word &= !bit;
+    } else {
+        *word |= bit;
+    }
+}
