@@ -1,33 +1,42 @@
 //! Runs one routing workload for a fixed number of decisions, for profilers
 //! that need a steady, repeatable run (callgrind with `--toggle-collect` on
-//! `decide`, perf). Not a benchmark: it prints nothing but the count.
+//! `decide`, perf). It prints the mean time per decision, handy to compare two
+//! builds run alternately; the criterion benches remain the reference.
 //!
 //! `cargo run --release -p ccr-benches --example profile_decisions -- agent_ready 20000`
 
 use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload};
 use ccr_benches::Shape;
+use std::time::{Duration, Instant};
 
-fn run(w: &mut impl Workload, decisions: usize) {
+/// Runs `decisions` decisions in batches of 1,000; returns the time spent
+/// deciding (not preparing or resetting).
+fn run(w: &mut impl Workload, decisions: usize) -> Duration {
     let mut done = 0;
+    let mut deciding = Duration::ZERO;
     while done < decisions {
         w.prepare(1000);
+        let start = Instant::now();
         for _ in 0..1000 {
             w.decide();
         }
+        deciding += start.elapsed();
         w.reset();
         done += 1000;
     }
+    deciding
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let workload = args.get(1).map_or("mixed", String::as_str);
     let decisions: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(20_000);
-    match workload {
+    let deciding = match workload {
         "contact_arrival" => run(&mut Arrivals::new(Shape::LARGE), decisions),
         "agent_ready" => run(&mut AgentsReady::new(Shape::LARGE, 100_000), decisions),
         "mixed" => run(&mut Mixed::new(Shape::LARGE), decisions),
         other => panic!("unknown workload {other:?}: contact_arrival, agent_ready or mixed"),
-    }
-    println!("{decisions} decisions of {workload}");
+    };
+    let mean = deciding.as_nanos() as f64 / decisions as f64;
+    println!("{decisions} decisions of {workload}: {mean:.0} ns per decision");
 }

@@ -1008,23 +1008,33 @@ impl Router {
         };
         let room = Channel::ALL.map(|ch| a.has_room(ch));
         let readable = |&&(channel, list, _): &&(Channel, u32, u8)| room[channel.index()] && waiting.is_listed(list);
-        // Single-skill contacts the agent qualifies for: in each list, one slot
-        // holds the best first contact over the levels up to its proficiency.
+        // One cell per list holds what this agent needs from it: the best
+        // single-skill contact for its proficiency, and the list's first
+        // multi-skill bucket. Singles first, so that the bound is tight
+        // before any multi-skill requirement is checked.
         for &(_, list, proficiency) in a.lists.iter().filter(readable) {
-            if let Some((rank, slot)) = waiting.list(list).best_up_to[usize::from(proficiency) - 1] {
+            if let Some((rank, slot)) = waiting.cell(list, proficiency).single() {
                 consider(&mut best, rank, From::Contact(slot));
             }
         }
         // Multi-skill buckets, by head rank: the first the agent qualifies for
         // is the best of its list, and nothing ranked after the best found so
-        // far can win, which keeps the scan short.
-        for &(_, list, _) in a.lists.iter().filter(readable) {
-            let list = waiting.list(list);
-            let Some((first, _)) = list.multi_first else { continue };
-            if !explain && best.is_some_and(|(r, _)| r < first.0) {
-                continue; // the cached first entry spares the tree walk
+        // far can win, which keeps the scan short (the cells read above are
+        // still in cache).
+        for &(_, list, proficiency) in a.lists.iter().filter(readable) {
+            let Some((first, bucket, reqs)) = waiting.cell(list, proficiency).multi_first() else { continue };
+            if !explain && best.is_some_and(|(r, _)| r < first) {
+                continue;
             }
-            for (&(head, b), reqs) in &list.multi_skill {
+            let checked = match reqs.get() {
+                Some(reqs) if a.qualifies(reqs) => {
+                    consider(&mut best, first, From::Bucket(bucket));
+                    continue;
+                }
+                Some(_) => 1,
+                None => 0, // too many requirements to hold inline
+            };
+            for (head, b, reqs) in waiting.multi_skill(list).skip(checked) {
                 if !explain && best.is_some_and(|(r, _)| r < head) {
                     break;
                 }

@@ -109,23 +109,61 @@ impl Bucket {
 
 const LEVELS: usize = MAX_PROFICIENCY as usize;
 
-/// The waiting contacts of one (channel, skill, language).
+/// Ranks below every real one are impossible; this one is above them all and
+/// marks an empty slot of a [`Cell`].
+const NO_RANK: Rank = Rank { value: u64::MAX, seq: u64::MAX };
+
+/// What an agent of one proficiency needs from a list, in one cache line: the
+/// best single-skill contact it qualifies for, and the first multi-skill
+/// bucket with its requirements. A list keeps one cell per proficiency, so an
+/// agent's search reads one line per list; the B-trees behind are touched
+/// only when a contact is filed or taken, or when the first multi-skill bucket
+/// does not fit the agent.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[repr(C, align(64))]
+pub(crate) struct Cell {
+    single_rank: Rank,
+    multi_rank: Rank,
+    single_slot: u32,
+    multi_bucket: u32,
+    multi_reqs: InlineReqs,
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Cell {
+            single_rank: NO_RANK,
+            multi_rank: NO_RANK,
+            single_slot: u32::MAX,
+            multi_bucket: u32::MAX,
+            multi_reqs: InlineReqs::new(&[]),
+        }
+    }
+}
+
+impl Cell {
+    /// The best single-skill contact over levels 1..=p: (rank, contact slot).
+    pub(crate) fn single(&self) -> Option<(Rank, u32)> {
+        (self.single_slot != u32::MAX).then_some((self.single_rank, self.single_slot))
+    }
+
+    /// The first multi-skill bucket: (head rank, bucket, requirements).
+    pub(crate) fn multi_first(&self) -> Option<(Rank, u32, &InlineReqs)> {
+        (self.multi_bucket != u32::MAX).then_some((self.multi_rank, self.multi_bucket, &self.multi_reqs))
+    }
+}
+
+/// The cold part of a list: what is needed to keep its cells in step.
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct List {
+struct List {
     /// Single-skill contacts by minimum proficiency (index = min − 1), each
     /// level ordered by rank: (rank, contact slot).
     levels: [BTreeSet<(Rank, u32)>; LEVELS],
     /// The first contact of each level, kept in step.
     level_heads: [Option<(Rank, u32)>; LEVELS],
-    /// `best_up_to[p - 1]`: the best contact over levels 1..=p, so an agent of
-    /// proficiency p reads one slot.
-    pub best_up_to: [Option<(Rank, u32)>; LEVELS],
     /// Multi-skill buckets by head rank: (rank, bucket), with their
     /// requirements inline so that a scan does not chase pointers.
-    pub multi_skill: BTreeMap<(Rank, u32), InlineReqs>,
-    /// The first entry of `multi_skill`, kept in step: most searches stop at
-    /// it (it either qualifies or ranks behind what was already found).
-    pub multi_first: Option<((Rank, u32), InlineReqs)>,
+    multi_skill: BTreeMap<(Rank, u32), InlineReqs>,
 }
 
 /// Up to [`InlineReqs::MAX`] skill requirements, stored in place.
@@ -156,49 +194,70 @@ fn level_of(req: SkillReq) -> usize {
 }
 
 impl List {
-    fn insert_single(&mut self, level: usize, entry: (Rank, u32)) {
+    fn insert_single(&mut self, cells: &mut [Cell; LEVELS], level: usize, entry: (Rank, u32)) {
         let inserted = self.levels[level].insert(entry);
         debug_assert!(inserted, "contact filed twice");
         if self.level_heads[level].is_none_or(|head| entry < head) {
             self.level_heads[level] = Some(entry);
-            self.update_best_from(level);
+            self.update_singles_from(cells, level);
         }
     }
 
-    fn remove_single(&mut self, level: usize, entry: (Rank, u32)) {
+    fn remove_single(&mut self, cells: &mut [Cell; LEVELS], level: usize, entry: (Rank, u32)) {
         let removed = self.levels[level].remove(&entry);
         debug_assert!(removed, "contact not in its level");
         if self.level_heads[level] == Some(entry) {
             self.level_heads[level] = self.levels[level].first().copied();
-            self.update_best_from(level);
+            self.update_singles_from(cells, level);
         }
     }
 
-    fn update_best_from(&mut self, level: usize) {
-        let mut best = if level == 0 { None } else { self.best_up_to[level - 1] };
-        for p in level..LEVELS {
-            best = match (best, self.level_heads[p]) {
+    /// Recomputes the best single-skill contact of the cells at `level` and up.
+    fn update_singles_from(&self, cells: &mut [Cell; LEVELS], level: usize) {
+        let mut best = if level == 0 { None } else { cells[level - 1].single() };
+        for (cell, &head) in cells[level..].iter_mut().zip(&self.level_heads[level..]) {
+            best = match (best, head) {
                 (Some(b), Some(h)) => Some(b.min(h)),
                 (b, h) => b.or(h),
             };
-            self.best_up_to[p] = best;
+            let (rank, slot) = best.unwrap_or((NO_RANK, u32::MAX));
+            cell.single_rank = rank;
+            cell.single_slot = slot;
         }
     }
 
-    fn update_multi(&mut self, bucket: u32, skills: &[SkillReq], old: Option<Rank>, new: Option<Rank>) {
+    fn update_multi(
+        &mut self,
+        cells: &mut [Cell; LEVELS],
+        bucket: u32,
+        skills: &[SkillReq],
+        old: Option<Rank>,
+        new: Option<Rank>,
+    ) {
         if let Some(old) = old {
             self.multi_skill.remove(&(old, bucket));
         }
         if let Some(new) = new {
             self.multi_skill.insert((new, bucket), InlineReqs::new(skills));
         }
-        self.multi_first = self.multi_skill.first_key_value().map(|(&k, &v)| (k, v));
+        let (rank, bucket, reqs) = match self.multi_skill.first_key_value() {
+            Some((&(rank, bucket), &reqs)) => (rank, bucket, reqs),
+            None => (NO_RANK, u32::MAX, InlineReqs::new(&[])),
+        };
+        for cell in cells {
+            cell.multi_rank = rank;
+            cell.multi_bucket = bucket;
+            cell.multi_reqs = reqs;
+        }
     }
 }
 
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct WaitingIndex {
     list_ids: FxHashMap<ListKey, u32>,
+    /// Per list, one cell per proficiency (what searches read), and the
+    /// structures behind them.
+    cells: Vec<[Cell; LEVELS]>,
     lists: Vec<List>,
     /// Entries per list (contacts in levels, multi-skill buckets), and one
     /// bit per list that has any.
@@ -213,8 +272,14 @@ impl WaitingIndex {
         &self.buckets[id]
     }
 
-    pub(crate) fn list(&self, id: u32) -> &List {
-        &self.lists[id as usize]
+    /// What an agent of `proficiency` (1..=10) in the list's skill reads from it.
+    pub(crate) fn cell(&self, list: u32, proficiency: u8) -> &Cell {
+        &self.cells[list as usize][usize::from(proficiency) - 1]
+    }
+
+    /// A list's multi-skill buckets by head rank: (rank, bucket, requirements).
+    pub(crate) fn multi_skill(&self, list: u32) -> impl Iterator<Item = (Rank, u32, &InlineReqs)> {
+        self.lists[list as usize].multi_skill.iter().map(|(&(rank, bucket), reqs)| (rank, bucket, reqs))
     }
 
     /// Whether a list holds anything: one bit per list, so an agent skips its
@@ -226,9 +291,10 @@ impl WaitingIndex {
     /// The id of a list, created empty if new. Used at login and when a
     /// contact is filed, never in an agent's search.
     pub(crate) fn list_id(&mut self, key: ListKey) -> u32 {
-        let lists = &mut self.lists;
+        let (lists, cells) = (&mut self.lists, &mut self.cells);
         let id = *self.list_ids.entry(key).or_insert_with(|| {
             lists.push(List::default());
+            cells.push([Cell::default(); LEVELS]);
             (lists.len() - 1) as u32
         });
         self.list_len.resize(self.lists.len(), 0);
@@ -242,7 +308,7 @@ impl WaitingIndex {
             let level = level_of(*only);
             for key in reqs.list_keys() {
                 let list = self.list_id(key);
-                self.lists[list as usize].insert_single(level, (rank, slot));
+                self.lists[list as usize].insert_single(&mut self.cells[list as usize], level, (rank, slot));
                 count(&mut self.list_len, &mut self.non_empty, list, 1);
             }
             return Filed::Level;
@@ -271,7 +337,7 @@ impl WaitingIndex {
                 let level = level_of(reqs.skills[0]);
                 for key in reqs.list_keys() {
                     let list = *self.list_ids.get(&key).expect("a filed contact's list exists");
-                    self.lists[list as usize].remove_single(level, (rank, slot));
+                    self.lists[list as usize].remove_single(&mut self.cells[list as usize], level, (rank, slot));
                     count(&mut self.list_len, &mut self.non_empty, list, -1);
                 }
             }
@@ -298,7 +364,8 @@ impl WaitingIndex {
             return;
         }
         for &list in &bucket.lists {
-            self.lists[list as usize].update_multi(id, &bucket.key.skills, old, new);
+            let cells = &mut self.cells[list as usize];
+            self.lists[list as usize].update_multi(cells, id, &bucket.key.skills, old, new);
             match (old, new) {
                 (None, Some(_)) => count(&mut self.list_len, &mut self.non_empty, list, 1),
                 (Some(_), None) => count(&mut self.list_len, &mut self.non_empty, list, -1),
