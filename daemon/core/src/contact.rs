@@ -103,11 +103,12 @@ pub struct Contact {
     pub channel: Channel,
     pub queue: QueueId,
     pub tier: TierId,
-    /// As requested; the first is the primary skill.
-    pub skills: Box<[SkillReq]>,
+    /// As requested; the first is the primary skill. (Vecs rather than boxed
+    /// slices: taken over from the command as they are, never reallocated.)
+    pub skills: Vec<SkillReq>,
     /// Preference order.
-    pub languages: Box<[LanguageId]>,
-    pub preferred: Box<[AgentId]>,
+    pub languages: Vec<LanguageId>,
+    pub preferred: Vec<AgentId>,
     pub context: Vec<(String, String)>,
     /// Original arrival: kept through transfers and overflows.
     pub arrival: Time,

@@ -23,57 +23,31 @@ use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
 use crate::slab::Slab;
 use crate::waiting::ANY_LANGUAGE;
 
-#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Entry {
     slot: u32,
     order: u64,
 }
 
-/// A FIFO of entries whose first entry is kept inline, so that looking at a
-/// pool's best agent reads one cache line of the group, not the queue buffer.
+/// The head of a pool that has none.
+const NO_ENTRY: Entry = Entry { slot: u32::MAX, order: u64::MAX };
+
+/// A pool's entries after its first, and when to sweep them next.
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
-struct Pool {
-    head: Option<Entry>,
-    rest: VecDeque<Entry>,
+struct Rest {
+    queue: VecDeque<Entry>,
     sweep_at: usize,
 }
 
-impl Pool {
-    fn push(&mut self, e: Entry) {
-        if self.head.is_none() {
-            self.head = Some(e);
-        } else {
-            self.rest.push_back(e);
-        }
-    }
-
-    /// Drops stale entries from the front; the head is then current or absent.
-    fn skip_stale(&mut self, orders: &[u64]) {
-        while self.head.is_some_and(|e| !is_current(orders, e)) {
-            self.head = self.rest.pop_front();
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.head.iter().chain(self.rest.iter())
-    }
-
-    /// Removes every stale entry once the pool has doubled since the last
-    /// sweep: amortised O(1) per push, and memory bounded by twice the live.
-    fn sweep_if_due(&mut self, orders: &[u64]) {
-        if self.rest.len() < self.sweep_at {
-            return;
-        }
-        self.rest.retain(|&e| is_current(orders, e));
-        self.skip_stale(orders);
-        self.sweep_at = (self.rest.len() * 2).max(16);
-    }
-}
-
-/// The pools of one (channel, skill, language), by proficiency and occupancy.
+/// The pools of one (channel, skill, language), by proficiency and occupancy
+/// (index = proficiency − 1 + 10 × occupancy). Each pool is a FIFO whose first
+/// entry is kept in `heads`, one dense array for the whole group: the search
+/// for a single-skill contact compares heads from a few cache lines and
+/// touches a pool's queue only to drop stale entries.
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Group {
-    pools: Vec<Pool>,
+    heads: Vec<Entry>,
+    rests: Vec<Rest>,
 }
 
 impl Group {
@@ -81,12 +55,42 @@ impl Group {
         usize::from(proficiency - 1) + usize::from(MAX_PROFICIENCY) * usize::from(occupancy)
     }
 
-    fn pool_mut(&mut self, proficiency: u8, occupancy: u8) -> &mut Pool {
-        let i = Self::index(proficiency, occupancy);
-        if i >= self.pools.len() {
-            self.pools.resize_with(i + 1, Pool::default);
+    fn push(&mut self, i: usize, e: Entry, orders: &[u64]) {
+        if i >= self.heads.len() {
+            self.heads.resize(i + 1, NO_ENTRY);
+            self.rests.resize_with(i + 1, Rest::default);
         }
-        &mut self.pools[i]
+        self.sweep_if_due(i, orders);
+        if self.heads[i] == NO_ENTRY {
+            self.heads[i] = e;
+        } else {
+            self.rests[i].queue.push_back(e);
+        }
+    }
+
+    /// Drops stale entries from the front of pool `i`; its head is then
+    /// current or absent.
+    fn skip_stale(&mut self, i: usize, orders: &[u64]) {
+        while self.heads[i] != NO_ENTRY && !is_current(orders, self.heads[i]) {
+            self.heads[i] = self.rests[i].queue.pop_front().unwrap_or(NO_ENTRY);
+        }
+    }
+
+    fn entries(&self, i: usize) -> impl Iterator<Item = &Entry> {
+        let head = (self.heads[i] != NO_ENTRY).then_some(&self.heads[i]);
+        head.into_iter().chain(self.rests[i].queue.iter())
+    }
+
+    /// Removes every stale entry once the pool has doubled since the last
+    /// sweep: amortised O(1) per push, and memory bounded by twice the live.
+    fn sweep_if_due(&mut self, i: usize, orders: &[u64]) {
+        let rest = &mut self.rests[i];
+        if rest.queue.len() < rest.sweep_at {
+            return;
+        }
+        rest.queue.retain(|&e| is_current(orders, e));
+        rest.sweep_at = (rest.queue.len() * 2).max(16);
+        self.skip_stale(i, orders);
     }
 }
 
@@ -219,9 +223,8 @@ impl AgentPools {
                 continue;
             }
             let occupancy = agent.usage[m.channel.index()];
-            let pool = self.groups[m.group as usize].pool_mut(m.proficiency, occupancy);
-            pool.sweep_if_due(&self.orders);
-            pool.push(entry);
+            let i = Group::index(m.proficiency, occupancy);
+            self.groups[m.group as usize].push(i, entry, &self.orders);
         }
     }
 
@@ -249,7 +252,7 @@ impl AgentPools {
                 groups.extend(self.by_skill.get(&group_key(channel, primary.skill, ANY_LANGUAGE)).into_iter().flatten())
             }
         }
-        let best = self.find_in(agents, &groups, channel, reqs, max_occupancy, policy, weighed);
+        let best = self.find_in(agents, &groups, reqs, max_occupancy, policy, weighed);
         self.scratch = groups;
         best
     }
@@ -259,14 +262,52 @@ impl AgentPools {
         &mut self,
         agents: &Slab<Agent>,
         groups: &[u32],
-        _channel: Channel,
         reqs: &[SkillReq],
         max_occupancy: u8,
         policy: AgentPolicy,
-        mut weighed: Option<&mut Vec<AgentCandidate>>,
+        weighed: Option<&mut Vec<AgentCandidate>>,
     ) -> Option<AgentCandidate> {
         let primary = reqs[0];
+        // Every pool that can hold a candidate: (group, index, proficiency, occupancy).
+        let pools = || {
+            groups.iter().flat_map(move |&g| {
+                (0..=max_occupancy).flat_map(move |occupancy| {
+                    (primary.min_proficiency.max(1)..=MAX_PROFICIENCY)
+                        .map(move |proficiency| (g, Group::index(proficiency, occupancy), proficiency, occupancy))
+                })
+            })
+        };
         let orders = &self.orders;
+        let all_groups = &mut self.groups;
+        if reqs.len() == 1 && weighed.is_none() {
+            // Membership of a pool proves the skill and the language, so its
+            // current head is the pool's best. A head is checked for staleness
+            // only when it would beat the best so far; a stale one is dropped
+            // (once) and the pool's next head weighed instead.
+            let mut best: Option<AgentCandidate> = None;
+            for &g in groups {
+                let group = &mut all_groups[g as usize];
+                for occupancy in 0..=max_occupancy {
+                    for proficiency in primary.min_proficiency.max(1)..=MAX_PROFICIENCY {
+                        let i = Group::index(proficiency, occupancy);
+                        while let Some(&e) = group.heads.get(i).filter(|&&e| e != NO_ENTRY) {
+                            let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
+                            if best.is_some_and(|b| b.score(policy) <= candidate.score(policy)) {
+                                break;
+                            }
+                            if is_current(orders, e) {
+                                best = Some(candidate);
+                                break;
+                            }
+                            group.skip_stale(i, orders);
+                        }
+                    }
+                }
+            }
+            return best;
+        }
+        // Multi-skill contacts (and explanations): each pool's first current
+        // entry that meets the other skills, then the best of those.
         let skill_sets = &self.skill_sets;
         let might_qualify = |slot: u32| {
             let set = &skill_sets[slot as usize];
@@ -275,65 +316,32 @@ impl AgentPools {
                 set[bit / 64] & (1 << (bit % 64)) != 0
             })
         };
-        let all_groups = &mut self.groups;
+        let mut weighed = weighed;
         let mut best: Option<AgentCandidate> = None;
-        let mut visit = |occupancy: u8, proficiency: u8| {
-            for &g in groups {
-                let Some(pool) = all_groups[g as usize].pools.get_mut(Group::index(proficiency, occupancy)) else {
-                    continue;
-                };
-                pool.skip_stale(orders);
-                // Membership of this pool already proves the primary skill and
-                // the language: only extra skills need the agent record.
-                let found = if reqs.len() == 1 {
-                    pool.head.as_ref()
-                } else {
-                    pool.iter()
-                        .find(|&&e| is_current(orders, e) && might_qualify(e.slot) && agents[e.slot].qualifies(reqs))
-                };
-                let Some(&e) = found else { continue };
-                let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
-                if let Some(w) = weighed.as_deref_mut() {
-                    w.push(candidate);
-                }
-                if best.is_none_or(|b| candidate.score(policy) < b.score(policy)) {
-                    best = Some(candidate);
-                }
+        for (g, i, proficiency, occupancy) in pools() {
+            let group = &mut all_groups[g as usize];
+            let Some(&head) = group.heads.get(i) else { continue };
+            // Orders only grow along a pool, so its head (even a stale one)
+            // bounds what the pool can offer.
+            let bound = AgentCandidate { slot: head.slot, proficiency, occupancy, order: head.order };
+            if head == NO_ENTRY || weighed.is_none() && best.is_some_and(|b| b.score(policy) <= bound.score(policy)) {
+                continue;
             }
-            best.is_some()
-        };
-        let proficiencies = primary.min_proficiency.max(1)..=MAX_PROFICIENCY;
-        // The policy's first criterion is the outer loop, so the search stops at
-        // the first level that has a candidate; LongestIdle looks at every pool.
-        match policy {
-            AgentPolicy::MostProficient => {
-                for proficiency in proficiencies.rev() {
-                    let mut found = false;
-                    for occupancy in 0..=max_occupancy {
-                        found = visit(occupancy, proficiency);
-                    }
-                    if found {
-                        break;
-                    }
-                }
+            group.skip_stale(i, orders);
+            let found = if reqs.len() == 1 {
+                group.entries(i).next()
+            } else {
+                group
+                    .entries(i)
+                    .find(|&&e| is_current(orders, e) && might_qualify(e.slot) && agents[e.slot].qualifies(reqs))
+            };
+            let Some(&e) = found else { continue };
+            let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
+            if let Some(w) = weighed.as_deref_mut() {
+                w.push(candidate);
             }
-            AgentPolicy::LeastOccupied => {
-                for occupancy in 0..=max_occupancy {
-                    let mut found = false;
-                    for proficiency in proficiencies.clone() {
-                        found = visit(occupancy, proficiency);
-                    }
-                    if found {
-                        break;
-                    }
-                }
-            }
-            AgentPolicy::LongestIdle => {
-                for occupancy in 0..=max_occupancy {
-                    for proficiency in proficiencies.clone() {
-                        visit(occupancy, proficiency);
-                    }
-                }
+            if best.is_none_or(|b| candidate.score(policy) < b.score(policy)) {
+                best = Some(candidate);
             }
         }
         best

@@ -347,6 +347,7 @@ impl Router {
             return Err(invalid("capacity", "an agent needs room for at least one channel".into()));
         }
         let presence = if ready { Presence::Ready } else { Presence::NotReady(NotReadyReason::LoggedIn) };
+        let slots = capacity.iter().map(|&c| usize::from(c)).sum();
         let slot = self.agents.insert(Agent {
             id,
             skills,
@@ -355,8 +356,10 @@ impl Router {
             usage: [0; Channel::COUNT],
             ringing: 0,
             connected: 0,
-            wrap_ups: Vec::new(),
-            work: Vec::new(),
+            // Sized at login (one slot per unit of capacity) so that no
+            // decision has to grow them.
+            wrap_ups: Vec::with_capacity(slots),
+            work: Vec::with_capacity(slots),
             presence,
             memberships: Vec::new(),
             lists: Vec::new(),
@@ -585,9 +588,9 @@ impl Router {
             channel,
             queue: admitted,
             tier,
-            skills: skills.into_boxed_slice(),
-            languages: languages.into_boxed_slice(),
-            preferred: preferred_agents.into_boxed_slice(),
+            skills,
+            languages,
+            preferred: preferred_agents,
             context,
             arrival,
             entered_queue: arrival,
@@ -685,9 +688,9 @@ impl Router {
         let c = &mut self.contacts[cslot];
         c.queue = admitted;
         c.tier = tier;
-        c.skills = skills.into_boxed_slice();
-        c.languages = languages.into_boxed_slice();
-        c.preferred = Box::default();
+        c.skills = skills;
+        c.languages = languages;
+        c.preferred = Vec::new();
         for (k, v) in context {
             match c.context.iter_mut().find(|(ck, _)| *ck == k) {
                 Some(entry) => entry.1 = v,
