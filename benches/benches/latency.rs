@@ -11,6 +11,8 @@ use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload};
 use ccr_benches::Shape;
 use hdrhistogram::Histogram;
 
+ccr_benches::use_ccrd_allocator!();
+
 fn report(name: &str, h: &Histogram<u64>, elapsed_decisions: f64) {
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(

@@ -20,6 +20,8 @@ use ccr_proto::v1::{Channel, EnqueueRequest, SkillRequirement};
 use ccr_proto::wire;
 use criterion::{criterion_group, criterion_main, Criterion};
 
+ccr_benches::use_ccrd_allocator!();
+
 const CONFIG: &str = r#"
 skills = ["billing"]
 languages = ["zh"]

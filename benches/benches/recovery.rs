@@ -18,6 +18,8 @@ use ccr_benches::Shape;
 use ccr_daemon::journal::format::{self, InputRef};
 use ccr_daemon::journal::{recovery, write_snapshot, Names};
 
+ccr_benches::use_ccrd_allocator!();
+
 const DEFAULT_COMMANDS: u64 = 1_000_000;
 
 fn main() {

@@ -18,6 +18,8 @@ use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload};
 use ccr_benches::Shape;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+ccr_benches::use_ccrd_allocator!();
+
 const BATCH: u64 = 1_000;
 
 /// Runs `iters` decisions in batches, timing only `decide`.

@@ -24,6 +24,8 @@ use ccr_proto::v1::gateway_command::Command as C;
 use ccr_proto::v1::routing_event::Event as E;
 use ccr_proto::v1::*;
 
+ccr_benches::use_ccrd_allocator!();
+
 const CONFIG: &str = r#"
 skills = ["billing"]
 [server]

@@ -9,6 +9,8 @@ use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload};
 use ccr_benches::Shape;
 use std::time::{Duration, Instant};
 
+ccr_benches::use_ccrd_allocator!();
+
 /// Runs `decisions` decisions in batches of 1,000; returns the time spent
 /// deciding (not preparing or resetting).
 fn run(w: &mut impl Workload, decisions: usize) -> Duration {

@@ -150,3 +150,17 @@ impl Generator {
         }
     }
 }
+
+/// Makes ccrd's allocator (mimalloc) the benchmark binary's, so that the
+/// benches measure what the daemon does. A macro, not a static here: the
+/// memory test installs its own counting allocator.
+#[macro_export]
+macro_rules! use_ccrd_allocator {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::MiMalloc = $crate::MiMalloc;
+    };
+}
+
+#[doc(hidden)]
+pub use mimalloc::MiMalloc;

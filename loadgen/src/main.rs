@@ -12,6 +12,12 @@ use ccr_loadgen::sim;
 use ccr_loadgen::{bench, live, output};
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the routing core allocates and frees small B-tree nodes and
+/// records on every decision, which it serves faster than the system
+/// allocator (docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "ccr-loadgen", version, about = "Traffic for ccr: simulate routing policies in virtual time")]
 struct Args {
