@@ -265,7 +265,15 @@ pub(crate) struct WaitingIndex {
     non_empty: Vec<u64>,
     by_key: HashMap<BucketKey, u32, FxBuildHasher>,
     buckets: Slab<Bucket>,
+    /// Buckets emptied since the last sweep. They stay in `by_key` for reuse:
+    /// the same requirements tend to come back, and building and tearing
+    /// down a bucket costs more than the routing decision around it.
+    emptied: Vec<u32>,
 }
+
+/// Emptied buckets are dropped once they are more than this, or than the
+/// live ones.
+const EMPTIED_KEPT: usize = 1024;
 
 impl WaitingIndex {
     pub(crate) fn bucket(&self, id: u32) -> &Bucket {
@@ -330,7 +338,7 @@ impl WaitingIndex {
     }
 
     /// Takes a contact out again; `reqs` and `rank` are those it was filed
-    /// with. An emptied bucket is dropped.
+    /// with. An emptied bucket is kept for reuse, within bounds.
     pub(crate) fn remove(&mut self, filed: Filed, reqs: Requirements<'_>, rank: Rank, slot: u32) {
         match filed {
             Filed::Level => {
@@ -349,9 +357,22 @@ impl WaitingIndex {
                 debug_assert!(removed, "contact not in its bucket");
                 self.head_changed(id, old_head);
                 if self.buckets[id].contacts.is_empty() {
-                    let bucket = self.buckets.remove(id).expect("bucket is live");
-                    self.by_key.remove(&bucket.key);
+                    self.emptied.push(id);
+                    if self.emptied.len() > EMPTIED_KEPT.max(self.buckets.len().saturating_sub(self.emptied.len())) {
+                        self.drop_emptied();
+                    }
                 }
+            }
+        }
+    }
+
+    /// Drops the emptied buckets that are still empty (amortised O(1) per
+    /// emptying, since at least half of the buckets swept are dropped).
+    fn drop_emptied(&mut self) {
+        for id in std::mem::take(&mut self.emptied) {
+            if self.buckets.get(id).is_some_and(|b| b.contacts.is_empty()) {
+                let bucket = self.buckets.remove(id).expect("bucket is live");
+                self.by_key.remove(&bucket.key);
             }
         }
     }
@@ -385,5 +406,40 @@ fn count(list_len: &mut [u32], non_empty: &mut [u64], list: u32, delta: i32) {
         *word &= !bit;
     } else {
         *word |= bit;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reqs(skills: &[SkillReq]) -> Requirements<'_> {
+        Requirements { channel: Channel::Voice, skills, languages: None }
+    }
+
+    fn two_skills(i: u16) -> [SkillReq; 2] {
+        [SkillReq { skill: SkillId(i), min_proficiency: 1 }, SkillReq { skill: SkillId(i + 1), min_proficiency: 1 }]
+    }
+
+    #[test]
+    fn emptied_buckets_are_reused_then_dropped_within_bounds() {
+        let mut index = WaitingIndex::default();
+        let rank = |seq| Rank { value: 1, seq };
+        // The same requirements again: the emptied bucket is taken back.
+        let skills = two_skills(0);
+        let first = index.insert(reqs(&skills), rank(1), 1);
+        index.remove(first, reqs(&skills), rank(1), 1);
+        assert_eq!(index.insert(reqs(&skills), rank(2), 2), first);
+        index.remove(first, reqs(&skills), rank(2), 2);
+        // Many different ones: emptied buckets never outnumber the bound.
+        for i in 0..5_000u16 {
+            let skills = two_skills(i);
+            let filed = index.insert(reqs(&skills), rank(u64::from(i) + 10), 3);
+            index.remove(filed, reqs(&skills), rank(u64::from(i) + 10), 3);
+            assert!(index.buckets.len() <= EMPTIED_KEPT + 1, "{} buckets kept", index.buckets.len());
+            assert_eq!(index.buckets.len(), index.by_key.len());
+        }
+        // Nothing waits, so no list is listed.
+        assert!((0..index.lists.len() as u32).all(|l| !index.is_listed(l)));
     }
 }
