@@ -338,6 +338,24 @@ fn a_missing_snapshot_stops_start_up() {
 }
 
 #[test]
+fn a_snapshot_of_an_earlier_version_is_named_as_such_and_not_used() {
+    let dir = temp_dir();
+    let (_, _, now) = live(&dir, keep_everything(), Time::ZERO, &history());
+    let (router, ..) = live(&dir, keep_everything(), now, &history()[..4]);
+    let all = snapshots(&dir);
+    let newest = all.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    bytes[..8].copy_from_slice(b"CCRSNP01");
+    std::fs::write(newest, &bytes).unwrap();
+    let (recovered, _) = recover(&dir);
+    let unusable = &recovered.report.unusable_snapshots;
+    assert_eq!(unusable.len(), 1);
+    assert!(unusable[0].1.contains("earlier ccrd version"), "{unusable:?}");
+    assert_eq!(state(&recovered.router), state(&router), "recovered from the older snapshot and the journal");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_damaged_newest_snapshot_falls_back_to_the_older_one() {
     let dir = temp_dir();
     // Two lives: the restart takes a second snapshot in the background.

@@ -4,7 +4,7 @@
 //! segment  := "CCRJNL01" first_seq:u64le record*
 //! record   := len:u32le crc:u32le payload[len]        crc = CRC32C(payload)
 //! payload  := postcard(Entry { seq, now, input })
-//! snapshot := "CCRSNP01" seq:u64le now:u64le len:u64le crc:u32le payload[len]
+//! snapshot := "CCRSNP02" seq:u64le now:u64le len:u64le crc:u32le payload[len]
 //! payload  := postcard(SnapshotBody { names, router })
 //! ```
 //! Segments are named `journal-<first seq, 20 digits>.wal` and snapshots
@@ -18,7 +18,11 @@ use serde::{Deserialize, Serialize};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL01";
 pub const SEGMENT_HEADER_LEN: usize = 16;
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP01";
+/// The number is the version of the router state inside: a snapshot holds
+/// the core's internal structures, which change with its algorithms.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP02";
+/// Snapshot formats of earlier versions, recognised to say so.
+const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 1] = [b"CCRSNP01"];
 pub const SNAPSHOT_HEADER_LEN: usize = 36;
 pub const RECORD_HEADER_LEN: usize = 8;
 /// Larger than any command can be (the QUIC message limit is far lower), so a
@@ -190,6 +194,11 @@ pub fn encode_snapshot_header(h: SnapshotHeader) -> [u8; SNAPSHOT_HEADER_LEN] {
     out[24..32].copy_from_slice(&h.len.to_le_bytes());
     out[32..36].copy_from_slice(&h.crc.to_le_bytes());
     out
+}
+
+/// Whether the bytes start like a snapshot of an earlier ccrd version.
+pub fn is_older_snapshot(bytes: &[u8]) -> bool {
+    OLDER_SNAPSHOT_MAGICS.iter().any(|magic| bytes.starts_with(&magic[..]))
 }
 
 pub fn parse_snapshot_header(bytes: &[u8]) -> Option<SnapshotHeader> {

@@ -86,6 +86,9 @@ pub(super) struct SnapshotBody {
 /// Reads and checks one snapshot file.
 pub fn read_snapshot(path: &Path) -> Result<(SnapshotHeader, Names, Router), String> {
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    if format::is_older_snapshot(&bytes) {
+        return Err("a snapshot of an earlier ccrd version, whose router state this one cannot read".into());
+    }
     let header = format::parse_snapshot_header(&bytes).ok_or("not a ccr snapshot (bad header)")?;
     let payload = &bytes[format::SNAPSHOT_HEADER_LEN..];
     if payload.len() as u64 != header.len {
