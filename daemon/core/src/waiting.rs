@@ -204,15 +204,23 @@ impl List {
     }
 
     fn remove_single(&mut self, cells: &mut [Cell; LEVELS], level: usize, entry: (Rank, u32)) {
-        let removed = self.levels[level].remove(&entry);
-        debug_assert!(removed, "contact not in its level");
+        let level_set = &mut self.levels[level];
         if self.level_heads[level] == Some(entry) {
-            self.level_heads[level] = self.levels[level].first().copied();
+            // An agent takes the first contact of a level far more often
+            // than any other: no search down the tree for it.
+            level_set.pop_first();
+            self.level_heads[level] = level_set.first().copied();
             self.update_singles_from(cells, level);
+        } else {
+            let removed = level_set.remove(&entry);
+            debug_assert!(removed, "contact not in its level");
         }
     }
 
-    /// Recomputes the best single-skill contact of the cells at `level` and up.
+    /// Recomputes the best single-skill contact of the cells at `level` and
+    /// up. Each cell is the best of the one below and its own level's head,
+    /// so once a cell comes out unchanged the cells above it are unchanged
+    /// too: the update stops there, sparing the cache lines above.
     fn update_singles_from(&self, cells: &mut [Cell; LEVELS], level: usize) {
         let mut best = if level == 0 { None } else { cells[level - 1].single() };
         for (cell, &head) in cells[level..].iter_mut().zip(&self.level_heads[level..]) {
@@ -221,6 +229,9 @@ impl List {
                 (b, h) => b.or(h),
             };
             let (rank, slot) = best.unwrap_or((NO_RANK, u32::MAX));
+            if cell.single_slot == slot && cell.single_rank == rank {
+                break;
+            }
             cell.single_rank = rank;
             cell.single_slot = slot;
         }
