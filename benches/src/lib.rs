@@ -9,8 +9,8 @@
 pub mod scenarios;
 
 use ccr_core::{
-    AgentProfile, Channel, ContactId, ContactSpec, LanguageId, QueueConfig, QueueId, RelaxAction, RelaxStep,
-    RouterConfig, SkillId, SkillReq, TierId,
+    AgentProfile, Channel, ContactId, ContactSpec, LanguageId, Languages, QueueConfig, QueueId, RelaxAction, RelaxStep,
+    RouterConfig, SkillId, SkillReq, SkillReqs, TierId,
 };
 use std::time::Duration;
 
@@ -128,12 +128,12 @@ impl Generator {
         };
         let n = if self.rng.below(5) == 0 { 2 } else { 1 };
         let pick = self.rng.below((template.skills.len() - n + 1) as u64) as usize;
-        let skills: Vec<SkillReq> = template.skills[pick..pick + n]
+        let skills: SkillReqs = template.skills[pick..pick + n]
             .iter()
             .map(|&(skill, p)| SkillReq { skill, min_proficiency: 1 + self.rng.below(u64::from(p.min(6))) as u8 })
             .collect();
         let first = template.languages[0];
-        let mut languages = vec![first];
+        let mut languages = Languages::from_elem(first, 1);
         let fallback = LanguageId(self.rng.below(3) as u16);
         if fallback != first {
             languages.push(fallback);

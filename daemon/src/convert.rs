@@ -41,7 +41,7 @@ fn proficiency(field: &str, value: u32) -> Result<u8, Status> {
     }
 }
 
-fn skills(cat: &Catalog, reqs: &[pb::SkillRequirement]) -> Result<Vec<SkillReq>, Status> {
+fn skills(cat: &Catalog, reqs: &[pb::SkillRequirement]) -> Result<ccr_core::SkillReqs, Status> {
     reqs.iter()
         .map(|r| {
             let skill = cat.skill(&r.skill).ok_or_else(|| invalid(format!("skills: unknown skill {:?}", r.skill)))?;
@@ -50,7 +50,8 @@ fn skills(cat: &Catalog, reqs: &[pb::SkillRequirement]) -> Result<Vec<SkillReq>,
         .collect()
 }
 
-fn languages(cat: &Catalog, names: &[String]) -> Result<Vec<ccr_core::LanguageId>, Status> {
+/// Into a contact's inline list or an agent profile's `Vec`.
+fn languages<C: FromIterator<ccr_core::LanguageId>>(cat: &Catalog, names: &[String]) -> Result<C, Status> {
     names.iter().map(|n| cat.language(n).ok_or_else(|| invalid(format!("languages: unknown language {n:?}")))).collect()
 }
 

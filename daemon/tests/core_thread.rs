@@ -43,8 +43,8 @@ fn commands_are_applied_and_events_delivered_in_order() {
         channel: Channel::Voice,
         queue: QueueId(0),
         tier: TierId(0),
-        skills: vec![SkillReq { skill: SkillId(1), min_proficiency: 1 }],
-        languages: vec![],
+        skills: SkillReqs::from_slice(&[SkillReq { skill: SkillId(1), min_proficiency: 1 }]),
+        languages: Languages::new(),
         preferred_agents: vec![],
         context: vec![],
     };

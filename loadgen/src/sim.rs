@@ -408,8 +408,8 @@ impl Engine<'_> {
             channel: caller.channel,
             queue: caller.queue,
             tier: caller.tier,
-            skills: caller.skills.clone(),
-            languages: caller.languages.clone(),
+            skills: caller.skills.as_slice().into(),
+            languages: caller.languages.as_slice().into(),
             preferred_agents: Vec::new(),
             context: Vec::new(),
         };

@@ -6,6 +6,7 @@
 
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillId, SkillReq, TierId};
 use crate::time::Time;
+use smallvec::SmallVec;
 
 /// Why an agent is not ready. Reported in agent state and statistics.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
@@ -38,6 +39,15 @@ pub struct AgentProfile {
     pub capacity: [u8; Channel::COUNT],
 }
 
+/// A contact's skill requirements: inline up to four (most contacts need one
+/// or two), so that they travel from the gateway into the core's contact
+/// record without a heap allocation, and are read from that record without
+/// another cache miss.
+pub type SkillReqs = SmallVec<[SkillReq; 4]>;
+
+/// A contact's languages in preference order: inline up to eight.
+pub type Languages = SmallVec<[LanguageId; 8]>;
+
 /// A contact as the gateway describes it.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ContactSpec {
@@ -46,9 +56,9 @@ pub struct ContactSpec {
     pub queue: QueueId,
     pub tier: TierId,
     /// At least one skill, each at most once.
-    pub skills: Vec<SkillReq>,
+    pub skills: SkillReqs,
     /// Preference order; empty means any language.
-    pub languages: Vec<LanguageId>,
+    pub languages: Languages,
     /// Agents to wait for during the queue's preferred-agent window.
     pub preferred_agents: Vec<AgentId>,
     /// Opaque key/values carried unchanged through transfers and overflows.
@@ -60,8 +70,8 @@ pub struct ContactSpec {
 pub struct TransferSpec {
     pub contact: ContactId,
     pub queue: QueueId,
-    pub skills: Vec<SkillReq>,
-    pub languages: Vec<LanguageId>,
+    pub skills: SkillReqs,
+    pub languages: Languages,
     /// `None` keeps the tier.
     pub tier: Option<TierId>,
     /// Added to (or replacing, key by key) the context already carried.

@@ -1,6 +1,7 @@
 //! A contact inside the core: what it asked for, how far its requirements
 //! have relaxed, and where it is in its lifecycle.
 
+use crate::command::{Languages, SkillReqs};
 use crate::config::{ContactPolicy, RelaxAction, RouterConfig};
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, TierId, MAX_PROFICIENCY};
 use crate::time::{micros, Time};
@@ -103,11 +104,12 @@ pub struct Contact {
     pub channel: Channel,
     pub queue: QueueId,
     pub tier: TierId,
-    /// As requested; the first is the primary skill. (Vecs rather than boxed
-    /// slices: taken over from the command as they are, never reallocated.)
-    pub skills: Vec<SkillReq>,
+    /// As requested; the first is the primary skill. Held in the record
+    /// itself up to the common counts, so that taking a contact out of the
+    /// waiting index does not chase two more cold cache lines.
+    pub skills: SkillReqs,
     /// Preference order.
-    pub languages: Vec<LanguageId>,
+    pub languages: Languages,
     pub preferred: Vec<AgentId>,
     pub context: Vec<(String, String)>,
     /// Original arrival: kept through transfers and overflows.

@@ -53,7 +53,7 @@ mod slab;
 mod timers;
 mod waiting;
 
-pub use command::{AgentProfile, Command, ContactSpec, NotReadyReason, Reply, TransferSpec};
+pub use command::{AgentProfile, Command, ContactSpec, Languages, NotReadyReason, Reply, SkillReqs, TransferSpec};
 pub use config::{
     AgentPolicy, ConfigError, ConfigErrors, ContactPolicy, QueueConfig, RelaxAction, RelaxStep, RouterConfig,
     ServiceLevel, TierConfig, WhenFull,

@@ -135,7 +135,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn reqs(skills: &[(u16, u8)]) -> Vec<SkillReq> {
+fn reqs(skills: &[(u16, u8)]) -> SkillReqs {
     skills.iter().map(|&(s, p)| SkillReq { skill: SkillId(s), min_proficiency: p }).collect()
 }
 
@@ -216,7 +216,7 @@ fn command(op: &Op, snap: &Snapshot, now: Time) -> Option<Command> {
             contact: ContactId(*id),
             queue: QueueId(*queue),
             skills: reqs(skills),
-            languages: vec![],
+            languages: Languages::new(),
             tier: None,
             context: vec![("transferred".into(), "yes".into())],
         }),

@@ -439,8 +439,8 @@ fn transfer_keeps_context_and_original_arrival() {
     h.at(100).ok(Command::Transfer(TransferSpec {
         contact: ContactId(1),
         queue: Q1,
-        skills: vec![SkillReq { skill: REPAIR, min_proficiency: 1 }],
-        languages: vec![],
+        skills: SkillReqs::from_slice(&[SkillReq { skill: REPAIR, min_proficiency: 1 }]),
+        languages: Languages::new(),
         tier: None,
         context: vec![("note".into(), "needs a technician".into())],
     }));

@@ -116,7 +116,7 @@ pub fn contact(
         queue,
         tier,
         skills: skills.iter().map(|&(skill, min_proficiency)| SkillReq { skill, min_proficiency }).collect(),
-        languages: languages.to_vec(),
+        languages: languages.into(),
         preferred_agents: Vec::new(),
         context: Vec::new(),
     }
