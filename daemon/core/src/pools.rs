@@ -328,11 +328,20 @@ impl AgentPools {
                 continue;
             }
             group.skip_stale(i, orders);
+            // Orders grow along the pool, so once an entry cannot beat the
+            // best found so far, no later one can: the walk stops there
+            // rather than at the first agent that qualifies.
+            let bound = best.filter(|_| weighed.is_none());
+            let may_win = |e: &&Entry| {
+                let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
+                bound.is_none_or(|b| candidate.score(policy) < b.score(policy))
+            };
             let found = if reqs.len() == 1 {
                 group.entries(i).next()
             } else {
                 group
                     .entries(i)
+                    .take_while(may_win)
                     .find(|&&e| is_current(orders, e) && might_qualify(e.slot) && agents[e.slot].qualifies(reqs))
             };
             let Some(&e) = found else { continue };
