@@ -99,8 +99,12 @@ async fn measure(name: &str, policy: FsyncPolicy, timing: bool) -> f64 {
         let counter = tokio::spawn(async move {
             let mut offers = 0;
             while offers < CONTACTS {
-                if let Ok(RoutingEvent { event: Some(E::Offer(_)) }) = events.next().await {
-                    offers += 1;
+                match events.next().await {
+                    Ok(RoutingEvent { event: Some(E::Offer(_)) }) => offers += 1,
+                    Ok(_) => {}
+                    // The daemon drops a subscriber that falls 4,096 events
+                    // behind: say so rather than wait for offers forever.
+                    Err(status) => panic!("event stream ended after {offers} offers: {status:?}"),
                 }
             }
             Instant::now()

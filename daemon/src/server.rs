@@ -458,15 +458,14 @@ fn adopt_agent(agent: AgentId, shared: &Shared, session: &Session) -> bool {
 /// Reads until `decode` yields an item, the stream ends, or it errs.
 async fn read_item<T>(
     recv: &mut quinn::RecvStream,
-    buf: &mut Vec<u8>,
+    buf: &mut wire::ReadBuf,
     limit: usize,
     decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, wire::WireError>,
 ) -> Result<Option<T>, Status> {
-    let mut chunk = [0u8; 4096];
     loop {
-        match decode(buf) {
+        match decode(buf.pending()) {
             Ok(Some((item, used))) => {
-                buf.drain(..used);
+                buf.consume(used);
                 return Ok(Some(item));
             }
             Ok(None) => {}
@@ -478,8 +477,10 @@ async fn read_item<T>(
         if buf.len() > limit {
             return Err(Status::new(Code::ResourceExhausted, "request too large"));
         }
-        match recv.read(&mut chunk).await {
-            Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+        // At most the limit's worth beyond what is pending, so that a peer
+        // cannot make the buffer grow past it in one chunk.
+        match recv.read_chunk(limit + 1 - buf.len(), true).await {
+            Ok(Some(chunk)) => buf.extend(&chunk.bytes),
             Ok(None) if buf.is_empty() => return Ok(None),
             Ok(None) => return Err(Status::new(Code::InvalidArgument, "stream ended inside a frame")),
             Err(e) => return Err(Status::new(Code::Cancelled, e.to_string())),
@@ -489,7 +490,7 @@ async fn read_item<T>(
 
 async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, shared: Shared, session: Arc<Session>) {
     let started = Instant::now();
-    let mut buf = Vec::new();
+    let mut buf = wire::ReadBuf::default();
     let limit = shared.max_message + 8;
     let method = match read_item(&mut recv, &mut buf, limit, wire::decode_header).await {
         Ok(Some(m)) => m,
@@ -775,7 +776,7 @@ type ReplyFuture = std::pin::Pin<Box<dyn Future<Output = pb::GatewayReply> + Sen
 async fn gateway_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    mut buf: Vec<u8>,
+    mut buf: wire::ReadBuf,
     first: Vec<u8>,
     shared: Shared,
     session: Arc<Session>,

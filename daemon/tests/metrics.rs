@@ -56,7 +56,7 @@ async fn metrics_page_shows_every_family() {
         .await
         .unwrap();
     let offer = loop {
-        if let Ok(RoutingEvent { event: Some(routing_event::Event::Offer(o)) }) = desk.next().await {
+        if let RoutingEvent { event: Some(routing_event::Event::Offer(o)) } = desk.next().await.expect("event stream") {
             break o;
         }
     };

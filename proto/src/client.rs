@@ -133,7 +133,7 @@ impl Client {
         wire::encode_message(&SubscribeRequest { agent_ids }, &mut out);
         send.write_all(&out).await.map_err(unavailable)?;
         send.finish().map_err(unavailable)?;
-        Ok(Subscription { recv, buf: Vec::new(), max_message: self.max_message })
+        Ok(Subscription { recv, buf: wire::ReadBuf::default(), max_message: self.max_message })
     }
 
     /// Opens the bidirectional gateway stream: many commands, replies in order.
@@ -144,7 +144,11 @@ impl Client {
         send.write_all(&out).await.map_err(unavailable)?;
         Ok(GatewayStream {
             commands: GatewayCommands { send, out: Vec::new() },
-            replies: GatewayReplies(Subscription { recv, buf: Vec::new(), max_message: self.max_message }),
+            replies: GatewayReplies(Subscription {
+                recv,
+                buf: wire::ReadBuf::default(),
+                max_message: self.max_message,
+            }),
         })
     }
 
@@ -198,7 +202,7 @@ impl Client {
 /// A stream of routing events.
 pub struct Subscription {
     recv: quinn::RecvStream,
-    buf: Vec<u8>,
+    buf: wire::ReadBuf,
     max_message: usize,
 }
 
@@ -211,11 +215,10 @@ impl Subscription {
     /// The next framed message; `Err` with the trailer's status, or
     /// `closed` if the stream ends without one.
     async fn next_message<M: Message + Default>(&mut self, closed: &str) -> Result<M, Status> {
-        let mut chunk = [0u8; 8192];
         loop {
-            match wire::decode_frame(&self.buf, self.max_message) {
+            match wire::decode_frame(self.buf.pending(), self.max_message) {
                 Ok(Some((frame, used))) => {
-                    self.buf.drain(..used);
+                    self.buf.consume(used);
                     return match frame {
                         Frame::Message(body) => {
                             M::decode(body.as_slice()).map_err(|e| Status::new(Code::Internal, e.to_string()))
@@ -226,8 +229,8 @@ impl Subscription {
                 Ok(None) => {}
                 Err(e) => return Err(Status::new(Code::Internal, e.to_string())),
             }
-            match self.recv.read(&mut chunk).await {
-                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            match self.recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(chunk)) => self.buf.extend(&chunk.bytes),
                 Ok(None) => return Err(Status::new(Code::Unavailable, closed)),
                 Err(e) => return Err(unavailable(e)),
             }

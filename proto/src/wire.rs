@@ -184,6 +184,49 @@ pub fn decode_frame(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, Wi
     Ok(Some((frame, 5 + len)))
 }
 
+/// Bytes read from a stream and not yet decoded. Items are cut from the
+/// front by moving a cursor, not the bytes behind them: a chunk that carries
+/// many small frames is decoded in linear time. The consumed prefix is
+/// dropped when more bytes arrive.
+#[derive(Default, Debug)]
+pub struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl ReadBuf {
+    /// What has been read and not consumed.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Marks the first `n` pending bytes as decoded.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +293,39 @@ mod tests {
                 }
                 at += used;
             }
+        }
+    }
+
+    proptest! {
+        /// However the bytes are cut into chunks, the same frames come out.
+        #[test]
+        fn a_read_buffer_yields_the_frames_whatever_the_chunking(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..30),
+            cuts in proptest::collection::vec(1usize..50, 1..200),
+        ) {
+            let mut bytes = Vec::new();
+            for body in &bodies {
+                bytes.push(MESSAGE_FLAG);
+                bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                bytes.extend_from_slice(body);
+            }
+            let mut read = ReadBuf::default();
+            let mut out = Vec::new();
+            let (mut at, mut cut) = (0, cuts.iter().cycle());
+            while out.len() < bodies.len() {
+                while let Some((Frame::Message(body), used)) = decode_frame(read.pending(), 64).unwrap() {
+                    read.consume(used);
+                    out.push(body);
+                }
+                let n = (*cut.next().unwrap()).min(bytes.len() - at);
+                if n == 0 {
+                    break;
+                }
+                read.extend(&bytes[at..at + n]);
+                at += n;
+            }
+            prop_assert_eq!(out, bodies);
+            prop_assert!(read.is_empty());
         }
     }
 }
