@@ -117,6 +117,9 @@ pub struct ServerConfig {
     pub gateway_grace: Duration,
     /// Calls waiting for the routing core at once, over all connections.
     pub max_pending_requests: usize,
+    /// Events buffered for one `Events/Subscribe` stream; a subscriber that
+    /// falls further behind is dropped with RESOURCE_EXHAUSTED.
+    pub subscriber_buffer: usize,
     /// How long the core thread keeps polling for work before it parks.
     pub core_spin: Duration,
     /// Window of `ccr_service_level_ratio`.
@@ -174,6 +177,7 @@ struct RawServer {
     max_message_bytes: Option<usize>,
     gateway_grace: Option<Spanned<String>>,
     max_pending_requests: Option<usize>,
+    subscriber_buffer: Option<usize>,
     core_spin: Option<Spanned<String>>,
     service_level_window: Option<Spanned<String>>,
     decision_timing: Option<bool>,
@@ -373,6 +377,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             Duration::from_secs(30),
         ),
         max_pending_requests: raw.server.max_pending_requests.unwrap_or(100_000),
+        subscriber_buffer: raw.server.subscriber_buffer.unwrap_or(4096),
         core_spin: c.duration("server.core_spin".into(), raw.server.core_spin.as_ref(), Duration::from_micros(200)),
         service_level_window: c.duration(
             "server.service_level_window".into(),
@@ -385,6 +390,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     if server.max_pending_requests == 0 {
         c.problems.push(Problem {
             field: "server.max_pending_requests".into(),
+            line: None,
+            message: "must be at least 1".into(),
+        });
+    }
+    if server.subscriber_buffer == 0 {
+        c.problems.push(Problem {
+            field: "server.subscriber_buffer".into(),
             line: None,
             message: "must be at least 1".into(),
         });
@@ -610,6 +622,16 @@ name = "a"
             shown.iter().any(|p| p.starts_with("line 14: queues[1].name") && p.contains("duplicate")),
             "{shown:#?}"
         );
+    }
+
+    #[test]
+    fn server_limits_of_zero_are_refused() {
+        let text = "[server]\nmax_connections = 0\nmax_pending_requests = 0\nsubscriber_buffer = 0\n\n[[queues]]\nname = \"a\"\n";
+        let shown: Vec<String> = parse(text).unwrap_err().0.iter().map(ToString::to_string).collect();
+        for field in ["server.max_connections", "server.max_pending_requests", "server.subscriber_buffer"] {
+            assert!(shown.iter().any(|p| p.contains(field) && p.contains("at least 1")), "{field}: {shown:#?}");
+        }
+        assert_eq!(parse("[[queues]]\nname = \"a\"\n").unwrap().server.subscriber_buffer, 4096);
     }
 
     #[test]

@@ -31,9 +31,6 @@ use crate::journal::{self, Journal, JournalMetrics, Names};
 use crate::metrics::{Metrics, ServiceLevelWindow, OUTCOMES};
 use crate::tls::Role;
 
-/// Events buffered per subscriber before it is dropped as too slow.
-const SUBSCRIBER_BUFFER: usize = 4096;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("routing configuration: {0}")]
@@ -52,6 +49,9 @@ type Outgoing = (Event, Option<Vec<(String, String)>>);
 struct Subscriber {
     agents: Vec<AgentId>,
     tx: mpsc::Sender<pb::RoutingEvent>,
+    /// Set by the dispatcher when it drops this subscriber for falling
+    /// behind, so that the stream can end with the reason.
+    lagged: Arc<AtomicBool>,
 }
 
 /// What one connection has set up, so that losing it can be cleaned up: the
@@ -104,6 +104,7 @@ struct Shared {
     catalog: Arc<Catalog>,
     subscribe: mpsc::UnboundedSender<Subscriber>,
     max_message: usize,
+    subscriber_buffer: usize,
     started: Instant,
     gateway_grace: Duration,
     orphans: Orphans,
@@ -218,6 +219,7 @@ pub async fn serve(
         catalog,
         subscribe,
         max_message: config.server.max_message_bytes,
+        subscriber_buffer: config.server.subscriber_buffer,
         started: Instant::now(),
         gateway_grace: config.server.gateway_grace,
         orphans: Orphans::default(),
@@ -913,20 +915,37 @@ async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: &Shared) {
         Ok(r) => r,
         Err(status) => return finish(&mut send, None, status).await,
     };
-    let (tx, mut rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+    let (tx, mut rx) = mpsc::channel(shared.subscriber_buffer);
     let agents = request.agent_ids.into_iter().map(AgentId).collect();
-    if shared.subscribe.send(Subscriber { agents, tx }).is_err() {
+    let lagged = Arc::new(AtomicBool::new(false));
+    if shared.subscribe.send(Subscriber { agents, tx, lagged: lagged.clone() }).is_err() {
         return finish(&mut send, None, Status::new(Code::Unavailable, "shutting down")).await;
     }
+    // Whatever has queued up goes out in one write: under load a subscriber
+    // keeps up by writing batches, not one QUIC write per event.
+    const BATCH_BYTES: usize = 64 * 1024;
     let mut out = Vec::new();
     while let Some(event) = rx.recv().await {
         out.clear();
         wire::encode_message(&event, &mut out);
+        while out.len() < BATCH_BYTES {
+            let Ok(event) = rx.try_recv() else { break };
+            wire::encode_message(&event, &mut out);
+        }
         if send.write_all(&out).await.is_err() {
             return;
         }
     }
-    finish(&mut send, None, Status::new(Code::Unavailable, "event stream ended")).await;
+    let status = if lagged.load(Ordering::Relaxed) {
+        let behind = shared.subscriber_buffer;
+        Status::new(
+            Code::ResourceExhausted,
+            format!("fell more than {behind} events behind: dropped (server.subscriber_buffer)"),
+        )
+    } else {
+        Status::new(Code::Unavailable, "event stream ended")
+    };
+    finish(&mut send, None, status).await;
 }
 
 async fn dispatch(
@@ -980,6 +999,7 @@ async fn dispatch(
                 for &id in &dropped {
                     warn!(subscriber = id, "event subscriber too slow or gone: dropped");
                     if let Some(sub) = all.remove(&id) {
+                        sub.lagged.store(true, Ordering::Relaxed);
                         gateways.retain(|g| *g != id);
                         for agent in sub.agents {
                             if let Some(list) = by_agent.get_mut(&agent) {
@@ -1072,5 +1092,54 @@ async fn export(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
             let _ = socket.write_all(head.as_bytes()).await;
             let _ = socket.write_all(body.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn subscriber(buffer: usize) -> (Subscriber, mpsc::Receiver<pb::RoutingEvent>, Arc<AtomicBool>) {
+        let (tx, rx) = mpsc::channel(buffer);
+        let lagged = Arc::new(AtomicBool::new(false));
+        (Subscriber { agents: Vec::new(), tx, lagged: lagged.clone() }, rx, lagged)
+    }
+
+    async fn drain(mut rx: mpsc::Receiver<pb::RoutingEvent>) -> usize {
+        let mut n = 0;
+        while rx.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// The dispatcher never waits for a subscriber: one whose buffer is full
+    /// is dropped and marked, so that its stream ends saying why, while the
+    /// others get every event.
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_dropped_and_marked() {
+        let config = config::parse(config::DEFAULT_CONFIG).expect("example config");
+        let catalog = Arc::new(config.catalog.clone());
+        let metrics = Metrics::new(&catalog);
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
+        let dispatcher = tokio::spawn(dispatch(catalog, metrics, events_rx, subscribe_rx));
+        let (slow, slow_rx, slow_lagged) = subscriber(2);
+        let (roomy, roomy_rx, roomy_lagged) = subscriber(16);
+        subscribe.send(slow).expect("dispatcher runs");
+        subscribe.send(roomy).expect("dispatcher runs");
+        // One runtime thread: the dispatcher registers both before any event.
+        tokio::task::yield_now().await;
+        for agent in 0..5 {
+            let event = Event::AgentStateChanged { agent: AgentId(agent), state: ccr_core::AgentState::Available };
+            events.send((event, None)).expect("dispatcher runs");
+        }
+        drop((events, subscribe));
+        dispatcher.await.expect("dispatcher ends");
+        assert_eq!(drain(slow_rx).await, 2, "the slow subscriber keeps what was buffered");
+        assert!(slow_lagged.load(Ordering::Relaxed));
+        assert_eq!(drain(roomy_rx).await, 5);
+        assert!(!roomy_lagged.load(Ordering::Relaxed));
     }
 }
