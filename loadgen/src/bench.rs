@@ -141,10 +141,14 @@ impl Bench {
         });
         let reader = tokio::spawn(crate::live::count_refusals(replies, errors.clone()));
         let listener = {
-            let (latency, offers, tx) = (latency.clone(), offers.clone(), tx.clone());
+            let (latency, offers, errors, tx) = (latency.clone(), offers.clone(), errors.clone(), tx.clone());
             tokio::spawn(async move {
                 let _keep = desk;
-                while let Ok(event) = events.next().await {
+                loop {
+                    let event = match events.next().await {
+                        Ok(event) => event,
+                        Err(status) => break crate::live::note_event_stream_end(&status, &errors),
+                    };
                     let Some(E::Offer(o)) = event.event else { continue };
                     let now = Instant::now();
                     {

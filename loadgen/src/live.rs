@@ -167,7 +167,11 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         let seed = scenario.seed;
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-            while let Ok(event) = events.next().await {
+            loop {
+                let event = match events.next().await {
+                    Ok(event) => event,
+                    Err(status) => break note_event_stream_end(&status, &errors),
+                };
                 let now = Instant::now();
                 match event.event {
                     Some(E::Offer(o)) => {
@@ -464,6 +468,17 @@ pub async fn write_gateway_commands(
         }
     }
     let _ = commands.finish().await;
+}
+
+/// Whether an event stream ended early. ccrd drops a subscriber that falls
+/// `server.subscriber_buffer` events behind (RESOURCE_EXHAUSTED): the offers
+/// after that are never seen, so the run counts an error and says why. The
+/// stream ending because ccrd stops (UNAVAILABLE) is the normal end.
+pub fn note_event_stream_end(status: &Status, errors: &AtomicU64) {
+    if status.code != ccr_proto::wire::Code::Unavailable as i32 {
+        errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("ccr-loadgen: the event stream ended early: {status}");
+    }
 }
 
 /// Reads the gateway stream's replies, counting the refused ones.
