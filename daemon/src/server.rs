@@ -206,13 +206,8 @@ pub async fn serve(
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
     let dispatcher = tokio::spawn(dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx));
     let snapshot_clock = config.journal.enabled.then_some(last_snapshot_ms);
-    let sampler = tokio::spawn(sample(
-        core.clone(),
-        metrics.clone(),
-        config.router.clone(),
-        config.server.service_level_window,
-        snapshot_clock,
-    ));
+    let sampler =
+        tokio::spawn(sample(core.clone(), metrics.clone(), config.server.service_level_window, snapshot_clock));
     let exporter = metrics_listener.map(|l| tokio::spawn(export(l, metrics.clone())));
     let shared = Shared {
         core: core.clone(),
@@ -1017,15 +1012,8 @@ async fn dispatch(
 /// Once a second: queue gauges, agent counts and outcome counters from the
 /// core's own counters (authoritative, and nothing to record on the routing
 /// thread), and the service level over the configured window.
-async fn sample(
-    core: CoreHandle,
-    metrics: Arc<Metrics>,
-    config: ccr_core::RouterConfig,
-    window: Duration,
-    last_snapshot_ms: Option<Arc<AtomicU64>>,
-) {
+async fn sample(core: CoreHandle, metrics: Arc<Metrics>, window: Duration, last_snapshot_ms: Option<Arc<AtomicU64>>) {
     let mut sl = ServiceLevelWindow::new(window);
-    let queues = config.queues.len();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -1033,12 +1021,7 @@ async fn sample(
             let age_ms = journal::unix_millis().saturating_sub(at.load(Ordering::Relaxed));
             metrics.snapshot_age.set(age_ms as f64 / 1000.0);
         }
-        let Ok(stats) = core
-            .query(move |r| {
-                (0..queues).filter_map(|q| r.queue_stats(ccr_core::QueueId(q as u16)).ok()).collect::<Vec<_>>()
-            })
-            .await
-        else {
+        let Ok(stats) = core.query(Router::all_queue_stats).await else {
             return;
         };
         let totals =

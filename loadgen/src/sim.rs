@@ -382,10 +382,7 @@ impl Engine<'_> {
                 }
             }
             Action::Sample => {
-                let waiting = (0..self.scenario.ccrd.router.queues.len())
-                    .filter_map(|q| self.router.queue_stats(QueueId(q as u16)).ok())
-                    .map(|s| s.waiting_by_tier.iter().sum::<u32>())
-                    .sum();
+                let waiting = self.router.all_queue_stats().iter().map(|s| s.waiting).sum();
                 self.waiting.push((now, waiting));
                 self.at(now + Duration::from_secs(60), Action::Sample);
             }

@@ -178,13 +178,30 @@ impl Router {
         self.cfg.queues.iter().position(|q| q.name == name).map(|i| QueueId(i as u16))
     }
 
-    /// Operator's view of one queue. Oldest wait scans the queue's contacts:
-    /// this is for dashboards polled every few seconds, not the hot path.
+    /// Operator's view of one queue. Oldest wait scans the contacts: this is
+    /// for dashboards polled every few seconds, not the hot path.
     pub fn queue_stats(&self, queue: QueueId) -> Result<QueueStats, CommandError> {
-        let q = self.queues.get(usize::from(queue.0)).ok_or(CommandError::UnknownQueue(queue))?;
+        self.queues.get(usize::from(queue.0)).ok_or(CommandError::UnknownQueue(queue))?;
         let oldest =
             self.contacts.iter().filter(|(_, c)| c.queue == queue && c.is_waiting()).map(|(_, c)| c.arrival).min();
-        Ok(QueueStats {
+        Ok(self.stats_of(queue, oldest))
+    }
+
+    /// [`Router::queue_stats`] of every queue, in queue order, from one scan
+    /// of the contacts (not one per queue): what a metrics sampler asks for
+    /// every second, on the routing thread.
+    pub fn all_queue_stats(&self) -> Vec<QueueStats> {
+        let mut oldest: Vec<Option<Time>> = vec![None; self.queues.len()];
+        for (_, c) in self.contacts.iter().filter(|(_, c)| c.is_waiting()) {
+            let o = &mut oldest[usize::from(c.queue.0)];
+            *o = Some(o.map_or(c.arrival, |t| t.min(c.arrival)));
+        }
+        oldest.into_iter().enumerate().map(|(q, oldest)| self.stats_of(QueueId(q as u16), oldest)).collect()
+    }
+
+    fn stats_of(&self, queue: QueueId, oldest: Option<Time>) -> QueueStats {
+        let q = &self.queues[usize::from(queue.0)];
+        QueueStats {
             name: self.cfg.queues[usize::from(queue.0)].name.clone(),
             waiting_by_tier: q.waiting_by_tier.clone(),
             waiting: q.waiting(),
@@ -193,7 +210,7 @@ impl Router {
             service_level: q.service_level(),
             service_level_target: self.cfg.queues[usize::from(queue.0)].service_level.target,
             agents_by_state: self.agent_states,
-        })
+        }
     }
 
     /// Position in queue and estimated wait of a contact (see [`crate::stats`]).

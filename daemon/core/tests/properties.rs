@@ -430,6 +430,9 @@ fn run(
         let before = router.snapshot();
         if check {
             check_invariants(&cfg, &before)?;
+            // The sampler's one-pass statistics against the per-queue query.
+            let each: Vec<_> = (0..cfg.queues.len()).map(|q| router.queue_stats(QueueId(q as u16)).unwrap()).collect();
+            prop_assert_eq!(router.all_queue_stats(), each);
         }
         let Some(cmd) = command(op, &before, now) else { continue };
         let result = router.handle(now, cmd.clone());
