@@ -39,6 +39,8 @@ pub struct BenchOptions {
     pub step: f64,
     pub max_rate: f64,
     pub step_time: Duration,
+    /// Traffic at the start rate before the search, not judged.
+    pub warm_up: Duration,
     pub sustain: Duration,
     /// A step fails when its p99 arrival → offer is above this.
     pub p99_limit: Duration,

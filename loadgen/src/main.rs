@@ -104,6 +104,11 @@ enum Cmd {
         max_rate: f64,
         #[arg(long, default_value = "5s")]
         step_time: humantime::Duration,
+        /// Traffic at the start rate before the search, not judged: connections,
+        /// allocator and caches settle, so the first step is not penalised for
+        /// start-up ("0s": none).
+        #[arg(long, default_value = "2s")]
+        warm_up: humantime::Duration,
         /// How long the best rate is held at the end.
         #[arg(long, default_value = "60s")]
         sustain: humantime::Duration,
@@ -169,12 +174,13 @@ fn main() -> anyhow::Result<()> {
             live_report(&s, &target, &options, &outputs)
         }
         Cmd::Demo { speed } => demo(speed),
-        Cmd::Bench { addr, cert, fsync, start_rate, step, max_rate, step_time, sustain, p99, agents } => {
+        Cmd::Bench { addr, cert, fsync, start_rate, step, max_rate, step_time, warm_up, sustain, p99, agents } => {
             let options = bench::BenchOptions {
                 start_rate,
                 step,
                 max_rate,
                 step_time: step_time.into(),
+                warm_up: warm_up.into(),
                 sustain: sustain.into(),
                 p99_limit: p99.into(),
                 agents,
@@ -361,6 +367,10 @@ async fn capacity(
         echo_p99.as_secs_f64() * 1000.0
     );
     let mut b = bench::Bench::connect(target, "localhost", &[cert], options.agents).await?;
+    if !options.warm_up.is_zero() {
+        let warm = b.step(options.start_rate, options.warm_up).await;
+        println!("warm-up, not judged:\n{}\n{}", bench::HEADER, warm.line());
+    }
     println!("search: {} s a step, p99 limit {:?}\n{}", options.step_time.as_secs(), options.p99_limit, bench::HEADER);
     let mut best = None;
     let mut rate = options.start_rate;
