@@ -61,6 +61,17 @@ struct Session {
     role: Role,
     agents: Mutex<HashSet<AgentId>>,
     contacts: Mutex<Vec<ContactId>>,
+    /// A sweep of `contacts` is under way (one at a time, see [`Session::own`]).
+    sweeping: AtomicBool,
+}
+
+/// Clears [`Session::sweeping`] however the sweep ends, cancelled included.
+struct SweepGuard<'a>(&'a AtomicBool);
+
+impl Drop for SweepGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Contacts and agents nobody holds (their connection went away, or ccrd
@@ -307,7 +318,12 @@ async fn serve_connection(connection: quinn::Connection, shared: Shared) {
         connection.close(1u32.into(), b"no role");
         return;
     };
-    let session = Arc::new(Session { role, agents: Mutex::default(), contacts: Mutex::default() });
+    let session = Arc::new(Session {
+        role,
+        agents: Mutex::default(),
+        contacts: Mutex::default(),
+        sweeping: AtomicBool::new(false),
+    });
     let role_label = match role {
         Role::Gateway => "gateway",
         Role::Agent => "agent",
@@ -394,19 +410,36 @@ fn orphan(shared: &Shared, contacts: Vec<ContactId>, agents: Vec<AgentId>) {
 impl Session {
     /// Remembers a contact this connection is responsible for; now and then
     /// forgets the ones the router no longer has, so the list stays small.
+    ///
+    /// The sweep asks the routing thread about a copy of the list while other
+    /// calls of the connection keep appending to it. One sweep at a time, and
+    /// nothing but appends meanwhile (a lost connection takes the whole list),
+    /// so what was appended after the copy is exactly what follows its length:
+    /// it is kept, never overwritten by the sweep's answer.
     async fn own(&self, contact: ContactId, shared: &Shared) {
         let len = {
             let mut contacts = self.contacts.lock().expect("session lock");
             contacts.push(contact);
             contacts.len()
         };
-        if len >= 4096 && len.is_power_of_two() {
-            let ids = self.contacts.lock().expect("session lock").clone();
-            if let Ok(live) =
-                shared.core.query(move |r| ids.into_iter().filter(|c| r.contact_context(*c).is_some()).collect()).await
-            {
-                *self.contacts.lock().expect("session lock") = live;
-            }
+        if len < 4096 || !len.is_power_of_two() || self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _sweeping = SweepGuard(&self.sweeping);
+        let ids = self.contacts.lock().expect("session lock").clone();
+        let copied = ids.len();
+        let Ok(live) = shared
+            .core
+            .query(move |r| ids.into_iter().filter(|c| r.contact_context(*c).is_some()).collect::<Vec<_>>())
+            .await
+        else {
+            return;
+        };
+        let mut contacts = self.contacts.lock().expect("session lock");
+        if contacts.len() >= copied {
+            let newer = contacts.split_off(copied);
+            *contacts = live;
+            contacts.extend(newer);
         }
     }
 }

@@ -324,6 +324,50 @@ async fn a_gateway_that_does_not_come_back_loses_its_contacts_after_the_grace() 
     s.stop().await;
 }
 
+/// A connection's list of the contacts it owns is swept of finished ones as
+/// it grows (the first sweep at 4,096). Contacts it enqueues while a sweep
+/// asks the routing thread are still its own: when it goes away, every one
+/// of its waiting contacts is abandoned after the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_enqueued_during_a_sweep_of_the_gateway_list_are_released_after_the_grace() {
+    let s = start().await;
+    let gateway = s.second_client().await;
+    let mut stream = gateway.gateway_stream().await.unwrap();
+    use ccr_proto::v1::gateway_command::Command as C;
+    for id in 1..4096u64 {
+        stream.push(&GatewayCommand { id, command: Some(C::Enqueue(contact(id, "support", "", "billing", &[]))) });
+    }
+    stream.finish().await.unwrap();
+    for _ in 1..4096u64 {
+        let reply = timeout(Duration::from_secs(10), stream.next_reply()).await.unwrap().unwrap();
+        assert!(reply.status.is_none_or(|st| st.code == 0), "enqueued");
+    }
+    // The 4,096th starts the sweep; the others race with it.
+    let mut calls = tokio::task::JoinSet::new();
+    for id in 4096..4496u64 {
+        let gateway = gateway.clone();
+        calls.spawn(async move { gateway.enqueue(contact(id, "support", "", "billing", &[])).await });
+    }
+    while let Some(call) = calls.join_next().await {
+        call.unwrap().unwrap();
+    }
+    let waiting = |stats: QueueStatsResponse| stats.waiting_by_tier.values().sum::<u32>();
+    let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
+    assert_eq!(waiting(stats), 4495);
+    gateway.close();
+    // The grace is 300 ms; abandoning 4,495 contacts then takes a while.
+    let mut left = u32::MAX;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = waiting(s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap());
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0, "every contact of the gone gateway abandoned after the grace");
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_stream_answers_every_command_in_order() {
     let s = start().await;
