@@ -174,6 +174,13 @@ impl Router {
         self.offers.pending_count()
     }
 
+    /// Timer entries held for future wake-ups, including some of those
+    /// cancelled (dropped a few at a time, see `timers.rs`): for tests and
+    /// memory monitoring.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
     pub fn queue_id(&self, name: &str) -> Option<QueueId> {
         self.cfg.queues.iter().position(|q| q.name == name).map(|i| QueueId(i as u16))
     }
@@ -882,7 +889,9 @@ impl Router {
         let timer = Timer::ContactWake { slot, gen: c.gen };
         self.contacts[slot].next_wake = Some(at);
         match lane {
-            Some(lane) => self.timers.schedule_in_lane(lane, at, timer),
+            Some(lane) => {
+                self.timers.schedule_in_lane(lane, at, timer, dead_timers(&self.contacts, &self.agents, &self.offers))
+            }
             None => self.timers.schedule(at, timer),
         }
     }
@@ -1162,14 +1171,20 @@ impl Router {
         agent.usage[c.channel.index()] += 1;
         agent.ringing += 1;
         agent.work.push(contact_slot);
+        let agent_id = agent.id;
         // Stale pool entries until the caller re-pools the agent.
         self.pools.invalidate(agent_slot);
         self.queues[usize::from(c.queue.0)].counters.offered += 1;
-        self.timers.schedule_in_lane(lane(LANE_OFFER, c.queue.0, 0), expires_at, Timer::OfferExpiry { offer });
+        self.timers.schedule_in_lane(
+            lane(LANE_OFFER, c.queue.0, 0),
+            expires_at,
+            Timer::OfferExpiry { offer },
+            dead_timers(&self.contacts, &self.agents, &self.offers),
+        );
         self.events.push_back(Event::Offered {
             offer,
             contact: c.id,
-            agent: agent.id,
+            agent: agent_id,
             queue: c.queue,
             tier: c.tier,
             channel: c.channel,
@@ -1226,7 +1241,8 @@ impl Router {
             let ends_at = self.now + wrap_up;
             self.agents[slot].wrap_ups.push(WrapUp { contact, channel, queue, ends_at });
             let timer = Timer::WrapUpEnd { agent_slot: slot, contact };
-            self.timers.schedule_in_lane(lane(LANE_WRAP_UP, queue.0, 0), ends_at, timer);
+            let dead = dead_timers(&self.contacts, &self.agents, &self.offers);
+            self.timers.schedule_in_lane(lane(LANE_WRAP_UP, queue.0, 0), ends_at, timer, dead);
             self.sync_agent_state(slot);
         }
     }
@@ -1343,4 +1359,23 @@ fn check_requirements(skills: &[SkillReq], languages: &[LanguageId]) -> Result<(
         return Err(invalid("languages", format!("language id {ANY_LANGUAGE} is reserved")));
     }
     Ok(())
+}
+
+/// Which timers can no longer do anything, for [`Timers::schedule_in_lane`]
+/// to drop early: the mirror of [`Router::fire`]'s checks, restricted to
+/// what cannot change back (offer ids are never reused; a contact's
+/// `next_wake` returning to `at` comes with a timer of its own; so does a new
+/// wrap-up).
+fn dead_timers<'a>(
+    contacts: &'a Slab<Contact>,
+    agents: &'a Slab<Agent>,
+    offers: &'a Offers,
+) -> impl FnMut(Time, Timer) -> bool + 'a {
+    move |at, timer| match timer {
+        Timer::ContactWake { slot, gen } => contacts.get(slot).is_none_or(|c| c.gen != gen || c.next_wake != Some(at)),
+        Timer::OfferExpiry { offer } => offers.pending(offer).is_none(),
+        Timer::WrapUpEnd { agent_slot, contact } => {
+            agents.get(agent_slot).is_none_or(|a| !a.wrap_ups.iter().any(|w| w.contact == contact))
+        }
+    }
 }

@@ -755,3 +755,31 @@ fn reconfiguration_reranks_waiting_contacts_and_keeps_ids() {
     assert!(matches!(h.cmd(Command::Reconfigure(Box::new(renamed))), Err(CommandError::Invalid { .. })));
     assert_eq!(h.router.snapshot(), before);
 }
+
+/// Most offers end (answered, hung up) long before they would ring out, and
+/// most contacts leave before their next relaxation step: their timers are
+/// dropped along the way instead of being held until their time.
+#[test]
+fn ended_offers_and_departed_contacts_do_not_hold_timers() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].offer_timeout = Duration::from_secs(3600);
+    cfg.queues[1].relaxation =
+        vec![RelaxStep { after: Duration::from_secs(3600), action: RelaxAction::MinProficiencyAtMost(1) }];
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    for i in 1..=10_000 {
+        h.enqueue(contact(i, Q0, GOLD, &[(BILLING, 1)], &[]));
+        assert!(h.offer_of(i).is_some(), "contact {i} offered");
+        h.ok(Command::Abandon { contact: ContactId(i) });
+        // Needs more than the agent has until the relaxation step.
+        h.enqueue(contact(100_000 + i, Q1, GOLD, &[(BILLING, 9)], &[]));
+        h.ok(Command::Abandon { contact: ContactId(100_000 + i) });
+    }
+    assert!(h.router.timer_count() <= 4, "{} timers held", h.router.timer_count());
+    // The last of them still works: a ringing offer rings out at its time.
+    h.enqueue(contact(1, Q0, GOLD, &[(BILLING, 1)], &[]));
+    assert!(h.offer_of(1).is_some());
+    h.at(3600);
+    assert!(h.offer_of(1).is_none(), "the offer rang out");
+    assert!(matches!(h.state_of(1), Some(ContactViewState::Waiting { .. })), "and the contact is back in line");
+}
