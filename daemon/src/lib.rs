@@ -12,6 +12,7 @@
 //!   stream, and the dispatcher that fans events out to subscribers.
 //! - [`convert`]: protobuf ↔ core types; the only module that sees both.
 //! - [`tls`]: certificates and the rustls/quinn configuration.
+//! - [`host`]: what ccrd asks of the host (no transparent huge pages).
 //! - [`loopback`]: a ccrd in this process on ephemeral loopback ports (tests, benches, tools).
 //!
 //! - [`metrics`]: metric names, handles registered once, the `/metrics` page.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod core_thread;
+pub mod host;
 pub mod journal;
 pub mod loopback;
 pub mod metrics;

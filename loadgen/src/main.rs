@@ -155,6 +155,10 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `bench` and `demo` run a ccrd in this process.
+    if let Err(e) = ccr_daemon::host::opt_out_of_transparent_huge_pages() {
+        eprintln!("ccr-loadgen: could not opt out of transparent huge pages ({e}): expect rare stalls of a few ms");
+    }
     match Args::parse().command {
         Cmd::Simulate { scenario, seed, policy, outputs } => simulate(&scenario, seed, policy, outputs),
         Cmd::Run { scenario, addr, cert, server_name, client_cert, client_key, speed, duration, outputs } => {

@@ -68,6 +68,9 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = ccr_daemon::host::opt_out_of_transparent_huge_pages() {
+        tracing::warn!("could not opt out of transparent huge pages ({e}): expect rare stalls of a few ms");
+    }
     if let Some(Cmd::CheckConfig { file }) = &args.command {
         return match load(Some(file)) {
             Ok(c) => {
