@@ -191,6 +191,7 @@ struct RawJournal {
     fsync_interval: Option<Spanned<String>>,
     snapshot_interval: Option<Spanned<String>>,
     snapshot_bytes: Option<Spanned<u64>>,
+    segment_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -342,6 +343,14 @@ fn journal_config(c: &mut Checker<'_>, raw: &RawJournal) -> JournalConfig {
             "must be at least 1048576 (1 MiB)".into(),
         );
     }
+    let segment_bytes = raw.segment_bytes.as_ref().map_or(defaults.segment_bytes, |b| *b.get_ref());
+    if segment_bytes != 0 && segment_bytes < 1 << 20 {
+        c.problem(
+            "journal.segment_bytes".into(),
+            raw.segment_bytes.as_ref(),
+            "must be 0 (segments grow as written) or at least 1048576 (1 MiB)".into(),
+        );
+    }
     JournalConfig {
         enabled: raw.enabled.unwrap_or(true),
         options: JournalOptions {
@@ -352,6 +361,7 @@ fn journal_config(c: &mut Checker<'_>, raw: &RawJournal) -> JournalConfig {
                 defaults.snapshot_interval,
             ),
             snapshot_bytes,
+            segment_bytes,
         },
     }
 }
@@ -636,11 +646,12 @@ name = "a"
 
     #[test]
     fn journal_options_are_checked_with_their_line() {
-        let text = "[journal]\nfsync = \"sometimes\"\nsnapshot_bytes = 10\nsnapshot_interval = \"often\"\n\n[[queues]]\nname = \"a\"\n";
+        let text = "[journal]\nfsync = \"sometimes\"\nsnapshot_bytes = 10\nsnapshot_interval = \"often\"\nsegment_bytes = 4096\n\n[[queues]]\nname = \"a\"\n";
         let shown: Vec<String> = parse(text).unwrap_err().0.iter().map(ToString::to_string).collect();
         assert!(shown.iter().any(|p| p.starts_with("line 2: journal.fsync") && p.contains("always")), "{shown:#?}");
         assert!(shown.iter().any(|p| p.starts_with("line 3: journal.snapshot_bytes")), "{shown:#?}");
         assert!(shown.iter().any(|p| p.starts_with("line 4: journal.snapshot_interval")), "{shown:#?}");
+        assert!(shown.iter().any(|p| p.starts_with("line 5: journal.segment_bytes")), "{shown:#?}");
         let ok =
             parse("[journal]\nfsync = \"interval\"\nfsync_interval = \"5ms\"\n[[queues]]\nname = \"a\"\n").unwrap();
         assert_eq!(ok.journal.options.fsync, FsyncPolicy::Interval(Duration::from_millis(5)));

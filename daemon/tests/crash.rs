@@ -43,6 +43,8 @@ fsync = "always"
 # whole of the life before it.
 snapshot_interval = "1h"
 snapshot_bytes = 1073741824
+# Small zero-filled segments, so that kills land in them and across rotations.
+segment_bytes = 1048576
 
 [[queues]]
 name = "support"

@@ -39,12 +39,23 @@ fn keep_everything() -> JournalOptions {
         fsync: FsyncPolicy::Never,
         snapshot_interval: Duration::from_secs(86_400),
         snapshot_bytes: u64::MAX,
+        segment_bytes: 0,
     }
+}
+
+/// Small zero-filled segments, each synced: several fill in a short history.
+fn zero_filled_segments() -> JournalOptions {
+    JournalOptions { fsync: FsyncPolicy::Always, segment_bytes: 16 << 10, ..keep_everything() }
 }
 
 /// A snapshot at nearly every batch, with rotation and pruning each time.
 fn snapshot_often() -> JournalOptions {
-    JournalOptions { fsync: FsyncPolicy::Always, snapshot_interval: Duration::ZERO, snapshot_bytes: 1 }
+    JournalOptions {
+        fsync: FsyncPolicy::Always,
+        snapshot_interval: Duration::ZERO,
+        snapshot_bytes: 1,
+        segment_bytes: 0,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -297,6 +308,73 @@ fn a_flipped_bit_in_the_middle_stops_start_up_naming_file_and_offset() {
     let message = error.to_string();
     assert!(message.contains(&last.display().to_string()) && message.contains("not at the end"), "{message}");
     assert_eq!(std::fs::read(&last).unwrap(), bytes, "nothing was cut");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Enough commands to fill several 16 KiB segments.
+fn long_history() -> Vec<Step> {
+    let mut steps = history();
+    for c in 100..1_600 {
+        steps.push(Step::Command(Command::Enqueue(spec(c, 0, 0, 0, 1, None))));
+        steps.push(Step::Command(Command::Abandon { contact: ContactId(c) }));
+    }
+    steps
+}
+
+/// A segment written into zero-filled space is exactly that space's size.
+fn zero_filled(path: &Path) -> bool {
+    std::fs::metadata(path).unwrap().len() == 16 << 10
+}
+
+#[test]
+fn zero_filled_segments_are_written_into_and_recover_whole() {
+    let dir = temp_dir();
+    let (router, delivered, _) = live(&dir, zero_filled_segments(), Time::ZERO, &long_history());
+    let all = segments(&dir);
+    assert!(all.len() >= 3, "segments rotate as they fill: {all:?}");
+    assert!(all.iter().filter(|p| zero_filled(p)).count() >= 2, "records went into zero-filled space: {all:?}");
+    assert!(!dir.join("next-segment.tmp").exists(), "the unused spare is removed at shutdown");
+    let (recovered, replayed) = recover(&dir);
+    assert!(recovered.report.truncated.is_none(), "the zeros are not mistaken for a torn tail");
+    let report = ccr_daemon::journal::inspect::inspect(&dir).unwrap();
+    assert!(report.contains("zero-filled, not yet written") && !report.contains("damaged"), "{report}");
+    assert_eq!(replayed, delivered);
+    assert_eq!(state(&recovered.router), state(&router));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_record_zeroed_in_a_zero_filled_segment_stops_start_up() {
+    let dir = temp_dir();
+    live(&dir, zero_filled_segments(), Time::ZERO, &long_history());
+    let full = segments(&dir).into_iter().find(|p| zero_filled(p)).expect("a zero-filled segment");
+    let mut bytes = std::fs::read(&full).unwrap();
+    // Zero the second record: the records after it are still there.
+    let first_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
+    let second = 16 + 8 + first_len;
+    bytes[second..second + 8].fill(0);
+    std::fs::write(&full, &bytes).unwrap();
+    let error = expect_err(&dir);
+    assert!(matches!(error, JournalError::Corrupt { offset, .. } if offset == second as u64), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_torn_record_in_a_zero_filled_segment_is_cut_off() {
+    let dir = temp_dir();
+    let (_, delivered, _) = live(&dir, zero_filled_segments(), Time::ZERO, &long_history());
+    let (whole, _) = recover(&dir);
+    // Cut the last record short, as a crash in the middle of its write would.
+    let last = segments(&dir).pop().unwrap();
+    assert!(zero_filled(&last));
+    let mut bytes = std::fs::read(&last).unwrap();
+    let end = bytes.len() - bytes.iter().rev().take_while(|&&b| b == 0).count();
+    bytes[end - 5..end].fill(0);
+    std::fs::write(&last, &bytes).unwrap();
+    let (recovered, replayed) = recover(&dir);
+    assert!(recovered.report.truncated.is_some(), "the torn record is reported");
+    assert!(recovered.last_seq < whole.last_seq);
+    assert!(delivered.starts_with(&replayed), "what is left replays as it was");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -75,7 +75,12 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
             Some((a, b, s, e)) => format!("records {s}..={e}  {} → {}", clock(a), clock(b)),
             None => "no records".to_owned(),
         };
-        let _ = writeln!(out, "  first {first_seq:>12}  {} bytes  {records} records  {range}", bytes.len());
+        let unused = bytes.len() - offset;
+        let size = match damage {
+            None if unused > 0 => format!("{} bytes ({unused} zero-filled, not yet written)", bytes.len()),
+            _ => format!("{} bytes", bytes.len()),
+        };
+        let _ = writeln!(out, "  first {first_seq:>12}  {size}  {records} records  {range}");
         if let Some(damage) = damage {
             let _ = writeln!(out, "    {damage}");
         }

@@ -15,9 +15,11 @@
 //! Files in `<data dir>/journal/` (byte layout in [`format`]):
 //! - `snapshot-<seq>.snap`: the state after record `seq`. The two newest are
 //!   kept, so one damaged snapshot still leaves a way back.
-//! - `journal-<first seq>.wal`: records from `first seq` on. A new segment
-//!   starts after every snapshot and at every start; segments wholly covered
-//!   by the older kept snapshot are deleted.
+//! - `journal-<first seq>.wal`: records from `first seq` on, then zeros up
+//!   to `segment_bytes` (written ahead of need, see [`writer`]). A new
+//!   segment starts after every snapshot, at every start, and when one is
+//!   full; segments wholly covered by the older kept snapshot are deleted.
+//! - `next-segment.tmp`: the next segment while it is zero-filled.
 //!
 //! A fresh directory starts with a snapshot of the empty router at sequence 0.
 //! A restart appends a `Restart` record (new configuration and names, offers
@@ -94,6 +96,9 @@ pub struct JournalOptions {
     pub snapshot_interval: Duration,
     /// ...and whenever this many journal bytes were written since the last.
     pub snapshot_bytes: u64,
+    /// Segments are zero-filled to this size ahead of need, so that a sync
+    /// flushes only the records (0: segments grow as written).
+    pub segment_bytes: u64,
 }
 
 impl Default for JournalOptions {
@@ -102,6 +107,7 @@ impl Default for JournalOptions {
             fsync: FsyncPolicy::Always,
             snapshot_interval: Duration::from_secs(300),
             snapshot_bytes: 64 << 20,
+            segment_bytes: 64 << 20,
         }
     }
 }
@@ -142,6 +148,8 @@ pub struct Journal {
     buf: Vec<u8>,
     /// The sequence number of the last record appended.
     seq: u64,
+    /// The sequence number of the last record handed to the writer.
+    committed_seq: u64,
     options: JournalOptions,
     names: Names,
     to_writer: Option<Sender<ToWriter>>,
@@ -178,6 +186,11 @@ impl Journal {
         metrics: JournalMetrics,
     ) -> Result<Opened, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
+        // A spare being zero-filled when ccrd stopped: never a segment.
+        match std::fs::remove_file(writer::spare_path(dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(JournalError::io(dir, e)),
+            _ => {}
+        }
         let (router, seq, recovery, file) = match recovery::recover(dir)? {
             None => {
                 let router = Router::new(config.clone())
@@ -210,10 +223,11 @@ impl Journal {
         let (to_writer, rx) = crossbeam_channel::unbounded();
         let w = writer::Writer {
             dir: dir.to_owned(),
-            file,
+            segment: writer::Segment::growing(file).map_err(|e| JournalError::io(dir, e))?,
             policy: options.fsync,
             metrics: metrics.clone(),
             failed: failed.clone(),
+            segment_bytes: options.segment_bytes,
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| JournalError::io(dir, e))
@@ -227,6 +241,7 @@ impl Journal {
         let journal = Journal {
             buf: Vec::with_capacity(64 << 10),
             seq,
+            committed_seq: seq,
             options,
             names,
             to_writer: Some(to_writer),
@@ -278,9 +293,11 @@ impl Journal {
     pub fn commit(&mut self, release: Release) {
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(64 << 10));
         self.bytes_since_snapshot += bytes.len() as u64;
+        let first_seq = self.committed_seq + 1;
+        self.committed_seq = self.seq;
         if let Some(tx) = &self.to_writer {
             // A failed writer drops `release`: no acknowledgement goes out.
-            let _ = tx.send(ToWriter::Batch { bytes, release });
+            let _ = tx.send(ToWriter::Batch { first_seq, bytes, release });
         }
     }
 

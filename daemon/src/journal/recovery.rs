@@ -208,14 +208,14 @@ fn read_segments_inner(
     tx: &crossbeam_channel::Sender<Chunk>,
 ) -> Result<(), JournalError> {
     let hung_up = |_| JournalError::Incompatible("recovery stopped".into());
-    // The journal's end is the last segment holding more than a header:
-    // segments after it hold no record (a crash while rotating can leave
-    // one), and damage can only be a torn tail in that one.
-    let sizes: Vec<u64> = segments
+    // The journal's end is the last segment holding anything after its
+    // header: segments after it hold no record (a crash while rotating can
+    // leave one), and damage can only be a torn tail in that one.
+    let written: Vec<bool> = segments
         .iter()
-        .map(|(_, path)| fs::metadata(path).map(|m| m.len()).map_err(|e| JournalError::io(path, e)))
+        .map(|(_, path)| written_past_header(path).map_err(|e| JournalError::io(path, e)))
         .collect::<Result<_, _>>()?;
-    let end = sizes.iter().rposition(|&len| len > format::SEGMENT_HEADER_LEN as u64).unwrap_or(0);
+    let end = written.iter().rposition(|&w| w).unwrap_or(0);
     let mut next_seq = from;
     for (i, (first_seq, path)) in segments.iter().enumerate() {
         let last = i >= end;
@@ -293,6 +293,14 @@ fn read_segments_inner(
         }
     }
     Ok(())
+}
+
+/// Whether a segment holds a byte other than zero after its header (its
+/// space may be preallocated, so its length does not tell).
+fn written_past_header(path: &Path) -> std::io::Result<bool> {
+    let mut first = Vec::new();
+    File::open(path)?.take((format::SEGMENT_HEADER_LEN + format::RECORD_HEADER_LEN) as u64).read_to_end(&mut first)?;
+    Ok(!format::is_unwritten(first.get(format::SEGMENT_HEADER_LEN..).unwrap_or_default()))
 }
 
 /// Whether an intact record continuing the sequence lies anywhere after the

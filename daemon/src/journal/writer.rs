@@ -5,16 +5,25 @@
 //! Group commit falls out of the loop: while one `fdatasync` runs, the
 //! routing thread keeps deciding and sends more batches; the next round
 //! writes all of them and one `fdatasync` covers them all.
+//!
+//! Segments are written into space zero-filled ahead of need. Appending to
+//! a growing file changes its size, so each `fdatasync` must also commit the
+//! file system's own journal: a second write and cache flush, and with it
+//! whatever metadata other files dirtied meanwhile. Overwriting blocks that
+//! already exist leaves only the data to flush. A helper thread writes the
+//! next segment's zeros while the current one fills (`Spares`).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use tracing::error;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use tracing::{error, warn};
 
 use super::format;
 use super::{FsyncPolicy, JournalError, JournalMetrics};
@@ -23,8 +32,9 @@ use super::{FsyncPolicy, JournalError, JournalMetrics};
 pub type Release = Box<dyn FnOnce() + Send>;
 
 pub enum ToWriter {
-    /// Records (whole, in sequence) and what to release after them.
-    Batch { bytes: Vec<u8>, release: Release },
+    /// Records (whole, in sequence, the first numbered `first_seq`) and what
+    /// to release after them.
+    Batch { first_seq: u64, bytes: Vec<u8>, release: Release },
     /// Close the current segment (durably) and start one at `first_seq`.
     Rotate { first_seq: u64 },
 }
@@ -51,26 +61,53 @@ pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| JournalError::io(dir, e))
 }
 
+/// The segment being written.
+pub struct Segment {
+    file: File,
+    /// Bytes in the file so far, header included.
+    written: u64,
+    /// Bytes zero-filled ahead of the writes (0: the file grows as written).
+    capacity: u64,
+}
+
+impl Segment {
+    /// A segment that grows as it is written.
+    pub fn growing(file: File) -> Result<Segment, std::io::Error> {
+        let written = file.metadata()?.len();
+        Ok(Segment { file, written, capacity: 0 })
+    }
+
+    fn has_room(&self, bytes: usize) -> bool {
+        self.written + bytes as u64 <= self.capacity
+    }
+}
+
 pub struct Writer {
     pub dir: PathBuf,
-    pub file: File,
+    pub segment: Segment,
     pub policy: FsyncPolicy,
     pub metrics: JournalMetrics,
     /// Set when a write or sync failed: nothing more is acknowledged.
     pub failed: Arc<AtomicBool>,
+    /// Size of the zero-filled segments (0: segments grow as written).
+    pub segment_bytes: u64,
 }
 
 impl Writer {
     /// Runs until every sender is gone. On an I/O error it stops releasing:
     /// callers get no acknowledgement for what may not be durable.
     pub fn run(mut self, rx: Receiver<ToWriter>) {
-        if let Err(e) = self.serve(&rx) {
+        let mut spares = match self.segment_bytes {
+            0 => None,
+            _ => Spares::start(&self.dir).map_err(|e| warn!(error = %e, "journal segments will grow as written")).ok(),
+        };
+        if let Err(e) = self.serve(&rx, &mut spares) {
             error!(error = %e, "journal write failed: ccrd stops acknowledging commands");
             self.failed.store(true, Ordering::Release);
         }
     }
 
-    fn serve(&mut self, rx: &Receiver<ToWriter>) -> Result<(), JournalError> {
+    fn serve(&mut self, rx: &Receiver<ToWriter>, spares: &mut Option<Spares>) -> Result<(), JournalError> {
         let mut held: Vec<Release> = Vec::new();
         let mut dirty = false;
         let mut last_sync = Instant::now();
@@ -90,18 +127,26 @@ impl Writer {
             };
             for message in first.into_iter().chain(rx.try_iter()) {
                 match message {
-                    ToWriter::Batch { bytes, release } => {
-                        self.file.write_all(&bytes).map_err(|e| self.error(e))?;
+                    ToWriter::Batch { first_seq, bytes, release } => {
+                        // Into zero-filled space once there is some: a growing
+                        // segment, or a full one, gives way to a ready spare.
+                        if !self.segment.has_room(bytes.len()) {
+                            if let Some(spare) = spares.as_mut().and_then(Spares::take) {
+                                self.rotate(first_seq, Some(spare))?;
+                            }
+                        }
+                        self.segment.file.write_all(&bytes).map_err(|e| self.error(e))?;
+                        self.segment.written += bytes.len() as u64;
                         self.metrics.bytes.increment(bytes.len() as u64);
                         dirty = true;
                         held.push(release);
+                        if let Some(spares) = spares.as_mut() {
+                            self.prepare_next(spares);
+                        }
                     }
                     ToWriter::Rotate { first_seq } => {
-                        if self.policy != FsyncPolicy::Never {
-                            self.sync()?;
-                        }
+                        self.rotate(first_seq, spares.as_mut().and_then(Spares::take))?;
                         dirty = false;
-                        self.file = create_segment(&self.dir, first_seq)?;
                     }
                 }
             }
@@ -123,9 +168,37 @@ impl Writer {
         }
     }
 
+    /// Asks for the next zero-filled segment early enough that it is ready
+    /// when this one is full: at half of a zero-filled segment, or once a
+    /// growing one shows real traffic (a journal that sees little never
+    /// spends the space).
+    fn prepare_next(&self, spares: &mut Spares) {
+        let due = match self.segment.capacity {
+            0 => self.segment.written >= self.segment_bytes / 64,
+            capacity => self.segment.written >= capacity / 2,
+        };
+        if due {
+            spares.request(self.segment_bytes);
+        }
+    }
+
+    /// Makes the current segment durable (the records held for release are
+    /// in it) and starts the next at `first_seq`: in `spare` if there is
+    /// one, else in a new file that grows as written.
+    fn rotate(&mut self, first_seq: u64, spare: Option<File>) -> Result<(), JournalError> {
+        if self.policy != FsyncPolicy::Never {
+            self.sync()?;
+        }
+        self.segment = match spare {
+            Some(file) => install_spare(&self.dir, file, first_seq)?,
+            None => Segment::growing(create_segment(&self.dir, first_seq)?).map_err(|e| self.error(e))?,
+        };
+        Ok(())
+    }
+
     fn sync(&mut self) -> Result<(), JournalError> {
         let started = Instant::now();
-        self.file.sync_data().map_err(|e| self.error(e))?;
+        self.segment.file.sync_data().map_err(|e| self.error(e))?;
         self.metrics.fsync.record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -133,4 +206,123 @@ impl Writer {
     fn error(&self, e: std::io::Error) -> JournalError {
         JournalError::io(&self.dir, e)
     }
+}
+
+/// Where the next segment is zero-filled before it gets its name.
+pub fn spare_path(dir: &Path) -> PathBuf {
+    dir.join("next-segment.tmp")
+}
+
+/// Turns a zero-filled spare into the segment starting at `first_seq`: its
+/// header is made durable before the rename, so a segment's name never
+/// points at a file without one.
+fn install_spare(dir: &Path, mut file: File, first_seq: u64) -> Result<Segment, JournalError> {
+    let spare = spare_path(dir);
+    let path = format::segment_path(dir, first_seq);
+    let header = format::segment_header(first_seq);
+    let capacity = file
+        .write_all_at(&header, 0)
+        .and_then(|_| file.sync_data())
+        .and_then(|_| file.seek(SeekFrom::Start(header.len() as u64)))
+        .and_then(|_| file.metadata())
+        .map_err(|e| JournalError::io(&spare, e))?
+        .len();
+    fs::rename(&spare, &path).map_err(|e| JournalError::io(&path, e))?;
+    sync_dir(dir)?;
+    Ok(Segment { file, written: header.len() as u64, capacity })
+}
+
+/// Zero-filled segment files, made one at a time on a helper thread.
+struct Spares {
+    requests: Option<Sender<u64>>,
+    ready: Receiver<std::io::Result<File>>,
+    /// A spare was asked for and not yet taken.
+    pending: bool,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Spares {
+    fn start(dir: &Path) -> std::io::Result<Spares> {
+        let (requests, jobs) = crossbeam_channel::bounded::<u64>(1);
+        let (done, ready) = crossbeam_channel::bounded(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (dir, halt) = (dir.to_owned(), stop.clone());
+        let thread = std::thread::Builder::new().name("ccr-prealloc".into()).spawn(move || {
+            for size in jobs {
+                match zero_fill(&spare_path(&dir), size, &halt) {
+                    Ok(None) => return,
+                    Ok(Some(file)) => {
+                        let _ = done.send(Ok(file));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                }
+            }
+        })?;
+        Ok(Spares { requests: Some(requests), ready, pending: false, stop, thread: Some(thread) })
+    }
+
+    fn request(&mut self, size: u64) {
+        if !self.pending {
+            if let Some(requests) = &self.requests {
+                self.pending = requests.send(size).is_ok();
+            }
+        }
+    }
+
+    /// The spare, if it is ready.
+    fn take(&mut self) -> Option<File> {
+        match self.ready.try_recv() {
+            Ok(Ok(file)) => {
+                self.pending = false;
+                Some(file)
+            }
+            Ok(Err(e)) => {
+                // Keep `pending`: no more spares are asked for.
+                warn!(error = %e, "could not prepare the next journal segment; segments grow as written");
+                self.requests = None;
+                None
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
+        }
+    }
+}
+
+impl Drop for Spares {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes `size` bytes of zeros to a new file at `path` and makes them
+/// durable, paced: one MiB per flush and a pause after each, so that the
+/// spare never holds the disk for long against the journal's own syncs
+/// (64 MiB take about a second; the spare is asked for half a segment
+/// ahead). `None` if `stop` was raised meanwhile (the file is removed).
+fn zero_fill(path: &Path, size: u64, stop: &AtomicBool) -> std::io::Result<Option<File>> {
+    const CHUNK: usize = 1 << 20;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
+    let zeros = vec![0; CHUNK];
+    let mut written = 0u64;
+    while written < size {
+        if stop.load(Ordering::Acquire) {
+            drop(file);
+            let _ = fs::remove_file(path);
+            return Ok(None);
+        }
+        let n = (size - written).min(CHUNK as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        file.sync_data()?;
+        written += n as u64;
+        std::thread::sleep(PAUSE);
+    }
+    file.sync_all()?;
+    Ok(Some(file))
 }
