@@ -16,7 +16,7 @@ use std::time::Instant;
 use ccr_benches::scenarios::{Mixed, Workload};
 use ccr_benches::Shape;
 use ccr_daemon::journal::format::{self, InputRef};
-use ccr_daemon::journal::{recovery, write_snapshot, Names};
+use ccr_daemon::journal::{recovery, write_snapshot, JournalOptions, Names};
 
 ccr_benches::use_ccrd_allocator!();
 
@@ -70,6 +70,17 @@ fn main() {
         }
     }
     segment.write_all(&buf).unwrap();
+    // As ccrd leaves it: the rest of the zero-filled segment after the last
+    // record (read and checked by recovery like the records).
+    let written = segment.get_ref().metadata().unwrap().len() + segment.buffer().len() as u64;
+    let segment_bytes = JournalOptions::default().segment_bytes;
+    let zeros = vec![0; 1 << 20];
+    let mut pad = written.next_multiple_of(segment_bytes) - written;
+    while pad > 0 {
+        let n = pad.min(zeros.len() as u64);
+        segment.write_all(&zeros[..n as usize]).unwrap();
+        pad -= n;
+    }
     segment.flush().unwrap();
     drop(segment);
     let bytes: u64 = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
