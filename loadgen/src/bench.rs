@@ -36,6 +36,8 @@ offer_timeout = "1h"
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub start_rate: f64,
+    /// No search: hold `start_rate`.
+    pub hold: bool,
     pub step: f64,
     pub max_rate: f64,
     pub step_time: Duration,

@@ -117,6 +117,10 @@ enum Cmd {
         /// Chat agents (255 contacts each).
         #[arg(long, default_value_t = 200)]
         agents: u64,
+        /// No search: hold this rate for --sustain (after the warm-up at
+        /// it) and judge it against --p99. Checks a target rate directly.
+        #[arg(long, conflicts_with_all = ["start_rate", "step", "max_rate", "step_time"])]
+        hold: Option<f64>,
     },
     /// Start a ccrd on a free loopback port, replay the sample day of a bank
     /// at high speed, print the report, stop the daemon.
@@ -178,9 +182,26 @@ fn main() -> anyhow::Result<()> {
             live_report(&s, &target, &options, &outputs)
         }
         Cmd::Demo { speed } => demo(speed),
-        Cmd::Bench { addr, cert, fsync, start_rate, step, max_rate, step_time, warm_up, sustain, p99, agents } => {
+        Cmd::Bench {
+            addr,
+            cert,
+            fsync,
+            start_rate,
+            step,
+            max_rate,
+            step_time,
+            warm_up,
+            sustain,
+            p99,
+            agents,
+            hold,
+        } => {
+            if hold.is_some_and(|rate| !(rate > 0.0 && rate.is_finite())) {
+                bail!("--hold must be a rate above zero");
+            }
             let options = bench::BenchOptions {
-                start_rate,
+                start_rate: hold.unwrap_or(start_rate),
+                hold: hold.is_some(),
                 step,
                 max_rate,
                 step_time: step_time.into(),
@@ -375,10 +396,17 @@ async fn capacity(
         let warm = b.step(options.start_rate, options.warm_up).await;
         println!("warm-up, not judged:\n{}\n{}", bench::HEADER, warm.line());
     }
-    println!("search: {} s a step, p99 limit {:?}\n{}", options.step_time.as_secs(), options.p99_limit, bench::HEADER);
-    let mut best = None;
+    let mut best = options.hold.then_some(options.start_rate);
+    if !options.hold {
+        println!(
+            "search: {} s a step, p99 limit {:?}\n{}",
+            options.step_time.as_secs(),
+            options.p99_limit,
+            bench::HEADER
+        );
+    }
     let mut rate = options.start_rate;
-    while rate <= options.max_rate {
+    while !options.hold && rate <= options.max_rate {
         let step = b.step(rate, options.step_time).await;
         println!("{}", step.line());
         if !step.passed(options.p99_limit) {
@@ -389,12 +417,13 @@ async fn capacity(
     }
     let result = match best {
         Some(rate) => {
-            println!("holding {rate:.0}/s for {} s:", options.sustain.as_secs());
+            println!("holding {rate:.0}/s for {} s, p99 limit {:?}:", options.sustain.as_secs(), options.p99_limit);
             let held = b.step(rate, options.sustain).await;
             println!("{}\n{}", bench::HEADER, held.line());
             let verdict = if held.passed(options.p99_limit) { "sustained" } else { "NOT sustained" };
+            let which = if options.hold { "rate" } else { "highest rate" };
             println!(
-                "highest rate {verdict}: {rate:.0} contacts/s for {} s, p99 arrival→offer {:.3} ms (bare echo p50 {:.3} ms)",
+                "{which} {verdict}: {rate:.0} contacts/s for {} s, p99 arrival→offer {:.3} ms (bare echo p50 {:.3} ms)",
                 options.sustain.as_secs(),
                 held.p99.as_secs_f64() * 1000.0,
                 echo_p50.as_secs_f64() * 1000.0
