@@ -34,8 +34,8 @@ struct Outputs {
     /// Write HdrHistogram percentile files of the waits here.
     #[arg(long)]
     hgrm: Option<PathBuf>,
-    /// Draw SVG charts here: waits by tier, contacts waiting over time
-    /// (simulate), service level by hour.
+    /// Draw charts here, each as SVG and PNG: waits by tier, contacts
+    /// waiting over time (simulate), service level by hour.
     #[arg(long)]
     plot: Option<PathBuf>,
 }

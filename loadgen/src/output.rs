@@ -1,5 +1,5 @@
 //! A report's other forms: JSON (an interface: field names documented in
-//! loadgen/README.md), HdrHistogram percentile files, and SVG charts.
+//! loadgen/README.md), HdrHistogram percentile files, and charts (SVG and PNG).
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
@@ -109,42 +110,81 @@ pub fn write_hgrm(dir: &Path, prefix: &str, report: &Report) -> anyhow::Result<(
     Ok(())
 }
 
-/// Three charts: wait distribution by tier, waiting contacts over time,
-/// service level hour by hour.
+/// Three charts, each as SVG and as PNG: wait distribution by tier,
+/// waiting contacts over time, service level hour by hour.
 pub fn write_plots(dir: &Path, prefix: &str, run: &Run, report: &Report, tiers: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
-    wait_cdf(&dir.join(format!("{prefix}wait-by-tier.svg")), report, tiers)?;
-    waiting_over_time(&dir.join(format!("{prefix}waiting-over-time.svg")), run)?;
-    service_level_by_hour(&dir.join(format!("{prefix}service-level-by-hour.svg")), run, report)?;
+    register_font();
+    save(&dir.join(format!("{prefix}wait-by-tier")), &WaitsByTier::new(report, tiers)?)?;
+    save(&dir.join(format!("{prefix}waiting-over-time")), &WaitingOverTime::new(run))?;
+    save(&dir.join(format!("{prefix}service-level-by-hour")), &ServiceLevelByHour::new(run, report))?;
     Ok(())
+}
+
+/// The charts' one typeface, built in so that a PNG renders the same on any
+/// machine, fonts installed or not (DejaVu Sans: `loadgen/assets/`).
+fn register_font() {
+    static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .unwrap_or_else(|_| unreachable!("the built-in font parses"));
+    });
+}
+
+const SIZE: (u32, u32) = (900, 540);
+
+/// A chart that can be drawn on any plotters backend.
+trait Plot {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>;
+}
+
+/// Writes `<stem>.svg` and `<stem>.png`.
+fn save(stem: &Path, plot: &impl Plot) -> anyhow::Result<()> {
+    let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
+    let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+    plot.draw(&root).and_then(|_| root.present().map_err(chart_error)).with_context(|| svg.display().to_string())?;
+    let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+    plot.draw(&root).and_then(|_| root.present().map_err(chart_error)).with_context(|| png.display().to_string())
 }
 
 fn chart_error(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e}")
 }
 
-fn wait_cdf(path: &Path, report: &Report, tiers: &[String]) -> anyhow::Result<()> {
-    // All queues together, one line per tier.
-    let mut per_tier: Vec<(String, Histogram<u64>)> = Vec::new();
-    for tier in tiers {
-        let mut h = Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("bounds");
-        for (_, _, f) in report.rows.iter().filter(|(_, t, _)| t == tier) {
-            h.add(&f.waits).map_err(chart_error)?;
+/// All queues together, one line per tier: the share answered within x.
+struct WaitsByTier {
+    per_tier: Vec<(String, Histogram<u64>)>,
+    max: f64,
+}
+
+impl WaitsByTier {
+    fn new(report: &Report, tiers: &[String]) -> anyhow::Result<Self> {
+        let mut per_tier = Vec::new();
+        for tier in tiers {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("bounds");
+            for (_, _, f) in report.rows.iter().filter(|(_, t, _)| t == tier) {
+                h.add(&f.waits).map_err(chart_error)?;
+            }
+            if !h.is_empty() {
+                per_tier.push((tier.clone(), h));
+            }
         }
-        if !h.is_empty() {
-            per_tier.push((tier.clone(), h));
-        }
+        let max = per_tier.iter().map(|(_, h)| h.value_at_quantile(0.99) as f64 / 1e6).fold(1.0, f64::max);
+        Ok(WaitsByTier { per_tier, max })
     }
-    let max = per_tier.iter().map(|(_, h)| h.value_at_quantile(0.99) as f64 / 1e6).fold(1.0, f64::max);
-    let caption = "Answered waits by tier (share answered within x)";
-    chart(path, caption, ("wait (s)", 0.0..max), ("share answered", 0.0..1.0), |chart| {
-        for (i, (tier, h)) in per_tier.iter().enumerate() {
+}
+
+impl Plot for WaitsByTier {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let caption = "Answered waits by tier (share answered within x)";
+        let mut chart = chart(root, caption, ("wait (s)", 0.0..self.max), ("share answered", 0.0..1.0))?;
+        for (i, (tier, h)) in self.per_tier.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             let points: Vec<(f64, f64)> = (0..=200)
                 .map(|k| {
-                    let x = max * f64::from(k) / 200.0;
-                    let below = count_to(h, (x * 1e6) as u64) as f64 / h.len() as f64;
-                    (x, below)
+                    let x = self.max * f64::from(k) / 200.0;
+                    (x, count_to(h, (x * 1e6) as u64) as f64 / h.len() as f64)
                 })
                 .collect();
             chart
@@ -154,61 +194,85 @@ fn wait_cdf(path: &Path, report: &Report, tiers: &[String]) -> anyhow::Result<()
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
         chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(chart_error)
-    })
+    }
 }
 
-fn waiting_over_time(path: &Path, run: &Run) -> anyhow::Result<()> {
-    let hours: Vec<(f64, f64)> =
-        run.waiting.iter().map(|(t, n)| (t.as_micros() as f64 / 3.6e9, f64::from(*n))).collect();
-    let (x_max, y_max) = hours.iter().fold((1.0f64, 1.0f64), |(x, y), (a, b)| (x.max(*a), y.max(*b)));
-    chart(path, "Contacts waiting", ("hour of the run", 0.0..x_max), ("waiting", 0.0..y_max * 1.1), |chart| {
-        chart.draw_series(LineSeries::new(hours, BLUE.stroke_width(2))).map_err(chart_error)?;
-        Ok(())
-    })
+/// Contacts waiting, by hour of the run.
+struct WaitingOverTime {
+    hours: Vec<(f64, f64)>,
 }
 
-fn service_level_by_hour(path: &Path, run: &Run, report: &Report) -> anyhow::Result<()> {
-    // Contacts by the hour they arrived in, all queues, each against its
-    // queue's threshold.
-    let hours = (run.duration.as_secs() / 3600).max(1) as usize;
-    let mut buckets: Vec<Vec<&crate::sim::ContactRecord>> = vec![Vec::new(); hours];
-    for c in &run.contacts {
-        let h = (c.arrival.as_micros() / 3_600_000_000) as usize;
-        if let Some(b) = buckets.get_mut(h) {
-            b.push(c);
+impl WaitingOverTime {
+    fn new(run: &Run) -> Self {
+        WaitingOverTime {
+            hours: run.waiting.iter().map(|(t, n)| (t.as_micros() as f64 / 3.6e9, f64::from(*n))).collect(),
         }
     }
-    let points: Vec<(f64, f64)> = buckets
-        .iter()
-        .enumerate()
-        .filter_map(|(h, b)| {
-            let counted = b.iter().filter(|c| c.answered.is_some() || matches!(c.abandoned, Some((_, false)))).count();
-            let in_time =
-                b.iter().filter(|c| c.answered.is_some_and(|w| w <= report.thresholds[usize::from(c.queue.0)])).count();
-            (counted > 0).then(|| (h as f64 + 0.5, in_time as f64 / counted as f64))
-        })
-        .collect();
-    let caption = "Service level by hour of arrival (all queues)";
-    chart(path, caption, ("hour", 0.0..hours as f64), ("service level", 0.0..1.0), |chart| {
-        chart.draw_series(LineSeries::new(points.clone(), GREEN.stroke_width(2))).map_err(chart_error)?;
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, GREEN.filled()))).map_err(chart_error)?;
-        Ok(())
-    })
 }
 
-type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+impl Plot for WaitingOverTime {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let (x_max, y_max) = self.hours.iter().fold((1.0f64, 1.0f64), |(x, y), (a, b)| (x.max(*a), y.max(*b)));
+        let mut chart =
+            chart(root, "Contacts waiting", ("hour of the run", 0.0..x_max), ("waiting", 0.0..y_max * 1.1))?;
+        chart.draw_series(LineSeries::new(self.hours.clone(), BLUE.stroke_width(2))).map_err(chart_error)?;
+        Ok(())
+    }
+}
 
-/// One 900×540 SVG chart with its caption and axes; `draw` adds the series.
-fn chart(
-    path: &Path,
+/// Contacts by the hour they arrived in, all queues, each against its
+/// queue's threshold.
+struct ServiceLevelByHour {
+    hours: usize,
+    points: Vec<(f64, f64)>,
+}
+
+impl ServiceLevelByHour {
+    fn new(run: &Run, report: &Report) -> Self {
+        let hours = (run.duration.as_secs() / 3600).max(1) as usize;
+        let mut buckets: Vec<Vec<&crate::sim::ContactRecord>> = vec![Vec::new(); hours];
+        for c in &run.contacts {
+            let h = (c.arrival.as_micros() / 3_600_000_000) as usize;
+            if let Some(b) = buckets.get_mut(h) {
+                b.push(c);
+            }
+        }
+        let points = buckets
+            .iter()
+            .enumerate()
+            .filter_map(|(h, b)| {
+                let counted =
+                    b.iter().filter(|c| c.answered.is_some() || matches!(c.abandoned, Some((_, false)))).count();
+                let in_time = b
+                    .iter()
+                    .filter(|c| c.answered.is_some_and(|w| w <= report.thresholds[usize::from(c.queue.0)]))
+                    .count();
+                (counted > 0).then(|| (h as f64 + 0.5, in_time as f64 / counted as f64))
+            })
+            .collect();
+        ServiceLevelByHour { hours, points }
+    }
+}
+
+impl Plot for ServiceLevelByHour {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let caption = "Service level by hour of arrival (all queues)";
+        let mut chart = chart(root, caption, ("hour", 0.0..self.hours as f64), ("service level", 0.0..1.0))?;
+        chart.draw_series(LineSeries::new(self.points.clone(), GREEN.stroke_width(2))).map_err(chart_error)?;
+        chart.draw_series(self.points.iter().map(|&p| Circle::new(p, 3, GREEN.filled()))).map_err(chart_error)?;
+        Ok(())
+    }
+}
+
+/// A white chart with its caption and axes, ready for series.
+fn chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
     caption: &str,
     (x_desc, x): (&str, std::ops::Range<f64>),
     (y_desc, y): (&str, std::ops::Range<f64>),
-    draw: impl FnOnce(&mut Chart<'_>) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+) -> anyhow::Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
     root.fill(&WHITE).map_err(chart_error)?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
@@ -216,6 +280,5 @@ fn chart(
         .build_cartesian_2d(x, y)
         .map_err(chart_error)?;
     chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(chart_error)?;
-    draw(&mut chart)?;
-    root.present().map_err(chart_error)
+    Ok(chart)
 }

@@ -113,3 +113,30 @@ skills = { billing = 11 }
         assert!(all.contains(field), "{field} missing from:\n{all}");
     }
 }
+
+#[test]
+fn charts_are_drawn_as_svg_and_png_with_their_text() {
+    let s = bank();
+    let run = sim::simulate(&s).unwrap();
+    let dir = std::env::temp_dir().join(format!("ccr-plots-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    ccr_loadgen::output::write_plots(&dir, "day-", &run, &report(&s, &run), &s.ccrd.catalog.tiers).unwrap();
+    for (chart, caption) in [
+        ("wait-by-tier", "Answered waits by tier"),
+        ("waiting-over-time", "Contacts waiting"),
+        ("service-level-by-hour", "Service level by hour"),
+    ] {
+        let svg = std::fs::read_to_string(dir.join(format!("day-{chart}.svg"))).unwrap();
+        assert!(svg.contains(caption), "{chart}.svg carries its caption");
+        let png = std::fs::read(dir.join(format!("day-{chart}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{chart}.png is a PNG");
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+        let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+        assert_eq!((width, height), (900, 540));
+        // Drawn, not blank: a white canvas compresses to almost nothing.
+        assert!(png.len() > 10_000, "{chart}.png holds a chart ({} bytes)", png.len());
+    }
+    let tiers = std::fs::read_to_string(dir.join("day-wait-by-tier.svg")).unwrap();
+    assert!(s.ccrd.catalog.tiers.iter().all(|t| tiers.contains(t.as_str())), "one line per tier, labelled");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
