@@ -131,17 +131,20 @@ pub enum Decoded {
 /// space zero-filled ahead of need (see `writer.rs`), and no record starts
 /// with a zero length.
 pub fn decode_record(bytes: &[u8]) -> Decoded {
-    if is_unwritten(bytes) {
-        return Decoded::Eof;
+    // Only a zero header can start the unwritten rest: the whole rest is
+    // checked then, once per segment, not for every record.
+    if bytes[..bytes.len().min(RECORD_HEADER_LEN)].iter().all(|&b| b == 0) {
+        return if is_unwritten(bytes) {
+            Decoded::Eof
+        } else {
+            Decoded::Corrupt("a zeroed record header with data after it")
+        };
     }
     if bytes.len() < RECORD_HEADER_LEN {
         return Decoded::Truncated;
     }
     let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    if len == 0 && crc == 0 {
-        return Decoded::Corrupt("a zeroed record header with data after it");
-    }
     if len == 0 || len > MAX_RECORD_LEN {
         return Decoded::Corrupt("record length out of range");
     }

@@ -306,9 +306,11 @@ fn written_past_header(path: &Path) -> std::io::Result<bool> {
 /// Whether an intact record continuing the sequence lies anywhere after the
 /// damage at `from`: then the damage is in the middle, not a torn tail.
 fn any_record_after(bytes: &[u8], from: usize, expected: u64) -> bool {
-    (from + 1..bytes.len()).any(|at| match format::decode_record(&bytes[at..]) {
-        Decoded::Record(entry, _) => entry.seq >= expected,
-        _ => false,
+    // No record has a length of zero: offsets where one would be read (the
+    // zero-filled rest of a segment, above all) are skipped without decoding.
+    (from + 1..bytes.len()).any(|at| {
+        bytes.get(at..at + 4).is_some_and(|len| len != [0; 4])
+            && matches!(format::decode_record(&bytes[at..]), Decoded::Record(entry, _) if entry.seq >= expected)
     })
 }
 
@@ -348,4 +350,33 @@ pub fn restart(router: &mut Router, now: ccr_core::Time, config: ccr_core::Route
     }
     router.handle(now, Command::Restart).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccr_core::{AgentId, OfferId, Time};
+
+    fn record(seq: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let command = Command::Accept { agent: AgentId(1), offer: OfferId(seq) };
+        format::encode_record(&mut out, seq, Time::from_secs(seq), format::InputRef::Command(&command));
+        out
+    }
+
+    /// A torn record in a zero-filled segment is followed by megabytes of
+    /// zeros: the search for records after the damage skips them in one pass
+    /// (decoding at every offset would read the whole rest each time).
+    #[test]
+    fn the_search_past_damage_skips_a_long_zero_fill_and_still_finds_a_record() {
+        let mut bytes = record(7);
+        let torn = bytes.len() - 3;
+        bytes.truncate(torn);
+        bytes.resize(16 << 20, 0);
+        assert!(!any_record_after(&bytes, 0, 7), "nothing but zeros after the torn record");
+        let at = bytes.len() - 4096;
+        let later = record(8);
+        bytes[at..at + later.len()].copy_from_slice(&later);
+        assert!(any_record_after(&bytes, 0, 7), "a record after the zeros makes it damage in the middle");
+    }
 }

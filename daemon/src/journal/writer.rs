@@ -129,8 +129,10 @@ impl Writer {
                 match message {
                     ToWriter::Batch { first_seq, bytes, release } => {
                         // Into zero-filled space once there is some: a growing
-                        // segment, or a full one, gives way to a ready spare.
-                        if !self.segment.has_room(bytes.len()) {
+                        // segment, or a full one, gives way to a ready spare
+                        // (named after the batch's first record: not for a
+                        // batch without records).
+                        if !bytes.is_empty() && !self.segment.has_room(bytes.len()) {
                             if let Some(spare) = spares.as_mut().and_then(Spares::take) {
                                 self.rotate(first_seq, Some(spare))?;
                             }
