@@ -43,10 +43,11 @@ pub enum Name {
     JournalFsyncSeconds,
     JournalSnapshotAgeSeconds,
     RecoveryDurationSeconds,
+    CoreTimers,
 }
 
 impl Name {
-    pub const ALL: [Name; 16] = [
+    pub const ALL: [Name; 17] = [
         Name::QueueWaitSeconds,
         Name::RoutingDecisionSeconds,
         Name::RpcDurationSeconds,
@@ -63,6 +64,7 @@ impl Name {
         Name::JournalFsyncSeconds,
         Name::JournalSnapshotAgeSeconds,
         Name::RecoveryDurationSeconds,
+        Name::CoreTimers,
     ];
 
     /// The HELP text of the metric.
@@ -86,6 +88,9 @@ impl Name {
             Name::RecoveryDurationSeconds => {
                 "Time the last start spent loading the snapshot and replaying the journal."
             }
+            Name::CoreTimers => {
+                "Wake-ups the routing core holds (offer expiries, relaxation steps, callbacks, wrap-ups)."
+            }
         }
     }
 
@@ -107,6 +112,7 @@ impl Name {
             Name::JournalFsyncSeconds => "ccr_journal_fsync_seconds",
             Name::JournalSnapshotAgeSeconds => "ccr_journal_snapshot_age_seconds",
             Name::RecoveryDurationSeconds => "ccr_recovery_duration_seconds",
+            Name::CoreTimers => "ccr_core_timers",
         }
     }
 }
@@ -176,6 +182,7 @@ pub struct Metrics {
     pub journal_fsync: Histogram,
     pub snapshot_age: Gauge,
     pub recovery_duration: Gauge,
+    pub core_timers: Gauge,
 }
 
 impl Metrics {
@@ -273,6 +280,7 @@ impl Metrics {
             (counter(Name::JournalBytesTotal, &[]), histogram(Name::JournalFsyncSeconds, &[]));
         let (snapshot_age, recovery_duration) =
             (gauge(Name::JournalSnapshotAgeSeconds, &[]), gauge(Name::RecoveryDurationSeconds, &[]));
+        let core_timers = gauge(Name::CoreTimers, &[]);
         Arc::new(Metrics {
             recorder,
             handle,
@@ -288,6 +296,7 @@ impl Metrics {
             journal_fsync,
             snapshot_age,
             recovery_duration,
+            core_timers,
         })
     }
 

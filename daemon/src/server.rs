@@ -1054,9 +1054,10 @@ async fn sample(core: CoreHandle, metrics: Arc<Metrics>, window: Duration, last_
             let age_ms = journal::unix_millis().saturating_sub(at.load(Ordering::Relaxed));
             metrics.snapshot_age.set(age_ms as f64 / 1000.0);
         }
-        let Ok(stats) = core.query(Router::all_queue_stats).await else {
+        let Ok((stats, timers)) = core.query(|r: &Router| (r.all_queue_stats(), r.timer_count())).await else {
             return;
         };
+        metrics.core_timers.set(timers as f64);
         let totals =
             stats.iter().map(|s| (s.counters.answered_in_target, s.counters.answered + s.counters.abandoned)).collect();
         let levels = sl.update(Instant::now(), totals);

@@ -81,6 +81,7 @@ async fn metrics_page_shows_every_family() {
         "ccr_connections{role=\"any\"} 1",
         "ccr_protocol_errors_total{kind=\"bad_frame\"} 0",
         "ccr_refused_total{reason=\"pending_limit\"} 0",
+        "ccr_core_timers ",
     ] {
         assert!(page.contains(family), "missing {family} in\n{page}");
     }
