@@ -378,6 +378,46 @@ fn a_torn_record_in_a_zero_filled_segment_is_cut_off() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Power lost before a sync: in the last segment, a sector of the records
+/// never reached the disk while later ones did. None of them was
+/// acknowledged (no sync covering them completed), so this is a torn tail.
+#[test]
+fn a_sector_lost_with_the_power_in_the_last_segment_is_cut_off_as_never_acknowledged() {
+    let dir = temp_dir();
+    let (_, delivered, _) = live(&dir, zero_filled_segments(), Time::ZERO, &long_history());
+    // Make a full zero-filled segment the journal's last, as if the power
+    // went while it was written.
+    let all = segments(&dir);
+    let at = all.iter().rposition(|p| zero_filled(p)).expect("a zero-filled segment") - 1;
+    assert!(zero_filled(&all[at]), "two zero-filled segments: {all:?}");
+    for later in &all[at + 1..] {
+        std::fs::remove_file(later).unwrap();
+    }
+    let last = &all[at];
+    let mut bytes = std::fs::read(last).unwrap();
+    let sector = (bytes.len() / 2).next_multiple_of(512);
+    bytes[sector..sector + 512].fill(0);
+    std::fs::write(last, &bytes).unwrap();
+    let (recovered, replayed) = recover(&dir);
+    let (path, offset, why) = recovered.report.truncated.clone().expect("the lost sector ends the journal");
+    assert_eq!(&path, last);
+    assert!(offset <= sector as u64 && offset + 200 > sector as u64, "cut at the record the sector hit: {offset}");
+    assert!(why.contains("never acknowledged"), "{why}");
+    assert_eq!(std::fs::metadata(last).unwrap().len(), offset);
+    assert!(delivered.starts_with(&replayed), "what is left replays as it was");
+    // The same sector blanked in a segment that is not the last is damage.
+    let dir2 = temp_dir();
+    live(&dir2, zero_filled_segments(), Time::ZERO, &long_history());
+    let all = segments(&dir2);
+    let middle = all[..all.len() - 1].iter().find(|p| zero_filled(p)).expect("a zero-filled segment before the last");
+    let mut bytes = std::fs::read(middle).unwrap();
+    bytes[sector..sector + 512].fill(0);
+    std::fs::write(middle, &bytes).unwrap();
+    assert!(matches!(expect_err(&dir2), JournalError::Corrupt { .. }));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&dir2).unwrap();
+}
+
 #[test]
 fn an_empty_segment_left_by_a_crash_is_removed() {
     let dir = temp_dir();

@@ -273,9 +273,22 @@ fn read_segments_inner(
                     // Replay what came before the damage first.
                     tx.send(Chunk::Entries { path: shared_path.clone(), entries: std::mem::take(&mut entries) })
                         .map_err(hung_up)?;
-                    if !last || any_record_after(&bytes, offset, next_seq) {
-                        return Err(JournalError::Corrupt { path: path.clone(), offset: offset as u64, why });
-                    }
+                    let why = match first_record_after(&bytes, offset, next_seq) {
+                        _ if !last => {
+                            return Err(JournalError::Corrupt { path: path.clone(), offset: offset as u64, why })
+                        }
+                        None => why,
+                        // A block that never reached the disk: the power went
+                        // before the sync that would have covered it, and so
+                        // before any reply for the records from here on.
+                        Some(record) if zero_block_between(&bytes, offset, record) => format!(
+                            "{why}, then a block of zeros where records were written: they were not yet durable \
+                             when the machine stopped (never acknowledged)"
+                        ),
+                        Some(_) => {
+                            return Err(JournalError::Corrupt { path: path.clone(), offset: offset as u64, why })
+                        }
+                    };
                     truncate(path, offset as u64)?;
                     tx.send(Chunk::Truncated { path: path.clone(), offset: offset as u64, why }).map_err(hung_up)?;
                     // Record-less segments after the tail would name
@@ -303,15 +316,27 @@ fn written_past_header(path: &Path) -> std::io::Result<bool> {
     Ok(!format::is_unwritten(first.get(format::SEGMENT_HEADER_LEN..).unwrap_or_default()))
 }
 
-/// Whether an intact record continuing the sequence lies anywhere after the
-/// damage at `from`: then the damage is in the middle, not a torn tail.
-fn any_record_after(bytes: &[u8], from: usize, expected: u64) -> bool {
+/// Where the first intact record continuing the sequence lies after the
+/// damage at `from`, if anywhere: then the damage is in the middle, not a
+/// torn tail — unless the disk never got the bytes in between.
+fn first_record_after(bytes: &[u8], from: usize, expected: u64) -> Option<usize> {
     // No record has a length of zero: offsets where one would be read (the
     // zero-filled rest of a segment, above all) are skipped without decoding.
-    (from + 1..bytes.len()).any(|at| {
+    (from + 1..bytes.len()).find(|&at| {
         bytes.get(at..at + 4).is_some_and(|len| len != [0; 4])
             && matches!(format::decode_record(&bytes[at..]), Decoded::Record(entry, _) if entry.seq >= expected)
     })
+}
+
+/// Whether a whole disk sector of zeros lies between the damage and the next
+/// intact record. Records never hold 512 zero bytes in a row, so such a
+/// sector was written but never reached the disk: appended after the last
+/// completed sync, in a file whose space was zero-filled (or allocated)
+/// beforehand. Bit rot flips bits; it does not blank aligned sectors.
+fn zero_block_between(bytes: &[u8], damage: usize, record: usize) -> bool {
+    const SECTOR: usize = 512;
+    let first = damage.next_multiple_of(SECTOR);
+    (first..record.saturating_sub(SECTOR - 1)).step_by(SECTOR).any(|at| format::is_unwritten(&bytes[at..at + SECTOR]))
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), JournalError> {
@@ -373,10 +398,12 @@ mod tests {
         let torn = bytes.len() - 3;
         bytes.truncate(torn);
         bytes.resize(16 << 20, 0);
-        assert!(!any_record_after(&bytes, 0, 7), "nothing but zeros after the torn record");
+        assert_eq!(first_record_after(&bytes, 0, 7), None, "nothing but zeros after the torn record");
         let at = bytes.len() - 4096;
         let later = record(8);
         bytes[at..at + later.len()].copy_from_slice(&later);
-        assert!(any_record_after(&bytes, 0, 7), "a record after the zeros makes it damage in the middle");
+        assert_eq!(first_record_after(&bytes, 0, 7), Some(at), "a record after the zeros is found");
+        assert!(zero_block_between(&bytes, 0, at), "with sectors of zeros before it");
+        assert!(!zero_block_between(&later.repeat(20), 1, later.len() * 10), "records hold no zero sector");
     }
 }
