@@ -273,10 +273,11 @@ fn read_segments_inner(
                     // Replay what came before the damage first.
                     tx.send(Chunk::Entries { path: shared_path.clone(), entries: std::mem::take(&mut entries) })
                         .map_err(hung_up)?;
+                    let corrupt = |why| JournalError::Corrupt { path: path.clone(), offset: offset as u64, why };
+                    if !last {
+                        return Err(corrupt(why));
+                    }
                     let why = match first_record_after(&bytes, offset, next_seq) {
-                        _ if !last => {
-                            return Err(JournalError::Corrupt { path: path.clone(), offset: offset as u64, why })
-                        }
                         None => why,
                         // A block that never reached the disk: the power went
                         // before the sync that would have covered it, and so
@@ -285,9 +286,7 @@ fn read_segments_inner(
                             "{why}, then a block of zeros where records were written: they were not yet durable \
                              when the machine stopped (never acknowledged)"
                         ),
-                        Some(_) => {
-                            return Err(JournalError::Corrupt { path: path.clone(), offset: offset as u64, why })
-                        }
+                        Some(_) => return Err(corrupt(why)),
                     };
                     truncate(path, offset as u64)?;
                     tx.send(Chunk::Truncated { path: path.clone(), offset: offset as u64, why }).map_err(hung_up)?;
