@@ -256,22 +256,16 @@ impl Spares {
         let (requests, jobs) = crossbeam_channel::bounded::<u64>(1);
         let (done, ready) = crossbeam_channel::bounded(1);
         let (stop, hurry) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let (dir, halt, urgent) = (dir.to_owned(), stop.clone(), hurry.clone());
-        let own_dir = dir.clone();
+        let (path, halt, urgent) = (spare_path(dir), stop.clone(), hurry.clone());
         let thread = std::thread::Builder::new().name("ccr-prealloc".into()).spawn(move || {
             for size in jobs {
-                match zero_fill(&spare_path(&dir), size, &halt, &urgent) {
-                    Ok(None) => return,
-                    Ok(Some(file)) => {
-                        let _ = done.send(Ok(file));
-                    }
-                    Err(e) => {
-                        let _ = done.send(Err(e));
-                    }
-                }
+                // `None`: stopped while filling.
+                let Some(made) = zero_fill(&path, size, &halt, &urgent).transpose() else { return };
+                let _ = done.send(made);
             }
         })?;
-        Ok(Spares { dir: own_dir, requests: Some(requests), ready, pending: false, hurry, stop, thread: Some(thread) })
+        let dir = dir.to_owned();
+        Ok(Spares { dir, requests: Some(requests), ready, pending: false, hurry, stop, thread: Some(thread) })
     }
 
     fn request(&mut self, size: u64) {
