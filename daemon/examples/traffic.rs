@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
                 match event.event {
                     Some(E::Offer(offer)) => {
                         n += 1;
-                        if n % 8 == 0 {
+                        if n.is_multiple_of(8) {
                             continue; // rings out: RONA
                         }
                         let desk = desk.clone();
@@ -95,10 +95,10 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         };
         let _ = gateway.enqueue(request).await;
-        if id % 5 == 0 {
+        if id.is_multiple_of(5) {
             let _ = gateway.abandon(AbandonRequest { contact_id: id - 2 }).await;
         }
-        if id % 50 == 0 {
+        if id.is_multiple_of(50) {
             // A malformed request: counted as a protocol error, harms nothing.
             if let Ok((mut send, _recv)) = gateway.connection().open_bi().await {
                 let _ = send.write_all(b"\x09nonsense").await;

@@ -92,8 +92,11 @@ pub enum ContactState {
 pub enum Filed {
     /// In its preferred agents' holds.
     Held,
-    /// In the levels of its lists (it requires one skill).
-    Level,
+    /// In one level of its lists (it requires one skill): the level (its
+    /// minimum proficiency − 1) and the list, or [`Filed::MANY_LISTS`] when
+    /// it accepts several languages and so is in several lists. Kept so that
+    /// taking the contact out needs no lookup.
+    Level { level: u8, list: u32 },
     /// In a bucket of multi-skill contacts.
     Bucket(u32),
 }
@@ -127,6 +130,10 @@ pub struct Contact {
     pub gen: u32,
 }
 
+impl Filed {
+    pub const MANY_LISTS: u32 = u32::MAX;
+}
+
 impl Contact {
     /// Writes the requirements in force now into `skills` and returns the
     /// acceptable languages (`None`: any).
@@ -138,6 +145,11 @@ impl Contact {
                 min_proficiency: r.min_proficiency.min(self.relax.proficiency_cap),
             }),
         );
+        self.effective_languages()
+    }
+
+    /// The languages acceptable now (`None`: any).
+    pub fn effective_languages(&self) -> Option<&[LanguageId]> {
         if self.relax.any_language || self.languages.is_empty() {
             None
         } else {

@@ -30,7 +30,7 @@ use crate::snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
 use crate::time::Time;
 use crate::timers::{lane, Timer, Timers, LANE_HOLD, LANE_OFFER, LANE_RELAX, LANE_WRAP_UP};
-use crate::waiting::{ListKey, Requirements, WaitingIndex, ANY_LANGUAGE};
+use crate::waiting::{ListKey, Lists, Requirements, WaitingIndex, ANY_LANGUAGE};
 
 /// Limits on what one command may carry, so that no input can make the core
 /// do unbounded work per decision.
@@ -957,12 +957,9 @@ impl Router {
                     }
                 }
             }
-            Filed::Level | Filed::Bucket(_) => {
-                let mut skills = std::mem::take(&mut self.scratch);
-                let languages = c.effective(&mut skills);
-                let reqs = Requirements { channel: c.channel, skills: &skills, languages };
-                self.waiting.remove(filed, reqs, rank, slot);
-                self.scratch = skills;
+            Filed::Level { .. } | Filed::Bucket(_) => {
+                let lists = Lists { channel: c.channel, skill: c.skills[0].skill, languages: c.effective_languages() };
+                self.waiting.remove(filed, lists, rank, slot);
             }
         }
         let q = &mut self.queues[usize::from(queue.0)];
@@ -1009,90 +1006,34 @@ impl Router {
     }
 
     /// Agent side: the best waiting contact this agent qualifies for and has
-    /// room for, by rank; held contacts count for their preferred agents.
-    /// Candidates are compared on rank alone and the winner's contact is
-    /// looked up last, so the search touches only the lists themselves.
+    /// room for, by rank: (rank, contact slot). Held contacts count for their
+    /// preferred agents. With `weighed`, every candidate the search weighs is
+    /// listed there too, for an explanation.
     fn best_contact_for(&mut self, agent_slot: u32, weighed: Option<&mut Vec<(Rank, u32)>>) -> Option<(Rank, u32)> {
-        #[derive(Clone, Copy)]
-        enum From {
-            Contact(u32),
-            Bucket(u32),
-        }
         let a = &self.agents[agent_slot];
-        let waiting = &self.waiting;
-        let explain = weighed.is_some();
-        let mut weighed = weighed;
-        let mut best: Option<(Rank, From)> = None;
-        let mut consider = |best: &mut Option<(Rank, From)>, rank: Rank, from: From| {
-            if let Some(w) = weighed.as_deref_mut() {
-                let slot = match from {
-                    From::Bucket(b) => waiting.bucket(b).head().expect("non-empty").1,
-                    From::Contact(slot) => slot,
-                };
-                w.push((rank, slot));
-            }
-            if best.is_none_or(|(b, _)| rank < b) {
-                *best = Some((rank, from));
-            }
-        };
-        let room = Channel::ALL.map(|ch| a.has_room(ch));
-        let readable = |&&(channel, list, _): &&(Channel, u32, u8)| room[channel.index()] && waiting.is_listed(list);
-        // One cell per list holds what this agent needs from it: the best
-        // single-skill contact for its proficiency, and the list's first
-        // multi-skill bucket. Singles first, so that the bound is tight
-        // before any multi-skill requirement is checked.
-        for &(_, list, proficiency) in a.lists.iter().filter(readable) {
-            if let Some((rank, slot)) = waiting.cell(list, proficiency).single() {
-                consider(&mut best, rank, From::Contact(slot));
+        let mut best = self.waiting.best_for(a);
+        let mut held_best = None;
+        if !self.holds.is_empty() {
+            if let Some(held) = self.holds.get(&a.id) {
+                let mut skills = std::mem::take(&mut self.scratch);
+                // Held contacts in rank order: the first that fits is this
+                // agent's best of them.
+                held_best = held.iter().copied().find(|&(_, slot)| {
+                    let c = &self.contacts[slot];
+                    let languages = c.effective(&mut skills);
+                    a.has_room(c.channel) && a.qualifies(&skills) && a.speaks_any(languages)
+                });
+                self.scratch = skills;
             }
         }
-        // Multi-skill buckets, by head rank: the first the agent qualifies for
-        // is the best of its list, and nothing ranked after the best found so
-        // far can win, which keeps the scan short (the cells read above are
-        // still in cache).
-        for &(_, list, proficiency) in a.lists.iter().filter(readable) {
-            let Some((first, bucket, reqs)) = waiting.cell(list, proficiency).multi_first() else { continue };
-            if !explain && best.is_some_and(|(r, _)| r < first) {
-                continue;
-            }
-            let checked = match reqs.get() {
-                Some(reqs) if a.qualifies(reqs) => {
-                    consider(&mut best, first, From::Bucket(bucket));
-                    continue;
-                }
-                Some(_) => 1,
-                None => 0, // too many requirements to hold inline
-            };
-            for (head, b, reqs) in waiting.multi_skill(list).skip(checked) {
-                if !explain && best.is_some_and(|(r, _)| r < head) {
-                    break;
-                }
-                let qualifies = match reqs.get() {
-                    Some(reqs) => a.qualifies(reqs),
-                    None => a.qualifies(waiting.bucket(b).skills()),
-                };
-                if qualifies {
-                    consider(&mut best, head, From::Bucket(b));
-                    break;
-                }
-            }
+        if let Some(held) = held_best {
+            best = Some(best.map_or(held, |b| b.min(held)));
         }
-        if let Some(held) = self.holds.get(&a.id) {
-            let mut skills = std::mem::take(&mut self.scratch);
-            for &(rank, slot) in held {
-                let c = &self.contacts[slot];
-                let languages = c.effective(&mut skills);
-                if a.has_room(c.channel) && a.qualifies(&skills) && a.speaks_any(languages) {
-                    consider(&mut best, rank, From::Contact(slot));
-                    break;
-                }
-            }
-            self.scratch = skills;
+        if let Some(weighed) = weighed {
+            self.waiting.weigh_for(a, weighed);
+            weighed.extend(held_best);
         }
-        best.map(|(rank, from)| match from {
-            From::Bucket(b) => (rank, self.waiting.bucket(b).head().expect("non-empty").1),
-            From::Contact(slot) => (rank, slot),
-        })
+        best
     }
 
     /// An agent gained room: give it work while it has room and something

@@ -22,10 +22,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::hint::select_unpredictable;
 
 use hashbrown::{Equivalent, HashMap};
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use crate::agent::Agent;
 use crate::contact::{Filed, Rank};
 use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
 use crate::slab::Slab;
@@ -58,10 +60,30 @@ impl<'a> Requirements<'a> {
         }
     }
 
-    /// The keys of the lists a contact with these requirements is listed in.
+    /// The lists a contact with these requirements is listed in.
+    pub(crate) fn lists(self) -> Lists<'a> {
+        Lists { channel: self.channel, skill: self.skills[0].skill, languages: self.languages }
+    }
+
     fn list_keys(self) -> impl Iterator<Item = ListKey> + 'a {
-        let (channel, skill) = (self.channel, self.skills[0].skill);
-        let languages: &[LanguageId] = self.languages.unwrap_or(&[LanguageId(ANY_LANGUAGE)]);
+        self.lists().keys()
+    }
+}
+
+/// The lists a waiting contact is in: one per acceptable language (or the
+/// `ANY` list) under its channel and primary skill.
+#[derive(Clone, Copy)]
+pub(crate) struct Lists<'a> {
+    pub channel: Channel,
+    pub skill: SkillId,
+    /// `None`: any language.
+    pub languages: Option<&'a [LanguageId]>,
+}
+
+impl<'a> Lists<'a> {
+    fn keys(self) -> impl Iterator<Item = ListKey> + 'a {
+        let Lists { channel, skill, languages } = self;
+        let languages: &[LanguageId] = languages.unwrap_or(&[LanguageId(ANY_LANGUAGE)]);
         languages.iter().map(move |l| ListKey { channel, skill, language: l.0 })
     }
 }
@@ -131,15 +153,21 @@ pub(crate) struct Cell {
 
 impl Default for Cell {
     fn default() -> Self {
-        Cell {
-            single_rank: NO_RANK,
-            multi_rank: NO_RANK,
-            single_slot: u32::MAX,
-            multi_bucket: u32::MAX,
-            multi_reqs: InlineReqs::new(&[]),
-        }
+        EMPTY_CELL
     }
 }
+
+const EMPTY_CELL: Cell = Cell {
+    single_rank: NO_RANK,
+    multi_rank: NO_RANK,
+    single_slot: u32::MAX,
+    multi_bucket: u32::MAX,
+    multi_reqs: InlineReqs::EMPTY,
+};
+
+/// What an agent reads in place of a list it cannot take from: the search
+/// reads it without a branch on whether the list is readable.
+static EMPTY_CELLS: [Cell; LEVELS] = [EMPTY_CELL; LEVELS];
 
 impl Cell {
     /// The best single-skill contact over levels 1..=p: (rank, contact slot).
@@ -175,6 +203,8 @@ pub(crate) struct InlineReqs {
 
 impl InlineReqs {
     const MAX: usize = 4;
+    const EMPTY: InlineReqs =
+        InlineReqs { reqs: [SkillReq { skill: SkillId(0), min_proficiency: 0 }; Self::MAX], len: 0 };
 
     fn new(skills: &[SkillReq]) -> Self {
         let mut reqs = [SkillReq { skill: SkillId(0), min_proficiency: 0 }; Self::MAX];
@@ -191,6 +221,65 @@ impl InlineReqs {
 
 fn level_of(req: SkillReq) -> usize {
     usize::from(req.min_proficiency.clamp(1, MAX_PROFICIENCY) - 1)
+}
+
+/// The cell an agent of `proficiency` (1..=10) reads.
+fn level_of_proficiency(proficiency: u8) -> usize {
+    usize::from(proficiency.clamp(1, MAX_PROFICIENCY) - 1)
+}
+
+enum Found {
+    Contact(u32),
+    Bucket(u32),
+}
+
+/// The best candidate of a search so far, kept so that taking a better one
+/// compiles to conditional moves: which list holds an agent's best contact
+/// is unpredictable, and a mispredicted branch costs more than the compare.
+struct Best {
+    /// The rank as one integer (value, then seq); `u128::MAX` is no candidate.
+    key: u128,
+    /// A contact slot, or a bucket with [`Best::BUCKET`] set.
+    from: u64,
+}
+
+impl Best {
+    const NONE: Best = Best { key: u128::MAX, from: 0 };
+    const BUCKET: u64 = 1 << 32;
+
+    fn key(rank: Rank) -> u128 {
+        (u128::from(rank.value) << 64) | u128::from(rank.seq)
+    }
+
+    fn contact(slot: u32) -> u64 {
+        u64::from(slot)
+    }
+
+    fn bucket(bucket: u32) -> u64 {
+        Best::BUCKET | u64::from(bucket)
+    }
+
+    /// Takes the candidate if it ranks before the best so far. An empty slot
+    /// of a cell ranks [`NO_RANK`], after everything, so it is never taken.
+    fn consider(&mut self, rank: Rank, from: u64) {
+        let key = Best::key(rank);
+        let better = key < self.key;
+        self.key = select_unpredictable(better, key, self.key);
+        self.from = select_unpredictable(better, from, self.from);
+    }
+
+    /// Whether a candidate of this rank would be taken.
+    fn beaten_by(&self, rank: Rank) -> bool {
+        Best::key(rank) < self.key
+    }
+
+    fn found(&self) -> Option<(Rank, Found)> {
+        (self.key != u128::MAX).then(|| {
+            let rank = Rank { value: (self.key >> 64) as u64, seq: self.key as u64 };
+            let id = self.from as u32;
+            (rank, if self.from & Best::BUCKET != 0 { Found::Bucket(id) } else { Found::Contact(id) })
+        })
+    }
 }
 
 impl List {
@@ -287,17 +376,8 @@ pub(crate) struct WaitingIndex {
 const EMPTIED_KEPT: usize = 1024;
 
 impl WaitingIndex {
-    pub(crate) fn bucket(&self, id: u32) -> &Bucket {
-        &self.buckets[id]
-    }
-
-    /// What an agent of `proficiency` (1..=10) in the list's skill reads from it.
-    pub(crate) fn cell(&self, list: u32, proficiency: u8) -> &Cell {
-        &self.cells[list as usize][usize::from(proficiency) - 1]
-    }
-
     /// A list's multi-skill buckets by head rank: (rank, bucket, requirements).
-    pub(crate) fn multi_skill(&self, list: u32) -> impl Iterator<Item = (Rank, u32, &InlineReqs)> {
+    fn multi_skill(&self, list: u32) -> impl Iterator<Item = (Rank, u32, &InlineReqs)> {
         self.lists[list as usize].multi_skill.iter().map(|(&(rank, bucket), reqs)| (rank, bucket, reqs))
     }
 
@@ -305,6 +385,99 @@ impl WaitingIndex {
     /// empty lists without touching them.
     pub(crate) fn is_listed(&self, id: u32) -> bool {
         self.non_empty.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    /// The cells an agent reads from a list: the list's own if it holds
+    /// anything and the agent has room on its channel, else empty ones. The
+    /// choice is a select, not a branch: which of an agent's lists are empty
+    /// is different for every agent, so a branch would mispredict half the
+    /// time, and an empty list's cells are not worth a cache miss.
+    fn readable_cells(&self, list: u32, room: bool) -> &[Cell; LEVELS] {
+        let readable = room & self.is_listed(list);
+        let cells = self.cells.get(list as usize).unwrap_or(&EMPTY_CELLS);
+        select_unpredictable(readable, cells, &EMPTY_CELLS)
+    }
+
+    /// The best contact in the index that `agent` qualifies for and has room
+    /// for: (rank, contact slot). Contacts held for preferred agents are not
+    /// in the index; the caller weighs them.
+    ///
+    /// One cell per list holds what the agent needs from it: the best
+    /// single-skill contact for its proficiency, and the list's first
+    /// multi-skill bucket. Singles are read first, so that the bound is tight
+    /// before any multi-skill requirement is checked; the lists whose first
+    /// bucket could still win are noted on the way and checked after, from
+    /// cells that are then in cache. Candidates are compared on rank alone,
+    /// and the winning bucket's contact is looked up last.
+    pub(crate) fn best_for(&self, agent: &Agent) -> Option<(Rank, u32)> {
+        /// Lists read per round: the notes of one round stay on the stack.
+        const ROUND: usize = 32;
+        let room = Channel::ALL.map(|ch| agent.has_room(ch));
+        let mut best = Best::NONE;
+        for round in agent.lists.chunks(ROUND) {
+            let mut with_buckets = [0u8; ROUND];
+            let mut n = 0;
+            for (i, &(channel, list, proficiency)) in round.iter().enumerate() {
+                let cell = &self.readable_cells(list, room[channel.index()])[level_of_proficiency(proficiency)];
+                best.consider(cell.single_rank, Best::contact(cell.single_slot));
+                with_buckets[n] = i as u8;
+                n += usize::from(cell.multi_bucket != u32::MAX);
+            }
+            for &i in &with_buckets[..n] {
+                let (_, list, proficiency) = round[usize::from(i)];
+                let cell = &self.cells[list as usize][level_of_proficiency(proficiency)];
+                if !best.beaten_by(cell.multi_rank) {
+                    continue;
+                }
+                let checked = match cell.multi_reqs.get() {
+                    Some(reqs) if agent.qualifies(reqs) => {
+                        best.consider(cell.multi_rank, Best::bucket(cell.multi_bucket));
+                        continue;
+                    }
+                    Some(_) => 1,
+                    None => 0, // too many requirements to hold inline
+                };
+                // Nothing ranked after the best found so far can win, which
+                // keeps this walk short.
+                for (head, bucket, reqs) in self.multi_skill(list).skip(checked) {
+                    if !best.beaten_by(head) {
+                        break;
+                    }
+                    if self.bucket_fits(agent, bucket, reqs) {
+                        best.consider(head, Best::bucket(bucket));
+                        break;
+                    }
+                }
+            }
+        }
+        best.found().map(|(rank, from)| match from {
+            Found::Contact(slot) => (rank, slot),
+            Found::Bucket(b) => (rank, self.buckets[b].head().expect("a listed bucket is not empty").1),
+        })
+    }
+
+    /// For an explanation: every candidate the agent's search weighs, as
+    /// (rank, contact slot): each readable list's best single-skill contact
+    /// and its first multi-skill bucket the agent qualifies for, unbounded by
+    /// the best found. The decision itself is [`WaitingIndex::best_for`]'s.
+    pub(crate) fn weigh_for(&self, agent: &Agent, weighed: &mut Vec<(Rank, u32)>) {
+        let room = Channel::ALL.map(|ch| agent.has_room(ch));
+        for &(channel, list, proficiency) in &agent.lists {
+            let cell = &self.readable_cells(list, room[channel.index()])[level_of_proficiency(proficiency)];
+            weighed.extend(cell.single());
+            if cell.multi_first().is_some() {
+                let first_fit = self.multi_skill(list).find(|&(_, bucket, reqs)| self.bucket_fits(agent, bucket, reqs));
+                weighed
+                    .extend(first_fit.map(|(rank, bucket, _)| (rank, self.buckets[bucket].head().expect("listed").1)));
+            }
+        }
+    }
+
+    fn bucket_fits(&self, agent: &Agent, bucket: u32, reqs: &InlineReqs) -> bool {
+        match reqs.get() {
+            Some(reqs) => agent.qualifies(reqs),
+            None => agent.qualifies(self.buckets[bucket].skills()),
+        }
     }
 
     /// The id of a list, created empty if new. Used at login and when a
@@ -325,12 +498,14 @@ impl WaitingIndex {
     pub(crate) fn insert(&mut self, reqs: Requirements<'_>, rank: Rank, slot: u32) -> Filed {
         if let [only] = reqs.skills {
             let level = level_of(*only);
-            for key in reqs.list_keys() {
+            let mut filed_in = Filed::MANY_LISTS;
+            for (i, key) in reqs.list_keys().enumerate() {
                 let list = self.list_id(key);
                 self.lists[list as usize].insert_single(&mut self.cells[list as usize], level, (rank, slot));
                 count(&mut self.list_len, &mut self.non_empty, list, 1);
+                filed_in = if i == 0 { list } else { Filed::MANY_LISTS };
             }
-            return Filed::Level;
+            return Filed::Level { level: level as u8, list: filed_in };
         }
         let id = match self.by_key.get(&reqs) {
             Some(&id) => id,
@@ -348,16 +523,16 @@ impl WaitingIndex {
         Filed::Bucket(id)
     }
 
-    /// Takes a contact out again; `reqs` and `rank` are those it was filed
-    /// with. An emptied bucket is kept for reuse, within bounds.
-    pub(crate) fn remove(&mut self, filed: Filed, reqs: Requirements<'_>, rank: Rank, slot: u32) {
+    /// Takes a contact out again; `lists` and `rank` are those it was filed
+    /// with (`lists` is read only for a contact in several). An emptied bucket
+    /// is kept for reuse, within bounds.
+    pub(crate) fn remove(&mut self, filed: Filed, lists: Lists<'_>, rank: Rank, slot: u32) {
         match filed {
-            Filed::Level => {
-                let level = level_of(reqs.skills[0]);
-                for key in reqs.list_keys() {
+            Filed::Level { level, list } if list != Filed::MANY_LISTS => self.remove_single(list, level, (rank, slot)),
+            Filed::Level { level, .. } => {
+                for key in lists.keys() {
                     let list = *self.list_ids.get(&key).expect("a filed contact's list exists");
-                    self.lists[list as usize].remove_single(&mut self.cells[list as usize], level, (rank, slot));
-                    count(&mut self.list_len, &mut self.non_empty, list, -1);
+                    self.remove_single(list, level, (rank, slot));
                 }
             }
             Filed::Held => unreachable!("held contacts are not in the index"),
@@ -375,6 +550,11 @@ impl WaitingIndex {
                 }
             }
         }
+    }
+
+    fn remove_single(&mut self, list: u32, level: u8, entry: (Rank, u32)) {
+        self.lists[list as usize].remove_single(&mut self.cells[list as usize], usize::from(level), entry);
+        count(&mut self.list_len, &mut self.non_empty, list, -1);
     }
 
     /// Drops the emptied buckets that are still empty (amortised O(1) per
@@ -439,14 +619,14 @@ mod tests {
         // The same requirements again: the emptied bucket is taken back.
         let skills = two_skills(0);
         let first = index.insert(reqs(&skills), rank(1), 1);
-        index.remove(first, reqs(&skills), rank(1), 1);
+        index.remove(first, reqs(&skills).lists(), rank(1), 1);
         assert_eq!(index.insert(reqs(&skills), rank(2), 2), first);
-        index.remove(first, reqs(&skills), rank(2), 2);
+        index.remove(first, reqs(&skills).lists(), rank(2), 2);
         // Many different ones: emptied buckets never outnumber the bound.
         for i in 0..5_000u16 {
             let skills = two_skills(i);
             let filed = index.insert(reqs(&skills), rank(u64::from(i) + 10), 3);
-            index.remove(filed, reqs(&skills), rank(u64::from(i) + 10), 3);
+            index.remove(filed, reqs(&skills).lists(), rank(u64::from(i) + 10), 3);
             assert!(index.buckets.len() <= EMPTIED_KEPT + 1, "{} buckets kept", index.buckets.len());
             assert_eq!(index.buckets.len(), index.by_key.len());
         }

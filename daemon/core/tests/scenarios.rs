@@ -568,6 +568,46 @@ fn explanation_names_the_candidates_and_the_rule() {
 }
 
 #[test]
+fn an_agent_with_many_skills_takes_the_best_contact_from_any_of_its_lists() {
+    // 40 skills × (English + any language) = 80 lists, more than one round of
+    // the agent's search: the best contact may be in any of them, single- or
+    // multi-skill, and the explanation weighs them all.
+    let mut cfg = Harness::default_config();
+    cfg.explain = true;
+    let mut h = Harness::new(cfg);
+    let skills: Vec<(SkillId, u8)> = (10..50).map(|s| (SkillId(s), 5)).collect();
+    h.login(10, &skills, &[EN]);
+    h.ok(not_ready(10));
+    // In the last lists the agent reads, first to arrive.
+    h.enqueue(contact(1, Q0, STANDARD, &[(SkillId(49), 5)], &[EN]));
+    // In the first lists, two skills the agent has.
+    h.at(1).enqueue(contact(2, Q0, STANDARD, &[(SkillId(10), 1), (SkillId(49), 1)], &[EN]));
+    // Ahead of contact 2 in the same list, but a skill the agent lacks.
+    h.at(1).enqueue(contact(3, Q0, GOLD, &[(SkillId(10), 1), (SkillId(99), 1)], &[EN]));
+    // Needs more proficiency than the agent has.
+    h.at(1).enqueue(contact(4, Q0, GOLD, &[(SkillId(30), 6)], &[EN]));
+    h.at(2).enqueue(contact(5, Q0, STANDARD, &[(SkillId(48), 1), (SkillId(12), 5)], &[EN]));
+    h.take_events();
+    h.ok(ready(10));
+    let (contact, offer, explanation) = h
+        .take_events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Offered { contact, offer, explanation, .. } => Some((contact, offer, explanation?)),
+            _ => None,
+        })
+        .expect("explained");
+    assert_eq!(contact, ContactId(1));
+    assert_eq!(explanation.trigger, Trigger::AgentAvailable);
+    let weighed: Vec<u64> = explanation.candidates.iter().map(|c| c.contact.0).collect();
+    assert_eq!(weighed, vec![1, 2, 5], "best first, then by rank; 3 and 4 do not fit");
+    h.ok(accept(10, offer));
+    h.ok(complete(10, 1));
+    assert_eq!(service_order(&mut h, 10, 2), vec![2, 5]);
+    assert!(h.offer_of(3).is_none() && h.offer_of(4).is_none());
+}
+
+#[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let mut h = harness();
     h.login(10, &[(BILLING, 5)], &[EN]);
