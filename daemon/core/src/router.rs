@@ -958,7 +958,8 @@ impl Router {
                 }
             }
             Filed::Level { .. } | Filed::Bucket(_) => {
-                let lists = Lists { channel: c.channel, skill: c.skills[0].skill, languages: c.effective_languages() };
+                let lists =
+                    || Lists { channel: c.channel, skill: c.skills[0].skill, languages: c.effective_languages() };
                 self.waiting.remove(filed, lists, rank, slot);
             }
         }

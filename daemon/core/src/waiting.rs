@@ -523,14 +523,15 @@ impl WaitingIndex {
         Filed::Bucket(id)
     }
 
-    /// Takes a contact out again; `lists` and `rank` are those it was filed
-    /// with (`lists` is read only for a contact in several). An emptied bucket
-    /// is kept for reuse, within bounds.
-    pub(crate) fn remove(&mut self, filed: Filed, lists: Lists<'_>, rank: Rank, slot: u32) {
+    /// Takes a contact out again; `rank` is the one it was filed with, and
+    /// `lists` gives the lists it was filed in (asked only for a contact in
+    /// several, so that the common case does not read them from the contact).
+    /// An emptied bucket is kept for reuse, within bounds.
+    pub(crate) fn remove<'a>(&mut self, filed: Filed, lists: impl FnOnce() -> Lists<'a>, rank: Rank, slot: u32) {
         match filed {
             Filed::Level { level, list } if list != Filed::MANY_LISTS => self.remove_single(list, level, (rank, slot)),
             Filed::Level { level, .. } => {
-                for key in lists.keys() {
+                for key in lists().keys() {
                     let list = *self.list_ids.get(&key).expect("a filed contact's list exists");
                     self.remove_single(list, level, (rank, slot));
                 }
@@ -619,14 +620,14 @@ mod tests {
         // The same requirements again: the emptied bucket is taken back.
         let skills = two_skills(0);
         let first = index.insert(reqs(&skills), rank(1), 1);
-        index.remove(first, reqs(&skills).lists(), rank(1), 1);
+        index.remove(first, || reqs(&skills).lists(), rank(1), 1);
         assert_eq!(index.insert(reqs(&skills), rank(2), 2), first);
-        index.remove(first, reqs(&skills).lists(), rank(2), 2);
+        index.remove(first, || reqs(&skills).lists(), rank(2), 2);
         // Many different ones: emptied buckets never outnumber the bound.
         for i in 0..5_000u16 {
             let skills = two_skills(i);
             let filed = index.insert(reqs(&skills), rank(u64::from(i) + 10), 3);
-            index.remove(filed, reqs(&skills).lists(), rank(u64::from(i) + 10), 3);
+            index.remove(filed, || reqs(&skills).lists(), rank(u64::from(i) + 10), 3);
             assert!(index.buckets.len() <= EMPTIED_KEPT + 1, "{} buckets kept", index.buckets.len());
             assert_eq!(index.buckets.len(), index.by_key.len());
         }
