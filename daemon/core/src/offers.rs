@@ -25,71 +25,137 @@ pub(crate) struct EndedOffer {
     pub outcome: OfferOutcome,
 }
 
+/// An offer id's entry: ids are issued in sequence, so offers are kept in a
+/// ring indexed by id, not hashed.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+enum Entry {
+    Pending(Offer),
+    Ended(EndedOffer),
+}
+
+/// Every offer from the oldest still remembered on, by id. An ended offer is
+/// forgotten once it is at the front and more than `history` ended offers
+/// are remembered. An offer still pending at the front then (it has rung
+/// while `history` others ended) moves aside to `stragglers`, so that no
+/// offer left ringing holds every later one in the ring.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Offers {
-    pending: FxHashMap<OfferId, Offer>,
-    ended: FxHashMap<OfferId, EndedOffer>,
-    ended_order: VecDeque<OfferId>,
+    ring: VecDeque<Entry>,
+    /// The id of `ring[0]`; the next id issued is `first + ring.len()`.
+    first: u64,
+    /// Pending offers in the ring.
+    pending_in_ring: usize,
+    stragglers: FxHashMap<OfferId, Offer>,
     history: usize,
-    next_id: u64,
 }
 
 impl Offers {
     pub(crate) fn new(history: usize) -> Self {
-        Offers {
-            pending: FxHashMap::default(),
-            ended: FxHashMap::default(),
-            ended_order: VecDeque::new(),
-            history,
-            next_id: 1,
-        }
+        Offers { ring: VecDeque::new(), first: 1, pending_in_ring: 0, stragglers: FxHashMap::default(), history }
     }
 
     pub(crate) fn set_history(&mut self, history: usize) {
         self.history = history;
-        while self.ended_order.len() > history {
-            if let Some(old) = self.ended_order.pop_front() {
-                self.ended.remove(&old);
-            }
-        }
+        self.forget();
     }
 
     pub(crate) fn open(&mut self, offer: Offer) -> OfferId {
-        let id = OfferId(self.next_id);
-        self.next_id += 1;
-        self.pending.insert(id, offer);
+        let id = OfferId(self.first + self.ring.len() as u64);
+        self.ring.push_back(Entry::Pending(offer));
+        self.pending_in_ring += 1;
         id
     }
 
+    /// The index of an id in the ring, if it is there.
+    fn index(&self, id: OfferId) -> Option<usize> {
+        let i = usize::try_from(id.0.checked_sub(self.first)?).ok()?;
+        (i < self.ring.len()).then_some(i)
+    }
+
     pub(crate) fn pending(&self, id: OfferId) -> Option<&Offer> {
-        self.pending.get(&id)
+        match self.index(id).map(|i| &self.ring[i]) {
+            Some(Entry::Pending(offer)) => Some(offer),
+            Some(Entry::Ended(_)) => None,
+            None => self.stragglers.get(&id),
+        }
     }
 
     /// Ids of the pending offers, oldest first (a deterministic order).
     pub(crate) fn pending_ids(&self) -> Vec<OfferId> {
-        let mut ids: Vec<OfferId> = self.pending.keys().copied().collect();
+        let mut ids: Vec<OfferId> = self.stragglers.keys().copied().collect();
         ids.sort_unstable();
+        let in_ring = (self.first..).zip(&self.ring).filter(|(_, e)| matches!(e, Entry::Pending(_)));
+        ids.extend(in_ring.map(|(id, _)| OfferId(id)));
         ids
     }
 
     pub(crate) fn pending_count(&self) -> usize {
-        self.pending.len()
+        self.pending_in_ring + self.stragglers.len()
     }
 
     /// Closes a pending offer and remembers its outcome.
     pub(crate) fn close(&mut self, id: OfferId, outcome: OfferOutcome) -> Offer {
-        let offer = self.pending.remove(&id).expect("closing a pending offer");
-        if self.ended_order.len() >= self.history {
-            if let Some(old) = self.ended_order.pop_front() {
-                self.ended.remove(&old);
-            }
-        }
-        self.ended.insert(id, EndedOffer { agent: offer.agent, contact: offer.contact, outcome });
-        self.ended_order.push_back(id);
+        let Some(i) = self.index(id) else {
+            // Ended offers this old are not remembered.
+            return self.stragglers.remove(&id).expect("closing a pending offer");
+        };
+        let Entry::Pending(offer) = self.ring[i] else { panic!("closing a pending offer") };
+        self.ring[i] = Entry::Ended(EndedOffer { agent: offer.agent, contact: offer.contact, outcome });
+        self.pending_in_ring -= 1;
+        self.forget();
         offer
     }
 
     pub(crate) fn ended(&self, id: OfferId) -> Option<EndedOffer> {
-        self.ended.get(&id).copied()
+        match self.ring.get(self.index(id)?)? {
+            Entry::Ended(ended) => Some(*ended),
+            Entry::Pending(_) => None,
+        }
+    }
+
+    /// Drops ended offers from the front beyond the history kept, moving
+    /// pending ones in the way aside.
+    fn forget(&mut self) {
+        while self.ring.len() - self.pending_in_ring > self.history {
+            match self.ring.pop_front() {
+                Some(Entry::Pending(offer)) => {
+                    self.stragglers.insert(OfferId(self.first), offer);
+                    self.pending_in_ring -= 1;
+                }
+                Some(Entry::Ended(_)) | None => {}
+            }
+            self.first += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Time;
+
+    fn offer(n: u64) -> Offer {
+        Offer { contact_slot: 0, contact: ContactId(n), agent_slot: 0, agent: AgentId(n), expires_at: Time::ZERO }
+    }
+
+    #[test]
+    fn an_offer_left_ringing_does_not_hold_later_ones_in_memory() {
+        let mut offers = Offers::new(4);
+        let ringing = offers.open(offer(0));
+        let mut last = ringing;
+        for n in 1..1_000 {
+            last = offers.open(offer(n));
+            offers.close(last, OfferOutcome::Accepted);
+            assert!(offers.ring.len() <= 5, "{} offers in the ring", offers.ring.len());
+        }
+        // The last `history` ended offers are remembered; older ones are not.
+        assert_eq!(offers.ended(last).map(|e| e.outcome), Some(OfferOutcome::Accepted));
+        assert!(offers.ended(OfferId(last.0 - 4)).is_none());
+        // The one left ringing is still pending, and can be closed.
+        assert_eq!(offers.pending_ids(), vec![ringing]);
+        assert_eq!(offers.pending(ringing).map(|o| o.contact), Some(ContactId(0)));
+        assert_eq!(offers.close(ringing, OfferOutcome::Expired).contact, ContactId(0));
+        assert_eq!(offers.pending_count(), 0);
+        assert!(offers.pending(ringing).is_none());
     }
 }
