@@ -277,7 +277,7 @@ impl Router {
                     skills: c.skills.to_vec(),
                     languages: c.languages.to_vec(),
                     preferred: c.preferred.to_vec(),
-                    context: c.context.clone(),
+                    context: c.context.to_vec(),
                     arrival: c.arrival,
                     entered_queue: c.entered_queue,
                     deadline: c.deadline,
@@ -614,8 +614,8 @@ impl Router {
             tier,
             skills,
             languages,
-            preferred: preferred_agents,
-            context,
+            preferred: preferred_agents.into(),
+            context: context.into(),
             arrival,
             entered_queue: arrival,
             deadline,
@@ -714,13 +714,15 @@ impl Router {
         c.tier = tier;
         c.skills = skills;
         c.languages = languages;
-        c.preferred = Vec::new();
+        c.preferred = Box::default();
+        let mut merged = std::mem::take(&mut c.context).into_vec();
         for (k, v) in context {
-            match c.context.iter_mut().find(|(ck, _)| *ck == k) {
+            match merged.iter_mut().find(|(ck, _)| *ck == k) {
                 Some(entry) => entry.1 = v,
-                None => c.context.push((k, v)),
+                None => merged.push((k, v)),
             }
         }
+        c.context = merged.into();
         c.entered_queue = now;
         c.relax = Relaxation::NONE;
         c.rank.value = rank_value(&self.cfg, admitted, tier, c.arrival, c.deadline);
