@@ -20,7 +20,7 @@
 //! Lists are interned: an agent learns its list ids at login and never hashes
 //! on the hot path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::hint::select_unpredictable;
 
@@ -30,6 +30,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use crate::agent::Agent;
 use crate::contact::{Filed, Rank};
 use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
+use crate::ranked::RankedSet;
 use crate::slab::Slab;
 
 /// Language slot of a list key for contacts that accept any language.
@@ -113,7 +114,7 @@ impl Equivalent<BucketKey> for Requirements<'_> {
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Bucket {
     key: BucketKey,
-    contacts: BTreeSet<(Rank, u32)>,
+    contacts: RankedSet,
     /// The lists this bucket is in (one per acceptable language, or `ANY`).
     lists: Vec<u32>,
 }
@@ -121,7 +122,7 @@ pub(crate) struct Bucket {
 impl Bucket {
     /// The best-ranked contact: (rank, contact slot).
     pub(crate) fn head(&self) -> Option<(Rank, u32)> {
-        self.contacts.first().copied()
+        self.contacts.first()
     }
 
     pub(crate) fn skills(&self) -> &[SkillReq] {
@@ -186,7 +187,7 @@ impl Cell {
 struct List {
     /// Single-skill contacts by minimum proficiency (index = min − 1), each
     /// level ordered by rank: (rank, contact slot).
-    levels: [BTreeSet<(Rank, u32)>; LEVELS],
+    levels: [RankedSet; LEVELS],
     /// The first contact of each level, kept in step.
     level_heads: [Option<(Rank, u32)>; LEVELS],
     /// Multi-skill buckets by head rank: (rank, bucket), with their
@@ -298,7 +299,7 @@ impl List {
             // An agent takes the first contact of a level far more often
             // than any other: no search down the tree for it.
             level_set.pop_first();
-            self.level_heads[level] = level_set.first().copied();
+            self.level_heads[level] = level_set.first();
             self.update_singles_from(cells, level);
         } else {
             let removed = level_set.remove(&entry);
@@ -511,7 +512,7 @@ impl WaitingIndex {
             Some(&id) => id,
             None => {
                 let lists = reqs.list_keys().map(|key| self.list_id(key)).collect();
-                let id = self.buckets.insert(Bucket { key: reqs.to_key(), contacts: BTreeSet::new(), lists });
+                let id = self.buckets.insert(Bucket { key: reqs.to_key(), contacts: RankedSet::default(), lists });
                 self.by_key.insert(reqs.to_key(), id);
                 id
             }
