@@ -220,11 +220,12 @@ impl InlineReqs {
     }
 }
 
+/// The level a contact with this requirement is filed in.
 fn level_of(req: SkillReq) -> usize {
-    usize::from(req.min_proficiency.clamp(1, MAX_PROFICIENCY) - 1)
+    level_of_proficiency(req.min_proficiency)
 }
 
-/// The cell an agent of `proficiency` (1..=10) reads.
+/// The level (and cell) of a proficiency in 1..=10.
 fn level_of_proficiency(proficiency: u8) -> usize {
     usize::from(proficiency.clamp(1, MAX_PROFICIENCY) - 1)
 }
