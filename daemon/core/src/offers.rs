@@ -72,8 +72,12 @@ impl Offers {
         (i < self.ring.len()).then_some(i)
     }
 
+    fn in_ring(&self, id: OfferId) -> Option<&Entry> {
+        self.index(id).map(|i| &self.ring[i])
+    }
+
     pub(crate) fn pending(&self, id: OfferId) -> Option<&Offer> {
-        match self.index(id).map(|i| &self.ring[i]) {
+        match self.in_ring(id) {
             Some(Entry::Pending(offer)) => Some(offer),
             Some(Entry::Ended(_)) => None,
             None => self.stragglers.get(&id),
@@ -107,7 +111,7 @@ impl Offers {
     }
 
     pub(crate) fn ended(&self, id: OfferId) -> Option<EndedOffer> {
-        match self.ring.get(self.index(id)?)? {
+        match self.in_ring(id)? {
             Entry::Ended(ended) => Some(*ended),
             Entry::Pending(_) => None,
         }
