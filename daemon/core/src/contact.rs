@@ -16,6 +16,13 @@ pub struct Rank {
     pub seq: u64,
 }
 
+impl Rank {
+    /// The rank as one integer (value, then seq), in the same order.
+    pub(crate) fn key(self) -> u128 {
+        (u128::from(self.value) << 64) | u128::from(self.seq)
+    }
+}
+
 const BIAS: u64 = 1 << 60;
 const STRICT_STEP: u64 = 1 << 48; // ~8.9 years: larger than any wait
 

@@ -48,6 +48,7 @@ pub mod time;
 mod agent;
 mod offers;
 mod pools;
+mod positions;
 mod ranked;
 mod router;
 mod slab;

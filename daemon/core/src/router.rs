@@ -228,11 +228,8 @@ impl Router {
             let method = EwtMethod::NotWaiting;
             return Ok(WaitEstimate { position: 0, estimated_wait: Duration::ZERO, method });
         }
-        let ahead =
-            self.contacts.iter().filter(|(_, o)| o.queue == c.queue && o.is_waiting() && o.rank < c.rank).count()
-                as u32;
         let q = &self.queues[usize::from(c.queue.0)];
-        let position = ahead + 1;
+        let position = q.positions.ahead_of(c.rank) + 1;
         if q.departures >= WARM_UP_DEPARTURES {
             let mut q = q.clone();
             q.advance(self.now, self.cfg.ewt_window);
@@ -938,6 +935,7 @@ impl Router {
             q.advance(self.now, self.cfg.ewt_window);
         }
         q.waiting_by_tier[usize::from(tier.0)] += 1;
+        q.positions.insert(tier, rank);
         self.contacts[slot].state = ContactState::Waiting { filed: Some(filed), hold_until };
     }
 
@@ -970,6 +968,8 @@ impl Router {
             q.advance(self.now, self.cfg.ewt_window);
         }
         q.waiting_by_tier[usize::from(tier.0)] -= 1;
+        let filed = q.positions.remove(tier, rank);
+        debug_assert!(filed, "a waiting contact is in its queue's order");
         self.contacts[slot].state = ContactState::Waiting { filed: None, hold_until };
     }
 

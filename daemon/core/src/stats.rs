@@ -29,6 +29,7 @@
 
 use std::time::Duration;
 
+use crate::positions::QueuePositions;
 use crate::time::Time;
 
 /// Answers needed before the queue-velocity estimate is trusted.
@@ -94,6 +95,8 @@ pub enum EwtMethod {
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct QueueState {
     pub waiting_by_tier: Vec<u32>,
+    /// The waiting contacts' ranks, for their positions.
+    pub positions: QueuePositions,
     pub counters: QueueCounters,
     /// Decayed count of answers.
     answers: f64,
@@ -109,6 +112,7 @@ impl QueueState {
     pub(crate) fn new(tiers: usize) -> Self {
         QueueState {
             waiting_by_tier: vec![0; tiers],
+            positions: QueuePositions::new(tiers),
             counters: QueueCounters::default(),
             answers: 0.0,
             busy: 0.0,

@@ -249,10 +249,6 @@ impl Best {
     const NONE: Best = Best { key: u128::MAX, from: 0 };
     const BUCKET: u64 = 1 << 32;
 
-    fn key(rank: Rank) -> u128 {
-        (u128::from(rank.value) << 64) | u128::from(rank.seq)
-    }
-
     fn contact(slot: u32) -> u64 {
         u64::from(slot)
     }
@@ -264,7 +260,7 @@ impl Best {
     /// Takes the candidate if it ranks before the best so far. An empty slot
     /// of a cell ranks [`NO_RANK`], after everything, so it is never taken.
     fn consider(&mut self, rank: Rank, from: u64) {
-        let key = Best::key(rank);
+        let key = rank.key();
         let better = key < self.key;
         self.key = select_unpredictable(better, key, self.key);
         self.from = select_unpredictable(better, from, self.from);
@@ -272,7 +268,7 @@ impl Best {
 
     /// Whether a candidate of this rank would be taken.
     fn beaten_by(&self, rank: Rank) -> bool {
-        Best::key(rank) < self.key
+        rank.key() < self.key
     }
 
     fn found(&self) -> Option<(Rank, Found)> {

@@ -282,6 +282,18 @@ fn check_invariants(cfg: &RouterConfig, snap: &Snapshot) -> Result<(), TestCaseE
     Ok(())
 }
 
+/// A waiting contact's position, as the router keeps it, against a count of
+/// the contacts of its queue that wait with a better rank.
+fn check_positions(router: &Router, snap: &Snapshot) -> Result<(), TestCaseError> {
+    let waiting = |c: &&ContactView| matches!(c.state, ContactViewState::Waiting { .. });
+    for c in snap.contacts.iter().filter(waiting) {
+        let ahead = snap.contacts.iter().filter(waiting).filter(|o| o.queue == c.queue && o.rank < c.rank).count();
+        let estimate = router.estimate_wait(c.id).expect("a waiting contact is known");
+        prop_assert_eq!(estimate.position as usize, ahead + 1, "position of {:?}", c.id);
+    }
+    Ok(())
+}
+
 /// Compares each offer a command made with the reference, in order.
 fn check_decisions(
     cfg: &RouterConfig,
@@ -430,6 +442,7 @@ fn run(
         let before = router.snapshot();
         if check {
             check_invariants(&cfg, &before)?;
+            check_positions(&router, &before)?;
             // The sampler's one-pass statistics against the per-queue query.
             let each: Vec<_> = (0..cfg.queues.len()).map(|q| router.queue_stats(QueueId(q as u16)).unwrap()).collect();
             prop_assert_eq!(router.all_queue_stats(), each);
