@@ -2,34 +2,67 @@
 //! questions, at 10k agents and 100k contacts waiting (`Shape::LARGE`):
 //! `Router::queue_stats` (Admin/QueueStats), `Router::all_queue_stats` (the
 //! metrics sampler, once a second) and `Router::estimate_wait`
-//! (Gateway/Position). Each is a scan over the contacts today; this bench
-//! says what a scan costs at this size (docs/PERFORMANCE.md).
+//! (Gateway/Position). The statistics scan the contacts for the oldest wait;
+//! a position is counted from the queue's order of ranks. The estimate is
+//! measured twice: while the queues warm up (the handle-time model counts the
+//! agents who qualify) and once they have answers to go by (queue velocity),
+//! as in steady operation (docs/PERFORMANCE.md).
 
-use ccr_benches::scenarios::AgentsReady;
+use std::time::Duration;
+
+use ccr_benches::scenarios::{AgentsReady, NOW};
 use ccr_benches::Shape;
-use ccr_core::{ContactId, QueueId};
-use criterion::{criterion_group, criterion_main, Criterion};
+use ccr_core::stats::WARM_UP_DEPARTURES;
+use ccr_core::{AgentId, Command, ContactId, Event, EwtMethod, QueueId, Router};
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 
 ccr_benches::use_ccrd_allocator!();
 
-fn queries(c: &mut Criterion) {
-    let centre = AgentsReady::new(Shape::LARGE, 100_000);
-    let router = &centre.router;
-    // Waiting contacts, spread over the queue (the generator numbers them from 0).
-    let waiting: Vec<ContactId> =
-        (0..100_000u64).step_by(997).map(ContactId).filter(|&c| router.estimate_wait(c).is_ok()).collect();
+/// Agents become ready and answer their offers until every queue has seen
+/// enough answers for the queue-velocity estimate.
+fn warm_up(router: &mut Router, queues: u16) {
+    let now = NOW + Duration::from_secs(5);
+    let mut next_agent = 0;
+    let warm = |router: &Router| {
+        (0..queues).all(|q| router.queue_stats(QueueId(q)).expect("queue").counters.answered >= WARM_UP_DEPARTURES)
+    };
+    while !warm(router) {
+        router.handle(now, Command::AgentReady { agent: AgentId(next_agent) }).expect("ready");
+        next_agent += 1;
+        while let Some(e) = router.poll_event() {
+            if let Event::Offered { agent, offer, .. } = e {
+                router.handle(now, Command::Accept { agent, offer }).expect("accept");
+            }
+        }
+    }
+}
+
+fn bench_estimate(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, name: &str, router: &Router) {
+    // Waiting contacts, spread over the queues (the generator numbers them from 0).
+    let waiting: Vec<ContactId> = (0..100_000u64)
+        .step_by(997)
+        .map(ContactId)
+        .filter(|&c| router.estimate_wait(c).is_ok_and(|e| e.method != EwtMethod::NotWaiting))
+        .collect();
     assert!(!waiting.is_empty(), "the bench's contacts are waiting");
-    let mut group = c.benchmark_group("queries");
-    group.sample_size(20);
-    group.bench_function("queue_stats", |b| b.iter(|| router.queue_stats(QueueId(0)).unwrap()));
-    group.bench_function("all_queue_stats", |b| b.iter(|| router.all_queue_stats()));
     let mut next = 0;
-    group.bench_function("estimate_wait", |b| {
+    group.bench_function(name, |b| {
         b.iter(|| {
             next = (next + 1) % waiting.len();
             router.estimate_wait(waiting[next]).unwrap()
         })
     });
+}
+
+fn queries(c: &mut Criterion) {
+    let mut centre = AgentsReady::new(Shape::LARGE, 100_000);
+    let mut group = c.benchmark_group("queries");
+    group.sample_size(20);
+    group.bench_function("queue_stats", |b| b.iter(|| centre.router.queue_stats(QueueId(0)).unwrap()));
+    group.bench_function("all_queue_stats", |b| b.iter(|| centre.router.all_queue_stats()));
+    bench_estimate(&mut group, "estimate_wait_warming_up", &centre.router);
+    warm_up(&mut centre.router, Shape::LARGE.queues);
+    bench_estimate(&mut group, "estimate_wait", &centre.router);
     group.finish();
 }
 

@@ -231,9 +231,8 @@ impl Router {
         let q = &self.queues[usize::from(c.queue.0)];
         let position = q.positions.ahead_of(c.rank) + 1;
         if q.departures >= WARM_UP_DEPARTURES {
-            let mut q = q.clone();
-            q.advance(self.now, self.cfg.ewt_window);
-            let wait = Duration::from_micros((f64::from(position) * q.answer_gap()) as u64);
+            let gap = q.answer_gap(self.now, self.cfg.ewt_window);
+            let wait = Duration::from_micros((f64::from(position) * gap) as u64);
             return Ok(WaitEstimate { position, estimated_wait: wait, method: EwtMethod::QueueVelocity });
         }
         let mut skills = Vec::new();

@@ -92,18 +92,47 @@ pub enum EwtMethod {
     NotWaiting,
 }
 
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct QueueState {
-    pub waiting_by_tier: Vec<u32>,
-    /// The waiting contacts' ranks, for their positions.
-    pub positions: QueuePositions,
-    pub counters: QueueCounters,
+/// How fast a queue has been answered lately: the history behind the
+/// queue-velocity estimate.
+#[derive(Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+struct AnswerRate {
     /// Decayed count of answers.
     answers: f64,
     /// Decayed time with someone waiting, in microseconds.
     busy: f64,
     /// When `answers` and `busy` were last brought up to date.
     updated: Time,
+}
+
+impl AnswerRate {
+    fn advance(&mut self, now: Time, window: Duration, busy: bool) {
+        let dt = now.since(self.updated);
+        if dt.is_zero() {
+            return;
+        }
+        let decay = (-dt.as_secs_f64() / window.as_secs_f64()).exp();
+        let busy = if busy { dt.as_micros() as f64 } else { 0.0 };
+        self.busy = self.busy * decay + busy;
+        self.answers *= decay;
+        self.updated = now;
+    }
+
+    fn gap(&self) -> f64 {
+        if self.answers > 0.0 {
+            self.busy / self.answers
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct QueueState {
+    pub waiting_by_tier: Vec<u32>,
+    /// The waiting contacts' ranks, for their positions.
+    pub positions: QueuePositions,
+    pub counters: QueueCounters,
+    rate: AnswerRate,
     /// Answers ever counted, for the warm-up.
     pub departures: u64,
 }
@@ -114,9 +143,7 @@ impl QueueState {
             waiting_by_tier: vec![0; tiers],
             positions: QueuePositions::new(tiers),
             counters: QueueCounters::default(),
-            answers: 0.0,
-            busy: 0.0,
-            updated: Time::ZERO,
+            rate: AnswerRate::default(),
             departures: 0,
         }
     }
@@ -128,30 +155,21 @@ impl QueueState {
     /// Decays the history up to `now`, counting the busy time since the last
     /// update. Must run before the waiting count goes from or to zero.
     pub(crate) fn advance(&mut self, now: Time, window: Duration) {
-        let dt = now.since(self.updated);
-        if dt.is_zero() {
-            return;
-        }
-        let decay = (-dt.as_secs_f64() / window.as_secs_f64()).exp();
-        let busy = if self.waiting() > 0 { dt.as_micros() as f64 } else { 0.0 };
-        self.busy = self.busy * decay + busy;
-        self.answers *= decay;
-        self.updated = now;
+        let busy = self.waiting() > 0;
+        self.rate.advance(now, window, busy);
     }
 
     pub(crate) fn note_answer(&mut self, now: Time, window: Duration) {
         self.advance(now, window);
-        self.answers += 1.0;
+        self.rate.answers += 1.0;
         self.departures += 1;
     }
 
-    /// Mean time between answers while busy, in microseconds.
-    pub(crate) fn answer_gap(&self) -> f64 {
-        if self.answers > 0.0 {
-            self.busy / self.answers
-        } else {
-            0.0
-        }
+    /// Mean time between answers while busy, in microseconds, as of `now`.
+    pub(crate) fn answer_gap(&self, now: Time, window: Duration) -> f64 {
+        let mut rate = self.rate;
+        rate.advance(now, window, self.waiting() > 0);
+        rate.gap()
     }
 
     pub(crate) fn service_level(&self) -> Option<f64> {
