@@ -91,6 +91,14 @@ impl QueuePositions {
         self.by_tier[usize::from(tier.0)].remove(rank)
     }
 
+    pub(crate) fn waiting(&self) -> u32 {
+        self.by_tier.iter().map(|order| order.waiting).sum()
+    }
+
+    pub(crate) fn waiting_by_tier(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_tier.iter().map(|order| order.waiting)
+    }
+
     /// How many waiting contacts of the queue rank before `rank`.
     pub(crate) fn ahead_of(&self, rank: Rank) -> u32 {
         self.by_tier.iter().map(|order| order.count_before(rank)).sum()

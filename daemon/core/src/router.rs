@@ -210,7 +210,7 @@ impl Router {
         let q = &self.queues[usize::from(queue.0)];
         QueueStats {
             name: self.cfg.queues[usize::from(queue.0)].name.clone(),
-            waiting_by_tier: q.waiting_by_tier.clone(),
+            waiting_by_tier: q.positions.waiting_by_tier().collect(),
             waiting: q.waiting(),
             oldest_wait: oldest.map(|a| self.now.since(a)),
             counters: q.counters,
@@ -933,7 +933,6 @@ impl Router {
         if q.waiting() == 0 {
             q.advance(self.now, self.cfg.ewt_window);
         }
-        q.waiting_by_tier[usize::from(tier.0)] += 1;
         q.positions.insert(tier, rank);
         self.contacts[slot].state = ContactState::Waiting { filed: Some(filed), hold_until };
     }
@@ -966,7 +965,6 @@ impl Router {
         if q.waiting() == 1 {
             q.advance(self.now, self.cfg.ewt_window);
         }
-        q.waiting_by_tier[usize::from(tier.0)] -= 1;
         let filed = q.positions.remove(tier, rank);
         debug_assert!(filed, "a waiting contact is in its queue's order");
         self.contacts[slot].state = ContactState::Waiting { filed: None, hold_until };

@@ -128,8 +128,8 @@ impl AnswerRate {
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct QueueState {
-    pub waiting_by_tier: Vec<u32>,
-    /// The waiting contacts' ranks, for their positions.
+    /// The waiting contacts by tier, in rank order: their count and their
+    /// positions.
     pub positions: QueuePositions,
     pub counters: QueueCounters,
     rate: AnswerRate,
@@ -140,7 +140,6 @@ pub(crate) struct QueueState {
 impl QueueState {
     pub(crate) fn new(tiers: usize) -> Self {
         QueueState {
-            waiting_by_tier: vec![0; tiers],
             positions: QueuePositions::new(tiers),
             counters: QueueCounters::default(),
             rate: AnswerRate::default(),
@@ -149,7 +148,7 @@ impl QueueState {
     }
 
     pub(crate) fn waiting(&self) -> u32 {
-        self.waiting_by_tier.iter().sum()
+        self.positions.waiting()
     }
 
     /// Decays the history up to `now`, counting the busy time since the last
