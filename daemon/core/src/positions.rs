@@ -75,24 +75,29 @@ fn below(n: usize) -> u64 {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct QueuePositions {
     by_tier: Vec<QueueOrder>,
+    /// Over all tiers.
+    waiting: u32,
 }
 
 impl QueuePositions {
     pub(crate) fn new(tiers: usize) -> Self {
-        QueuePositions { by_tier: vec![QueueOrder::default(); tiers] }
+        QueuePositions { by_tier: vec![QueueOrder::default(); tiers], waiting: 0 }
     }
 
     pub(crate) fn insert(&mut self, tier: TierId, rank: Rank) {
         self.by_tier[usize::from(tier.0)].insert(rank);
+        self.waiting += 1;
     }
 
     /// Returns whether the contact was filed.
     pub(crate) fn remove(&mut self, tier: TierId, rank: Rank) -> bool {
-        self.by_tier[usize::from(tier.0)].remove(rank)
+        let filed = self.by_tier[usize::from(tier.0)].remove(rank);
+        self.waiting -= u32::from(filed);
+        filed
     }
 
     pub(crate) fn waiting(&self) -> u32 {
-        self.by_tier.iter().map(|order| order.waiting).sum()
+        self.waiting
     }
 
     pub(crate) fn waiting_by_tier(&self) -> impl Iterator<Item = u32> + '_ {
