@@ -26,15 +26,16 @@ use crate::ids::TierId;
 
 /// Most ranks in one chunk, taken ones included: one bit each in `live`.
 const CHUNK: usize = 64;
-/// Two neighbours with at most this many waiting ranks together are merged,
-/// so that the chunks stay a quarter full on average.
+/// A sweep merges two neighbours with at most this many waiting ranks
+/// together, so that the chunks stay a quarter full on average.
 const HALF: u32 = CHUNK as u32 / 2;
 
 #[derive(Clone, Default, Debug, serde::Serialize, serde::Deserialize)]
 struct Chunk {
     /// Sorted; ranks taken out stay until the chunk is compacted.
     keys: Vec<u128>,
-    /// Bit j: `keys[j]` is waiting. Never zero for a chunk in the order.
+    /// Bit j: `keys[j]` is waiting. Zero once every rank in the chunk was
+    /// taken out; the chunk stays until the next sweep.
     live: u64,
 }
 
@@ -112,9 +113,9 @@ impl QueuePositions {
 
 /// The ranks of some waiting contacts, in order, with counts.
 #[derive(Clone, Default, Debug, serde::Serialize, serde::Deserialize)]
-pub(crate) struct QueueOrder {
+struct QueueOrder {
     /// Every key of a chunk ranks before every key of the next. A chunk may
-    /// be empty until the next [`QueueOrder::sweep`].
+    /// have no rank waiting until the next [`QueueOrder::sweep`].
     chunks: Vec<Chunk>,
     /// Where each chunk's keys begin: not after its first key, after every
     /// key of the chunks before it. Finding a key's chunk reads this one
@@ -127,7 +128,7 @@ pub(crate) struct QueueOrder {
 impl QueueOrder {
     /// Files a rank that is not filed now. Each contact has its own rank (its
     /// `seq` is unique), and may be filed again after it was taken out.
-    pub(crate) fn insert(&mut self, rank: Rank) {
+    fn insert(&mut self, rank: Rank) {
         let key = rank.key();
         self.waiting += 1;
         // Most contacts arrive after all the others of their tier: no search.
@@ -190,7 +191,7 @@ impl QueueOrder {
 
     /// Takes a filed rank out; returns whether it was filed. The rank stays in
     /// its chunk, marked as taken, so nothing moves.
-    pub(crate) fn remove(&mut self, rank: Rank) -> bool {
+    fn remove(&mut self, rank: Rank) -> bool {
         let key = rank.key();
         if self.chunks.is_empty() {
             return false;
@@ -208,7 +209,7 @@ impl QueueOrder {
     }
 
     /// How many filed ranks come before `rank`.
-    pub(crate) fn count_before(&self, rank: Rank) -> u32 {
+    fn count_before(&self, rank: Rank) -> u32 {
         if self.chunks.is_empty() {
             return 0;
         }
