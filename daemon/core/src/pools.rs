@@ -32,6 +32,14 @@ struct Entry {
 /// The head of a pool that has none.
 const NO_ENTRY: Entry = Entry { slot: u32::MAX, order: u64::MAX };
 
+impl Entry {
+    /// Whether this is an entry and not [`NO_ENTRY`]: the slot alone tells,
+    /// one compare instead of two on every pool head a search reads.
+    fn is_some(&self) -> bool {
+        self.slot != u32::MAX
+    }
+}
+
 /// A pool's entries after its first, and when to sweep them next.
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Rest {
@@ -61,7 +69,7 @@ impl Group {
             self.rests.resize_with(i + 1, Rest::default);
         }
         self.sweep_if_due(i, orders);
-        if self.heads[i] == NO_ENTRY {
+        if !self.heads[i].is_some() {
             self.heads[i] = e;
         } else {
             self.rests[i].queue.push_back(e);
@@ -71,13 +79,13 @@ impl Group {
     /// Drops stale entries from the front of pool `i`; its head is then
     /// current or absent.
     fn skip_stale(&mut self, i: usize, orders: &[u64]) {
-        while self.heads[i] != NO_ENTRY && !is_current(orders, self.heads[i]) {
+        while self.heads[i].is_some() && !is_current(orders, self.heads[i]) {
             self.heads[i] = self.rests[i].queue.pop_front().unwrap_or(NO_ENTRY);
         }
     }
 
     fn entries(&self, i: usize) -> impl Iterator<Item = &Entry> {
-        let head = (self.heads[i] != NO_ENTRY).then_some(&self.heads[i]);
+        let head = self.heads[i].is_some().then_some(&self.heads[i]);
         head.into_iter().chain(self.rests[i].queue.iter())
     }
 
@@ -115,12 +123,15 @@ pub(crate) struct AgentCandidate {
 }
 
 impl AgentCandidate {
-    fn score(&self, policy: AgentPolicy) -> (u8, u64) {
-        match policy {
-            AgentPolicy::LongestIdle => (0, self.order),
-            AgentPolicy::MostProficient => (MAX_PROFICIENCY - self.proficiency, self.order),
-            AgentPolicy::LeastOccupied => (self.occupancy, self.order),
-        }
+    /// Lower is better: the policy's criterion, then the order (longest
+    /// idle first), as one integer so that a comparison is one compare.
+    fn score(&self, policy: AgentPolicy) -> u128 {
+        let first = match policy {
+            AgentPolicy::LongestIdle => 0,
+            AgentPolicy::MostProficient => MAX_PROFICIENCY - self.proficiency,
+            AgentPolicy::LeastOccupied => self.occupancy,
+        };
+        (u128::from(first) << 64) | u128::from(self.order)
     }
 }
 
@@ -285,18 +296,20 @@ impl AgentPools {
             // only when it would beat the best so far; a stale one is dropped
             // (once) and the pool's next head weighed instead.
             let mut best: Option<AgentCandidate> = None;
+            let mut best_score = u128::MAX;
             for &g in groups {
                 let group = &mut all_groups[g as usize];
                 for occupancy in 0..=max_occupancy {
                     for proficiency in primary.min_proficiency.max(1)..=MAX_PROFICIENCY {
                         let i = Group::index(proficiency, occupancy);
-                        while let Some(&e) = group.heads.get(i).filter(|&&e| e != NO_ENTRY) {
+                        while let Some(&e) = group.heads.get(i).filter(|e| e.is_some()) {
                             let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
-                            if best.is_some_and(|b| b.score(policy) <= candidate.score(policy)) {
+                            let score = candidate.score(policy);
+                            if score >= best_score {
                                 break;
                             }
                             if is_current(orders, e) {
-                                best = Some(candidate);
+                                (best, best_score) = (Some(candidate), score);
                                 break;
                             }
                             group.skip_stale(i, orders);
@@ -324,7 +337,7 @@ impl AgentPools {
             // Orders only grow along a pool, so its head (even a stale one)
             // bounds what the pool can offer.
             let bound = AgentCandidate { slot: head.slot, proficiency, occupancy, order: head.order };
-            if head == NO_ENTRY || weighed.is_none() && best.is_some_and(|b| b.score(policy) <= bound.score(policy)) {
+            if !head.is_some() || weighed.is_none() && best.is_some_and(|b| b.score(policy) <= bound.score(policy)) {
                 continue;
             }
             group.skip_stale(i, orders);
