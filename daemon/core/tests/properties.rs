@@ -135,6 +135,44 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A floor of free agents, then contacts that most of them qualify for: the
+/// agent policy decides each offer (in `op()`'s mix, two free agents that
+/// both qualify are rare, and a wrong policy went unseen for thousands of
+/// cases).
+fn many_free_agents_then_arrivals() -> impl Strategy<Value = Vec<Op>> {
+    let login = (
+        prop::collection::btree_map(0..SKILLS, 1u8..=10, 1..=3),
+        prop::collection::btree_set(0..LANGUAGES, 0..=2),
+        prop_oneof![Just([1, 0, 0]), Just([0, 3, 0]), Just([1, 2, 1])],
+    );
+    let arrival = (
+        0u8..2,
+        0u16..3,
+        0u8..3,
+        prop::collection::btree_map(0..SKILLS, 1u8..=4, 1..=2),
+        prop::collection::vec(0..LANGUAGES, 0..=1),
+    );
+    (prop::collection::vec(login, 2..=AGENTS as usize), prop::collection::vec(arrival, 1..CONTACTS as usize)).prop_map(
+        |(logins, arrivals)| {
+            let logins = logins.into_iter().enumerate().map(|(agent, (skills, languages, capacity))| Op::Login {
+                agent: agent as u64,
+                skills: skills.into_iter().collect(),
+                languages: languages.into_iter().collect(),
+                capacity,
+                ready: true,
+            });
+            let arrivals =
+                arrivals.into_iter().enumerate().flat_map(|(id, (channel, queue, tier, skills, languages))| {
+                    let skills = skills.into_iter().collect();
+                    let enqueue =
+                        Op::Enqueue { id: id as u64, channel, queue, tier, skills, languages, preferred: None };
+                    [Op::Advance(1), enqueue]
+                });
+            logins.chain(arrivals).collect()
+        },
+    )
+}
+
 fn reqs(skills: &[(u16, u8)]) -> SkillReqs {
     skills.iter().map(|&(s, p)| SkillReq { skill: SkillId(s), min_proficiency: p }).collect()
 }
@@ -491,6 +529,16 @@ proptest! {
     #[test]
     fn invariants_and_reference_hold_after_every_step(
         ops in prop::collection::vec(op(), 1..160),
+        (cp, ap) in policies(),
+    ) {
+        run(&ops, cp, ap, true)?;
+    }
+
+    /// Invariant 6 where the agent policy decides: each arriving contact gets
+    /// the reference's best of many free agents.
+    #[test]
+    fn arrivals_get_the_reference_agent_among_many_free(
+        ops in many_free_agents_then_arrivals(),
         (cp, ap) in policies(),
     ) {
         run(&ops, cp, ap, true)?;
