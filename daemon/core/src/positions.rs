@@ -228,7 +228,9 @@ impl QueueOrder {
     /// Chunks thinned by removals are merged and empty ones dropped once there
     /// are more than twice as many as a sweep leaves. A sweep costs O(n) and
     /// comes after Ω(n / 16) changes, so the cost per change stays constant,
-    /// and removals never move chunks.
+    /// and removals never move chunks. The one slow change is the sweep
+    /// itself: a sequential pass over at most n / 8 + 8 chunks of 1 KiB,
+    /// around a millisecond for 100k waiting in one tier (not measured).
     #[inline]
     fn sweep_if_sparse(&mut self) {
         if self.chunks.len() > self.waiting as usize / 8 + 8 {
