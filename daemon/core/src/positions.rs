@@ -135,20 +135,14 @@ impl QueueOrder {
         // (A chunk's keys, taken ones included, are only ever empty for the
         // moment of a compaction.)
         match self.chunks.last_mut() {
-            None => {
-                let mut chunk = Chunk { keys: Vec::with_capacity(CHUNK), live: 0 };
-                chunk.insert(0, key);
-                self.chunks.push(chunk);
-                self.firsts.push(key);
-                return;
-            }
+            None => return self.push_chunk(key),
             Some(tail) if tail.keys.len() < CHUNK && tail.keys.last().is_some_and(|&k| k < key) => {
                 tail.insert(tail.keys.len(), key);
                 return;
             }
             Some(_) => {}
         }
-        let i = self.chunk_of(key);
+        let mut i = self.chunk_of(key);
         let last = i + 1 == self.chunks.len();
         let chunk = &mut self.chunks[i];
         let mut at = chunk.keys.partition_point(|&k| k < key);
@@ -161,32 +155,35 @@ impl QueueOrder {
             chunk.compact();
             at = chunk.keys.partition_point(|&k| k < key);
         }
-        if chunk.keys.len() < CHUNK {
-            chunk.insert(at, key);
-            self.firsts[i] = self.firsts[i].min(key);
-            return;
-        }
-        if last && at == CHUNK {
+        let full = chunk.keys.len() == CHUNK;
+        if full && last && at == CHUNK {
             // Arrivals come in rank order: start the next chunk.
-            let mut next = Chunk { keys: Vec::with_capacity(CHUNK), live: 0 };
-            next.insert(0, key);
-            self.chunks.push(next);
-            self.firsts.push(key);
+            self.push_chunk(key);
         } else {
-            let mut keys = Vec::with_capacity(CHUNK);
-            keys.extend(chunk.keys.drain(CHUNK / 2..));
-            let mut tail = Chunk { live: below(keys.len()), keys };
-            chunk.live = below(CHUNK / 2);
-            if at > CHUNK / 2 {
-                tail.insert(at - CHUNK / 2, key);
-            } else {
-                chunk.insert(at, key);
-                self.firsts[i] = self.firsts[i].min(key);
+            if full {
+                let mut keys = Vec::with_capacity(CHUNK);
+                keys.extend(chunk.keys.drain(CHUNK / 2..));
+                chunk.live = below(CHUNK / 2);
+                self.firsts.insert(i + 1, keys[0]);
+                self.chunks.insert(i + 1, Chunk { live: below(keys.len()), keys });
+                if at > CHUNK / 2 {
+                    (i, at) = (i + 1, at - CHUNK / 2);
+                }
             }
-            self.firsts.insert(i + 1, tail.keys[0]);
-            self.chunks.insert(i + 1, tail);
+            self.chunks[i].insert(at, key);
+            self.firsts[i] = self.firsts[i].min(key);
         }
-        self.sweep_if_sparse();
+        if full {
+            self.sweep_if_sparse();
+        }
+    }
+
+    /// Starts a chunk after all the others with `key`, the largest filed.
+    fn push_chunk(&mut self, key: u128) {
+        let mut chunk = Chunk { keys: Vec::with_capacity(CHUNK), live: 0 };
+        chunk.insert(0, key);
+        self.chunks.push(chunk);
+        self.firsts.push(key);
     }
 
     /// Takes a filed rank out; returns whether it was filed. The rank stays in
