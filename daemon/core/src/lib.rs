@@ -50,6 +50,7 @@ mod agent;
 mod offers;
 mod pools;
 mod positions;
+mod prefetch;
 mod ranked;
 mod router;
 mod slab;
