@@ -65,6 +65,7 @@ impl Workload for Arrivals {
         self.offers.clear();
     }
 
+    #[inline(never)] // a symbol for profilers to count decisions by
     fn decide(&mut self) {
         let spec = self.specs.pop().expect("prepared");
         let _ = self.router.handle(NOW, Command::Enqueue(spec));
@@ -118,6 +119,7 @@ impl Workload for AgentsReady {
         self.offers.clear();
     }
 
+    #[inline(never)] // a symbol for profilers to count decisions by
     fn decide(&mut self) {
         let agent = self.agents[self.next];
         self.next += 1;
@@ -188,6 +190,7 @@ impl Workload for Mixed {
     }
 
     /// One command of the cycle.
+    #[inline(never)] // a symbol for profilers to count decisions by
     fn decide(&mut self) {
         let (now, command) = self.next_command();
         let _ = self.router.handle(now, command);
