@@ -139,10 +139,11 @@ const NO_RANK: Rank = Rank { value: u64::MAX, seq: u64::MAX };
 
 /// What an agent of one proficiency needs from a list, in one cache line: the
 /// best single-skill contact it qualifies for, and the first multi-skill
-/// bucket with its requirements. A list keeps one cell per proficiency, so an
-/// agent's search reads one line per list; the B-trees behind are touched
-/// only when a contact is filed or taken, or when the first multi-skill bucket
-/// does not fit the agent.
+/// bucket with its requirements and a bound on the second. A list keeps one
+/// cell per proficiency, so an agent's search reads one line per list; the
+/// B-trees behind are touched only when a contact is filed or taken, or when
+/// the first multi-skill bucket does not fit the agent and the second could
+/// still win.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 #[repr(C, align(64))]
 pub(crate) struct Cell {
@@ -150,8 +151,14 @@ pub(crate) struct Cell {
     multi_rank: Rank,
     single_slot: u32,
     multi_bucket: u32,
+    /// The rank value of the second bucket's head (`u64::MAX`: none). Most
+    /// agents do not fit a list's first bucket; this spares them the walk
+    /// along the list's B-tree when the second cannot beat what they have.
+    multi_next_value: u64,
     multi_reqs: InlineReqs,
 }
+
+const _: () = assert!(std::mem::size_of::<Cell>() == 64);
 
 impl Default for Cell {
     fn default() -> Self {
@@ -164,6 +171,7 @@ const EMPTY_CELL: Cell = Cell {
     multi_rank: NO_RANK,
     single_slot: u32::MAX,
     multi_bucket: u32::MAX,
+    multi_next_value: u64::MAX,
     multi_reqs: InlineReqs::EMPTY,
 };
 
@@ -204,7 +212,9 @@ pub(crate) struct InlineReqs {
 }
 
 impl InlineReqs {
-    const MAX: usize = 4;
+    /// Three, so that a [`Cell`] holds them in its one line; contacts that
+    /// need more skills are rare, and their bucket is read instead.
+    const MAX: usize = 3;
     const EMPTY: InlineReqs =
         InlineReqs { reqs: [SkillReq { skill: SkillId(0), min_proficiency: 0 }; Self::MAX], len: 0 };
 
@@ -270,6 +280,12 @@ impl Best {
     /// Whether a candidate of this rank would be taken.
     fn beaten_by(&self, rank: Rank) -> bool {
         rank.key() < self.key
+    }
+
+    /// Whether a candidate whose rank has this value could be taken (its
+    /// sequence number decides a tie).
+    fn may_be_beaten_by_value(&self, value: u64) -> bool {
+        value <= (self.key >> 64) as u64
     }
 
     fn found(&self) -> Option<(Rank, Found)> {
@@ -339,13 +355,16 @@ impl List {
         if let Some(new) = new {
             self.multi_skill.insert((new, bucket), InlineReqs::new(skills));
         }
-        let (rank, bucket, reqs) = match self.multi_skill.first_key_value() {
+        let mut buckets = self.multi_skill.iter();
+        let (rank, bucket, reqs) = match buckets.next() {
             Some((&(rank, bucket), &reqs)) => (rank, bucket, reqs),
             None => (NO_RANK, u32::MAX, InlineReqs::new(&[])),
         };
+        let next_value = buckets.next().map_or(u64::MAX, |(&(rank, _), _)| rank.value);
         for cell in cells {
             cell.multi_rank = rank;
             cell.multi_bucket = bucket;
+            cell.multi_next_value = next_value;
             cell.multi_reqs = reqs;
         }
     }
@@ -440,6 +459,7 @@ impl WaitingIndex {
                         best.consider(cell.multi_rank, Best::bucket(cell.multi_bucket));
                         continue;
                     }
+                    Some(_) if !best.may_be_beaten_by_value(cell.multi_next_value) => continue,
                     Some(_) => 1,
                     None => 0, // too many requirements to hold inline
                 };

@@ -608,6 +608,23 @@ fn an_agent_with_many_skills_takes_the_best_contact_from_any_of_its_lists() {
 }
 
 #[test]
+fn an_agent_takes_the_second_multi_skill_contact_of_a_list_when_the_first_does_not_fit() {
+    // Three contacts at the same instant and tier: equal rank values, told
+    // apart by arrival order alone. The agent lacks a skill of the first,
+    // fits the second, and the second arrived before its best single-skill
+    // contact: it must be found behind the first, even on a tie of values.
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5), (REPAIR, 5)], &[EN]);
+    h.ok(not_ready(10));
+    h.at(1).enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1), (SkillId(99), 1)], &[EN]));
+    h.at(1).enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1), (REPAIR, 1)], &[EN]));
+    h.at(1).enqueue(contact(3, Q0, STANDARD, &[(REPAIR, 1)], &[EN]));
+    h.ok(ready(10));
+    assert_eq!(service_order(&mut h, 10, 2), vec![2, 3]);
+    assert!(h.offer_of(1).is_none());
+}
+
+#[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let mut h = harness();
     h.login(10, &[(BILLING, 5)], &[EN]);
