@@ -4,6 +4,7 @@ use crate::command::NotReadyReason;
 use crate::event::AgentState;
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, QueueId, SkillId, SkillReq};
 use crate::time::Time;
+use smallvec::SmallVec;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Presence {
@@ -38,8 +39,9 @@ pub struct Agent {
     /// Agent pools this agent is filed in when it has room (fixed at login).
     pub memberships: Vec<crate::pools::Membership>,
     /// Contact lists it reads when it looks for work: (channel, list id, its
-    /// proficiency in the list's skill).
-    pub lists: Vec<(Channel, u32, u8)>,
+    /// proficiency in the list's skill). Held in the record up to a common
+    /// count, so that its search reads them without another cold line first.
+    pub lists: SmallVec<[(Channel, u32, u8); 24]>,
     /// The state last reported in an event.
     pub reported: Option<AgentState>,
 }

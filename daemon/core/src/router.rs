@@ -382,12 +382,12 @@ impl Router {
             work: Vec::with_capacity(slots),
             presence,
             memberships: Vec::new(),
-            lists: Vec::new(),
+            lists: Default::default(),
             reported: None,
         });
         let memberships = self.pools.memberships(&self.agents[slot]);
         let agent = &self.agents[slot];
-        let mut lists = Vec::new();
+        let mut lists = smallvec::SmallVec::new();
         for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
             for &(skill, proficiency) in &agent.skills {
                 for language in agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]) {
