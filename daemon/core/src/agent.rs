@@ -24,8 +24,9 @@ pub struct WrapUp {
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     pub id: AgentId,
-    /// Sorted by skill id.
-    pub skills: Vec<(SkillId, u8)>,
+    /// Sorted by skill id. Held in the record up to a common count: the
+    /// check of a multi-skill contact reads them right after the record.
+    pub skills: SmallVec<[(SkillId, u8); 8]>,
     pub languages: Vec<LanguageId>,
     pub capacity: [u8; Channel::COUNT],
     /// Slots in use per channel: ringing offers, connected contacts and wrap-ups.

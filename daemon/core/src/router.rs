@@ -290,7 +290,7 @@ impl Router {
             .iter()
             .map(|(slot, a)| AgentView {
                 id: a.id,
-                skills: a.skills.clone(),
+                skills: a.skills.to_vec(),
                 languages: a.languages.clone(),
                 capacity: a.capacity,
                 usage: a.usage,
@@ -370,7 +370,7 @@ impl Router {
         let slots = capacity.iter().map(|&c| usize::from(c)).sum();
         let slot = self.agents.insert(Agent {
             id,
-            skills,
+            skills: skills.into(),
             languages,
             capacity,
             usage: [0; Channel::COUNT],
