@@ -24,7 +24,7 @@
 //!   proficiency, for an agent looking for work. `pools`: agents with room, for a contact looking
 //!   for an agent. Both are what makes a decision cost microseconds.
 //! - `contact`, `agent`: the records, with rank and relaxation rules.
-//! - `timers`, `offers`, `slab`: plumbing.
+//! - `timers`, `offers`, `slab`, `prefetch`: plumbing.
 //! - [`stats`]: queue statistics and the estimated wait time; `positions`: each
 //!   waiting contact's place in its queue, kept so that asking costs no scan.
 //! - [`snapshot`]: a plain copy of the state for tests and tools.

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Compares two builds of benches/examples/profile_decisions on one workload by
+# running them at the same time, one per core (the cores swapped each round),
+# so that both see the same noise from the rest of a shared machine. Prints
+# each build's median over rounds of its median batch, and the median of the
+# pairwise ratios (new / old). Needs two cores and `taskset` (util-linux).
+#
+#   cargo build --release -p ccr-benches --example profile_decisions
+#   cp target/release/examples/profile_decisions /tmp/pd-old    # then change, rebuild
+#   scripts/ab-decisions.sh /tmp/pd-old target/release/examples/profile_decisions agent_ready 10
+#
+# Running both at once makes them share the last-level cache, so absolute
+# figures are higher than alone; the ratio is what this is for.
+set -euo pipefail
+old=$1 new=$2 workload=$3 rounds=${4:-10} decisions=${5:-200000}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+median_batch() { sed 's/.*median batch \([0-9]*\).*/\1/' "$1"; }
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+olds=() news=() ratios=()
+for round in $(seq "$rounds"); do
+    old_core=$((round % 2)) new_core=$(((round + 1) % 2))
+    taskset -c "$old_core" "$old" "$workload" "$decisions" > "$out/old" &
+    taskset -c "$new_core" "$new" "$workload" "$decisions" > "$out/new"
+    wait
+    o=$(median_batch "$out/old") n=$(median_batch "$out/new")
+    olds+=("$o") news+=("$n") ratios+=("$(awk -v n="$n" -v o="$o" 'BEGIN {printf "%.3f", n / o}')")
+done
+echo "$workload, ns per decision (median batch), $rounds rounds of $decisions decisions"
+echo "old: ${olds[*]} (median $(median "${olds[@]}"))"
+echo "new: ${news[*]} (median $(median "${news[@]}"))"
+echo "new/old per round: ${ratios[*]} (median $(median "${ratios[@]}"))"
