@@ -1,7 +1,8 @@
 //! Runs one routing workload for a fixed number of decisions, for profilers
 //! that need a steady, repeatable run (callgrind with `--toggle-collect` on
 //! `decide`, perf). It prints the mean time per decision and that of the
-//! median batch, handy to compare two builds run alternately; the criterion benches remain the reference.
+//! median batch, handy to compare two builds (`scripts/ab-decisions.sh`); the
+//! criterion benches remain the reference.
 //!
 //! `cargo run --release -p ccr-benches --example profile_decisions -- agent_ready 20000`
 

@@ -126,7 +126,7 @@ impl Generator {
             0 => self.agent(),
             n => self.roster[self.rng.below(n as u64) as usize].clone(),
         };
-        let n = if self.rng.below(5) == 0 && std::env::var_os("SINGLE").is_none() { 2 } else { 1 };
+        let n = if self.rng.below(5) == 0 { 2 } else { 1 };
         let pick = self.rng.below((template.skills.len() - n + 1) as u64) as usize;
         let skills: SkillReqs = template.skills[pick..pick + n]
             .iter()
