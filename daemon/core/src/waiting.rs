@@ -358,7 +358,7 @@ impl List {
         let mut buckets = self.multi_skill.iter();
         let (rank, bucket, reqs) = match buckets.next() {
             Some((&(rank, bucket), &reqs)) => (rank, bucket, reqs),
-            None => (NO_RANK, u32::MAX, InlineReqs::new(&[])),
+            None => (NO_RANK, u32::MAX, InlineReqs::EMPTY),
         };
         let next_value = buckets.next().map_or(u64::MAX, |(&(rank, _), _)| rank.value);
         for cell in cells {
@@ -429,8 +429,8 @@ impl WaitingIndex {
     /// is checked; the lists whose first bucket could still win are noted on
     /// the way and checked after, from cells that are then in cache. A list
     /// whose first bucket does not fit is walked only if its second could
-    /// still win. Candidates are compared on rank alone,
-    /// and the winning bucket's contact is looked up last.
+    /// still win. Candidates are compared on rank alone, and the winning
+    /// bucket's contact is looked up last.
     pub(crate) fn best_for(&self, agent: &Agent) -> Option<(Rank, u32)> {
         /// Lists read per round: the cells and notes of one round stay on
         /// the stack.
