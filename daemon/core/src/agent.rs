@@ -42,7 +42,11 @@ pub struct Agent {
     /// Contact lists it reads when it looks for work: (channel, list id, its
     /// proficiency in the list's skill). Held in the record up to a common
     /// count, so that its search reads them without another cold line first.
+    /// The lists of one of its languages come first, those of any-language
+    /// contacts after: a search skips the latter while they are all empty.
     pub lists: SmallVec<[(Channel, u32, u8); 24]>,
+    /// How many of `lists` are lists of one language.
+    pub one_language_lists: u16,
     /// The state last reported in an event.
     pub reported: Option<AgentState>,
 }

@@ -383,22 +383,34 @@ impl Router {
             presence,
             memberships: Vec::new(),
             lists: Default::default(),
+            one_language_lists: 0,
             reported: None,
         });
         let memberships = self.pools.memberships(&self.agents[slot]);
         let agent = &self.agents[slot];
         let mut lists = smallvec::SmallVec::new();
-        for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
-            for &(skill, proficiency) in &agent.skills {
-                for language in agent.languages.iter().map(|l| l.0).chain([ANY_LANGUAGE]) {
-                    let list = self.waiting.list_id(ListKey { channel, skill, language });
-                    lists.push((channel, list, proficiency));
+        let mut one_language_lists = 0;
+        for any_language in [false, true] {
+            for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
+                for &(skill, proficiency) in &agent.skills {
+                    let languages = match any_language {
+                        false => &agent.languages[..],
+                        true => &[LanguageId(ANY_LANGUAGE)],
+                    };
+                    for language in languages.iter().map(|l| l.0) {
+                        let list = self.waiting.list_id(ListKey { channel, skill, language });
+                        lists.push((channel, list, proficiency));
+                    }
                 }
+            }
+            if !any_language {
+                one_language_lists = u16::try_from(lists.len()).expect("3 channels × 256 skills × 32 languages");
             }
         }
         let agent = &mut self.agents[slot];
         agent.memberships = memberships;
         agent.lists = lists;
+        agent.one_language_lists = one_language_lists;
         self.agent_slots.insert(id, slot);
         self.agent_gained_room(slot);
         Ok(Reply::Done)

@@ -377,10 +377,7 @@ pub(crate) struct WaitingIndex {
     /// structures behind them.
     cells: Vec<[Cell; LEVELS]>,
     lists: Vec<List>,
-    /// Entries per list (contacts in levels, multi-skill buckets), and one
-    /// bit per list that has any.
-    list_len: Vec<u32>,
-    non_empty: Vec<u64>,
+    occupancy: Occupancy,
     by_key: HashMap<BucketKey, u32, FxBuildHasher>,
     buckets: Slab<Bucket>,
     /// Buckets emptied since the last sweep. They stay in `by_key` for reuse:
@@ -402,7 +399,7 @@ impl WaitingIndex {
     /// Whether a list holds anything: one bit per list, so an agent skips its
     /// empty lists without touching them.
     pub(crate) fn is_listed(&self, id: u32) -> bool {
-        self.non_empty.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+        self.occupancy.is_listed(id)
     }
 
     /// The cells an agent reads from a list: the list's own if it holds
@@ -420,7 +417,8 @@ impl WaitingIndex {
     /// for: (rank, contact slot). Contacts held for preferred agents are not
     /// in the index; the caller weighs them.
     ///
-    /// One cell per list holds what the agent needs from it: the best
+    /// The agent's lists of any-language contacts are read only while one of
+    /// them holds anything. One cell per list holds what the agent needs from it: the best
     /// single-skill contact for its proficiency, and the list's first
     /// multi-skill bucket. The cells are located and prefetched first: they
     /// are a dozen independent cache misses, which cost about one when they
@@ -437,7 +435,11 @@ impl WaitingIndex {
         const ROUND: usize = 32;
         let room = Channel::ALL.map(|ch| agent.has_room(ch));
         let mut best = Best::NONE;
-        for round in agent.lists.chunks(ROUND) {
+        let lists = match self.occupancy.any_language_listed {
+            0 => &agent.lists[..usize::from(agent.one_language_lists)],
+            _ => &agent.lists[..],
+        };
+        for round in lists.chunks(ROUND) {
             let mut cells = [&EMPTY_CELL; ROUND];
             for (cell, &(channel, list, proficiency)) in cells.iter_mut().zip(round) {
                 *cell = &self.readable_cells(list, room[channel.index()])[level_of_proficiency(proficiency)];
@@ -517,8 +519,7 @@ impl WaitingIndex {
             cells.push([Cell::default(); LEVELS]);
             (lists.len() - 1) as u32
         });
-        self.list_len.resize(self.lists.len(), 0);
-        self.non_empty.resize(self.lists.len().div_ceil(64), 0);
+        self.occupancy.add_list(id, key.language == ANY_LANGUAGE);
         id
     }
 
@@ -530,7 +531,7 @@ impl WaitingIndex {
             for (i, key) in reqs.list_keys().enumerate() {
                 let list = self.list_id(key);
                 self.lists[list as usize].insert_single(&mut self.cells[list as usize], level, (rank, slot));
-                count(&mut self.list_len, &mut self.non_empty, list, 1);
+                self.occupancy.count(list, 1);
                 filed_in = if i == 0 { list } else { Filed::MANY_LISTS };
             }
             return Filed::Level { level: level as u8, list: filed_in };
@@ -583,7 +584,7 @@ impl WaitingIndex {
 
     fn remove_single(&mut self, list: u32, level: u8, entry: (Rank, u32)) {
         self.lists[list as usize].remove_single(&mut self.cells[list as usize], usize::from(level), entry);
-        count(&mut self.list_len, &mut self.non_empty, list, -1);
+        self.occupancy.count(list, -1);
     }
 
     /// Drops the emptied buckets that are still empty (amortised O(1) per
@@ -608,24 +609,64 @@ impl WaitingIndex {
             let cells = &mut self.cells[list as usize];
             self.lists[list as usize].update_multi(cells, id, &bucket.key.skills, old, new);
             match (old, new) {
-                (None, Some(_)) => count(&mut self.list_len, &mut self.non_empty, list, 1),
-                (Some(_), None) => count(&mut self.list_len, &mut self.non_empty, list, -1),
+                (None, Some(_)) => self.occupancy.count(list, 1),
+                (Some(_), None) => self.occupancy.count(list, -1),
                 _ => {}
             }
         }
     }
 }
 
-/// Adds `delta` to a list's entry count and keeps its non-empty bit in step.
-fn count(list_len: &mut [u32], non_empty: &mut [u64], list: u32, delta: i32) {
-    let len = &mut list_len[list as usize];
-    *len = len.wrapping_add_signed(delta);
-    let bit = 1u64 << (list % 64);
-    let word = &mut non_empty[list as usize / 64];
-    if *len == 0 {
-        *word &= !bit;
-    } else {
-        *word |= bit;
+/// How full the lists are: entries per list (contacts in levels, multi-skill
+/// buckets), one bit per list that has any, and how many lists of
+/// any-language contacts have any. Those lists fill only once a contact's
+/// relaxation accepts any language, so while none does an agent's search
+/// skips its own (a third of its lists in a typical profile).
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Occupancy {
+    len: Vec<u32>,
+    non_empty: Vec<u64>,
+    /// One bit per list of any-language contacts.
+    any_language: Vec<u64>,
+    any_language_listed: u32,
+}
+
+impl Occupancy {
+    /// Makes room for list `id` (new, or known already).
+    fn add_list(&mut self, id: u32, any_language: bool) {
+        let lists = self.len.len().max(id as usize + 1);
+        self.len.resize(lists, 0);
+        self.non_empty.resize(lists.div_ceil(64), 0);
+        self.any_language.resize(lists.div_ceil(64), 0);
+        if any_language {
+            self.any_language[id as usize / 64] |= 1 << (id % 64);
+        }
+    }
+
+    fn is_listed(&self, id: u32) -> bool {
+        self.non_empty.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0)
+    }
+
+    /// Adds `delta` to a list's entry count and keeps the rest in step.
+    fn count(&mut self, list: u32, delta: i32) {
+        let len = &mut self.len[list as usize];
+        let was_listed = *len != 0;
+        *len = len.wrapping_add_signed(delta);
+        let listed = *len != 0;
+        let bit = 1u64 << (list % 64);
+        let word = &mut self.non_empty[list as usize / 64];
+        if listed {
+            *word |= bit;
+        } else {
+            *word &= !bit;
+        }
+        if listed != was_listed && self.any_language[list as usize / 64] & bit != 0 {
+            if listed {
+                self.any_language_listed += 1;
+            } else {
+                self.any_language_listed -= 1;
+            }
+        }
     }
 }
 

@@ -218,6 +218,29 @@ fn language_fallback_after_relaxation() {
     assert_eq!(h.take_offers().iter().map(|o| (o.0, o.1)).collect::<Vec<_>>(), vec![(2, 11)]);
 }
 
+/// An agent's search skips its lists of any-language contacts while they
+/// are all empty; once a contact relaxes to any language it must read them
+/// again, and skip them again once that contact is gone.
+#[test]
+fn an_agent_coming_ready_takes_a_contact_relaxed_to_any_language() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].relaxation = vec![RelaxStep { after: secs(30), action: RelaxAction::AnyLanguage }];
+    let mut h = Harness::new(cfg);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.ok(not_ready(10));
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[YUE]));
+    h.at(30);
+    assert!(h.take_offers().is_empty(), "agent 10 is not ready");
+    h.ok(ready(10));
+    assert_eq!(h.take_offers().iter().map(|o| (o.0, o.1)).collect::<Vec<_>>(), vec![(1, 10)]);
+    // Nothing waits under any language now: the next contact is found in
+    // the agent's own language, and one it cannot take is not offered.
+    h.enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[EN]));
+    h.enqueue(contact(3, Q0, STANDARD, &[(BILLING, 1)], &[YUE]));
+    h.login(11, &[(BILLING, 5)], &[EN]);
+    assert_eq!(h.take_offers().iter().map(|o| (o.0, o.1)).collect::<Vec<_>>(), vec![(2, 11)]);
+}
+
 #[test]
 fn overflow_to_another_queue_after_waiting_keeps_arrival() {
     let mut cfg = Harness::default_config();
