@@ -1023,7 +1023,10 @@ impl Router {
     /// listed there too, for an explanation.
     fn best_contact_for(&mut self, agent_slot: u32, weighed: Option<&mut Vec<(Rank, u32)>>) -> Option<(Rank, u32)> {
         let a = &self.agents[agent_slot];
-        let mut best = self.waiting.best_for(a);
+        // The best single-skill contact usually wins: its record, read
+        // first when it is taken, loads while the search goes on.
+        let contacts = &self.contacts;
+        let mut best = self.waiting.best_for(a, |slot| contacts.prefetch(slot));
         let mut held_best = None;
         if !self.holds.is_empty() {
             if let Some(held) = self.holds.get(&a.id) {

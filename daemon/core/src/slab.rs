@@ -39,6 +39,12 @@ impl<T> Slab<T> {
         self.slots.get_mut(slot as usize)?.as_mut()
     }
 
+    /// Starts loading the first cache line of a slot's entry, which the
+    /// caller is about to read (see [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self, slot: u32) {
+        crate::prefetch::prefetch(self.slots.as_ptr().wrapping_add(slot as usize));
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }

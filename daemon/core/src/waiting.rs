@@ -429,7 +429,7 @@ impl WaitingIndex {
     /// whose first bucket does not fit is walked only if its second could
     /// still win. Candidates are compared on rank alone, and the winning
     /// bucket's contact is looked up last.
-    pub(crate) fn best_for(&self, agent: &Agent) -> Option<(Rank, u32)> {
+    pub(crate) fn best_for(&self, agent: &Agent, mut prefetch_contact: impl FnMut(u32)) -> Option<(Rank, u32)> {
         /// Lists read per round: the cells and notes of one round stay on
         /// the stack.
         const ROUND: usize = 32;
@@ -451,6 +451,9 @@ impl WaitingIndex {
                 best.consider(cell.single_rank, Best::contact(cell.single_slot));
                 with_buckets[n] = i as u8;
                 n += usize::from(cell.multi_bucket != u32::MAX);
+            }
+            if best.from & Best::BUCKET == 0 && best.key != u128::MAX {
+                prefetch_contact(best.from as u32);
             }
             for &i in &with_buckets[..n] {
                 let (_, list, _) = round[usize::from(i)];
