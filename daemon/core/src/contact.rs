@@ -4,6 +4,7 @@
 use crate::command::{Languages, SkillReqs};
 use crate::config::{ContactPolicy, RelaxAction, RouterConfig};
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, TierId, MAX_PROFICIENCY};
+use crate::positions::Place;
 use crate::time::{micros, Time};
 
 /// Order among waiting contacts: lower is served first. The value is a
@@ -126,7 +127,8 @@ pub struct Contact {
     pub queue: QueueId,
     pub channel: Channel,
     pub tier: TierId,
-    pub relax: Relaxation,
+    /// Where its rank is filed in its queue's order while it waits (a hint).
+    pub(crate) place: Place,
     /// As requested; the first is the primary skill. Held in the record
     /// itself up to the common counts, so that reading them does not chase
     /// two more cold cache lines.
@@ -143,11 +145,15 @@ pub struct Contact {
     /// Bumped whenever the contact is re-created in a slot, so timers of a
     /// previous occupant are recognised as stale.
     pub gen: u32,
+    /// Read when the contact routes or its timers fire, when the record is
+    /// in cache or read anyway; not when an agent takes it.
+    pub relax: Relaxation,
 }
 
 // The layout described on `Contact`: the first line ends where the
 // requirements begin, and the record is three lines.
 const _: () = assert!(std::mem::offset_of!(Contact, skills) == 64);
+const _: () = assert!(std::mem::offset_of!(Contact, place) < 64);
 const _: () = assert!(std::mem::size_of::<Contact>() == 192);
 
 impl Filed {

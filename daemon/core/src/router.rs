@@ -25,6 +25,7 @@ use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, Skil
 use crate::ids::{MAX_PROFICIENCY, MIN_PROFICIENCY};
 use crate::offers::{Offer, Offers};
 use crate::pools::{AgentCandidate, AgentPools};
+use crate::positions::Place;
 use crate::slab::Slab;
 use crate::snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
@@ -629,6 +630,7 @@ impl Router {
             deadline,
             rank: Rank { value: rank_value(&self.cfg, admitted, tier, arrival, deadline), seq },
             relax: Relaxation::NONE,
+            place: Place::UNKNOWN,
             state,
             next_wake: None,
             gen,
@@ -945,8 +947,10 @@ impl Router {
         if q.waiting() == 0 {
             q.advance(self.now, self.cfg.ewt_window);
         }
-        q.positions.insert(tier, rank);
-        self.contacts[slot].state = ContactState::Waiting { filed: Some(filed), hold_until };
+        let place = q.positions.insert(tier, rank);
+        let c = &mut self.contacts[slot];
+        c.state = ContactState::Waiting { filed: Some(filed), hold_until };
+        c.place = place;
     }
 
     /// Takes a waiting contact out of the index and the waiting count; a no-op
@@ -955,7 +959,7 @@ impl Router {
     fn unindex(&mut self, slot: u32) {
         let c = &self.contacts[slot];
         let ContactState::Waiting { filed: Some(filed), hold_until } = c.state else { return };
-        let (queue, tier, rank) = (c.queue, c.tier, c.rank);
+        let (queue, tier, rank, place) = (c.queue, c.tier, c.rank, c.place);
         match filed {
             Filed::Held => {
                 for agent in &c.preferred {
@@ -977,7 +981,7 @@ impl Router {
         if q.waiting() == 1 {
             q.advance(self.now, self.cfg.ewt_window);
         }
-        let filed = q.positions.remove(tier, rank);
+        let filed = q.positions.remove(tier, rank, place);
         debug_assert!(filed, "a waiting contact is in its queue's order");
         self.contacts[slot].state = ContactState::Waiting { filed: None, hold_until };
     }
