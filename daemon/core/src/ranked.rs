@@ -6,7 +6,7 @@
 //! then takes. A sorted ring buffer does both with no tree to walk down and
 //! one cache line to touch, and takes the first entry without shifting the
 //! rest (a sorted `Vec` moved them all: agent_ready −2 cache misses a
-//! decision, 0.95 of the time). A set that grows past [`SMALL_MAX`] becomes a
+//! decision). A set that grows past [`SMALL_MAX`] becomes a
 //! B-tree, so that no operation costs more than O(log n), or a shift of at
 //! most half of [`SMALL_MAX`] entries.
 
