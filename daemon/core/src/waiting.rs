@@ -418,17 +418,19 @@ impl WaitingIndex {
     /// in the index; the caller weighs them.
     ///
     /// The agent's lists of any-language contacts are read only while one of
-    /// them holds anything. One cell per list holds what the agent needs from it: the best
-    /// single-skill contact for its proficiency, and the list's first
-    /// multi-skill bucket. The cells are located and prefetched first: they
-    /// are a dozen independent cache misses, which cost about one when they
-    /// overlap (agent_ready −7 to −22 % of wall time). Singles are read
-    /// first, so that the bound is tight before any multi-skill requirement
-    /// is checked; the lists whose first bucket could still win are noted on
-    /// the way and checked after, from cells that are then in cache. A list
-    /// whose first bucket does not fit is walked only if its second could
-    /// still win. Candidates are compared on rank alone, and the winning
-    /// bucket's contact is looked up last.
+    /// them holds anything. One cell per list holds what the agent needs
+    /// from it: the best single-skill contact for its proficiency, and the
+    /// list's first multi-skill bucket. The cells are located and prefetched
+    /// first: they are a dozen independent cache misses, which cost about
+    /// one when they overlap (agent_ready −7 to −22 % of wall time). Singles
+    /// are read first, so that the bound is tight before any multi-skill
+    /// requirement is checked; the best of them is then handed to
+    /// `prefetch_contact` (it usually wins, and its record is read next). The
+    /// lists whose first bucket could still win are noted on the way and
+    /// checked after, from cells that are then in cache. A list whose first
+    /// bucket does not fit is walked only if its second could still win.
+    /// Candidates are compared on rank alone, and the winning bucket's
+    /// contact is looked up last.
     pub(crate) fn best_for(&self, agent: &Agent, mut prefetch_contact: impl FnMut(u32)) -> Option<(Rank, u32)> {
         /// Lists read per round: the cells and notes of one round stay on
         /// the stack.
