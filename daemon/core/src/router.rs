@@ -390,21 +390,18 @@ impl Router {
         let memberships = self.pools.memberships(&self.agents[slot]);
         let agent = &self.agents[slot];
         let mut lists = smallvec::SmallVec::new();
+        // The agent's own languages first, then the any-language lists.
         let mut one_language_lists = 0;
-        for any_language in [false, true] {
+        for (pass, languages) in [&agent.languages[..], &[LanguageId(ANY_LANGUAGE)]].into_iter().enumerate() {
             for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
                 for &(skill, proficiency) in &agent.skills {
-                    let languages = match any_language {
-                        false => &agent.languages[..],
-                        true => &[LanguageId(ANY_LANGUAGE)],
-                    };
                     for language in languages.iter().map(|l| l.0) {
                         let list = self.waiting.list_id(ListKey { channel, skill, language });
                         lists.push((channel, list, proficiency));
                     }
                 }
             }
-            if !any_language {
+            if pass == 0 {
                 one_language_lists = u16::try_from(lists.len()).expect("3 channels × 256 skills × 32 languages");
             }
         }

@@ -288,6 +288,11 @@ impl Best {
         value <= (self.key >> 64) as u64
     }
 
+    /// The best so far if it is a single-skill contact: its slot.
+    fn leading_contact(&self) -> Option<u32> {
+        (self.key != u128::MAX && self.from & Best::BUCKET == 0).then_some(self.from as u32)
+    }
+
     fn found(&self) -> Option<(Rank, Found)> {
         (self.key != u128::MAX).then(|| {
             let rank = Rank { value: (self.key >> 64) as u64, seq: self.key as u64 };
@@ -454,8 +459,8 @@ impl WaitingIndex {
                 with_buckets[n] = i as u8;
                 n += usize::from(cell.multi_bucket != u32::MAX);
             }
-            if best.from & Best::BUCKET == 0 && best.key != u128::MAX {
-                prefetch_contact(best.from as u32);
+            if let Some(slot) = best.leading_contact() {
+                prefetch_contact(slot);
             }
             for &i in &with_buckets[..n] {
                 let (_, list, _) = round[usize::from(i)];
