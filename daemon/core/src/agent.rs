@@ -2,7 +2,7 @@
 
 use crate::command::NotReadyReason;
 use crate::event::AgentState;
-use crate::ids::{AgentId, Channel, ContactId, LanguageId, QueueId, SkillId, SkillReq};
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, QueueId, SkillId, SkillReq, SkillSet};
 use crate::time::Time;
 use smallvec::SmallVec;
 
@@ -27,6 +27,10 @@ pub struct Agent {
     /// Sorted by skill id. Held in the record up to a common count: the
     /// check of a multi-skill contact reads them right after the record.
     pub skills: SmallVec<[(SkillId, u8); 8]>,
+    /// The same skills as bits: most multi-skill buckets an agent's search
+    /// weighs need a skill it lacks, and this says so without a search of
+    /// `skills`.
+    pub skill_set: SkillSet,
     pub languages: Vec<LanguageId>,
     pub capacity: [u8; Channel::COUNT],
     /// Slots in use per channel: ringing offers, connected contacts and wrap-ups.

@@ -87,6 +87,58 @@ pub struct SkillReq {
     pub min_proficiency: u8,
 }
 
+/// A set of skills held as bits, skill id modulo 256: a filter that says in
+/// one bit test that a skill is missing (the common answer when agents are
+/// weighed against contacts needing several skills). Ids 256 apart share a
+/// bit, so a hit is confirmed against the skills themselves.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SkillSet([u64; 4]);
+
+impl SkillSet {
+    pub fn of(skills: impl IntoIterator<Item = SkillId>) -> Self {
+        let mut set = SkillSet::default();
+        for skill in skills {
+            let bit = usize::from(skill.0 % 256);
+            set.0[bit / 64] |= 1 << (bit % 64);
+        }
+        set
+    }
+
+    pub fn may_contain(&self, skill: SkillId) -> bool {
+        let bit = usize::from(skill.0 % 256);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    /// Whether every skill of `reqs` may be in the set, without a branch per
+    /// requirement.
+    pub fn may_contain_all(&self, reqs: &[SkillReq]) -> bool {
+        reqs.iter().fold(true, |all, r| all & self.may_contain(r.skill))
+    }
+}
+
 /// Proficiency bounds: 1 is a beginner, 10 an expert.
 pub const MIN_PROFICIENCY: u8 = 1;
 pub const MAX_PROFICIENCY: u8 = 10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A skill set never says a skill is missing when it is held, and
+        /// says so for a skill whose bit no held skill shares.
+        #[test]
+        fn a_skill_set_misses_only_skills_it_lacks(held in proptest::collection::vec(0u16..1024, 0..12), other in 0u16..1024) {
+            let set = SkillSet::of(held.iter().map(|&s| SkillId(s)));
+            for &s in &held {
+                prop_assert!(set.may_contain(SkillId(s)));
+            }
+            if held.iter().all(|&s| s % 256 != other % 256) {
+                prop_assert!(!set.may_contain(SkillId(other)));
+            }
+            let reqs: Vec<SkillReq> = held.iter().map(|&s| SkillReq { skill: SkillId(s), min_proficiency: 1 }).collect();
+            prop_assert!(set.may_contain_all(&reqs));
+        }
+    }
+}

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use crate::agent::Agent;
 use crate::config::AgentPolicy;
-use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
+use crate::ids::{Channel, LanguageId, SkillId, SkillReq, SkillSet, MAX_PROFICIENCY};
 use crate::slab::Slab;
 use crate::waiting::ANY_LANGUAGE;
 
@@ -154,10 +154,10 @@ pub(crate) struct AgentPools {
     scratch: Vec<u32>,
     /// Current order of each agent slot; 0 while it is in no pool.
     orders: Vec<u64>,
-    /// Per agent slot, a 256-bit set of its skills (skill id mod 256): a scan
-    /// for a multi-skill contact skips agents lacking a skill without
-    /// touching their records. A hit is confirmed against the record.
-    skill_sets: Vec<[u64; 4]>,
+    /// Per agent slot, its skills as bits: a scan for a multi-skill contact
+    /// skips agents lacking a skill without touching their records. A hit
+    /// is confirmed against the record.
+    skill_sets: Vec<SkillSet>,
     /// Highest occupancy level ever entered, per channel: bounds the search.
     max_occupancy: [u8; Channel::COUNT],
 }
@@ -211,15 +211,10 @@ impl AgentPools {
         debug_assert!(order != 0);
         if self.orders.len() <= slot as usize {
             self.orders.resize(slot as usize + 1, 0);
-            self.skill_sets.resize(slot as usize + 1, [0; 4]);
+            self.skill_sets.resize(slot as usize + 1, SkillSet::default());
         }
         self.orders[slot as usize] = order;
-        let mut set = [0u64; 4];
-        for &(skill, _) in &agent.skills {
-            let bit = usize::from(skill.0 % 256);
-            set[bit / 64] |= 1 << (bit % 64);
-        }
-        self.skill_sets[slot as usize] = set;
+        self.skill_sets[slot as usize] = agent.skill_set;
         let entry = Entry { slot, order };
         let mut room = [false; Channel::COUNT];
         for channel in Channel::ALL {
@@ -322,13 +317,7 @@ impl AgentPools {
         // Multi-skill contacts (and explanations): each pool's first current
         // entry that meets the other skills, then the best of those.
         let skill_sets = &self.skill_sets;
-        let might_qualify = |slot: u32| {
-            let set = &skill_sets[slot as usize];
-            reqs[1..].iter().all(|r| {
-                let bit = usize::from(r.skill.0 % 256);
-                set[bit / 64] & (1 << (bit % 64)) != 0
-            })
-        };
+        let might_qualify = |slot: u32| skill_sets[slot as usize].may_contain_all(&reqs[1..]);
         let mut weighed = weighed;
         let mut best: Option<AgentCandidate> = None;
         for (g, i, proficiency, occupancy) in pools() {

@@ -21,7 +21,7 @@ use crate::config::{RelaxAction, RouterConfig, WhenFull};
 use crate::contact::{rank_value, Contact, ContactState, Filed, Rank, Relaxation};
 use crate::error::{CommandError, OfferOutcome};
 use crate::event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
-use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, TierId};
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, SkillSet, TierId};
 use crate::ids::{MAX_PROFICIENCY, MIN_PROFICIENCY};
 use crate::offers::{Offer, Offers};
 use crate::pools::{AgentCandidate, AgentPools};
@@ -371,6 +371,7 @@ impl Router {
         let slots = capacity.iter().map(|&c| usize::from(c)).sum();
         let slot = self.agents.insert(Agent {
             id,
+            skill_set: SkillSet::of(skills.iter().map(|&(s, _)| s)),
             skills: skills.into(),
             languages,
             capacity,

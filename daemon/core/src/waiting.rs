@@ -29,7 +29,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::agent::Agent;
 use crate::contact::{Filed, Rank};
-use crate::ids::{Channel, LanguageId, SkillId, SkillReq, MAX_PROFICIENCY};
+use crate::ids::{Channel, LanguageId, SkillId, SkillReq, SkillSet, MAX_PROFICIENCY};
 use crate::prefetch::prefetch;
 use crate::ranked::RankedSet;
 use crate::slab::Slab;
@@ -218,8 +218,10 @@ impl InlineReqs {
     const EMPTY: InlineReqs =
         InlineReqs { reqs: [SkillReq { skill: SkillId(0), min_proficiency: 0 }; Self::MAX], len: 0 };
 
+    /// The unused places repeat the first requirement, so that
+    /// [`InlineReqs::may_be_met_by`] reads all of them without a branch.
     fn new(skills: &[SkillReq]) -> Self {
-        let mut reqs = [SkillReq { skill: SkillId(0), min_proficiency: 0 }; Self::MAX];
+        let mut reqs = [skills[0]; Self::MAX];
         let len = skills.len().min(Self::MAX);
         reqs[..len].copy_from_slice(&skills[..len]);
         InlineReqs { reqs, len: if skills.len() > Self::MAX { u8::MAX } else { len as u8 } }
@@ -228,6 +230,13 @@ impl InlineReqs {
     /// The requirements, or `None` when there are too many to hold inline.
     pub(crate) fn get(&self) -> Option<&[SkillReq]> {
         (self.len != u8::MAX).then(|| &self.reqs[..usize::from(self.len)])
+    }
+
+    /// Whether an agent with these skills may meet the requirements: false
+    /// means it lacks one of the skills held inline (the usual answer), true
+    /// is to be confirmed with [`Agent::qualifies`].
+    fn may_be_met_by(&self, skills: &SkillSet) -> bool {
+        self.reqs.iter().fold(true, |all, r| all & skills.may_contain(r.skill))
     }
 }
 
@@ -469,7 +478,7 @@ impl WaitingIndex {
                     continue;
                 }
                 let checked = match cell.multi_reqs.get() {
-                    Some(reqs) if agent.qualifies(reqs) => {
+                    Some(reqs) if cell.multi_reqs.may_be_met_by(&agent.skill_set) && agent.qualifies(reqs) => {
                         best.consider(cell.multi_rank, Best::bucket(cell.multi_bucket));
                         continue;
                     }
@@ -514,6 +523,9 @@ impl WaitingIndex {
     }
 
     fn bucket_fits(&self, agent: &Agent, bucket: u32, reqs: &InlineReqs) -> bool {
+        if !reqs.may_be_met_by(&agent.skill_set) {
+            return false;
+        }
         match reqs.get() {
             Some(reqs) => agent.qualifies(reqs),
             None => agent.qualifies(self.buckets[bucket].skills()),
