@@ -48,6 +48,7 @@ pub mod time;
 
 mod agent;
 mod offers;
+mod oldest;
 mod pools;
 mod positions;
 mod prefetch;

@@ -24,6 +24,7 @@ use crate::event::{AgentState, Candidate, Event, Explanation, OverflowReason, Ru
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, SkillSet, TierId};
 use crate::ids::{MAX_PROFICIENCY, MIN_PROFICIENCY};
 use crate::offers::{Offer, Offers};
+use crate::oldest::{Entry as WaitingSince, Stamps};
 use crate::pools::{AgentCandidate, AgentPools};
 use crate::positions::Place;
 use crate::slab::Slab;
@@ -56,6 +57,9 @@ pub struct Router {
     offers: Offers,
     timers: Timers,
     queues: Vec<QueueState>,
+    /// Per contact slot, the stamp its current wait is entered under in its
+    /// queue's [`crate::oldest::OldestWaiting`].
+    waiting_stamps: Stamps,
     events: VecDeque<Event>,
     /// Logged-in agents by reported state ([`AgentState::index`]).
     agent_states: [u32; 6],
@@ -82,6 +86,7 @@ impl Router {
             holds: FxHashMap::default(),
             timers: Timers::default(),
             queues,
+            waiting_stamps: Stamps::default(),
             events: VecDeque::new(),
             agent_states: [0; 6],
             next_rank_seq: 1,
@@ -186,34 +191,25 @@ impl Router {
         self.cfg.queues.iter().position(|q| q.name == name).map(|i| QueueId(i as u16))
     }
 
-    /// Operator's view of one queue. Oldest wait scans the contacts: this is
-    /// for dashboards polled every few seconds, not the hot path.
+    /// Operator's view of one queue, in O(tiers): no scan of the contacts.
     pub fn queue_stats(&self, queue: QueueId) -> Result<QueueStats, CommandError> {
         self.queues.get(usize::from(queue.0)).ok_or(CommandError::UnknownQueue(queue))?;
-        let oldest =
-            self.contacts.iter().filter(|(_, c)| c.queue == queue && c.is_waiting()).map(|(_, c)| c.arrival).min();
-        Ok(self.stats_of(queue, oldest))
+        Ok(self.stats_of(queue))
     }
 
-    /// [`Router::queue_stats`] of every queue, in queue order, from one scan
-    /// of the contacts (not one per queue): what a metrics sampler asks for
-    /// every second, on the routing thread.
+    /// [`Router::queue_stats`] of every queue, in queue order: what a metrics
+    /// sampler asks for every second, on the routing thread.
     pub fn all_queue_stats(&self) -> Vec<QueueStats> {
-        let mut oldest: Vec<Option<Time>> = vec![None; self.queues.len()];
-        for (_, c) in self.contacts.iter().filter(|(_, c)| c.is_waiting()) {
-            let o = &mut oldest[usize::from(c.queue.0)];
-            *o = Some(o.map_or(c.arrival, |t| t.min(c.arrival)));
-        }
-        oldest.into_iter().enumerate().map(|(q, oldest)| self.stats_of(QueueId(q as u16), oldest)).collect()
+        (0..self.queues.len()).map(|q| self.stats_of(QueueId(q as u16))).collect()
     }
 
-    fn stats_of(&self, queue: QueueId, oldest: Option<Time>) -> QueueStats {
+    fn stats_of(&self, queue: QueueId) -> QueueStats {
         let q = &self.queues[usize::from(queue.0)];
         QueueStats {
             name: self.cfg.queues[usize::from(queue.0)].name.clone(),
             waiting_by_tier: q.positions.waiting_by_tier().collect(),
             waiting: q.waiting(),
-            oldest_wait: oldest.map(|a| self.now.since(a)),
+            oldest_wait: q.oldest.oldest().map(|a| self.now.since(a)),
             counters: q.counters,
             service_level: q.service_level(),
             service_level_target: self.cfg.queues[usize::from(queue.0)].service_level.target,
@@ -929,7 +925,7 @@ impl Router {
             unreachable!("only waiting contacts are indexed")
         };
         debug_assert!(filed.is_none());
-        let (queue, tier, rank) = (c.queue, c.tier, c.rank);
+        let (queue, tier, rank, arrival) = (c.queue, c.tier, c.rank, c.arrival);
         let filed = if hold_until.is_some() {
             for agent in &c.preferred {
                 self.holds.entry(*agent).or_default().insert((rank, slot));
@@ -946,6 +942,8 @@ impl Router {
             q.advance(self.now, self.cfg.ewt_window);
         }
         let place = q.positions.insert(tier, rank);
+        let stamp = self.waiting_stamps.start(slot);
+        q.oldest.started(WaitingSince { arrival, slot, stamp }, q.waiting(), &self.waiting_stamps);
         let c = &mut self.contacts[slot];
         c.state = ContactState::Waiting { filed: Some(filed), hold_until };
         c.place = place;
@@ -981,6 +979,8 @@ impl Router {
         }
         let filed = q.positions.remove(tier, rank, place);
         debug_assert!(filed, "a waiting contact is in its queue's order");
+        self.waiting_stamps.stop(slot);
+        q.oldest.stopped(slot, &self.waiting_stamps);
         self.contacts[slot].state = ContactState::Waiting { filed: None, hold_until };
     }
 

@@ -29,6 +29,7 @@
 
 use std::time::Duration;
 
+use crate::oldest::OldestWaiting;
 use crate::positions::QueuePositions;
 use crate::time::Time;
 
@@ -131,6 +132,8 @@ pub(crate) struct QueueState {
     /// The waiting contacts by tier, in rank order: their count and their
     /// positions.
     pub positions: QueuePositions,
+    /// The waiting contacts by arrival, for the oldest wait.
+    pub oldest: OldestWaiting,
     pub counters: QueueCounters,
     rate: AnswerRate,
     /// Answers ever counted, for the warm-up.
@@ -141,6 +144,7 @@ impl QueueState {
     pub(crate) fn new(tiers: usize) -> Self {
         QueueState {
             positions: QueuePositions::new(tiers),
+            oldest: OldestWaiting::default(),
             counters: QueueCounters::default(),
             rate: AnswerRate::default(),
             departures: 0,

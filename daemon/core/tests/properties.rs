@@ -332,6 +332,17 @@ fn check_positions(router: &Router, snap: &Snapshot) -> Result<(), TestCaseError
     Ok(())
 }
 
+/// Each queue's oldest wait against a scan of its waiting contacts.
+fn check_oldest_waits(cfg: &RouterConfig, router: &Router, snap: &Snapshot) -> Result<(), TestCaseError> {
+    for q in (0..cfg.queues.len()).map(|q| QueueId(q as u16)) {
+        let waiting =
+            snap.contacts.iter().filter(|c| c.queue == q && matches!(c.state, ContactViewState::Waiting { .. }));
+        let expected = waiting.map(|c| c.arrival).min().map(|a| snap.now.since(a));
+        prop_assert_eq!(router.queue_stats(q).unwrap().oldest_wait, expected, "oldest wait of {:?}", q);
+    }
+    Ok(())
+}
+
 /// Compares each offer a command made with the reference, in order.
 fn check_decisions(
     cfg: &RouterConfig,
@@ -481,6 +492,7 @@ fn run(
         if check {
             check_invariants(&cfg, &before)?;
             check_positions(&router, &before)?;
+            check_oldest_waits(&cfg, &router, &before)?;
             // The sampler's one-pass statistics against the per-queue query.
             let each: Vec<_> = (0..cfg.queues.len()).map(|q| router.queue_stats(QueueId(q as u16)).unwrap()).collect();
             prop_assert_eq!(router.all_queue_stats(), each);
