@@ -293,6 +293,36 @@ fn rona_requeues_at_front_and_sends_the_agent_not_ready() {
 }
 
 #[test]
+fn oldest_wait_counts_from_first_arrival_after_a_rona() {
+    let mut h = harness();
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.at(5).enqueue(contact(2, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    let oldest = |h: &Harness| h.router.queue_stats(Q0).unwrap().oldest_wait;
+    // Contact 1 rings at agent 10: only contact 2 waits.
+    assert_eq!(oldest(&h), Some(Duration::ZERO));
+    h.at(20); // the offer rings out: contact 1 waits again, since 0 s
+    assert_eq!(oldest(&h), Some(Duration::from_secs(20)));
+    h.at(21).login(11, &[(BILLING, 5)], &[EN]);
+    assert_eq!(h.take_offers()[0].0, 1);
+    assert_eq!(oldest(&h), Some(Duration::from_secs(16)), "contact 2, since 5 s");
+    h.ok(Command::Abandon { contact: ContactId(2) });
+    assert_eq!(oldest(&h), None);
+}
+
+#[test]
+fn oldest_wait_is_the_longest_waiting_whatever_the_tier() {
+    let mut h = harness();
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    h.at(10).enqueue(contact(2, Q0, GOLD, &[(BILLING, 1)], &[]));
+    h.at(30).login(10, &[(BILLING, 5)], &[EN]);
+    let (c, _, _) = h.take_offers()[0];
+    assert_eq!(c, 2, "gold first");
+    let stats = h.router.queue_stats(Q0).unwrap();
+    assert_eq!((stats.waiting, stats.oldest_wait), (1, Some(Duration::from_secs(30))));
+}
+
+#[test]
 fn reject_requeues_at_front_and_is_idempotent() {
     let mut h = harness();
     h.login(10, &[(BILLING, 5)], &[EN]);
