@@ -14,7 +14,7 @@
 //! and the dead entries after it are dropped at once, so the fronts are
 //! always current and the oldest wait is read in O(1). Dead entries further
 //! back are swept once they outnumber the living: amortised O(1) per entry,
-//! memory at most twice the waiting contacts (plus a constant).
+//! and at most twice as many entries as waiting contacts (plus a constant).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -33,8 +33,9 @@ pub(crate) struct Entry {
 /// wait. Stamps come from one counter, so an entry is current while its stamp
 /// is still its slot's: one compare in a dense array (4 bytes a slot) tells,
 /// without reading the contact, and a contact that stops waiting only stores
-/// a 0. A stale entry could be taken for current only if its slot were given
-/// the same stamp again, 2^32 − 1 starts later; sweeps drop it long before.
+/// a 0. A stale entry would be taken for current only if it outlived
+/// 2^32 − 1 more starts (50 days at 1,000 a second) and its own slot were
+/// the one started when the counter came round to its stamp again.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Stamps {
     by_slot: Vec<u32>,

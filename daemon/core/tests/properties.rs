@@ -493,7 +493,7 @@ fn run(
             check_invariants(&cfg, &before)?;
             check_positions(&router, &before)?;
             check_oldest_waits(&cfg, &router, &before)?;
-            // The sampler's one-pass statistics against the per-queue query.
+            // The sampler's statistics of every queue against the per-queue query.
             let each: Vec<_> = (0..cfg.queues.len()).map(|q| router.queue_stats(QueueId(q as u16)).unwrap()).collect();
             prop_assert_eq!(router.all_queue_stats(), each);
         }
