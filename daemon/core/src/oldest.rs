@@ -14,7 +14,8 @@
 //! and the dead entries after it are dropped at once, so the fronts are
 //! always current and the oldest wait is read in O(1). Dead entries further
 //! back are swept once they outnumber the living: amortised O(1) per entry,
-//! and at most twice as many entries as waiting contacts (plus a constant).
+//! and as a contact starts waiting, at most twice as many entries as waiting
+//! contacts plus a constant (stops only take entries away).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
