@@ -3,10 +3,10 @@
 //! `Router::queue_stats` (Admin/QueueStats), `Router::all_queue_stats` (the
 //! metrics sampler, once a second) and `Router::estimate_wait`
 //! (Gateway/Position). The statistics read each queue's oldest wait from its
-//! entries by arrival; a position is counted from the queue's order of ranks. The estimate is
-//! measured twice: while the queues warm up (the handle-time model counts the
-//! agents who qualify) and once they have answers to go by (queue velocity),
-//! as in steady operation (docs/PERFORMANCE.md).
+//! entries by arrival; a position is counted from the queue's order of ranks.
+//! The estimate is measured twice: while the queues warm up (the handle-time
+//! model counts the agents who qualify) and once they have answers to go by
+//! (queue velocity), as in steady operation (docs/PERFORMANCE.md).
 
 use std::time::Duration;
 

@@ -26,7 +26,8 @@
 //! - `contact`, `agent`: the records, with rank and relaxation rules.
 //! - `timers`, `offers`, `slab`, `prefetch`: plumbing.
 //! - [`stats`]: queue statistics and the estimated wait time; `positions`: each
-//!   waiting contact's place in its queue, kept so that asking costs no scan.
+//!   waiting contact's place in its queue, and `oldest`: each queue's
+//!   longest-waiting contact, both kept so that asking costs no scan.
 //! - [`snapshot`]: a plain copy of the state for tests and tools.
 //!
 //! # Rules worth knowing

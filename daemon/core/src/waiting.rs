@@ -236,7 +236,7 @@ impl InlineReqs {
     /// means it lacks one of the skills held inline (the usual answer), true
     /// is to be confirmed with [`Agent::qualifies`].
     fn may_be_met_by(&self, skills: &SkillSet) -> bool {
-        self.reqs.iter().fold(true, |all, r| all & skills.may_contain(r.skill))
+        skills.may_contain_all(&self.reqs)
     }
 }
 
