@@ -134,62 +134,82 @@ impl Bucket {
 const LEVELS: usize = MAX_PROFICIENCY as usize;
 
 /// Ranks below every real one are impossible; this one is above them all and
-/// marks an empty slot of a [`Cell`].
+/// marks an empty [`SingleCell`] or [`MultiCell`].
 const NO_RANK: Rank = Rank { value: u64::MAX, seq: u64::MAX };
 
-/// What an agent of one proficiency needs from a list, in one cache line: the
-/// best single-skill contact it qualifies for, and the first multi-skill
-/// bucket with its requirements and a bound on the second. A list keeps one
-/// cell per proficiency, so an agent's search reads one line per list; the
-/// B-trees behind are touched only when a contact is filed or taken, or when
-/// the first multi-skill bucket does not fit the agent and the second could
-/// still win.
+/// What an agent of one proficiency needs from a list's single-skill
+/// contacts: the best one it qualifies for (over levels 1..=p). Two to a
+/// cache line: taking a level's first contact rewrites the cells of that
+/// level and up, so the smaller they are the fewer lines a take writes.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[repr(C, align(32))]
+pub(crate) struct SingleCell {
+    rank: Rank,
+    slot: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<SingleCell>() == 32);
+
+impl SingleCell {
+    const EMPTY: SingleCell = SingleCell { rank: NO_RANK, slot: u32::MAX };
+
+    /// The contact: (rank, contact slot).
+    pub(crate) fn get(&self) -> Option<(Rank, u32)> {
+        (self.slot != u32::MAX).then_some((self.rank, self.slot))
+    }
+}
+
+/// A list's first multi-skill bucket, with its requirements inline and a
+/// bound on the second, in one cache line. It is the same for every
+/// proficiency, so a list keeps one and a change of a bucket's head writes
+/// one line per list. The B-tree behind is touched only when the first
+/// bucket does not fit the agent and the second could still win.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 #[repr(C, align(64))]
-pub(crate) struct Cell {
-    single_rank: Rank,
-    multi_rank: Rank,
-    single_slot: u32,
-    multi_bucket: u32,
+pub(crate) struct MultiCell {
+    rank: Rank,
+    bucket: u32,
     /// The rank value of the second bucket's head (`u64::MAX`: none). Most
     /// agents do not fit a list's first bucket; this spares them the walk
     /// along the list's B-tree when the second cannot beat what they have.
-    multi_next_value: u64,
-    multi_reqs: InlineReqs,
+    next_value: u64,
+    reqs: InlineReqs,
 }
 
-const _: () = assert!(std::mem::size_of::<Cell>() == 64);
+impl MultiCell {
+    const EMPTY: MultiCell =
+        MultiCell { rank: NO_RANK, bucket: u32::MAX, next_value: u64::MAX, reqs: InlineReqs::EMPTY };
 
-impl Default for Cell {
-    fn default() -> Self {
-        EMPTY_CELL
+    /// The first multi-skill bucket: (head rank, bucket, requirements).
+    pub(crate) fn first(&self) -> Option<(Rank, u32, &InlineReqs)> {
+        (self.bucket != u32::MAX).then_some((self.rank, self.bucket, &self.reqs))
     }
 }
 
-const EMPTY_CELL: Cell = Cell {
-    single_rank: NO_RANK,
-    multi_rank: NO_RANK,
-    single_slot: u32::MAX,
-    multi_bucket: u32::MAX,
-    multi_next_value: u64::MAX,
-    multi_reqs: InlineReqs::EMPTY,
-};
+/// What searches read of a list: one single-skill cell per proficiency and
+/// the multi-skill cell, six cache lines. An agent's search reads two of
+/// them, its proficiency's single cell and the multi cell; the B-trees
+/// behind are touched only when a contact is filed or taken.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[repr(C, align(64))]
+pub(crate) struct Cells {
+    singles: [SingleCell; LEVELS],
+    multi: MultiCell,
+}
+
+const _: () = assert!(std::mem::size_of::<Cells>() == 6 * 64);
+
+impl Default for Cells {
+    fn default() -> Self {
+        EMPTY_CELLS
+    }
+}
+
+const EMPTY_CELLS: Cells = Cells { singles: [SingleCell::EMPTY; LEVELS], multi: MultiCell::EMPTY };
 
 /// What an agent reads in place of a list it cannot take from: the search
 /// reads it without a branch on whether the list is readable.
-static EMPTY_CELLS: [Cell; LEVELS] = [EMPTY_CELL; LEVELS];
-
-impl Cell {
-    /// The best single-skill contact over levels 1..=p: (rank, contact slot).
-    pub(crate) fn single(&self) -> Option<(Rank, u32)> {
-        (self.single_slot != u32::MAX).then_some((self.single_rank, self.single_slot))
-    }
-
-    /// The first multi-skill bucket: (head rank, bucket, requirements).
-    pub(crate) fn multi_first(&self) -> Option<(Rank, u32, &InlineReqs)> {
-        (self.multi_bucket != u32::MAX).then_some((self.multi_rank, self.multi_bucket, &self.multi_reqs))
-    }
-}
+static NO_CELLS: Cells = EMPTY_CELLS;
 
 /// The cold part of a list: what is needed to keep its cells in step.
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
@@ -212,7 +232,7 @@ pub(crate) struct InlineReqs {
 }
 
 impl InlineReqs {
-    /// Three, so that a [`Cell`] holds them in its one line; contacts that
+    /// Three, so that a [`MultiCell`] holds them in its one line; contacts that
     /// need more skills are rare, and their bucket is read instead.
     const MAX: usize = 3;
     const EMPTY: InlineReqs =
@@ -312,7 +332,7 @@ impl Best {
 }
 
 impl List {
-    fn insert_single(&mut self, cells: &mut [Cell; LEVELS], level: usize, entry: (Rank, u32)) {
+    fn insert_single(&mut self, cells: &mut Cells, level: usize, entry: (Rank, u32)) {
         let inserted = self.levels[level].insert(entry);
         debug_assert!(inserted, "contact filed twice");
         if self.level_heads[level].is_none_or(|head| entry < head) {
@@ -321,7 +341,7 @@ impl List {
         }
     }
 
-    fn remove_single(&mut self, cells: &mut [Cell; LEVELS], level: usize, entry: (Rank, u32)) {
+    fn remove_single(&mut self, cells: &mut Cells, level: usize, entry: (Rank, u32)) {
         let level_set = &mut self.levels[level];
         if self.level_heads[level] == Some(entry) {
             // An agent takes the first contact of a level far more often
@@ -339,25 +359,24 @@ impl List {
     /// up. Each cell is the best of the one below and its own level's head,
     /// so once a cell comes out unchanged the cells above it are unchanged
     /// too: the update stops there, sparing the cache lines above.
-    fn update_singles_from(&self, cells: &mut [Cell; LEVELS], level: usize) {
-        let mut best = if level == 0 { None } else { cells[level - 1].single() };
-        for (cell, &head) in cells[level..].iter_mut().zip(&self.level_heads[level..]) {
+    fn update_singles_from(&self, cells: &mut Cells, level: usize) {
+        let mut best = if level == 0 { None } else { cells.singles[level - 1].get() };
+        for (cell, &head) in cells.singles[level..].iter_mut().zip(&self.level_heads[level..]) {
             best = match (best, head) {
                 (Some(b), Some(h)) => Some(b.min(h)),
                 (b, h) => b.or(h),
             };
             let (rank, slot) = best.unwrap_or((NO_RANK, u32::MAX));
-            if cell.single_slot == slot && cell.single_rank == rank {
+            if cell.slot == slot && cell.rank == rank {
                 break;
             }
-            cell.single_rank = rank;
-            cell.single_slot = slot;
+            *cell = SingleCell { rank, slot };
         }
     }
 
     fn update_multi(
         &mut self,
-        cells: &mut [Cell; LEVELS],
+        cells: &mut Cells,
         bucket: u32,
         skills: &[SkillReq],
         old: Option<Rank>,
@@ -370,26 +389,21 @@ impl List {
             self.multi_skill.insert((new, bucket), InlineReqs::new(skills));
         }
         let mut buckets = self.multi_skill.iter();
-        let (rank, bucket, reqs) = match buckets.next() {
-            Some((&(rank, bucket), &reqs)) => (rank, bucket, reqs),
-            None => (NO_RANK, u32::MAX, InlineReqs::EMPTY),
+        cells.multi = match buckets.next() {
+            Some((&(rank, bucket), &reqs)) => {
+                let next_value = buckets.next().map_or(u64::MAX, |(&(rank, _), _)| rank.value);
+                MultiCell { rank, bucket, next_value, reqs }
+            }
+            None => MultiCell::EMPTY,
         };
-        let next_value = buckets.next().map_or(u64::MAX, |(&(rank, _), _)| rank.value);
-        for cell in cells {
-            cell.multi_rank = rank;
-            cell.multi_bucket = bucket;
-            cell.multi_next_value = next_value;
-            cell.multi_reqs = reqs;
-        }
     }
 }
 
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct WaitingIndex {
     list_ids: FxHashMap<ListKey, u32>,
-    /// Per list, one cell per proficiency (what searches read), and the
-    /// structures behind them.
-    cells: Vec<[Cell; LEVELS]>,
+    /// Per list, what searches read, and the structures behind it.
+    cells: Vec<Cells>,
     lists: Vec<List>,
     occupancy: Occupancy,
     by_key: HashMap<BucketKey, u32, FxBuildHasher>,
@@ -421,10 +435,10 @@ impl WaitingIndex {
     /// choice is a select, not a branch: which of an agent's lists are empty
     /// is different for every agent, so a branch would mispredict half the
     /// time, and an empty list's cells are not worth a cache miss.
-    fn readable_cells(&self, list: u32, room: bool) -> &[Cell; LEVELS] {
+    fn readable_cells(&self, list: u32, room: bool) -> &Cells {
         let readable = room & self.is_listed(list);
-        let cells = self.cells.get(list as usize).unwrap_or(&EMPTY_CELLS);
-        select_unpredictable(readable, cells, &EMPTY_CELLS)
+        let cells = self.cells.get(list as usize).unwrap_or(&NO_CELLS);
+        select_unpredictable(readable, cells, &NO_CELLS)
     }
 
     /// The best contact in the index that `agent` qualifies for and has room
@@ -432,11 +446,11 @@ impl WaitingIndex {
     /// in the index; the caller weighs them.
     ///
     /// The agent's lists of any-language contacts are read only while one of
-    /// them holds anything. One cell per list holds what the agent needs
+    /// them holds anything. Two cells per list hold what the agent needs
     /// from it: the best single-skill contact for its proficiency, and the
     /// list's first multi-skill bucket. The cells are located and prefetched
-    /// first: they are a dozen independent cache misses, which cost about
-    /// one when they overlap (agent_ready −7 to −22 % of wall time). Singles
+    /// first: they are a few dozen independent cache misses, which cost
+    /// about one when they overlap (agent_ready −7 to −22 % of wall time). Singles
     /// are read first, so that the bound is tight before any multi-skill
     /// requirement is checked; the best of them is then handed to
     /// `prefetch_contact` (it usually wins, and its record is read next). The
@@ -456,33 +470,37 @@ impl WaitingIndex {
             _ => &agent.lists[..],
         };
         for round in lists.chunks(ROUND) {
-            let mut cells = [&EMPTY_CELL; ROUND];
-            for (cell, &(channel, list, proficiency)) in cells.iter_mut().zip(round) {
-                *cell = &self.readable_cells(list, room[channel.index()])[level_of_proficiency(proficiency)];
-                prefetch(*cell);
+            let mut singles = [&EMPTY_CELLS.singles[0]; ROUND];
+            let mut multis = [&EMPTY_CELLS.multi; ROUND];
+            for ((single, multi), &(channel, list, proficiency)) in singles.iter_mut().zip(&mut multis).zip(round) {
+                let cells = self.readable_cells(list, room[channel.index()]);
+                *single = &cells.singles[level_of_proficiency(proficiency)];
+                *multi = &cells.multi;
+                prefetch(*single);
+                prefetch(*multi);
             }
             let mut with_buckets = [0u8; ROUND];
             let mut n = 0;
-            for (i, cell) in cells[..round.len()].iter().enumerate() {
-                best.consider(cell.single_rank, Best::contact(cell.single_slot));
+            for (i, (single, multi)) in singles[..round.len()].iter().zip(&multis).enumerate() {
+                best.consider(single.rank, Best::contact(single.slot));
                 with_buckets[n] = i as u8;
-                n += usize::from(cell.multi_bucket != u32::MAX);
+                n += usize::from(multi.bucket != u32::MAX);
             }
             if let Some(slot) = best.leading_contact() {
                 prefetch_contact(slot);
             }
             for &i in &with_buckets[..n] {
                 let (_, list, _) = round[usize::from(i)];
-                let cell = cells[usize::from(i)];
-                if !best.beaten_by(cell.multi_rank) {
+                let multi = multis[usize::from(i)];
+                if !best.beaten_by(multi.rank) {
                     continue;
                 }
-                let checked = match cell.multi_reqs.get() {
-                    Some(reqs) if cell.multi_reqs.may_be_met_by(&agent.skill_set) && agent.qualifies(reqs) => {
-                        best.consider(cell.multi_rank, Best::bucket(cell.multi_bucket));
+                let checked = match multi.reqs.get() {
+                    Some(reqs) if multi.reqs.may_be_met_by(&agent.skill_set) && agent.qualifies(reqs) => {
+                        best.consider(multi.rank, Best::bucket(multi.bucket));
                         continue;
                     }
-                    Some(_) if !best.may_be_beaten_by_value(cell.multi_next_value) => continue,
+                    Some(_) if !best.may_be_beaten_by_value(multi.next_value) => continue,
                     Some(_) => 1,
                     None => 0, // too many requirements to hold inline
                 };
@@ -512,9 +530,9 @@ impl WaitingIndex {
     pub(crate) fn weigh_for(&self, agent: &Agent, weighed: &mut Vec<(Rank, u32)>) {
         let room = Channel::ALL.map(|ch| agent.has_room(ch));
         for &(channel, list, proficiency) in &agent.lists {
-            let cell = &self.readable_cells(list, room[channel.index()])[level_of_proficiency(proficiency)];
-            weighed.extend(cell.single());
-            if cell.multi_first().is_some() {
+            let cells = self.readable_cells(list, room[channel.index()]);
+            weighed.extend(cells.singles[level_of_proficiency(proficiency)].get());
+            if cells.multi.first().is_some() {
                 let first_fit = self.multi_skill(list).find(|&(_, bucket, reqs)| self.bucket_fits(agent, bucket, reqs));
                 weighed
                     .extend(first_fit.map(|(rank, bucket, _)| (rank, self.buckets[bucket].head().expect("listed").1)));
@@ -538,7 +556,7 @@ impl WaitingIndex {
         let (lists, cells) = (&mut self.lists, &mut self.cells);
         let id = *self.list_ids.entry(key).or_insert_with(|| {
             lists.push(List::default());
-            cells.push([Cell::default(); LEVELS]);
+            cells.push(Cells::default());
             (lists.len() - 1) as u32
         });
         self.occupancy.add_list(id, key.language == ANY_LANGUAGE);
