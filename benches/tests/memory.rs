@@ -38,11 +38,16 @@ fn memory_per_waiting_contact_is_within_512_bytes() {
     let mut generator = Generator::new(shape, 7);
     let now = Time::from_secs(1);
     let mut router = Router::new(config(shape)).expect("config");
+    let before_logins = LIVE.load(Ordering::Relaxed);
     for a in 0..shape.agents {
+        // Generated here, so that the profile's vectors the router keeps are counted.
         let profile = generator.agent();
         router.handle(now, Command::AgentLogin { agent: AgentId(a), profile, ready: false }).expect("login");
     }
     while router.poll_event().is_some() {}
+    // For sizing, not budgeted.
+    let per_agent = (LIVE.load(Ordering::Relaxed) - before_logins) as f64 / shape.agents as f64;
+    println!("core memory per logged-in agent: {per_agent:.0} bytes ({} agents, none waiting)", shape.agents);
     // Generate first, so that only what the router keeps is counted.
     let specs: Vec<_> = (0..WAITING).map(|_| generator.contact()).collect();
     let before = LIVE.load(Ordering::Relaxed);

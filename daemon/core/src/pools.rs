@@ -12,6 +12,10 @@
 //! is kept), which makes all its old entries stale at once (O(1)).
 //! Stale entries are popped when they reach a pool's front and swept out when
 //! a pool doubles in length, so the cost stays amortised O(1) per push.
+//!
+//! Each (channel, skill, language) group also keeps a *roster*: every
+//! logged-in agent in it, whatever its state, kept at login and logout. The
+//! wait estimate counts a contact's staff from it while its queue warms up.
 
 use std::collections::VecDeque;
 
@@ -160,6 +164,17 @@ pub(crate) struct AgentPools {
     skill_sets: Vec<SkillSet>,
     /// Highest occupancy level ever entered, per channel: bounds the search.
     max_occupancy: [u8; Channel::COUNT],
+    /// Per group, every logged-in agent that belongs to it, whatever its
+    /// state, with its proficiency in the group's skill: the staff a wait
+    /// estimate counts, found without a scan of all agents.
+    rosters: Vec<Vec<RosterEntry>>,
+}
+
+/// A logged-in agent in a group's roster.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+struct RosterEntry {
+    slot: u32,
+    proficiency: u8,
 }
 
 impl AgentPools {
@@ -189,6 +204,84 @@ impl AgentPools {
             }
         }
         out
+    }
+
+    /// Enters a logged-in agent in the rosters of its groups.
+    pub(crate) fn enrol(&mut self, slot: u32, memberships: &[Membership]) {
+        for m in memberships {
+            let group = m.group as usize;
+            if self.rosters.len() <= group {
+                self.rosters.resize_with(group + 1, Vec::new);
+            }
+            self.rosters[group].push(RosterEntry { slot, proficiency: m.proficiency });
+        }
+    }
+
+    /// Takes a logging-out agent off its groups' rosters: O(roster), at
+    /// logout only.
+    pub(crate) fn withdraw(&mut self, slot: u32, memberships: &[Membership]) {
+        for m in memberships {
+            if let Some(roster) = self.rosters.get_mut(m.group as usize) {
+                roster.retain(|e| e.slot != slot);
+            }
+        }
+    }
+
+    /// How many logged-in agents, whatever their state, have capacity on
+    /// `channel`, meet `reqs` and speak one of `languages` (`None`: any):
+    /// the staff of the wait estimate's handle-time model. It reads the
+    /// rosters of the primary skill's groups for those languages, and an
+    /// agent's record only when its proficiency there suffices and the
+    /// contact needs more skills or accepts several languages. An agent in
+    /// several of those groups (it speaks several of the languages) is
+    /// counted in the first of them it speaks.
+    pub(crate) fn staffed(
+        &self,
+        agents: &Slab<Agent>,
+        channel: Channel,
+        reqs: &[SkillReq],
+        languages: Option<&[LanguageId]>,
+    ) -> usize {
+        let primary = reqs[0];
+        let roster = |language: u16| {
+            let group = self.group_ids.get(&group_key(channel, primary.skill, language));
+            group.and_then(|&g| self.rosters.get(g as usize)).map_or(&[][..], Vec::as_slice)
+        };
+        let meets_primary = move |e: &&RosterEntry| e.proficiency >= primary.min_proficiency;
+        let qualifies = |a: &Agent| reqs.len() == 1 || a.qualifies(reqs);
+        match languages {
+            Some([only]) => roster(only.0).iter().filter(meets_primary).filter(|e| qualifies(&agents[e.slot])).count(),
+            Some(languages) => languages
+                .iter()
+                .enumerate()
+                .map(|(i, language)| {
+                    let earlier = &languages[..i];
+                    roster(language.0)
+                        .iter()
+                        .filter(meets_primary)
+                        .filter(|e| {
+                            let a = &agents[e.slot];
+                            !a.speaks_any(Some(earlier)) && qualifies(a)
+                        })
+                        .count()
+                })
+                .sum(),
+            None => {
+                let groups = self.by_skill.get(&group_key(channel, primary.skill, ANY_LANGUAGE));
+                groups
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|&g| self.rosters.get(g as usize).into_iter().flatten().map(move |e| (g, e)))
+                    .filter(|(_, e)| e.proficiency >= primary.min_proficiency)
+                    .filter(|&(g, e)| {
+                        let a = &agents[e.slot];
+                        // Counted in the group of its first language (or ANY).
+                        let first = a.languages.first().map_or(ANY_LANGUAGE, |l| l.0);
+                        self.group_ids.get(&group_key(channel, primary.skill, first)) == Some(&g) && qualifies(a)
+                    })
+                    .count()
+            }
+        }
     }
 
     /// The agent's current order ("longest idle" rank among agents with

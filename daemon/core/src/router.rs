@@ -234,12 +234,7 @@ impl Router {
         }
         let mut skills = Vec::new();
         let languages = c.effective(&mut skills);
-        let staffed = self
-            .agents
-            .iter()
-            .filter(|(_, a)| a.capacity[c.channel.index()] > 0 && a.qualifies(&skills) && a.speaks_any(languages))
-            .count()
-            .max(1);
+        let staffed = self.pools.staffed(&self.agents, c.channel, &skills, languages).max(1);
         let aht = self.cfg.queues[usize::from(c.queue.0)].expected_handle_time;
         let wait = aht.mul_f64(f64::from(position) / staffed as f64);
         Ok(WaitEstimate { position, estimated_wait: wait, method: EwtMethod::HandleTimeModel })
@@ -402,6 +397,7 @@ impl Router {
                 one_language_lists = u16::try_from(lists.len()).expect("3 channels × 256 skills × 32 languages");
             }
         }
+        self.pools.enrol(slot, &memberships);
         let agent = &mut self.agents[slot];
         agent.memberships = memberships;
         agent.lists = lists;
@@ -435,6 +431,7 @@ impl Router {
         let agent = self.agents.remove(slot).expect("agent is live");
         self.agent_slots.remove(&id);
         self.pools.invalidate(slot);
+        self.pools.withdraw(slot, &agent.memberships);
         if let Some(state) = agent.reported {
             self.agent_states[state.index()] -= 1;
         }

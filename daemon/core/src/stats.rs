@@ -12,7 +12,9 @@
 //! agents shared with other queues, breaks and RONAs.
 //!
 //! Until a queue has seen [`WARM_UP_DEPARTURES`] answers it falls back to the
-//! textbook estimate (ahead + 1) × AHT ÷ agents logged in who qualify.
+//! textbook estimate (ahead + 1) × AHT ÷ agents logged in who qualify. Those
+//! are counted from the rosters of the contact's primary skill and languages
+//! (`AgentPools::staffed`), not by a scan of every agent.
 //!
 //! Known weaknesses: later arrivals of a higher tier will overtake a waiting
 //! contact, so lower tiers' EWT is optimistic under load; and a sudden change

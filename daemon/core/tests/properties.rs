@@ -321,13 +321,33 @@ fn check_invariants(cfg: &RouterConfig, snap: &Snapshot) -> Result<(), TestCaseE
 }
 
 /// A waiting contact's position, as the router keeps it, against a count of
-/// the contacts of its queue that wait with a better rank.
-fn check_positions(router: &Router, snap: &Snapshot) -> Result<(), TestCaseError> {
+/// the contacts of its queue that wait with a better rank; while its queue
+/// warms up, the handle-time estimate against one from a count of the
+/// logged-in agents who qualify for it.
+fn check_positions(cfg: &RouterConfig, router: &Router, snap: &Snapshot) -> Result<(), TestCaseError> {
     let waiting = |c: &&ContactView| matches!(c.state, ContactViewState::Waiting { .. });
     for c in snap.contacts.iter().filter(waiting) {
         let ahead = snap.contacts.iter().filter(waiting).filter(|o| o.queue == c.queue && o.rank < c.rank).count();
         let estimate = router.estimate_wait(c.id).expect("a waiting contact is known");
         prop_assert_eq!(estimate.position as usize, ahead + 1, "position of {:?}", c.id);
+        if estimate.method == EwtMethod::HandleTimeModel {
+            let staffed = snap
+                .agents
+                .iter()
+                .filter(|a| a.capacity[c.channel.index()] > 0)
+                .filter(|a| reference::qualifies(a, &c.effective_skills, &c.effective_languages))
+                .count()
+                .max(1);
+            let aht = cfg.queues[usize::from(c.queue.0)].expected_handle_time;
+            let expected = aht.mul_f64(f64::from(estimate.position) / staffed as f64);
+            prop_assert_eq!(
+                estimate.estimated_wait,
+                expected,
+                "handle-time estimate of {:?}, {} staffed",
+                c.id,
+                staffed
+            );
+        }
     }
     Ok(())
 }
@@ -491,7 +511,7 @@ fn run(
         let before = router.snapshot();
         if check {
             check_invariants(&cfg, &before)?;
-            check_positions(&router, &before)?;
+            check_positions(&cfg, &router, &before)?;
             check_oldest_waits(&cfg, &router, &before)?;
             // The sampler's statistics of every queue against the per-queue query.
             let each: Vec<_> = (0..cfg.queues.len()).map(|q| router.queue_stats(QueueId(q as u16)).unwrap()).collect();

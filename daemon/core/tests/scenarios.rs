@@ -559,6 +559,38 @@ fn preferred_window_expiry_releases_the_contact_to_any_agent() {
 }
 
 #[test]
+fn handle_time_estimate_counts_each_qualified_agent_once() {
+    let mut h = harness();
+    let agents: [(u64, &[(SkillId, u8)], &[LanguageId]); 6] = [
+        (10, &[(BILLING, 5)], &[EN, ZH]), // speaks two languages
+        (11, &[(BILLING, 5)], &[YUE]),
+        (12, &[(BILLING, 1)], &[EN]), // below the required proficiency
+        (13, &[(REPAIR, 5)], &[EN]),  // lacks the skill
+        (14, &[(BILLING, 5)], &[]),   // declared no language
+        (15, &[(BILLING, 5)], &[EN]), // logs out below
+    ];
+    for (id, skills, languages) in agents {
+        h.ok(login(id, skills, languages, [1, 0, 0]));
+        h.ok(not_ready(id));
+    }
+    h.ok(Command::AgentLogout { agent: AgentId(15) });
+    // Any language: 10 (once, though in two language groups), 11 and 14.
+    h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 3)], &[]));
+    let e = h.router.estimate_wait(ContactId(1)).unwrap();
+    assert_eq!((e.position, e.method), (1, EwtMethod::HandleTimeModel));
+    assert_eq!(e.estimated_wait, secs(100), "300 s AHT ÷ 3 agents");
+    // English only: 10 alone.
+    h.enqueue(contact(2, Q0, STANDARD, &[(BILLING, 3)], &[EN]));
+    let e = h.router.estimate_wait(ContactId(2)).unwrap();
+    assert_eq!(e.position, 2);
+    assert_eq!(e.estimated_wait, secs(600), "2 × 300 s AHT ÷ 1 agent");
+    // Billing and repair: nobody has both, so the estimate divides by one.
+    h.enqueue(contact(3, Q0, STANDARD, &[(BILLING, 1), (REPAIR, 1)], &[EN]));
+    let e = h.router.estimate_wait(ContactId(3)).unwrap();
+    assert_eq!(e.estimated_wait, secs(900), "3 × 300 s AHT ÷ at least 1");
+}
+
+#[test]
 fn position_and_estimated_wait_follow_the_queue() {
     let mut h = harness();
     for i in 1..=4 {
