@@ -560,8 +560,9 @@ fn preferred_window_expiry_releases_the_contact_to_any_agent() {
 
 #[test]
 fn handle_time_estimate_counts_each_qualified_agent_once() {
+    type Profile = (u64, &'static [(SkillId, u8)], &'static [LanguageId]);
     let mut h = harness();
-    let agents: [(u64, &[(SkillId, u8)], &[LanguageId]); 6] = [
+    let agents: [Profile; 6] = [
         (10, &[(BILLING, 5)], &[EN, ZH]), // speaks two languages
         (11, &[(BILLING, 5)], &[YUE]),
         (12, &[(BILLING, 1)], &[EN]), // below the required proficiency
