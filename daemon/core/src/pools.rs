@@ -268,7 +268,11 @@ impl AgentPools {
         let meets_primary = move |e: &&RosterEntry| e.proficiency >= primary.min_proficiency;
         let qualifies = |a: &Agent| reqs.len() == 1 || a.qualifies(reqs);
         match languages {
-            Some([only]) => roster(only.0).iter().filter(meets_primary).filter(|e| qualifies(&agents[e.slot])).count(),
+            Some([only]) => roster(only.0)
+                .iter()
+                .filter(meets_primary)
+                .filter(|e| reqs.len() == 1 || agents[e.slot].qualifies(reqs))
+                .count(),
             Some(languages) => languages
                 .iter()
                 .enumerate()

@@ -450,8 +450,8 @@ impl WaitingIndex {
     /// from it: the best single-skill contact for its proficiency, and the
     /// list's first multi-skill bucket. The cells are located and prefetched
     /// first: they are a few dozen independent cache misses, which cost
-    /// about one when they overlap (agent_ready −7 to −22 % of wall time). Singles
-    /// are read first, so that the bound is tight before any multi-skill
+    /// about one when they overlap (agent_ready −7 to −22 % of wall time).
+    /// Singles are read first, so that the bound is tight before any multi-skill
     /// requirement is checked; the best of them is then handed to
     /// `prefetch_contact` (it usually wins, and its record is read next). The
     /// lists whose first bucket could still win are noted on the way and
@@ -470,8 +470,8 @@ impl WaitingIndex {
             _ => &agent.lists[..],
         };
         for round in lists.chunks(ROUND) {
-            let mut singles = [&EMPTY_CELLS.singles[0]; ROUND];
-            let mut multis = [&EMPTY_CELLS.multi; ROUND];
+            let mut singles = [&NO_CELLS.singles[0]; ROUND];
+            let mut multis = [&NO_CELLS.multi; ROUND];
             for ((single, multi), &(channel, list, proficiency)) in singles.iter_mut().zip(&mut multis).zip(round) {
                 let cells = self.readable_cells(list, room[channel.index()]);
                 *single = &cells.singles[level_of_proficiency(proficiency)];
