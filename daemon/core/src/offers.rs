@@ -49,14 +49,29 @@ pub(crate) struct Offers {
     history: usize,
 }
 
+/// Room in the ring for offers still ringing, on top of the history: a
+/// ring past it grows (once, by doubling), as it would under a flood.
+const RINGING_RESERVE: usize = 4096;
+
 impl Offers {
     pub(crate) fn new(history: usize) -> Self {
-        Offers { ring: VecDeque::new(), first: 1, pending_in_ring: 0, stragglers: FxHashMap::default(), history }
+        let mut offers =
+            Offers { ring: VecDeque::new(), first: 1, pending_in_ring: 0, stragglers: FxHashMap::default(), history };
+        offers.reserve();
+        offers
     }
 
     pub(crate) fn set_history(&mut self, history: usize) {
         self.history = history;
         self.forget();
+        self.reserve();
+    }
+
+    /// Sizes the ring for the history and the offers ringing beyond it
+    /// up front: it fills within the first `history` offers, and growing it
+    /// then would copy megabytes on the routing thread in one decision.
+    fn reserve(&mut self) {
+        self.ring.reserve((self.history + RINGING_RESERVE).saturating_sub(self.ring.len()));
     }
 
     pub(crate) fn open(&mut self, offer: Offer) -> OfferId {
