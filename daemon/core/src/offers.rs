@@ -177,4 +177,21 @@ mod tests {
         assert_eq!(offers.pending_count(), 0);
         assert!(offers.pending(ringing).is_none());
     }
+
+    /// The ring is sized at start: filling the window, with offers ringing
+    /// on top of it, never grows it during a decision.
+    #[test]
+    fn the_ring_does_not_grow_as_the_window_fills() {
+        let mut offers = Offers::new(1_000);
+        let capacity = offers.ring.capacity();
+        let mut ringing = std::collections::VecDeque::new();
+        for n in 0..20_000 {
+            ringing.push_back(offers.open(offer(n)));
+            // Up to a few thousand offers ring at a time.
+            if ringing.len() > 3_000 {
+                offers.close(ringing.pop_front().expect("ringing"), OfferOutcome::Accepted);
+            }
+        }
+        assert_eq!(offers.ring.capacity(), capacity);
+    }
 }
