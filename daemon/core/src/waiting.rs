@@ -148,23 +148,6 @@ impl BucketsByKey {
     }
 }
 
-impl serde::Serialize for BucketsByKey {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for BucketsByKey {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let entries = Vec::<(u64, u32)>::deserialize(deserializer)?;
-        let mut table = HashTable::with_capacity(entries.len());
-        for entry in entries {
-            table.insert_unique(entry.0, entry, |&(h, _)| h);
-        }
-        Ok(BucketsByKey(table))
-    }
-}
-
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Bucket {
     key: BucketKey,
@@ -453,12 +436,16 @@ impl List {
 }
 
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(from = "WaitingIndexState")]
 pub(crate) struct WaitingIndex {
     list_ids: FxHashMap<ListKey, u32>,
     /// Per list, what searches read, and the structures behind it.
     cells: Vec<Cells>,
     lists: Vec<List>,
     occupancy: Occupancy,
+    /// Not in snapshots: rebuilt from the buckets, so that a snapshot does
+    /// not depend on the hash function.
+    #[serde(skip_serializing)]
     by_key: BucketsByKey,
     buckets: Slab<Bucket>,
     /// Buckets emptied, oldest first. They stay in `by_key` for reuse: the
@@ -467,6 +454,29 @@ pub(crate) struct WaitingIndex {
     /// be listed again (emptied, reused, emptied again) or be live again by
     /// its turn; it is then skipped.
     emptied: VecDeque<u32>,
+}
+
+/// A [`WaitingIndex`] as snapshots hold it: every field but `by_key`, in the
+/// same order.
+#[derive(serde::Deserialize)]
+struct WaitingIndexState {
+    list_ids: FxHashMap<ListKey, u32>,
+    cells: Vec<Cells>,
+    lists: Vec<List>,
+    occupancy: Occupancy,
+    buckets: Slab<Bucket>,
+    emptied: VecDeque<u32>,
+}
+
+impl From<WaitingIndexState> for WaitingIndex {
+    fn from(state: WaitingIndexState) -> Self {
+        let WaitingIndexState { list_ids, cells, lists, occupancy, buckets, emptied } = state;
+        let mut by_key = BucketsByKey::default();
+        for (id, bucket) in buckets.iter() {
+            by_key.insert(bucket.key.requirements(), id);
+        }
+        WaitingIndex { list_ids, cells, lists, occupancy, by_key, buckets, emptied }
+    }
 }
 
 /// Emptied buckets are dropped once they are more than this, or than the
@@ -807,6 +817,24 @@ mod tests {
         }
         // Nothing waits, so no list is listed.
         assert!((0..index.lists.len() as u32).all(|l| !index.is_listed(l)));
+    }
+
+    /// Buckets are found by their requirements after a snapshot's round trip
+    /// (the table that finds them is rebuilt, not stored).
+    #[test]
+    fn a_restored_index_finds_its_buckets() {
+        let mut index = WaitingIndex::default();
+        let rank = |seq| Rank { value: 1, seq };
+        let skills: Vec<[SkillReq; 2]> = (0..50u16).map(two_skills).collect();
+        let filed: Vec<Filed> =
+            skills.iter().enumerate().map(|(i, s)| index.insert(reqs(s), rank(i as u64), i as u32)).collect();
+        let bytes = postcard::to_allocvec(&index).expect("serialize");
+        let mut restored: WaitingIndex = postcard::from_bytes(&bytes).expect("deserialize");
+        assert_eq!(restored.by_key.len(), 50);
+        for (i, (s, f)) in skills.iter().zip(filed).enumerate() {
+            assert_eq!(restored.insert(reqs(s), rank(1_000 + i as u64), 1_000 + i as u32), f, "bucket of {s:?}");
+        }
+        assert_eq!(restored.buckets.len(), 50);
     }
 
     /// Many buckets emptied in a row: no one removal drops more than a few,
