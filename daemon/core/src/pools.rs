@@ -266,13 +266,10 @@ impl AgentPools {
             group.and_then(|&g| self.rosters.get(g as usize)).map_or(&[][..], Vec::as_slice)
         };
         let meets_primary = move |e: &&RosterEntry| e.proficiency >= primary.min_proficiency;
-        let qualifies = |a: &Agent| reqs.len() == 1 || a.qualifies(reqs);
+        // The primary skill is the roster's: a record is read for the others.
+        let qualifies = |e: &RosterEntry| reqs.len() == 1 || agents[e.slot].qualifies(reqs);
         match languages {
-            Some([only]) => roster(only.0)
-                .iter()
-                .filter(meets_primary)
-                .filter(|e| reqs.len() == 1 || agents[e.slot].qualifies(reqs))
-                .count(),
+            Some([only]) => roster(only.0).iter().filter(meets_primary).filter(|e| qualifies(e)).count(),
             Some(languages) => languages
                 .iter()
                 .enumerate()
@@ -281,10 +278,7 @@ impl AgentPools {
                     roster(language.0)
                         .iter()
                         .filter(meets_primary)
-                        .filter(|e| {
-                            let a = &agents[e.slot];
-                            !a.speaks_any(Some(earlier)) && qualifies(a)
-                        })
+                        .filter(|e| !agents[e.slot].speaks_any(Some(earlier)) && qualifies(e))
                         .count()
                 })
                 .sum(),
@@ -296,10 +290,9 @@ impl AgentPools {
                     .flat_map(|&g| self.rosters.get(g as usize).into_iter().flatten().map(move |e| (g, e)))
                     .filter(|(_, e)| e.proficiency >= primary.min_proficiency)
                     .filter(|&(g, e)| {
-                        let a = &agents[e.slot];
                         // Counted in the group of its first language (or ANY).
-                        let first = a.languages.first().map_or(ANY_LANGUAGE, |l| l.0);
-                        self.group_ids.get(&group_key(channel, primary.skill, first)) == Some(&g) && qualifies(a)
+                        let first = agents[e.slot].languages.first().map_or(ANY_LANGUAGE, |l| l.0);
+                        self.group_ids.get(&group_key(channel, primary.skill, first)) == Some(&g) && qualifies(e)
                     })
                     .count()
             }
