@@ -819,15 +819,26 @@ mod tests {
         assert!((0..index.lists.len() as u32).all(|l| !index.is_listed(l)));
     }
 
+    /// An index of `n` two-skill contacts, each in a bucket of its own (contact
+    /// `i` in slot `i`, of rank (1, `i`)): the index, each bucket's skills and
+    /// where each contact was filed.
+    fn one_contact_per_bucket(n: u16) -> (WaitingIndex, Vec<[SkillReq; 2]>, Vec<Filed>) {
+        let mut index = WaitingIndex::default();
+        let skills: Vec<[SkillReq; 2]> = (0..n).map(two_skills).collect();
+        let filed = skills
+            .iter()
+            .enumerate()
+            .map(|(i, s)| index.insert(reqs(s), Rank { value: 1, seq: i as u64 }, i as u32))
+            .collect();
+        (index, skills, filed)
+    }
+
     /// Buckets are found by their requirements after a snapshot's round trip
     /// (the table that finds them is rebuilt, not stored).
     #[test]
     fn a_restored_index_finds_its_buckets() {
-        let mut index = WaitingIndex::default();
+        let (index, skills, filed) = one_contact_per_bucket(50);
         let rank = |seq| Rank { value: 1, seq };
-        let skills: Vec<[SkillReq; 2]> = (0..50u16).map(two_skills).collect();
-        let filed: Vec<Filed> =
-            skills.iter().enumerate().map(|(i, s)| index.insert(reqs(s), rank(i as u64), i as u32)).collect();
         let bytes = postcard::to_allocvec(&index).expect("serialize");
         let mut restored: WaitingIndex = postcard::from_bytes(&bytes).expect("deserialize");
         assert_eq!(restored.by_key.len(), 50);
@@ -841,11 +852,8 @@ mod tests {
     /// and the kept ones come back within the bound.
     #[test]
     fn no_removal_drops_more_than_a_few_emptied_buckets() {
-        let mut index = WaitingIndex::default();
+        let (mut index, skills, filed) = one_contact_per_bucket(5_000);
         let rank = |seq| Rank { value: 1, seq };
-        let skills: Vec<[SkillReq; 2]> = (0..5_000u16).map(two_skills).collect();
-        let filed: Vec<Filed> =
-            skills.iter().enumerate().map(|(i, s)| index.insert(reqs(s), rank(i as u64), i as u32)).collect();
         assert_eq!(index.buckets.len(), 5_000);
         let mut most = 0;
         for (i, (s, f)) in skills.iter().zip(filed).enumerate() {
