@@ -98,15 +98,21 @@ impl SkillSet {
     pub fn of(skills: impl IntoIterator<Item = SkillId>) -> Self {
         let mut set = SkillSet::default();
         for skill in skills {
-            let bit = usize::from(skill.0 % 256);
-            set.0[bit / 64] |= 1 << (bit % 64);
+            let (word, bit) = Self::place(skill);
+            set.0[word] |= bit;
         }
         set
     }
 
     pub fn may_contain(&self, skill: SkillId) -> bool {
+        let (word, bit) = Self::place(skill);
+        self.0[word] & bit != 0
+    }
+
+    /// A skill's word and bit in the set.
+    fn place(skill: SkillId) -> (usize, u64) {
         let bit = usize::from(skill.0 % 256);
-        self.0[bit / 64] & (1 << (bit % 64)) != 0
+        (bit / 64, 1 << (bit % 64))
     }
 
     /// Whether every skill of `reqs` may be in the set, without a branch per

@@ -150,10 +150,7 @@ impl OldestWaiting {
     pub(crate) fn oldest(&self) -> Option<Time> {
         let in_order = self.in_order.front().map(|e| e.arrival);
         let out_of_order = self.out_of_order.peek().map(|Reverse(e)| e.arrival);
-        match (in_order, out_of_order) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        in_order.into_iter().chain(out_of_order).min()
     }
 
     /// Entries kept, live and dead (for tests of the bound).

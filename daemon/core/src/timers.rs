@@ -106,10 +106,7 @@ impl Timers {
     pub(crate) fn next(&self) -> Option<Time> {
         let heap = self.heap.peek().map(|Reverse((t, _, _))| *t);
         let lanes = self.fronts.peek().map(|Reverse((t, _, _))| *t);
-        match (heap, lanes) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        heap.into_iter().chain(lanes).min()
     }
 
     /// Removes and returns the earliest timer due at or before `now`.
