@@ -21,6 +21,10 @@ pub struct WrapUp {
     pub ends_at: Time,
 }
 
+/// The contact lists an agent reads: (channel, list id, its proficiency in
+/// the list's skill).
+pub type AgentLists = SmallVec<[(Channel, u32, u8); 24]>;
+
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     pub id: AgentId,
@@ -48,7 +52,7 @@ pub struct Agent {
     /// count, so that its search reads them without another cold line first.
     /// The lists of one of its languages come first, those of any-language
     /// contacts after: a search skips the latter while they are all empty.
-    pub lists: SmallVec<[(Channel, u32, u8); 24]>,
+    pub lists: AgentLists,
     /// How many of `lists` are lists of one language.
     pub one_language_lists: u16,
     /// The state last reported in an event.

@@ -32,7 +32,7 @@ use crate::snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
 use crate::time::Time;
 use crate::timers::{lane, Timer, Timers, LANE_HOLD, LANE_OFFER, LANE_RELAX, LANE_WRAP_UP};
-use crate::waiting::{ListKey, Lists, Requirements, WaitingIndex, ANY_LANGUAGE};
+use crate::waiting::{Lists, Requirements, WaitingIndex, ANY_LANGUAGE};
 
 /// Limits on what one command may carry, so that no input can make the core
 /// do unbounded work per decision.
@@ -380,23 +380,7 @@ impl Router {
             reported: None,
         });
         let memberships = self.pools.memberships(&self.agents[slot]);
-        let agent = &self.agents[slot];
-        let mut lists = smallvec::SmallVec::new();
-        // The agent's own languages first, then the any-language lists.
-        let mut one_language_lists = 0;
-        for (pass, languages) in [&agent.languages[..], &[LanguageId(ANY_LANGUAGE)]].into_iter().enumerate() {
-            for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
-                for &(skill, proficiency) in &agent.skills {
-                    for language in languages.iter().map(|l| l.0) {
-                        let list = self.waiting.list_id(ListKey { channel, skill, language });
-                        lists.push((channel, list, proficiency));
-                    }
-                }
-            }
-            if pass == 0 {
-                one_language_lists = u16::try_from(lists.len()).expect("3 channels × 256 skills × 32 languages");
-            }
-        }
+        let (lists, one_language_lists) = self.waiting.lists_of(&self.agents[slot]);
         self.pools.enrol(slot, &memberships);
         let agent = &mut self.agents[slot];
         agent.memberships = memberships;

@@ -27,7 +27,7 @@ use std::hint::select_unpredictable;
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, AgentLists};
 use crate::contact::{Filed, Rank};
 use crate::ids::{Channel, LanguageId, SkillId, SkillReq, SkillSet, MAX_PROFICIENCY};
 use crate::prefetch::prefetch;
@@ -177,7 +177,7 @@ const NO_RANK: Rank = Rank { value: u64::MAX, seq: u64::MAX };
 /// contacts: the best one it qualifies for (over levels 1..=p). Two to a
 /// cache line: taking a level's first contact rewrites the cells of that
 /// level and up, so the smaller they are the fewer lines a take writes.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug)]
 #[repr(C, align(32))]
 pub(crate) struct SingleCell {
     rank: Rank,
@@ -195,26 +195,50 @@ impl SingleCell {
     }
 }
 
-/// A list's first multi-skill bucket, with its requirements inline and a
-/// bound on the second, in one cache line. It is the same for every
-/// proficiency, so a list keeps one and a change of a bucket's head writes
-/// one line per list. The B-tree behind is touched only when the first
-/// bucket does not fit the agent and the second could still win.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+/// What an agent needs of a list's multi-skill buckets, in one cache line:
+/// the first bucket with its requirements, the second's requirements and
+/// rank value, and the third's rank. It is the same for every proficiency,
+/// so a list keeps one and a change of a bucket's head writes one line per
+/// list. Most agents fit none of a list's first buckets (they lack a second
+/// skill), and hard-to-serve contacts gather at the front; this spares them
+/// the walk along the list's B-tree behind, which is touched only when the
+/// first two do not fit and the third could still win (or the second fits,
+/// which is rare).
+#[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct MultiCell {
     rank: Rank,
+    /// The third bucket's head rank ([`NO_RANK`]: none). A full rank, not its
+    /// value alone: contacts that arrive in the same microsecond share one.
+    third: Rank,
+    /// The rank value of the second bucket's head (`u64::MAX`: none).
+    second_value: u64,
     bucket: u32,
-    /// The rank value of the second bucket's head (`u64::MAX`: none). Most
-    /// agents do not fit a list's first bucket; this spares them the walk
-    /// along the list's B-tree when the second cannot beat what they have.
-    next_value: u64,
     reqs: InlineReqs,
+    second_reqs: InlineReqs,
 }
 
+const _: () = assert!(std::mem::size_of::<MultiCell>() == 64);
+
 impl MultiCell {
-    const EMPTY: MultiCell =
-        MultiCell { rank: NO_RANK, bucket: u32::MAX, next_value: u64::MAX, reqs: InlineReqs::EMPTY };
+    const EMPTY: MultiCell = MultiCell {
+        rank: NO_RANK,
+        third: NO_RANK,
+        second_value: u64::MAX,
+        bucket: u32::MAX,
+        reqs: InlineReqs::EMPTY,
+        second_reqs: InlineReqs::EMPTY,
+    };
+
+    /// The cell of a list whose buckets by head rank are `buckets`.
+    fn of<'a>(mut buckets: impl Iterator<Item = (Rank, u32, &'a InlineReqs)>) -> MultiCell {
+        let Some((rank, bucket, &reqs)) = buckets.next() else { return MultiCell::EMPTY };
+        let Some((second, _, &second_reqs)) = buckets.next() else {
+            return MultiCell { rank, bucket, reqs, ..MultiCell::EMPTY };
+        };
+        let third = buckets.next().map_or(NO_RANK, |(third, _, _)| third);
+        MultiCell { rank, third, second_value: second.value, bucket, reqs, second_reqs }
+    }
 
     /// The first multi-skill bucket: (head rank, bucket, requirements).
     pub(crate) fn first(&self) -> Option<(Rank, u32, &InlineReqs)> {
@@ -226,7 +250,7 @@ impl MultiCell {
 /// the multi-skill cell, six cache lines. An agent's search reads two of
 /// them, its proficiency's single cell and the multi cell; the B-trees
 /// behind are touched only when a contact is filed or taken.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Cells {
     singles: [SingleCell; LEVELS],
@@ -260,39 +284,52 @@ struct List {
     multi_skill: BTreeMap<(Rank, u32), InlineReqs>,
 }
 
-/// Up to [`InlineReqs::MAX`] skill requirements, stored in place.
+/// Up to [`InlineReqs::MAX`] skill requirements, stored in place: skills and
+/// proficiencies apart, ten bytes, so that a [`MultiCell`] holds two sets.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct InlineReqs {
-    reqs: [SkillReq; InlineReqs::MAX],
+    skills: [SkillId; InlineReqs::MAX],
+    proficiencies: [u8; InlineReqs::MAX],
+    /// `u8::MAX`: more than [`InlineReqs::MAX`], of which the first are held.
     len: u8,
 }
 
+const _: () = assert!(std::mem::size_of::<InlineReqs>() == 10);
+
 impl InlineReqs {
-    /// Three, so that a [`MultiCell`] holds them in its one line; contacts that
-    /// need more skills are rare, and their bucket is read instead.
+    /// Three; contacts that need more skills are rare, and their bucket is
+    /// read instead.
     const MAX: usize = 3;
-    const EMPTY: InlineReqs =
-        InlineReqs { reqs: [SkillReq { skill: SkillId(0), min_proficiency: 0 }; Self::MAX], len: 0 };
+    const EMPTY: InlineReqs = InlineReqs { skills: [SkillId(0); Self::MAX], proficiencies: [0; Self::MAX], len: 0 };
 
     /// The unused places repeat the first requirement, so that
     /// [`InlineReqs::may_be_met_by`] reads all of them without a branch.
-    fn new(skills: &[SkillReq]) -> Self {
-        let mut reqs = [skills[0]; Self::MAX];
-        let len = skills.len().min(Self::MAX);
-        reqs[..len].copy_from_slice(&skills[..len]);
-        InlineReqs { reqs, len: if skills.len() > Self::MAX { u8::MAX } else { len as u8 } }
-    }
-
-    /// The requirements, or `None` when there are too many to hold inline.
-    pub(crate) fn get(&self) -> Option<&[SkillReq]> {
-        (self.len != u8::MAX).then(|| &self.reqs[..usize::from(self.len)])
+    fn new(reqs: &[SkillReq]) -> Self {
+        let held = |i: usize| reqs[if i < reqs.len() { i } else { 0 }];
+        InlineReqs {
+            skills: std::array::from_fn(|i| held(i).skill),
+            proficiencies: std::array::from_fn(|i| held(i).min_proficiency),
+            len: if reqs.len() > Self::MAX { u8::MAX } else { reqs.len() as u8 },
+        }
     }
 
     /// Whether an agent with these skills may meet the requirements: false
     /// means it lacks one of the skills held inline (the usual answer), true
-    /// is to be confirmed with [`Agent::qualifies`].
+    /// is to be confirmed with the proficiencies.
     fn may_be_met_by(&self, skills: &SkillSet) -> bool {
-        skills.may_contain_all(&self.reqs)
+        self.skills.iter().fold(true, |all, &skill| all & skills.may_contain(skill))
+    }
+
+    /// Whether `agent` meets the requirements, or `None` when that needs
+    /// the requirements not held inline.
+    fn fits(&self, agent: &Agent) -> Option<bool> {
+        if !self.may_be_met_by(&agent.skill_set) {
+            return Some(false);
+        }
+        (self.len != u8::MAX).then(|| {
+            let held = self.skills.iter().zip(&self.proficiencies).take(usize::from(self.len));
+            held.into_iter().all(|(&skill, &min)| agent.proficiency(skill) >= min)
+        })
     }
 }
 
@@ -424,14 +461,26 @@ impl List {
         if let Some(new) = new {
             self.multi_skill.insert((new, bucket), InlineReqs::new(skills));
         }
-        let mut buckets = self.multi_skill.iter();
-        cells.multi = match buckets.next() {
-            Some((&(rank, bucket), &reqs)) => {
-                let next_value = buckets.next().map_or(u64::MAX, |(&(rank, _), _)| rank.value);
-                MultiCell { rank, bucket, next_value, reqs }
+        cells.multi = self.multi_cell();
+    }
+
+    fn multi_cell(&self) -> MultiCell {
+        MultiCell::of(self.multi_skill.iter().map(|(&(rank, bucket), reqs)| (rank, bucket, reqs)))
+    }
+
+    /// The cells as they follow from the levels and buckets (for a restored
+    /// index: cells are not in snapshots).
+    fn cells(&self) -> Cells {
+        let mut cells = EMPTY_CELLS;
+        let mut best: Option<(Rank, u32)> = None;
+        for (cell, &head) in cells.singles.iter_mut().zip(&self.level_heads) {
+            best = best.into_iter().chain(head).min();
+            if let Some((rank, slot)) = best {
+                *cell = SingleCell { rank, slot };
             }
-            None => MultiCell::EMPTY,
-        };
+        }
+        cells.multi = self.multi_cell();
+        cells
     }
 }
 
@@ -439,7 +488,10 @@ impl List {
 #[serde(from = "WaitingIndexState")]
 pub(crate) struct WaitingIndex {
     list_ids: FxHashMap<ListKey, u32>,
-    /// Per list, what searches read, and the structures behind it.
+    /// Per list, what searches read, and the structures behind it. The cells
+    /// are not in snapshots: they follow from the lists and are rebuilt, so
+    /// that their layout can change without a new snapshot format.
+    #[serde(skip_serializing)]
     cells: Vec<Cells>,
     lists: Vec<List>,
     occupancy: Occupancy,
@@ -456,12 +508,11 @@ pub(crate) struct WaitingIndex {
     emptied: VecDeque<u32>,
 }
 
-/// A [`WaitingIndex`] as snapshots hold it: every field but `by_key`, in the
-/// same order.
+/// A [`WaitingIndex`] as snapshots hold it: every field but `cells` and
+/// `by_key`, in the same order.
 #[derive(serde::Deserialize)]
 struct WaitingIndexState {
     list_ids: FxHashMap<ListKey, u32>,
-    cells: Vec<Cells>,
     lists: Vec<List>,
     occupancy: Occupancy,
     buckets: Slab<Bucket>,
@@ -470,7 +521,8 @@ struct WaitingIndexState {
 
 impl From<WaitingIndexState> for WaitingIndex {
     fn from(state: WaitingIndexState) -> Self {
-        let WaitingIndexState { list_ids, cells, lists, occupancy, buckets, emptied } = state;
+        let WaitingIndexState { list_ids, lists, occupancy, buckets, emptied } = state;
+        let cells = lists.iter().map(List::cells).collect();
         let mut by_key = BucketsByKey::default();
         for (id, bucket) in buckets.iter() {
             by_key.insert(bucket.key.requirements(), id);
@@ -519,15 +571,16 @@ impl WaitingIndex {
     /// The agent's lists of any-language contacts are read only while one of
     /// them holds anything. Two cells per list hold what the agent needs
     /// from it: the best single-skill contact for its proficiency, and the
-    /// list's first multi-skill bucket. The cells are located and prefetched
+    /// list's first multi-skill buckets. The cells are located and prefetched
     /// first: they are a few dozen independent cache misses, which cost
     /// about one when they overlap (agent_ready −7 to −22 % of wall time).
     /// Singles are read first, so that the bound is tight before any multi-skill
     /// requirement is checked; the best of them is then handed to
     /// `prefetch_contact` (it usually wins, and its record is read next). The
-    /// lists whose first bucket could still win are noted on the way and
-    /// checked after, from cells that are then in cache. A list whose first
-    /// bucket does not fit is walked only if its second could still win.
+    /// lists whose first bucket could still win are then picked out and
+    /// checked, from cells that are in cache by then. A list's B-tree of
+    /// buckets is walked only when neither of its first two buckets fits and
+    /// the third could still win, or when the second fits and could win.
     /// Candidates are compared on rank alone, and the winning bucket's
     /// contact is looked up last.
     pub(crate) fn best_for(&self, agent: &Agent, mut prefetch_contact: impl FnMut(u32)) -> Option<(Rank, u32)> {
@@ -550,30 +603,41 @@ impl WaitingIndex {
                 prefetch(*single);
                 prefetch(*multi);
             }
-            let mut with_buckets = [0u8; ROUND];
-            let mut n = 0;
-            for (i, (single, multi)) in singles[..round.len()].iter().zip(&multis).enumerate() {
+            for single in &singles[..round.len()] {
                 best.consider(single.rank, Best::contact(single.slot));
-                with_buckets[n] = i as u8;
-                n += usize::from(multi.bucket != u32::MAX);
             }
             if let Some(slot) = best.leading_contact() {
                 prefetch_contact(slot);
             }
-            for &i in &with_buckets[..n] {
+            // The lists whose first bucket ranks before the best single-skill
+            // contact: a few, found without a branch per list (which one is
+            // unpredictable).
+            let mut could_win = [0u8; ROUND];
+            let mut n = 0;
+            for (i, multi) in multis[..round.len()].iter().enumerate() {
+                could_win[n] = i as u8;
+                n += usize::from(best.beaten_by(multi.rank));
+            }
+            for &i in &could_win[..n] {
                 let (_, list, _) = round[usize::from(i)];
                 let multi = multis[usize::from(i)];
                 if !best.beaten_by(multi.rank) {
-                    continue;
+                    continue; // a bucket of an earlier list ranks before it
                 }
-                let checked = match multi.reqs.get() {
-                    Some(reqs) if multi.reqs.may_be_met_by(&agent.skill_set) && agent.qualifies(reqs) => {
+                let checked = match multi.reqs.fits(agent) {
+                    Some(true) => {
                         best.consider(multi.rank, Best::bucket(multi.bucket));
                         continue;
                     }
-                    Some(_) if !best.may_be_beaten_by_value(multi.next_value) => continue,
-                    Some(_) => 1,
                     None => 0, // too many requirements to hold inline
+                    Some(false) if !best.may_be_beaten_by_value(multi.second_value) => continue,
+                    Some(false) => match multi.second_reqs.fits(agent) {
+                        Some(false) if !best.beaten_by(multi.third) => continue,
+                        Some(false) => 2,
+                        // The second may win (rarely): its bucket and exact
+                        // rank are in the B-tree.
+                        Some(true) | None => 1,
+                    },
                 };
                 // Nothing ranked after the best found so far can win, which
                 // keeps this walk short.
@@ -612,13 +676,7 @@ impl WaitingIndex {
     }
 
     fn bucket_fits(&self, agent: &Agent, bucket: u32, reqs: &InlineReqs) -> bool {
-        if !reqs.may_be_met_by(&agent.skill_set) {
-            return false;
-        }
-        match reqs.get() {
-            Some(reqs) => agent.qualifies(reqs),
-            None => agent.qualifies(self.buckets[bucket].skills()),
-        }
+        reqs.fits(agent).unwrap_or_else(|| agent.qualifies(self.buckets[bucket].skills()))
     }
 
     /// The id of a list, created empty if new. Used at login and when a
@@ -632,6 +690,29 @@ impl WaitingIndex {
         });
         self.occupancy.add_list(id, key.language == ANY_LANGUAGE);
         id
+    }
+
+    /// The lists an agent reads when it looks for work, as
+    /// [`Agent::lists`] holds them, and how many of them are lists of one
+    /// language: those of its own languages first, then the any-language
+    /// lists. Lists are created as needed.
+    pub(crate) fn lists_of(&mut self, agent: &Agent) -> (AgentLists, u16) {
+        let mut lists = AgentLists::new();
+        let mut one_language_lists = 0;
+        for (pass, languages) in [&agent.languages[..], &[LanguageId(ANY_LANGUAGE)]].into_iter().enumerate() {
+            for channel in Channel::ALL.into_iter().filter(|c| agent.capacity[c.index()] > 0) {
+                for &(skill, proficiency) in &agent.skills {
+                    for language in languages.iter().map(|l| l.0) {
+                        let list = self.list_id(ListKey { channel, skill, language });
+                        lists.push((channel, list, proficiency));
+                    }
+                }
+            }
+            if pass == 0 {
+                one_language_lists = u16::try_from(lists.len()).expect("3 channels × 256 skills × 32 languages");
+            }
+        }
+        (lists, one_language_lists)
     }
 
     /// Files a waiting contact under its requirements.
@@ -788,6 +869,7 @@ impl Occupancy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn reqs(skills: &[SkillReq]) -> Requirements<'_> {
         Requirements { channel: Channel::Voice, skills, languages: None }
@@ -846,6 +928,106 @@ mod tests {
             assert_eq!(restored.insert(reqs(s), rank(1_000 + i as u64), 1_000 + i as u32), f, "bucket of {s:?}");
         }
         assert_eq!(restored.buckets.len(), 50);
+    }
+
+    /// A contact as the differential test files it.
+    #[derive(Clone, Debug)]
+    struct Filing {
+        skills: Vec<SkillReq>,
+        language: Option<LanguageId>,
+        value: u64,
+    }
+
+    fn filing() -> impl Strategy<Value = Filing> {
+        // Few skills, languages and rank values: lists hold many buckets, and
+        // ranks tie on their value (contacts of one microsecond).
+        let req = (0u16..5, 1u8..=10).prop_map(|(s, p)| SkillReq { skill: SkillId(s), min_proficiency: p });
+        let skills = proptest::collection::vec(req, 1..=5).prop_map(|mut reqs| {
+            let mut seen = Vec::new();
+            reqs.retain(|r| {
+                !seen.contains(&r.skill) && {
+                    seen.push(r.skill);
+                    true
+                }
+            });
+            reqs
+        });
+        (skills, proptest::option::weighted(0.8, (0u16..2).prop_map(LanguageId)), 0u64..3)
+            .prop_map(|(skills, language, value)| Filing { skills, language, value })
+    }
+
+    fn agent(index: &mut WaitingIndex, skills: &[(u16, u8)], language: u16) -> Agent {
+        let mut skills: Vec<(SkillId, u8)> = skills.iter().map(|&(s, p)| (SkillId(s), p)).collect();
+        skills.sort_unstable();
+        skills.dedup_by_key(|&mut (s, _)| s);
+        let mut agent = Agent {
+            id: crate::ids::AgentId(1),
+            skill_set: SkillSet::of(skills.iter().map(|&(s, _)| s)),
+            skills: skills.into(),
+            languages: vec![LanguageId(language)],
+            capacity: [1, 0, 0],
+            usage: [0; Channel::COUNT],
+            ringing: 0,
+            connected: 0,
+            wrap_ups: Vec::new(),
+            work: Vec::new(),
+            presence: crate::agent::Presence::Ready,
+            memberships: Vec::new(),
+            lists: AgentLists::new(),
+            one_language_lists: 0,
+            reported: None,
+        };
+        (agent.lists, agent.one_language_lists) = index.lists_of(&agent);
+        agent
+    }
+
+    proptest! {
+        /// An agent's search finds the best-ranked contact it qualifies for,
+        /// as a scan of every filed contact does, however many buckets a list
+        /// holds ahead of it and however ranks tie; and so it does in the
+        /// index restored from a snapshot (whose cells are rebuilt).
+        #[test]
+        fn an_agent_finds_the_best_contact_it_qualifies_for(
+            filings in proptest::collection::vec(filing(), 1..60),
+            taken in proptest::collection::vec(any::<bool>(), 60),
+            agents in proptest::collection::vec((proptest::collection::vec((0u16..5, 1u8..=10), 1..5), 0u16..2), 1..8),
+        ) {
+            let mut index = WaitingIndex::default();
+            let mut filed = Vec::new();
+            for (slot, f) in filings.iter().enumerate() {
+                let languages = f.language.as_ref().map(std::slice::from_ref);
+                let reqs = Requirements { channel: Channel::Voice, skills: &f.skills, languages };
+                let rank = Rank { value: f.value, seq: slot as u64 };
+                filed.push((index.insert(reqs, rank, slot as u32), rank));
+            }
+            // Some taken out again, so that buckets empty and heads move.
+            for (slot, (f, &(where_filed, rank))) in filings.iter().zip(&filed).enumerate() {
+                if taken[slot] {
+                    let languages = f.language.as_ref().map(std::slice::from_ref);
+                    let reqs = Requirements { channel: Channel::Voice, skills: &f.skills, languages };
+                    index.remove(where_filed, || reqs.lists(), rank, slot as u32);
+                }
+            }
+            let bytes = postcard::to_allocvec(&index).expect("serialize");
+            let mut restored: WaitingIndex = postcard::from_bytes(&bytes).expect("deserialize");
+            for (skills, language) in &agents {
+                let agent = agent(&mut index, skills, *language);
+                prop_assert_eq!(&agent.lists, &self::agent(&mut restored, skills, *language).lists);
+                let expected = filings
+                    .iter()
+                    .zip(&filed)
+                    .enumerate()
+                    .filter(|&(slot, (f, _))| {
+                        !taken[slot]
+                            && agent.qualifies(&f.skills)
+                            && f.language.is_none_or(|l| agent.languages.contains(&l))
+                    })
+                    .map(|(slot, (_, &(_, rank)))| (rank, slot as u32))
+                    .min();
+                prop_assert_eq!(index.best_for(&agent, |_| {}), expected);
+                prop_assert_eq!(restored.best_for(&agent, |_| {}), expected);
+            }
+        }
     }
 
     /// Many buckets emptied in a row: no one removal drops more than a few,
