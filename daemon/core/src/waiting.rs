@@ -26,6 +26,7 @@ use std::hint::select_unpredictable;
 
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
+use smallvec::SmallVec;
 
 use crate::agent::{Agent, AgentLists};
 use crate::contact::{Filed, Rank};
@@ -152,8 +153,9 @@ impl BucketsByKey {
 pub(crate) struct Bucket {
     key: BucketKey,
     contacts: RankedSet,
-    /// The lists this bucket is in (one per acceptable language, or `ANY`).
-    lists: Vec<u32>,
+    /// The lists this bucket is in (one per acceptable language, or `ANY`),
+    /// in the record up to a common count: a take reads them next.
+    lists: SmallVec<[u32; 2]>,
 }
 
 impl Bucket {
@@ -196,14 +198,15 @@ impl SingleCell {
 }
 
 /// What an agent needs of a list's multi-skill buckets, in one cache line:
-/// the first bucket with its requirements, the second's requirements and
-/// rank value, and the third's rank. It is the same for every proficiency,
-/// so a list keeps one and a change of a bucket's head writes one line per
-/// list. Most agents fit none of a list's first buckets (they lack a second
-/// skill), and hard-to-serve contacts gather at the front; this spares them
-/// the walk along the list's B-tree behind, which is touched only when the
-/// first two do not fit and the third could still win (or the second fits,
-/// which is rare).
+/// the first bucket with its requirements and its head contact, the
+/// second's requirements, and the third's rank. It is the same for every
+/// proficiency, so a list keeps one and a change of a bucket's head writes
+/// one line per list. Most agents fit none of a list's first buckets (they
+/// lack a second skill), and hard-to-serve contacts gather at the front;
+/// this spares them the walk along the list's B-tree behind, which is
+/// touched only when the first two do not fit and the third could still
+/// win (or the second fits, which is rare). An agent that fits the first
+/// has its contact without reading the bucket.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct MultiCell {
@@ -211,10 +214,12 @@ pub(crate) struct MultiCell {
     /// The third bucket's head rank ([`NO_RANK`]: none). A full rank, not its
     /// value alone: contacts that arrive in the same microsecond share one.
     third: Rank,
-    /// The rank value of the second bucket's head (`u64::MAX`: none).
-    second_value: u64,
     bucket: u32,
+    /// The first bucket's head: its contact slot.
+    head: u32,
     reqs: InlineReqs,
+    /// [`InlineReqs::EMPTY`] when there is no second bucket: no agent
+    /// fits it.
     second_reqs: InlineReqs,
 }
 
@@ -224,25 +229,23 @@ impl MultiCell {
     const EMPTY: MultiCell = MultiCell {
         rank: NO_RANK,
         third: NO_RANK,
-        second_value: u64::MAX,
         bucket: u32::MAX,
+        head: u32::MAX,
         reqs: InlineReqs::EMPTY,
         second_reqs: InlineReqs::EMPTY,
     };
 
     /// The cell of a list whose buckets by head rank are `buckets`.
-    fn of<'a>(mut buckets: impl Iterator<Item = (Rank, u32, &'a InlineReqs)>) -> MultiCell {
-        let Some((rank, bucket, &reqs)) = buckets.next() else { return MultiCell::EMPTY };
-        let Some((second, _, &second_reqs)) = buckets.next() else {
-            return MultiCell { rank, bucket, reqs, ..MultiCell::EMPTY };
-        };
+    fn of<'a>(mut buckets: impl Iterator<Item = (Rank, u32, &'a Listed)>) -> MultiCell {
+        let Some((rank, bucket, first)) = buckets.next() else { return MultiCell::EMPTY };
+        let cell = MultiCell { rank, bucket, head: first.head, reqs: first.reqs, ..MultiCell::EMPTY };
+        let Some((_, _, second)) = buckets.next() else { return cell };
         let third = buckets.next().map_or(NO_RANK, |(third, _, _)| third);
-        MultiCell { rank, third, second_value: second.value, bucket, reqs, second_reqs }
+        MultiCell { third, second_reqs: second.reqs, ..cell }
     }
 
-    /// The first multi-skill bucket: (head rank, bucket, requirements).
-    pub(crate) fn first(&self) -> Option<(Rank, u32, &InlineReqs)> {
-        (self.bucket != u32::MAX).then_some((self.rank, self.bucket, &self.reqs))
+    fn is_empty(&self) -> bool {
+        self.bucket == u32::MAX
     }
 }
 
@@ -280,8 +283,16 @@ struct List {
     /// The first contact of each level, kept in step.
     level_heads: [Option<(Rank, u32)>; LEVELS],
     /// Multi-skill buckets by head rank: (rank, bucket), with their
-    /// requirements inline so that a scan does not chase pointers.
-    multi_skill: BTreeMap<(Rank, u32), InlineReqs>,
+    /// requirements and head inline so that a scan does not chase pointers.
+    multi_skill: BTreeMap<(Rank, u32), Listed>,
+}
+
+/// A multi-skill bucket as its lists hold it.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+struct Listed {
+    reqs: InlineReqs,
+    /// The head's contact slot.
+    head: u32,
 }
 
 /// Up to [`InlineReqs::MAX`] skill requirements, stored in place: skills and
@@ -343,40 +354,26 @@ fn level_of_proficiency(proficiency: u8) -> usize {
     usize::from(proficiency.clamp(1, MAX_PROFICIENCY) - 1)
 }
 
-enum Found {
-    Contact(u32),
-    Bucket(u32),
-}
-
 /// The best candidate of a search so far, kept so that taking a better one
 /// compiles to conditional moves: which list holds an agent's best contact
 /// is unpredictable, and a mispredicted branch costs more than the compare.
 struct Best {
     /// The rank as one integer (value, then seq); `u128::MAX` is no candidate.
     key: u128,
-    /// A contact slot, or a bucket with [`Best::BUCKET`] set.
-    from: u64,
+    /// The contact slot.
+    slot: u32,
 }
 
 impl Best {
-    const NONE: Best = Best { key: u128::MAX, from: 0 };
-    const BUCKET: u64 = 1 << 32;
-
-    fn contact(slot: u32) -> u64 {
-        u64::from(slot)
-    }
-
-    fn bucket(bucket: u32) -> u64 {
-        Best::BUCKET | u64::from(bucket)
-    }
+    const NONE: Best = Best { key: u128::MAX, slot: u32::MAX };
 
     /// Takes the candidate if it ranks before the best so far. An empty slot
     /// of a cell ranks [`NO_RANK`], after everything, so it is never taken.
-    fn consider(&mut self, rank: Rank, from: u64) {
+    fn consider(&mut self, rank: Rank, slot: u32) {
         let key = rank.key();
         let better = key < self.key;
         self.key = select_unpredictable(better, key, self.key);
-        self.from = select_unpredictable(better, from, self.from);
+        self.slot = select_unpredictable(better, slot, self.slot);
     }
 
     /// Whether a candidate of this rank would be taken.
@@ -384,23 +381,9 @@ impl Best {
         rank.key() < self.key
     }
 
-    /// Whether a candidate whose rank has this value could be taken (its
-    /// sequence number decides a tie).
-    fn may_be_beaten_by_value(&self, value: u64) -> bool {
-        value <= (self.key >> 64) as u64
-    }
-
-    /// The best so far if it is a single-skill contact: its slot.
-    fn leading_contact(&self) -> Option<u32> {
-        (self.key != u128::MAX && self.from & Best::BUCKET == 0).then_some(self.from as u32)
-    }
-
-    fn found(&self) -> Option<(Rank, Found)> {
-        (self.key != u128::MAX).then(|| {
-            let rank = Rank { value: (self.key >> 64) as u64, seq: self.key as u64 };
-            let id = self.from as u32;
-            (rank, if self.from & Best::BUCKET != 0 { Found::Bucket(id) } else { Found::Contact(id) })
-        })
+    /// The best so far: (rank, contact slot).
+    fn found(&self) -> Option<(Rank, u32)> {
+        (self.key != u128::MAX).then_some((Rank { value: (self.key >> 64) as u64, seq: self.key as u64 }, self.slot))
     }
 }
 
@@ -447,25 +430,27 @@ impl List {
         }
     }
 
+    /// Moves a bucket from its `old` head rank to its `new` head: (rank,
+    /// contact slot).
     fn update_multi(
         &mut self,
         cells: &mut Cells,
         bucket: u32,
         skills: &[SkillReq],
         old: Option<Rank>,
-        new: Option<Rank>,
+        new: Option<(Rank, u32)>,
     ) {
         if let Some(old) = old {
             self.multi_skill.remove(&(old, bucket));
         }
-        if let Some(new) = new {
-            self.multi_skill.insert((new, bucket), InlineReqs::new(skills));
+        if let Some((rank, head)) = new {
+            self.multi_skill.insert((rank, bucket), Listed { reqs: InlineReqs::new(skills), head });
         }
         cells.multi = self.multi_cell();
     }
 
     fn multi_cell(&self) -> MultiCell {
-        MultiCell::of(self.multi_skill.iter().map(|(&(rank, bucket), reqs)| (rank, bucket, reqs)))
+        MultiCell::of(self.multi_skill.iter().map(|(&(rank, bucket), listed)| (rank, bucket, listed)))
     }
 
     /// The cells as they follow from the levels and buckets (for a restored
@@ -542,9 +527,9 @@ const EMPTIED_KEPT: usize = 1024;
 const DROPS_PER_EMPTYING: usize = 2;
 
 impl WaitingIndex {
-    /// A list's multi-skill buckets by head rank: (rank, bucket, requirements).
-    fn multi_skill(&self, list: u32) -> impl Iterator<Item = (Rank, u32, &InlineReqs)> {
-        self.lists[list as usize].multi_skill.iter().map(|(&(rank, bucket), reqs)| (rank, bucket, reqs))
+    /// A list's multi-skill buckets by head rank: (rank, bucket, listing).
+    fn multi_skill(&self, list: u32) -> impl Iterator<Item = (Rank, u32, &Listed)> {
+        self.lists[list as usize].multi_skill.iter().map(|(&(rank, bucket), listed)| (rank, bucket, listed))
     }
 
     /// Whether a list holds anything: one bit per list, so an agent skips its
@@ -604,9 +589,9 @@ impl WaitingIndex {
                 prefetch(*multi);
             }
             for single in &singles[..round.len()] {
-                best.consider(single.rank, Best::contact(single.slot));
+                best.consider(single.rank, single.slot);
             }
-            if let Some(slot) = best.leading_contact() {
+            if let Some((_, slot)) = best.found() {
                 prefetch_contact(slot);
             }
             // The lists whose first bucket ranks before the best single-skill
@@ -626,36 +611,32 @@ impl WaitingIndex {
                 }
                 let checked = match multi.reqs.fits(agent) {
                     Some(true) => {
-                        best.consider(multi.rank, Best::bucket(multi.bucket));
+                        best.consider(multi.rank, multi.head);
+                        prefetch_contact(multi.head);
                         continue;
                     }
                     None => 0, // too many requirements to hold inline
-                    Some(false) if !best.may_be_beaten_by_value(multi.second_value) => continue,
                     Some(false) => match multi.second_reqs.fits(agent) {
                         Some(false) if !best.beaten_by(multi.third) => continue,
                         Some(false) => 2,
-                        // The second may win (rarely): its bucket and exact
-                        // rank are in the B-tree.
+                        // The second fits (rarely): its rank is in the B-tree.
                         Some(true) | None => 1,
                     },
                 };
                 // Nothing ranked after the best found so far can win, which
                 // keeps this walk short.
-                for (head, bucket, reqs) in self.multi_skill(list).skip(checked) {
-                    if !best.beaten_by(head) {
+                for (rank, bucket, listed) in self.multi_skill(list).skip(checked) {
+                    if !best.beaten_by(rank) {
                         break;
                     }
-                    if self.bucket_fits(agent, bucket, reqs) {
-                        best.consider(head, Best::bucket(bucket));
+                    if self.bucket_fits(agent, bucket, &listed.reqs) {
+                        best.consider(rank, listed.head);
                         break;
                     }
                 }
             }
         }
-        best.found().map(|(rank, from)| match from {
-            Found::Contact(slot) => (rank, slot),
-            Found::Bucket(b) => (rank, self.buckets[b].head().expect("a listed bucket is not empty").1),
-        })
+        best.found()
     }
 
     /// For an explanation: every candidate the agent's search weighs, as
@@ -667,10 +648,10 @@ impl WaitingIndex {
         for &(channel, list, proficiency) in &agent.lists {
             let cells = self.readable_cells(list, room[channel.index()]);
             weighed.extend(cells.singles[level_of_proficiency(proficiency)].get());
-            if cells.multi.first().is_some() {
-                let first_fit = self.multi_skill(list).find(|&(_, bucket, reqs)| self.bucket_fits(agent, bucket, reqs));
-                weighed
-                    .extend(first_fit.map(|(rank, bucket, _)| (rank, self.buckets[bucket].head().expect("listed").1)));
+            if !cells.multi.is_empty() {
+                let first_fit =
+                    self.multi_skill(list).find(|&(_, bucket, listed)| self.bucket_fits(agent, bucket, &listed.reqs));
+                weighed.extend(first_fit.map(|(rank, _, listed)| (rank, listed.head)));
             }
         }
     }
@@ -797,8 +778,8 @@ impl WaitingIndex {
     /// Keeps a bucket's place in its lists in step with its head.
     fn head_changed(&mut self, id: u32, old: Option<Rank>) {
         let bucket = &self.buckets[id];
-        let new = bucket.head().map(|(r, _)| r);
-        if new == old {
+        let new = bucket.head();
+        if new.map(|(rank, _)| rank) == old {
             return;
         }
         for &list in &bucket.lists {
