@@ -612,7 +612,13 @@ impl WaitingIndex {
                 let checked = match multi.reqs.fits(agent) {
                     Some(true) => {
                         best.consider(multi.rank, multi.head);
+                        // It usually wins: what taking it reads first is
+                        // fetched while the rest is checked.
                         prefetch_contact(multi.head);
+                        self.buckets.prefetch(multi.bucket);
+                        if let Some(taken_from) = self.lists.get(list as usize) {
+                            prefetch(&taken_from.multi_skill);
+                        }
                         continue;
                     }
                     None => 0, // too many requirements to hold inline
