@@ -74,6 +74,10 @@ fn main() {
     report("routing/agent_ready", &measure(rounds, &mut r));
     drop(r);
 
+    let mut r = AgentsReady::with_backlog(Shape::LARGE, 100_000, 1_000_000);
+    report("routing/agent_ready_backlog", &measure(rounds, &mut r));
+    drop(r);
+
     let mut m = Mixed::new(Shape::LARGE);
     report("routing/mixed", &measure(rounds, &mut m));
 }

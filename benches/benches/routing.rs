@@ -6,11 +6,15 @@
 //!   (the contact-side search for the best agent).
 //! - `routing/agent_ready`: one `AgentReady` with 100k contacts waiting (the
 //!   agent-side search for the best contact it qualifies for).
+//! - `routing/agent_ready_backlog`: the same after a million contacts were
+//!   served and replaced, which leaves the contacts few agents qualify for
+//!   at the front of the lists.
 //! - `routing/mixed`: a steady stream of enqueue / accept / complete /
 //!   abandon-or-state-change; throughput in commands per second.
 //!
 //! Each sample times batches of 1,000 commands; the untimed reset between
-//! batches brings the centre back to the same state.
+//! batches brings the centre back to the same state, so that a figure does
+//! not depend on how many batches ran before it.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +25,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 ccr_benches::use_ccrd_allocator!();
 
 const BATCH: u64 = 1_000;
+/// Contacts served (and replaced) before `routing/agent_ready_backlog` is
+/// measured.
+const BACKLOG_SERVED: usize = 1_000_000;
 
 /// Runs `iters` decisions in batches, timing only `decide`.
 fn batches(iters: u64, w: &mut impl Workload) -> Duration {
@@ -49,6 +56,9 @@ fn routing(c: &mut Criterion) {
     let mut ready = AgentsReady::new(Shape::LARGE, 100_000);
     group.bench_function("agent_ready", |b| b.iter_custom(|iters| batches(iters, &mut ready)));
     drop(ready);
+    let mut backlog = AgentsReady::with_backlog(Shape::LARGE, 100_000, BACKLOG_SERVED);
+    group.bench_function("agent_ready_backlog", |b| b.iter_custom(|iters| batches(iters, &mut backlog)));
+    drop(backlog);
     let mut mixed = Mixed::new(Shape::LARGE);
     group.bench_function("mixed", |b| b.iter_custom(|iters| batches(iters, &mut mixed)));
     group.finish();

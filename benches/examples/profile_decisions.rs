@@ -37,8 +37,9 @@ fn main() {
     let mut batches = match workload {
         "contact_arrival" => run(&mut Arrivals::new(Shape::LARGE), decisions),
         "agent_ready" => run(&mut AgentsReady::new(Shape::LARGE, 100_000), decisions),
+        "agent_ready_backlog" => run(&mut AgentsReady::with_backlog(Shape::LARGE, 100_000, 1_000_000), decisions),
         "mixed" => run(&mut Mixed::new(Shape::LARGE), decisions),
-        other => panic!("unknown workload {other:?}: contact_arrival, agent_ready or mixed"),
+        other => panic!("unknown workload {other:?}: contact_arrival, agent_ready, agent_ready_backlog or mixed"),
     };
     let per_decision = |d: Duration| d.as_nanos() as f64 / 1000.0;
     let mean = batches.iter().sum::<Duration>().as_nanos() as f64 / (batches.len() * 1000) as f64;

@@ -88,6 +88,8 @@ impl Workload for Arrivals {
 }
 
 /// `routing/agent_ready`: agents become ready with 100k contacts waiting.
+/// Each batch starts from the same waiting contacts (see
+/// [`AgentsReady::reset`]).
 pub struct AgentsReady {
     pub router: Router,
     generator: Generator,
@@ -108,6 +110,41 @@ impl AgentsReady {
         drain(&mut router, &mut Vec::new());
         AgentsReady { router, generator, agents: Vec::new(), next: 0, cursor: 0, offers: Vec::new() }
     }
+
+    /// `routing/agent_ready_backlog`: as [`AgentsReady::new`], after `served`
+    /// contacts were served, each replaced by a new one. The contacts that
+    /// few agents qualify for are left behind, oldest first, and gather at
+    /// the front of the lists, as they would in a centre whose relaxation
+    /// steps have not reached them yet: every agent's search passes them.
+    pub fn with_backlog(shape: Shape, waiting: usize, served: usize) -> Self {
+        let mut w = AgentsReady::new(shape, waiting);
+        for _ in 0..served / 1000 {
+            w.prepare(1000);
+            for _ in 0..1000 {
+                w.decide();
+            }
+            w.serve_and_replace();
+        }
+        w
+    }
+
+    /// Agents back to not ready; their contacts served and replaced.
+    fn serve_and_replace(&mut self) {
+        self.agents_not_ready();
+        for &(agent, offer, contact) in &self.offers {
+            self.router.handle(NOW, Command::Accept { agent, offer }).expect("accept");
+            self.router.handle(NOW, Command::Complete { agent, contact }).expect("complete");
+            self.router.handle(NOW, Command::Enqueue(self.generator.contact())).expect("enqueue");
+        }
+        drain(&mut self.router, &mut Vec::new());
+    }
+
+    fn agents_not_ready(&mut self) {
+        for &agent in &self.agents[..self.next] {
+            let reason = NotReadyReason::Break;
+            self.router.handle(NOW, Command::AgentNotReady { agent, reason }).expect("not ready");
+        }
+    }
 }
 
 impl Workload for AgentsReady {
@@ -127,16 +164,19 @@ impl Workload for AgentsReady {
         drain(&mut self.router, &mut self.offers);
     }
 
-    /// Agents back to not ready; their contacts served and replaced.
+    /// Agents back to not ready, and the contacts they were offered back in
+    /// their places (a rejected contact returns at its rank), so that every
+    /// batch starts from the same waiting contacts. Serving them and
+    /// enqueueing new ones instead (as [`AgentsReady::with_backlog`] does
+    /// before measuring) lets the contacts few agents take pile up at the
+    /// front of the lists (the clock is frozen, so nothing relaxes): the
+    /// cost of a decision then grew with the number of batches run before
+    /// it, and a faster build, running more of them in criterion's fixed
+    /// warm-up, was measured in a heavier state.
     fn reset(&mut self) {
-        for &agent in &self.agents[..self.next] {
-            let reason = NotReadyReason::Break;
-            self.router.handle(NOW, Command::AgentNotReady { agent, reason }).expect("not ready");
-        }
-        for &(agent, offer, contact) in &self.offers {
-            self.router.handle(NOW, Command::Accept { agent, offer }).expect("accept");
-            self.router.handle(NOW, Command::Complete { agent, contact }).expect("complete");
-            self.router.handle(NOW, Command::Enqueue(self.generator.contact())).expect("enqueue");
+        self.agents_not_ready();
+        for &(agent, offer, _) in &self.offers {
+            self.router.handle(NOW, Command::Reject { agent, offer }).expect("reject");
         }
         drain(&mut self.router, &mut Vec::new());
     }
