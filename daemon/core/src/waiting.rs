@@ -338,8 +338,8 @@ impl InlineReqs {
             return Some(false);
         }
         (self.len != u8::MAX).then(|| {
-            let held = self.skills.iter().zip(&self.proficiencies).take(usize::from(self.len));
-            held.into_iter().all(|(&skill, &min)| agent.proficiency(skill) >= min)
+            let mut held = self.skills.iter().zip(&self.proficiencies).take(usize::from(self.len));
+            held.all(|(&skill, &min)| agent.proficiency(skill) >= min)
         })
     }
 }
@@ -565,9 +565,10 @@ impl WaitingIndex {
     /// lists whose first bucket could still win are then picked out and
     /// checked, from cells that are in cache by then. A list's B-tree of
     /// buckets is walked only when neither of its first two buckets fits and
-    /// the third could still win, or when the second fits and could win.
-    /// Candidates are compared on rank alone, and the winning bucket's
-    /// contact is looked up last.
+    /// the third could still win, or when the second fits (its rank is not
+    /// in the cell). Candidates are compared on rank alone; a bucket's head
+    /// contact is in the cell and in the tree, so the winner's record is
+    /// prefetched as soon as it leads.
     pub(crate) fn best_for(&self, agent: &Agent, mut prefetch_contact: impl FnMut(u32)) -> Option<(Rank, u32)> {
         /// Lists read per round: the cells and notes of one round stay on
         /// the stack.
