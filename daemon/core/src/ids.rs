@@ -115,10 +115,10 @@ impl SkillSet {
         (bit / 64, 1 << (bit % 64))
     }
 
-    /// Whether every skill of `reqs` may be in the set, without a branch per
-    /// requirement.
-    pub fn may_contain_all(&self, reqs: &[SkillReq]) -> bool {
-        reqs.iter().fold(true, |all, r| all & self.may_contain(r.skill))
+    /// Whether every one of `skills` may be in the set, without a branch per
+    /// skill.
+    pub fn may_contain_all(&self, skills: impl IntoIterator<Item = SkillId>) -> bool {
+        skills.into_iter().fold(true, |all, skill| all & self.may_contain(skill))
     }
 }
 
@@ -143,8 +143,7 @@ mod tests {
             if held.iter().all(|&s| s % 256 != other % 256) {
                 prop_assert!(!set.may_contain(SkillId(other)));
             }
-            let reqs: Vec<SkillReq> = held.iter().map(|&s| SkillReq { skill: SkillId(s), min_proficiency: 1 }).collect();
-            prop_assert!(set.may_contain_all(&reqs));
+            prop_assert!(set.may_contain_all(held.iter().map(|&s| SkillId(s))));
         }
     }
 }

@@ -425,7 +425,7 @@ impl AgentPools {
         // Multi-skill contacts (and explanations): each pool's first current
         // entry that meets the other skills, then the best of those.
         let skill_sets = &self.skill_sets;
-        let might_qualify = |slot: u32| skill_sets[slot as usize].may_contain_all(&reqs[1..]);
+        let might_qualify = |slot: u32| skill_sets[slot as usize].may_contain_all(reqs[1..].iter().map(|r| r.skill));
         let mut weighed = weighed;
         let mut best: Option<AgentCandidate> = None;
         for (g, i, proficiency, occupancy) in pools() {

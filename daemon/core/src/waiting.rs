@@ -328,7 +328,7 @@ impl InlineReqs {
     /// means it lacks one of the skills held inline (the usual answer), true
     /// is to be confirmed with the proficiencies.
     fn may_be_met_by(&self, skills: &SkillSet) -> bool {
-        self.skills.iter().fold(true, |all, &skill| all & skills.may_contain(skill))
+        skills.may_contain_all(self.skills)
     }
 
     /// Whether `agent` meets the requirements, or `None` when that needs
@@ -450,7 +450,12 @@ impl List {
     }
 
     fn multi_cell(&self) -> MultiCell {
-        MultiCell::of(self.multi_skill.iter().map(|(&(rank, bucket), listed)| (rank, bucket, listed)))
+        MultiCell::of(self.buckets())
+    }
+
+    /// The multi-skill buckets by head rank: (rank, bucket, listing).
+    fn buckets(&self) -> impl Iterator<Item = (Rank, u32, &Listed)> {
+        self.multi_skill.iter().map(|(&(rank, bucket), listed)| (rank, bucket, listed))
     }
 
     /// The cells as they follow from the levels and buckets (for a restored
@@ -529,7 +534,7 @@ const DROPS_PER_EMPTYING: usize = 2;
 impl WaitingIndex {
     /// A list's multi-skill buckets by head rank: (rank, bucket, listing).
     fn multi_skill(&self, list: u32) -> impl Iterator<Item = (Rank, u32, &Listed)> {
-        self.lists[list as usize].multi_skill.iter().map(|(&(rank, bucket), listed)| (rank, bucket, listed))
+        self.lists[list as usize].buckets()
     }
 
     /// Whether a list holds anything: one bit per list, so an agent skips its
