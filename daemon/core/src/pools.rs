@@ -88,9 +88,23 @@ impl Group {
         }
     }
 
-    fn entries(&self, i: usize) -> impl Iterator<Item = &Entry> {
-        let head = self.heads[i].is_some().then_some(&self.heads[i]);
-        head.into_iter().chain(self.rests[i].queue.iter())
+    /// Pool `i`'s first entry, in order, that `fits`, among those with an
+    /// order below `limit` (orders grow along a pool, so the walk stops at
+    /// the first at or past it).
+    fn first_fit(&self, i: usize, limit: u64, fits: impl Fn(&Entry) -> bool) -> Option<Entry> {
+        let (front, back) = self.rests[i].queue.as_slices();
+        let head = std::slice::from_ref(&self.heads[i]);
+        for part in [head, front, back] {
+            for e in part {
+                if e.order >= limit {
+                    return None;
+                }
+                if fits(e) {
+                    return Some(*e);
+                }
+            }
+        }
+        None
     }
 
     /// Removes every stale entry once the pool has doubled since the last
@@ -366,104 +380,112 @@ impl AgentPools {
                 groups.extend(self.by_skill.get(&group_key(channel, primary.skill, ANY_LANGUAGE)).into_iter().flatten())
             }
         }
-        let best = self.find_in(agents, &groups, reqs, max_occupancy, policy, weighed);
+        let best = match weighed {
+            None if reqs.len() == 1 => self.find_by_heads(&groups, primary, max_occupancy, policy),
+            weighed => self.find_by_walks(agents, &groups, reqs, max_occupancy, policy, weighed),
+        };
         self.scratch = groups;
         best
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn find_in(
+    /// A single-skill contact: membership of a pool proves the skill and the
+    /// language, so its current head is the pool's best. A head is checked
+    /// for staleness only when it would beat the best so far; a stale one is
+    /// dropped (once) and the pool's next head weighed instead.
+    fn find_by_heads(
+        &mut self,
+        groups: &[u32],
+        primary: SkillReq,
+        max_occupancy: u8,
+        policy: AgentPolicy,
+    ) -> Option<AgentCandidate> {
+        let mut best: Option<AgentCandidate> = None;
+        let mut best_score = u128::MAX;
+        for &g in groups {
+            let group = &mut self.groups[g as usize];
+            for occupancy in 0..=max_occupancy {
+                for proficiency in primary.min_proficiency.max(1)..=MAX_PROFICIENCY {
+                    let i = Group::index(proficiency, occupancy);
+                    while let Some(&e) = group.heads.get(i).filter(|e| e.is_some()) {
+                        let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
+                        let score = candidate.score(policy);
+                        if score >= best_score {
+                            break;
+                        }
+                        if is_current(&self.orders, e) {
+                            (best, best_score) = (Some(candidate), score);
+                            break;
+                        }
+                        group.skip_stale(i, &self.orders);
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Multi-skill contacts (and explanations): each pool's first current
+    /// entry that meets the other skills, then the best of those. Orders
+    /// grow along a pool, so a pool's walk stops at the first entry that
+    /// could not beat the best found so far (all of them are weighed when
+    /// `weighed` is given).
+    fn find_by_walks(
         &mut self,
         agents: &Slab<Agent>,
         groups: &[u32],
         reqs: &[SkillReq],
         max_occupancy: u8,
         policy: AgentPolicy,
-        weighed: Option<&mut Vec<AgentCandidate>>,
+        mut weighed: Option<&mut Vec<AgentCandidate>>,
     ) -> Option<AgentCandidate> {
-        let primary = reqs[0];
-        // Every pool that can hold a candidate: (group, index, proficiency, occupancy).
-        let pools = || {
-            groups.iter().flat_map(move |&g| {
-                (0..=max_occupancy).flat_map(move |occupancy| {
-                    (primary.min_proficiency.max(1)..=MAX_PROFICIENCY)
-                        .map(move |proficiency| (g, Group::index(proficiency, occupancy), proficiency, occupancy))
-                })
-            })
+        let AgentPools { groups: all_groups, orders, skill_sets, .. } = self;
+        let others = &reqs[1..];
+        let fits = |e: &Entry| {
+            is_current(orders, *e)
+                && skill_sets[e.slot as usize].may_contain_all(others.iter().map(|r| r.skill))
+                && agents[e.slot].qualifies(reqs)
         };
-        let orders = &self.orders;
-        let all_groups = &mut self.groups;
-        if reqs.len() == 1 && weighed.is_none() {
-            // Membership of a pool proves the skill and the language, so its
-            // current head is the pool's best. A head is checked for staleness
-            // only when it would beat the best so far; a stale one is dropped
-            // (once) and the pool's next head weighed instead.
-            let mut best: Option<AgentCandidate> = None;
-            let mut best_score = u128::MAX;
-            for &g in groups {
-                let group = &mut all_groups[g as usize];
-                for occupancy in 0..=max_occupancy {
-                    for proficiency in primary.min_proficiency.max(1)..=MAX_PROFICIENCY {
-                        let i = Group::index(proficiency, occupancy);
-                        while let Some(&e) = group.heads.get(i).filter(|e| e.is_some()) {
-                            let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
-                            let score = candidate.score(policy);
-                            if score >= best_score {
-                                break;
-                            }
-                            if is_current(orders, e) {
-                                (best, best_score) = (Some(candidate), score);
-                                break;
-                            }
-                            group.skip_stale(i, orders);
-                        }
+        let mut best: Option<AgentCandidate> = None;
+        for &g in groups {
+            let group = &mut all_groups[g as usize];
+            for occupancy in 0..=max_occupancy {
+                for proficiency in reqs[0].min_proficiency.max(1)..=MAX_PROFICIENCY {
+                    let i = Group::index(proficiency, occupancy);
+                    // Within a pool the score grows with the order alone.
+                    let score = |order| AgentCandidate { slot: 0, proficiency, occupancy, order }.score(policy);
+                    let limit = match best {
+                        Some(b) if weighed.is_none() => order_limit(score(0), b.score(policy)),
+                        _ => u64::MAX,
+                    };
+                    // A pool's head, even a stale one, bounds what it holds.
+                    if group.heads.get(i).is_none_or(|h| h.order >= limit) {
+                        continue;
+                    }
+                    group.skip_stale(i, orders);
+                    let Some(e) = group.first_fit(i, limit, fits) else { continue };
+                    let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
+                    if let Some(w) = weighed.as_deref_mut() {
+                        w.push(candidate);
+                    }
+                    if best.is_none_or(|b| candidate.score(policy) < b.score(policy)) {
+                        best = Some(candidate);
                     }
                 }
             }
-            return best;
-        }
-        // Multi-skill contacts (and explanations): each pool's first current
-        // entry that meets the other skills, then the best of those.
-        let skill_sets = &self.skill_sets;
-        let might_qualify = |slot: u32| skill_sets[slot as usize].may_contain_all(reqs[1..].iter().map(|r| r.skill));
-        let mut weighed = weighed;
-        let mut best: Option<AgentCandidate> = None;
-        for (g, i, proficiency, occupancy) in pools() {
-            let group = &mut all_groups[g as usize];
-            let Some(&head) = group.heads.get(i) else { continue };
-            // Orders only grow along a pool, so its head (even a stale one)
-            // bounds what the pool can offer.
-            let bound = AgentCandidate { slot: head.slot, proficiency, occupancy, order: head.order };
-            if !head.is_some() || weighed.is_none() && best.is_some_and(|b| b.score(policy) <= bound.score(policy)) {
-                continue;
-            }
-            group.skip_stale(i, orders);
-            // Orders grow along the pool, so once an entry cannot beat the
-            // best found so far, no later one can: the walk stops there
-            // rather than at the first agent that qualifies.
-            let bound = best.filter(|_| weighed.is_none());
-            let may_win = |e: &&Entry| {
-                let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
-                bound.is_none_or(|b| candidate.score(policy) < b.score(policy))
-            };
-            let found = if reqs.len() == 1 {
-                group.entries(i).next()
-            } else {
-                group
-                    .entries(i)
-                    .take_while(may_win)
-                    .find(|&&e| is_current(orders, e) && might_qualify(e.slot) && agents[e.slot].qualifies(reqs))
-            };
-            let Some(&e) = found else { continue };
-            let candidate = AgentCandidate { slot: e.slot, proficiency, occupancy, order: e.order };
-            if let Some(w) = weighed.as_deref_mut() {
-                w.push(candidate);
-            }
-            if best.is_none_or(|b| candidate.score(policy) < b.score(policy)) {
-                best = Some(candidate);
-            }
         }
         best
+    }
+}
+
+/// The orders a pool whose scores start at `base` (its score at order 0)
+/// may hold to beat `best`: those below the returned limit.
+fn order_limit(base: u128, best: u128) -> u64 {
+    if best >> 64 > base >> 64 {
+        u64::MAX
+    } else if best >> 64 < base >> 64 {
+        0
+    } else {
+        best as u64
     }
 }
 

@@ -926,3 +926,24 @@ fn ended_offers_and_departed_contacts_do_not_hold_timers() {
     assert!(h.offer_of(1).is_none(), "the offer rang out");
     assert!(matches!(h.state_of(1), Some(ContactViewState::Waiting { .. })), "and the contact is back in line");
 }
+
+#[test]
+fn a_two_skill_contact_passes_over_an_agent_busy_through_its_other_skill() {
+    let mut h = harness();
+    // Agent 10, idle longest, lacks repair; agent 11 has both skills.
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    h.at(1).login(11, &[(BILLING, 5), (REPAIR, 5)], &[EN]);
+    // A repair call takes 11: its billing entry, behind 10's, is now stale.
+    h.at(2).enqueue(contact(1, Q0, SILVER, &[(REPAIR, 1)], &[EN]));
+    let offers = h.take_offers();
+    assert_eq!(offers.iter().map(|&(c, a, _)| (c, a)).collect::<Vec<_>>(), [(1, 11)]);
+    h.ok(accept(11, offers[0].2));
+    // The two-skill contact's walk passes 10 (no repair), then 11's stale
+    // entry: 11 is on a call, so nobody can take it yet.
+    h.at(3).enqueue(contact(2, Q0, SILVER, &[(BILLING, 1), (REPAIR, 1)], &[EN]));
+    assert_eq!(h.take_offers(), [], "agent 11 is busy");
+    assert!(matches!(h.state_of(2), Some(ContactViewState::Waiting { .. })));
+    // Free again, 11 takes it.
+    h.at(4).ok(complete(11, 1));
+    assert_eq!(h.take_offers().iter().map(|&(c, a, _)| (c, a)).collect::<Vec<_>>(), [(2, 11)]);
+}
