@@ -441,8 +441,8 @@ impl AgentPools {
         let AgentPools { groups: all_groups, orders, skill_sets, .. } = self;
         let others = &reqs[1..];
         let fits = |e: &Entry| {
-            is_current(orders, *e)
-                && skill_sets[e.slot as usize].may_contain_all(others.iter().map(|r| r.skill))
+            skill_sets[e.slot as usize].may_contain_all(others.iter().map(|r| r.skill))
+                && is_current(orders, *e)
                 && agents[e.slot].qualifies(reqs)
         };
         let mut best: Option<AgentCandidate> = None;
