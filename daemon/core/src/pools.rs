@@ -84,8 +84,12 @@ impl Group {
     /// current or absent.
     fn skip_stale(&mut self, i: usize, orders: &[u64]) {
         while self.heads[i].is_some() && !is_current(orders, self.heads[i]) {
-            self.heads[i] = self.rests[i].queue.pop_front().unwrap_or(NO_ENTRY);
+            self.pop_head(i);
         }
+    }
+
+    fn pop_head(&mut self, i: usize) {
+        self.heads[i] = self.rests[i].queue.pop_front().unwrap_or(NO_ENTRY);
     }
 
     /// Pool `i`'s first entry, in order, that `fits`, among those with an
@@ -391,7 +395,8 @@ impl AgentPools {
     /// A single-skill contact: membership of a pool proves the skill and the
     /// language, so its current head is the pool's best. A head is checked
     /// for staleness only when it would beat the best so far; a stale one is
-    /// dropped (once) and the pool's next head weighed instead.
+    /// dropped and the pool's next head weighed in its place, one test per
+    /// head rather than a second loop that tests the stale one again.
     fn find_by_heads(
         &mut self,
         groups: &[u32],
@@ -416,7 +421,7 @@ impl AgentPools {
                             (best, best_score) = (Some(candidate), score);
                             break;
                         }
-                        group.skip_stale(i, &self.orders);
+                        group.pop_head(i);
                     }
                 }
             }
