@@ -445,6 +445,8 @@ impl AgentPools {
     ) -> Option<AgentCandidate> {
         let AgentPools { groups: all_groups, orders, skill_sets, .. } = self;
         let others = &reqs[1..];
+        // The skills first: most entries a walk passes lack one, and testing
+        // them spares those entries the read of their order.
         let fits = |e: &Entry| {
             skill_sets[e.slot as usize].may_contain_all(others.iter().map(|r| r.skill))
                 && is_current(orders, *e)
