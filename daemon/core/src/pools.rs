@@ -432,8 +432,9 @@ impl AgentPools {
     /// Multi-skill contacts (and explanations): each pool's first current
     /// entry that meets the other skills, then the best of those. Orders
     /// grow along a pool, so a pool's walk stops at the first entry that
-    /// could not beat the best found so far (all of them are weighed when
-    /// `weighed` is given).
+    /// could not beat the best found so far; with `weighed` (for an
+    /// explanation) there is no such bound, and every pool's first fit is
+    /// listed there.
     fn find_by_walks(
         &mut self,
         agents: &Slab<Agent>,
