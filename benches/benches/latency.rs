@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload};
+use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload, BACKLOG_SERVED};
 use ccr_benches::Shape;
 use hdrhistogram::Histogram;
 
@@ -74,7 +74,7 @@ fn main() {
     report("routing/agent_ready", &measure(rounds, &mut r));
     drop(r);
 
-    let mut r = AgentsReady::with_backlog(Shape::LARGE, 100_000, 1_000_000);
+    let mut r = AgentsReady::with_backlog(Shape::LARGE, 100_000, BACKLOG_SERVED);
     report("routing/agent_ready_backlog", &measure(rounds, &mut r));
     drop(r);
 

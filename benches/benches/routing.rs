@@ -18,16 +18,13 @@
 
 use std::time::{Duration, Instant};
 
-use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload};
+use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload, BACKLOG_SERVED};
 use ccr_benches::Shape;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 ccr_benches::use_ccrd_allocator!();
 
 const BATCH: u64 = 1_000;
-/// Contacts served (and replaced) before `routing/agent_ready_backlog` is
-/// measured.
-const BACKLOG_SERVED: usize = 1_000_000;
 
 /// Runs `iters` decisions in batches, timing only `decide`.
 fn batches(iters: u64, w: &mut impl Workload) -> Duration {

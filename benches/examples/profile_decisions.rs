@@ -6,7 +6,7 @@
 //!
 //! `cargo run --release -p ccr-benches --example profile_decisions -- agent_ready 20000`
 
-use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload};
+use ccr_benches::scenarios::{AgentsReady, Arrivals, Mixed, Workload, BACKLOG_SERVED};
 use ccr_benches::Shape;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ fn main() {
     let mut batches = match workload {
         "contact_arrival" => run(&mut Arrivals::new(Shape::LARGE), decisions),
         "agent_ready" => run(&mut AgentsReady::new(Shape::LARGE, 100_000), decisions),
-        "agent_ready_backlog" => run(&mut AgentsReady::with_backlog(Shape::LARGE, 100_000, 1_000_000), decisions),
+        "agent_ready_backlog" => run(&mut AgentsReady::with_backlog(Shape::LARGE, 100_000, BACKLOG_SERVED), decisions),
         "mixed" => run(&mut Mixed::new(Shape::LARGE), decisions),
         other => panic!("unknown workload {other:?}: contact_arrival, agent_ready, agent_ready_backlog or mixed"),
     };
