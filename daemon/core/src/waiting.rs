@@ -931,6 +931,13 @@ mod tests {
         value: u64,
     }
 
+    impl Filing {
+        fn requirements(&self) -> Requirements<'_> {
+            let languages = self.language.as_ref().map(std::slice::from_ref);
+            Requirements { channel: Channel::Voice, skills: &self.skills, languages }
+        }
+    }
+
     fn filing() -> impl Strategy<Value = Filing> {
         // Few skills, languages and rank values: lists hold many buckets, and
         // ranks tie on their value (contacts of one microsecond).
@@ -988,16 +995,13 @@ mod tests {
             let mut index = WaitingIndex::default();
             let mut filed = Vec::new();
             for (slot, f) in filings.iter().enumerate() {
-                let languages = f.language.as_ref().map(std::slice::from_ref);
-                let reqs = Requirements { channel: Channel::Voice, skills: &f.skills, languages };
                 let rank = Rank { value: f.value, seq: slot as u64 };
-                filed.push((index.insert(reqs, rank, slot as u32), rank));
+                filed.push((index.insert(f.requirements(), rank, slot as u32), rank));
             }
             // Some taken out again, so that buckets empty and heads move.
             for (slot, (f, &(where_filed, rank))) in filings.iter().zip(&filed).enumerate() {
                 if taken[slot] {
-                    let languages = f.language.as_ref().map(std::slice::from_ref);
-                    let reqs = Requirements { channel: Channel::Voice, skills: &f.skills, languages };
+                    let reqs = f.requirements();
                     index.remove(where_filed, || reqs.lists(), rank, slot as u32);
                 }
             }
