@@ -4,7 +4,7 @@
 //! segment  := "CCRJNL01" first_seq:u64le record*
 //! record   := len:u32le crc:u32le payload[len]        crc = CRC32C(payload)
 //! payload  := postcard(Entry { seq, now, input })
-//! snapshot := "CCRSNP09" seq:u64le now:u64le len:u64le crc:u32le payload[len]
+//! snapshot := "CCRSNP10" seq:u64le now:u64le len:u64le crc:u32le payload[len]
 //! payload  := postcard(SnapshotBody { names, router })
 //! ```
 //! Segments are named `journal-<first seq, 20 digits>.wal` and snapshots
@@ -20,10 +20,19 @@ pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL01";
 pub const SEGMENT_HEADER_LEN: usize = 16;
 /// The number is the version of the router state inside: a snapshot holds
 /// the core's internal structures, which change with its algorithms.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP09";
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP10";
 /// Snapshot formats of earlier versions, recognised to say so.
-const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 8] =
-    [b"CCRSNP01", b"CCRSNP02", b"CCRSNP03", b"CCRSNP04", b"CCRSNP05", b"CCRSNP06", b"CCRSNP07", b"CCRSNP08"];
+const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 9] = [
+    b"CCRSNP01",
+    b"CCRSNP02",
+    b"CCRSNP03",
+    b"CCRSNP04",
+    b"CCRSNP05",
+    b"CCRSNP06",
+    b"CCRSNP07",
+    b"CCRSNP08",
+    b"CCRSNP09",
+];
 pub const SNAPSHOT_HEADER_LEN: usize = 36;
 pub const RECORD_HEADER_LEN: usize = 8;
 /// Larger than any command can be (the QUIC message limit is far lower), so a
