@@ -402,7 +402,7 @@ impl AgentPools {
             }
         }
         let best = match weighed {
-            None if reqs.len() == 1 => self.find_by_heads(&groups, primary, max_occupancy, policy),
+            None if reqs.len() == 1 => self.find_by_heads(agents, &groups, primary, max_occupancy, policy),
             weighed => self.find_by_walks(agents, &groups, reqs, max_occupancy, policy, weighed),
         };
         self.scratch = groups;
@@ -416,6 +416,7 @@ impl AgentPools {
     /// head rather than a second loop that tests the stale one again.
     fn find_by_heads(
         &mut self,
+        agents: &Slab<Agent>,
         groups: &[u32],
         primary: SkillReq,
         max_occupancy: u8,
@@ -437,6 +438,9 @@ impl AgentPools {
                             break;
                         }
                         if is_current(&self.orders, e) {
+                            // The offer reads the record all over; most of
+                            // the time the best so far is the one offered.
+                            agents.prefetch_all_lines(e.slot);
                             (best, best_score) = (Some(candidate), score);
                             break;
                         }

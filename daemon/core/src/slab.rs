@@ -45,6 +45,18 @@ impl<T> Slab<T> {
         crate::prefetch::prefetch(self.slots.as_ptr().wrapping_add(slot as usize));
     }
 
+    /// Starts loading every cache line of a slot's entry, for a caller that
+    /// will read fields all over a large record soon, but not at once.
+    pub(crate) fn prefetch_all_lines(&self, slot: u32) {
+        let entry = self.slots.as_ptr().wrapping_add(slot as usize).cast::<u8>();
+        let first_line = entry.wrapping_sub(entry as usize % 64);
+        let end = entry.wrapping_add(std::mem::size_of::<Option<T>>());
+        let lines = (end as usize - first_line as usize).div_ceil(64);
+        for line in 0..lines {
+            crate::prefetch::prefetch(first_line.wrapping_add(line * 64));
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
