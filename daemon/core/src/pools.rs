@@ -46,10 +46,12 @@ impl Entry {
 }
 
 /// One pool: a FIFO of entries whose first two sit in the same cache line
-/// as the record of the rest. Dropping a stale head then reads nothing
-/// outside that line: with the entries after the head in a buffer of their
-/// own, each drop waited on that buffer's line, which the searches of
-/// `contact_arrival` spent two fifths of their time on (sampled with `perf`).
+/// as the record of the rest. A stale head is dropped by moving the next
+/// entry up within that line, and the search weighs it at once; the buffer
+/// is read only to refill the second place. (With the head in a dense array
+/// of heads and the rest behind a record of its own, each drop waited on
+/// two more lines, one after the other: two fifths of the samples `perf`
+/// took in the search of `contact_arrival`.)
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 #[repr(C, align(64))]
 struct Pool {
