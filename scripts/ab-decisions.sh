@@ -13,9 +13,13 @@
 # Running both at once makes them share the last-level cache, so absolute
 # figures are higher than alone; the ratio is what this is for.
 set -euo pipefail
-old=$1 new=$2 workload=$3 rounds=${4:-10} decisions=${5:-200000}
+workload=$3 rounds=${4:-10} decisions=${5:-200000}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# Fresh copies: see scripts/ab-sequential.sh.
+cp "$1" "$out/old-binary"
+cp "$2" "$out/new-binary"
+old=$out/old-binary new=$out/new-binary
 
 median_batch() { sed 's/.*median batch \([0-9]*\).*/\1/' "$1"; }
 fastest_tenth() { sed 's/.*fastest tenth \([0-9]*\).*/\1/' "$1"; }
