@@ -76,7 +76,7 @@ impl Pool {
     /// first, and it is left room for as many pushes as it keeps entries,
     /// so a sweep (O(entries)) comes at most once per that many pushes:
     /// amortised O(1), with a buffer of at most twice the most current
-    /// entries it has held.
+    /// entries it has held (or `VecDeque`'s smallest, four entries).
     fn push(&mut self, e: Entry, orders: &[u64]) {
         if !self.front[0].is_some() {
             self.front[0] = e;
@@ -562,7 +562,7 @@ mod tests {
         /// A pool holds, in filing order, exactly the current entries of a
         /// plain FIFO of everything filed, whatever it swept or dropped; its
         /// front is filled before its buffer; and its buffer stays within
-        /// twice the most current entries it has held.
+        /// twice the most current entries it has held (or four).
         #[test]
         fn a_pool_is_the_fifo_of_its_current_entries(ops in prop::collection::vec(pool_op(), 1..400)) {
             let mut pool = Pool::default();
