@@ -83,8 +83,9 @@ impl Pool {
     /// The agent's own older entry is dropped first if it heads the pool, as
     /// it often does: the agent was taken because it had waited longest, so
     /// its entries led its pools. This filing reads the line anyway and
-    /// knows that entry stale by its slot; left there, it would cost the
-    /// next search that meets it the line and a read of its order. (One
+    /// knows that entry stale from the one in hand (same slot, another
+    /// order), without a read of `orders`; left there, it would cost the
+    /// next search that meets it the line and that read. (One
     /// entry, not a loop over several of the agent's: that is rare, and the
     /// loop cost more than it saved.)
     fn push(&mut self, e: Entry, orders: &[u64]) {
