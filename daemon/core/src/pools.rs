@@ -11,10 +11,8 @@
 //! Entries are never searched for and removed: any change to an agent gives it
 //! a new order in the dense `orders` array (the one place an agent's order
 //! is kept), which makes all its old entries stale at once (O(1)).
-//! Stale entries are popped when they reach a pool's front (by the search
-//! that meets them, or by the agent's own next filing into that pool) and
-//! swept out when a pool's buffer fills, so the cost stays amortised O(1)
-//! per push.
+//! Stale entries are popped when they reach a pool's front and swept out when
+//! a pool's buffer fills, so the cost stays amortised O(1) per push.
 //!
 //! Each (channel, skill, language) group also keeps a *roster*: every
 //! logged-in agent in it, whatever its state, kept at login and logout. The
@@ -79,19 +77,7 @@ impl Pool {
     /// so a sweep (O(entries)) comes at most once per that many pushes:
     /// amortised O(1), with a buffer of at most twice the most current
     /// entries it has held (or `VecDeque`'s smallest, four entries).
-    ///
-    /// The agent's own older entry is dropped first if it heads the pool, as
-    /// it often does: the agent was taken because it had waited longest, so
-    /// its entries led its pools. This filing reads the line anyway and
-    /// knows that entry stale from the one in hand (same slot, another
-    /// order), without a read of `orders`; left there, it would cost the
-    /// next search that meets it the line and that read. (One
-    /// entry, not a loop over several of the agent's: that is rare, and the
-    /// loop cost more than it saved.)
     fn push(&mut self, e: Entry, orders: &[u64]) {
-        if self.front[0].slot == e.slot && self.front[0].order != e.order {
-            self.pop_head();
-        }
         if !self.front[0].is_some() {
             self.front[0] = e;
         } else if !self.front[1].is_some() {
@@ -575,9 +561,8 @@ mod tests {
     proptest! {
         /// A pool holds, in filing order, exactly the current entries of a
         /// plain FIFO of everything filed, whatever it swept or dropped; its
-        /// front is filled before its buffer; a filing drops its agent's stale
-        /// entry from the head; and its buffer stays within twice
-        /// the most current entries it has held (or four).
+        /// front is filled before its buffer; and its buffer stays within
+        /// twice the most current entries it has held (or four).
         #[test]
         fn a_pool_is_the_fifo_of_its_current_entries(ops in prop::collection::vec(pool_op(), 1..400)) {
             let mut pool = Pool::default();
@@ -591,15 +576,8 @@ mod tests {
                         orders[slot as usize] = next_order;
                         let e = Entry { slot, order: next_order };
                         next_order += 1;
-                        let head_before = pool.head();
                         pool.push(e, &orders);
                         filed.push(e);
-                        if head_before.slot == slot {
-                            prop_assert!(
-                                pool.head() != head_before,
-                                "a filing left its agent's stale entry at the head"
-                            );
-                        }
                     }
                     PoolOp::Invalidate(slot) => orders[slot as usize] = 0,
                     PoolOp::Take => {
