@@ -33,9 +33,16 @@ totals() {
 }
 
 callgrind decide --toggle-collect='*decide*' "$bin" "$workload" "$n" &
+runs=($!)
 callgrind once "$bin" "$workload" "$n" &
+runs+=($!)
 callgrind twice "$bin" "$workload" "$((2 * n))" &
-wait %1 %2 %3
+runs+=($!)
+failed=0
+for run in "${runs[@]}"; do
+    wait "$run" || failed=1
+done
+((failed == 0))
 
 read -r ir misses branches < <(totals decide)
 read -r ir1 misses1 branches1 < <(totals once)
