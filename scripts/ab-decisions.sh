@@ -16,15 +16,9 @@ set -euo pipefail
 workload=$3 rounds=${4:-10} decisions=${5:-200000}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# Fresh copies: see scripts/ab-sequential.sh.
-cp "$1" "$out/old-binary"
-cp "$2" "$out/new-binary"
-old=$out/old-binary new=$out/new-binary
-
-median_batch() { sed 's/.*median batch \([0-9]*\).*/\1/' "$1"; }
-fastest_tenth() { sed 's/.*fastest tenth \([0-9]*\).*/\1/' "$1"; }
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-ratio() { awk -v n="$1" -v o="$2" 'BEGIN {printf "%.3f", n / o}'; }
+# shellcheck source=scripts/ab-common.sh
+source "$(dirname "$0")/ab-common.sh"
+copy_builds "$1" "$2" "$out"
 
 olds=() news=() ratios=() old_fast=() new_fast=() fast_ratios=()
 for round in $(seq "$rounds"); do
@@ -32,9 +26,10 @@ for round in $(seq "$rounds"); do
     taskset -c "$old_core" "$old" "$workload" "$decisions" > "$out/old" &
     taskset -c "$new_core" "$new" "$workload" "$decisions" > "$out/new"
     wait
-    o=$(median_batch "$out/old") n=$(median_batch "$out/new")
+    old_line=$(< "$out/old") new_line=$(< "$out/new")
+    o=$(median_batch "$old_line") n=$(median_batch "$new_line")
     olds+=("$o") news+=("$n") ratios+=("$(ratio "$n" "$o")")
-    o=$(fastest_tenth "$out/old") n=$(fastest_tenth "$out/new")
+    o=$(fastest_tenth "$old_line") n=$(fastest_tenth "$new_line")
     old_fast+=("$o") new_fast+=("$n") fast_ratios+=("$(ratio "$n" "$o")")
 done
 echo "$workload, ns per decision, $rounds rounds of $decisions decisions"

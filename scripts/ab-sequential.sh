@@ -14,22 +14,16 @@
 # Unlike scripts/ab-decisions.sh (both builds at once, one per core), each
 # run has the core and the last-level cache to itself.
 #
-# Both binaries are copied first: a binary file run many times can run
-# several per cent slower than a fresh copy of itself (a run of one file
-# against its own copy gave 0.92 three times, two fresh copies 0.98).
+# Both binaries are copied first (scripts/ab-common.sh says why).
 set -euo pipefail
 workload=$3 pairs=${4:-16} decisions=${5:-100000} core=${CORE:-1}
 copies=$(mktemp -d)
 trap 'rm -rf "$copies"' EXIT
-cp "$1" "$copies/old"
-cp "$2" "$copies/new"
-old=$copies/old new=$copies/new
+# shellcheck source=scripts/ab-common.sh
+source "$(dirname "$0")/ab-common.sh"
+copy_builds "$1" "$2" "$copies"
 
 run() { taskset -c "$core" "$1" "$workload" "$decisions"; }
-median_batch() { sed 's/.*median batch \([0-9]*\).*/\1/' <<< "$1"; }
-fastest_tenth() { sed 's/.*fastest tenth \([0-9]*\).*/\1/' <<< "$1"; }
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-ratio() { awk -v n="$1" -v o="$2" 'BEGIN {printf "%.3f", n / o}'; }
 
 olds=() news=() ratios=() fast_ratios=()
 for pair in $(seq "$pairs"); do
