@@ -554,8 +554,15 @@ fn policies() -> impl Strategy<Value = (ContactPolicy, AgentPolicy)> {
     )
 }
 
+/// 400 cases a test in CI; `PROPTEST_CASES` raises it for a longer hunt
+/// (`PROPTEST_CASES=20000 cargo test --release -p ccr-core --test properties`).
+fn cases() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(400);
+    ProptestConfig { cases, ..ProptestConfig::default() }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(cases())]
 
     /// Invariants 1–4 and 6 of the routing core, after every step.
     #[test]
