@@ -24,7 +24,7 @@
 //!   proficiency, for an agent looking for work. `pools`: agents with room, for a contact looking
 //!   for an agent. Both are what makes a decision cost microseconds.
 //! - `contact`, `agent`: the records, with rank and relaxation rules.
-//! - `timers`, `offers`, `slab`, `prefetch`: plumbing.
+//! - `timers`, `offers`, `slab`, `slots_by_id`, `prefetch`: plumbing.
 //! - [`stats`]: queue statistics and the estimated wait time; `positions`: each
 //!   waiting contact's place in its queue, and `oldest`: each queue's
 //!   longest-waiting contact, both kept so that asking costs no scan.
@@ -56,6 +56,7 @@ mod prefetch;
 mod ranked;
 mod router;
 mod slab;
+mod slots_by_id;
 mod timers;
 mod waiting;
 

@@ -28,6 +28,7 @@ use crate::oldest::{Entry as WaitingSince, Stamps};
 use crate::pools::{AgentCandidate, AgentPools};
 use crate::positions::Place;
 use crate::slab::Slab;
+use crate::slots_by_id::SlotsById;
 use crate::snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
 use crate::time::Time;
@@ -47,9 +48,9 @@ pub struct Router {
     cfg: RouterConfig,
     now: Time,
     agents: Slab<Agent>,
-    agent_slots: FxHashMap<AgentId, u32>,
+    agent_slots: SlotsById<AgentId>,
     contacts: Slab<Contact>,
-    contact_slots: FxHashMap<ContactId, u32>,
+    contact_slots: SlotsById<ContactId>,
     waiting: WaitingIndex,
     pools: AgentPools,
     /// Contacts held for a preferred agent, per agent id (logged in or not).
@@ -78,9 +79,9 @@ impl Router {
             cfg,
             now: Time::ZERO,
             agents: Slab::new(),
-            agent_slots: FxHashMap::default(),
+            agent_slots: SlotsById::default(),
             contacts: Slab::new(),
-            contact_slots: FxHashMap::default(),
+            contact_slots: SlotsById::default(),
             waiting: WaitingIndex::default(),
             pools: AgentPools::default(),
             holds: FxHashMap::default(),
