@@ -12,19 +12,25 @@ use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 const SHARD_BITS: u32 = 4;
-const SHARDS: usize = 1 << SHARD_BITS;
+/// How many tables a growing index is split into (the id tables here, the
+/// buckets by requirements in `waiting`).
+pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
+
+/// The table of a key with this hash: the top bits of the hash multiplied
+/// once more (Fibonacci hashing), which depend on every bit of it, where a
+/// table's own place and tag are fixed bit ranges of it; so the keys of one
+/// shard still spread over its table.
+pub(crate) fn shard_of(hash: u64) -> usize {
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARD_BITS)) as usize
+}
+
+fn shard<K: Hash>(key: &K) -> usize {
+    shard_of(FxBuildHasher.hash_one(key))
+}
 
 #[derive(Clone)]
 pub(crate) struct SlotsById<K> {
     shards: [FxHashMap<K, u32>; SHARDS],
-}
-
-/// The shard of a key: the top bits of its hash multiplied once more
-/// (Fibonacci hashing), which depend on every bit of the hash, where the
-/// table's own place and tag are fixed bit ranges of it; so the keys of one
-/// shard still spread over its table.
-fn shard<K: Hash>(key: &K) -> usize {
-    (FxBuildHasher.hash_one(key).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARD_BITS)) as usize
 }
 
 impl<K: Hash + Eq> SlotsById<K> {

@@ -34,6 +34,7 @@ use crate::ids::{Channel, LanguageId, SkillId, SkillReq, SkillSet, MAX_PROFICIEN
 use crate::prefetch::prefetch;
 use crate::ranked::RankedSet;
 use crate::slab::Slab;
+use crate::slots_by_id::{shard_of, SHARDS};
 
 /// Language slot of a list key for contacts that accept any language.
 pub(crate) const ANY_LANGUAGE: u16 = u16::MAX;
@@ -123,29 +124,34 @@ impl Requirements<'_> {
 /// every entry in one insert; with the hash kept in the entry that is one
 /// pass over the table, where rehashing the requirements cost a cache miss
 /// per bucket (400 µs to 1.5 ms at the benchmark's size, in one decision).
+/// The entries are split over `SHARDS` tables by hash, as the id tables
+/// are, so that one insert rehashes a sixteenth of them at most (one table
+/// of 57,000 buckets took 1–1.6 ms to grow, docs/PERFORMANCE.md).
 #[derive(Default, Clone)]
-struct BucketsByKey(HashTable<(u64, u32)>);
+struct BucketsByKey([HashTable<(u64, u32)>; SHARDS]);
 
 impl BucketsByKey {
     fn find(&self, reqs: Requirements<'_>, buckets: &Slab<Bucket>) -> Option<u32> {
         let hash = reqs.key_hash();
-        self.0.find(hash, |&(h, id)| h == hash && reqs.matches(&buckets[id].key)).map(|&(_, id)| id)
+        let table = &self.0[shard_of(hash)];
+        table.find(hash, |&(h, id)| h == hash && reqs.matches(&buckets[id].key)).map(|&(_, id)| id)
     }
 
     fn insert(&mut self, reqs: Requirements<'_>, id: u32) {
         let hash = reqs.key_hash();
-        self.0.insert_unique(hash, (hash, id), |&(h, _)| h);
+        self.0[shard_of(hash)].insert_unique(hash, (hash, id), |&(h, _)| h);
     }
 
     fn remove(&mut self, reqs: Requirements<'_>, id: u32) {
-        if let Ok(entry) = self.0.find_entry(reqs.key_hash(), |&(_, i)| i == id) {
+        let hash = reqs.key_hash();
+        if let Ok(entry) = self.0[shard_of(hash)].find_entry(hash, |&(_, i)| i == id) {
             entry.remove();
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.0.len()
+        self.0.iter().map(HashTable::len).sum()
     }
 }
 
