@@ -121,9 +121,20 @@ impl<T> Default for Slab<T> {
     }
 }
 
+/// Chunk by chunk on the heap: a derived clone of a boxed array may build
+/// the copy on the stack first.
 impl<T: Clone> Clone for Slab<T> {
     fn clone(&self) -> Self {
-        Slab { chunks: self.chunks.clone(), next: self.next, free: self.free.clone(), len: self.len }
+        let chunks = self
+            .chunks
+            .iter()
+            .map(|chunk| {
+                let mut copy = empty_chunk();
+                copy.clone_from_slice(&chunk[..]);
+                copy
+            })
+            .collect();
+        Slab { chunks, next: self.next, free: self.free.clone(), len: self.len }
     }
 }
 
