@@ -7,7 +7,8 @@
 //! falls elsewhere each run. The latency bench does not see these: its
 //! workloads are built before it measures and then held still.
 //!
-//! `cargo run --release -p ccr-benches --example growth_stalls -- 300000`
+//! `cargo run --release -p ccr-benches --example growth_stalls -- 300000` (the
+//! number of contacts; 300,000 when not a positive number)
 
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ ccr_benches::use_ccrd_allocator!();
 const SHOWN: usize = 12;
 
 fn main() {
-    let contacts: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(300_000);
+    let contacts: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).filter(|&n| n > 0).unwrap_or(300_000);
     let shape = Shape::LARGE;
     let now = Time::from_secs(1);
     let mut generator = Generator::new(shape, 2);
