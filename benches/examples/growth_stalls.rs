@@ -12,8 +12,9 @@
 
 use std::time::{Duration, Instant};
 
+use ccr_benches::scenarios::{login_all, NOW};
 use ccr_benches::{config, Generator, Shape};
-use ccr_core::{AgentId, Command, ContactId, Router, Time};
+use ccr_core::{Command, ContactId, Router};
 
 ccr_benches::use_ccrd_allocator!();
 
@@ -22,20 +23,16 @@ const SHOWN: usize = 12;
 fn main() {
     let contacts: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).filter(|&n| n > 0).unwrap_or(300_000);
     let shape = Shape::LARGE;
-    let now = Time::from_secs(1);
     let mut generator = Generator::new(shape, 2);
     let mut router = Router::new(config(shape)).expect("config");
-    for a in 0..shape.agents {
-        let profile = generator.agent();
-        router.handle(now, Command::AgentLogin { agent: AgentId(a), profile, ready: false }).expect("login");
-    }
+    login_all(&mut router, &mut generator, false);
     while router.poll_event().is_some() {}
     let specs: Vec<_> = (0..2 * contacts).map(|_| generator.contact()).collect();
     let ids: Vec<ContactId> = specs.iter().map(|s| s.id).collect();
     let mut specs = specs.into_iter();
     let mut timed = |command: Command| {
         let start = Instant::now();
-        router.handle(now, command).expect("accepted");
+        router.handle(NOW, command).expect("accepted");
         let took = start.elapsed();
         while router.poll_event().is_some() {}
         took

@@ -23,7 +23,8 @@ pub trait Workload {
 
 type OfferRecord = (AgentId, OfferId, ContactId);
 
-fn login_all(router: &mut Router, generator: &mut Generator, ready: bool) {
+/// Logs in the shape's agents, with profiles from `generator`, ready or not.
+pub fn login_all(router: &mut Router, generator: &mut Generator, ready: bool) {
     for a in 0..generator.shape.agents {
         let profile = generator.agent();
         router.handle(NOW, Command::AgentLogin { agent: AgentId(a), profile, ready }).expect("login");
