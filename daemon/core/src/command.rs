@@ -4,7 +4,7 @@
 //! changes nothing. Commands are plain data so that a journal can record them
 //! and a replay can feed them back.
 
-use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillId, SkillReq, TierId};
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillId, SkillReq, TierId};
 use crate::time::Time;
 use smallvec::SmallVec;
 
@@ -25,6 +25,9 @@ pub enum NotReadyReason {
     /// Set by the core on [`Command::Restart`]: the daemon restarted and waits
     /// for the agent's desktop to come back and say it is ready.
     Restart,
+    /// Set by the core when the agent's session was lost: its desktop is
+    /// gone, and the agent waits out the session grace for it to come back.
+    Disconnected,
     Other,
 }
 
@@ -151,6 +154,62 @@ pub enum Command {
         due: Time,
         deadline: Time,
     },
+
+    // Sessions (see `sessions.rs`).
+    /// A client connection opened. The driver names it with an id higher
+    /// than any before.
+    OpenSession {
+        session: SessionId,
+    },
+    /// The session's connection is gone: its agents go not ready
+    /// ([`NotReadyReason::Disconnected`]) with their ringing offers
+    /// withdrawn, and what it owns waits `session_grace` to be claimed.
+    LoseSession {
+        session: SessionId,
+    },
+    /// The calling session takes over a contact it named in a query.
+    ClaimContact {
+        contact: ContactId,
+    },
+    /// The operator's drain: every agent is logged out as if its desktop
+    /// were gone for good (ringing offers re-routed, connected contacts
+    /// ended, wrap-ups ended). Contacts stay queued.
+    Drain,
+}
+
+impl Command {
+    /// The agent or contact the command names, which the calling session
+    /// takes over when the command is accepted (see `sessions.rs`). A
+    /// completion names its agent: the contact stays its gateway's.
+    pub fn names(&self) -> Named {
+        match self {
+            Command::AgentLogin { agent, .. }
+            | Command::AgentLogout { agent }
+            | Command::AgentDisconnected { agent }
+            | Command::AgentReady { agent }
+            | Command::AgentNotReady { agent, .. }
+            | Command::Accept { agent, .. }
+            | Command::Reject { agent, .. }
+            | Command::Complete { agent, .. }
+            | Command::EndWrapUp { agent, .. } => Named::Agent(*agent),
+            Command::Enqueue(spec) | Command::ScheduleCallback { spec, .. } => Named::Contact(spec.id),
+            Command::Transfer(spec) => Named::Contact(spec.contact),
+            Command::Abandon { contact } | Command::ClaimContact { contact } => Named::Contact(*contact),
+            Command::Reconfigure(_)
+            | Command::Restart
+            | Command::OpenSession { .. }
+            | Command::LoseSession { .. }
+            | Command::Drain => Named::Nothing,
+        }
+    }
+}
+
+/// What a command names, for ownership.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Named {
+    Agent(AgentId),
+    Contact(ContactId),
+    Nothing,
 }
 
 /// The successful answer to a command.
@@ -168,5 +227,9 @@ pub enum Reply {
     },
     Rejected {
         duplicate: bool,
+    },
+    /// How many agents a [`Command::Drain`] logged out.
+    Drained {
+        agents: u32,
     },
 }

@@ -27,6 +27,9 @@ pub struct RouterConfig {
     /// Time constant of the answer-rate history behind the estimated wait
     /// time (see [`crate::stats`]).
     pub ewt_window: Duration,
+    /// How long a lost session's contacts and agents wait for another
+    /// session to claim them before they are abandoned and logged out.
+    pub session_grace: Duration,
 }
 
 impl Default for RouterConfig {
@@ -42,6 +45,7 @@ impl Default for RouterConfig {
             explain: false,
             offer_history: 65_536,
             ewt_window: Duration::from_secs(300),
+            session_grace: Duration::from_secs(30),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The one error type of the core: why a command was refused. A refused
 //! command has changed nothing.
 
-use crate::ids::{AgentId, ContactId, LanguageId, OfferId, QueueId, SkillId, TierId};
+use crate::ids::{AgentId, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillId, TierId};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -39,6 +39,10 @@ pub enum CommandError {
     AgentBusy(AgentId),
     #[error("contact {0} cannot be transferred before it is due")]
     NotYetDue(ContactId),
+    #[error("session {0} is not open")]
+    UnknownSession(SessionId),
+    #[error("session {0} was lost: it can no longer act")]
+    SessionLost(SessionId),
 }
 
 /// How an offer ended.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::command::NotReadyReason;
 use crate::config::{AgentPolicy, ContactPolicy};
 use crate::error::OfferOutcome;
-use crate::ids::{AgentId, Channel, ContactId, OfferId, QueueId, TierId};
+use crate::ids::{AgentId, Channel, ContactId, OfferId, QueueId, SessionId, TierId};
 use crate::time::Time;
 
 /// The state of an agent as supervisors see it. Derived from presence and
@@ -162,6 +162,16 @@ pub enum Event {
     AgentStateChanged {
         agent: AgentId,
         state: AgentState,
+    },
+    /// A lost session's grace ended with these still unclaimed (each with
+    /// its own event before this one).
+    SessionExpired {
+        session: SessionId,
+        /// Ended: abandoned, or completed if connected.
+        contacts_ended: u32,
+        /// Scheduled callbacks, which pass to the centre instead.
+        callbacks_kept: u32,
+        agents_logged_out: u32,
     },
 }
 

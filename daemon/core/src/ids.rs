@@ -39,6 +39,18 @@ id!(
     OfferId(u64)
 );
 id!(
+    /// A client's session: one connection of a gateway, desktop or tool,
+    /// named by the driver with a number higher than any before it.
+    /// [`SessionId::LOCAL`] (0) is the centre itself: always open, never
+    /// lost (the simulator, benches and tools run everything in it).
+    SessionId(u64)
+);
+
+impl SessionId {
+    pub const LOCAL: SessionId = SessionId(0);
+}
+
+id!(
     /// A skill (interned by the driver from its configured name).
     SkillId(u16)
 );

@@ -24,6 +24,8 @@
 //!   proficiency, for an agent looking for work. `pools`: agents with room, for a contact looking
 //!   for an agent. Both are what makes a decision cost microseconds.
 //! - `contact`, `agent`: the records, with rank and relaxation rules.
+//! - `sessions`: which client session owns each contact and agent, and the
+//!   grace a lost one gets.
 //! - `timers`, `offers`, `slab`, `slots_by_id`, `prefetch`: plumbing.
 //! - [`stats`]: queue statistics and the estimated wait time; `positions`: each
 //!   waiting contact's place in its queue, and `oldest`: each queue's
@@ -55,23 +57,27 @@ mod positions;
 mod prefetch;
 mod ranked;
 mod router;
+mod sessions;
 mod slab;
 mod slots_by_id;
 mod timers;
 mod waiting;
 
-pub use command::{AgentProfile, Command, ContactSpec, Languages, NotReadyReason, Reply, SkillReqs, TransferSpec};
+pub use command::{
+    AgentProfile, Command, ContactSpec, Languages, Named, NotReadyReason, Reply, SkillReqs, TransferSpec,
+};
 pub use config::{
     AgentPolicy, ConfigError, ConfigErrors, ContactPolicy, QueueConfig, RelaxAction, RelaxStep, RouterConfig,
     ServiceLevel, TierConfig, WhenFull,
 };
 pub use error::{CommandError, OfferOutcome};
 pub use event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
-pub use ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillId, SkillReq, TierId};
+pub use ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillId, SkillReq, TierId};
 pub use router::{
     Router, MAX_LANGUAGES_PER_AGENT, MAX_LANGUAGES_PER_CONTACT, MAX_PREFERRED_AGENTS, MAX_SKILLS_PER_AGENT,
     MAX_SKILLS_PER_CONTACT,
 };
-pub use snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
+pub use sessions::SessionState;
+pub use snapshot::{AgentView, ContactView, ContactViewState, SessionView, Snapshot};
 pub use stats::{EwtMethod, QueueCounters, QueueStats, WaitEstimate};
 pub use time::Time;

@@ -16,20 +16,21 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use crate::agent::{Agent, Presence, WrapUp};
-use crate::command::{AgentProfile, Command, ContactSpec, NotReadyReason, Reply, TransferSpec};
+use crate::command::{AgentProfile, Command, ContactSpec, Named, NotReadyReason, Reply, TransferSpec};
 use crate::config::{RelaxAction, RouterConfig, WhenFull};
 use crate::contact::{rank_value, Contact, ContactState, Filed, Rank, Relaxation};
 use crate::error::{CommandError, OfferOutcome};
 use crate::event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
-use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, SkillSet, TierId};
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillReq, SkillSet, TierId};
 use crate::ids::{MAX_PROFICIENCY, MIN_PROFICIENCY};
 use crate::offers::{Offer, Offers};
 use crate::oldest::{Entry as WaitingSince, Stamps};
 use crate::pools::{AgentCandidate, AgentPools};
 use crate::positions::Place;
+use crate::sessions::{Closed, Kind, SessionState, Sessions};
 use crate::slab::Slab;
 use crate::slots_by_id::SlotsById;
-use crate::snapshot::{AgentView, ContactView, ContactViewState, Snapshot};
+use crate::snapshot::{AgentView, ContactView, ContactViewState, SessionView, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
 use crate::time::Time;
 use crate::timers::{lane, Timer, Timers, LANE_HOLD, LANE_OFFER, LANE_RELAX, LANE_WRAP_UP};
@@ -68,6 +69,8 @@ pub struct Router {
     next_idle_order: u64,
     next_gen: u32,
     scratch: Vec<SkillReq>,
+    /// Who answers for each contact and agent.
+    sessions: Sessions,
 }
 
 impl Router {
@@ -94,15 +97,50 @@ impl Router {
             next_idle_order: 1,
             next_gen: 1,
             scratch: Vec::new(),
+            sessions: Sessions::default(),
         })
     }
 
     // ----- Inputs -------------------------------------------------------------
 
-    /// Applies one command at `now`. Timers due at or before `now` fire first,
-    /// so an accept arriving exactly at an offer's expiry finds it expired.
+    /// Applies one command at `now` in the centre's own session
+    /// ([`SessionId::LOCAL`]): see [`Router::handle_from`].
     pub fn handle(&mut self, now: Time, command: Command) -> Result<Reply, CommandError> {
+        self.handle_from(now, SessionId::LOCAL, command)
+    }
+
+    /// Applies one command at `now` from `session`. Timers due at or before
+    /// `now` fire first, so an accept arriving exactly at an offer's expiry
+    /// finds it expired. A lost or unknown session can no longer act; an
+    /// accepted command makes `session` the owner of the contact or agent
+    /// it names ([`Command::names`]).
+    pub fn handle_from(&mut self, now: Time, session: SessionId, command: Command) -> Result<Reply, CommandError> {
+        if let Command::Restart = command {
+            return Ok(self.restart(now));
+        }
         self.handle_timeout(now);
+        if !matches!(command, Command::OpenSession { .. } | Command::LoseSession { .. }) {
+            self.sessions.check_live(session).map_err(|closed| match closed {
+                Closed::Unknown => CommandError::UnknownSession(session),
+                Closed::Lost => CommandError::SessionLost(session),
+            })?;
+        }
+        let named = command.names();
+        if let Command::AgentLogin { agent, ready, .. } = command {
+            if let Some(&slot) = self.agent_slots.get(&agent) {
+                if self.sessions.owner(Kind::Agent, slot) != session {
+                    return Ok(self.take_over_agent(slot, session, ready));
+                }
+            }
+        }
+        let reply = self.apply(command)?;
+        if !self.sessions.is_empty() {
+            self.claim(named, session);
+        }
+        Ok(reply)
+    }
+
+    fn apply(&mut self, command: Command) -> Result<Reply, CommandError> {
         match command {
             Command::AgentLogin { agent, profile, ready } => self.login(agent, profile, ready),
             Command::AgentLogout { agent } => self.logout(agent, false),
@@ -118,7 +156,11 @@ impl Router {
             Command::Transfer(spec) => self.transfer(spec),
             Command::ScheduleCallback { spec, due, deadline } => self.enqueue(spec, Some((due, deadline))),
             Command::Reconfigure(cfg) => self.reconfigure(*cfg),
-            Command::Restart => Ok(self.restart()),
+            Command::Restart => Ok(self.restart(self.now)),
+            Command::OpenSession { session } => self.open_session(session),
+            Command::LoseSession { session } => self.lose_session(session),
+            Command::ClaimContact { contact } => self.contact_slot(contact).map(|_| Reply::Done),
+            Command::Drain => Ok(self.drain()),
         }
     }
 
@@ -248,7 +290,7 @@ impl Router {
         let contacts = self
             .contacts
             .iter()
-            .map(|(_, c)| {
+            .map(|(slot, c)| {
                 let languages = c.effective(&mut scratch).map(<[LanguageId]>::to_vec);
                 let state = match c.state {
                     ContactState::Scheduled { due } => ContactViewState::Scheduled { due },
@@ -275,6 +317,7 @@ impl Router {
                     effective_languages: languages,
                     relaxation_steps_applied: c.relax.next_step,
                     state,
+                    owner: self.sessions.owner(Kind::Contact, slot),
                 }
             })
             .collect();
@@ -294,9 +337,25 @@ impl Router {
                 state: a.state(),
                 idle_order: self.pools.order(slot),
                 wrap_ups: a.wrap_ups.iter().map(|w| (w.contact, w.channel, w.ends_at)).collect(),
+                owner: self.sessions.owner(Kind::Agent, slot),
             })
             .collect();
-        Snapshot { now: self.now, contacts, agents }
+        let sessions = self
+            .sessions
+            .ids()
+            .into_iter()
+            .map(|id| {
+                let mut contacts: Vec<ContactId> =
+                    self.sessions.owned(Kind::Contact, id).into_iter().map(|s| self.contacts[s].id).collect();
+                let mut agents: Vec<AgentId> =
+                    self.sessions.owned(Kind::Agent, id).into_iter().map(|s| self.agents[s].id).collect();
+                contacts.sort_unstable();
+                agents.sort_unstable();
+                let state = self.sessions.state(id).expect("listed");
+                SessionView { id, state, contacts, agents }
+            })
+            .collect();
+        Snapshot { now: self.now, contacts, agents, sessions }
     }
 
     // ----- Timers -------------------------------------------------------------
@@ -326,7 +385,167 @@ impl Router {
                     self.end_wrap_up(agent_slot, contact);
                 }
             }
+            Timer::SessionGrace { session } => {
+                if let Some(SessionState::Lost { until }) = self.sessions.state(session) {
+                    if until <= self.now {
+                        self.expire_session(session);
+                    }
+                }
+            }
         }
+    }
+
+    // ----- Sessions -----------------------------------------------------------
+
+    fn open_session(&mut self, session: SessionId) -> Result<Reply, CommandError> {
+        if !self.sessions.open(session) {
+            let last = self.sessions.last_opened();
+            return Err(invalid("session", format!("{session} is not above the last session opened, {last}")));
+        }
+        Ok(Reply::Done)
+    }
+
+    fn lose_session(&mut self, session: SessionId) -> Result<Reply, CommandError> {
+        match self.sessions.state(session) {
+            _ if session == SessionId::LOCAL => {
+                return Err(invalid("session", "the centre's own is never lost".into()))
+            }
+            None => return Err(CommandError::UnknownSession(session)),
+            Some(SessionState::Lost { .. }) => return Err(CommandError::SessionLost(session)),
+            Some(SessionState::Live) => {}
+        }
+        self.start_grace(session, self.now + self.cfg.session_grace);
+        for slot in self.sessions.owned(Kind::Agent, session) {
+            self.agent_gone(slot, NotReadyReason::Disconnected);
+        }
+        Ok(Reply::Done)
+    }
+
+    /// A session owning nothing goes at once; any other waits out the grace.
+    fn start_grace(&mut self, session: SessionId, until: Time) {
+        if self.sessions.owns_nothing(session) {
+            self.sessions.remove(session);
+            return;
+        }
+        self.sessions.set_state(session, SessionState::Lost { until });
+        self.timers.schedule(until, Timer::SessionGrace { session });
+    }
+
+    /// An agent whose desktop is gone takes no new offer: not ready, its
+    /// ringing offers withdrawn and re-routed. Its connected contacts and
+    /// wrap-ups carry on (the call is on the phone, not the desktop).
+    fn agent_gone(&mut self, slot: u32, reason: NotReadyReason) {
+        self.agents[slot].presence = Presence::NotReady(reason);
+        self.agent_lost_room(slot);
+        let ringing: Vec<(OfferId, u32)> = self.agents[slot]
+            .work
+            .iter()
+            .filter_map(|&c| match self.contacts[c].state {
+                ContactState::Offered { offer, .. } => Some((offer, c)),
+                _ => None,
+            })
+            .collect();
+        for (offer, contact_slot) in ringing {
+            let o = self.offers.close(offer, OfferOutcome::Withdrawn);
+            let contact = self.contacts[contact_slot].id;
+            self.events.push_back(Event::OfferEnded {
+                offer,
+                contact,
+                agent: o.agent,
+                outcome: OfferOutcome::Withdrawn,
+            });
+            self.release_agent_slot(slot, contact_slot, true);
+            self.return_to_queue(contact_slot);
+        }
+    }
+
+    /// The grace is over: what the session still owns goes. Agents first, so
+    /// that their connected contacts end as completions.
+    fn expire_session(&mut self, session: SessionId) {
+        let (mut contacts_ended, mut callbacks_kept, mut agents_logged_out) = (0, 0, 0);
+        while let Some(slot) = self.sessions.first(Kind::Agent, session) {
+            let id = self.agents[slot].id;
+            self.logout(id, true).expect("an owned agent is logged in");
+            agents_logged_out += 1;
+        }
+        while let Some(slot) = self.sessions.first(Kind::Contact, session) {
+            let c = &self.contacts[slot];
+            if let ContactState::Scheduled { .. } = c.state {
+                // A callback was promised to the customer: the centre keeps it.
+                self.sessions.adopt(Kind::Contact, slot, SessionId::LOCAL);
+                callbacks_kept += 1;
+            } else {
+                let id = c.id;
+                self.abandon(id).expect("an owned contact is known");
+                contacts_ended += 1;
+            }
+        }
+        self.sessions.remove(session);
+        self.events.push_back(Event::SessionExpired { session, contacts_ended, callbacks_kept, agents_logged_out });
+    }
+
+    /// A login from another session than the agent's: the newest desktop
+    /// takes the agent over as it is (profile and work unchanged), and the
+    /// old session's loss no longer touches it.
+    fn take_over_agent(&mut self, slot: u32, session: SessionId, ready: bool) -> Reply {
+        self.sessions.adopt(Kind::Agent, slot, session);
+        let agent = &mut self.agents[slot];
+        let presence = match (ready, agent.presence) {
+            (true, _) => Presence::Ready,
+            (false, Presence::Ready) => Presence::NotReady(NotReadyReason::LoggedIn),
+            (false, kept) => kept,
+        };
+        if agent.presence != presence {
+            agent.presence = presence;
+            match presence {
+                Presence::Ready => self.agent_gained_room(slot),
+                Presence::NotReady(_) => self.agent_lost_room(slot),
+            }
+        }
+        Reply::Done
+    }
+
+    /// After an accepted command: `session` answers for what it named.
+    fn claim(&mut self, named: Named, session: SessionId) {
+        match named {
+            Named::Agent(id) => {
+                if let Some(&slot) = self.agent_slots.get(&id) {
+                    self.sessions.adopt(Kind::Agent, slot, session);
+                }
+            }
+            Named::Contact(id) => {
+                if let Some(&slot) = self.contact_slots.get(&id) {
+                    self.sessions.adopt(Kind::Contact, slot, session);
+                }
+            }
+            Named::Nothing => {}
+        }
+    }
+
+    fn drain(&mut self) -> Reply {
+        let ids: Vec<AgentId> = self.agents.iter().map(|(_, a)| a.id).collect();
+        for &id in &ids {
+            self.logout(id, true).expect("a listed agent is logged in");
+        }
+        Reply::Drained { agents: ids.len() as u32 }
+    }
+
+    /// Who answers for a contact, if the router has it.
+    pub fn contact_owner(&self, contact: ContactId) -> Option<SessionId> {
+        let &slot = self.contact_slots.get(&contact)?;
+        Some(self.sessions.owner(Kind::Contact, slot))
+    }
+
+    /// Who answers for a logged-in agent.
+    pub fn agent_owner(&self, agent: AgentId) -> Option<SessionId> {
+        let &slot = self.agent_slots.get(&agent)?;
+        Some(self.sessions.owner(Kind::Agent, slot))
+    }
+
+    /// The highest session id opened so far: a restarted driver numbers its
+    /// sessions from the one after it.
+    pub fn last_session(&self) -> SessionId {
+        self.sessions.last_opened()
     }
 
     // ----- Agent commands -----------------------------------------------------
@@ -413,6 +632,7 @@ impl Router {
             agent.usage[c.channel.index()] -= 1;
             agent.work.retain(|&s| s != cslot);
         }
+        self.sessions.release(Kind::Agent, slot);
         let agent = self.agents.remove(slot).expect("agent is live");
         self.agent_slots.remove(&id);
         self.pools.invalidate(slot);
@@ -441,7 +661,15 @@ impl Router {
         Ok(Reply::Done)
     }
 
-    fn restart(&mut self) -> Reply {
+    fn restart(&mut self, now: Time) -> Reply {
+        // Every client session is lost at the restart, with a whole grace from
+        // now: the time ccrd was down does not count against it. Set before
+        // the timers fire, so that no grace that ran out meanwhile expires.
+        let until = self.now.max(now) + self.cfg.session_grace;
+        for session in self.sessions.ids() {
+            self.start_grace(session, until);
+        }
+        self.handle_timeout(now);
         // Agents first, so that no withdrawn contact is offered straight back
         // to a desktop that is gone.
         let slots: Vec<u32> = self.agents.iter().map(|(slot, _)| slot).collect();
@@ -891,6 +1119,7 @@ impl Router {
     }
 
     fn remove_contact(&mut self, slot: u32) -> Contact {
+        self.sessions.release(Kind::Contact, slot);
         let c = self.contacts.remove(slot).expect("contact is live");
         self.contact_slots.remove(&c.id);
         c
@@ -1317,5 +1546,7 @@ fn dead_timers<'a>(
         Timer::WrapUpEnd { agent_slot, contact } => {
             agents.get(agent_slot).is_none_or(|a| !a.wrap_ups.iter().any(|w| w.contact == contact))
         }
+        // Never in a lane.
+        Timer::SessionGrace { .. } => false,
     }
 }

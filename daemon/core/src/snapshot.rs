@@ -3,7 +3,8 @@
 
 use crate::command::NotReadyReason;
 use crate::event::AgentState;
-use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillId, SkillReq, TierId};
+use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillId, SkillReq, TierId};
+use crate::sessions::SessionState;
 use crate::time::Time;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -12,6 +13,17 @@ pub struct Snapshot {
     /// In slot order.
     pub contacts: Vec<ContactView>,
     pub agents: Vec<AgentView>,
+    /// Open sessions, by id.
+    pub sessions: Vec<SessionView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: SessionId,
+    pub state: SessionState,
+    /// What it owns, sorted.
+    pub contacts: Vec<ContactId>,
+    pub agents: Vec<AgentId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +65,7 @@ pub struct ContactView {
     pub effective_languages: Option<Vec<LanguageId>>,
     pub relaxation_steps_applied: u8,
     pub state: ContactViewState,
+    pub owner: SessionId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,4 +83,5 @@ pub struct AgentView {
     pub idle_order: u64,
     /// (contact, channel whose slot it holds, end).
     pub wrap_ups: Vec<(ContactId, Channel, Time)>,
+    pub owner: SessionId,
 }

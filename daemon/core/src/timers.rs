@@ -24,7 +24,7 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
-use crate::ids::{ContactId, OfferId};
+use crate::ids::{ContactId, OfferId, SessionId};
 use crate::time::Time;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
@@ -40,6 +40,10 @@ pub(crate) enum Timer {
     WrapUpEnd {
         agent_slot: u32,
         contact: ContactId,
+    },
+    /// The end of a lost session's grace.
+    SessionGrace {
+        session: SessionId,
     },
 }
 

@@ -47,6 +47,7 @@ fn config(contact_policy: ContactPolicy, agent_policy: AgentPolicy) -> RouterCon
     q2.max_waiting = Some(3);
     q2.when_full = WhenFull::OverflowTo(QueueId(1));
     cfg.queues = vec![q0, q1, q2];
+    cfg.session_grace = Duration::from_secs(20);
     cfg
 }
 
@@ -98,6 +99,10 @@ enum Op {
         due_in: u8,
         slack: u8,
     },
+    OpenSession,
+    LoseSession(u8),
+    ClaimContact(u64),
+    Drain,
 }
 
 fn skill_set() -> impl Strategy<Value = Vec<(u16, u8)>> {
@@ -130,9 +135,20 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         2 => id.clone().prop_map(Op::Abandon),
         1 => (id.clone(), 0u16..3, skill_set()).prop_map(|(id, queue, skills)| Op::Transfer { id, queue, skills }),
-        1 => (id, 0u16..3, any::<u8>(), any::<u8>()).prop_map(|(id, queue, due_in, slack)| Op::Callback {
+        1 => (id.clone(), 0u16..3, any::<u8>(), any::<u8>()).prop_map(|(id, queue, due_in, slack)| Op::Callback {
             id, queue, due_in: due_in % 40, slack: slack % 60 }),
+        2 => Just(Op::OpenSession),
+        2 => any::<u8>().prop_map(Op::LoseSession),
+        1 => id.prop_map(Op::ClaimContact),
+        // A drain one time in four of these: it empties the centre of agents.
+        1 => any::<u8>().prop_map(|n| if n < 64 { Op::Drain } else { Op::Advance(1) }),
     ]
+}
+
+/// An op and the session it comes from: 0 is the centre's own, `n` the
+/// n-th opened (lost ones included, whose commands are refused).
+fn from_session() -> impl Strategy<Value = (Op, u8)> {
+    (op(), prop_oneof![1 => Just(0u8), 4 => 1u8..6])
 }
 
 /// A floor of free agents, then contacts that most of them qualify for: the
@@ -182,8 +198,9 @@ fn channel(i: u8) -> Channel {
 }
 
 /// Turns an op into a command, given the current state (so that accept,
-/// complete and the like mostly name real offers and contacts).
-fn command(op: &Op, snap: &Snapshot, now: Time) -> Option<Command> {
+/// complete and the like mostly name real offers and contacts) and the
+/// sessions opened so far.
+fn command(op: &Op, snap: &Snapshot, now: Time, opened: u64) -> Option<Command> {
     let offered: Vec<(OfferId, AgentId)> = snap
         .contacts
         .iter()
@@ -263,7 +280,53 @@ fn command(op: &Op, snap: &Snapshot, now: Time) -> Option<Command> {
             due: now + Duration::from_secs(u64::from(*due_in)),
             deadline: now + Duration::from_secs(u64::from(*due_in) + u64::from(*slack)),
         },
+        Op::OpenSession => Command::OpenSession { session: SessionId(opened + 1) },
+        Op::LoseSession(pick) => Command::LoseSession { session: SessionId(u64::from(*pick) % (opened + 1)) },
+        Op::ClaimContact(id) => Command::ClaimContact { contact: ContactId(*id) },
+        Op::Drain => Command::Drain,
     })
+}
+
+/// Every contact and agent is owned by the centre or by a session that is
+/// live or within its grace; each session's chains list exactly what names
+/// it as owner; a lost session's agents take no offer.
+fn check_sessions(snap: &Snapshot) -> Result<(), TestCaseError> {
+    let now = snap.now;
+    let sessions: HashMap<SessionId, &SessionView> = snap.sessions.iter().map(|s| (s.id, s)).collect();
+    let alive = |owner: SessionId| -> Result<(), TestCaseError> {
+        if owner == SessionId::LOCAL {
+            return Ok(());
+        }
+        let s = sessions.get(&owner);
+        prop_assert!(s.is_some(), "owner {:?} is not an open session", owner);
+        if let SessionState::Lost { until } = s.unwrap().state {
+            prop_assert!(until > now, "{:?} outlived its grace (until {:?}, now {:?})", owner, until, now);
+        }
+        Ok(())
+    };
+    for c in &snap.contacts {
+        alive(c.owner)?;
+    }
+    for a in &snap.agents {
+        alive(a.owner)?;
+        if let Some(SessionState::Lost { .. }) = sessions.get(&a.owner).map(|s| s.state) {
+            prop_assert!(a.presence.is_some(), "{:?} of a lost session is ready", a.id);
+            prop_assert!(a.state != AgentState::Reserved, "{:?} of a lost session has an offer ringing", a.id);
+        }
+    }
+    for s in &snap.sessions {
+        prop_assert!(s.id != SessionId::LOCAL);
+        let mut contacts: Vec<ContactId> = snap.contacts.iter().filter(|c| c.owner == s.id).map(|c| c.id).collect();
+        let mut agents: Vec<AgentId> = snap.agents.iter().filter(|a| a.owner == s.id).map(|a| a.id).collect();
+        contacts.sort_unstable();
+        agents.sort_unstable();
+        prop_assert_eq!(&contacts, &s.contacts, "contacts of {:?}", s.id);
+        prop_assert_eq!(&agents, &s.agents, "agents of {:?}", s.id);
+        if let SessionState::Lost { .. } = s.state {
+            prop_assert!(!(contacts.is_empty() && agents.is_empty()), "{:?}: lost, owning nothing, kept", s.id);
+        }
+    }
+    Ok(())
 }
 
 /// Invariants that hold after every step.
@@ -475,7 +538,7 @@ fn check_decisions(
 }
 
 fn run(
-    ops: &[Op],
+    ops: &[(Op, u8)],
     contact_policy: ContactPolicy,
     agent_policy: AgentPolicy,
     check: bool,
@@ -502,7 +565,8 @@ fn run(
         }
         Ok(events)
     };
-    for op in ops {
+    let mut opened = 0u64;
+    for (op, from) in ops {
         if let Op::Advance(s) = op {
             now = now + Duration::from_millis(u64::from(*s) * 500);
         }
@@ -513,12 +577,17 @@ fn run(
             check_invariants(&cfg, &before)?;
             check_positions(&cfg, &router, &before)?;
             check_oldest_waits(&cfg, &router, &before)?;
+            check_sessions(&before)?;
             // The sampler's statistics of every queue against the per-queue query.
             let each: Vec<_> = (0..cfg.queues.len()).map(|q| router.queue_stats(QueueId(q as u16)).unwrap()).collect();
             prop_assert_eq!(router.all_queue_stats(), each);
         }
-        let Some(cmd) = command(op, &before, now) else { continue };
-        let result = router.handle(now, cmd.clone());
+        let Some(cmd) = command(op, &before, now, opened) else { continue };
+        let session = SessionId(u64::from(*from) % (opened + 1));
+        let result = router.handle_from(now, session, cmd.clone());
+        if let (Command::OpenSession { .. }, Ok(_)) = (&cmd, &result) {
+            opened += 1;
+        }
         log.push(format!("{cmd:?} -> {result:?}"));
         let events = drain(&mut router, &mut log)?;
         if !check {
@@ -532,7 +601,24 @@ fn run(
             }
             Ok(_) => {
                 check_invariants(&cfg, &after)?;
-                check_decisions(&cfg, &cmd, &before, &after, &events)?;
+                check_sessions(&after)?;
+                match cmd.names() {
+                    Named::Agent(a) => {
+                        let owner = after.agents.iter().find(|x| x.id == a).map(|x| x.owner);
+                        prop_assert!(owner.is_none_or(|o| o == session), "{:?} not claimed by {:?}", a, session);
+                    }
+                    Named::Contact(c) => {
+                        let owner = after.contacts.iter().find(|x| x.id == c).map(|x| x.owner);
+                        prop_assert!(owner.is_none_or(|o| o == session), "{:?} not claimed by {:?}", c, session);
+                    }
+                    Named::Nothing => {}
+                }
+                // A takeover is a login that changes hands, not a new agent.
+                let took_over = matches!(cmd, Command::AgentLogin { agent, .. }
+                    if before.agents.iter().any(|a| a.id == agent));
+                if !took_over {
+                    check_decisions(&cfg, &cmd, &before, &after, &events)?;
+                }
             }
         }
     }
@@ -567,7 +653,7 @@ proptest! {
     /// Invariants 1–4 and 6 of the routing core, after every step.
     #[test]
     fn invariants_and_reference_hold_after_every_step(
-        ops in prop::collection::vec(op(), 1..160),
+        ops in prop::collection::vec(from_session(), 1..160),
         (cp, ap) in policies(),
     ) {
         run(&ops, cp, ap, true)?;
@@ -580,12 +666,13 @@ proptest! {
         ops in many_free_agents_then_arrivals(),
         (cp, ap) in policies(),
     ) {
+        let ops: Vec<(Op, u8)> = ops.into_iter().map(|op| (op, 0)).collect();
         run(&ops, cp, ap, true)?;
     }
 
     /// Invariant 5: the same inputs give the same outputs.
     #[test]
-    fn same_inputs_give_same_outputs(ops in prop::collection::vec(op(), 1..160), (cp, ap) in policies()) {
+    fn same_inputs_give_same_outputs(ops in prop::collection::vec(from_session(), 1..160), (cp, ap) in policies()) {
         let first = run(&ops, cp, ap, false)?;
         let second = run(&ops, cp, ap, false)?;
         prop_assert_eq!(first, second);
