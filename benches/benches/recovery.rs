@@ -55,7 +55,12 @@ fn main() {
     while seq < commands {
         let (now, command) = mixed.next_command();
         let mark = buf.len();
-        format::encode_record(&mut buf, seq + 1, now, InputRef::Command(&command));
+        format::encode_record(
+            &mut buf,
+            seq + 1,
+            now,
+            InputRef::Command { session: ccr_core::SessionId::LOCAL, command: &command },
+        );
         if mixed.router.handle(now, command).is_ok() {
             seq += 1;
         } else {

@@ -112,9 +112,6 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_streams_per_connection: u32,
     pub max_message_bytes: usize,
-    /// How long a disconnected gateway's contacts stay queued for it to come
-    /// back before they are abandoned.
-    pub gateway_grace: Duration,
     /// Calls waiting for the routing core at once, over all connections.
     pub max_pending_requests: usize,
     /// Events buffered for one `Events/Subscribe` stream; a subscriber that
@@ -208,6 +205,7 @@ struct RawRouting {
     short_abandon: Option<Spanned<String>>,
     explain: Option<bool>,
     ewt_window: Option<Spanned<String>>,
+    session_grace: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -381,11 +379,6 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         max_connections: raw.server.max_connections.unwrap_or(1024),
         max_streams_per_connection: raw.server.max_streams_per_connection.unwrap_or(256),
         max_message_bytes: raw.server.max_message_bytes.unwrap_or(ccr_proto::wire::DEFAULT_MAX_MESSAGE),
-        gateway_grace: c.duration(
-            "server.gateway_grace".into(),
-            raw.server.gateway_grace.as_ref(),
-            Duration::from_secs(30),
-        ),
         max_pending_requests: raw.server.max_pending_requests.unwrap_or(100_000),
         subscriber_buffer: raw.server.subscriber_buffer.unwrap_or(4096),
         core_spin: c.duration("server.core_spin".into(), raw.server.core_spin.as_ref(), Duration::from_micros(200)),
@@ -537,6 +530,16 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         ),
         explain: raw.routing.explain.unwrap_or(false),
         ewt_window: c.duration("routing.ewt_window".into(), raw.routing.ewt_window.as_ref(), defaults.ewt_window),
+        session_grace: match (&raw.routing.session_grace, &raw.server.gateway_grace) {
+            (Some(_), Some(old)) => {
+                let message = "the older name of routing.session_grace: give only one".to_owned();
+                c.problem("server.gateway_grace".into(), Some(old), message);
+                defaults.session_grace
+            }
+            (Some(grace), None) => c.duration("routing.session_grace".into(), Some(grace), defaults.session_grace),
+            (None, Some(old)) => c.duration("server.gateway_grace".into(), Some(old), defaults.session_grace),
+            (None, None) => defaults.session_grace,
+        },
         tiers,
         queues,
         ..defaults

@@ -1,11 +1,11 @@
 //! The one place where protobuf meets the core: requests (names) become core
-//! commands (ids), core errors become gRPC statuses, core events become
-//! `RoutingEvent`s. Every rejected value gets `INVALID_ARGUMENT` or
+//! commands (ids), core replies become responses, core errors become gRPC
+//! statuses, core events become `RoutingEvent`s. Every rejected value gets `INVALID_ARGUMENT` or
 //! `NOT_FOUND` with the field it is about.
 
 use ccr_core::{
-    AgentId, AgentProfile, AgentState, Channel, Command, CommandError, ContactId, ContactSpec, Event, NotReadyReason,
-    OfferId, SkillReq, Time, TransferSpec,
+    AgentId, AgentProfile, AgentState, Channel, Command, CommandError, ContactId, ContactSpec, Event, EwtMethod,
+    NotReadyReason, OfferId, QueueStats, Reply, SkillReq, Time, TransferSpec, WaitEstimate,
 };
 use ccr_proto::v1 as pb;
 use ccr_proto::wire::Code;
@@ -152,6 +152,118 @@ pub fn reject(r: pb::RejectRequest) -> Command {
     Command::Reject { agent: AgentId(r.agent_id), offer: OfferId(r.offer_id) }
 }
 
+// ----- Replies -----------------------------------------------------------------
+
+/// A reply the call cannot have had (a bug, not the client's doing).
+pub fn unexpected(reply: &Reply) -> Status {
+    Status::new(Code::Internal, format!("unexpected reply {reply:?}"))
+}
+
+/// The reply of a command that answers nothing but success.
+pub fn done(reply: Reply) -> Result<(), Status> {
+    match reply {
+        Reply::Done => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn queue_of(cat: &Catalog, reply: Reply) -> Result<String, Status> {
+    match reply {
+        Reply::Enqueued { queue } => Ok(cat.queue_name(queue).to_owned()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub fn enqueued(cat: &Catalog, reply: Reply) -> Result<pb::EnqueueResponse, Status> {
+    Ok(pb::EnqueueResponse { queue: queue_of(cat, reply)? })
+}
+
+pub fn transferred(cat: &Catalog, reply: Reply) -> Result<pb::TransferResponse, Status> {
+    Ok(pb::TransferResponse { queue: queue_of(cat, reply)? })
+}
+
+pub fn callback_scheduled(cat: &Catalog, reply: Reply) -> Result<pb::ScheduleCallbackResponse, Status> {
+    Ok(pb::ScheduleCallbackResponse { queue: queue_of(cat, reply)? })
+}
+
+pub fn accepted(reply: Reply) -> Result<pb::AcceptResponse, Status> {
+    match reply {
+        Reply::Accepted { contact, duplicate } => Ok(pb::AcceptResponse { contact_id: contact.0, duplicate }),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub fn rejected(reply: Reply) -> Result<pb::RejectResponse, Status> {
+    match reply {
+        Reply::Rejected { duplicate } => Ok(pb::RejectResponse { duplicate }),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The commands a `Gateway/Stream` carries besides `Position`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GatewayCall {
+    Enqueue,
+    Abandon,
+    Transfer,
+    ScheduleCallback,
+}
+
+pub fn gateway_response(cat: &Catalog, call: GatewayCall, reply: Reply) -> Result<pb::gateway_reply::Response, Status> {
+    use pb::gateway_reply::Response as R;
+    Ok(match call {
+        GatewayCall::Enqueue => R::Enqueue(enqueued(cat, reply)?),
+        GatewayCall::Abandon => {
+            done(reply)?;
+            R::Abandon(pb::AbandonResponse {})
+        }
+        GatewayCall::Transfer => R::Transfer(transferred(cat, reply)?),
+        GatewayCall::ScheduleCallback => R::ScheduleCallback(callback_scheduled(cat, reply)?),
+    })
+}
+
+pub fn gateway_reply(id: u64, response: pb::gateway_reply::Response) -> pb::GatewayReply {
+    pb::GatewayReply { id, status: Some(Status::ok()), response: Some(response) }
+}
+
+pub fn position_response(estimate: &WaitEstimate) -> pb::PositionResponse {
+    pb::PositionResponse {
+        position: estimate.position,
+        estimated_wait_millis: estimate.estimated_wait.as_millis() as u64,
+        method: match estimate.method {
+            EwtMethod::QueueVelocity => "queue_velocity",
+            EwtMethod::HandleTimeModel => "handle_time_model",
+            EwtMethod::NotWaiting => "not_waiting",
+        }
+        .into(),
+    }
+}
+
+pub fn queue_stats_response(cat: &Catalog, queue: String, stats: &QueueStats) -> pb::QueueStatsResponse {
+    pb::QueueStatsResponse {
+        queue,
+        waiting_by_tier: stats
+            .waiting_by_tier
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (cat.tier_name(ccr_core::TierId(i as u8)).to_owned(), *n))
+            .collect(),
+        oldest_wait_millis: stats.oldest_wait.map_or(0, |d| d.as_millis() as u64),
+        answered: stats.counters.answered,
+        abandoned: stats.counters.abandoned,
+        short_abandoned: stats.counters.short_abandoned,
+        service_level: stats.service_level.unwrap_or(1.0),
+        service_level_target: stats.service_level_target,
+        agents_by_state: AgentState::NAMES
+            .iter()
+            .zip(stats.agents_by_state)
+            .map(|(name, n)| ((*name).to_owned(), n))
+            .collect(),
+    }
+}
+
+// ----- Errors and events ------------------------------------------------------
+
 /// The gRPC status of a refused command.
 pub fn command_error(e: &CommandError) -> Status {
     use CommandError::*;
@@ -164,6 +276,8 @@ pub fn command_error(e: &CommandError) -> Status {
         OfferNotPending { .. } | NotConnected { .. } | NotInWrapUp { .. } | AgentBusy(_) | NotYetDue(_) => {
             Code::FailedPrecondition
         }
+        // The connection is going away: its calls race its own loss.
+        UnknownSession(_) | SessionLost(_) => Code::Unavailable,
     };
     Status::new(code, e.to_string())
 }

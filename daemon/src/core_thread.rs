@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ccr_core::{Command, CommandError, Event, Reply, Router, Time};
+use ccr_core::{Command, CommandError, Event, Reply, Router, SessionId, Time};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::oneshot;
 
@@ -24,7 +24,7 @@ const MAX_BATCH: usize = 1024;
 type Query = Box<dyn FnOnce(&Router) + Send>;
 
 enum Request {
-    Command(Command, oneshot::Sender<Result<Reply, CommandError>>),
+    Command(SessionId, Command, oneshot::Sender<Result<Reply, CommandError>>),
     Query(Query),
     /// Re-read the clock now (after a manual clock moved).
     Tick,
@@ -43,22 +43,36 @@ pub struct CoreHandle {
 }
 
 impl CoreHandle {
-    /// Sends a command; the future resolves when the core has applied it.
+    /// Sends a command in the centre's own session; the future resolves
+    /// when the core has applied it.
     pub async fn command(&self, command: Command) -> Result<Result<Reply, CommandError>, CoreStopped> {
-        self.submit(command)?.await.map_err(|_| CoreStopped)
+        self.command_from(SessionId::LOCAL, command).await
+    }
+
+    /// Sends a command from a client's session.
+    pub async fn command_from(
+        &self,
+        session: SessionId,
+        command: Command,
+    ) -> Result<Result<Reply, CommandError>, CoreStopped> {
+        self.submit(session, command)?.await.map_err(|_| CoreStopped)
     }
 
     /// Sends a command without waiting: the receiver yields the reply. Lets a
     /// stream pipeline many commands while keeping their order.
-    pub fn submit(&self, command: Command) -> Result<oneshot::Receiver<Result<Reply, CommandError>>, CoreStopped> {
+    pub fn submit(
+        &self,
+        session: SessionId,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Result<Reply, CommandError>>, CoreStopped> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::Command(command, tx)).map_err(|_| CoreStopped)?;
+        self.tx.send(Request::Command(session, command, tx)).map_err(|_| CoreStopped)?;
         Ok(rx)
     }
 
     /// The same, blocking the calling thread (for tools and tests without a runtime).
     pub fn command_blocking(&self, command: Command) -> Result<Result<Reply, CommandError>, CoreStopped> {
-        self.submit(command)?.blocking_recv().map_err(|_| CoreStopped)
+        self.submit(SessionId::LOCAL, command)?.blocking_recv().map_err(|_| CoreStopped)
     }
 
     /// Queues `f` to run on the router between two commands.
@@ -197,8 +211,8 @@ fn run<T: Send + 'static>(
         let mut handled = 0;
         while let Some(request) = next.take() {
             match request {
-                Request::Command(command, reply) => {
-                    let result = handle(&mut router, clock.now(), command, &mut options);
+                Request::Command(session, command, reply) => {
+                    let result = handle(&mut router, clock.now(), session, command, &mut options);
                     match options.journal {
                         Some(_) => replies.push((reply, result)),
                         None => {
@@ -260,19 +274,25 @@ fn run<T: Send + 'static>(
 /// Applies one command, journaling it first when there is a journal: a
 /// refused command changes nothing and is taken back out, except that the
 /// timers it let fire are recorded.
-fn handle(router: &mut Router, now: Time, command: Command, options: &mut Options) -> Result<Reply, CommandError> {
+fn handle(
+    router: &mut Router,
+    now: Time,
+    session: SessionId,
+    command: Command,
+    options: &mut Options,
+) -> Result<Reply, CommandError> {
     let journaled = options.journal.as_mut().map(|journal| {
         let timers_due = router.poll_timeout().is_some_and(|t| t <= now);
-        (journal.append_command(now, &command), timers_due)
+        (journal.append_command(now, session, &command), timers_due)
     });
     let result = match options.observe.as_mut() {
         Some(observe) => {
             let started = std::time::Instant::now();
-            let result = router.handle(now, command);
+            let result = router.handle_from(now, session, command);
             observe(started.elapsed());
             result
         }
-        None => router.handle(now, command),
+        None => router.handle_from(now, session, command),
     };
     if let (Err(_), Some((mark, timers_due)), Some(journal)) = (&result, journaled, options.journal.as_mut()) {
         journal.retract(mark);

@@ -7,6 +7,7 @@
 //!   Nothing else touches the router, so nothing on the routing path takes a
 //!   lock.
 //! - [`clock`]: wall-clock time as the core's [`ccr_core::Time`].
+//! - [`datadir`]: the data directory, private and locked to one ccrd.
 //! - [`config`]: TOML → validated [`config::Config`], every problem located.
 //! - [`server`]: the QUIC accept loop, one task per connection and per RPC
 //!   stream, and the dispatcher that fans events out to subscribers.
@@ -15,7 +16,8 @@
 //! - [`host`]: what ccrd asks of the host (no transparent huge pages).
 //! - [`loopback`]: a ccrd in this process on ephemeral loopback ports (tests, benches, tools).
 //!
-//! - [`metrics`]: metric names, handles registered once, the `/metrics` page.
+//! - [`metrics`]: metric names, handles registered once, the sampler and the
+//!   `/metrics` page.
 //!
 //! - [`journal`]: durability: the write-ahead journal of the core's inputs,
 //!   snapshots, recovery and `ccrd journal inspect`.
@@ -24,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod core_thread;
+pub mod datadir;
 pub mod host;
 pub mod journal;
 pub mod loopback;

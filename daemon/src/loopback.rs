@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::server::{self, ServerError};
+use crate::server::{self, Control, ServerError};
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,7 @@ pub struct Loopback {
     /// The server certificate (DER), for clients to trust.
     pub cert: Vec<u8>,
     stop: oneshot::Sender<()>,
+    reload: tokio::sync::mpsc::UnboundedSender<()>,
     task: JoinHandle<Result<(), ServerError>>,
 }
 
@@ -53,10 +54,17 @@ impl Loopback {
         };
         let metrics_addr = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(endpoint, metrics, config, async move {
+        let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+        let shutdown = Box::pin(async move {
             let _ = stopped.await;
-        }));
-        Ok(Loopback { addr, metrics_addr, cert, stop, task })
+        });
+        let task = tokio::spawn(server::serve(endpoint, metrics, config, Control { shutdown, reload: reloads }));
+        Ok(Loopback { addr, metrics_addr, cert, stop, reload, task })
+    }
+
+    /// Re-reads the configuration file, as SIGHUP does to ccrd.
+    pub fn reload(&self) {
+        let _ = self.reload.send(());
     }
 
     /// Stops the daemon and waits for it to finish.

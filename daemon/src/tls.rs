@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ccr_proto::method::{Method, Service};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,21 +32,42 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    std::fs::write(path, bytes).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+/// Writes a new file with `mode` from the start (a private key is never
+/// readable by others, not even for a moment).
+fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .map_err(|source| TlsError::Io { path: path.to_owned(), source })
 }
 
 /// Loads `cert.der` / `key.der` from the data directory, generating a
 /// self-signed pair for localhost, 127.0.0.1 and ::1 on first start.
 pub fn self_signed(data_dir: &Path) -> Result<Identity, TlsError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| TlsError::Io { path: data_dir.to_owned(), source })?;
+    crate::datadir::create(data_dir).map_err(|e| match e {
+        crate::datadir::DataDirError::Io { path, source } => TlsError::Io { path, source },
+        other => TlsError::Io { path: data_dir.to_owned(), source: std::io::Error::other(other.to_string()) },
+    })?;
     let cert_path = data_dir.join("cert.der");
     let key_path = data_dir.join("key.der");
     if !cert_path.exists() || !key_path.exists() {
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
         let generated = rcgen::generate_simple_self_signed(names)?;
-        write(&cert_path, generated.cert.der())?;
-        write(&key_path, &generated.signing_key.serialize_der())?;
+        write(&cert_path, generated.cert.der(), 0o644)?;
+        write(&key_path, &generated.signing_key.serialize_der(), 0o600)?;
+    }
+    // A key an earlier version left readable by others is made private.
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| TlsError::Io { path: key_path.clone(), source };
+    if std::fs::metadata(&key_path).map_err(io)?.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(key = %key_path.display(), "private key was readable by others: now 0600");
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     }
     let cert = CertificateDer::from(read(&cert_path)?);
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(read(&key_path)?));
@@ -88,16 +110,25 @@ impl Role {
         }
     }
 
-    /// Whether this role may call `method` (`/ccr.v1.<Service>/<Method>`).
-    pub fn allows(self, method: &str) -> bool {
-        let service = method.trim_start_matches('/').split('/').next().unwrap_or("");
+    /// Whether this role may call `method`.
+    pub fn allows(self, method: Method) -> bool {
         matches!(
-            (self, service),
+            (self, method.service()),
             (Role::Any, _)
-                | (Role::Gateway, "ccr.v1.Gateway" | "ccr.v1.Events")
-                | (Role::Agent, "ccr.v1.AgentDesk" | "ccr.v1.Events")
-                | (Role::Admin, "ccr.v1.Admin" | "ccr.v1.Events")
+                | (Role::Gateway, Service::Gateway | Service::Events)
+                | (Role::Agent, Service::AgentDesk | Service::Events)
+                | (Role::Admin, Service::Admin | Service::Events)
         )
+    }
+
+    /// The `ccr_connections{role}` label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+            Role::Any => "any",
+        }
     }
 }
 

@@ -1,7 +1,10 @@
-//! Crash test: `ccrd` as a child process under steady traffic, killed with
-//! SIGKILL at random moments and restarted on the same data directory. The
-//! client keeps its own record of what was acknowledged and checks, after
-//! every restart and at the end, that:
+//! Crash and stop tests: `ccrd` as a child process under steady traffic,
+//! killed with SIGKILL (or stopped with SIGTERM) at random moments and
+//! restarted on the same data directory. The client keeps its own record of
+//! what was acknowledged and checks, after every restart and at the end,
+//! that:
+//! - every agent is still logged in after the restart (a stop logs nobody
+//!   out: it is no worse than a crash);
 //! - every acknowledged contact is still there (waiting, offered or
 //!   connected) or was completed, exactly once;
 //! - no contact was ever connected twice, and no completed contact was
@@ -34,8 +37,10 @@ skills = ["billing"]
 languages = ["en"]
 
 [server]
-gateway_grace = "120s"
 core_spin = "0s"
+
+[routing]
+session_grace = "120s"
 
 [journal]
 fsync = "always"
@@ -282,9 +287,42 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// How each life but the last ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stop {
+    Kill,
+    Term,
+}
+
+/// Sends SIGTERM and waits (bounded) for a clean exit.
+async fn terminate(daemon: &mut Daemon) {
+    let pid = daemon.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = daemon.0.try_wait().unwrap() {
+            assert!(status.success(), "ccrd exits cleanly on SIGTERM: {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "ccrd did not stop on SIGTERM");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_contacts_survive_sigkill_and_decisions_replay() {
-    let dir = std::env::temp_dir().join(format!("ccr-crash-{}", std::process::id()));
+    lives("crash", Stop::Kill).await;
+}
+
+/// A polite stop under traffic keeps the centre as a crash does: every agent
+/// and every acknowledged contact is there after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_traffic_keeps_every_agent_and_contact_across_the_restart() {
+    lives("stop", Stop::Term).await;
+}
+
+async fn lives(tag: &str, stop: Stop) {
+    let dir = std::env::temp_dir().join(format!("ccr-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ccrd.toml"), CONFIG).unwrap();
@@ -311,6 +349,12 @@ async fn acknowledged_contacts_survive_sigkill_and_decisions_replay() {
         let events = desk_client.subscribe((1..=AGENTS).collect()).await.expect("subscribe");
         let desk = tokio::spawn(desks(desk_client, events, record.clone(), life));
         if life > 0 {
+            let stats = client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.expect("stats");
+            let agents: u32 = stats.agents_by_state.values().sum();
+            if agents != AGENTS as u32 {
+                let problem = format!("life {life}: {agents} of {AGENTS} agents still logged in after the restart");
+                record.lock().unwrap().problems.push(problem);
+            }
             timeout(Duration::from_secs(20), resync(&client, &record)).await.expect("re-sync within 20 s");
         } else {
             for agent in 1..=AGENTS {
@@ -321,22 +365,12 @@ async fn acknowledged_contacts_survive_sigkill_and_decisions_replay() {
         let traffic = tokio::spawn(gateway(client, record.clone(), first_id));
         let run_for = Duration::from_millis(400 + next_random() % 1_100);
         sleep(run_for).await;
-        if life + 1 < LIVES {
+        if life + 1 < LIVES && stop == Stop::Kill {
             daemon.0.kill().expect("SIGKILL");
             daemon.0.wait().unwrap();
         } else {
-            // The last life ends cleanly: SIGTERM, drain, exit 0.
-            let pid = daemon.0.id().to_string();
-            Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Some(status) = daemon.0.try_wait().unwrap() {
-                    assert!(status.success(), "ccrd exits cleanly on SIGTERM: {status}");
-                    break;
-                }
-                assert!(Instant::now() < deadline, "ccrd did not stop on SIGTERM");
-                sleep(Duration::from_millis(20)).await;
-            }
+            // SIGTERM under traffic: drain, exit 0.
+            terminate(&mut daemon).await;
         }
         traffic.abort();
         desk.abort();

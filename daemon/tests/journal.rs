@@ -70,7 +70,8 @@ enum Step {
 fn live(dir: &Path, options: JournalOptions, start: Time, steps: &[Step]) -> (Router, Vec<Event>, Time) {
     let (router_config, names) = setup();
     let opened =
-        Journal::open(dir, &router_config, names, start, options, JournalMetrics::default()).expect("journal opens");
+        Journal::open(dir, &router_config, names, start, options, JournalMetrics::default(), Default::default())
+            .expect("journal opens");
     let clock = ManualClock::default();
     let mut now = start.max(opened.router.now());
     clock.set(now);
@@ -521,11 +522,18 @@ fn a_configuration_that_renumbers_skills_is_refused() {
     live(&dir, keep_everything(), Time::ZERO, &history()[..2]);
     let (router_config, mut names) = setup();
     names.skills.swap(0, 1);
-    let error =
-        match Journal::open(&dir, &router_config, names, Time::ZERO, keep_everything(), JournalMetrics::default()) {
-            Err(e) => e,
-            Ok(_) => panic!("renumbered skills must be refused"),
-        };
+    let error = match Journal::open(
+        &dir,
+        &router_config,
+        names,
+        Time::ZERO,
+        keep_everything(),
+        JournalMetrics::default(),
+        Default::default(),
+    ) {
+        Err(e) => e,
+        Ok(_) => panic!("renumbered skills must be refused"),
+    };
     assert!(error.to_string().contains("skills[0]"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -589,10 +597,18 @@ fn start_up_logs_each_repair_it_makes() {
     std::fs::write(&newest, &snapshot).unwrap();
     let (router_config, names) = setup();
     let logs = logs_of(|| {
-        Journal::open(&dir, &router_config, names, now, keep_everything(), JournalMetrics::default())
-            .expect("recovers")
-            .journal
-            .close();
+        Journal::open(
+            &dir,
+            &router_config,
+            names,
+            now,
+            keep_everything(),
+            JournalMetrics::default(),
+            Default::default(),
+        )
+        .expect("recovers")
+        .journal
+        .close();
     });
     let line =
         |needle: &str| logs.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in\n{logs}"));

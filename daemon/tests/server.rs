@@ -15,8 +15,8 @@ const CONFIG: &str = r#"
 skills = ["billing", "repair"]
 languages = ["zh", "en", "yue"]
 
-[server]
-gateway_grace = "300ms"
+[routing]
+session_grace = "300ms"
 
 [[queues]]
 name = "sales"
@@ -283,7 +283,7 @@ async fn duplicate_accept_is_idempotent_over_the_wire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lost_agent_connection_reroutes_its_offer_at_once() {
+async fn lost_agent_connection_reroutes_its_offer_at_once_and_keeps_the_agent_not_ready_for_the_grace() {
     let s = start().await;
     let desk_one = s.second_client().await;
     let mut desk_two = s.client.subscribe(vec![2]).await.unwrap();
@@ -300,7 +300,7 @@ async fn lost_agent_connection_reroutes_its_offer_at_once() {
     let offer = next_offer(&mut desk_two).await;
     assert_eq!((offer.contact_id, offer.agent_id), (10, 2));
     let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
-    assert_eq!(stats.agents_by_state.values().sum::<u32>(), 1, "agent 1 is offline");
+    assert_eq!(stats.agents_by_state["not_ready"], 1, "agent 1 waits out the grace, taking no offer");
     s.stop().await;
 }
 
@@ -324,38 +324,23 @@ async fn a_gateway_that_does_not_come_back_loses_its_contacts_after_the_grace() 
     s.stop().await;
 }
 
-/// A connection's list of the contacts it owns is swept of finished ones as
-/// it grows (the first sweep at 4,096). Contacts it enqueues while a sweep
-/// asks the routing thread are still its own: when it goes away, every one
-/// of its waiting contacts is abandoned after the grace.
+/// Ownership is recorded by the core when it applies each enqueue, not
+/// after the reply reaches the connection: contacts whose replies were still
+/// in flight when the gateway vanished are abandoned after the grace with
+/// the others, never left queued with nobody to answer for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn contacts_enqueued_during_a_sweep_of_the_gateway_list_are_released_after_the_grace() {
+async fn contacts_enqueued_as_their_connection_drops_are_abandoned_after_the_grace() {
     let s = start().await;
     let gateway = s.second_client().await;
     let mut stream = gateway.gateway_stream().await.unwrap();
     use ccr_proto::v1::gateway_command::Command as C;
-    for id in 1..4096u64 {
+    for id in 1..=2000u64 {
         stream.push(&GatewayCommand { id, command: Some(C::Enqueue(contact(id, "support", "", "billing", &[]))) });
     }
-    stream.finish().await.unwrap();
-    for _ in 1..4096u64 {
-        let reply = timeout(Duration::from_secs(10), stream.next_reply()).await.unwrap().unwrap();
-        assert!(reply.status.is_none_or(|st| st.code == 0), "enqueued");
-    }
-    // The 4,096th starts the sweep; the others race with it.
-    let mut calls = tokio::task::JoinSet::new();
-    for id in 4096..4496u64 {
-        let gateway = gateway.clone();
-        calls.spawn(async move { gateway.enqueue(contact(id, "support", "", "billing", &[])).await });
-    }
-    while let Some(call) = calls.join_next().await {
-        call.unwrap().unwrap();
-    }
-    let waiting = |stats: QueueStatsResponse| stats.waiting_by_tier.values().sum::<u32>();
-    let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
-    assert_eq!(waiting(stats), 4495);
+    stream.flush().await.unwrap();
+    // Gone without reading a single reply.
     gateway.close();
-    // The grace is 300 ms; abandoning 4,495 contacts then takes a while.
+    let waiting = |stats: QueueStatsResponse| stats.waiting_by_tier.values().sum::<u32>();
     let mut left = u32::MAX;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -365,6 +350,105 @@ async fn contacts_enqueued_during_a_sweep_of_the_gateway_list_are_released_after
         }
     }
     assert_eq!(left, 0, "every contact of the gone gateway abandoned after the grace");
+    s.stop().await;
+}
+
+/// A desktop that reconnects and logs in again on a new connection takes its
+/// agent over; the old connection's loss then changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_connections_loss_does_not_log_out_an_agent_who_logged_in_again() {
+    let s = start().await;
+    let old_desk = s.second_client().await;
+    old_desk.login(login(1, "billing", &["en"])).await.unwrap();
+    let new_desk = s.second_client().await;
+    new_desk.login(login(1, "billing", &["en"])).await.expect("a login from a new connection takes over");
+    old_desk.close();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
+    assert_eq!(stats.agents_by_state["available"], 1, "{:?}", stats.agents_by_state);
+    s.stop().await;
+}
+
+/// One writer per data directory: a second ccrd on it refuses to start and
+/// names the process that holds it; the first serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ccrd_on_the_same_data_directory_refuses_to_start() {
+    let s = start().await;
+    let mut config = config::parse(CONFIG).expect("test config");
+    config.server.data_dir = s.dir.clone();
+    let second = Loopback::start(config, None, false).await.expect("binds");
+    let refused = timeout(Duration::from_secs(10), second.stop()).await.expect("returns").unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+    assert_eq!(s.client.health(HealthRequest {}).await.unwrap().status, "serving");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_logs_every_agent_out_and_keeps_the_contacts() {
+    let s = start().await;
+    s.client.login(login(1, "billing", &["en"])).await.unwrap();
+    s.client.login(login(2, "repair", &["en"])).await.unwrap();
+    s.client.enqueue(contact(10, "support", "", "billing", &[])).await.unwrap();
+    s.client.enqueue(contact(11, "support", "", "billing", &[])).await.unwrap();
+    assert_eq!(s.client.drain(DrainRequest {}).await.unwrap().agents_logged_out, 2);
+    let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
+    assert_eq!(stats.agents_by_state.values().sum::<u32>(), 0);
+    assert_eq!(stats.waiting_by_tier.values().sum::<u32>(), 2, "callers stay in line");
+    s.stop().await;
+}
+
+/// Every stream gets exactly one trailer; a unary call is exactly one
+/// message; an oversized command refuses that command, not the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_edges_answer_as_the_document_says() {
+    let s = start().await;
+    let conn = s.client.connection();
+    let call = |bytes: Vec<u8>| async move {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&bytes).await.unwrap();
+        send.finish().unwrap();
+        let answer = timeout(Duration::from_secs(5), recv.read_to_end(1 << 20)).await.unwrap().unwrap();
+        let mut trailers = Vec::new();
+        let mut at = 0;
+        while let Ok(Some((frame, used))) = wire::decode_frame(&answer[at..], 1 << 20) {
+            if let Frame::Trailer(status) = frame {
+                trailers.push(status);
+            }
+            at += used;
+        }
+        assert_eq!(at, answer.len(), "nothing after the frames");
+        trailers
+    };
+    let empty = call(Vec::new()).await;
+    assert_eq!(empty.len(), 1, "an empty stream gets one trailer");
+    assert_eq!(empty[0].code(), Code::InvalidArgument);
+
+    let mut two = Vec::new();
+    wire::encode_header("/ccr.v1.Gateway/Enqueue", &mut two);
+    wire::encode_message(&contact(1, "support", "", "billing", &[]), &mut two);
+    wire::encode_message(&contact(2, "support", "", "billing", &[]), &mut two);
+    let refused = call(two).await;
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].code(), Code::InvalidArgument, "{:?}", refused[0]);
+    let unknown = s.client.position(PositionRequest { contact_id: 1 }).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "the call with two messages changed nothing");
+
+    let mut stream = s.client.gateway_stream().await.unwrap();
+    use ccr_proto::v1::gateway_command::Command as C;
+    stream.push(&GatewayCommand { id: 1, command: Some(C::Enqueue(contact(1, "support", "", "billing", &[]))) });
+    let mut huge = contact(2, "support", "", "billing", &[]);
+    huge.context = vec![ContextEntry { key: "k".into(), value: "x".repeat(100_000) }];
+    stream.push(&GatewayCommand { id: 2, command: Some(C::Enqueue(huge)) });
+    stream.push(&GatewayCommand { id: 3, command: Some(C::Enqueue(contact(3, "support", "", "billing", &[]))) });
+    stream.finish().await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let reply = timeout(Duration::from_secs(5), stream.next_reply()).await.unwrap().unwrap();
+        got.push(reply.status.as_ref().map_or(Code::Ok, |s| s.code()));
+    }
+    assert_eq!(got, [Code::Ok, Code::ResourceExhausted, Code::Ok], "the stream goes on past the refused command");
+    assert_eq!(stream.next_reply().await.unwrap_err().code(), Code::Ok, "clean end");
     s.stop().await;
 }
 

@@ -18,6 +18,7 @@ use rustls::pki_types::CertificateDer;
 
 use crate::v1::*;
 use crate::wire::{self, Code, Frame};
+use crate::Method;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -96,10 +97,10 @@ impl Client {
     }
 
     /// One unary call: the method's full path, a request, its response.
-    pub async fn call<Resp: Message + Default>(&self, method: &str, request: &impl Message) -> Result<Resp, Status> {
+    pub async fn call<Resp: Message + Default>(&self, method: Method, request: &impl Message) -> Result<Resp, Status> {
         let (mut send, mut recv) = self.connection.open_bi().await.map_err(unavailable)?;
         let mut out = Vec::new();
-        wire::encode_header(method, &mut out);
+        wire::encode_header(method.path(), &mut out);
         wire::encode_message(request, &mut out);
         send.write_all(&out).await.map_err(unavailable)?;
         send.finish().map_err(unavailable)?;
@@ -129,7 +130,7 @@ impl Client {
     pub async fn subscribe(&self, agent_ids: Vec<u64>) -> Result<Subscription, Status> {
         let (mut send, recv) = self.connection.open_bi().await.map_err(unavailable)?;
         let mut out = Vec::new();
-        wire::encode_header("/ccr.v1.Events/Subscribe", &mut out);
+        wire::encode_header(Method::Subscribe.path(), &mut out);
         wire::encode_message(&SubscribeRequest { agent_ids }, &mut out);
         send.write_all(&out).await.map_err(unavailable)?;
         send.finish().map_err(unavailable)?;
@@ -140,7 +141,7 @@ impl Client {
     pub async fn gateway_stream(&self) -> Result<GatewayStream, Status> {
         let (mut send, recv) = self.connection.open_bi().await.map_err(unavailable)?;
         let mut out = Vec::new();
-        wire::encode_header("/ccr.v1.Gateway/Stream", &mut out);
+        wire::encode_header(Method::GatewayStream.path(), &mut out);
         send.write_all(&out).await.map_err(unavailable)?;
         Ok(GatewayStream {
             commands: GatewayCommands { send, out: Vec::new() },
@@ -153,49 +154,52 @@ impl Client {
     }
 
     pub async fn enqueue(&self, r: EnqueueRequest) -> Result<EnqueueResponse, Status> {
-        self.call("/ccr.v1.Gateway/Enqueue", &r).await
+        self.call(Method::Enqueue, &r).await
     }
     pub async fn abandon(&self, r: AbandonRequest) -> Result<AbandonResponse, Status> {
-        self.call("/ccr.v1.Gateway/Abandon", &r).await
+        self.call(Method::Abandon, &r).await
     }
     pub async fn transfer(&self, r: TransferRequest) -> Result<TransferResponse, Status> {
-        self.call("/ccr.v1.Gateway/Transfer", &r).await
+        self.call(Method::Transfer, &r).await
     }
     pub async fn schedule_callback(&self, r: ScheduleCallbackRequest) -> Result<ScheduleCallbackResponse, Status> {
-        self.call("/ccr.v1.Gateway/ScheduleCallback", &r).await
+        self.call(Method::ScheduleCallback, &r).await
     }
     pub async fn position(&self, r: PositionRequest) -> Result<PositionResponse, Status> {
-        self.call("/ccr.v1.Gateway/Position", &r).await
+        self.call(Method::Position, &r).await
     }
     pub async fn login(&self, r: LoginRequest) -> Result<LoginResponse, Status> {
-        self.call("/ccr.v1.AgentDesk/Login", &r).await
+        self.call(Method::Login, &r).await
     }
     pub async fn logout(&self, r: LogoutRequest) -> Result<LogoutResponse, Status> {
-        self.call("/ccr.v1.AgentDesk/Logout", &r).await
+        self.call(Method::Logout, &r).await
     }
     pub async fn set_state(&self, r: SetStateRequest) -> Result<SetStateResponse, Status> {
-        self.call("/ccr.v1.AgentDesk/SetState", &r).await
+        self.call(Method::SetState, &r).await
     }
     pub async fn accept(&self, r: AcceptRequest) -> Result<AcceptResponse, Status> {
-        self.call("/ccr.v1.AgentDesk/Accept", &r).await
+        self.call(Method::Accept, &r).await
     }
     pub async fn reject(&self, r: RejectRequest) -> Result<RejectResponse, Status> {
-        self.call("/ccr.v1.AgentDesk/Reject", &r).await
+        self.call(Method::Reject, &r).await
     }
     pub async fn complete(&self, r: CompleteRequest) -> Result<CompleteResponse, Status> {
-        self.call("/ccr.v1.AgentDesk/Complete", &r).await
+        self.call(Method::Complete, &r).await
     }
     pub async fn end_wrap_up(&self, r: EndWrapUpRequest) -> Result<EndWrapUpResponse, Status> {
-        self.call("/ccr.v1.AgentDesk/EndWrapUp", &r).await
+        self.call(Method::EndWrapUp, &r).await
     }
     pub async fn queue_stats(&self, r: QueueStatsRequest) -> Result<QueueStatsResponse, Status> {
-        self.call("/ccr.v1.Admin/QueueStats", &r).await
+        self.call(Method::QueueStats, &r).await
     }
     pub async fn reload_config(&self, r: ReloadConfigRequest) -> Result<ReloadConfigResponse, Status> {
-        self.call("/ccr.v1.Admin/ReloadConfig", &r).await
+        self.call(Method::ReloadConfig, &r).await
     }
     pub async fn health(&self, r: HealthRequest) -> Result<HealthResponse, Status> {
-        self.call("/ccr.v1.Admin/Health", &r).await
+        self.call(Method::Health, &r).await
+    }
+    pub async fn drain(&self, r: DrainRequest) -> Result<DrainResponse, Status> {
+        self.call(Method::Drain, &r).await
     }
 }
 

@@ -111,23 +111,33 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let endpoint = quinn::Endpoint::server(server_config, config.server.listen)
             .with_context(|| format!("binding {}", config.server.listen))?;
-        server::run(endpoint, config, shutdown_signal()).await?;
+        server::run(endpoint, config, signals()?).await?;
         Ok(())
     })
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+/// SIGINT or SIGTERM stop ccrd (nobody is logged out); SIGHUP reloads the
+/// configuration file. Installed before anything is served, so that no
+/// signal finds its default action (which for SIGHUP is to die).
+fn signals() -> anyhow::Result<server::Control> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            if reload.send(()).is_err() {
+                return;
+            }
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    });
+    let shutdown = Box::pin(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    });
+    Ok(server::Control { shutdown, reload: reloads })
 }

@@ -1,10 +1,10 @@
 //! The bytes on disk: journal records, segment files and snapshot files.
 //!
 //! ```text
-//! segment  := "CCRJNL01" first_seq:u64le record*
+//! segment  := "CCRJNL02" first_seq:u64le record*
 //! record   := len:u32le crc:u32le payload[len]        crc = CRC32C(payload)
 //! payload  := postcard(Entry { seq, now, input })
-//! snapshot := "CCRSNP10" seq:u64le now:u64le len:u64le crc:u32le payload[len]
+//! snapshot := "CCRSNP11" seq:u64le now:u64le len:u64le crc:u32le payload[len]
 //! payload  := postcard(SnapshotBody { names, router })
 //! ```
 //! Segments are named `journal-<first seq, 20 digits>.wal` and snapshots
@@ -13,16 +13,20 @@
 
 use std::path::{Path, PathBuf};
 
-use ccr_core::{Command, RouterConfig, Time};
+use ccr_core::{Command, RouterConfig, SessionId, Time};
 use serde::{Deserialize, Serialize};
 
-pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL01";
+/// The number is the version of the records inside (version 2: commands
+/// carry the session they came from).
+pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL02";
+/// Segment formats of earlier versions, recognised to say so.
+const OLDER_SEGMENT_MAGICS: [&[u8; 8]; 1] = [b"CCRJNL01"];
 pub const SEGMENT_HEADER_LEN: usize = 16;
 /// The number is the version of the router state inside: a snapshot holds
 /// the core's internal structures, which change with its algorithms.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP10";
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP11";
 /// Snapshot formats of earlier versions, recognised to say so.
-const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 9] = [
+const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 10] = [
     b"CCRSNP01",
     b"CCRSNP02",
     b"CCRSNP03",
@@ -32,6 +36,7 @@ const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 9] = [
     b"CCRSNP07",
     b"CCRSNP08",
     b"CCRSNP09",
+    b"CCRSNP10",
 ];
 pub const SNAPSHOT_HEADER_LEN: usize = 36;
 pub const RECORD_HEADER_LEN: usize = 8;
@@ -64,8 +69,9 @@ impl Names {
 /// One input of the core, as it was given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Input {
-    /// `Router::handle(now, command)`, for a command the core accepted.
-    Command(Command),
+    /// `Router::handle_from(now, session, command)`, for a command the core
+    /// accepted.
+    Command { session: SessionId, command: Command },
     /// `Router::handle_timeout(now)`, when timers were due.
     Timers,
     /// ccrd restarted here: from now on these names and this configuration
@@ -77,7 +83,7 @@ pub enum Input {
 /// order), so that the routing thread journals a command without cloning it.
 #[derive(Serialize)]
 pub enum InputRef<'a> {
-    Command(&'a Command),
+    Command { session: SessionId, command: &'a Command },
     Timers,
     Restart { names: &'a Names, config: &'a RouterConfig },
 }
@@ -223,6 +229,11 @@ pub fn encode_snapshot_header(h: SnapshotHeader) -> [u8; SNAPSHOT_HEADER_LEN] {
     out
 }
 
+/// Whether the bytes start like a segment of an earlier ccrd version.
+pub fn is_older_segment(bytes: &[u8]) -> bool {
+    OLDER_SEGMENT_MAGICS.iter().any(|magic| bytes.starts_with(&magic[..]))
+}
+
 /// Whether the bytes start like a snapshot of an earlier ccrd version.
 pub fn is_older_snapshot(bytes: &[u8]) -> bool {
     OLDER_SNAPSHOT_MAGICS.iter().any(|magic| bytes.starts_with(&magic[..]))
@@ -249,7 +260,12 @@ mod tests {
     fn record(seq: u64) -> Vec<u8> {
         let mut out = Vec::new();
         let command = Command::Accept { agent: AgentId(7), offer: OfferId(seq) };
-        encode_record(&mut out, seq, Time::from_secs(seq), InputRef::Command(&command));
+        encode_record(
+            &mut out,
+            seq,
+            Time::from_secs(seq),
+            InputRef::Command { session: SessionId(3), command: &command },
+        );
         out
     }
 
@@ -261,7 +277,8 @@ mod tests {
                 assert_eq!(len, bytes.len());
                 assert_eq!(entry.seq, 42);
                 assert_eq!(entry.now, Time::from_secs(42));
-                assert_eq!(entry.input, Input::Command(Command::Accept { agent: AgentId(7), offer: OfferId(42) }));
+                let command = Command::Accept { agent: AgentId(7), offer: OfferId(42) };
+                assert_eq!(entry.input, Input::Command { session: SessionId(3), command });
             }
             other => panic!("{other:?}"),
         }

@@ -104,7 +104,7 @@ fn kind(input: &Input) -> &'static str {
     match input {
         Input::Timers => "timers",
         Input::Restart { .. } => "restart",
-        Input::Command(c) => match c {
+        Input::Command { command: c, .. } => match c {
             Command::AgentLogin { .. } => "agent_login",
             Command::AgentLogout { .. } => "agent_logout",
             Command::AgentDisconnected { .. } => "agent_disconnected",
@@ -120,6 +120,10 @@ fn kind(input: &Input) -> &'static str {
             Command::Reconfigure(_) => "reconfigure",
             Command::Restart => "restart",
             Command::ScheduleCallback { .. } => "schedule_callback",
+            Command::OpenSession { .. } => "open_session",
+            Command::LoseSession { .. } => "lose_session",
+            Command::ClaimContact { .. } => "claim_contact",
+            Command::Drain => "drain",
         },
     }
 }

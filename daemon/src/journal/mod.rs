@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ccr_core::{Command, Router, RouterConfig, Time};
+use ccr_core::{Command, Router, RouterConfig, SessionId, Time};
 use crossbeam_channel::Sender;
 use tracing::{info, warn};
 
@@ -138,6 +138,31 @@ impl JournalMetrics {
     }
 }
 
+/// How the writer thread tells the server that the journal failed: nothing
+/// more can be made durable, so ccrd must stop.
+#[derive(Default)]
+pub struct Failure {
+    why: std::sync::OnceLock<String>,
+    notify: tokio::sync::Notify,
+}
+
+impl Failure {
+    pub fn set(&self, why: String) {
+        let _ = self.why.set(why);
+        self.notify.notify_one();
+    }
+
+    /// Resolves once the journal has failed, with why.
+    pub async fn wait(&self) -> String {
+        loop {
+            if let Some(why) = self.why.get() {
+                return why.clone();
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
 /// The journal directory inside a data directory.
 pub fn dir_in(data_dir: &Path) -> PathBuf {
     data_dir.join("journal")
@@ -184,6 +209,7 @@ impl Journal {
         now: Time,
         options: JournalOptions,
         metrics: JournalMetrics,
+        on_failure: Arc<Failure>,
     ) -> Result<Opened, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| JournalError::io(dir, e))?;
         // A spare being zero-filled when ccrd stopped: never a segment.
@@ -227,6 +253,7 @@ impl Journal {
             policy: options.fsync,
             metrics: metrics.clone(),
             failed: failed.clone(),
+            on_failure,
             segment_bytes: options.segment_bytes,
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -263,10 +290,10 @@ impl Journal {
 
     /// Appends a command about to be handled; [`Journal::retract`] takes it
     /// back if the core refuses it.
-    pub fn append_command(&mut self, now: Time, command: &Command) -> Mark {
+    pub fn append_command(&mut self, now: Time, session: SessionId, command: &Command) -> Mark {
         let mark = Mark(self.buf.len());
         self.seq += 1;
-        format::encode_record(&mut self.buf, self.seq, now, InputRef::Command(command));
+        format::encode_record(&mut self.buf, self.seq, now, InputRef::Command { session, command });
         mark
     }
 

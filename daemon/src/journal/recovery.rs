@@ -242,11 +242,14 @@ fn read_segments_inner(
                 continue;
             }
             None => {
-                return Err(JournalError::Corrupt {
-                    path: path.clone(),
-                    offset: 0,
-                    why: "not a ccr journal segment".into(),
-                })
+                let why = match format::is_older_segment(&bytes) {
+                    true => {
+                        "a segment of an earlier ccrd version, whose records this one cannot read: \
+                             start the earlier version and drain it, or move the data directory aside"
+                    }
+                    false => "not a ccr journal segment",
+                };
+                return Err(JournalError::Corrupt { path: path.clone(), offset: 0, why: why.into() });
             }
         }
         tx.send(Chunk::Segment { path: path.clone(), first_seq: *first_seq }).map_err(hung_up)?;
@@ -351,8 +354,10 @@ pub fn apply(
     on_event: &mut dyn FnMut(Event),
 ) -> Result<(), String> {
     match entry.input {
-        Input::Command(command) => {
-            router.handle(entry.now, command).map_err(|e| format!("a journaled command was refused on replay: {e}"))?;
+        Input::Command { session, command } => {
+            router
+                .handle_from(entry.now, session, command)
+                .map_err(|e| format!("a journaled command was refused on replay: {e}"))?;
         }
         Input::Timers => router.handle_timeout(entry.now),
         Input::Restart { names: new_names, config } => {
@@ -384,7 +389,8 @@ mod tests {
     fn record(seq: u64) -> Vec<u8> {
         let mut out = Vec::new();
         let command = Command::Accept { agent: AgentId(1), offer: OfferId(seq) };
-        format::encode_record(&mut out, seq, Time::from_secs(seq), format::InputRef::Command(&command));
+        let input = format::InputRef::Command { session: ccr_core::SessionId::LOCAL, command: &command };
+        format::encode_record(&mut out, seq, Time::from_secs(seq), input);
         out
     }
 

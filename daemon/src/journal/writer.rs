@@ -89,6 +89,8 @@ pub struct Writer {
     pub metrics: JournalMetrics,
     /// Set when a write or sync failed: nothing more is acknowledged.
     pub failed: Arc<AtomicBool>,
+    /// Told why, so that the server stops.
+    pub on_failure: Arc<super::Failure>,
     /// Size of the zero-filled segments (0: segments grow as written).
     pub segment_bytes: u64,
 }
@@ -102,8 +104,9 @@ impl Writer {
             _ => Spares::start(&self.dir).map_err(|e| warn!(error = %e, "journal segments will grow as written")).ok(),
         };
         if let Err(e) = self.serve(&rx, &mut spares) {
-            error!(error = %e, "journal write failed: ccrd stops acknowledging commands");
+            error!(error = %e, "journal write failed: ccrd acknowledges nothing more and stops");
             self.failed.store(true, Ordering::Release);
+            self.on_failure.set(e.to_string());
         }
     }
 

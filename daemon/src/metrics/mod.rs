@@ -12,8 +12,14 @@
 //! - the event dispatcher: `ccr_queue_wait_seconds`;
 //! - stream tasks: `ccr_rpc_duration_seconds`, `ccr_protocol_errors_total`,
 //!   `ccr_refused_total`; connection tasks: `ccr_connections`;
-//! - a sampler task, once a second from the core's own counters: waiting,
-//!   oldest wait, agents, `ccr_contacts_total`, service level over a window.
+//! - a sampler task ([`sampler`]), once a second from the core's own
+//!   counters: waiting, oldest wait, agents, `ccr_contacts_total`, service
+//!   level over a window.
+//!
+//! [`exporter`] serves the page.
+
+pub mod exporter;
+pub mod sampler;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use ccr_proto::Method;
 
 use crate::config::Catalog;
 
@@ -117,35 +125,55 @@ impl Name {
     }
 }
 
-/// Methods with their own `method` label; anything else is `unknown`.
-pub const METHODS: [&str; 17] = [
-    "/ccr.v1.Gateway/Enqueue",
-    "/ccr.v1.Gateway/Abandon",
-    "/ccr.v1.Gateway/Transfer",
-    "/ccr.v1.Gateway/ScheduleCallback",
-    "/ccr.v1.Gateway/Position",
-    "/ccr.v1.Gateway/Stream",
-    "/ccr.v1.AgentDesk/Login",
-    "/ccr.v1.AgentDesk/Logout",
-    "/ccr.v1.AgentDesk/SetState",
-    "/ccr.v1.AgentDesk/Accept",
-    "/ccr.v1.AgentDesk/Reject",
-    "/ccr.v1.AgentDesk/Complete",
-    "/ccr.v1.AgentDesk/EndWrapUp",
-    "/ccr.v1.Events/Subscribe",
-    "/ccr.v1.Admin/QueueStats",
-    "/ccr.v1.Admin/Health",
-    "/ccr.v1.Admin/ReloadConfig",
-];
-
 /// `ccr_contacts_total` outcomes.
 pub const OUTCOMES: [&str; 6] = ["routed", "abandoned", "short_abandoned", "transferred", "overflowed", "rona"];
-/// `ccr_protocol_errors_total` kinds.
-pub const ERROR_KINDS: [&str; 4] = ["bad_header", "bad_frame", "too_large", "unknown_method"];
-/// `ccr_refused_total` reasons.
-pub const REFUSALS: [&str; 3] = ["connection_limit", "no_role", "pending_limit"];
 /// `ccr_connections` roles.
 pub const ROLES: [&str; 4] = ["gateway", "agent", "admin", "any"];
+
+/// Why a stream was refused for breaking the protocol
+/// (`ccr_protocol_errors_total{kind}`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProtocolError {
+    BadHeader,
+    BadFrame,
+    TooLarge,
+    UnknownMethod,
+}
+
+impl ProtocolError {
+    pub const ALL: [ProtocolError; 4] =
+        [ProtocolError::BadHeader, ProtocolError::BadFrame, ProtocolError::TooLarge, ProtocolError::UnknownMethod];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            ProtocolError::BadHeader => "bad_header",
+            ProtocolError::BadFrame => "bad_frame",
+            ProtocolError::TooLarge => "too_large",
+            ProtocolError::UnknownMethod => "unknown_method",
+        }
+    }
+}
+
+/// Why admission control refused a connection or a call
+/// (`ccr_refused_total{reason}`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Refusal {
+    ConnectionLimit,
+    NoRole,
+    PendingLimit,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::ConnectionLimit, Refusal::NoRole, Refusal::PendingLimit];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Refusal::ConnectionLimit => "connection_limit",
+            Refusal::NoRole => "no_role",
+            Refusal::PendingLimit => "pending_limit",
+        }
+    }
+}
 
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
@@ -173,11 +201,12 @@ pub struct Metrics {
     /// agent belongs to no queue and is counted once.
     pub agents: Vec<Gauge>,
     pub decision: Histogram,
-    rpc: HashMap<&'static str, Histogram>,
+    /// By [`Method`] (its discriminant).
+    rpc: Vec<Histogram>,
     rpc_unknown: Histogram,
     pub connections: HashMap<&'static str, Gauge>,
-    pub protocol_errors: HashMap<&'static str, Counter>,
-    pub refused: HashMap<&'static str, Counter>,
+    protocol_errors: Vec<Counter>,
+    refused: Vec<Counter>,
     pub journal_bytes: Counter,
     pub journal_fsync: Histogram,
     pub snapshot_age: Gauge,
@@ -261,16 +290,18 @@ impl Metrics {
                 }
             })
             .collect();
-        let rpc =
-            METHODS.iter().map(|m| (*m, histogram(Name::RpcDurationSeconds, &[("method", (*m).to_owned())]))).collect();
+        let rpc = Method::ALL
+            .iter()
+            .map(|m| histogram(Name::RpcDurationSeconds, &[("method", m.path().to_owned())]))
+            .collect();
         let rpc_unknown = histogram(Name::RpcDurationSeconds, &[("method", "unknown".to_owned())]);
         let connections = ROLES.iter().map(|r| (*r, gauge(Name::Connections, &[("role", (*r).to_owned())]))).collect();
-        let protocol_errors = ERROR_KINDS
+        let protocol_errors = ProtocolError::ALL
             .iter()
-            .map(|k| (*k, counter(Name::ProtocolErrorsTotal, &[("kind", (*k).to_owned())])))
+            .map(|k| counter(Name::ProtocolErrorsTotal, &[("kind", k.label().to_owned())]))
             .collect();
         let refused =
-            REFUSALS.iter().map(|r| (*r, counter(Name::RefusedTotal, &[("reason", (*r).to_owned())]))).collect();
+            Refusal::ALL.iter().map(|r| counter(Name::RefusedTotal, &[("reason", r.label().to_owned())])).collect();
         let decision = histogram(Name::RoutingDecisionSeconds, &[]);
         let agents = states
             .iter()
@@ -300,20 +331,17 @@ impl Metrics {
         })
     }
 
-    pub fn rpc(&self, method: &str) -> &Histogram {
-        self.rpc.get(method).unwrap_or(&self.rpc_unknown)
+    /// The call-duration histogram of a method (`unknown` for one that is not ours).
+    pub fn rpc(&self, method: Option<Method>) -> &Histogram {
+        method.map_or(&self.rpc_unknown, |m| &self.rpc[m as usize])
     }
 
-    pub fn protocol_error(&self, kind: &'static str) {
-        if let Some(c) = self.protocol_errors.get(kind) {
-            c.increment(1);
-        }
+    pub fn protocol_error(&self, kind: ProtocolError) {
+        self.protocol_errors[kind as usize].increment(1);
     }
 
-    pub fn refusal(&self, reason: &'static str) {
-        if let Some(c) = self.refused.get(reason) {
-            c.increment(1);
-        }
+    pub fn refusal(&self, reason: Refusal) {
+        self.refused[reason as usize].increment(1);
     }
 
     /// The Prometheus text exposition of every metric.

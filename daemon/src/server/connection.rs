@@ -1,0 +1,75 @@
+//! One client connection: its role, its session in the core, its streams.
+
+use std::sync::Arc;
+
+use ccr_core::{Command, SessionId};
+use tracing::{debug, info, warn};
+
+use super::{rpc, Refusal, Shared};
+use crate::tls::Role;
+
+/// What every stream of a connection shares.
+pub(super) struct Connection {
+    pub role: Role,
+    /// Opened in the core before any request of the connection reaches it.
+    pub session: SessionId,
+}
+
+/// Handshake, then one task per stream until the connection ends; then the
+/// session is lost (unless ccrd is stopping: a stop is not a loss).
+pub(super) async fn serve(incoming: quinn::Incoming, shared: Shared) {
+    let remote = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(c) => c,
+        Err(e) => return debug!(%remote, error = %e, "handshake failed"),
+    };
+    let Some(role) = role_of(&connection, &shared) else {
+        warn!(%remote, "refused: client certificate has no role (OU gateway, agent or admin)");
+        shared.refused(Refusal::NoRole);
+        connection.close(1u32.into(), b"no role");
+        return;
+    };
+    // The id is ours to pick, and the core learns it before any request of
+    // this connection (one channel, in order): no round trip to wait for.
+    let session = SessionId(shared.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    if shared.core.submit(SessionId::LOCAL, Command::OpenSession { session }).is_err() {
+        return;
+    }
+    info!(%remote, session = session.0, role = role.label(), "connection open");
+    let connections = shared.metrics.connections.get(role.label()).cloned();
+    if let Some(g) = &connections {
+        g.increment(1.0);
+    }
+    let this = Arc::new(Connection { role, session });
+    loop {
+        match connection.accept_bi().await {
+            Ok((send, recv)) => {
+                let (shared, this) = (shared.clone(), this.clone());
+                tokio::spawn(async move { rpc::serve_stream(send, recv, shared, this).await });
+            }
+            Err(e) => {
+                debug!(error = %e, "connection ended");
+                break;
+            }
+        }
+    }
+    if let Some(g) = &connections {
+        g.decrement(1.0);
+    }
+    if shared.is_stopping() {
+        return info!(%remote, session = session.0, "connection closed by the stop");
+    }
+    info!(%remote, session = session.0, "connection lost: what it owns waits out the session grace");
+    let _ = shared.core.submit(SessionId::LOCAL, Command::LoseSession { session });
+}
+
+/// The role of a connection: from its client certificate when those are
+/// required, else unrestricted.
+fn role_of(connection: &quinn::Connection, shared: &Shared) -> Option<Role> {
+    if !shared.roles_from_certificates {
+        return Some(Role::Any);
+    }
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    Role::of_certificate(chain.first()?)
+}

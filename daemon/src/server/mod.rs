@@ -1,0 +1,362 @@
+//! The QUIC server: accepts connections, runs each RPC on its own stream, and
+//! fans routing events out to subscribers.
+//!
+//! ```text
+//! quinn accept loop ─▶ connection task ─▶ stream task ─▶ CoreHandle ─▶ core thread
+//!                                                                     │ events
+//! subscribers ◀─ bounded channels ◀─ dispatcher task ◀── unbounded ◀──┘
+//! ```
+//! Only the core thread touches the router; the dispatcher alone owns the
+//! subscriber table, so no lock is shared between them. Who owns which
+//! contact and agent is the core's business (`ccr_core` sessions): a
+//! connection is one session, opened and lost through core commands.
+//!
+//! # Layout
+//! - this module: start-up, the accept loop, reloads and the stop.
+//! - [`connection`]: one connection — its role, its session, its streams.
+//! - [`rpc`]: one stream — the header, unary calls, admission.
+//! - [`gateway_stream`]: the pipelined `Gateway/Stream`.
+//! - [`events`]: `Events/Subscribe` and the dispatcher.
+
+mod connection;
+mod events;
+mod gateway_stream;
+mod rpc;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ccr_core::{Router, RouterConfig};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Catalog, Config};
+use crate::core_thread::{self, CoreHandle};
+use crate::journal::{self, Journal, JournalMetrics, Names};
+use crate::metrics::{self, Metrics, Refusal};
+
+pub use events::Outgoing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("routing configuration: {0}")]
+    Config(#[from] ccr_core::ConfigErrors),
+    #[error("starting the core thread: {0}")]
+    Thread(std::io::Error),
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("binding the metrics address {addr}: {source}")]
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    /// The journal could not write or sync: nothing more can be made
+    /// durable, so ccrd stops rather than acknowledge what it may lose. The
+    /// next start recovers what was acknowledged.
+    #[error("the journal failed ({0}): stopped; a restart recovers every acknowledged command")]
+    JournalFailed(String),
+}
+
+/// What tells a running ccrd to stop or to reload its configuration.
+pub struct Control {
+    pub shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Each message re-reads the configuration file (SIGHUP).
+    pub reload: mpsc::UnboundedReceiver<()>,
+}
+
+impl Control {
+    /// Stops when `shutdown` resolves; never reloads.
+    pub fn on(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (_, reload) = mpsc::unbounded_channel();
+        Control { shutdown: Box::pin(shutdown), reload }
+    }
+}
+
+/// Refusals since start, reported by `Admin/Health` (and to metrics).
+#[derive(Default)]
+struct Refusals {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    protocol_errors: AtomicU64,
+}
+
+/// What every connection and stream task needs.
+#[derive(Clone)]
+struct Shared {
+    core: CoreHandle,
+    catalog: Arc<Catalog>,
+    subscribe: mpsc::UnboundedSender<events::Subscriber>,
+    max_message: usize,
+    subscriber_buffer: usize,
+    started: Instant,
+    /// Client certificates are required and carry the role.
+    roles_from_certificates: bool,
+    refusals: Arc<Refusals>,
+    open: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+    /// Where the configuration came from, for reloads.
+    config_path: Option<std::path::PathBuf>,
+    /// Streams being served, so that a stop can let them finish.
+    streams: Arc<AtomicUsize>,
+    /// Commands and queries in flight towards the core; beyond the limit a
+    /// call is refused at once instead of queueing without bound.
+    pending: Arc<tokio::sync::Semaphore>,
+    /// Set when the journal can no longer write: nothing is acknowledged.
+    journal_failed: Option<Arc<AtomicBool>>,
+    /// The next session id to hand out (above every one the core has seen).
+    next_session: Arc<AtomicU64>,
+    /// Becomes true when ccrd stops: streams stop reading new requests, and
+    /// a connection that ends then is not a lost session (a stop is not a
+    /// loss: the restart gives every session its grace).
+    stopping: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Counts an admission refusal, for `Admin/Health` and for Prometheus.
+    fn refused(&self, reason: Refusal) {
+        let counter = match reason {
+            Refusal::PendingLimit => &self.refusals.requests,
+            Refusal::ConnectionLimit | Refusal::NoRole => &self.refusals.connections,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.metrics.refusal(reason);
+    }
+
+    /// Counts a stream refused for breaking the protocol.
+    fn protocol_error(&self, kind: metrics::ProtocolError) {
+        self.refusals.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.protocol_error(kind);
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+}
+
+/// Counts a stream as open while it lives.
+struct StreamGuard(Arc<AtomicUsize>);
+
+impl StreamGuard {
+    fn new(streams: &Arc<AtomicUsize>) -> Self {
+        streams.fetch_add(1, Ordering::AcqRel);
+        StreamGuard(streams.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Runs ccrd on a bound endpoint, with metrics on the configured address,
+/// until `shutdown` resolves; see [`serve`].
+pub async fn run(endpoint: quinn::Endpoint, config: Config, control: Control) -> Result<(), ServerError> {
+    let addr = config.server.metrics_listen;
+    let metrics = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Metrics { addr, source })?;
+    serve(endpoint, Some(metrics), config, control).await
+}
+
+/// [`run`] with the metrics listener bound by the caller (or none).
+///
+/// Stopping (`control.shutdown`) logs nobody out: it stops accepting, lets
+/// the calls in flight finish, makes the journal durable, ends every stream
+/// with a trailer, and closes. The next start gives every session its grace,
+/// as after a crash. A journal failure stops it the same way, with
+/// [`ServerError::JournalFailed`].
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    config: Config,
+    mut control: Control,
+) -> Result<(), ServerError> {
+    // One writer per data directory: held until this function returns.
+    let _lock = crate::datadir::lock(&config.server.data_dir)?;
+    let catalog = Arc::new(config.catalog.clone());
+    let metrics = Metrics::new(&catalog);
+    let clock = SystemClock::new();
+    let last_snapshot_ms = Arc::new(AtomicU64::new(0));
+    let failure = Arc::new(journal::Failure::default());
+    let (router, journal, recovered) = if config.journal.enabled {
+        let journal_metrics = JournalMetrics {
+            bytes: metrics.journal_bytes.clone(),
+            fsync: metrics.journal_fsync.clone(),
+            last_snapshot_ms: last_snapshot_ms.clone(),
+        };
+        // Recovery reads and replays the whole journal tail: off the runtime's threads.
+        let (dir, router_config, names) =
+            (journal::dir_in(&config.server.data_dir), config.router.clone(), Names::of(&catalog));
+        let (now, options, on_failure) = (clock.now(), config.journal.options.clone(), failure.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            Journal::open(&dir, &router_config, names, now, options, journal_metrics, on_failure)
+        })
+        .await
+        .map_err(|e| ServerError::Thread(std::io::Error::other(e.to_string())))??;
+        if let Some(report) = &opened.recovery {
+            metrics.recovery_duration.set(report.duration.as_secs_f64());
+        }
+        let recovered = opened.recovery.is_some();
+        (opened.router, Some(opened.journal), recovered)
+    } else {
+        warn!("journal disabled: a restart forgets every contact and agent");
+        (Router::new(config.router.clone())?, None, false)
+    };
+    let journal_failed = journal.as_ref().map(|j| j.failed());
+    if recovered {
+        let snapshot = router.snapshot();
+        info!(
+            agents = snapshot.agents.len(),
+            contacts = snapshot.contacts.len(),
+            sessions = snapshot.sessions.len(),
+            grace_seconds = router.config().session_grace.as_secs(),
+            "waiting for desktops and gateways to claim what was recovered"
+        );
+    }
+    let next_session = Arc::new(AtomicU64::new(router.last_session().0 + 1));
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let deliver = move |outgoing: Outgoing| {
+        let _ = event_tx.send(outgoing);
+    };
+    let mut options = core_thread::Options::new(config.server.core_spin);
+    options.journal = journal;
+    if config.server.decision_timing {
+        let decision = metrics.decision.clone();
+        options.observe = Some(Box::new(move |d: Duration| decision.record(d.as_secs_f64())));
+    }
+    let (core, core_thread) =
+        core_thread::spawn(router, clock, options, events::prepare, deliver).map_err(ServerError::Thread)?;
+    let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
+    let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx));
+    let snapshot_clock = config.journal.enabled.then_some(last_snapshot_ms);
+    let sampler = tokio::spawn(metrics::sampler::run(
+        core.clone(),
+        metrics.clone(),
+        config.server.service_level_window,
+        snapshot_clock,
+    ));
+    let exporter = metrics_listener.map(|l| tokio::spawn(metrics::exporter::run(l, metrics.clone())));
+    let (stop, stopping) = watch::channel(false);
+    let shared = Shared {
+        core: core.clone(),
+        catalog,
+        subscribe,
+        max_message: config.server.max_message_bytes,
+        subscriber_buffer: config.server.subscriber_buffer,
+        started: Instant::now(),
+        roles_from_certificates: config.tls.client_ca.is_some(),
+        pending: Arc::new(tokio::sync::Semaphore::new(config.server.max_pending_requests)),
+        streams: Arc::new(AtomicUsize::new(0)),
+        config_path: config.server.config_path.clone(),
+        refusals: Arc::default(),
+        open: Arc::new(AtomicUsize::new(0)),
+        metrics,
+        journal_failed,
+        next_session,
+        stopping,
+    };
+    let open = shared.open.clone();
+    info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
+    let mut failed = None;
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+            _ = &mut control.shutdown => break,
+            why = failure.wait() => {
+                error!(error = %why, "journal failed: stopping (a restart recovers every acknowledged command)");
+                failed = Some(why);
+                break;
+            }
+            Some(()) = control.reload.recv() => {
+                match rpc::reload(&shared).await {
+                    Ok(changes) => info!(%changes, "configuration reloaded (SIGHUP)"),
+                    Err(status) => warn!(why = %status.message, "configuration not reloaded (SIGHUP)"),
+                }
+                continue;
+            }
+        };
+        // Admission control before the handshake costs us anything.
+        if open.load(Ordering::Relaxed) >= config.server.max_connections {
+            warn!(remote = %incoming.remote_address(), "refused: connection limit");
+            shared.refused(Refusal::ConnectionLimit);
+            incoming.refuse();
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let (shared, open) = (shared.clone(), open.clone());
+        tokio::spawn(async move {
+            connection::serve(incoming, shared).await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    stop_serving(endpoint, shared, core, core_thread, stop, failed.is_some()).await;
+    dispatcher.abort();
+    sampler.abort();
+    if let Some(e) = exporter {
+        e.abort();
+    }
+    match failed {
+        Some(why) => Err(ServerError::JournalFailed(why)),
+        None => Ok(()),
+    }
+}
+
+/// The stop: no new connection or request, the calls in flight answered,
+/// the journal durable and closed, every stream ended with its trailer,
+/// then the connections closed. Nobody is logged out.
+async fn stop_serving(
+    endpoint: quinn::Endpoint,
+    shared: Shared,
+    core: CoreHandle,
+    core_thread: std::thread::JoinHandle<Router>,
+    stop: watch::Sender<bool>,
+    journal_failed: bool,
+) {
+    info!("shutting down");
+    endpoint.set_server_config(None);
+    let _ = stop.send(true);
+    // Calls already with the core get their answers: the core thread stops
+    // after the requests queued before this, and the journal releases them
+    // once durable.
+    core.shutdown();
+    let _ = tokio::task::spawn_blocking(move || core_thread.join()).await;
+    drop(core);
+    // Streams write what they hold and their trailers (bounded: a client
+    // that does not read cannot hold the stop).
+    let drain_until = Instant::now() + if journal_failed { Duration::ZERO } else { Duration::from_secs(2) };
+    while shared.streams.load(Ordering::Acquire) > 0 && Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    endpoint.close(0u32.into(), b"shutdown");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+}
+
+/// What a reload changed, for the log.
+fn describe_changes(old: &RouterConfig, new: &RouterConfig) -> String {
+    let mut changed: Vec<String> =
+        old.queues.iter().zip(&new.queues).filter(|(a, b)| a != b).map(|(q, _)| format!("queue {}", q.name)).collect();
+    if old.tiers != new.tiers {
+        changed.push("tiers".into());
+    }
+    for (field, differs) in [
+        ("short_abandon", old.short_abandon != new.short_abandon),
+        ("explain", old.explain != new.explain),
+        ("offer_history", old.offer_history != new.offer_history),
+        ("ewt_window", old.ewt_window != new.ewt_window),
+        ("session_grace", old.session_grace != new.session_grace),
+    ] {
+        if differs {
+            changed.push(field.into());
+        }
+    }
+    if changed.is_empty() {
+        "nothing".into()
+    } else {
+        changed.join(", ")
+    }
+}
