@@ -61,6 +61,8 @@ fn snapshot_often() -> JournalOptions {
 #[derive(Clone, Debug)]
 enum Step {
     Command(Command),
+    /// A command from a client's session.
+    From(SessionId, Command),
     /// Move the clock on by this many milliseconds and let timers fire.
     Advance(u64),
 }
@@ -86,6 +88,9 @@ fn live(dir: &Path, options: JournalOptions, start: Time, steps: &[Step]) -> (Ro
         match step {
             Step::Command(c) => {
                 let _ = core.command_blocking(c.clone()).expect("core runs");
+            }
+            Step::From(session, c) => {
+                let _ = core.submit(*session, c.clone()).expect("core runs").blocking_recv().expect("answered");
             }
             Step::Advance(ms) => {
                 now = now + Duration::from_millis(*ms);
@@ -173,6 +178,16 @@ fn step() -> impl Strategy<Value = Step> {
             Step::Command(Command::Reconfigure(Box::new(cfg)))
         }),
         4 => prop_oneof![1u64..2_000, 2_000u64..90_000].prop_map(Step::Advance),
+        2 => (1u64..8).prop_map(|s| Step::Command(Command::OpenSession { session: SessionId(s) })),
+        1 => (1u64..8).prop_map(|s| Step::Command(Command::LoseSession { session: SessionId(s) })),
+        3 => (1u64..8, 0u64..30, 0u16..3, 0u16..5).prop_map(|(s, id, q, skill)| {
+            Step::From(SessionId(s), Command::Enqueue(spec(id, q, 1, skill, 1, None)))
+        }),
+        2 => (1u64..8, agent(), 0u16..5).prop_map(|(s, agent, skill)| {
+            let profile = AgentProfile { skills: vec![(SkillId(skill), 5)], languages: vec![], capacity: [1, 0, 0] };
+            Step::From(SessionId(s), Command::AgentLogin { agent, profile, ready: true })
+        }),
+        1 => (1u64..8, contact()).prop_map(|(s, contact)| Step::From(SessionId(s), Command::ClaimContact { contact })),
     ]
 }
 
@@ -617,4 +632,34 @@ fn start_up_logs_each_repair_it_makes() {
     assert!(line("journal tail torn by a crash").contains("ends inside a record"), "{logs}");
     assert!(line("state recovered from the journal").contains("replayed="), "{logs}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two writers on one directory leave overlapping segments: the start
+/// refuses them instead of silently dropping one history, and `journal
+/// inspect` names the overlap.
+#[test]
+fn overlapping_segments_from_two_writers_are_refused_and_inspect_says_forked() {
+    use ccr_daemon::journal::format::{encode_record, segment_header, segment_path, InputRef};
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let (router_config, names) = setup();
+    let router = Router::new(router_config).unwrap();
+    ccr_daemon::journal::write_snapshot(&dir, 0, Time::ZERO, &names, &router).unwrap();
+    let segment = |first: u64, seqs: std::ops::RangeInclusive<u64>| {
+        let mut bytes = segment_header(first).to_vec();
+        for seq in seqs {
+            encode_record(&mut bytes, seq, Time::from_secs(seq), InputRef::Timers);
+        }
+        std::fs::write(segment_path(&dir, first), bytes).unwrap();
+    };
+    segment(1, 1..=3);
+    segment(2, 2..=4);
+    match recovery::recover(&dir) {
+        Err(JournalError::Forked { seq: 2, .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a forked journal recovered"),
+    }
+    let report = ccr_daemon::journal::inspect::inspect(&dir).unwrap();
+    assert!(report.contains("FORKED"), "{report}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

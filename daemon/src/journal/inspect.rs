@@ -44,6 +44,10 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
     let _ = writeln!(out, "segments ({}):", listing.segments.len());
     let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
     let (mut first_time, mut last_time, mut last_seq) = (None, None, None);
+    let mut forks = Vec::new();
+    // The last record of the segment before, to catch two writers: each
+    // segment must start after it.
+    let mut previous: Option<(u64, &Path)> = None;
     for (first_seq, path) in &listing.segments {
         let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
         if format::parse_segment_header(&bytes) != Some(*first_seq) {
@@ -83,6 +87,24 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
         let _ = writeln!(out, "  first {first_seq:>12}  {size}  {records} records  {range}");
         if let Some(damage) = damage {
             let _ = writeln!(out, "    {damage}");
+        }
+        if let (Some((last, before)), Some((_, _, first, _))) = (previous, span) {
+            if first <= last {
+                forks.push(format!(
+                    "{} starts at record {first}, but {} already holds records up to {last}",
+                    path.display(),
+                    before.display()
+                ));
+            }
+        }
+        if let Some((_, _, _, last)) = span {
+            previous = Some((last, path.as_path()));
+        }
+    }
+    if !forks.is_empty() {
+        let _ = writeln!(out, "FORKED: segments overlap — two ccrd wrote this directory at once (or it was copied over a live one); a start refuses it:");
+        for fork in &forks {
+            let _ = writeln!(out, "  {fork}");
         }
     }
     let _ = writeln!(out, "records by kind:");

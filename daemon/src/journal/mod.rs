@@ -64,6 +64,8 @@ pub enum JournalError {
     Corrupt { path: PathBuf, offset: u64, why: String },
     #[error("{}: expected record {expected}, found {found}: records are missing", path.display())]
     Gap { path: PathBuf, expected: u64, found: u64 },
+    #[error("{}: record {seq} was already read from an earlier segment: two ccrd wrote this journal at once and its history forked; `ccrd journal inspect` shows the overlap — keep one history (move the other's segments aside)", path.display())]
+    Forked { path: PathBuf, seq: u64 },
     #[error("{}: replaying record {seq}: {why}", path.display())]
     Diverged { path: PathBuf, seq: u64, why: String },
     #[error("the configuration does not fit the journal: {0}")]

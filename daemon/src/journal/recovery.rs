@@ -154,8 +154,13 @@ pub fn recover_observed(dir: &Path, on_event: &mut dyn FnMut(Event)) -> Result<O
                 Chunk::Segment { .. } => {}
                 Chunk::Entries { path, entries } => {
                     for entry in entries {
-                        if entry.seq < expected {
+                        if entry.seq <= snapshot_seq {
                             continue; // already in the snapshot
+                        }
+                        if entry.seq < expected {
+                            // Applied already from an earlier segment: two
+                            // writers forked the history.
+                            return Err(JournalError::Forked { path: path.to_path_buf(), seq: entry.seq });
                         }
                         if entry.seq != expected {
                             return Err(JournalError::Gap { path: path.to_path_buf(), expected, found: entry.seq });
