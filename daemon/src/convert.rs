@@ -17,6 +17,26 @@ fn invalid(message: String) -> Status {
     Status::new(Code::InvalidArgument, message)
 }
 
+/// The largest id a client may give a contact or an agent: ids fit a signed
+/// 64-bit integer, for clients whose languages have no unsigned one; 0 is
+/// protobuf's "not set".
+pub const MAX_ID: u64 = i64::MAX as u64;
+
+fn id_in_range(field: &str, value: u64) -> Result<u64, Status> {
+    match value {
+        1..=MAX_ID => Ok(value),
+        _ => Err(invalid(format!("{field}: {value} is not in 1..={MAX_ID}"))),
+    }
+}
+
+pub fn contact_id(value: u64) -> Result<ContactId, Status> {
+    id_in_range("contact_id", value).map(ContactId)
+}
+
+pub fn agent_id(value: u64) -> Result<AgentId, Status> {
+    id_in_range("agent_id", value).map(AgentId)
+}
+
 fn channel(value: i32) -> Result<Channel, Status> {
     match pb::Channel::try_from(value) {
         Ok(pb::Channel::Voice) => Ok(Channel::Voice),
@@ -71,20 +91,20 @@ pub fn contact_spec(cat: &Catalog, r: pb::EnqueueRequest) -> Result<ContactSpec,
     // An empty tier is the lowest configured one.
     let tier = if r.tier.is_empty() { ccr_core::TierId((cat.tiers.len() - 1) as u8) } else { tier(cat, &r.tier)? };
     Ok(ContactSpec {
-        id: ContactId(r.contact_id),
+        id: contact_id(r.contact_id)?,
         channel: channel(r.channel)?,
         queue: queue(cat, &r.queue)?,
         tier,
         skills: skills(cat, &r.skills)?,
         languages: languages(cat, &r.languages)?,
-        preferred_agents: r.preferred_agents.into_iter().map(AgentId).collect(),
+        preferred_agents: r.preferred_agents.into_iter().map(agent_id).collect::<Result<_, _>>()?,
         context: context(r.context),
     })
 }
 
 pub fn transfer(cat: &Catalog, r: pb::TransferRequest) -> Result<Command, Status> {
     Ok(Command::Transfer(TransferSpec {
-        contact: ContactId(r.contact_id),
+        contact: contact_id(r.contact_id)?,
         queue: queue(cat, &r.queue)?,
         skills: skills(cat, &r.skills)?,
         languages: languages(cat, &r.languages)?,
@@ -113,7 +133,7 @@ pub fn login(cat: &Catalog, r: pb::LoginRequest) -> Result<Command, Status> {
         .collect::<Result<Vec<_>, Status>>()?;
     let cap = |field: &str, v: u32| u8::try_from(v).map_err(|_| invalid(format!("{field}: {v} is too large")));
     Ok(Command::AgentLogin {
-        agent: AgentId(r.agent_id),
+        agent: agent_id(r.agent_id)?,
         profile: AgentProfile {
             skills,
             languages: languages(cat, &r.languages)?,
@@ -128,7 +148,7 @@ pub fn login(cat: &Catalog, r: pb::LoginRequest) -> Result<Command, Status> {
 }
 
 pub fn set_state(r: pb::SetStateRequest) -> Result<Command, Status> {
-    let agent = AgentId(r.agent_id);
+    let agent = agent_id(r.agent_id)?;
     if r.ready {
         return Ok(Command::AgentReady { agent });
     }
@@ -144,12 +164,12 @@ pub fn set_state(r: pb::SetStateRequest) -> Result<Command, Status> {
     Ok(Command::AgentNotReady { agent, reason })
 }
 
-pub fn accept(r: pb::AcceptRequest) -> Command {
-    Command::Accept { agent: AgentId(r.agent_id), offer: OfferId(r.offer_id) }
+pub fn accept(r: pb::AcceptRequest) -> Result<Command, Status> {
+    Ok(Command::Accept { agent: agent_id(r.agent_id)?, offer: OfferId(r.offer_id) })
 }
 
-pub fn reject(r: pb::RejectRequest) -> Command {
-    Command::Reject { agent: AgentId(r.agent_id), offer: OfferId(r.offer_id) }
+pub fn reject(r: pb::RejectRequest) -> Result<Command, Status> {
+    Ok(Command::Reject { agent: agent_id(r.agent_id)?, offer: OfferId(r.offer_id) })
 }
 
 // ----- Replies -----------------------------------------------------------------

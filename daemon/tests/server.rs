@@ -513,3 +513,48 @@ async fn reload_config_applies_new_queue_parameters() {
     s.stop().await;
     let _ = std::fs::remove_file(&path);
 }
+
+/// A stop ends every subscription with the documented UNAVAILABLE trailer,
+/// after the events it had, and answers gateway streams the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_subscriptions_and_gateway_streams_with_unavailable() {
+    let s = start().await;
+    let mut desk = s.client.subscribe(vec![1]).await.unwrap();
+    s.client.login(login(1, "billing", &["en"])).await.unwrap();
+    let mut stream = s.client.gateway_stream().await.unwrap();
+    use ccr_proto::v1::gateway_command::Command as C;
+    stream.push(&GatewayCommand { id: 1, command: Some(C::Enqueue(contact(10, "support", "", "billing", &[]))) });
+    stream.flush().await.unwrap();
+    let reply = timeout(Duration::from_secs(5), stream.next_reply()).await.unwrap().unwrap();
+    assert!(reply.status.as_ref().is_none_or(|st| st.code == 0), "{reply:?}");
+    assert_eq!(next_offer(&mut desk).await.contact_id, 10);
+    let TestServer { client, dir, daemon } = s;
+    let stopping = tokio::spawn(async move { timeout(Duration::from_secs(10), daemon.stop()).await });
+    let end = loop {
+        match timeout(Duration::from_secs(5), desk.next()).await.expect("the stream ends within 5 s") {
+            Ok(_) => continue,
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    let end = timeout(Duration::from_secs(5), stream.next_reply()).await.unwrap().unwrap_err();
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    drop(client);
+    stopping.await.unwrap().expect("stops").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_out_of_range_are_refused() {
+    let s = start().await;
+    for id in [0, u64::MAX, 1 << 63] {
+        let refused = s.client.enqueue(contact(id, "support", "", "billing", &[])).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "contact id {id}");
+    }
+    let refused = s.client.login(login(0, "billing", &["en"])).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "agent id 0");
+    s.client.enqueue(contact(MAX_ID, "support", "", "billing", &[])).await.expect("the largest id");
+    s.stop().await;
+}
+
+const MAX_ID: u64 = i64::MAX as u64;

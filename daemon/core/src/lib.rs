@@ -74,8 +74,8 @@ pub use error::{CommandError, OfferOutcome};
 pub use event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
 pub use ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillId, SkillReq, TierId};
 pub use router::{
-    Router, MAX_LANGUAGES_PER_AGENT, MAX_LANGUAGES_PER_CONTACT, MAX_PREFERRED_AGENTS, MAX_SKILLS_PER_AGENT,
-    MAX_SKILLS_PER_CONTACT,
+    Router, MAX_CALLBACK_AHEAD, MAX_LANGUAGES_PER_AGENT, MAX_LANGUAGES_PER_CONTACT, MAX_PREFERRED_AGENTS,
+    MAX_SKILLS_PER_AGENT, MAX_SKILLS_PER_CONTACT,
 };
 pub use sessions::SessionState;
 pub use snapshot::{AgentView, ContactView, ContactViewState, SessionView, Snapshot};

@@ -43,6 +43,9 @@ pub const MAX_LANGUAGES_PER_CONTACT: usize = 16;
 pub const MAX_PREFERRED_AGENTS: usize = 8;
 pub const MAX_SKILLS_PER_AGENT: usize = 256;
 pub const MAX_LANGUAGES_PER_AGENT: usize = 32;
+/// How far ahead a callback may be scheduled (its deadline included): a year
+/// and a day.
+pub const MAX_CALLBACK_AHEAD: Duration = Duration::from_secs(366 * 86_400);
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Router {
@@ -809,6 +812,11 @@ impl Router {
         if let Some((due, deadline)) = callback {
             if deadline < due {
                 return Err(invalid("deadline", "a callback's deadline cannot precede its due time".into()));
+            }
+            let horizon = self.now + MAX_CALLBACK_AHEAD;
+            if deadline > horizon {
+                let days = MAX_CALLBACK_AHEAD.as_secs() / 86_400;
+                return Err(invalid("deadline", format!("a callback is due and answered within {days} days")));
             }
         }
         // Callbacks were promised: they skip the waiting limit when they come due.

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use ccr_core::{Command, ContactId, SessionId};
+use ccr_core::{Command, SessionId};
 use ccr_proto::v1 as pb;
 use ccr_proto::wire::{self, Code, Frame, WireError};
 use pb::Status;
@@ -167,14 +167,20 @@ fn submit(body: &[u8], shared: &Shared, session: SessionId) -> ReplyFuture {
         Some(C::Position(r)) => {
             let shared = shared.clone();
             return Box::pin(async move {
-                match position(ContactId(r.contact_id), &shared, session).await {
+                let found = match convert::contact_id(r.contact_id) {
+                    Ok(contact) => position(contact, &shared, session).await,
+                    Err(status) => Err(status),
+                };
+                match found {
                     Ok(p) => convert::gateway_reply(id, pb::gateway_reply::Response::Position(p)),
                     Err(status) => refused(id, status),
                 }
             });
         }
         Some(C::Enqueue(r)) => convert::contact_spec(cat, r).map(|s| (GatewayCall::Enqueue, Command::Enqueue(s))),
-        Some(C::Abandon(r)) => Ok((GatewayCall::Abandon, Command::Abandon { contact: ContactId(r.contact_id) })),
+        Some(C::Abandon(r)) => {
+            convert::contact_id(r.contact_id).map(|contact| (GatewayCall::Abandon, Command::Abandon { contact }))
+        }
         Some(C::Transfer(r)) => convert::transfer(cat, r).map(|c| (GatewayCall::Transfer, c)),
         Some(C::ScheduleCallback(r)) => convert::callback(cat, r).map(|c| (GatewayCall::ScheduleCallback, c)),
     };

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ccr_core::{AgentId, Command, CommandError, ContactId, Reply, SessionId};
+use ccr_core::{Command, CommandError, ContactId, Reply, SessionId};
 use ccr_proto::v1 as pb;
 use ccr_proto::wire::{self, Code, Frame};
 use ccr_proto::Method;
@@ -205,7 +205,9 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         }
         Method::Abandon => {
             let r: pb::AbandonRequest = decode(body)?;
-            convert::done(command(shared, session, Command::Abandon { contact: ContactId(r.contact_id) }).await?)?;
+            convert::done(
+                command(shared, session, Command::Abandon { contact: convert::contact_id(r.contact_id)? }).await?,
+            )?;
             framed(&pb::AbandonResponse {})
         }
         Method::Transfer => {
@@ -218,7 +220,7 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         }
         Method::Position => {
             let r: pb::PositionRequest = decode(body)?;
-            framed(&position(ContactId(r.contact_id), shared, session).await?)
+            framed(&position(convert::contact_id(r.contact_id)?, shared, session).await?)
         }
         Method::Login => {
             convert::done(command(shared, session, convert::login(cat, decode(body)?)?).await?)?;
@@ -226,24 +228,32 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         }
         Method::Logout => {
             let r: pb::LogoutRequest = decode(body)?;
-            convert::done(command(shared, session, Command::AgentLogout { agent: AgentId(r.agent_id) }).await?)?;
+            convert::done(
+                command(shared, session, Command::AgentLogout { agent: convert::agent_id(r.agent_id)? }).await?,
+            )?;
             framed(&pb::LogoutResponse {})
         }
         Method::SetState => {
             convert::done(command(shared, session, convert::set_state(decode(body)?)?).await?)?;
             framed(&pb::SetStateResponse {})
         }
-        Method::Accept => framed(&convert::accepted(command(shared, session, convert::accept(decode(body)?)).await?)?),
-        Method::Reject => framed(&convert::rejected(command(shared, session, convert::reject(decode(body)?)).await?)?),
+        Method::Accept => framed(&convert::accepted(command(shared, session, convert::accept(decode(body)?)?).await?)?),
+        Method::Reject => framed(&convert::rejected(command(shared, session, convert::reject(decode(body)?)?).await?)?),
         Method::Complete => {
             let r: pb::CompleteRequest = decode(body)?;
-            let c = Command::Complete { agent: AgentId(r.agent_id), contact: ContactId(r.contact_id) };
+            let c = Command::Complete {
+                agent: convert::agent_id(r.agent_id)?,
+                contact: convert::contact_id(r.contact_id)?,
+            };
             convert::done(command(shared, session, c).await?)?;
             framed(&pb::CompleteResponse {})
         }
         Method::EndWrapUp => {
             let r: pb::EndWrapUpRequest = decode(body)?;
-            let c = Command::EndWrapUp { agent: AgentId(r.agent_id), contact: ContactId(r.contact_id) };
+            let c = Command::EndWrapUp {
+                agent: convert::agent_id(r.agent_id)?,
+                contact: convert::contact_id(r.contact_id)?,
+            };
             convert::done(command(shared, session, c).await?)?;
             framed(&pb::EndWrapUpResponse {})
         }
