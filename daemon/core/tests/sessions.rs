@@ -278,3 +278,11 @@ fn the_grace_is_a_routing_setting_that_reconfiguration_changes() {
     h.at(5);
     assert_eq!(abandoned(&h.take_events()), [1]);
 }
+
+#[test]
+fn a_callback_beyond_the_horizon_is_refused() {
+    let mut h = harness();
+    let spec = contact(1, Q0, GOLD, &[(BILLING, 1)], &[]);
+    let far = Command::ScheduleCallback { spec, due: Time::MAX, deadline: Time::MAX };
+    assert!(matches!(h.cmd(far), Err(CommandError::Invalid { field: "deadline", .. })));
+}
