@@ -545,7 +545,7 @@ async fn a_stop_ends_subscriptions_and_gateway_streams_with_unavailable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_out_of_range_are_refused() {
+async fn ids_and_times_out_of_range_are_refused() {
     let s = start().await;
     for id in [0, u64::MAX, 1 << 63] {
         let refused = s.client.enqueue(contact(id, "support", "", "billing", &[])).await.unwrap_err();
@@ -553,6 +553,18 @@ async fn ids_out_of_range_are_refused() {
     }
     let refused = s.client.login(login(0, "billing", &["en"])).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "agent id 0");
+    let callback = |due: u64| ScheduleCallbackRequest {
+        contact: Some(contact(5, "support", "", "billing", &[])),
+        due_unix_micros: due,
+        deadline_unix_micros: due,
+    };
+    let refused = s.client.schedule_callback(callback(u64::MAX)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "a callback due at the end of time");
+    let tomorrow = (std::time::SystemTime::now() + Duration::from_secs(86_400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    s.client.schedule_callback(callback(tomorrow)).await.expect("a callback due tomorrow");
     s.client.enqueue(contact(MAX_ID, "support", "", "billing", &[])).await.expect("the largest id");
     s.stop().await;
 }
