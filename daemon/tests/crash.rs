@@ -15,6 +15,9 @@
 //! Bounded: six lives of about a second of traffic each, loopback only, and
 //! the child is killed on every path out.
 
+mod child;
+
+use child::connect;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,23 +87,6 @@ fn start(dir: &Path, addr: SocketAddr, life: usize) -> Daemon {
         .spawn()
         .expect("ccrd starts");
     Daemon(child)
-}
-
-async fn connect(dir: &Path, addr: SocketAddr) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(cert) = std::fs::read(dir.join("data/cert.der")) {
-            if let Ok(Ok(client)) =
-                timeout(Duration::from_secs(2), Client::connect(addr, "localhost", std::slice::from_ref(&cert))).await
-            {
-                if client.health(HealthRequest {}).await.is_ok() {
-                    return client;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "ccrd did not come up: see {}", dir.display());
-        sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// What the client knows for certain: only acknowledged things count.

@@ -2,13 +2,15 @@
 //! what the host does to it with a full disk. Loopback only, every wait
 //! bounded, the child killed on every way out.
 
+mod child;
+
+use child::connect;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ccr_proto::client::Client;
 use ccr_proto::v1::*;
 use tokio::time::{sleep, timeout};
 
@@ -108,23 +110,6 @@ fn start(dir: &Path, addr: SocketAddr, name: &str, file_size_limit: Option<u64>)
         }
     }
     Daemon { child: command.spawn().expect("ccrd starts"), log }
-}
-
-async fn connect(dir: &Path, addr: SocketAddr) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(cert) = std::fs::read(dir.join("data/cert.der")) {
-            if let Ok(Ok(client)) =
-                timeout(Duration::from_secs(2), Client::connect(addr, "localhost", std::slice::from_ref(&cert))).await
-            {
-                if client.health(HealthRequest {}).await.is_ok() {
-                    return client;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "ccrd did not come up: see {}", dir.display());
-        sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn contact(id: u64) -> EnqueueRequest {
