@@ -154,6 +154,11 @@ impl Failure {
         self.notify.notify_one();
     }
 
+    /// Whether the journal has failed (nothing more is acknowledged).
+    pub fn is_set(&self) -> bool {
+        self.why.get().is_some()
+    }
+
     /// Resolves once the journal has failed, with why.
     pub async fn wait(&self) -> String {
         loop {
@@ -182,7 +187,6 @@ pub struct Journal {
     to_writer: Option<Sender<ToWriter>>,
     to_snapshots: Option<Sender<snapshot::Job>>,
     snapshot_busy: Arc<AtomicBool>,
-    failed: Arc<AtomicBool>,
     last_snapshot: Instant,
     bytes_since_snapshot: u64,
     /// A snapshot is wanted at the next chance (after a restart, so that the
@@ -247,15 +251,13 @@ impl Journal {
                 (router, seq, Some(report), file)
             }
         };
-        let failed = Arc::new(AtomicBool::new(false));
         let (to_writer, rx) = crossbeam_channel::unbounded();
         let w = writer::Writer {
             dir: dir.to_owned(),
             segment: writer::Segment::growing(file).map_err(|e| JournalError::io(dir, e))?,
             policy: options.fsync,
             metrics: metrics.clone(),
-            failed: failed.clone(),
-            on_failure,
+            failure: on_failure,
             segment_bytes: options.segment_bytes,
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -276,18 +278,12 @@ impl Journal {
             to_writer: Some(to_writer),
             to_snapshots: Some(to_snapshots),
             snapshot_busy,
-            failed,
             last_snapshot: Instant::now(),
             bytes_since_snapshot: 0,
             snapshot_requested: recovered,
             threads: vec![writer_thread, snapshot_thread],
         };
         Ok(Opened { journal, router, recovery })
-    }
-
-    /// Whether the writer failed (and nothing more will be acknowledged).
-    pub fn failed(&self) -> Arc<AtomicBool> {
-        self.failed.clone()
     }
 
     /// Appends a command about to be handled; [`Journal::retract`] takes it

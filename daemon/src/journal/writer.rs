@@ -87,10 +87,9 @@ pub struct Writer {
     pub segment: Segment,
     pub policy: FsyncPolicy,
     pub metrics: JournalMetrics,
-    /// Set when a write or sync failed: nothing more is acknowledged.
-    pub failed: Arc<AtomicBool>,
-    /// Told why, so that the server stops.
-    pub on_failure: Arc<super::Failure>,
+    /// Set, with why, when a write or sync failed: nothing more is
+    /// acknowledged, and the server stops.
+    pub failure: Arc<super::Failure>,
     /// Size of the zero-filled segments (0: segments grow as written).
     pub segment_bytes: u64,
 }
@@ -105,8 +104,7 @@ impl Writer {
         };
         if let Err(e) = self.serve(&rx, &mut spares) {
             error!(error = %e, "journal write failed: ccrd acknowledges nothing more and stops");
-            self.failed.store(true, Ordering::Release);
-            self.on_failure.set(e.to_string());
+            self.failure.set(e.to_string());
         }
     }
 

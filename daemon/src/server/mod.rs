@@ -25,7 +25,7 @@ mod rpc;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,7 +105,7 @@ struct Shared {
     /// call is refused at once instead of queueing without bound.
     pending: Arc<tokio::sync::Semaphore>,
     /// Set when the journal can no longer write: nothing is acknowledged.
-    journal_failed: Option<Arc<AtomicBool>>,
+    journal_failure: Arc<journal::Failure>,
     /// The next session id to hand out (above every one the core has seen).
     next_session: Arc<AtomicU64>,
     /// Becomes true when ccrd stops: streams stop reading new requests, and
@@ -204,7 +204,6 @@ pub async fn serve(
         warn!("journal disabled: a restart forgets every contact and agent");
         (Router::new(config.router.clone())?, None, false)
     };
-    let journal_failed = journal.as_ref().map(|j| j.failed());
     if recovered {
         let snapshot = router.snapshot();
         info!(
@@ -253,7 +252,7 @@ pub async fn serve(
         refusals: Arc::default(),
         open: Arc::new(AtomicUsize::new(0)),
         metrics,
-        journal_failed,
+        journal_failure: failure.clone(),
         next_session,
         stopping,
     };

@@ -288,9 +288,8 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         Method::Health => {
             let _: pb::HealthRequest = decode(body)?;
             let r = &shared.refusals;
-            let journal_failed = shared.journal_failed.as_ref().is_some_and(|f| f.load(Ordering::Acquire));
             framed(&pb::HealthResponse {
-                status: if journal_failed { "journal_failed" } else { "serving" }.into(),
+                status: if shared.journal_failure.is_set() { "journal_failed" } else { "serving" }.into(),
                 uptime_seconds: shared.started.elapsed().as_secs(),
                 refused_connections: r.connections.load(Ordering::Relaxed),
                 refused_requests: r.requests.load(Ordering::Relaxed),
