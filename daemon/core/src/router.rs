@@ -440,25 +440,16 @@ impl Router {
     fn agent_gone(&mut self, slot: u32, reason: NotReadyReason) {
         self.agents[slot].presence = Presence::NotReady(reason);
         self.agent_lost_room(slot);
-        let ringing: Vec<(OfferId, u32)> = self.agents[slot]
+        let ringing: Vec<OfferId> = self.agents[slot]
             .work
             .iter()
             .filter_map(|&c| match self.contacts[c].state {
-                ContactState::Offered { offer, .. } => Some((offer, c)),
+                ContactState::Offered { offer, .. } => Some(offer),
                 _ => None,
             })
             .collect();
-        for (offer, contact_slot) in ringing {
-            let o = self.offers.close(offer, OfferOutcome::Withdrawn);
-            let contact = self.contacts[contact_slot].id;
-            self.events.push_back(Event::OfferEnded {
-                offer,
-                contact,
-                agent: o.agent,
-                outcome: OfferOutcome::Withdrawn,
-            });
-            self.release_agent_slot(slot, contact_slot, true);
-            self.return_to_queue(contact_slot);
+        for offer in ringing {
+            self.withdraw_offer(offer);
         }
     }
 
@@ -492,19 +483,12 @@ impl Router {
     /// old session's loss no longer touches it.
     fn take_over_agent(&mut self, slot: u32, session: SessionId, ready: bool) -> Reply {
         self.sessions.adopt(Kind::Agent, slot, session);
-        let agent = &mut self.agents[slot];
-        let presence = match (ready, agent.presence) {
+        let presence = match (ready, self.agents[slot].presence) {
             (true, _) => Presence::Ready,
             (false, Presence::Ready) => Presence::NotReady(NotReadyReason::LoggedIn),
             (false, kept) => kept,
         };
-        if agent.presence != presence {
-            agent.presence = presence;
-            match presence {
-                Presence::Ready => self.agent_gained_room(slot),
-                Presence::NotReady(_) => self.agent_lost_room(slot),
-            }
-        }
+        self.change_presence(slot, presence);
         Reply::Done
     }
 
@@ -681,36 +665,46 @@ impl Router {
             self.agent_lost_room(slot);
         }
         for offer in self.offers.pending_ids() {
-            let o = self.offers.close(offer, OfferOutcome::Withdrawn);
-            let contact = self.contacts[o.contact_slot].id;
-            self.events.push_back(Event::OfferEnded {
-                offer,
-                contact,
-                agent: o.agent,
-                outcome: OfferOutcome::Withdrawn,
-            });
-            self.release_agent_slot(o.agent_slot, o.contact_slot, true);
-            self.return_to_queue(o.contact_slot);
+            self.withdraw_offer(offer);
         }
         Reply::Done
     }
 
+    /// Withdraws a ringing offer from an agent who is still logged in (and
+    /// has lost its room already): the contact goes back to its place.
+    fn withdraw_offer(&mut self, offer: OfferId) {
+        let o = self.offers.close(offer, OfferOutcome::Withdrawn);
+        let contact = self.contacts[o.contact_slot].id;
+        self.events.push_back(Event::OfferEnded { offer, contact, agent: o.agent, outcome: OfferOutcome::Withdrawn });
+        self.release_agent_slot(o.agent_slot, o.contact_slot, true);
+        self.return_to_queue(o.contact_slot);
+    }
+
     fn set_presence(&mut self, id: AgentId, presence: Presence) -> Result<Reply, CommandError> {
         let slot = self.agent_slot(id)?;
-        if let Presence::NotReady(NotReadyReason::Rona | NotReadyReason::Declined | NotReadyReason::Restart) = presence
-        {
-            return Err(invalid("reason", "RONA, declined and restart are set by the router only".into()));
+        use NotReadyReason::{Declined, Disconnected, Restart, Rona};
+        if let Presence::NotReady(Rona | Declined | Restart | Disconnected) = presence {
+            return Err(invalid(
+                "reason",
+                "RONA, declined, restart and disconnected are set by the router only".into(),
+            ));
         }
+        self.change_presence(slot, presence);
+        Ok(Reply::Done)
+    }
+
+    /// Sets an agent's presence and re-files it: work for it if it gained
+    /// room, its pool entries gone stale if it lost it.
+    fn change_presence(&mut self, slot: u32, presence: Presence) {
         let agent = &mut self.agents[slot];
         if agent.presence == presence {
-            return Ok(Reply::Done);
+            return;
         }
         agent.presence = presence;
         match presence {
             Presence::Ready => self.agent_gained_room(slot),
             Presence::NotReady(_) => self.agent_lost_room(slot),
         }
-        Ok(Reply::Done)
     }
 
     fn accept(&mut self, id: AgentId, offer_id: OfferId) -> Result<Reply, CommandError> {

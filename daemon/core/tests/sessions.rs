@@ -286,3 +286,13 @@ fn a_callback_beyond_the_horizon_is_refused() {
     let far = Command::ScheduleCallback { spec, due: Time::MAX, deadline: Time::MAX };
     assert!(matches!(h.cmd(far), Err(CommandError::Invalid { field: "deadline", .. })));
 }
+
+#[test]
+fn disconnected_is_a_reason_only_the_router_sets() {
+    let mut h = harness();
+    ok_from(&mut h, DESK, login(10, &[(BILLING, 5)], &[EN], [1, 0, 0]));
+    let before = h.router.snapshot();
+    let set = Command::AgentNotReady { agent: AgentId(10), reason: NotReadyReason::Disconnected };
+    assert!(matches!(from(&mut h, DESK, set), Err(CommandError::Invalid { field: "reason", .. })));
+    assert_eq!(h.router.snapshot(), before);
+}
