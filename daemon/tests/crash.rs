@@ -17,13 +17,12 @@
 
 mod child;
 
-use child::connect;
+use child::{connect, Daemon};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ccr_core::Event;
 use ccr_daemon::journal::{self, recovery};
@@ -59,34 +58,9 @@ name = "support"
 offer_timeout = "5s"
 "#;
 
-/// Kills the child on every way out of the test.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start(dir: &Path, addr: SocketAddr, life: usize) -> Daemon {
-    let log = std::fs::File::create(dir.join(format!("ccrd-{life}.log"))).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_ccrd"))
-        .arg("--config")
-        .arg(dir.join("ccrd.toml"))
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--metrics-listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("ccrd starts");
-    Daemon(child)
+    let log = dir.join(format!("ccrd-{life}.log"));
+    Daemon::spawn(child::command(dir, addr, &log), log)
 }
 
 /// What the client knows for certain: only acknowledged things count.
@@ -282,17 +256,9 @@ enum Stop {
 
 /// Sends SIGTERM and waits (bounded) for a clean exit.
 async fn terminate(daemon: &mut Daemon) {
-    let pid = daemon.0.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            assert!(status.success(), "ccrd exits cleanly on SIGTERM: {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "ccrd did not stop on SIGTERM");
-        sleep(Duration::from_millis(20)).await;
-    }
+    daemon.signal("TERM");
+    let status = daemon.exit(Duration::from_secs(15)).await.expect("ccrd stops on SIGTERM within 15 s");
+    assert!(status.success(), "ccrd exits cleanly on SIGTERM: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,8 +318,8 @@ async fn lives(tag: &str, stop: Stop) {
         let run_for = Duration::from_millis(400 + next_random() % 1_100);
         sleep(run_for).await;
         if life + 1 < LIVES && stop == Stop::Kill {
-            daemon.0.kill().expect("SIGKILL");
-            daemon.0.wait().unwrap();
+            daemon.child.kill().expect("SIGKILL");
+            daemon.child.wait().unwrap();
         } else {
             // SIGTERM under traffic: drain, exit 0.
             terminate(&mut daemon).await;

@@ -4,11 +4,10 @@
 
 mod child;
 
-use child::connect;
+use child::{connect, Daemon};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ccr_proto::v1::*;
@@ -30,41 +29,6 @@ name = "support"
 offer_timeout = "5s"
 "#;
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("kill");
-    }
-
-    /// The exit status, waiting at most `limit`.
-    async fn exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ccr-process-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -81,20 +45,7 @@ fn free_addr() -> SocketAddr {
 /// (RLIMIT_FSIZE), the way a full disk would stop its journal.
 fn start(dir: &Path, addr: SocketAddr, name: &str, file_size_limit: Option<u64>) -> Daemon {
     let log = dir.join(format!("{name}.log"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ccrd"));
-    command
-        .arg("--config")
-        .arg(dir.join("ccrd.toml"))
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--metrics-listen")
-        .arg("127.0.0.1:0")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
+    let mut command = child::command(dir, addr, &log);
     if let Some(limit) = file_size_limit {
         // SAFETY: between fork and exec, only async-signal-safe calls.
         unsafe {
@@ -109,7 +60,7 @@ fn start(dir: &Path, addr: SocketAddr, name: &str, file_size_limit: Option<u64>)
             });
         }
     }
-    Daemon { child: command.spawn().expect("ccrd starts"), log }
+    Daemon::spawn(command, log)
 }
 
 fn contact(id: u64) -> EnqueueRequest {

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::rpc::{decode, finish};
-use super::{Shared, StreamGuard};
+use super::Shared;
 use crate::config::Catalog;
 use crate::convert::{self, Audience};
 use crate::metrics::Metrics;
@@ -46,7 +46,6 @@ pub(super) struct Subscriber {
 /// Server streaming: events for the named agents (or all, for a gateway)
 /// until the client goes away or the daemon stops.
 pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: &Shared) {
-    let _open = StreamGuard::new(&shared.streams);
     let request: pb::SubscribeRequest = match decode(body) {
         Ok(r) => r,
         Err(status) => return finish(&mut send, None, status).await,

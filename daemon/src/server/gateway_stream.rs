@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::connection::Connection;
 use super::rpc::{decode, finish, position, read_item, shutting_down};
-use super::{Shared, StreamGuard};
+use super::Shared;
 use crate::convert::{self, GatewayCall};
 use crate::metrics::ProtocolError;
 
@@ -48,7 +48,6 @@ pub(super) async fn serve(
     shared: Shared,
     connection: Arc<Connection>,
 ) {
-    let _open = StreamGuard::new(&shared.streams);
     let (tx, mut rx) = mpsc::channel::<ReplyFuture>(IN_FLIGHT);
     let writer = tokio::spawn(async move {
         let mut out = Vec::new();

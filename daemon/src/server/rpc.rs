@@ -68,6 +68,8 @@ pub(super) async fn serve_stream(
     shared: Shared,
     connection: Arc<Connection>,
 ) {
+    // Counts the stream open until it ends, subscriptions and gateway
+    // streams included (served from here).
     let _open = StreamGuard::new(&shared.streams);
     let started = Instant::now();
     let mut buf = wire::ReadBuf::default();
