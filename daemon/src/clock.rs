@@ -8,8 +8,14 @@ use ccr_core::Time;
 
 /// A source of `now` for the core: microseconds since the Unix epoch, never
 /// going backwards.
-pub trait Clock: Send + 'static {
+pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Time;
+}
+
+impl Clock for Arc<dyn Clock> {
+    fn now(&self) -> Time {
+        (**self).now()
+    }
 }
 
 /// Wall-clock time taken once at start, advanced by the monotonic clock, so
@@ -45,6 +51,10 @@ pub struct ManualClock(Arc<AtomicU64>);
 impl ManualClock {
     pub fn set(&self, t: Time) {
         self.0.store(t.as_micros(), Ordering::SeqCst);
+    }
+
+    pub fn advance(&self, by: std::time::Duration) {
+        self.set(self.now() + by);
     }
 }
 

@@ -221,7 +221,8 @@ fn run<T: Send + 'static>(
                     }
                 }
                 Request::Query(query) => query(&router),
-                Request::Tick => {}
+                // At once, so that a query behind it sees what fired.
+                Request::Tick => fire_due_timers(&mut router, clock.now(), &mut options),
                 Request::Shutdown => stop = true,
             }
             handled += 1;
@@ -229,13 +230,7 @@ fn run<T: Send + 'static>(
                 next = rx.try_recv().ok();
             }
         }
-        let now = clock.now();
-        if let Some(journal) = options.journal.as_mut() {
-            if router.poll_timeout().is_some_and(|t| t <= now) {
-                journal.append_timers(now);
-            }
-        }
-        router.handle_timeout(now);
+        fire_due_timers(&mut router, clock.now(), &mut options);
         while let Some(event) = router.poll_event() {
             let item = prepare(&router, event);
             match options.journal {
@@ -269,6 +264,16 @@ fn run<T: Send + 'static>(
         journal.close();
     }
     router
+}
+
+/// Fires every timer due by `now`, journaled first.
+fn fire_due_timers(router: &mut Router, now: Time, options: &mut Options) {
+    if let Some(journal) = options.journal.as_mut() {
+        if router.poll_timeout().is_some_and(|t| t <= now) {
+            journal.append_timers(now);
+        }
+    }
+    router.handle_timeout(now);
 }
 
 /// Applies one command, journaling it first when there is a journal: a

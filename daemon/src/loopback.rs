@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::server::{self, Control, ServerError};
+use crate::server::{self, Advance, Control, ServerError, TimeSource};
 use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,10 @@ pub enum LoopbackError {
     Tls(#[from] TlsError),
     #[error("binding loopback: {0}")]
     Io(#[from] std::io::Error),
+    #[error("this ccrd runs on the system clock: start it with a manual clock to advance time")]
+    SystemClock,
+    #[error("ccrd stopped")]
+    Stopped,
 }
 
 pub struct Loopback {
@@ -31,6 +35,8 @@ pub struct Loopback {
     pub cert: Vec<u8>,
     stop: oneshot::Sender<()>,
     reload: tokio::sync::mpsc::UnboundedSender<()>,
+    /// With a manual clock: moves it.
+    advance: Option<tokio::sync::mpsc::UnboundedSender<Advance>>,
     task: JoinHandle<Result<(), ServerError>>,
 }
 
@@ -42,6 +48,26 @@ impl Loopback {
         config: Config,
         client_ca: Option<CertificateDer<'static>>,
         with_metrics: bool,
+    ) -> Result<Loopback, LoopbackError> {
+        Self::start_on(config, client_ca, with_metrics, false).await
+    }
+
+    /// [`Loopback::start`] on a clock that moves only by
+    /// [`Loopback::advance`]: timers (grace, offer timeouts, relaxation) and
+    /// the metrics sampler without waiting for real time to pass.
+    pub async fn start_with_manual_clock(
+        config: Config,
+        client_ca: Option<CertificateDer<'static>>,
+        with_metrics: bool,
+    ) -> Result<Loopback, LoopbackError> {
+        Self::start_on(config, client_ca, with_metrics, true).await
+    }
+
+    async fn start_on(
+        config: Config,
+        client_ca: Option<CertificateDer<'static>>,
+        with_metrics: bool,
+        manual_clock: bool,
     ) -> Result<Loopback, LoopbackError> {
         let identity = tls::self_signed(&config.server.data_dir)?;
         let cert = std::fs::read(&identity.cert_path)?;
@@ -58,8 +84,25 @@ impl Loopback {
         let shutdown = Box::pin(async move {
             let _ = stopped.await;
         });
-        let task = tokio::spawn(server::serve(endpoint, metrics, config, Control { shutdown, reload: reloads }));
-        Ok(Loopback { addr, metrics_addr, cert, stop, reload, task })
+        let (advance, time) = match manual_clock {
+            false => (None, TimeSource::System),
+            true => {
+                let (advance, advances) = tokio::sync::mpsc::unbounded_channel();
+                (Some(advance), TimeSource::Manual(advances))
+            }
+        };
+        let control = Control { shutdown, reload: reloads, time };
+        let task = tokio::spawn(server::serve(endpoint, metrics, config, control));
+        Ok(Loopback { addr, metrics_addr, cert, stop, reload, advance, task })
+    }
+
+    /// Moves the manual clock forward by `by`; returns once every timer due
+    /// by then has fired and the metrics sampler has sampled.
+    pub async fn advance(&self, by: std::time::Duration) -> Result<(), LoopbackError> {
+        let advance = self.advance.as_ref().ok_or(LoopbackError::SystemClock)?;
+        let (done, moved) = oneshot::channel();
+        advance.send(Advance { by, done }).map_err(|_| LoopbackError::Stopped)?;
+        moved.await.map_err(|_| LoopbackError::Stopped)
     }
 
     /// Re-reads the configuration file, as SIGHUP does to ccrd.

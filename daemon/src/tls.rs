@@ -159,7 +159,11 @@ pub fn server_config(
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_concurrent_bidi_streams(max_streams.into());
+    // Twice the calls a connection may have open: ccrd refuses the ones past
+    // its limit with a status (the client learns why) instead of leaving
+    // them waiting for credit; only a client that opens twice the limit
+    // waits on QUIC's flow control.
+    transport.max_concurrent_bidi_streams(max_streams.saturating_mul(2).into());
     transport.max_concurrent_uni_streams(0u32.into());
     config.transport_config(Arc::new(transport));
     Ok(config)

@@ -63,6 +63,16 @@ fn commands_are_applied_and_events_delivered_in_order() {
     core.tick().unwrap();
     let ended = next_event(&rx, |e| matches!(e, Event::OfferEnded { .. }));
     assert!(matches!(ended, Event::OfferEnded { outcome: OfferOutcome::Expired, .. }));
+    // A query queued right behind a tick sees what the tick fired: a test
+    // that moves the clock and asks reads the state after the timers.
+    for step in 1..=200u64 {
+        clock.set(Time::from_secs(10 + step * 10));
+        core.tick().unwrap();
+        let ringing = core.query_blocking(|r| r.pending_offers()).unwrap();
+        assert_eq!(ringing, 0, "step {step}: the re-offer rang out on the tick before the query");
+        // Back to ready: offered again, ringing until the next tick.
+        core.command_blocking(Command::AgentReady { agent: AgentId(1) }).unwrap().unwrap();
+    }
 
     core.shutdown();
     let router = thread.join().unwrap();

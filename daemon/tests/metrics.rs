@@ -30,7 +30,7 @@ async fn metrics_page_shows_every_family() {
     let dir = std::env::temp_dir().join(format!("ccrd-metrics-{}", std::process::id()));
     let mut config = config::parse(CONFIG).unwrap();
     config.server.data_dir = dir.clone();
-    let daemon = Loopback::start(config, None, true).await.unwrap();
+    let daemon = Loopback::start_with_manual_clock(config, None, true).await.unwrap();
     let metrics_addr = daemon.metrics_addr.unwrap();
     let client = Client::connect(daemon.addr, "localhost", std::slice::from_ref(&daemon.cert)).await.unwrap();
     let mut desk = client.subscribe(vec![1]).await.unwrap();
@@ -62,7 +62,7 @@ async fn metrics_page_shows_every_family() {
     };
     client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
     let _ = client.enqueue(EnqueueRequest { queue: "nowhere".into(), ..contact(3) }).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await; // one sampler tick
+    daemon.advance(Duration::from_secs(1)).await.unwrap(); // a sample of the new time
 
     let page = scrape(metrics_addr, "/metrics").await;
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
@@ -82,11 +82,66 @@ async fn metrics_page_shows_every_family() {
         "ccr_protocol_errors_total{kind=\"bad_frame\"} 0",
         "ccr_refused_total{reason=\"pending_limit\"} 0",
         "ccr_core_timers ",
+        "ccr_sessions{state=\"live\"} 1",
+        "ccr_sessions{state=\"in_grace\"} 0",
+        "ccr_refused_total{reason=\"stream_limit\"} 0",
     ] {
         assert!(page.contains(family), "missing {family} in\n{page}");
     }
     assert!(!page.contains("nowhere"), "client input never becomes a label");
     assert!(scrape(metrics_addr, "/other").await.starts_with("HTTP/1.1 404"));
+
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), daemon.stop()).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The service level covers the configured window of the core's clock: a
+/// caller who hung up after 30 s counts against it until the window has
+/// moved past, then the queue is back to 1 (nothing in the window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_level_follows_its_window_on_the_core_clock() {
+    const WINDOW: &str = r#"
+skills = ["billing"]
+[server]
+service_level_window = "1m"
+[routing]
+short_abandon = "5s"
+[[queues]]
+name = "sales"
+service_level = { target = 0.8, threshold = "20s" }
+"#;
+    let dir = std::env::temp_dir().join(format!("ccrd-metrics-window-{}", std::process::id()));
+    let mut config = config::parse(WINDOW).unwrap();
+    config.server.data_dir = dir.clone();
+    let daemon = Loopback::start_with_manual_clock(config, None, true).await.unwrap();
+    let metrics_addr = daemon.metrics_addr.unwrap();
+    let client = Client::connect(daemon.addr, "localhost", std::slice::from_ref(&daemon.cert)).await.unwrap();
+    let level = || async {
+        let page = scrape(metrics_addr, "/metrics").await;
+        let line = page.lines().find(|l| l.starts_with("ccr_service_level_ratio{queue=\"sales\"}")).unwrap();
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+    };
+    daemon.advance(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(level().await, 1.0, "nothing answered or abandoned yet");
+    client
+        .enqueue(EnqueueRequest {
+            contact_id: 1,
+            channel: Channel::Voice as i32,
+            queue: "sales".into(),
+            skills: vec![SkillRequirement { skill: "billing".into(), min_proficiency: 1 }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    daemon.advance(Duration::from_secs(30)).await.unwrap();
+    client.abandon(AbandonRequest { contact_id: 1 }).await.unwrap();
+    daemon.advance(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(level().await, 0.0, "one abandon after 30 s, nothing answered in 20 s");
+    daemon.advance(Duration::from_secs(58)).await.unwrap();
+    assert_eq!(level().await, 0.0, "still inside the minute");
+    daemon.advance(Duration::from_secs(2)).await.unwrap();
+    assert_eq!(level().await, 1.0, "the abandon has left the window");
 
     drop(client);
     tokio::time::timeout(Duration::from_secs(10), daemon.stop()).await.unwrap().unwrap();

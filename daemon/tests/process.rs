@@ -139,3 +139,72 @@ async fn a_journal_write_failure_stops_ccrd_and_the_next_start_recovers() {
     drop(restarted);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A client that holds every stream its connection may have and keeps
+/// opening more does not hold up a stop: on SIGTERM every subscription and
+/// gateway stream ends with UNAVAILABLE, every call past the limit has been
+/// answered, and ccrd exits cleanly without cutting any stream off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_its_stream_limit_neither_hangs_nor_holds_up_the_stop() {
+    let dir = scratch("streams");
+    std::fs::write(dir.join("ccrd.toml"), CONFIG.replace("[server]", "[server]\nmax_streams_per_connection = 8"))
+        .unwrap();
+    let addr = free_addr();
+    let mut daemon = start(&dir, addr, "ccrd", None);
+    let greedy = connect(&dir, addr).await;
+    let mut subscriptions = Vec::new();
+    let mut streams = Vec::new();
+    for agent in 1..=4 {
+        subscriptions.push(greedy.subscribe(vec![agent]).await.unwrap());
+        let mut stream = greedy.gateway_stream().await.unwrap();
+        use ccr_proto::v1::gateway_command::Command as C;
+        stream.push(&GatewayCommand { id: 1, command: Some(C::Enqueue(contact(agent))) });
+        stream.flush().await.unwrap();
+        streams.push(stream);
+    }
+    // Calls past the limit, opened without pause until the stop.
+    let hammer = {
+        let greedy = greedy.clone();
+        tokio::spawn(async move {
+            let (mut refused, mut other) = (0u32, Vec::new());
+            loop {
+                match timeout(Duration::from_secs(5), greedy.health(HealthRequest {})).await {
+                    Ok(Err(s)) if s.code() == ccr_proto::wire::Code::ResourceExhausted => refused += 1,
+                    Ok(Ok(_)) => other.push("served".to_owned()),
+                    Ok(Err(s)) => return (refused, other, Some(s)),
+                    Err(_) => return (refused, other, None),
+                }
+            }
+        })
+    };
+    sleep(Duration::from_millis(200)).await;
+    daemon.signal("TERM");
+    for mut sub in subscriptions {
+        let end = loop {
+            match timeout(Duration::from_secs(5), sub.next()).await.expect("a subscription ends within 5 s") {
+                Ok(_) => continue,
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(end.code(), ccr_proto::wire::Code::Unavailable, "{end:?}");
+    }
+    for mut stream in streams {
+        let end = loop {
+            match timeout(Duration::from_secs(5), stream.next_reply()).await.expect("a gateway stream ends within 5 s")
+            {
+                Ok(_) => continue,
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(end.code(), ccr_proto::wire::Code::Unavailable, "{end:?}");
+    }
+    let (refused, served, last) = hammer.await.unwrap();
+    assert!(refused > 0, "calls past the limit were refused");
+    assert!(served.is_empty(), "no call past the limit was served: {served:?}");
+    assert!(last.is_some(), "the last call ended with the stop, not by hanging");
+    let status = daemon.exit(Duration::from_secs(10)).await.expect("ccrd stops");
+    assert!(status.success(), "{status}");
+    let log = daemon.log();
+    assert!(!log.contains("cut off") && !log.contains("not closed after"), "the stop waited on nobody:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

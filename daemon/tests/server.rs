@@ -1,5 +1,7 @@
 //! ccrd black-box over QUIC on an ephemeral loopback port, driven through the
-//! Rust client. Every wait is bounded.
+//! Rust client, on a manual clock: timers (offer timeouts, relaxation, the
+//! session grace) fire when a test moves the clock, never on real time.
+//! Every wait for a message is bounded.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -48,7 +50,7 @@ async fn start_from(config_path: Option<std::path::PathBuf>) -> TestServer {
     let mut config = config::parse(CONFIG).expect("test config");
     config.server.data_dir = dir.clone();
     config.server.config_path = config_path;
-    let daemon = Loopback::start(config, None, false).await.expect("ccrd starts");
+    let daemon = Loopback::start_with_manual_clock(config, None, false).await.expect("ccrd starts");
     let client = Client::connect(daemon.addr, "localhost", std::slice::from_ref(&daemon.cert)).await.expect("connect");
     TestServer { client, dir, daemon }
 }
@@ -56,6 +58,24 @@ async fn start_from(config_path: Option<std::path::PathBuf>) -> TestServer {
 impl TestServer {
     async fn second_client(&self) -> Client {
         Client::connect(self.daemon.addr, "localhost", std::slice::from_ref(&self.daemon.cert)).await.expect("connect")
+    }
+
+    /// Moves ccrd's clock; returns once what is due has fired.
+    async fn advance(&self, by: Duration) {
+        self.daemon.advance(by).await.expect("the clock moves");
+    }
+
+    /// Waits until `Admin/Health` shows what `until` wants: how a test knows
+    /// ccrd has seen a connection go before it moves the clock past the grace.
+    async fn health_until(&self, until: impl Fn(&HealthResponse) -> bool) -> HealthResponse {
+        for _ in 0..2000 {
+            let health = self.client.health(HealthRequest {}).await.expect("health");
+            if until(&health) {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("Admin/Health never showed what the test waits for");
     }
 
     async fn stop(self) {
@@ -134,8 +154,10 @@ async fn language_match_then_fallback_after_relaxation() {
     s.client.login(login(1, "billing", &["zh"])).await.unwrap();
     s.client.enqueue(contact(10, "sales", "standard", "billing", &["yue", "zh"])).await.unwrap();
     // Nobody speaks Cantonese: no offer at once, the Mandarin speaker after 400 ms.
-    let early = timeout(Duration::from_millis(150), next_offer(&mut desk)).await;
-    assert!(early.is_err(), "offered before the language relaxed");
+    s.advance(Duration::from_millis(399)).await;
+    let stats = s.client.queue_stats(QueueStatsRequest { queue: "sales".into() }).await.unwrap();
+    assert_eq!((stats.waiting_by_tier["standard"], stats.agents_by_state["available"]), (1, 1), "not offered yet");
+    s.advance(Duration::from_millis(1)).await;
     let offer = next_offer(&mut desk).await;
     assert_eq!((offer.contact_id, offer.agent_id), (10, 1));
     s.stop().await;
@@ -148,6 +170,7 @@ async fn rona_after_an_offer_timeout() {
     s.client.login(login(1, "billing", &["en"])).await.unwrap();
     s.client.enqueue(contact(10, "sales", "standard", "billing", &[])).await.unwrap();
     let offer = next_offer(&mut desk).await;
+    s.advance(Duration::from_millis(400)).await;
     let ended = next_matching(&mut desk, |e| matches!(e, E::OfferEnded(_))).await;
     let E::OfferEnded(ended) = ended else { unreachable!() };
     assert_eq!((ended.offer_id, ended.outcome.as_str()), (offer.offer_id, "expired"));
@@ -311,12 +334,14 @@ async fn a_gateway_that_does_not_come_back_loses_its_contacts_after_the_grace() 
     gateway.enqueue(contact(10, "support", "", "billing", &[])).await.unwrap();
     gateway.enqueue(contact(11, "support", "", "billing", &[])).await.unwrap();
     gateway.close();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.health_until(|h| h.sessions_in_grace == 1).await;
     // Within the grace both wait; a reconnected gateway reclaims contact 11.
+    s.advance(Duration::from_millis(299)).await;
     let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
     assert_eq!(stats.waiting_by_tier.values().sum::<u32>(), 2);
     s.client.position(PositionRequest { contact_id: 11 }).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    s.advance(Duration::from_millis(1)).await;
+    assert_eq!(s.client.health(HealthRequest {}).await.unwrap().sessions_in_grace, 0, "the grace is over");
     let gone = s.client.position(PositionRequest { contact_id: 10 }).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound, "abandoned after the grace");
     let kept = s.client.position(PositionRequest { contact_id: 11 }).await.unwrap();
@@ -340,16 +365,19 @@ async fn contacts_enqueued_as_their_connection_drops_are_abandoned_after_the_gra
     stream.flush().await.unwrap();
     // Gone without reading a single reply.
     gateway.close();
-    let waiting = |stats: QueueStatsResponse| stats.waiting_by_tier.values().sum::<u32>();
-    let mut left = u32::MAX;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        left = waiting(s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap());
-        if left == 0 {
-            break;
-        }
-    }
-    assert_eq!(left, 0, "every contact of the gone gateway abandoned after the grace");
+    let lost = s.health_until(|h| h.sessions_live == 1).await;
+    let waiting = || async {
+        let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
+        stats.waiting_by_tier.values().sum::<u32>()
+    };
+    let before = waiting().await;
+    assert_eq!(lost.sessions_in_grace, u32::from(before > 0), "the gone gateway's session waits out its grace");
+    s.advance(Duration::from_millis(300)).await;
+    assert_eq!(
+        waiting().await,
+        0,
+        "every contact of the gone gateway abandoned after the grace ({before} were waiting)"
+    );
     s.stop().await;
 }
 
@@ -363,7 +391,10 @@ async fn a_stale_connections_loss_does_not_log_out_an_agent_who_logged_in_again(
     let new_desk = s.second_client().await;
     new_desk.login(login(1, "billing", &["en"])).await.expect("a login from a new connection takes over");
     old_desk.close();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The old session owns nothing now: it goes at once, with no grace.
+    let health = s.health_until(|h| h.sessions_live == 2).await;
+    assert_eq!(health.sessions_in_grace, 0);
+    s.advance(Duration::from_millis(700)).await;
     let stats = s.client.queue_stats(QueueStatsRequest { queue: "support".into() }).await.unwrap();
     assert_eq!(stats.agents_by_state["available"], 1, "{:?}", stats.agents_by_state);
     s.stop().await;
@@ -504,7 +535,7 @@ async fn reload_config_applies_new_queue_parameters() {
     s.client.login(login(1, "billing", &["en"])).await.unwrap();
     s.client.enqueue(contact(10, "sales", "", "billing", &[])).await.unwrap();
     let offer = next_offer(&mut desk).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.advance(Duration::from_millis(700)).await;
     s.client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
     // Renaming a queue needs a restart.
     std::fs::write(&path, CONFIG.replace("name = \"support\"", "name = \"help\"")).unwrap();
@@ -570,3 +601,61 @@ async fn ids_and_times_out_of_range_are_refused() {
 }
 
 const MAX_ID: u64 = i64::MAX as u64;
+
+/// A call opened past `max_streams_per_connection` is answered at once with
+/// RESOURCE_EXHAUSTED (not left waiting); other connections are served; a
+/// subscription the client drops frees its place; a stop still ends every
+/// open stream with its trailer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_stream_limit_are_refused_and_a_dropped_subscription_frees_its_place() {
+    let dir = std::env::temp_dir().join(format!("ccrd-streams-{}", std::process::id()));
+    let mut config = config::parse(&format!("{CONFIG}\n[server]\nmax_streams_per_connection = 4\n")).unwrap();
+    config.server.data_dir = dir.clone();
+    let daemon = Loopback::start_with_manual_clock(config, None, false).await.unwrap();
+    let connect = || Client::connect(daemon.addr, "localhost", std::slice::from_ref(&daemon.cert));
+    let (greedy, other) = (connect().await.unwrap(), connect().await.unwrap());
+    let mut subscriptions = Vec::new();
+    for agent in 1..=4 {
+        subscriptions.push(greedy.subscribe(vec![agent]).await.unwrap());
+    }
+    // Twice the limit at once: every one is answered, none waits.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let greedy = greedy.clone();
+        calls.spawn(async move { greedy.health(HealthRequest {}).await });
+    }
+    while let Some(refused) = timeout(Duration::from_secs(5), calls.join_next()).await.expect("answered at once") {
+        let status = refused.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message.contains("limit 4"), "{status:?}");
+    }
+    let health = other.health(HealthRequest {}).await.expect("another connection is served");
+    assert_eq!(health.refused_requests, 8);
+    // The client drops one subscription: its place is free again.
+    drop(subscriptions.pop());
+    let mut served = None;
+    for _ in 0..2000 {
+        match greedy.health(HealthRequest {}).await {
+            Ok(health) => {
+                served = Some(health);
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(served.is_some(), "a call is served once a subscription ended");
+    // The stop ends the three left with UNAVAILABLE.
+    let stopping = tokio::spawn(async move { timeout(Duration::from_secs(10), daemon.stop()).await });
+    for mut sub in subscriptions {
+        let end = loop {
+            match timeout(Duration::from_secs(5), sub.next()).await.expect("the stream ends within 5 s") {
+                Ok(_) => continue,
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    }
+    stopping.await.unwrap().expect("stops").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

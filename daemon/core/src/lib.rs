@@ -77,7 +77,7 @@ pub use router::{
     Router, MAX_CALLBACK_AHEAD, MAX_LANGUAGES_PER_AGENT, MAX_LANGUAGES_PER_CONTACT, MAX_PREFERRED_AGENTS,
     MAX_SKILLS_PER_AGENT, MAX_SKILLS_PER_CONTACT,
 };
-pub use sessions::SessionState;
+pub use sessions::{SessionCounts, SessionState};
 pub use snapshot::{AgentView, ContactView, ContactViewState, SessionView, Snapshot};
 pub use stats::{EwtMethod, QueueCounters, QueueStats, WaitEstimate};
 pub use time::Time;

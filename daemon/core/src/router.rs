@@ -27,7 +27,7 @@ use crate::offers::{Offer, Offers};
 use crate::oldest::{Entry as WaitingSince, Stamps};
 use crate::pools::{AgentCandidate, AgentPools};
 use crate::positions::Place;
-use crate::sessions::{Closed, Kind, SessionState, Sessions};
+use crate::sessions::{Closed, Kind, SessionCounts, SessionState, Sessions};
 use crate::slab::Slab;
 use crate::slots_by_id::SlotsById;
 use crate::snapshot::{AgentView, ContactView, ContactViewState, SessionView, Snapshot};
@@ -533,6 +533,11 @@ impl Router {
     /// sessions from the one after it.
     pub fn last_session(&self) -> SessionId {
         self.sessions.last_opened()
+    }
+
+    /// Sessions live and lost within their grace (the centre's not counted).
+    pub fn session_counts(&self) -> SessionCounts {
+        self.sessions.counts()
     }
 
     // ----- Agent commands -----------------------------------------------------

@@ -75,6 +75,14 @@ pub enum SessionState {
     },
 }
 
+/// Sessions by state, for health reports: after a restart, `in_grace` is
+/// the gateways and desktops that have not come back yet.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct SessionCounts {
+    pub live: usize,
+    pub in_grace: usize,
+}
+
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Session {
     state: SessionState,
@@ -138,6 +146,12 @@ impl Sessions {
 
     pub(crate) fn owns_nothing(&self, session: SessionId) -> bool {
         self.table.get(&session).is_none_or(|s| s.contacts == NO_SLOT && s.agents == NO_SLOT)
+    }
+
+    /// How many sessions are live and how many lost, within their grace.
+    pub(crate) fn counts(&self) -> SessionCounts {
+        let lost = self.table.values().filter(|s| matches!(s.state, SessionState::Lost { .. })).count();
+        SessionCounts { live: self.table.len() - lost, in_grace: lost }
     }
 
     pub(crate) fn set_state(&mut self, session: SessionId, state: SessionState) {

@@ -578,6 +578,9 @@ fn run(
             check_positions(&cfg, &router, &before)?;
             check_oldest_waits(&cfg, &router, &before)?;
             check_sessions(&before)?;
+            let in_grace = before.sessions.iter().filter(|s| matches!(s.state, SessionState::Lost { .. })).count();
+            let counts = router.session_counts();
+            prop_assert_eq!((counts.live, counts.in_grace), (before.sessions.len() - in_grace, in_grace));
             // The sampler's statistics of every queue against the per-queue query.
             let each: Vec<_> = (0..cfg.queues.len()).map(|q| router.queue_stats(QueueId(q as u16)).unwrap()).collect();
             prop_assert_eq!(router.all_queue_stats(), each);

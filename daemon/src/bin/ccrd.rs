@@ -139,5 +139,5 @@ fn signals() -> anyhow::Result<server::Control> {
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
     });
-    Ok(server::Control { shutdown, reload: reloads })
+    Ok(server::Control { shutdown, reload: reloads, time: server::TimeSource::System })
 }

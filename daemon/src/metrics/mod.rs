@@ -23,11 +23,12 @@ pub mod sampler;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
+use ccr_core::Time;
 use ccr_proto::Method;
 
 use crate::config::Catalog;
@@ -52,10 +53,11 @@ pub enum Name {
     JournalSnapshotAgeSeconds,
     RecoveryDurationSeconds,
     CoreTimers,
+    Sessions,
 }
 
 impl Name {
-    pub const ALL: [Name; 17] = [
+    pub const ALL: [Name; 18] = [
         Name::QueueWaitSeconds,
         Name::RoutingDecisionSeconds,
         Name::RpcDurationSeconds,
@@ -73,6 +75,7 @@ impl Name {
         Name::JournalSnapshotAgeSeconds,
         Name::RecoveryDurationSeconds,
         Name::CoreTimers,
+        Name::Sessions,
     ];
 
     /// The HELP text of the metric.
@@ -99,6 +102,7 @@ impl Name {
             Name::CoreTimers => {
                 "Wake-ups the routing core holds (offer expiries, relaxation steps, callbacks, wrap-ups)."
             }
+            Name::Sessions => "Client sessions the core knows: live, or lost and within their grace.",
         }
     }
 
@@ -121,6 +125,7 @@ impl Name {
             Name::JournalSnapshotAgeSeconds => "ccr_journal_snapshot_age_seconds",
             Name::RecoveryDurationSeconds => "ccr_recovery_duration_seconds",
             Name::CoreTimers => "ccr_core_timers",
+            Name::Sessions => "ccr_sessions",
         }
     }
 }
@@ -161,16 +166,19 @@ pub enum Refusal {
     ConnectionLimit,
     NoRole,
     PendingLimit,
+    StreamLimit,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 3] = [Refusal::ConnectionLimit, Refusal::NoRole, Refusal::PendingLimit];
+    pub const ALL: [Refusal; 4] =
+        [Refusal::ConnectionLimit, Refusal::NoRole, Refusal::PendingLimit, Refusal::StreamLimit];
 
     pub const fn label(self) -> &'static str {
         match self {
             Refusal::ConnectionLimit => "connection_limit",
             Refusal::NoRole => "no_role",
             Refusal::PendingLimit => "pending_limit",
+            Refusal::StreamLimit => "stream_limit",
         }
     }
 }
@@ -212,6 +220,8 @@ pub struct Metrics {
     pub snapshot_age: Gauge,
     pub recovery_duration: Gauge,
     pub core_timers: Gauge,
+    /// Live, then in grace.
+    pub sessions: [Gauge; 2],
 }
 
 impl Metrics {
@@ -312,6 +322,7 @@ impl Metrics {
         let (snapshot_age, recovery_duration) =
             (gauge(Name::JournalSnapshotAgeSeconds, &[]), gauge(Name::RecoveryDurationSeconds, &[]));
         let core_timers = gauge(Name::CoreTimers, &[]);
+        let sessions = ["live", "in_grace"].map(|s| gauge(Name::Sessions, &[("state", s.to_owned())]));
         Arc::new(Metrics {
             recorder,
             handle,
@@ -328,6 +339,7 @@ impl Metrics {
             snapshot_age,
             recovery_duration,
             core_timers,
+            sessions,
         })
     }
 
@@ -355,7 +367,7 @@ impl Metrics {
 pub struct ServiceLevelWindow {
     window: Duration,
     /// (when, answered in target, answered + abandoned) per queue.
-    samples: VecDeque<(Instant, Vec<(u64, u64)>)>,
+    samples: VecDeque<(Time, Vec<(u64, u64)>)>,
 }
 
 impl ServiceLevelWindow {
@@ -365,8 +377,8 @@ impl ServiceLevelWindow {
 
     /// Adds a sample and returns each queue's service level over the window
     /// (`None` when nothing was answered or abandoned in it).
-    pub fn update(&mut self, now: Instant, totals: Vec<(u64, u64)>) -> Vec<Option<f64>> {
-        while self.samples.len() > 1 && now.duration_since(self.samples[1].0) >= self.window {
+    pub fn update(&mut self, now: Time, totals: Vec<(u64, u64)>) -> Vec<Option<f64>> {
+        while self.samples.len() > 1 && now.since(self.samples[1].0) >= self.window {
             self.samples.pop_front();
         }
         let oldest = self.samples.front().map(|(_, s)| s.clone());

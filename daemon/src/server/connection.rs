@@ -1,11 +1,15 @@
 //! One client connection: its role, its session in the core, its streams.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ccr_core::{Command, SessionId};
 use tracing::{debug, info, warn};
 
-use super::{rpc, Refusal, Shared};
+use ccr_proto::v1::Status;
+use ccr_proto::wire::Code;
+
+use super::{rpc, Refusal, Shared, StreamGuard};
 use crate::tls::Role;
 
 /// What every stream of a connection shares.
@@ -41,11 +45,22 @@ pub(super) async fn serve(incoming: quinn::Incoming, shared: Shared) {
         g.increment(1.0);
     }
     let this = Arc::new(Connection { role, session });
+    // Only this loop adds to it: a load then an add cannot race.
+    let streams = Arc::new(AtomicUsize::new(0));
     loop {
         match connection.accept_bi().await {
+            Ok((send, _)) if streams.load(Ordering::Acquire) >= shared.max_streams => {
+                shared.refused(Refusal::StreamLimit);
+                debug!(%remote, limit = shared.max_streams, "call refused: stream limit of the connection");
+                tokio::spawn(refuse_stream(send, shared.max_streams));
+            }
             Ok((send, recv)) => {
+                let open = StreamGuard::new(&streams);
                 let (shared, this) = (shared.clone(), this.clone());
-                tokio::spawn(async move { rpc::serve_stream(send, recv, shared, this).await });
+                tokio::spawn(async move {
+                    rpc::serve_stream(send, recv, shared, this).await;
+                    drop(open);
+                });
             }
             Err(e) => {
                 debug!(error = %e, "connection ended");
@@ -61,6 +76,16 @@ pub(super) async fn serve(incoming: quinn::Incoming, shared: Shared) {
     }
     info!(%remote, session = session.0, "connection lost: what it owns waits out the session grace");
     let _ = shared.core.submit(SessionId::LOCAL, Command::LoseSession { session });
+}
+
+/// Answers a call opened past the connection's limit at once (what it sent
+/// is not read: dropping its receive side tells the client to stop sending).
+async fn refuse_stream(mut send: quinn::SendStream, limit: usize) {
+    let status = Status::new(
+        Code::ResourceExhausted,
+        format!("too many calls open on this connection (limit {limit}); retry when one ends"),
+    );
+    rpc::finish(&mut send, None, status).await;
 }
 
 /// The role of a connection: from its client certificate when those are

@@ -36,11 +36,29 @@ pub(super) fn prepare(router: &Router, event: Event) -> Outgoing {
 }
 
 pub(super) struct Subscriber {
+    id: u64,
     agents: Vec<AgentId>,
     tx: mpsc::Sender<pb::RoutingEvent>,
     /// Set by the dispatcher when it drops this subscriber for falling
     /// behind, so that the stream can end with the reason.
     lagged: Arc<AtomicBool>,
+}
+
+/// What a subscription task tells the dispatcher.
+pub(super) enum Change {
+    Add(Subscriber),
+    /// The stream ended (the client went away, or stopped reading it).
+    Remove(u64),
+}
+
+/// Takes the subscriber out of the dispatcher's table when its task ends,
+/// however it ends: a table entry lives no longer than its stream.
+struct Unsubscribe<'a>(&'a mpsc::UnboundedSender<Change>, u64);
+
+impl Drop for Unsubscribe<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.send(Change::Remove(self.1));
+    }
 }
 
 /// Server streaming: events for the named agents (or all, for a gateway)
@@ -53,14 +71,23 @@ pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: 
     let (tx, mut rx) = mpsc::channel(shared.subscriber_buffer);
     let agents = request.agent_ids.into_iter().map(AgentId).collect();
     let lagged = Arc::new(AtomicBool::new(false));
-    if shared.subscribe.send(Subscriber { agents, tx, lagged: lagged.clone() }).is_err() {
+    let id = shared.next_subscriber.fetch_add(1, Ordering::Relaxed);
+    if shared.subscribe.send(Change::Add(Subscriber { id, agents, tx, lagged: lagged.clone() })).is_err() {
         return finish(&mut send, None, Status::new(Code::Unavailable, "shutting down")).await;
     }
+    let _unsubscribe = Unsubscribe(&shared.subscribe, id);
     // Whatever has queued up goes out in one write: under load a subscriber
     // keeps up by writing batches, not one QUIC write per event.
     const BATCH_BYTES: usize = 64 * 1024;
     let mut out = Vec::new();
-    while let Some(event) = rx.recv().await {
+    loop {
+        // A client that stops reading (or whose connection is gone) ends
+        // the subscription now, not at the next event for its agents.
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            _ = send.stopped() => return,
+        };
+        let Some(event) = event else { break };
         out.clear();
         wire::encode_message(&event, &mut out);
         while out.len() < BATCH_BYTES {
@@ -89,53 +116,78 @@ pub(super) async fn dispatch(
     catalog: Arc<Catalog>,
     metrics: Arc<Metrics>,
     mut events: mpsc::UnboundedReceiver<Outgoing>,
-    mut subscribers: mpsc::UnboundedReceiver<Subscriber>,
+    mut changes: mpsc::UnboundedReceiver<Change>,
 ) {
-    let mut next_id = 0u64;
-    let mut all: HashMap<u64, Subscriber> = HashMap::new();
-    let mut by_agent: HashMap<AgentId, Vec<u64>> = HashMap::new();
-    let mut gateways: Vec<u64> = Vec::new();
+    let mut table = Table::default();
     let mut dropped: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
-            Some(sub) = subscribers.recv() => {
-                next_id += 1;
-                if sub.agents.is_empty() {
-                    gateways.push(next_id);
+            Some(change) = changes.recv() => match change {
+                Change::Add(sub) => table.add(sub),
+                Change::Remove(id) => {
+                    table.remove(id);
                 }
-                for agent in &sub.agents {
-                    by_agent.entry(*agent).or_default().push(next_id);
-                }
-                all.insert(next_id, sub);
-            }
+            },
             outgoing = events.recv() => {
                 let Some((event, context)) = outgoing else { return };
                 record(&metrics, &event);
                 let Some((audience, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
                 let agent_subs = match audience {
-                    Audience::Agent(agent) => by_agent.get(&agent).map_or(&[][..], Vec::as_slice),
+                    Audience::Agent(agent) => table.by_agent.get(&agent).map_or(&[][..], Vec::as_slice),
                     Audience::Gateways => &[],
                 };
                 dropped.clear();
-                for &id in gateways.iter().chain(agent_subs) {
-                    if all.get(&id).is_some_and(|sub| sub.tx.try_send(message.clone()).is_err()) {
+                for &id in table.gateways.iter().chain(agent_subs) {
+                    if table.all.get(&id).is_some_and(|sub| sub.tx.try_send(message.clone()).is_err()) {
                         dropped.push(id);
                     }
                 }
                 for &id in &dropped {
-                    warn!(subscriber = id, "event subscriber too slow or gone: dropped");
-                    if let Some(sub) = all.remove(&id) {
+                    warn!(subscriber = id, "event subscriber too slow: dropped");
+                    if let Some(sub) = table.remove(id) {
                         sub.lagged.store(true, Ordering::Relaxed);
-                        gateways.retain(|g| *g != id);
-                        for agent in sub.agents {
-                            if let Some(list) = by_agent.get_mut(&agent) {
-                                list.retain(|s| *s != id);
-                            }
-                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// The dispatcher's subscribers: each in `all`, and listed under every agent
+/// it follows or among the gateways (following everything).
+#[derive(Default)]
+struct Table {
+    all: HashMap<u64, Subscriber>,
+    by_agent: HashMap<AgentId, Vec<u64>>,
+    gateways: Vec<u64>,
+}
+
+impl Table {
+    fn add(&mut self, sub: Subscriber) {
+        if sub.agents.is_empty() {
+            self.gateways.push(sub.id);
+        }
+        for agent in &sub.agents {
+            self.by_agent.entry(*agent).or_default().push(sub.id);
+        }
+        self.all.insert(sub.id, sub);
+    }
+
+    /// Takes a subscriber out everywhere (no empty per-agent list is left).
+    fn remove(&mut self, id: u64) -> Option<Subscriber> {
+        let sub = self.all.remove(&id)?;
+        if sub.agents.is_empty() {
+            self.gateways.retain(|g| *g != id);
+        }
+        for agent in &sub.agents {
+            if let Some(list) = self.by_agent.get_mut(agent) {
+                list.retain(|s| *s != id);
+                if list.is_empty() {
+                    self.by_agent.remove(agent);
+                }
+            }
+        }
+        Some(sub)
     }
 }
 
@@ -172,7 +224,9 @@ mod tests {
     fn subscriber(buffer: usize) -> (Subscriber, mpsc::Receiver<pb::RoutingEvent>, Arc<AtomicBool>) {
         let (tx, rx) = mpsc::channel(buffer);
         let lagged = Arc::new(AtomicBool::new(false));
-        (Subscriber { agents: Vec::new(), tx, lagged: lagged.clone() }, rx, lagged)
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        (Subscriber { id, agents: Vec::new(), tx, lagged: lagged.clone() }, rx, lagged)
     }
 
     async fn drain(mut rx: mpsc::Receiver<pb::RoutingEvent>) -> usize {
@@ -181,6 +235,31 @@ mod tests {
             n += 1;
         }
         n
+    }
+
+    /// A subscription that ends leaves nothing behind in the table, not even
+    /// an empty list under an agent nobody follows any more.
+    #[test]
+    fn a_removed_subscriber_leaves_no_entry() {
+        let mut table = Table::default();
+        let (mut one, _rx1, _) = subscriber(1);
+        let (mut two, _rx2, _) = subscriber(1);
+        let (gateway, _rx3, _) = subscriber(1);
+        one.agents = vec![AgentId(1), AgentId(2)];
+        two.agents = vec![AgentId(2)];
+        let ids = [one.id, two.id, gateway.id];
+        table.add(one);
+        table.add(two);
+        table.add(gateway);
+        assert_eq!((table.all.len(), table.by_agent.len(), table.gateways.len()), (3, 2, 1));
+        assert!(table.remove(ids[0]).is_some());
+        assert_eq!(table.by_agent.get(&AgentId(2)).map(Vec::as_slice), Some(&[ids[1]][..]));
+        assert!(!table.by_agent.contains_key(&AgentId(1)));
+        for id in ids {
+            table.remove(id);
+        }
+        assert!(table.all.is_empty() && table.by_agent.is_empty() && table.gateways.is_empty());
+        assert!(table.remove(ids[0]).is_none(), "removing twice is harmless");
     }
 
     /// The dispatcher never waits for a subscriber: one whose buffer is full
@@ -196,8 +275,8 @@ mod tests {
         let dispatcher = tokio::spawn(dispatch(catalog, metrics, events_rx, subscribe_rx));
         let (slow, slow_rx, slow_lagged) = subscriber(2);
         let (roomy, roomy_rx, roomy_lagged) = subscriber(16);
-        subscribe.send(slow).expect("dispatcher runs");
-        subscribe.send(roomy).expect("dispatcher runs");
+        subscribe.send(Change::Add(slow)).expect("dispatcher runs");
+        subscribe.send(Change::Add(roomy)).expect("dispatcher runs");
         // One runtime thread: the dispatcher registers both before any event.
         tokio::task::yield_now().await;
         for agent in 0..5 {

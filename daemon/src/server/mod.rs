@@ -30,10 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccr_core::{Router, RouterConfig};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::config::{Catalog, Config};
 use crate::core_thread::{self, CoreHandle};
 use crate::journal::{self, Journal, JournalMetrics, Names};
@@ -60,19 +60,37 @@ pub enum ServerError {
     JournalFailed(String),
 }
 
-/// What tells a running ccrd to stop or to reload its configuration.
+/// What tells a running ccrd to stop or to reload its configuration, and
+/// where its time comes from.
 pub struct Control {
     pub shutdown: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// Each message re-reads the configuration file (SIGHUP).
     pub reload: mpsc::UnboundedReceiver<()>,
+    pub time: TimeSource,
 }
 
 impl Control {
-    /// Stops when `shutdown` resolves; never reloads.
+    /// Stops when `shutdown` resolves; never reloads; runs on the system clock.
     pub fn on(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
         let (_, reload) = mpsc::unbounded_channel();
-        Control { shutdown: Box::pin(shutdown), reload }
+        Control { shutdown: Box::pin(shutdown), reload, time: TimeSource::System }
     }
+}
+
+/// Where the core's `now` comes from.
+pub enum TimeSource {
+    System,
+    /// A clock that starts at the system time and then moves only by
+    /// [`Advance`]: tests drive the grace, offer timeouts and the metrics
+    /// sampler without sleeping on real timers.
+    Manual(mpsc::UnboundedReceiver<Advance>),
+}
+
+/// Moves a manual clock forward; `done` is answered once the core has fired
+/// every timer due by then and the metrics sampler has sampled.
+pub struct Advance {
+    pub by: Duration,
+    pub done: oneshot::Sender<()>,
 }
 
 /// Refusals since start, reported by `Admin/Health` (and to metrics).
@@ -88,8 +106,12 @@ struct Refusals {
 struct Shared {
     core: CoreHandle,
     catalog: Arc<Catalog>,
-    subscribe: mpsc::UnboundedSender<events::Subscriber>,
+    subscribe: mpsc::UnboundedSender<events::Change>,
+    next_subscriber: Arc<AtomicU64>,
     max_message: usize,
+    /// Calls open at once on one connection; QUIC's stream credit is twice
+    /// this, so a call beyond it is refused with a status, not left waiting.
+    max_streams: usize,
     subscriber_buffer: usize,
     started: Instant,
     /// Client certificates are required and carry the role.
@@ -118,7 +140,7 @@ impl Shared {
     /// Counts an admission refusal, for `Admin/Health` and for Prometheus.
     fn refused(&self, reason: Refusal) {
         let counter = match reason {
-            Refusal::PendingLimit => &self.refusals.requests,
+            Refusal::PendingLimit | Refusal::StreamLimit => &self.refusals.requests,
             Refusal::ConnectionLimit | Refusal::NoRole => &self.refusals.connections,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -177,7 +199,15 @@ pub async fn serve(
     let _lock = crate::datadir::lock(&config.server.data_dir)?;
     let catalog = Arc::new(config.catalog.clone());
     let metrics = Metrics::new(&catalog);
-    let clock = SystemClock::new();
+    let system = SystemClock::new();
+    let (clock, mut advances): (Arc<dyn Clock>, _) = match control.time {
+        TimeSource::System => (Arc::new(system), None),
+        TimeSource::Manual(advances) => {
+            let manual = ManualClock::default();
+            manual.set(system.now());
+            (Arc::new(manual.clone()), Some((manual, advances)))
+        }
+    };
     let last_snapshot_ms = Arc::new(AtomicU64::new(0));
     let failure = Arc::new(journal::Failure::default());
     let (router, journal, recovered) = if config.journal.enabled {
@@ -226,13 +256,22 @@ pub async fn serve(
         options.observe = Some(Box::new(move |d: Duration| decision.record(d.as_secs_f64())));
     }
     let (core, core_thread) =
-        core_thread::spawn(router, clock, options, events::prepare, deliver).map_err(ServerError::Thread)?;
+        core_thread::spawn(router, clock.clone(), options, events::prepare, deliver).map_err(ServerError::Thread)?;
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
     let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx));
     let snapshot_clock = config.journal.enabled.then_some(last_snapshot_ms);
+    let (sample, cadence) = match advances {
+        None => (None, metrics::sampler::Cadence::EverySecond),
+        Some(_) => {
+            let (sample, requests) = mpsc::unbounded_channel();
+            (Some(sample), metrics::sampler::Cadence::OnRequest(requests))
+        }
+    };
     let sampler = tokio::spawn(metrics::sampler::run(
         core.clone(),
         metrics.clone(),
+        clock,
+        cadence,
         config.server.service_level_window,
         snapshot_clock,
     ));
@@ -242,7 +281,9 @@ pub async fn serve(
         core: core.clone(),
         catalog,
         subscribe,
+        next_subscriber: Arc::new(AtomicU64::new(0)),
         max_message: config.server.max_message_bytes,
+        max_streams: config.server.max_streams_per_connection as usize,
         subscriber_buffer: config.server.subscriber_buffer,
         started: Instant::now(),
         roles_from_certificates: config.tls.client_ca.is_some(),
@@ -270,6 +311,12 @@ pub async fn serve(
                 error!(error = %why, "journal failed: stopping (a restart recovers every acknowledged command)");
                 failed = Some(why);
                 break;
+            }
+            Some(advance) = next_advance(&mut advances) => {
+                if let Some((manual, _)) = &advances {
+                    move_clock(manual, advance, &core, sample.as_ref()).await;
+                }
+                continue;
             }
             Some(()) = control.reload.recv() => {
                 match rpc::reload(&shared).await {
@@ -305,6 +352,33 @@ pub async fn serve(
     }
 }
 
+async fn next_advance(advances: &mut Option<(ManualClock, mpsc::UnboundedReceiver<Advance>)>) -> Option<Advance> {
+    match advances {
+        Some((_, requests)) => requests.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Moves the manual clock, fires what is due, takes a metrics sample, and
+/// answers once all of it is done.
+async fn move_clock(clock: &ManualClock, advance: Advance, core: &CoreHandle, sample: Option<&SampleRequests>) {
+    clock.advance(advance.by);
+    if core.tick().is_err() {
+        return;
+    }
+    // The query is served after the tick: the timers have fired.
+    let _ = core.query(|_| ()).await;
+    if let Some(sample) = sample {
+        let (done, sampled) = oneshot::channel();
+        if sample.send(done).is_ok() {
+            let _ = sampled.await;
+        }
+    }
+    let _ = advance.done.send(());
+}
+
+type SampleRequests = mpsc::UnboundedSender<oneshot::Sender<()>>;
+
 /// The stop: no new connection or request, the calls in flight answered,
 /// the journal durable and closed, every stream ended with its trailer,
 /// then the connections closed. Nobody is logged out.
@@ -331,8 +405,14 @@ async fn stop_serving(
     while shared.streams.load(Ordering::Acquire) > 0 && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let left = shared.streams.load(Ordering::Acquire);
+    if left > 0 && !journal_failed {
+        warn!(streams = left, "stop: streams whose clients do not read were cut off");
+    }
     endpoint.close(0u32.into(), b"shutdown");
-    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    if tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await.is_err() {
+        warn!("stop: connections not closed after 2 s; stopping anyway");
+    }
 }
 
 /// What a reload changed, for the log.

@@ -289,6 +289,10 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         }
         Method::Health => {
             let _: pb::HealthRequest = decode(body)?;
+            let sessions = {
+                let _permit = admit(shared)?;
+                shared.core.query(|router| router.session_counts()).await.map_err(|_| shutting_down())?
+            };
             let r = &shared.refusals;
             framed(&pb::HealthResponse {
                 status: if shared.journal_failure.is_set() { "journal_failed" } else { "serving" }.into(),
@@ -297,6 +301,8 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
                 refused_requests: r.requests.load(Ordering::Relaxed),
                 protocol_errors: r.protocol_errors.load(Ordering::Relaxed),
                 open_connections: shared.open.load(Ordering::Relaxed) as u32,
+                sessions_live: sessions.live as u32,
+                sessions_in_grace: sessions.in_grace as u32,
             })
         }
         Method::Subscribe | Method::GatewayStream => unreachable!("streaming methods are served apart"),
