@@ -83,7 +83,7 @@ async fn measure(name: &str, policy: FsyncPolicy, timing: bool) -> f64 {
     cfg.journal.options.fsync = policy;
     let ccrd = Loopback::start(cfg, None, false).await.unwrap();
     let client = Client::connect(ccrd.addr, "localhost", std::slice::from_ref(&ccrd.cert)).await.unwrap();
-    for agent in 0..AGENTS {
+    for agent in 1..=AGENTS {
         client
             .login(LoginRequest {
                 agent_id: agent,

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,6 +20,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::journal::{FsyncPolicy, JournalOptions};
+
+/// The largest `server.max_message_bytes`: a command decoded from one
+/// message is journaled as one record, and recovery takes a record over
+/// [`crate::journal::MAX_RECORD_LEN`] for damage, so a message stays well
+/// inside it.
+pub const MAX_MESSAGE_BYTES: usize = crate::journal::MAX_RECORD_LEN / 4;
 
 /// The configuration ccrd starts with when given none.
 pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/ccrd.example.toml");
@@ -112,11 +119,21 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_streams_per_connection: u32,
     pub max_message_bytes: usize,
-    /// Calls waiting for the routing core at once, over all connections.
+    /// Calls waiting for the routing core at once, over all connections,
+    /// and the bytes of their requests.
     pub max_pending_requests: usize,
+    pub max_pending_bytes: usize,
     /// Events buffered for one `Events/Subscribe` stream; a subscriber that
     /// falls further behind is dropped with RESOURCE_EXHAUSTED.
     pub subscriber_buffer: usize,
+    /// `Events/Subscribe` streams open at once, in all and per connection.
+    pub max_subscriptions: usize,
+    pub max_subscriptions_per_connection: u32,
+    /// `/metrics` connections served at once; more are closed unanswered.
+    pub max_metrics_connections: usize,
+    /// Bytes of events waiting in all subscribers' queues; a subscriber whose
+    /// next event would go over is dropped, as one that falls behind.
+    pub max_queued_event_bytes: usize,
     /// How long the core thread keeps polling for work before it parks.
     pub core_spin: Duration,
     /// Window of `ccr_service_level_ratio`.
@@ -169,12 +186,17 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
     data_dir: Option<String>,
-    max_connections: Option<usize>,
-    max_streams_per_connection: Option<u32>,
-    max_message_bytes: Option<usize>,
+    max_connections: Option<Spanned<usize>>,
+    max_streams_per_connection: Option<Spanned<u32>>,
+    max_message_bytes: Option<Spanned<usize>>,
     gateway_grace: Option<Spanned<String>>,
-    max_pending_requests: Option<usize>,
-    subscriber_buffer: Option<usize>,
+    max_pending_requests: Option<Spanned<usize>>,
+    max_pending_bytes: Option<Spanned<usize>>,
+    subscriber_buffer: Option<Spanned<usize>>,
+    max_subscriptions: Option<Spanned<usize>>,
+    max_subscriptions_per_connection: Option<Spanned<u32>>,
+    max_metrics_connections: Option<Spanned<usize>>,
+    max_queued_event_bytes: Option<Spanned<usize>>,
     core_spin: Option<Spanned<String>>,
     service_level_window: Option<Spanned<String>>,
     decision_timing: Option<bool>,
@@ -206,6 +228,9 @@ struct RawRouting {
     explain: Option<bool>,
     ewt_window: Option<Spanned<String>>,
     session_grace: Option<Spanned<String>>,
+    max_contacts: Option<Spanned<u32>>,
+    max_context_entries: Option<Spanned<u16>>,
+    max_context_bytes: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +311,20 @@ impl Checker<'_> {
     fn problem<T>(&mut self, field: String, at: Option<&Spanned<T>>, message: String) {
         let line = at.map(|s| self.line_of(s.span().start));
         self.problems.push(Problem { field, line, message });
+    }
+
+    /// A number within `range`; out of it, a problem naming its line.
+    fn bounded<T>(&mut self, field: &str, value: Option<&Spanned<T>>, default: T, range: RangeInclusive<T>) -> T
+    where
+        T: Copy + PartialOrd + fmt::Display,
+    {
+        let Some(v) = value else { return default };
+        let n = *v.get_ref();
+        if !range.contains(&n) {
+            let message = format!("{n} is not in {}..={}", range.start(), range.end());
+            self.problem(field.into(), Some(v), message);
+        }
+        n
     }
 
     fn duration(&mut self, field: String, value: Option<&Spanned<String>>, default: Duration) -> Duration {
@@ -372,15 +411,51 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     })?;
     let mut c = Checker { text, problems: Vec::new() };
 
+    let rs = &raw.server;
     let server = ServerConfig {
         listen: c.address("server.listen".into(), raw.server.listen.as_ref(), "127.0.0.1:4433"),
         metrics_listen: c.address("server.metrics_listen".into(), raw.server.metrics_listen.as_ref(), "127.0.0.1:9464"),
         data_dir: raw.server.data_dir.clone().map_or_else(|| PathBuf::from("ccrd-data"), PathBuf::from),
-        max_connections: raw.server.max_connections.unwrap_or(1024),
-        max_streams_per_connection: raw.server.max_streams_per_connection.unwrap_or(256),
-        max_message_bytes: raw.server.max_message_bytes.unwrap_or(ccr_proto::wire::DEFAULT_MAX_MESSAGE),
-        max_pending_requests: raw.server.max_pending_requests.unwrap_or(100_000),
-        subscriber_buffer: raw.server.subscriber_buffer.unwrap_or(4096),
+        max_connections: c.bounded("server.max_connections", rs.max_connections.as_ref(), 1024, 1..=1_000_000),
+        max_streams_per_connection: c.bounded(
+            "server.max_streams_per_connection",
+            rs.max_streams_per_connection.as_ref(),
+            256,
+            1..=1 << 20,
+        ),
+        max_message_bytes: c.bounded(
+            "server.max_message_bytes",
+            rs.max_message_bytes.as_ref(),
+            ccr_proto::wire::DEFAULT_MAX_MESSAGE,
+            1024..=MAX_MESSAGE_BYTES,
+        ),
+        max_pending_requests: c.bounded(
+            "server.max_pending_requests",
+            rs.max_pending_requests.as_ref(),
+            100_000,
+            1..=10_000_000,
+        ),
+        max_pending_bytes: c.bounded("server.max_pending_bytes", rs.max_pending_bytes.as_ref(), 64 << 20, 1..=1 << 40),
+        subscriber_buffer: c.bounded("server.subscriber_buffer", rs.subscriber_buffer.as_ref(), 4096, 1..=1 << 20),
+        max_subscriptions: c.bounded("server.max_subscriptions", rs.max_subscriptions.as_ref(), 10_000, 1..=10_000_000),
+        max_subscriptions_per_connection: c.bounded(
+            "server.max_subscriptions_per_connection",
+            rs.max_subscriptions_per_connection.as_ref(),
+            16,
+            1..=1 << 20,
+        ),
+        max_queued_event_bytes: c.bounded(
+            "server.max_queued_event_bytes",
+            rs.max_queued_event_bytes.as_ref(),
+            256 << 20,
+            1 << 20..=1 << 40,
+        ),
+        max_metrics_connections: c.bounded(
+            "server.max_metrics_connections",
+            rs.max_metrics_connections.as_ref(),
+            16,
+            1..=1024,
+        ),
         core_spin: c.duration("server.core_spin".into(), raw.server.core_spin.as_ref(), Duration::from_micros(200)),
         service_level_window: c.duration(
             "server.service_level_window".into(),
@@ -390,26 +465,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         decision_timing: raw.server.decision_timing.unwrap_or(true),
         config_path: None,
     };
-    if server.max_pending_requests == 0 {
-        c.problems.push(Problem {
-            field: "server.max_pending_requests".into(),
-            line: None,
-            message: "must be at least 1".into(),
-        });
-    }
-    if server.subscriber_buffer == 0 {
-        c.problems.push(Problem {
-            field: "server.subscriber_buffer".into(),
-            line: None,
-            message: "must be at least 1".into(),
-        });
-    }
-    if server.max_connections == 0 {
-        c.problems.push(Problem {
-            field: "server.max_connections".into(),
-            line: None,
-            message: "must be at least 1".into(),
-        });
+    if server.max_pending_bytes < server.max_message_bytes {
+        let message = format!("must hold at least one message of max_message_bytes ({})", server.max_message_bytes);
+        c.problem("server.max_pending_bytes".into(), rs.max_pending_bytes.as_ref(), message);
     }
 
     let journal = journal_config(&mut c, &raw.journal);
@@ -540,13 +598,32 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             (None, Some(old)) => c.duration("server.gateway_grace".into(), Some(old), defaults.session_grace),
             (None, None) => defaults.session_grace,
         },
+        max_contacts: c.bounded(
+            "routing.max_contacts",
+            raw.routing.max_contacts.as_ref(),
+            defaults.max_contacts,
+            1..=ccr_core::config::MAX_CONTACTS_LIMIT,
+        ),
+        max_context_entries: c.bounded(
+            "routing.max_context_entries",
+            raw.routing.max_context_entries.as_ref(),
+            defaults.max_context_entries,
+            0..=u16::MAX,
+        ),
+        max_context_bytes: c.bounded(
+            "routing.max_context_bytes",
+            raw.routing.max_context_bytes.as_ref(),
+            defaults.max_context_bytes,
+            0..=ccr_core::config::MAX_CONTEXT_BYTES_LIMIT,
+        ),
         tiers,
         queues,
         ..defaults
     };
-    // The core's own rules, located through the queue and tier names' lines.
+    // The core's own rules, located through the queue and tier names' lines
+    // (its limits were checked above, with their own lines).
     if let Err(errors) = router.validate() {
-        for e in errors.0 {
+        for e in errors.0.into_iter().filter(|e| !e.field.starts_with("max_")) {
             let line = locate(&e.field, &raw).map(|offset| c.line_of(offset));
             c.problems.push(Problem { field: e.field, line, message: e.message });
         }
@@ -638,13 +715,52 @@ name = "a"
     }
 
     #[test]
-    fn server_limits_of_zero_are_refused() {
-        let text = "[server]\nmax_connections = 0\nmax_pending_requests = 0\nsubscriber_buffer = 0\n\n[[queues]]\nname = \"a\"\n";
+    fn limits_out_of_range_are_refused_with_their_line() {
+        let text = "[server]
+max_connections = 0
+max_pending_requests = 0
+subscriber_buffer = 0
+max_message_bytes = 8388608
+max_subscriptions = 0
+max_subscriptions_per_connection = 0
+max_metrics_connections = 0
+max_queued_event_bytes = 1000
+max_streams_per_connection = 0
+
+[routing]
+max_contacts = 0
+max_context_bytes = 2000000
+
+[[queues]]
+name = \"a\"
+";
         let shown: Vec<String> = parse(text).unwrap_err().0.iter().map(ToString::to_string).collect();
-        for field in ["server.max_connections", "server.max_pending_requests", "server.subscriber_buffer"] {
-            assert!(shown.iter().any(|p| p.contains(field) && p.contains("at least 1")), "{field}: {shown:#?}");
+        for (line, field) in [
+            (2, "server.max_connections"),
+            (3, "server.max_pending_requests"),
+            (4, "server.subscriber_buffer"),
+            (5, "server.max_message_bytes"),
+            (6, "server.max_subscriptions"),
+            (7, "server.max_subscriptions_per_connection"),
+            (8, "server.max_metrics_connections"),
+            (9, "server.max_queued_event_bytes"),
+            (10, "server.max_streams_per_connection"),
+            (13, "routing.max_contacts"),
+            (14, "routing.max_context_bytes"),
+        ] {
+            let found =
+                shown.iter().any(|p| p.starts_with(&format!("line {line}: {field}:")) && p.contains("is not in"));
+            assert!(found, "{field} on line {line}: {shown:#?}");
         }
-        assert_eq!(parse("[[queues]]\nname = \"a\"\n").unwrap().server.subscriber_buffer, 4096);
+        assert_eq!(shown.len(), 11, "one problem each: {shown:#?}");
+        // A pending budget must hold at least one message.
+        let text = "[server]\nmax_message_bytes = 65536\nmax_pending_bytes = 4096\n\n[[queues]]\nname = \"a\"\n";
+        let shown: Vec<String> = parse(text).unwrap_err().0.iter().map(ToString::to_string).collect();
+        assert!(shown[0].starts_with("line 3: server.max_pending_bytes"), "{shown:#?}");
+        let defaults = parse("[[queues]]\nname = \"a\"\n").unwrap();
+        assert_eq!(defaults.server.subscriber_buffer, 4096);
+        assert!(defaults.server.max_message_bytes <= MAX_MESSAGE_BYTES);
+        assert_eq!((defaults.router.max_contacts, defaults.router.max_context_bytes), (1_000_000, 8192));
     }
 
     #[test]

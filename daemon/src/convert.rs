@@ -290,7 +290,7 @@ pub fn command_error(e: &CommandError) -> Status {
     let code = match e {
         UnknownAgent(_) | UnknownContact(_) | UnknownQueue(_) | UnknownOffer(_) => Code::NotFound,
         AgentAlreadyLoggedIn(_) | DuplicateContact(_) => Code::AlreadyExists,
-        QueueFull(_) => Code::ResourceExhausted,
+        QueueFull(_) | TooManyContacts { .. } | ContextTooLarge { .. } => Code::ResourceExhausted,
         UnknownTier(_) | Invalid { .. } | DuplicateSkill(_) | DuplicateLanguage(_) => Code::InvalidArgument,
         OfferNotForAgent { .. } => Code::PermissionDenied,
         OfferNotPending { .. } | NotConnected { .. } | NotInWrapUp { .. } | AgentBusy(_) | NotYetDue(_) => {

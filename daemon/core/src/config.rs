@@ -30,7 +30,19 @@ pub struct RouterConfig {
     /// How long a lost session's contacts and agents wait for another
     /// session to claim them before they are abandoned and logged out.
     pub session_grace: Duration,
+    /// Contacts held at once, scheduled callbacks included: what clients
+    /// can make the core keep, whatever each queue's `max_waiting`.
+    pub max_contacts: u32,
+    /// A contact's context (the key/values a gateway attaches): entries,
+    /// and bytes of keys and values together, transfers' additions included.
+    pub max_context_entries: u16,
+    pub max_context_bytes: u32,
 }
+
+/// Upper ends of the limits' settings: slots are `u32`, and a context is
+/// journaled with its command, well inside a journal record.
+pub const MAX_CONTACTS_LIMIT: u32 = 100_000_000;
+pub const MAX_CONTEXT_BYTES_LIMIT: u32 = 1 << 20;
 
 impl Default for RouterConfig {
     fn default() -> Self {
@@ -46,6 +58,9 @@ impl Default for RouterConfig {
             offer_history: 65_536,
             ewt_window: Duration::from_secs(300),
             session_grace: Duration::from_secs(30),
+            max_contacts: 1_000_000,
+            max_context_entries: 64,
+            max_context_bytes: 8192,
         }
     }
 }
@@ -213,6 +228,12 @@ impl RouterConfig {
             if t.aging_boost > Duration::from_secs(365 * 24 * 3600) {
                 err(format!("tiers[{i}].aging_boost"), "must be at most one year".into());
             }
+        }
+        if !(1..=MAX_CONTACTS_LIMIT).contains(&self.max_contacts) {
+            err("max_contacts".into(), format!("must be in 1..={MAX_CONTACTS_LIMIT}"));
+        }
+        if self.max_context_bytes > MAX_CONTEXT_BYTES_LIMIT {
+            err("max_context_bytes".into(), format!("must be at most {MAX_CONTEXT_BYTES_LIMIT}"));
         }
         if self.queues.is_empty() {
             err("queues".into(), "at least one queue is required".into());

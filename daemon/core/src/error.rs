@@ -43,6 +43,10 @@ pub enum CommandError {
     UnknownSession(SessionId),
     #[error("session {0} was lost: it can no longer act")]
     SessionLost(SessionId),
+    #[error("the router holds {limit} contacts, its limit (max_contacts)")]
+    TooManyContacts { limit: u32 },
+    #[error("context of {entries} entries and {bytes} bytes is over the limit of {max_entries} entries and {max_bytes} bytes")]
+    ContextTooLarge { entries: usize, bytes: usize, max_entries: u16, max_bytes: u32 },
 }
 
 /// How an offer ended.

@@ -808,6 +808,7 @@ impl Router {
         if preferred_agents.len() > MAX_PREFERRED_AGENTS {
             return Err(invalid("preferred_agents", format!("at most {MAX_PREFERRED_AGENTS}")));
         }
+        self.check_context(&context)?;
         if let Some((due, deadline)) = callback {
             if deadline < due {
                 return Err(invalid("deadline", "a callback's deadline cannot precede its due time".into()));
@@ -817,6 +818,9 @@ impl Router {
                 let days = MAX_CALLBACK_AHEAD.as_secs() / 86_400;
                 return Err(invalid("deadline", format!("a callback is due and answered within {days} days")));
             }
+        }
+        if self.contacts.len() >= self.cfg.max_contacts as usize {
+            return Err(CommandError::TooManyContacts { limit: self.cfg.max_contacts });
         }
         // Callbacks were promised: they skip the waiting limit when they come due.
         let admitted = if callback.is_some() { queue } else { self.admit(queue)? };
@@ -908,6 +912,8 @@ impl Router {
         if let ContactState::Scheduled { .. } = self.contacts[cslot].state {
             return Err(CommandError::NotYetDue(contact));
         }
+        let merged = merge_context(&self.contacts[cslot].context, context);
+        self.check_context(&merged)?;
         let was_waiting_here = self.contacts[cslot].is_waiting() && from == queue;
         let admitted = if was_waiting_here { queue } else { self.admit(queue)? };
         // Checks done: from here on nothing fails.
@@ -936,13 +942,6 @@ impl Router {
         c.skills = skills;
         c.languages = languages;
         c.preferred = Box::default();
-        let mut merged = std::mem::take(&mut c.context).into_vec();
-        for (k, v) in context {
-            match merged.iter_mut().find(|(ck, _)| *ck == k) {
-                Some(entry) => entry.1 = v,
-                None => merged.push((k, v)),
-            }
-        }
         c.context = merged.into();
         c.entered_queue = now;
         c.relax = Relaxation::NONE;
@@ -1458,6 +1457,16 @@ impl Router {
         self.contact_slots.get(&id).copied().ok_or(CommandError::UnknownContact(id))
     }
 
+    /// A context within `max_context_entries` and `max_context_bytes`.
+    fn check_context(&self, context: &[(String, String)]) -> Result<(), CommandError> {
+        let (entries, bytes) = (context.len(), context.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>());
+        let (max_entries, max_bytes) = (self.cfg.max_context_entries, self.cfg.max_context_bytes);
+        if entries > usize::from(max_entries) || bytes > max_bytes as usize {
+            return Err(CommandError::ContextTooLarge { entries, bytes, max_entries, max_bytes });
+        }
+        Ok(())
+    }
+
     fn check_queue_and_tier(&self, queue: QueueId, tier: TierId) -> Result<(), CommandError> {
         if usize::from(queue.0) >= self.cfg.queues.len() {
             return Err(CommandError::UnknownQueue(queue));
@@ -1556,4 +1565,17 @@ fn dead_timers<'a>(
         // Never in a lane.
         Timer::SessionGrace { .. } => false,
     }
+}
+
+/// A transfer's context over the one carried: key by key, a new value
+/// replaces the old, a new key is added at the end.
+fn merge_context(carried: &[(String, String)], added: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut merged = carried.to_vec();
+    for (k, v) in added {
+        match merged.iter_mut().find(|(ck, _)| *ck == k) {
+            Some(entry) => entry.1 = v,
+            None => merged.push((k, v)),
+        }
+    }
+    merged
 }

@@ -48,6 +48,8 @@ fn config(contact_policy: ContactPolicy, agent_policy: AgentPolicy) -> RouterCon
     q2.when_full = WhenFull::OverflowTo(QueueId(1));
     cfg.queues = vec![q0, q1, q2];
     cfg.session_grace = Duration::from_secs(20);
+    // Fewer than the ids the operations use: the limit is reached.
+    cfg.max_contacts = 16;
     cfg
 }
 
@@ -334,6 +336,7 @@ fn check_invariants(cfg: &RouterConfig, snap: &Snapshot) -> Result<(), TestCaseE
     let now = snap.now;
     let mut offers = HashSet::new();
     let mut held_by: HashMap<AgentId, [u8; 3]> = HashMap::new();
+    prop_assert!(snap.contacts.len() <= cfg.max_contacts as usize, "{} contacts held", snap.contacts.len());
     for c in &snap.contacts {
         match c.state {
             ContactViewState::Offered { offer, agent } => {

@@ -1,10 +1,10 @@
 //! The bytes on disk: journal records, segment files and snapshot files.
 //!
 //! ```text
-//! segment  := "CCRJNL02" first_seq:u64le record*
+//! segment  := "CCRJNL03" first_seq:u64le record*
 //! record   := len:u32le crc:u32le payload[len]        crc = CRC32C(payload)
 //! payload  := postcard(Entry { seq, now, input })
-//! snapshot := "CCRSNP11" seq:u64le now:u64le len:u64le crc:u32le payload[len]
+//! snapshot := "CCRSNP12" seq:u64le now:u64le len:u64le crc:u32le payload[len]
 //! payload  := postcard(SnapshotBody { names, router })
 //! ```
 //! Segments are named `journal-<first seq, 20 digits>.wal` and snapshots
@@ -17,16 +17,17 @@ use ccr_core::{Command, RouterConfig, SessionId, Time};
 use serde::{Deserialize, Serialize};
 
 /// The number is the version of the records inside (version 2: commands
-/// carry the session they came from).
-pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL02";
+/// carry the session they came from; 3: the routing configuration carries
+/// the contact and context limits).
+pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL03";
 /// Segment formats of earlier versions, recognised to say so.
-const OLDER_SEGMENT_MAGICS: [&[u8; 8]; 1] = [b"CCRJNL01"];
+const OLDER_SEGMENT_MAGICS: [&[u8; 8]; 2] = [b"CCRJNL01", b"CCRJNL02"];
 pub const SEGMENT_HEADER_LEN: usize = 16;
 /// The number is the version of the router state inside: a snapshot holds
 /// the core's internal structures, which change with its algorithms.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP11";
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP12";
 /// Snapshot formats of earlier versions, recognised to say so.
-const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 10] = [
+const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 11] = [
     b"CCRSNP01",
     b"CCRSNP02",
     b"CCRSNP03",
@@ -37,11 +38,12 @@ const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 10] = [
     b"CCRSNP08",
     b"CCRSNP09",
     b"CCRSNP10",
+    b"CCRSNP11",
 ];
 pub const SNAPSHOT_HEADER_LEN: usize = 36;
 pub const RECORD_HEADER_LEN: usize = 8;
-/// Larger than any command can be (the QUIC message limit is far lower), so a
-/// length beyond it can only be damage.
+/// Larger than any command can be (`server.max_message_bytes` is at most a
+/// quarter of it), so a length beyond it can only be damage.
 pub const MAX_RECORD_LEN: usize = 16 << 20;
 
 /// The names behind the core's small ids (skill 3 is `names.skills[3]`): a
@@ -267,6 +269,28 @@ mod tests {
             InputRef::Command { session: SessionId(3), command: &command },
         );
         out
+    }
+
+    /// Everything one message of `server.max_message_bytes` at its largest
+    /// can carry, as one context value, journals as a record recovery reads.
+    #[test]
+    fn the_largest_message_fits_in_a_record() {
+        let big = "v".repeat(crate::config::MAX_MESSAGE_BYTES);
+        let spec = ccr_core::ContactSpec {
+            id: ccr_core::ContactId(1),
+            channel: ccr_core::Channel::Voice,
+            queue: ccr_core::QueueId(0),
+            tier: ccr_core::TierId(0),
+            skills: Default::default(),
+            languages: Default::default(),
+            preferred_agents: vec![],
+            context: vec![("k".into(), big)],
+        };
+        let mut out = Vec::new();
+        let command = Command::Enqueue(spec);
+        encode_record(&mut out, 1, Time::from_secs(1), InputRef::Command { session: SessionId(1), command: &command });
+        assert!(out.len() - RECORD_HEADER_LEN <= MAX_RECORD_LEN, "{} bytes", out.len());
+        assert!(matches!(decode_record(&out), Decoded::Record(_, len) if len == out.len()));
     }
 
     #[test]

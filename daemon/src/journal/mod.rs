@@ -42,7 +42,7 @@ use ccr_core::{Command, Router, RouterConfig, SessionId, Time};
 use crossbeam_channel::Sender;
 use tracing::{info, warn};
 
-pub use format::{Entry, Input, Names};
+pub use format::{Entry, Input, Names, MAX_RECORD_LEN};
 pub use recovery::{Recovered, RecoveryReport};
 pub use snapshot::write as write_snapshot;
 pub use writer::Release;

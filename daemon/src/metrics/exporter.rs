@@ -5,18 +5,30 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::Metrics;
+use super::{Metrics, Refusal};
 
-/// Serves `GET /metrics` on `listener` until the task is aborted.
-pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+/// How long a scrape may take to send its request or read the page.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `GET /metrics` on `listener` until the task is aborted, at most
+/// `max_connections` at once: one more is closed unanswered and counted
+/// (`ccr_refused_total{reason="metrics_limit"}`).
+pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, max_connections: usize) {
+    let places = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else { return };
+        let Ok((mut socket, remote)) = listener.accept().await else { return };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            metrics.refusal(Refusal::MetricsLimit);
+            tracing::debug!(%remote, "metrics connection refused: too many open");
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _place = place;
             let mut request = Vec::new();
             let mut chunk = [0u8; 1024];
             while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut chunk)).await {
+                match tokio::time::timeout(TIMEOUT, socket.read(&mut chunk)).await {
                     Ok(Ok(n)) if n > 0 => request.extend_from_slice(&chunk[..n]),
                     _ => return,
                 }
@@ -28,8 +40,12 @@ pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
-            let _ = socket.write_all(head.as_bytes()).await;
-            let _ = socket.write_all(body.as_bytes()).await;
+            // A scraper that does not read cannot hold its place.
+            let _ = tokio::time::timeout(TIMEOUT, async {
+                socket.write_all(head.as_bytes()).await?;
+                socket.write_all(body.as_bytes()).await
+            })
+            .await;
         });
     }
 }

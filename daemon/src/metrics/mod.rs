@@ -167,11 +167,23 @@ pub enum Refusal {
     NoRole,
     PendingLimit,
     StreamLimit,
+    SubscriptionLimit,
+    ContactLimit,
+    ContextLimit,
+    MetricsLimit,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 4] =
-        [Refusal::ConnectionLimit, Refusal::NoRole, Refusal::PendingLimit, Refusal::StreamLimit];
+    pub const ALL: [Refusal; 8] = [
+        Refusal::ConnectionLimit,
+        Refusal::NoRole,
+        Refusal::PendingLimit,
+        Refusal::StreamLimit,
+        Refusal::SubscriptionLimit,
+        Refusal::ContactLimit,
+        Refusal::ContextLimit,
+        Refusal::MetricsLimit,
+    ];
 
     pub const fn label(self) -> &'static str {
         match self {
@@ -179,6 +191,19 @@ impl Refusal {
             Refusal::NoRole => "no_role",
             Refusal::PendingLimit => "pending_limit",
             Refusal::StreamLimit => "stream_limit",
+            Refusal::SubscriptionLimit => "subscription_limit",
+            Refusal::ContactLimit => "contact_limit",
+            Refusal::ContextLimit => "context_limit",
+            Refusal::MetricsLimit => "metrics_limit",
+        }
+    }
+
+    /// The refusal a core error stands for, if it is one of the limits.
+    pub fn of_command_error(e: &ccr_core::CommandError) -> Option<Refusal> {
+        match e {
+            ccr_core::CommandError::TooManyContacts { .. } => Some(Refusal::ContactLimit),
+            ccr_core::CommandError::ContextTooLarge { .. } => Some(Refusal::ContextLimit),
+            _ => None,
         }
     }
 }

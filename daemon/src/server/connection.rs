@@ -17,6 +17,8 @@ pub(super) struct Connection {
     pub role: Role,
     /// Opened in the core before any request of the connection reaches it.
     pub session: SessionId,
+    /// `Events/Subscribe` streams open on this connection.
+    pub subscriptions: AtomicUsize,
 }
 
 /// Handshake, then one task per stream until the connection ends; then the
@@ -44,7 +46,7 @@ pub(super) async fn serve(incoming: quinn::Incoming, shared: Shared) {
     if let Some(g) = &connections {
         g.increment(1.0);
     }
-    let this = Arc::new(Connection { role, session });
+    let this = Arc::new(Connection { role, session, subscriptions: AtomicUsize::new(0) });
     // Only this loop adds to it: a load then an add cannot race.
     let streams = Arc::new(AtomicUsize::new(0));
     loop {

@@ -6,9 +6,10 @@
 //! left and ends every subscription with UNAVAILABLE.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use ccr_core::{AgentId, Event, Router};
 use ccr_proto::v1 as pb;
 use ccr_proto::wire::{self, Code};
@@ -16,11 +17,16 @@ use pb::Status;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::connection::Connection;
 use super::rpc::{decode, finish};
-use super::Shared;
+use super::{Refusal, Shared};
 use crate::config::Catalog;
 use crate::convert::{self, Audience};
 use crate::metrics::Metrics;
+
+/// Agents one subscription may name; a desktop names one, a supervisor a
+/// team, and a subscription naming none gets every event.
+pub const MAX_AGENTS_PER_SUBSCRIPTION: usize = 1024;
 
 /// An event leaving the core thread, with the contact's context for offers.
 pub type Outgoing = (Event, Option<Vec<(String, String)>>);
@@ -38,10 +44,46 @@ pub(super) fn prepare(router: &Router, event: Event) -> Outgoing {
 pub(super) struct Subscriber {
     id: u64,
     agents: Vec<AgentId>,
-    tx: mpsc::Sender<pb::RoutingEvent>,
+    tx: mpsc::Sender<Queued>,
     /// Set by the dispatcher when it drops this subscriber for falling
     /// behind, so that the stream can end with the reason.
     lagged: Arc<AtomicBool>,
+}
+
+/// One event, framed once for every subscriber, as it waits in one
+/// subscriber's queue: its bytes count against `server.max_queued_event_bytes`
+/// until it is written or dropped.
+pub(super) struct Queued {
+    framed: Bytes,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.framed.len(), Ordering::AcqRel);
+    }
+}
+
+/// The bytes of events waiting in every subscriber's queue, and their limit.
+pub(super) struct EventBudget {
+    queued: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl EventBudget {
+    pub(super) fn new(max: usize) -> Self {
+        EventBudget { queued: Arc::new(AtomicUsize::new(0)), max }
+    }
+
+    /// `framed` counted against the budget, or `None` when it would go over.
+    fn reserve(&self, framed: &Bytes) -> Option<Queued> {
+        let n = framed.len();
+        if self.queued.fetch_add(n, Ordering::AcqRel) + n > self.max {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return None;
+        }
+        Some(Queued { framed: framed.clone(), budget: self.queued.clone() })
+    }
 }
 
 /// What a subscription task tells the dispatcher.
@@ -61,15 +103,55 @@ impl Drop for Unsubscribe<'_> {
     }
 }
 
+/// A subscription's place under `server.max_subscriptions` and
+/// `server.max_subscriptions_per_connection`, given back when it ends.
+struct Place<'a> {
+    _total: tokio::sync::SemaphorePermit<'a>,
+    connection: &'a Connection,
+}
+
+impl<'a> Place<'a> {
+    fn take(shared: &'a Shared, connection: &'a Connection) -> Result<Self, Status> {
+        let refuse = |what: &str| {
+            shared.refused(Refusal::SubscriptionLimit);
+            Status::new(Code::ResourceExhausted, format!("too many subscriptions open {what}"))
+        };
+        let total = shared.subscriptions.try_acquire().map_err(|_| refuse("(server.max_subscriptions)"))?;
+        let limit = shared.max_subscriptions_per_connection;
+        if connection.subscriptions.fetch_add(1, Ordering::AcqRel) >= limit {
+            connection.subscriptions.fetch_sub(1, Ordering::AcqRel);
+            return Err(refuse(&format!("on this connection (limit {limit})")));
+        }
+        Ok(Place { _total: total, connection })
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.connection.subscriptions.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Server streaming: events for the named agents (or all, for a gateway)
 /// until the client goes away or the daemon stops.
-pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: &Shared) {
+pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: &Shared, connection: &Connection) {
     let request: pb::SubscribeRequest = match decode(body) {
         Ok(r) => r,
         Err(status) => return finish(&mut send, None, status).await,
     };
+    let _place = match Place::take(shared, connection) {
+        Ok(place) => place,
+        Err(status) => return finish(&mut send, None, status).await,
+    };
+    if request.agent_ids.len() > MAX_AGENTS_PER_SUBSCRIPTION {
+        shared.refused(Refusal::SubscriptionLimit);
+        let message = format!("at most {MAX_AGENTS_PER_SUBSCRIPTION} agents in one subscription (none: every event)");
+        return finish(&mut send, None, Status::new(Code::ResourceExhausted, message)).await;
+    }
     let (tx, mut rx) = mpsc::channel(shared.subscriber_buffer);
-    let agents = request.agent_ids.into_iter().map(AgentId).collect();
+    let mut agents: Vec<AgentId> = request.agent_ids.into_iter().map(AgentId).collect();
+    agents.sort_unstable();
+    agents.dedup();
     let lagged = Arc::new(AtomicBool::new(false));
     let id = shared.next_subscriber.fetch_add(1, Ordering::Relaxed);
     if shared.subscribe.send(Change::Add(Subscriber { id, agents, tx, lagged: lagged.clone() })).is_err() {
@@ -89,10 +171,11 @@ pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: 
         };
         let Some(event) = event else { break };
         out.clear();
-        wire::encode_message(&event, &mut out);
+        out.extend_from_slice(&event.framed);
+        drop(event);
         while out.len() < BATCH_BYTES {
             let Ok(event) = rx.try_recv() else { break };
-            wire::encode_message(&event, &mut out);
+            out.extend_from_slice(&event.framed);
         }
         if send.write_all(&out).await.is_err() {
             return;
@@ -102,7 +185,10 @@ pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: 
         let behind = shared.subscriber_buffer;
         Status::new(
             Code::ResourceExhausted,
-            format!("fell more than {behind} events behind: dropped (server.subscriber_buffer)"),
+            format!(
+                "fell more than {behind} events behind (server.subscriber_buffer), or the events waiting for \
+                 subscribers reached server.max_queued_event_bytes: dropped"
+            ),
         )
     } else {
         Status::new(Code::Unavailable, "shutting down: the event stream ended")
@@ -117,6 +203,7 @@ pub(super) async fn dispatch(
     metrics: Arc<Metrics>,
     mut events: mpsc::UnboundedReceiver<Outgoing>,
     mut changes: mpsc::UnboundedReceiver<Change>,
+    budget: EventBudget,
 ) {
     let mut table = Table::default();
     let mut dropped: Vec<u64> = Vec::new();
@@ -136,9 +223,20 @@ pub(super) async fn dispatch(
                     Audience::Agent(agent) => table.by_agent.get(&agent).map_or(&[][..], Vec::as_slice),
                     Audience::Gateways => &[],
                 };
+                let subscribers = table.gateways.iter().chain(agent_subs);
+                let framed = match subscribers.clone().next() {
+                    Some(_) => {
+                        let mut out = Vec::new();
+                        wire::encode_message(&message, &mut out);
+                        Bytes::from(out)
+                    }
+                    None => continue,
+                };
                 dropped.clear();
-                for &id in table.gateways.iter().chain(agent_subs) {
-                    if table.all.get(&id).is_some_and(|sub| sub.tx.try_send(message.clone()).is_err()) {
+                for &id in subscribers {
+                    let Some(sub) = table.all.get(&id) else { continue };
+                    let sent = budget.reserve(&framed).is_some_and(|queued| sub.tx.try_send(queued).is_ok());
+                    if !sent {
                         dropped.push(id);
                     }
                 }
@@ -221,7 +319,7 @@ mod tests {
     use super::*;
     use crate::config;
 
-    fn subscriber(buffer: usize) -> (Subscriber, mpsc::Receiver<pb::RoutingEvent>, Arc<AtomicBool>) {
+    fn subscriber(buffer: usize) -> (Subscriber, mpsc::Receiver<Queued>, Arc<AtomicBool>) {
         let (tx, rx) = mpsc::channel(buffer);
         let lagged = Arc::new(AtomicBool::new(false));
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -229,7 +327,7 @@ mod tests {
         (Subscriber { id, agents: Vec::new(), tx, lagged: lagged.clone() }, rx, lagged)
     }
 
-    async fn drain(mut rx: mpsc::Receiver<pb::RoutingEvent>) -> usize {
+    async fn drain(mut rx: mpsc::Receiver<Queued>) -> usize {
         let mut n = 0;
         while rx.recv().await.is_some() {
             n += 1;
@@ -272,7 +370,7 @@ mod tests {
         let metrics = Metrics::new(&catalog);
         let (events, events_rx) = mpsc::unbounded_channel();
         let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
-        let dispatcher = tokio::spawn(dispatch(catalog, metrics, events_rx, subscribe_rx));
+        let dispatcher = tokio::spawn(dispatch(catalog, metrics, events_rx, subscribe_rx, EventBudget::new(1 << 20)));
         let (slow, slow_rx, slow_lagged) = subscriber(2);
         let (roomy, roomy_rx, roomy_lagged) = subscriber(16);
         subscribe.send(Change::Add(slow)).expect("dispatcher runs");

@@ -17,11 +17,13 @@ use tokio::sync::mpsc;
 
 use super::connection::Connection;
 use super::rpc::{decode, finish, position, read_item, shutting_down};
-use super::Shared;
+use super::{Refusal, Shared};
 use crate::convert::{self, GatewayCall};
 use crate::metrics::ProtocolError;
 
-type ReplyFuture = Pin<Box<dyn Future<Output = pb::GatewayReply> + Send>>;
+/// A reply, and the limit it reports hitting (counted by the writer).
+type Answer = (pb::GatewayReply, Option<Refusal>);
+type ReplyFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 /// Replies in flight on one stream before its reader waits for the writer.
 const IN_FLIGHT: usize = 4096;
@@ -49,13 +51,20 @@ pub(super) async fn serve(
     connection: Arc<Connection>,
 ) {
     let (tx, mut rx) = mpsc::channel::<ReplyFuture>(IN_FLIGHT);
+    let counts = shared.clone();
     let writer = tokio::spawn(async move {
         let mut out = Vec::new();
+        let write = |(reply, refusal): Answer, out: &mut Vec<u8>| {
+            if let Some(refusal) = refusal {
+                counts.refused(refusal);
+            }
+            wire::encode_message(&reply, out);
+        };
         while let Some(next) = rx.recv().await {
-            wire::encode_message(&next.await, &mut out);
+            write(next.await, &mut out);
             while out.len() < 64 * 1024 {
                 match rx.try_recv() {
-                    Ok(next) => wire::encode_message(&next.await, &mut out),
+                    Ok(next) => write(next.await, &mut out),
                     Err(_) => break,
                 }
             }
@@ -148,8 +157,8 @@ async fn skip(
     Ok(())
 }
 
-fn refused(id: u64, status: Status) -> pb::GatewayReply {
-    pb::GatewayReply { id, status: Some(status), response: None }
+fn refused(id: u64, status: Status) -> Answer {
+    (pb::GatewayReply { id, status: Some(status), response: None }, None)
 }
 
 /// Submits one stream command now and returns the future of its reply.
@@ -160,18 +169,23 @@ fn submit(body: &[u8], shared: &Shared, session: SessionId) -> ReplyFuture {
         Err(status) => return Box::pin(async move { refused(0, status) }),
     };
     let id = command.id;
+    let admitted = match super::rpc::admit(shared, body.len()) {
+        Ok(admitted) => admitted,
+        Err(status) => return Box::pin(async move { refused(id, status) }),
+    };
     let cat = &shared.catalog;
     let converted = match command.command {
         None => Err(Status::new(Code::InvalidArgument, "command: missing")),
         Some(C::Position(r)) => {
             let shared = shared.clone();
             return Box::pin(async move {
+                let _admitted = admitted;
                 let found = match convert::contact_id(r.contact_id) {
                     Ok(contact) => position(contact, &shared, session).await,
                     Err(status) => Err(status),
                 };
                 match found {
-                    Ok(p) => convert::gateway_reply(id, pb::gateway_reply::Response::Position(p)),
+                    Ok(p) => (convert::gateway_reply(id, pb::gateway_reply::Response::Position(p)), None),
                     Err(status) => refused(id, status),
                 }
             });
@@ -187,30 +201,22 @@ fn submit(body: &[u8], shared: &Shared, session: SessionId) -> ReplyFuture {
         Ok(c) => c,
         Err(status) => return Box::pin(async move { refused(id, status) }),
     };
-    let permit = match shared.pending.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            shared.refused(super::Refusal::PendingLimit);
-            let status = Status::new(Code::ResourceExhausted, "too many pending requests");
-            return Box::pin(async move { refused(id, status) });
-        }
-    };
     let receiver = shared.core.submit(session, core_command);
     let catalog = shared.catalog.clone();
     Box::pin(async move {
-        let _permit = permit;
+        let _admitted = admitted;
         let result = match receiver {
             Ok(rx) => rx.await.map_err(|_| shutting_down()),
             Err(_) => Err(shutting_down()),
         };
-        let response = match result {
-            Ok(Ok(reply)) => convert::gateway_response(&catalog, call, reply),
-            Ok(Err(e)) => Err(convert::command_error(&e)),
-            Err(status) => Err(status),
+        let (response, refusal) = match result {
+            Ok(Ok(reply)) => (convert::gateway_response(&catalog, call, reply), None),
+            Ok(Err(e)) => (Err(convert::command_error(&e)), Refusal::of_command_error(&e)),
+            Err(status) => (Err(status), None),
         };
         match response {
-            Ok(response) => convert::gateway_reply(id, response),
-            Err(status) => refused(id, status),
+            Ok(response) => (convert::gateway_reply(id, response), None),
+            Err(status) => (refused(id, status).0, refusal),
         }
     })
 }

@@ -123,9 +123,11 @@ struct Shared {
     config_path: Option<std::path::PathBuf>,
     /// Streams being served, so that a stop can let them finish.
     streams: Arc<AtomicUsize>,
-    /// Commands and queries in flight towards the core; beyond the limit a
-    /// call is refused at once instead of queueing without bound.
-    pending: Arc<tokio::sync::Semaphore>,
+    /// Calls in flight towards the core, by number and by request bytes.
+    pending: Arc<Pending>,
+    /// Subscriptions open, over all connections.
+    subscriptions: Arc<tokio::sync::Semaphore>,
+    max_subscriptions_per_connection: usize,
     /// Set when the journal can no longer write: nothing is acknowledged.
     journal_failure: Arc<journal::Failure>,
     /// The next session id to hand out (above every one the core has seen).
@@ -140,7 +142,12 @@ impl Shared {
     /// Counts an admission refusal, for `Admin/Health` and for Prometheus.
     fn refused(&self, reason: Refusal) {
         let counter = match reason {
-            Refusal::PendingLimit | Refusal::StreamLimit => &self.refusals.requests,
+            Refusal::PendingLimit
+            | Refusal::StreamLimit
+            | Refusal::SubscriptionLimit
+            | Refusal::ContactLimit
+            | Refusal::ContextLimit => &self.refusals.requests,
+            Refusal::MetricsLimit => return self.metrics.refusal(reason),
             Refusal::ConnectionLimit | Refusal::NoRole => &self.refusals.connections,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -155,6 +162,38 @@ impl Shared {
 
     fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
+    }
+}
+
+/// Calls in flight towards the core, bounded in number and in the bytes of
+/// their requests (what they hold until the core has them): beyond either,
+/// a call is refused at once instead of queueing.
+struct Pending {
+    calls: Arc<tokio::sync::Semaphore>,
+    bytes: Arc<tokio::sync::Semaphore>,
+}
+
+/// One call's place among the pending, held until its reply.
+pub(super) struct Admitted {
+    _call: tokio::sync::OwnedSemaphorePermit,
+    _bytes: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Pending {
+    fn new(calls: usize, bytes: usize) -> Self {
+        let bytes = bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
+        Pending {
+            calls: Arc::new(tokio::sync::Semaphore::new(calls)),
+            bytes: Arc::new(tokio::sync::Semaphore::new(bytes)),
+        }
+    }
+
+    /// A place for a call of `bytes` request bytes, if there is room.
+    fn try_admit(&self, bytes: usize) -> Option<Admitted> {
+        let call = self.calls.clone().try_acquire_owned().ok()?;
+        let n = u32::try_from(bytes.max(1)).ok()?;
+        let bytes = self.bytes.clone().try_acquire_many_owned(n).ok()?;
+        Some(Admitted { _call: call, _bytes: bytes })
     }
 }
 
@@ -258,7 +297,8 @@ pub async fn serve(
     let (core, core_thread) =
         core_thread::spawn(router, clock.clone(), options, events::prepare, deliver).map_err(ServerError::Thread)?;
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
-    let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx));
+    let budget = events::EventBudget::new(config.server.max_queued_event_bytes);
+    let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx, budget));
     let snapshot_clock = config.journal.enabled.then_some(last_snapshot_ms);
     let (sample, cadence) = match advances {
         None => (None, metrics::sampler::Cadence::EverySecond),
@@ -275,7 +315,8 @@ pub async fn serve(
         config.server.service_level_window,
         snapshot_clock,
     ));
-    let exporter = metrics_listener.map(|l| tokio::spawn(metrics::exporter::run(l, metrics.clone())));
+    let max_scrapes = config.server.max_metrics_connections;
+    let exporter = metrics_listener.map(|l| tokio::spawn(metrics::exporter::run(l, metrics.clone(), max_scrapes)));
     let (stop, stopping) = watch::channel(false);
     let shared = Shared {
         core: core.clone(),
@@ -287,7 +328,9 @@ pub async fn serve(
         subscriber_buffer: config.server.subscriber_buffer,
         started: Instant::now(),
         roles_from_certificates: config.tls.client_ca.is_some(),
-        pending: Arc::new(tokio::sync::Semaphore::new(config.server.max_pending_requests)),
+        pending: Arc::new(Pending::new(config.server.max_pending_requests, config.server.max_pending_bytes)),
+        subscriptions: Arc::new(tokio::sync::Semaphore::new(config.server.max_subscriptions)),
+        max_subscriptions_per_connection: config.server.max_subscriptions_per_connection as usize,
         streams: Arc::new(AtomicUsize::new(0)),
         config_path: config.server.config_path.clone(),
         refusals: Arc::default(),

@@ -118,14 +118,17 @@ pub(super) async fn serve_stream(
         return finish(&mut send, None, status).await;
     }
     match method {
-        Method::Subscribe => return events::subscribe(send, &body, &shared).await,
+        Method::Subscribe => return events::subscribe(send, &body, &shared, &connection).await,
         Method::GatewayStream => return gateway_stream::serve(send, recv, buf, body, shared, connection).await,
         _ => {}
     }
     // A unary call is one message, then FIN: a second one is refused, not
     // ignored.
     let result = match read_item(&mut recv, &mut buf, limit, &shared, |b| wire::decode_frame(b, max)).await {
-        Ok(None) => unary(method, &body, &shared, connection.session).await,
+        Ok(None) => match admit(&shared, body.len()) {
+            Ok(_admitted) => unary(method, &body, &shared, connection.session).await,
+            Err(status) => Err(status),
+        },
         Ok(Some(_)) => Err(Status::new(Code::InvalidArgument, "a unary call carries exactly one message")),
         Err(status) => Err(status),
     };
@@ -158,22 +161,31 @@ fn framed(message: &impl Message) -> Vec<u8> {
     out
 }
 
-pub(super) fn admit(shared: &Shared) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
-    shared.pending.try_acquire().map_err(|_| {
-        warn!("refused: too many pending requests");
+/// A place among the calls pending towards the core for a request of
+/// `bytes` bytes (`server.max_pending_requests`, `server.max_pending_bytes`).
+pub(super) fn admit(shared: &Shared, bytes: usize) -> Result<super::Admitted, Status> {
+    shared.pending.try_admit(bytes).ok_or_else(|| {
+        debug!("refused: too many pending requests");
         shared.refused(Refusal::PendingLimit);
         Status::new(Code::ResourceExhausted, "too many pending requests; retry")
     })
 }
 
-/// Runs a command from `session` on the core.
+/// Runs a command from `session` on the core (the caller was admitted).
 async fn command(shared: &Shared, session: SessionId, command: Command) -> Result<Reply, Status> {
-    let _permit = admit(shared)?;
     match shared.core.command_from(session, command).await {
         Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(e)) => Err(convert::command_error(&e)),
+        Ok(Err(e)) => Err(command_error(shared, &e)),
         Err(_) => Err(shutting_down()),
     }
+}
+
+/// The status of a refused command, counting the refusals that are limits.
+pub(super) fn command_error(shared: &Shared, e: &CommandError) -> Status {
+    if let Some(refusal) = Refusal::of_command_error(e) {
+        shared.refused(refusal);
+    }
+    convert::command_error(e)
 }
 
 /// Position and estimated wait of a contact. Naming a contact another
@@ -183,14 +195,11 @@ pub(super) async fn position(
     shared: &Shared,
     session: SessionId,
 ) -> Result<pb::PositionResponse, Status> {
-    let (estimate, owner) = {
-        let _permit = admit(shared)?;
-        shared
-            .core
-            .query(move |router| (router.estimate_wait(contact), router.contact_owner(contact)))
-            .await
-            .map_err(|_| shutting_down())?
-    };
+    let (estimate, owner) = shared
+        .core
+        .query(move |router| (router.estimate_wait(contact), router.contact_owner(contact)))
+        .await
+        .map_err(|_| shutting_down())?;
     let estimate = estimate.map_err(|e: CommandError| convert::command_error(&e))?;
     if owner.is_some_and(|o| o != session) {
         command(shared, session, Command::ClaimContact { contact }).await?;
@@ -263,7 +272,6 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
             let r: pb::QueueStatsRequest = decode(body)?;
             let queue =
                 cat.queue(&r.queue).ok_or_else(|| Status::new(Code::NotFound, format!("queue {:?}", r.queue)))?;
-            let _permit = admit(shared)?;
             let stats = shared
                 .core
                 .query(move |router| router.queue_stats(queue))
@@ -289,10 +297,7 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         }
         Method::Health => {
             let _: pb::HealthRequest = decode(body)?;
-            let sessions = {
-                let _permit = admit(shared)?;
-                shared.core.query(|router| router.session_counts()).await.map_err(|_| shutting_down())?
-            };
+            let sessions = shared.core.query(|router| router.session_counts()).await.map_err(|_| shutting_down())?;
             let r = &shared.refusals;
             framed(&pb::HealthResponse {
                 status: if shared.journal_failure.is_set() { "journal_failed" } else { "serving" }.into(),
