@@ -760,7 +760,7 @@ name = \"a\"
         let defaults = parse("[[queues]]\nname = \"a\"\n").unwrap();
         assert_eq!(defaults.server.subscriber_buffer, 4096);
         assert!(defaults.server.max_message_bytes <= MAX_MESSAGE_BYTES);
-        assert_eq!((defaults.router.max_contacts, defaults.router.max_context_bytes), (1_000_000, 8192));
+        assert_eq!((defaults.router.max_contacts, defaults.router.max_context_bytes), (1_000_000, 2048));
     }
 
     #[test]

@@ -59,8 +59,8 @@ impl Default for RouterConfig {
             ewt_window: Duration::from_secs(300),
             session_grace: Duration::from_secs(30),
             max_contacts: 1_000_000,
-            max_context_entries: 64,
-            max_context_bytes: 8192,
+            max_context_entries: 32,
+            max_context_bytes: 2048,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! left and ends every subscription with UNAVAILABLE.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::connection::Connection;
+use super::event_budget::{EventBudget, Ledger, Queued};
 use super::rpc::{decode, finish};
 use super::{Refusal, Shared};
 use crate::config::Catalog;
@@ -45,44 +46,29 @@ pub(super) struct Subscriber {
     id: u64,
     agents: Vec<AgentId>,
     tx: mpsc::Sender<Queued>,
+    ledger: Arc<Ledger>,
     /// Set by the dispatcher when it drops this subscriber for falling
     /// behind, so that the stream can end with the reason.
-    lagged: Arc<AtomicBool>,
+    lagged: Arc<Lagged>,
 }
 
-/// One event, framed once for every subscriber, as it waits in one
-/// subscriber's queue: its bytes count against `server.max_queued_event_bytes`
-/// until it is written or dropped.
-pub(super) struct Queued {
-    framed: Bytes,
-    budget: Arc<AtomicUsize>,
+/// Set by the dispatcher when it drops a subscriber for falling behind:
+/// the stream then frees what waits in its queue at once (even while a
+/// write to a client that does not read is stuck) and ends saying why.
+#[derive(Default)]
+pub(super) struct Lagged {
+    flag: AtomicBool,
+    told: tokio::sync::Notify,
 }
 
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.budget.fetch_sub(self.framed.len(), Ordering::AcqRel);
-    }
-}
-
-/// The bytes of events waiting in every subscriber's queue, and their limit.
-pub(super) struct EventBudget {
-    queued: Arc<AtomicUsize>,
-    max: usize,
-}
-
-impl EventBudget {
-    pub(super) fn new(max: usize) -> Self {
-        EventBudget { queued: Arc::new(AtomicUsize::new(0)), max }
+impl Lagged {
+    fn set(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.told.notify_one();
     }
 
-    /// `framed` counted against the budget, or `None` when it would go over.
-    fn reserve(&self, framed: &Bytes) -> Option<Queued> {
-        let n = framed.len();
-        if self.queued.fetch_add(n, Ordering::AcqRel) + n > self.max {
-            self.queued.fetch_sub(n, Ordering::AcqRel);
-            return None;
-        }
-        Some(Queued { framed: framed.clone(), budget: self.queued.clone() })
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
     }
 }
 
@@ -139,22 +125,26 @@ pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: 
         Ok(r) => r,
         Err(status) => return finish(&mut send, None, status).await,
     };
-    let _place = match Place::take(shared, connection) {
-        Ok(place) => place,
-        Err(status) => return finish(&mut send, None, status).await,
-    };
     if request.agent_ids.len() > MAX_AGENTS_PER_SUBSCRIPTION {
         shared.refused(Refusal::SubscriptionLimit);
         let message = format!("at most {MAX_AGENTS_PER_SUBSCRIPTION} agents in one subscription (none: every event)");
         return finish(&mut send, None, Status::new(Code::ResourceExhausted, message)).await;
     }
+    let _place = match Place::take(shared, connection) {
+        Ok(place) => place,
+        Err(status) => return finish(&mut send, None, status).await,
+    };
     let (tx, mut rx) = mpsc::channel(shared.subscriber_buffer);
     let mut agents: Vec<AgentId> = request.agent_ids.into_iter().map(AgentId).collect();
     agents.sort_unstable();
     agents.dedup();
-    let lagged = Arc::new(AtomicBool::new(false));
+    let lagged = Arc::new(Lagged::default());
     let id = shared.next_subscriber.fetch_add(1, Ordering::Relaxed);
-    if shared.subscribe.send(Change::Add(Subscriber { id, agents, tx, lagged: lagged.clone() })).is_err() {
+    if shared
+        .subscribe
+        .send(Change::Add(Subscriber { id, agents, tx, ledger: Arc::default(), lagged: lagged.clone() }))
+        .is_err()
+    {
         return finish(&mut send, None, Status::new(Code::Unavailable, "shutting down")).await;
     }
     let _unsubscribe = Unsubscribe(&shared.subscribe, id);
@@ -177,11 +167,19 @@ pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: 
             let Ok(event) = rx.try_recv() else { break };
             out.extend_from_slice(&event.framed);
         }
-        if send.write_all(&out).await.is_err() {
-            return;
+        let write = send.write_all(&out);
+        tokio::pin!(write);
+        loop {
+            tokio::select! {
+                written = &mut write => match written {
+                    Ok(()) => break,
+                    Err(_) => return,
+                },
+                () = lagged.told.notified() => while rx.try_recv().is_ok() {},
+            }
         }
     }
-    let status = if lagged.load(Ordering::Relaxed) {
+    let status = if lagged.is_set() {
         let behind = shared.subscriber_buffer;
         Status::new(
             Code::ResourceExhausted,
@@ -206,7 +204,7 @@ pub(super) async fn dispatch(
     budget: EventBudget,
 ) {
     let mut table = Table::default();
-    let mut dropped: Vec<u64> = Vec::new();
+    let mut audience: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
             Some(change) = changes.recv() => match change {
@@ -218,36 +216,59 @@ pub(super) async fn dispatch(
             outgoing = events.recv() => {
                 let Some((event, context)) = outgoing else { return };
                 record(&metrics, &event);
-                let Some((audience, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
-                let agent_subs = match audience {
+                let Some((to, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
+                let agent_subs = match to {
                     Audience::Agent(agent) => table.by_agent.get(&agent).map_or(&[][..], Vec::as_slice),
                     Audience::Gateways => &[],
                 };
-                let subscribers = table.gateways.iter().chain(agent_subs);
-                let framed = match subscribers.clone().next() {
-                    Some(_) => {
-                        let mut out = Vec::new();
-                        wire::encode_message(&message, &mut out);
-                        Bytes::from(out)
-                    }
-                    None => continue,
-                };
-                dropped.clear();
-                for &id in subscribers {
-                    let Some(sub) = table.all.get(&id) else { continue };
-                    let sent = budget.reserve(&framed).is_some_and(|queued| sub.tx.try_send(queued).is_ok());
-                    if !sent {
-                        dropped.push(id);
-                    }
+                audience.clear();
+                audience.extend(table.gateways.iter().chain(agent_subs));
+                if audience.is_empty() {
+                    continue;
                 }
-                for &id in &dropped {
-                    warn!(subscriber = id, "event subscriber too slow: dropped");
-                    if let Some(sub) = table.remove(id) {
-                        sub.lagged.store(true, Ordering::Relaxed);
-                    }
+                let mut out = Vec::new();
+                wire::encode_message(&message, &mut out);
+                let framed = Bytes::from(out);
+                for &id in &audience {
+                    deliver(&mut table, &budget, id, &framed);
                 }
             }
         }
+    }
+}
+
+/// Queues `framed` for subscriber `id`. One that is `subscriber_buffer`
+/// events behind is dropped; when the events waiting in all queues would go
+/// over their limit, the subscriber holding the most of them is dropped
+/// (then this one is tried again, unless it was that one).
+fn deliver(table: &mut Table, budget: &EventBudget, id: u64, framed: &Bytes) {
+    let Some(sub) = table.all.get(&id) else { return };
+    let queued = match budget.reserve(&sub.ledger, framed) {
+        Some(queued) => queued,
+        None => {
+            let Some(laggard) = table.all.values().max_by_key(|s| s.ledger.queued()).map(|s| s.id) else { return };
+            drop_lagging(table, budget, laggard, "its events took the most of server.max_queued_event_bytes");
+            if laggard == id {
+                return;
+            }
+            let Some(sub) = table.all.get(&id) else { return };
+            match budget.reserve(&sub.ledger, framed) {
+                Some(queued) => queued,
+                None => return drop_lagging(table, budget, id, "server.max_queued_event_bytes reached"),
+            }
+        }
+    };
+    let Some(sub) = table.all.get(&id) else { return };
+    if sub.tx.try_send(queued).is_err() {
+        drop_lagging(table, budget, id, "server.subscriber_buffer events behind");
+    }
+}
+
+fn drop_lagging(table: &mut Table, budget: &EventBudget, id: u64, why: &str) {
+    if let Some(sub) = table.remove(id) {
+        warn!(subscriber = id, why, "event subscriber too slow: dropped");
+        sub.lagged.set();
+        budget.write_off(&sub.ledger);
     }
 }
 
@@ -319,12 +340,12 @@ mod tests {
     use super::*;
     use crate::config;
 
-    fn subscriber(buffer: usize) -> (Subscriber, mpsc::Receiver<Queued>, Arc<AtomicBool>) {
+    fn subscriber(buffer: usize) -> (Subscriber, mpsc::Receiver<Queued>, Arc<Lagged>) {
         let (tx, rx) = mpsc::channel(buffer);
-        let lagged = Arc::new(AtomicBool::new(false));
+        let lagged = Arc::new(Lagged::default());
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        (Subscriber { id, agents: Vec::new(), tx, lagged: lagged.clone() }, rx, lagged)
+        (Subscriber { id, agents: Vec::new(), tx, ledger: Arc::default(), lagged: lagged.clone() }, rx, lagged)
     }
 
     async fn drain(mut rx: mpsc::Receiver<Queued>) -> usize {
@@ -385,8 +406,8 @@ mod tests {
         dispatcher.await.expect("dispatcher ends when the core's events end");
         drop(subscribe);
         assert_eq!(drain(slow_rx).await, 2, "the slow subscriber keeps what was buffered");
-        assert!(slow_lagged.load(Ordering::Relaxed));
+        assert!(slow_lagged.is_set());
         assert_eq!(drain(roomy_rx).await, 5);
-        assert!(!roomy_lagged.load(Ordering::Relaxed));
+        assert!(!roomy_lagged.is_set());
     }
 }

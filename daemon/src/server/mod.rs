@@ -19,6 +19,7 @@
 //! - [`events`]: `Events/Subscribe` and the dispatcher.
 
 mod connection;
+mod event_budget;
 mod events;
 mod gateway_stream;
 mod rpc;
@@ -297,7 +298,7 @@ pub async fn serve(
     let (core, core_thread) =
         core_thread::spawn(router, clock.clone(), options, events::prepare, deliver).map_err(ServerError::Thread)?;
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
-    let budget = events::EventBudget::new(config.server.max_queued_event_bytes);
+    let budget = event_budget::EventBudget::new(config.server.max_queued_event_bytes);
     let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx, budget));
     let snapshot_clock = config.journal.enabled.then_some(last_snapshot_ms);
     let (sample, cadence) = match advances {
