@@ -134,6 +134,9 @@ pub struct ServerConfig {
     /// Bytes of events waiting in all subscribers' queues; a subscriber whose
     /// next event would go over is dropped, as one that falls behind.
     pub max_queued_event_bytes: usize,
+    /// Events the core has sent that the dispatcher has yet to take; while
+    /// more wait, calls are refused (the core never waits for the dispatcher).
+    pub max_event_backlog: usize,
     /// How long the core thread keeps polling for work before it parks.
     pub core_spin: Duration,
     /// Window of `ccr_service_level_ratio`.
@@ -197,6 +200,7 @@ struct RawServer {
     max_subscriptions_per_connection: Option<Spanned<u32>>,
     max_metrics_connections: Option<Spanned<usize>>,
     max_queued_event_bytes: Option<Spanned<usize>>,
+    max_event_backlog: Option<Spanned<usize>>,
     core_spin: Option<Spanned<String>>,
     service_level_window: Option<Spanned<String>>,
     decision_timing: Option<bool>,
@@ -449,6 +453,12 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             rs.max_queued_event_bytes.as_ref(),
             256 << 20,
             1 << 20..=1 << 40,
+        ),
+        max_event_backlog: c.bounded(
+            "server.max_event_backlog",
+            rs.max_event_backlog.as_ref(),
+            1_000_000,
+            1000..=1 << 30,
         ),
         max_metrics_connections: c.bounded(
             "server.max_metrics_connections",

@@ -72,6 +72,14 @@ impl Lagged {
     }
 }
 
+/// What the dispatcher reads: the core's events (and how many are on their
+/// way), and subscriptions coming and going.
+pub(super) struct Inbox {
+    pub events: mpsc::UnboundedReceiver<Outgoing>,
+    pub backlog: Arc<std::sync::atomic::AtomicUsize>,
+    pub changes: mpsc::UnboundedReceiver<Change>,
+}
+
 /// What a subscription task tells the dispatcher.
 pub(super) enum Change {
     Add(Subscriber),
@@ -196,13 +204,8 @@ pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: 
 
 /// Delivers each event to its subscribers until the core's event channel
 /// closes (the core stopped); dropping the table then ends every stream.
-pub(super) async fn dispatch(
-    catalog: Arc<Catalog>,
-    metrics: Arc<Metrics>,
-    mut events: mpsc::UnboundedReceiver<Outgoing>,
-    mut changes: mpsc::UnboundedReceiver<Change>,
-    budget: EventBudget,
-) {
+pub(super) async fn dispatch(catalog: Arc<Catalog>, metrics: Arc<Metrics>, inbox: Inbox, budget: EventBudget) {
+    let Inbox { mut events, backlog, mut changes } = inbox;
     let mut table = Table::default();
     let mut audience: Vec<u64> = Vec::new();
     loop {
@@ -215,6 +218,7 @@ pub(super) async fn dispatch(
             },
             outgoing = events.recv() => {
                 let Some((event, context)) = outgoing else { return };
+                backlog.fetch_sub(1, Ordering::Relaxed);
                 record(&metrics, &event);
                 let Some((to, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
                 let agent_subs = match to {
@@ -391,7 +395,8 @@ mod tests {
         let metrics = Metrics::new(&catalog);
         let (events, events_rx) = mpsc::unbounded_channel();
         let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
-        let dispatcher = tokio::spawn(dispatch(catalog, metrics, events_rx, subscribe_rx, EventBudget::new(1 << 20)));
+        let inbox = Inbox { events: events_rx, backlog: Arc::default(), changes: subscribe_rx };
+        let dispatcher = tokio::spawn(dispatch(catalog, metrics, inbox, EventBudget::new(1 << 20)));
         let (slow, slow_rx, slow_lagged) = subscriber(2);
         let (roomy, roomy_rx, roomy_lagged) = subscriber(16);
         subscribe.send(Change::Add(slow)).expect("dispatcher runs");

@@ -167,11 +167,15 @@ impl Shared {
 }
 
 /// Calls in flight towards the core, bounded in number and in the bytes of
-/// their requests (what they hold until the core has them): beyond either,
-/// a call is refused at once instead of queueing.
+/// their requests (what they hold until the core has them), and the events
+/// the dispatcher has yet to take: beyond any, a call is refused at once
+/// instead of queueing.
 struct Pending {
     calls: Arc<tokio::sync::Semaphore>,
     bytes: Arc<tokio::sync::Semaphore>,
+    /// Events sent by the core and not yet taken by the dispatcher.
+    events: Arc<AtomicUsize>,
+    max_events: usize,
 }
 
 /// One call's place among the pending, held until its reply.
@@ -181,16 +185,11 @@ pub(super) struct Admitted {
 }
 
 impl Pending {
-    fn new(calls: usize, bytes: usize) -> Self {
-        let bytes = bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
-        Pending {
-            calls: Arc::new(tokio::sync::Semaphore::new(calls)),
-            bytes: Arc::new(tokio::sync::Semaphore::new(bytes)),
-        }
-    }
-
     /// A place for a call of `bytes` request bytes, if there is room.
     fn try_admit(&self, bytes: usize) -> Option<Admitted> {
+        if self.events.load(Ordering::Relaxed) >= self.max_events {
+            return None;
+        }
         let call = self.calls.clone().try_acquire_owned().ok()?;
         let n = u32::try_from(bytes.max(1)).ok()?;
         let bytes = self.bytes.clone().try_acquire_many_owned(n).ok()?;
@@ -286,7 +285,12 @@ pub async fn serve(
     }
     let next_session = Arc::new(AtomicU64::new(router.last_session().0 + 1));
     let (event_tx, event_rx) = mpsc::unbounded_channel();
+    // Events on their way to the dispatcher: the core never waits for it, so
+    // while it is behind, calls are refused instead (`Pending`).
+    let event_backlog = Arc::new(AtomicUsize::new(0));
+    let backlog = event_backlog.clone();
     let deliver = move |outgoing: Outgoing| {
+        backlog.fetch_add(1, Ordering::Relaxed);
         let _ = event_tx.send(outgoing);
     };
     let mut options = core_thread::Options::new(config.server.core_spin);
@@ -299,7 +303,8 @@ pub async fn serve(
         core_thread::spawn(router, clock.clone(), options, events::prepare, deliver).map_err(ServerError::Thread)?;
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
     let budget = event_budget::EventBudget::new(config.server.max_queued_event_bytes);
-    let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), event_rx, subscribe_rx, budget));
+    let inbox = events::Inbox { events: event_rx, backlog: event_backlog.clone(), changes: subscribe_rx };
+    let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), inbox, budget));
     let snapshot_clock = config.journal.enabled.then_some(last_snapshot_ms);
     let (sample, cadence) = match advances {
         None => (None, metrics::sampler::Cadence::EverySecond),
@@ -329,7 +334,14 @@ pub async fn serve(
         subscriber_buffer: config.server.subscriber_buffer,
         started: Instant::now(),
         roles_from_certificates: config.tls.client_ca.is_some(),
-        pending: Arc::new(Pending::new(config.server.max_pending_requests, config.server.max_pending_bytes)),
+        pending: Arc::new(Pending {
+            calls: Arc::new(tokio::sync::Semaphore::new(config.server.max_pending_requests)),
+            bytes: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_pending_bytes.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            events: event_backlog,
+            max_events: config.server.max_event_backlog,
+        }),
         subscriptions: Arc::new(tokio::sync::Semaphore::new(config.server.max_subscriptions)),
         max_subscriptions_per_connection: config.server.max_subscriptions_per_connection as usize,
         streams: Arc::new(AtomicUsize::new(0)),
@@ -481,5 +493,37 @@ fn describe_changes(old: &RouterConfig, new: &RouterConfig) -> String {
         "nothing".into()
     } else {
         changed.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(calls: usize, bytes: usize, max_events: usize) -> Pending {
+        Pending {
+            calls: Arc::new(tokio::sync::Semaphore::new(calls)),
+            bytes: Arc::new(tokio::sync::Semaphore::new(bytes)),
+            events: Arc::new(AtomicUsize::new(0)),
+            max_events,
+        }
+    }
+
+    /// A call is admitted while there is room in number, in bytes and in
+    /// the dispatcher's backlog; its place comes back when it is done.
+    #[test]
+    fn admission_is_bounded_by_calls_bytes_and_the_event_backlog() {
+        let p = pending(2, 100, 10);
+        let first = p.try_admit(60).expect("room");
+        assert!(p.try_admit(60).is_none(), "over the bytes");
+        let second = p.try_admit(30).expect("bytes left");
+        assert!(p.try_admit(1).is_none(), "over the calls, with bytes left");
+        drop(first);
+        drop(second);
+        p.events.store(10, Ordering::Relaxed);
+        assert!(p.try_admit(1).is_none(), "the dispatcher is behind");
+        p.events.store(9, Ordering::Relaxed);
+        assert!(p.try_admit(100).is_some());
+        assert!(p.try_admit(101).is_none(), "one request larger than the whole budget");
     }
 }
