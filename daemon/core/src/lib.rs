@@ -50,6 +50,7 @@ pub mod stats;
 pub mod time;
 
 mod agent;
+mod hashing;
 mod offers;
 mod oldest;
 mod pools;
@@ -72,6 +73,7 @@ pub use config::{
 };
 pub use error::{CommandError, OfferOutcome};
 pub use event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
+pub use hashing::key_hash_tables;
 pub use ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillId, SkillReq, TierId};
 pub use router::{
     Router, MAX_CALLBACK_AHEAD, MAX_LANGUAGES_PER_AGENT, MAX_LANGUAGES_PER_CONTACT, MAX_PREFERRED_AGENTS,

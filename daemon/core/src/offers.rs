@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use crate::hashing::KeyedMap;
 
 use crate::error::OfferOutcome;
 use crate::ids::{AgentId, ContactId, OfferId};
@@ -45,7 +45,7 @@ pub(crate) struct Offers {
     first: u64,
     /// Pending offers in the ring.
     pending_in_ring: usize,
-    stragglers: FxHashMap<OfferId, Offer>,
+    stragglers: KeyedMap<OfferId, Offer>,
     history: usize,
 }
 
@@ -56,7 +56,7 @@ const RINGING_RESERVE: usize = 4096;
 impl Offers {
     pub(crate) fn new(history: usize) -> Self {
         let mut offers =
-            Offers { ring: VecDeque::new(), first: 1, pending_in_ring: 0, stragglers: FxHashMap::default(), history };
+            Offers { ring: VecDeque::new(), first: 1, pending_in_ring: 0, stragglers: KeyedMap::default(), history };
         offers.reserve();
         offers
     }

@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use crate::hashing::KeyedMap;
 
 use crate::agent::Agent;
 use crate::config::AgentPolicy;
@@ -187,10 +187,10 @@ pub(crate) struct Membership {
 
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct AgentPools {
-    group_ids: FxHashMap<u64, u32>,
+    group_ids: KeyedMap<u64, u32>,
     groups: Vec<Group>,
     /// Every language group of a (channel, skill), for any-language contacts.
-    by_skill: FxHashMap<u64, Vec<u32>>,
+    by_skill: KeyedMap<u64, Vec<u32>>,
     /// Reused by `find` for the groups it reads.
     scratch: Vec<u32>,
     /// Current order of each agent slot; 0 while it is in no pool.

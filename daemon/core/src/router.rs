@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-use rustc_hash::FxHashMap;
+use crate::hashing::KeyedMap;
 
 use crate::agent::{Agent, Presence, WrapUp};
 use crate::command::{AgentProfile, Command, ContactSpec, Named, NotReadyReason, Reply, TransferSpec};
@@ -58,7 +58,7 @@ pub struct Router {
     waiting: WaitingIndex,
     pools: AgentPools,
     /// Contacts held for a preferred agent, per agent id (logged in or not).
-    holds: FxHashMap<AgentId, BTreeSet<(Rank, u32)>>,
+    holds: KeyedMap<AgentId, BTreeSet<(Rank, u32)>>,
     offers: Offers,
     timers: Timers,
     queues: Vec<QueueState>,
@@ -90,7 +90,7 @@ impl Router {
             contact_slots: SlotsById::default(),
             waiting: WaitingIndex::default(),
             pools: AgentPools::default(),
-            holds: FxHashMap::default(),
+            holds: KeyedMap::default(),
             timers: Timers::default(),
             queues,
             waiting_stamps: Stamps::default(),

@@ -18,7 +18,7 @@
 //! is laid out for the routing searches, which never read ownership.
 //! [`SessionId::LOCAL`] keeps no chain: it is never lost.
 
-use rustc_hash::FxHashMap;
+use crate::hashing::KeyedMap;
 
 use crate::ids::SessionId;
 use crate::time::Time;
@@ -94,7 +94,7 @@ struct Session {
 #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Sessions {
     /// Keyed by ids the driver hands out, not clients: a fast hash is safe.
-    table: FxHashMap<SessionId, Session>,
+    table: KeyedMap<SessionId, Session>,
     /// The highest id opened so far: ids are never reused.
     last_opened: SessionId,
     contact_links: Links,

@@ -7,7 +7,7 @@
 
 use std::hash::{BuildHasher, Hash};
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use crate::hashing::{Keyed, KeyedMap};
 use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -24,30 +24,34 @@ pub(crate) fn shard_of(hash: u64) -> usize {
     (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARD_BITS)) as usize
 }
 
-fn shard<K: Hash>(key: &K) -> usize {
-    shard_of(FxBuildHasher.hash_one(key))
-}
-
 #[derive(Clone)]
 pub(crate) struct SlotsById<K> {
-    shards: [FxHashMap<K, u32>; SHARDS],
+    shards: [KeyedMap<K, u32>; SHARDS],
+    /// Picks the shard; each shard's table hashes with its own copy.
+    hasher: Keyed,
 }
 
 impl<K: Hash + Eq> SlotsById<K> {
+    fn shard(&self, key: &K) -> usize {
+        shard_of(self.hasher.hash_one(key))
+    }
+
     pub(crate) fn get(&self, key: &K) -> Option<&u32> {
-        self.shards[shard(key)].get(key)
+        self.shards[self.shard(key)].get(key)
     }
 
     pub(crate) fn contains_key(&self, key: &K) -> bool {
-        self.shards[shard(key)].contains_key(key)
+        self.shards[self.shard(key)].contains_key(key)
     }
 
     pub(crate) fn insert(&mut self, key: K, slot: u32) -> Option<u32> {
-        self.shards[shard(&key)].insert(key, slot)
+        let shard = self.shard(&key);
+        self.shards[shard].insert(key, slot)
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> Option<u32> {
-        self.shards[shard(key)].remove(key)
+        let shard = self.shard(key);
+        self.shards[shard].remove(key)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -61,7 +65,7 @@ impl<K: Hash + Eq> SlotsById<K> {
 
 impl<K> Default for SlotsById<K> {
     fn default() -> Self {
-        SlotsById { shards: std::array::from_fn(|_| FxHashMap::default()) }
+        SlotsById { shards: std::array::from_fn(|_| KeyedMap::default()), hasher: Keyed::default() }
     }
 }
 
@@ -79,7 +83,7 @@ impl<K: Serialize + Hash + Eq> Serialize for SlotsById<K> {
 
 impl<'de, K: Deserialize<'de> + Hash + Eq> Deserialize<'de> for SlotsById<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let all = FxHashMap::<K, u32>::deserialize(deserializer)?;
+        let all = KeyedMap::<K, u32>::deserialize(deserializer)?;
         let mut slots = SlotsById::default();
         for (key, slot) in all {
             slots.insert(key, slot);
@@ -100,7 +104,7 @@ mod tests {
         #[test]
         fn slots_by_id_answer_as_one_map(ops in prop::collection::vec((any::<bool>(), 0u64..400, any::<u32>()), 1..2000)) {
             let mut slots = SlotsById::default();
-            let mut model = FxHashMap::default();
+            let mut model = KeyedMap::default();
             for (insert, key, slot) in ops {
                 if insert {
                     prop_assert_eq!(slots.insert(key, slot), model.insert(key, slot));
@@ -113,7 +117,7 @@ mod tests {
             }
             let bytes = postcard::to_allocvec(&slots).unwrap();
             let back: SlotsById<u64> = postcard::from_bytes(&bytes).unwrap();
-            let plain: FxHashMap<u64, u32> = postcard::from_bytes(&bytes).unwrap();
+            let plain: KeyedMap<u64, u32> = postcard::from_bytes(&bytes).unwrap();
             prop_assert_eq!(&plain, &model);
             for key in 0..400 {
                 prop_assert_eq!(back.get(&key), model.get(&key));

@@ -22,7 +22,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use rustc_hash::FxHashMap;
+use crate::hashing::KeyedMap;
 
 use crate::ids::{ContactId, OfferId, SessionId};
 use crate::time::Time;
@@ -53,7 +53,7 @@ type Entry = (Time, u64, Timer);
 pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<Entry>>,
     lanes: Vec<VecDeque<Entry>>,
-    lane_ids: FxHashMap<u64, u32>,
+    lane_ids: KeyedMap<u64, u32>,
     /// (time, seq) of lane fronts; stale once that entry has left its lane.
     fronts: BinaryHeap<Reverse<(Time, u64, u32)>>,
     seq: u64,

@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
 use std::hint::select_unpredictable;
 
+use crate::hashing::{Keyed, KeyedMap};
 use hashbrown::HashTable;
-use rustc_hash::{FxBuildHasher, FxHashMap};
 use smallvec::SmallVec;
 
 use crate::agent::{Agent, AgentLists};
@@ -113,8 +113,8 @@ impl Requirements<'_> {
             && self.languages == key.languages.as_deref()
     }
 
-    fn key_hash(&self) -> u64 {
-        FxBuildHasher.hash_one(self)
+    fn key_hash(&self, hasher: &Keyed) -> u64 {
+        hasher.hash_one(self)
     }
 }
 
@@ -128,30 +128,33 @@ impl Requirements<'_> {
 /// are, so that one insert rehashes a sixteenth of them at most (one table
 /// of 57,000 buckets took 1–1.6 ms to grow, docs/PERFORMANCE.md).
 #[derive(Default, Clone)]
-struct BucketsByKey([HashTable<(u64, u32)>; SHARDS]);
+struct BucketsByKey {
+    tables: [HashTable<(u64, u32)>; SHARDS],
+    hasher: Keyed,
+}
 
 impl BucketsByKey {
     fn find(&self, reqs: Requirements<'_>, buckets: &Slab<Bucket>) -> Option<u32> {
-        let hash = reqs.key_hash();
-        let table = &self.0[shard_of(hash)];
+        let hash = reqs.key_hash(&self.hasher);
+        let table = &self.tables[shard_of(hash)];
         table.find(hash, |&(h, id)| h == hash && reqs.matches(&buckets[id].key)).map(|&(_, id)| id)
     }
 
     fn insert(&mut self, reqs: Requirements<'_>, id: u32) {
-        let hash = reqs.key_hash();
-        self.0[shard_of(hash)].insert_unique(hash, (hash, id), |&(h, _)| h);
+        let hash = reqs.key_hash(&self.hasher);
+        self.tables[shard_of(hash)].insert_unique(hash, (hash, id), |&(h, _)| h);
     }
 
     fn remove(&mut self, reqs: Requirements<'_>, id: u32) {
-        let hash = reqs.key_hash();
-        if let Ok(entry) = self.0[shard_of(hash)].find_entry(hash, |&(_, i)| i == id) {
+        let hash = reqs.key_hash(&self.hasher);
+        if let Ok(entry) = self.tables[shard_of(hash)].find_entry(hash, |&(_, i)| i == id) {
             entry.remove();
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.0.iter().map(HashTable::len).sum()
+        self.tables.iter().map(HashTable::len).sum()
     }
 }
 
@@ -483,7 +486,7 @@ impl List {
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(from = "WaitingIndexState")]
 pub(crate) struct WaitingIndex {
-    list_ids: FxHashMap<ListKey, u32>,
+    list_ids: KeyedMap<ListKey, u32>,
     /// Per list, what searches read, and the structures behind it. The cells
     /// are not in snapshots: they follow from the lists and are rebuilt, so
     /// that their layout can change without a new snapshot format.
@@ -508,7 +511,7 @@ pub(crate) struct WaitingIndex {
 /// `by_key`, in the same order.
 #[derive(serde::Deserialize)]
 struct WaitingIndexState {
-    list_ids: FxHashMap<ListKey, u32>,
+    list_ids: KeyedMap<ListKey, u32>,
     lists: Vec<List>,
     occupancy: Occupancy,
     buckets: Slab<Bucket>,

@@ -236,6 +236,9 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     // One writer per data directory: held until this function returns.
     let _lock = crate::datadir::lock(&config.server.data_dir)?;
+    // Before the first router: clients choose ids, so they must not know
+    // the hash behind the core's tables.
+    ccr_core::key_hash_tables(random_secret());
     let catalog = Arc::new(config.catalog.clone());
     let metrics = Metrics::new(&catalog);
     let system = SystemClock::new();
@@ -469,6 +472,13 @@ async fn stop_serving(
     if tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await.is_err() {
         warn!("stop: connections not closed after 2 s; stopping anyway");
     }
+}
+
+/// 128 bits the OS randomness behind std's `RandomState` makes unpredictable.
+fn random_secret() -> [u64; 2] {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    [state.hash_one(0x5eed_u64), state.hash_one(0xc0ffee_u64)]
 }
 
 /// What a reload changed, for the log.
