@@ -11,9 +11,11 @@ seconds apart see nearly the same machine; whole runs minutes apart do not.
     scripts/ab-bench.py /tmp/routing-old target/release/deps/routing-<hash> 8 \
         -- --warm-up-time 1 --measurement-time 3
 
+With CORE=n in the environment every run is pinned to that core (taskset).
 Criterion benches report ns per iteration (a ratio above 1 is slower); the
 stream bench reports contacts per second (a ratio above 1 is faster).
 """
+import os
 import re
 import statistics
 import subprocess
@@ -22,7 +24,8 @@ import sys
 
 def run(binary, args, tries=3):
     for _ in range(tries):
-        done = subprocess.run([binary, "--bench", *args], capture_output=True, text=True)
+        pin = ["taskset", "-c", os.environ["CORE"]] if os.environ.get("CORE") else []
+        done = subprocess.run([*pin, binary, "--bench", *args], capture_output=True, text=True)
         if done.returncode == 0:
             break
         panic = next((line for line in done.stderr.splitlines() if "panicked" in line or "Status" in line), "")
