@@ -251,9 +251,6 @@ fn run<T: Send + 'static>(
                     }
                 }));
             }
-            if journal.snapshot_due() {
-                journal.snapshot(&router);
-            }
         }
         if stop {
             break;

@@ -663,3 +663,20 @@ fn overlapping_segments_from_two_writers_are_refused_and_inspect_says_forked() {
     assert!(report.contains("FORKED"), "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Snapshots come from the replica, which applies every durable record
+/// after the routing thread: with a snapshot due after every batch, the
+/// newest holds the state after the last record, and recovery from it alone
+/// (nothing left to replay) is the live state.
+#[test]
+fn the_replica_snapshots_the_state_after_the_last_record() {
+    let dir = temp_dir();
+    let (router, _, _) = live(&dir, snapshot_often(), Time::ZERO, &history());
+    let (recovered, replayed) = recover(&dir);
+    let (seq, _) = recovered.report.snapshot.clone().expect("from a snapshot");
+    assert!(seq > 40, "a snapshot after the history's records, not the first one: {seq}");
+    assert_eq!((seq, recovered.report.replayed), (recovered.last_seq, 0), "nothing left to replay");
+    assert!(replayed.is_empty());
+    assert_eq!(state(&recovered.router), state(&router));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,7 @@
 //! every request message type must refuse bad input without panicking, and
 //! never accept a frame longer than the limit.
 //!
-//! cargo +nightly fuzz run wire -- -max_total_time=600
+//! cargo fuzz run -s none -O wire -- -max_total_time=600
 #![no_main]
 
 use ccr_proto::v1::*;

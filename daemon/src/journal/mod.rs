@@ -29,14 +29,15 @@
 pub mod format;
 pub mod inspect;
 pub mod recovery;
+mod replica;
 mod snapshot;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ccr_core::{Command, Router, RouterConfig, SessionId, Time};
 use crossbeam_channel::Sender;
@@ -182,16 +183,8 @@ pub struct Journal {
     seq: u64,
     /// The sequence number of the last record handed to the writer.
     committed_seq: u64,
-    options: JournalOptions,
-    names: Names,
     to_writer: Option<Sender<ToWriter>>,
-    to_snapshots: Option<Sender<snapshot::Job>>,
-    snapshot_busy: Arc<AtomicBool>,
-    last_snapshot: Instant,
-    bytes_since_snapshot: u64,
-    /// A snapshot is wanted at the next chance (after a restart, so that the
-    /// next start does not replay the same records again).
-    snapshot_requested: bool,
+    /// The writer, then the snapshot replica: joined in that order.
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -252,6 +245,8 @@ impl Journal {
             }
         };
         let (to_writer, rx) = crossbeam_channel::unbounded();
+        let (to_replica, batches) = crossbeam_channel::unbounded();
+        let rotate = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let w = writer::Writer {
             dir: dir.to_owned(),
             segment: writer::Segment::growing(file).map_err(|e| JournalError::io(dir, e))?,
@@ -259,29 +254,31 @@ impl Journal {
             metrics: metrics.clone(),
             failure: on_failure,
             segment_bytes: options.segment_bytes,
+            replica: Some(to_replica),
+            rotate: rotate.clone(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| JournalError::io(dir, e))
         };
         let writer_thread = spawn("ccr-journal", Box::new(move || w.run(rx)))?;
-        let (to_snapshots, jobs) = crossbeam_channel::unbounded();
-        let snapshot_busy = Arc::new(AtomicBool::new(false));
-        let s = snapshot::Snapshotter { dir: dir.to_owned(), busy: snapshot_busy.clone(), metrics };
-        let snapshot_thread = spawn("ccr-snapshot", Box::new(move || s.run(jobs)))?;
-        let recovered = recovery.is_some();
+        // The one copy of the state the routing thread makes: at start.
+        let r = replica::Replica {
+            dir: dir.to_owned(),
+            router: router.clone(),
+            names: names.clone(),
+            seq,
+            options: options.clone(),
+            metrics,
+            snapshot_first: recovery.is_some(),
+            rotate,
+        };
+        let replica_thread = spawn("ccr-snapshot", Box::new(move || r.run(batches)))?;
         let journal = Journal {
             buf: Vec::with_capacity(64 << 10),
             seq,
             committed_seq: seq,
-            options,
-            names,
             to_writer: Some(to_writer),
-            to_snapshots: Some(to_snapshots),
-            snapshot_busy,
-            last_snapshot: Instant::now(),
-            bytes_since_snapshot: 0,
-            snapshot_requested: recovered,
-            threads: vec![writer_thread, snapshot_thread],
+            threads: vec![writer_thread, replica_thread],
         };
         Ok(Opened { journal, router, recovery })
     }
@@ -317,7 +314,6 @@ impl Journal {
     /// records before it (replies keep their order).
     pub fn commit(&mut self, release: Release) {
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(64 << 10));
-        self.bytes_since_snapshot += bytes.len() as u64;
         let first_seq = self.committed_seq + 1;
         self.committed_seq = self.seq;
         if let Some(tx) = &self.to_writer {
@@ -326,42 +322,15 @@ impl Journal {
         }
     }
 
-    /// Whether a snapshot should be taken now.
-    pub fn snapshot_due(&self) -> bool {
-        !self.snapshot_busy.load(Ordering::Acquire)
-            && (self.snapshot_requested
-                || self.bytes_since_snapshot >= self.options.snapshot_bytes
-                || (self.bytes_since_snapshot > 0 && self.last_snapshot.elapsed() >= self.options.snapshot_interval))
-    }
-
-    /// Snapshots `router` (the state after every record committed so far) in
-    /// the background, and starts a new segment after it. Call between
-    /// batches, with nothing pending.
-    pub fn snapshot(&mut self, router: &Router) {
-        debug_assert!(self.buf.is_empty(), "snapshot with records not committed");
-        let (Some(to_snapshots), Some(to_writer)) = (&self.to_snapshots, &self.to_writer) else { return };
-        self.snapshot_busy.store(true, Ordering::Release);
-        let job = snapshot::Job {
-            seq: self.seq,
-            now: router.now(),
-            names: self.names.clone(),
-            router: Box::new(router.clone()),
-        };
-        let _ = to_snapshots.send(job);
-        let _ = to_writer.send(ToWriter::Rotate { first_seq: self.seq + 1 });
-        self.last_snapshot = Instant::now();
-        self.bytes_since_snapshot = 0;
-        self.snapshot_requested = false;
-    }
-
     /// Stops the writer and snapshot threads after what was sent to them.
     pub fn close(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
+        // The writer ends after what was sent to it, and the replica after
+        // the writer (it holds the replica's only sender).
         self.to_writer = None;
-        self.to_snapshots = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

@@ -6,28 +6,17 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use ccr_core::{Router, Time};
-use crossbeam_channel::Receiver;
 use serde::Serialize;
-use tracing::{debug, error};
 
 use super::format::{self, Names, SnapshotHeader};
 use super::recovery;
 use super::writer::sync_dir;
-use super::{JournalError, JournalMetrics};
+use super::JournalError;
 
 /// Snapshots kept: the newest, and one to fall back on if it is damaged.
 const KEEP: usize = 2;
-
-pub struct Job {
-    pub seq: u64,
-    pub now: Time,
-    pub names: Names,
-    pub router: Box<Router>,
-}
 
 #[derive(Serialize)]
 struct SnapshotBodyRef<'a> {
@@ -75,28 +64,4 @@ pub fn prune(dir: &Path) -> Result<(), JournalError> {
         }
     }
     Ok(())
-}
-
-pub struct Snapshotter {
-    pub dir: PathBuf,
-    pub busy: Arc<AtomicBool>,
-    pub metrics: JournalMetrics,
-}
-
-impl Snapshotter {
-    pub fn run(self, jobs: Receiver<Job>) {
-        for job in jobs {
-            let started = std::time::Instant::now();
-            match write(&self.dir, job.seq, job.now, &job.names, &job.router).and_then(|_| prune(&self.dir)) {
-                Ok(()) => {
-                    self.metrics.snapshot_written();
-                    debug!(seq = job.seq, millis = started.elapsed().as_millis() as u64, "snapshot written");
-                }
-                // The journal still holds everything: recovery replays more.
-                Err(e) => error!(error = %e, seq = job.seq, "snapshot failed"),
-            }
-            drop(job);
-            self.busy.store(false, Ordering::Release);
-        }
-    }
 }

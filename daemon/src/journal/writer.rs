@@ -35,8 +35,6 @@ pub enum ToWriter {
     /// Records (whole, in sequence, the first numbered `first_seq`) and what
     /// to release after them.
     Batch { first_seq: u64, bytes: Vec<u8>, release: Release },
-    /// Close the current segment (durably) and start one at `first_seq`.
-    Rotate { first_seq: u64 },
 }
 
 /// Creates a segment file starting at `first_seq` and makes it and its
@@ -92,6 +90,12 @@ pub struct Writer {
     pub failure: Arc<super::Failure>,
     /// Size of the zero-filled segments (0: segments grow as written).
     pub segment_bytes: u64,
+    /// Gets every batch once it is durable, to keep the snapshot replica
+    /// up to date (`replica.rs`).
+    pub replica: Option<Sender<Vec<u8>>>,
+    /// Set by the replica after each snapshot: the next batch starts a new
+    /// segment, so that what is before the snapshot can be pruned.
+    pub rotate: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -110,6 +114,7 @@ impl Writer {
 
     fn serve(&mut self, rx: &Receiver<ToWriter>, spares: &mut Option<Spares>) -> Result<(), JournalError> {
         let mut held: Vec<Release> = Vec::new();
+        let mut written: Vec<Vec<u8>> = Vec::new();
         let mut dirty = false;
         let mut last_sync = Instant::now();
         loop {
@@ -127,13 +132,16 @@ impl Writer {
                 },
             };
             for message in first.into_iter().chain(rx.try_iter()) {
-                match message {
-                    ToWriter::Batch { first_seq, bytes, release } => {
+                {
+                    let ToWriter::Batch { first_seq, bytes, release } = message;
+                    {
                         // Into zero-filled space once there is some: a growing
                         // segment, or a full one, gives way to a ready spare
                         // (named after the batch's first record: not for a
                         // batch without records).
-                        if !bytes.is_empty() && !self.segment.has_room(bytes.len()) {
+                        if !bytes.is_empty() && self.rotate.swap(false, Ordering::AcqRel) {
+                            self.rotate(first_seq, spares.as_mut().and_then(Spares::take))?;
+                        } else if !bytes.is_empty() && !self.segment.has_room(bytes.len()) {
                             if let Some(spare) = spares.as_mut().and_then(Spares::take) {
                                 self.rotate(first_seq, Some(spare))?;
                             }
@@ -143,13 +151,12 @@ impl Writer {
                         self.metrics.bytes.increment(bytes.len() as u64);
                         dirty = true;
                         held.push(release);
+                        if !bytes.is_empty() {
+                            written.push(bytes);
+                        }
                         if let Some(spares) = spares.as_mut() {
                             self.prepare_next(spares);
                         }
-                    }
-                    ToWriter::Rotate { first_seq } => {
-                        self.rotate(first_seq, spares.as_mut().and_then(Spares::take))?;
-                        dirty = false;
                     }
                 }
             }
@@ -167,6 +174,15 @@ impl Writer {
             }
             for release in held.drain(..) {
                 release();
+            }
+            // What is durable (or written, under `never`) goes to the
+            // replica; the routing thread never waits for it.
+            if let Some(replica) = &self.replica {
+                for bytes in written.drain(..) {
+                    let _ = replica.send(bytes);
+                }
+            } else {
+                written.clear();
             }
         }
     }

@@ -1,0 +1,102 @@
+//! The snapshot replica: a second router, on its own thread, fed every
+//! journal record once it is durable, in order, and snapshotting itself.
+//!
+//! Replay is deterministic, so the replica holds exactly the routing
+//! thread's state as of the last record it applied; a snapshot of it is a
+//! snapshot of the centre. The routing thread never copies or serializes
+//! anything for a snapshot, so a snapshot never pauses routing, at any size.
+//! What it costs is a second copy of the state in memory and every command
+//! decided a second time, on another core.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ccr_core::Router;
+use crossbeam_channel::Receiver;
+use tracing::{debug, error, info};
+
+use super::format::{self, Decoded, Names};
+use super::recovery;
+use super::snapshot::{prune, write};
+use super::{JournalMetrics, JournalOptions};
+
+pub struct Replica {
+    pub dir: PathBuf,
+    pub router: Router,
+    pub names: Names,
+    /// The last record applied.
+    pub seq: u64,
+    pub options: JournalOptions,
+    pub metrics: JournalMetrics,
+    /// Snapshot before anything else (after a recovery: the next start
+    /// then does not replay the same records again).
+    pub snapshot_first: bool,
+    /// Asks the writer for a new segment after each snapshot.
+    pub rotate: Arc<AtomicBool>,
+}
+
+impl Replica {
+    /// Applies batches until the writer is gone, snapshotting when due.
+    pub fn run(mut self, batches: Receiver<Vec<u8>>) {
+        let mut since = Since { bytes: 0, at: Instant::now() };
+        if self.snapshot_first {
+            self.snapshot(&mut since);
+        }
+        for batch in &batches {
+            if let Err(why) = self.apply(&batch) {
+                // The journal still holds everything; the next start replays
+                // more. Nothing the routing thread does depends on this.
+                error!(error = %why, seq = self.seq, "snapshot replica stopped: no more snapshots until restart");
+                return;
+            }
+            since.bytes += batch.len() as u64;
+            let due = since.bytes >= self.options.snapshot_bytes
+                || (since.bytes > 0 && since.at.elapsed() >= self.options.snapshot_interval);
+            if due && batches.is_empty() {
+                self.snapshot(&mut since);
+            }
+        }
+    }
+
+    fn apply(&mut self, batch: &[u8]) -> Result<(), String> {
+        let mut at = 0;
+        while at < batch.len() {
+            match format::decode_record(&batch[at..]) {
+                Decoded::Record(entry, len) => {
+                    if entry.seq != self.seq + 1 {
+                        return Err(format!("record {} after {}", entry.seq, self.seq));
+                    }
+                    self.seq = entry.seq;
+                    recovery::apply(&mut self.router, &mut self.names, entry, &mut |_| {})?;
+                    at += len;
+                }
+                Decoded::Truncated | Decoded::Eof => return Err("a batch ends inside a record".into()),
+                Decoded::Corrupt(why) => return Err(why.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, since: &mut Since) {
+        let started = Instant::now();
+        match write(&self.dir, self.seq, self.router.now(), &self.names, &self.router).and_then(|_| prune(&self.dir)) {
+            Ok(()) => {
+                self.metrics.snapshot_written();
+                self.rotate.store(true, Ordering::Release);
+                debug!(seq = self.seq, millis = started.elapsed().as_millis() as u64, "snapshot written");
+                if started.elapsed().as_secs() >= 1 {
+                    info!(seq = self.seq, seconds = started.elapsed().as_secs_f64(), "snapshot written");
+                }
+            }
+            Err(e) => error!(error = %e, seq = self.seq, "snapshot failed"),
+        }
+        *since = Since { bytes: 0, at: Instant::now() };
+    }
+}
+
+struct Since {
+    bytes: u64,
+    at: Instant,
+}
