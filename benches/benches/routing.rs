@@ -12,6 +12,11 @@
 //! - `routing/mixed`: a steady stream of enqueue / accept / complete /
 //!   abandon-or-state-change; throughput in commands per second.
 //!
+//!
+//! `routing_100k/*`: `contact_arrival` and `agent_ready` at ten times the
+//! agents (`Shape::HUGE`, 100k) with a million contacts waiting for
+//! `agent_ready`.
+//!
 //! Each sample times batches of 1,000 commands; the untimed reset between
 //! batches brings the centre back to the same state, so that a figure does
 //! not depend on how many batches ran before it.
@@ -58,6 +63,16 @@ fn routing(c: &mut Criterion) {
     drop(backlog);
     let mut mixed = Mixed::new(Shape::LARGE);
     group.bench_function("mixed", |b| b.iter_custom(|iters| batches(iters, &mut mixed)));
+    group.finish();
+    drop(mixed);
+
+    let mut group = c.benchmark_group("routing_100k");
+    group.throughput(Throughput::Elements(1));
+    let mut arrivals = Arrivals::new(Shape::HUGE);
+    group.bench_function("contact_arrival", |b| b.iter_custom(|iters| batches(iters, &mut arrivals)));
+    drop(arrivals);
+    let mut ready = AgentsReady::new(Shape::HUGE, 1_000_000);
+    group.bench_function("agent_ready_1m_waiting", |b| b.iter_custom(|iters| batches(iters, &mut ready)));
     group.finish();
 }
 

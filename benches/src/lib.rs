@@ -60,10 +60,14 @@ impl Shape {
     /// 20 languages × 3 tiers.
     pub const LARGE: Shape =
         Shape { agents: 10_000, skills: 200, languages: 20, tiers: 3, queues: 10, skills_per_agent: 8 };
+    /// A centre ten times that: 100k agents, the same skills and languages
+    /// (the benches put a million contacts in its queues).
+    pub const HUGE: Shape = Shape { agents: 100_000, ..Shape::LARGE };
 }
 
 pub fn config(shape: Shape) -> RouterConfig {
-    let mut cfg = RouterConfig::default();
+    // The benches hold more contacts than ccrd's default allows.
+    let mut cfg = RouterConfig { max_contacts: ccr_core::config::MAX_CONTACTS_LIMIT, ..RouterConfig::default() };
     cfg.tiers.truncate(usize::from(shape.tiers));
     cfg.queues = (0..shape.queues)
         .map(|i| {

@@ -205,12 +205,19 @@ pub struct Mixed {
 }
 
 impl Mixed {
+    /// Every agent ready, then 30,000 contacts: one offered to each of the
+    /// 10,000 agents of `Shape::LARGE`, the rest waiting.
     pub fn new(shape: Shape) -> Self {
+        Mixed::with_contacts(shape, 30_000)
+    }
+
+    /// As [`Mixed::new`] with `contacts` enqueued at the start.
+    pub fn with_contacts(shape: Shape, contacts: usize) -> Self {
         let mut generator = Generator::new(shape, 3);
         let mut router = Router::new(config(shape)).expect("config");
         login_all(&mut router, &mut generator, true);
         let mut offers = Vec::new();
-        for _ in 0..30_000 {
+        for _ in 0..contacts {
             router.handle(NOW, Command::Enqueue(generator.contact())).expect("enqueue");
         }
         drain(&mut router, &mut offers);

@@ -50,22 +50,80 @@ wrap_up = "5s"
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Enqueue { id: u8, queue: u8, tier: u8, skill: u8, min: u8, language: u8, channel: u8, preferred: Option<u8>, context: Vec<(u8, u8)> },
-    Callback { id: u8, queue: u8, skill: u8, due_in_s: u16, slack_s: u16 },
-    Transfer { id: u8, queue: u8, skill: u8, tier: u8, context: Vec<(u8, u8)> },
-    Abandon { id: u8 },
-    Position { id: u8 },
-    Login { agent: u8, skills: Vec<(u8, u8)>, languages: Vec<u8>, voice: u8, chat: u8, email: u8, ready: bool },
-    Logout { agent: u8 },
-    SetState { agent: u8, ready: bool, reason: i8 },
-    Accept { agent: u8, pick: u8 },
-    Reject { agent: u8, pick: u8 },
-    Complete { agent: u8, contact: u8 },
-    EndWrapUp { agent: u8, contact: u8 },
-    Advance { ms: u16 },
+    Enqueue {
+        id: u8,
+        queue: u8,
+        tier: u8,
+        skill: u8,
+        min: u8,
+        language: u8,
+        channel: u8,
+        preferred: Option<u8>,
+        context: Vec<(u8, u8)>,
+    },
+    Callback {
+        id: u8,
+        queue: u8,
+        skill: u8,
+        due_in_s: u16,
+        slack_s: u16,
+    },
+    Transfer {
+        id: u8,
+        queue: u8,
+        skill: u8,
+        tier: u8,
+        context: Vec<(u8, u8)>,
+    },
+    Abandon {
+        id: u8,
+    },
+    Position {
+        id: u8,
+    },
+    Login {
+        agent: u8,
+        skills: Vec<(u8, u8)>,
+        languages: Vec<u8>,
+        voice: u8,
+        chat: u8,
+        email: u8,
+        ready: bool,
+    },
+    Logout {
+        agent: u8,
+    },
+    SetState {
+        agent: u8,
+        ready: bool,
+        reason: i8,
+    },
+    Accept {
+        agent: u8,
+        pick: u8,
+    },
+    Reject {
+        agent: u8,
+        pick: u8,
+    },
+    Complete {
+        agent: u8,
+        contact: u8,
+    },
+    EndWrapUp {
+        agent: u8,
+        contact: u8,
+    },
+    Advance {
+        ms: u16,
+    },
     Open,
-    Lose { session: u8 },
-    From { session: u8 },
+    Lose {
+        session: u8,
+    },
+    From {
+        session: u8,
+    },
     Drain,
 }
 
@@ -74,7 +132,10 @@ fn name(names: &[String], i: u8) -> String {
 }
 
 fn context(entries: &[(u8, u8)]) -> Vec<pb::ContextEntry> {
-    entries.iter().map(|&(k, v)| pb::ContextEntry { key: format!("k{}", k % 5), value: "v".repeat(usize::from(v % 40)) }).collect()
+    entries
+        .iter()
+        .map(|&(k, v)| pb::ContextEntry { key: format!("k{}", k % 5), value: "v".repeat(usize::from(v % 40)) })
+        .collect()
 }
 
 struct Run {
@@ -95,7 +156,10 @@ impl Run {
             channel: i32::from(channel % 4),
             queue: name(&cat.queues, queue % 3),
             tier: if tier % 3 == 2 { String::new() } else { name(&cat.tiers, tier % 3) },
-            skills: vec![pb::SkillRequirement { skill: name(&cat.skills, skill % 3), min_proficiency: u32::from(min % 11) }],
+            skills: vec![pb::SkillRequirement {
+                skill: name(&cat.skills, skill % 3),
+                min_proficiency: u32::from(min % 11),
+            }],
             languages: if language % 3 == 2 { vec![] } else { vec![name(&cat.languages, language % 3)] },
             ..Default::default()
         };
@@ -137,7 +201,10 @@ impl Run {
                     skills: skills
                         .iter()
                         .take(3)
-                        .map(|&(s, p)| pb::AgentSkill { skill: name(&cat.skills, s % 3), proficiency: u32::from(p % 12) })
+                        .map(|&(s, p)| pb::AgentSkill {
+                            skill: name(&cat.skills, s % 3),
+                            proficiency: u32::from(p % 12),
+                        })
                         .collect(),
                     languages: languages.iter().take(3).map(|&l| name(&cat.languages, l % 3)).collect(),
                     voice_capacity: u32::from(voice % 3),
@@ -162,17 +229,20 @@ impl Run {
                 }
             }
             Op::Complete { agent, contact } | Op::EndWrapUp { agent, contact } => {
-                let (agent, contact) = match (convert::agent_id(u64::from(*agent)), convert::contact_id(u64::from(*contact))) {
-                    (Ok(a), Ok(c)) => (a, c),
-                    (Err(s), _) | (_, Err(s)) => return Some(Err(s)),
-                };
+                let (agent, contact) =
+                    match (convert::agent_id(u64::from(*agent)), convert::contact_id(u64::from(*contact))) {
+                        (Ok(a), Ok(c)) => (a, c),
+                        (Err(s), _) | (_, Err(s)) => return Some(Err(s)),
+                    };
                 Ok(match op {
                     Op::Complete { .. } => Command::Complete { agent, contact },
                     _ => Command::EndWrapUp { agent, contact },
                 })
             }
             Op::Open => Ok(Command::OpenSession { session: SessionId(self.opened + 1) }),
-            Op::Lose { session } => Ok(Command::LoseSession { session: SessionId(u64::from(*session) % (self.opened + 2)) }),
+            Op::Lose { session } => {
+                Ok(Command::LoseSession { session: SessionId(u64::from(*session) % (self.opened + 2)) })
+            }
             Op::Drain => Ok(Command::Drain),
             Op::Advance { .. } | Op::From { .. } => return None,
         })
@@ -273,7 +343,14 @@ impl Run {
 fuzz_target!(|ops: Vec<Op>| {
     let config = config::parse(CONFIG).expect("the fuzz configuration");
     let router = Router::new(config.router.clone()).expect("a valid routing configuration");
-    let mut run = Run { config, router, now: Time::from_secs(1_000_000), session: SessionId::LOCAL, opened: 0, offers: HashMap::new() };
+    let mut run = Run {
+        config,
+        router,
+        now: Time::from_secs(1_000_000),
+        session: SessionId::LOCAL,
+        opened: 0,
+        offers: HashMap::new(),
+    };
     for op in ops.iter().take(200) {
         run.step(op);
     }
