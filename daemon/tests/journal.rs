@@ -11,8 +11,9 @@ use ccr_core::*;
 use ccr_daemon::clock::ManualClock;
 use ccr_daemon::config::{self, DEFAULT_CONFIG};
 use ccr_daemon::core_thread::{self, Options};
+use ccr_daemon::journal::format;
 use ccr_daemon::journal::recovery::{self, Recovered};
-use ccr_daemon::journal::{FsyncPolicy, Journal, JournalError, JournalMetrics, JournalOptions, Names};
+use ccr_daemon::journal::{write_snapshot, FsyncPolicy, Journal, JournalError, JournalMetrics, JournalOptions, Names};
 use proptest::prelude::*;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -70,7 +71,17 @@ enum Step {
 /// One life of ccrd: opens the journal in `dir`, runs `steps` through the
 /// routing thread, stops. Returns the final router and every event delivered.
 fn live(dir: &Path, options: JournalOptions, start: Time, steps: &[Step]) -> (Router, Vec<Event>, Time) {
-    let (router_config, names) = setup();
+    live_with(setup(), dir, options, start, steps)
+}
+
+/// [`live`] with its own configuration and names.
+fn live_with(
+    (router_config, names): (RouterConfig, Names),
+    dir: &Path,
+    options: JournalOptions,
+    start: Time,
+    steps: &[Step],
+) -> (Router, Vec<Event>, Time) {
     let opened =
         Journal::open(dir, &router_config, names, start, options, JournalMetrics::default(), Default::default())
             .expect("journal opens");
@@ -679,4 +690,123 @@ fn the_replica_snapshots_the_state_after_the_last_record() {
     assert!(replayed.is_empty());
     assert_eq!(state(&recovered.router), state(&router));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The configuration of the checked-in journal: its own, so that a change
+/// to the example configuration does not touch it.
+const FIXTURE_CONFIG: &str = r#"
+skills = ["billing", "repair"]
+languages = ["en", "zh"]
+[routing]
+explain = true
+[[queues]]
+name = "sales"
+offer_timeout = "20s"
+[[queues.relaxation]]
+after = "10s"
+next_language = true
+[[queues]]
+name = "support"
+wrap_up = "5s"
+"#;
+
+/// Where this version's journal is checked in, named by its formats.
+fn fixture_dir() -> PathBuf {
+    let magic = |m: &[u8; 8]| String::from_utf8_lossy(m).to_lowercase();
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!(
+        "{}-{}",
+        magic(format::SEGMENT_MAGIC),
+        magic(format::SNAPSHOT_MAGIC)
+    ))
+}
+
+fn fixture_setup() -> (RouterConfig, Names) {
+    let config = config::parse(FIXTURE_CONFIG).expect("fixture config");
+    (config.router.clone(), Names::of(&config.catalog))
+}
+
+/// Logins from two sessions, contacts, offers accepted and ringing out, a
+/// callback, a transfer, a session lost and its grace running, timers.
+fn fixture_history() -> Vec<Step> {
+    let profile = |s: u16, l: u16| AgentProfile {
+        skills: vec![(SkillId(s), 7)],
+        languages: vec![LanguageId(l)],
+        capacity: [1, 2, 0],
+    };
+    let mut steps = vec![
+        Step::Command(Command::OpenSession { session: SessionId(1) }),
+        Step::Command(Command::OpenSession { session: SessionId(2) }),
+    ];
+    for a in 1..=4u64 {
+        let login =
+            Command::AgentLogin { agent: AgentId(a), profile: profile((a % 2) as u16, (a % 2) as u16), ready: true };
+        steps.push(Step::From(SessionId(1 + a % 2), login));
+    }
+    for c in 1..=12u64 {
+        let mut spec = spec(c, (c % 2) as u16, 0, (c % 2) as u16, 1, Some((c % 3) as u16 % 2));
+        spec.context = vec![("call-id".into(), format!("a84b4c76e66710@pc33.example.com-{c}"))];
+        steps.push(Step::From(SessionId(1), Command::Enqueue(spec)));
+        steps.push(Step::Advance(700));
+    }
+    steps.push(Step::Command(Command::Accept { agent: AgentId(1), offer: OfferId(1) }));
+    steps.push(Step::Command(Command::ScheduleCallback {
+        spec: spec(40, 1, 0, 1, 1, None),
+        due: Time::from_secs(60),
+        deadline: Time::from_secs(120),
+    }));
+    steps.push(Step::Command(Command::Transfer(TransferSpec {
+        contact: ContactId(12),
+        queue: QueueId(1),
+        skills: SkillReqs::from_slice(&[SkillReq { skill: SkillId(0), min_proficiency: 1 }]),
+        languages: Languages::new(),
+        tier: None,
+        context: vec![("transferred".into(), "yes".into())],
+    })));
+    steps.push(Step::Command(Command::LoseSession { session: SessionId(2) }));
+    steps.push(Step::Advance(25_000));
+    steps
+}
+
+/// A journal and snapshot written by this version are checked in under
+/// `tests/fixtures/<segment format>-<snapshot format>`; every later build
+/// must read them back to the state the same history gives live. A change
+/// to an encoding that keeps the version number fails here. A new format
+/// version adds a fixture beside the old ones (`write_this_versions_fixture`),
+/// and the old ones then show what the new version does with them.
+#[test]
+fn the_checked_in_journal_of_this_version_recovers_to_the_live_state() {
+    let fixture = fixture_dir();
+    assert!(fixture.is_dir(), "no fixture for this version's formats at {}: write it (see below)", fixture.display());
+    let scratch = temp_dir();
+    let (router, _, _) = live_with(fixture_setup(), &scratch, keep_everything(), Time::ZERO, &fixture_history());
+    // From the newest snapshot (the state after the history), then from the
+    // first (empty) one and every record.
+    for from_the_start in [false, true] {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let files: Vec<PathBuf> = std::fs::read_dir(&fixture).unwrap().map(|e| e.unwrap().path()).collect();
+        let newest = snapshots(&fixture).pop().unwrap();
+        for path in files.iter().filter(|p| !(from_the_start && **p == newest)) {
+            std::fs::copy(path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+        let (recovered, _) = recover(&dir);
+        let replayed = recovered.report.replayed;
+        assert_eq!(replayed > 20, from_the_start, "replayed {replayed} records");
+        assert_eq!(state(&recovered.router), state(&router), "recovered from the start: {from_the_start}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// Writes this version's fixture (run by hand when a format version
+/// changes: `cargo test -p ccr-daemon --test journal -- --ignored`).
+#[test]
+#[ignore]
+fn write_this_versions_fixture() {
+    let fixture = fixture_dir();
+    let _ = std::fs::remove_dir_all(&fixture);
+    std::fs::create_dir_all(&fixture).unwrap();
+    let (router, _, now) = live_with(fixture_setup(), &fixture, keep_everything(), Time::ZERO, &fixture_history());
+    let last = recovery::recover(&fixture).unwrap().unwrap().last_seq;
+    write_snapshot(&fixture, last, now, &fixture_setup().1, &router).unwrap();
 }
