@@ -134,7 +134,15 @@ impl Client {
         wire::encode_message(&SubscribeRequest { agent_ids }, &mut out);
         send.write_all(&out).await.map_err(unavailable)?;
         send.finish().map_err(unavailable)?;
-        Ok(Subscription { recv, buf: wire::ReadBuf::default(), max_message: self.max_message })
+        let mut subscription =
+            Subscription { recv, buf: wire::ReadBuf::default(), max_message: self.max_message, early: None };
+        // Returns once ccrd has registered it (or refused it): no event
+        // after this call is missed.
+        match subscription.next().await? {
+            RoutingEvent { event: Some(routing_event::Event::Subscribed(_)) } => {}
+            other => subscription.early = Some(other),
+        }
+        Ok(subscription)
     }
 
     /// Opens the bidirectional gateway stream: many commands, replies in order.
@@ -149,6 +157,7 @@ impl Client {
                 recv,
                 buf: wire::ReadBuf::default(),
                 max_message: self.max_message,
+                early: None,
             }),
         })
     }
@@ -208,11 +217,16 @@ pub struct Subscription {
     recv: quinn::RecvStream,
     buf: wire::ReadBuf,
     max_message: usize,
+    /// An event read while waiting for `Subscribed` (a ccrd that sends none).
+    early: Option<RoutingEvent>,
 }
 
 impl Subscription {
     /// The next event; `Err` with the closing status when the stream ends.
     pub async fn next(&mut self) -> Result<RoutingEvent, Status> {
+        if let Some(event) = self.early.take() {
+            return Ok(event);
+        }
         self.next_message("event stream closed").await
     }
 

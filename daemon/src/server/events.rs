@@ -206,12 +206,23 @@ pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: 
 /// closes (the core stopped); dropping the table then ends every stream.
 pub(super) async fn dispatch(catalog: Arc<Catalog>, metrics: Arc<Metrics>, inbox: Inbox, budget: EventBudget) {
     let Inbox { mut events, backlog, mut changes } = inbox;
+    let subscribed = {
+        let mut out = Vec::new();
+        let event = pb::RoutingEvent { event: Some(pb::routing_event::Event::Subscribed(pb::Subscribed {})) };
+        wire::encode_message(&event, &mut out);
+        Bytes::from(out)
+    };
     let mut table = Table::default();
     let mut audience: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
             Some(change) = changes.recv() => match change {
-                Change::Add(sub) => table.add(sub),
+                Change::Add(sub) => {
+                    // Its first message: events from here on reach it.
+                    let id = sub.id;
+                    table.add(sub);
+                    deliver(&mut table, &budget, id, &subscribed);
+                }
                 Change::Remove(id) => {
                     table.remove(id);
                 }
@@ -410,9 +421,10 @@ mod tests {
         drop(events);
         dispatcher.await.expect("dispatcher ends when the core's events end");
         drop(subscribe);
+        // Each got `Subscribed` first; the slow one then one event.
         assert_eq!(drain(slow_rx).await, 2, "the slow subscriber keeps what was buffered");
         assert!(slow_lagged.is_set());
-        assert_eq!(drain(roomy_rx).await, 5);
+        assert_eq!(drain(roomy_rx).await, 1 + 5);
         assert!(!roomy_lagged.is_set());
     }
 }
