@@ -247,6 +247,10 @@ impl Journal {
         let (to_writer, rx) = crossbeam_channel::unbounded();
         let (to_replica, batches) = crossbeam_channel::unbounded();
         let rotate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lag = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Room for several snapshots' worth of journal behind.
+        let max_lag = options.snapshot_bytes.saturating_mul(4).clamp(256 << 20, 4 << 30) as usize;
+        let feed = replica::Feed { tx: to_replica, lag: lag.clone(), max: max_lag };
         let w = writer::Writer {
             dir: dir.to_owned(),
             segment: writer::Segment::growing(file).map_err(|e| JournalError::io(dir, e))?,
@@ -254,7 +258,7 @@ impl Journal {
             metrics: metrics.clone(),
             failure: on_failure,
             segment_bytes: options.segment_bytes,
-            replica: Some(to_replica),
+            replica: Some(feed),
             rotate: rotate.clone(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
@@ -271,6 +275,7 @@ impl Journal {
             metrics,
             snapshot_first: recovery.is_some(),
             rotate,
+            lag,
         };
         let replica_thread = spawn("ccr-snapshot", Box::new(move || r.run(batches)))?;
         let journal = Journal {

@@ -9,18 +9,42 @@
 //! decided a second time, on another core.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use ccr_core::Router;
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use tracing::{debug, error, info};
 
 use super::format::{self, Decoded, Names};
 use super::recovery;
 use super::snapshot::{prune, write};
 use super::{JournalMetrics, JournalOptions};
+
+/// The writer's end of the replica's queue, bounded in bytes: a replica
+/// that falls further behind than `max` (starved of a core, say) is cut
+/// off, and snapshots stop until a restart, rather than let its queue grow
+/// without bound. Recovery then replays more; nothing acknowledged is lost.
+pub struct Feed {
+    pub tx: Sender<Vec<u8>>,
+    /// Bytes sent and not yet applied.
+    pub lag: Arc<AtomicUsize>,
+    pub max: usize,
+}
+
+impl Feed {
+    /// Queues a durable batch; `false` once the replica is cut off.
+    pub fn send(&self, batch: Vec<u8>) -> bool {
+        let n = batch.len();
+        let lag = self.lag.fetch_add(n, Ordering::AcqRel) + n;
+        if lag > self.max {
+            error!(behind_bytes = lag, "snapshot replica fell too far behind: no more snapshots until restart");
+            return false;
+        }
+        self.tx.send(batch).is_ok()
+    }
+}
 
 pub struct Replica {
     pub dir: PathBuf,
@@ -35,6 +59,8 @@ pub struct Replica {
     pub snapshot_first: bool,
     /// Asks the writer for a new segment after each snapshot.
     pub rotate: Arc<AtomicBool>,
+    /// The feed's count of bytes sent and not yet applied.
+    pub lag: Arc<AtomicUsize>,
 }
 
 impl Replica {
@@ -52,6 +78,7 @@ impl Replica {
                 return;
             }
             since.bytes += batch.len() as u64;
+            self.lag.fetch_sub(batch.len(), Ordering::AcqRel);
             let due = since.bytes >= self.options.snapshot_bytes
                 || (since.bytes > 0 && since.at.elapsed() >= self.options.snapshot_interval);
             if due && batches.is_empty() {
@@ -99,4 +126,28 @@ impl Replica {
 struct Since {
     bytes: u64,
     at: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replica that does not keep up is cut off at the bound, not fed
+    /// without end; one that keeps up is fed for ever.
+    #[test]
+    fn the_feed_cuts_off_a_replica_that_falls_too_far_behind() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let feed = Feed { tx, lag: Arc::default(), max: 100 };
+        assert!(feed.send(vec![0; 40]) && feed.send(vec![0; 40]));
+        assert!(!feed.send(vec![0; 40]), "120 bytes behind, over 100");
+        // What was sent is applied (as `Replica::run` does): room again.
+        for batch in rx.try_iter() {
+            feed.lag.fetch_sub(batch.len(), Ordering::AcqRel);
+        }
+        for _ in 0..10 {
+            assert!(feed.send(vec![0; 60]));
+            let batch = rx.recv().unwrap();
+            feed.lag.fetch_sub(batch.len(), Ordering::AcqRel);
+        }
+    }
 }

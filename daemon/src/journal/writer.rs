@@ -92,7 +92,7 @@ pub struct Writer {
     pub segment_bytes: u64,
     /// Gets every batch once it is durable, to keep the snapshot replica
     /// up to date (`replica.rs`).
-    pub replica: Option<Sender<Vec<u8>>>,
+    pub replica: Option<super::replica::Feed>,
     /// Set by the replica after each snapshot: the next batch starts a new
     /// segment, so that what is before the snapshot can be pruned.
     pub rotate: Arc<AtomicBool>,
@@ -177,12 +177,10 @@ impl Writer {
             }
             // What is durable (or written, under `never`) goes to the
             // replica; the routing thread never waits for it.
-            if let Some(replica) = &self.replica {
-                for bytes in written.drain(..) {
-                    let _ = replica.send(bytes);
+            for bytes in written.drain(..) {
+                if self.replica.as_ref().is_some_and(|replica| !replica.send(bytes)) {
+                    self.replica = None;
                 }
-            } else {
-                written.clear();
             }
         }
     }
