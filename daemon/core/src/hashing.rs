@@ -22,8 +22,13 @@ static SECRET: OnceLock<(u64, &'static SharedSeed)> = OnceLock::new();
 /// benchmarks, where nobody attacks. Returns false (and changes nothing)
 /// when the key was set already.
 pub fn key_hash_tables(secret: [u64; 2]) -> bool {
-    let shared: &'static SharedSeed = Box::leak(Box::new(SharedSeed::from_u64(secret[1])));
-    SECRET.set((secret[0], shared)).is_ok()
+    let mut set = false;
+    SECRET.get_or_init(|| {
+        set = true;
+        // Once per process, for the life of the process.
+        (secret[0], Box::leak(Box::new(SharedSeed::from_u64(secret[1]))))
+    });
+    set
 }
 
 /// The core's `BuildHasher`: foldhash under the process's key.
