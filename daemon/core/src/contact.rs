@@ -142,8 +142,9 @@ pub struct Contact {
     pub next_wake: Option<Time>,
     pub preferred: Box<[AgentId]>,
     pub context: Box<[(String, String)]>,
-    /// Bumped whenever the contact is re-created in a slot, so timers of a
-    /// previous occupant are recognised as stale.
+    /// Bumped whenever the contact is re-created in a slot or its wake-up
+    /// is set, so that timers of a previous occupant, or set before, are
+    /// recognised as stale.
     pub gen: u32,
     /// Read when the contact routes or its timers fire, when the record is
     /// in cache or read anyway; not when an agent takes it.

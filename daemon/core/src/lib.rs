@@ -31,6 +31,8 @@
 //!   waiting contact's place in its queue, and `oldest`: each queue's
 //!   longest-waiting contact, both kept so that asking costs no scan.
 //! - [`snapshot`]: a plain copy of the state for tests and tools.
+//! - [`state`]: the state as records, which a snapshot file holds, and the
+//!   router rebuilt from them.
 //!
 //! # Rules worth knowing
 //! - A contact's place is a fixed *rank* (a virtual due time, see
@@ -46,6 +48,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod snapshot;
+pub mod state;
 pub mod stats;
 pub mod time;
 
@@ -81,5 +84,6 @@ pub use router::{
 };
 pub use sessions::{SessionCounts, SessionState};
 pub use snapshot::{AgentView, ContactView, ContactViewState, SessionView, Snapshot};
+pub use state::{Restore, StateError, StateHeader};
 pub use stats::{EwtMethod, QueueCounters, QueueStats, WaitEstimate};
 pub use time::Time;

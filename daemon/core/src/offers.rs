@@ -132,6 +132,64 @@ impl Offers {
         }
     }
 
+    /// The ids remembered (`first`, and the next to be issued) and the ended
+    /// offers among them, by id: with the pending offers, all a restore
+    /// needs ([`Offers::restore`]).
+    pub(crate) fn history(&self) -> (OfferId, OfferId, impl Iterator<Item = (OfferId, EndedOffer)> + '_) {
+        let ended = (self.first..).zip(&self.ring).filter_map(|(id, e)| match e {
+            Entry::Ended(ended) => Some((OfferId(id), *ended)),
+            Entry::Pending(_) => None,
+        });
+        (OfferId(self.first), OfferId(self.first + self.ring.len() as u64), ended)
+    }
+
+    /// Offers as [`Offers::history`] described them, with the pending ones
+    /// (by id). Every id from `first` to `next` must be pending or ended;
+    /// a pending one before `first` was moved aside, and stays aside.
+    pub(crate) fn restore(
+        history: usize,
+        (first, next): (OfferId, OfferId),
+        mut pending: std::collections::BTreeMap<OfferId, Offer>,
+        ended: impl IntoIterator<Item = (OfferId, EndedOffer)>,
+    ) -> Result<Offers, String> {
+        if first > next || first.0 == 0 {
+            return Err(format!("offer ids from {first} to {next}"));
+        }
+        if let Some((&last, _)) = pending.last_key_value().filter(|(&id, _)| id >= next) {
+            return Err(format!("pending offer {last} was never issued (the next id is {next})"));
+        }
+        let mut offers = Offers::new(history);
+        offers.first = first.0;
+        let ring_pending = pending.split_off(&first);
+        offers.stragglers.extend(pending);
+        let mut ended = ended.into_iter().peekable();
+        let mut ring_pending = ring_pending.into_iter().peekable();
+        for id in first.0..next.0 {
+            let entry = match (ring_pending.peek(), ended.peek()) {
+                (Some(&(p, _)), Some(&(e, _))) if p.0 == id && e.0 == id => {
+                    return Err(format!("offer {p} is both pending and ended"))
+                }
+                (Some(&(p, offer)), _) if p.0 == id => {
+                    ring_pending.next();
+                    offers.pending_in_ring += 1;
+                    Entry::Pending(offer)
+                }
+                (_, Some(&(e, offer))) if e.0 == id => {
+                    ended.next();
+                    Entry::Ended(offer)
+                }
+                _ => return Err(format!("offer {id} is neither pending nor ended")),
+            };
+            offers.ring.push_back(entry);
+        }
+        if let Some((id, _)) = ended.next() {
+            return Err(format!("ended offer {id} is out of order or outside {first}..{next}"));
+        }
+        offers.forget();
+        offers.reserve();
+        Ok(offers)
+    }
+
     /// Drops ended offers from the front beyond the history kept, moving
     /// pending ones in the way aside.
     fn forget(&mut self) {

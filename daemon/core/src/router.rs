@@ -21,7 +21,9 @@ use crate::config::{RelaxAction, RouterConfig, WhenFull};
 use crate::contact::{rank_value, Contact, ContactState, Filed, Rank, Relaxation};
 use crate::error::{CommandError, OfferOutcome};
 use crate::event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
-use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillReq, SkillSet, TierId};
+use crate::ids::{
+    AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillId, SkillReq, SkillSet, TierId,
+};
 use crate::ids::{MAX_PROFICIENCY, MIN_PROFICIENCY};
 use crate::offers::{Offer, Offers};
 use crate::oldest::{Entry as WaitingSince, Stamps};
@@ -35,6 +37,9 @@ use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPA
 use crate::time::Time;
 use crate::timers::{lane, Timer, Timers, LANE_HOLD, LANE_OFFER, LANE_RELAX, LANE_WRAP_UP};
 use crate::waiting::{Lists, Requirements, WaitingIndex, ANY_LANGUAGE};
+
+mod restore;
+pub use restore::Restore;
 
 /// Limits on what one command may carry, so that no input can make the core
 /// do unbounded work per decision.
@@ -290,7 +295,7 @@ impl Router {
     /// the journal. O(n); never on the hot path.
     pub fn snapshot(&self) -> Snapshot {
         let mut scratch = Vec::new();
-        let contacts = self
+        let mut contacts: Vec<ContactView> = self
             .contacts
             .iter()
             .map(|(slot, c)| {
@@ -324,7 +329,7 @@ impl Router {
                 }
             })
             .collect();
-        let agents = self
+        let mut agents: Vec<AgentView> = self
             .agents
             .iter()
             .map(|(slot, a)| AgentView {
@@ -343,6 +348,9 @@ impl Router {
                 owner: self.sessions.owner(Kind::Agent, slot),
             })
             .collect();
+        // By id: where records sit in memory is not state.
+        contacts.sort_unstable_by_key(|c| c.id);
+        agents.sort_unstable_by_key(|a| a.id);
         let sessions = self
             .sessions
             .ids()
@@ -510,7 +518,9 @@ impl Router {
     }
 
     fn drain(&mut self) -> Reply {
-        let ids: Vec<AgentId> = self.agents.iter().map(|(_, a)| a.id).collect();
+        // In id order: no decision depends on where records sit.
+        let mut ids: Vec<AgentId> = self.agents.iter().map(|(_, a)| a.id).collect();
+        ids.sort_unstable();
         for &id in &ids {
             self.logout(id, true).expect("a listed agent is logged in");
         }
@@ -547,30 +557,23 @@ impl Router {
             return Err(CommandError::AgentAlreadyLoggedIn(id));
         }
         let AgentProfile { mut skills, languages, capacity } = profile;
-        if skills.len() > MAX_SKILLS_PER_AGENT {
-            return Err(invalid("skills", format!("at most {MAX_SKILLS_PER_AGENT}")));
-        }
-        if languages.len() > MAX_LANGUAGES_PER_AGENT {
-            return Err(invalid("languages", format!("at most {MAX_LANGUAGES_PER_AGENT}")));
-        }
-        skills.sort_unstable_by_key(|&(s, _)| s);
-        if let Some(w) = skills.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(CommandError::DuplicateSkill(w[0].0));
-        }
-        if let Some(&(s, p)) = skills.iter().find(|&&(_, p)| !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(&p)) {
-            return Err(invalid("proficiency", format!("{p} for skill {s} is not in 1..=10")));
-        }
-        check_unique_languages(&languages)?;
-        if languages.iter().any(|l| l.0 == ANY_LANGUAGE) {
-            return Err(invalid("languages", format!("language id {ANY_LANGUAGE} is reserved")));
-        }
-        if capacity[Channel::Voice.index()] > 1 {
-            return Err(invalid("capacity", "voice capacity is 0 or 1".into()));
-        }
-        if capacity.iter().all(|&c| c == 0) {
-            return Err(invalid("capacity", "an agent needs room for at least one channel".into()));
-        }
+        check_profile(&mut skills, &languages, capacity)?;
         let presence = if ready { Presence::Ready } else { Presence::NotReady(NotReadyReason::LoggedIn) };
+        let slot = self.file_agent(id, skills, languages, capacity, presence);
+        self.agent_gained_room(slot);
+        Ok(Reply::Done)
+    }
+
+    /// Enters a new agent with a checked profile: its record, its pools'
+    /// rosters, its lists, its id.
+    fn file_agent(
+        &mut self,
+        id: AgentId,
+        skills: Vec<(SkillId, u8)>,
+        languages: Vec<LanguageId>,
+        capacity: [u8; Channel::COUNT],
+        presence: Presence,
+    ) -> u32 {
         let slots = capacity.iter().map(|&c| usize::from(c)).sum();
         let slot = self.agents.insert(Agent {
             id,
@@ -599,8 +602,7 @@ impl Router {
         agent.lists = lists;
         agent.one_language_lists = one_language_lists;
         self.agent_slots.insert(id, slot);
-        self.agent_gained_room(slot);
-        Ok(Reply::Done)
+        slot
     }
 
     fn logout(&mut self, id: AgentId, disconnected: bool) -> Result<Reply, CommandError> {
@@ -664,8 +666,9 @@ impl Router {
         self.handle_timeout(now);
         // Agents first, so that no withdrawn contact is offered straight back
         // to a desktop that is gone.
-        let slots: Vec<u32> = self.agents.iter().map(|(slot, _)| slot).collect();
-        for &slot in &slots {
+        let mut slots: Vec<(AgentId, u32)> = self.agents.iter().map(|(slot, a)| (a.id, slot)).collect();
+        slots.sort_unstable();
+        for &(_, slot) in &slots {
             self.agents[slot].presence = Presence::NotReady(NotReadyReason::Restart);
             self.agent_lost_room(slot);
         }
@@ -975,9 +978,13 @@ impl Router {
         self.cfg = cfg;
         self.offers.set_history(self.cfg.offer_history);
         // Ranks depend on policies and tier parameters: re-rank and re-check
-        // every waiting contact under the new rules.
-        let waiting: Vec<u32> = self.contacts.iter().filter(|(_, c)| c.is_waiting()).map(|(s, _)| s).collect();
-        for slot in waiting {
+        // every waiting contact under the new rules, in their order in line
+        // (never in the order records sit in memory, which a snapshot does
+        // not keep).
+        let mut waiting: Vec<(Rank, u32)> =
+            self.contacts.iter().filter(|(_, c)| c.is_waiting()).map(|(s, c)| (c.rank, s)).collect();
+        waiting.sort_unstable();
+        for (_, slot) in waiting {
             self.unindex(slot);
             let c = &mut self.contacts[slot];
             c.rank.value = rank_value(&self.cfg, c.queue, c.tier, c.arrival, c.deadline);
@@ -1090,11 +1097,33 @@ impl Router {
 
     fn schedule_wake(&mut self, slot: u32) {
         let c = &self.contacts[slot];
+        let Some((at, lane)) = self.next_wake_of(c) else { return };
+        if Some(at) == c.next_wake {
+            return;
+        }
+        // A new generation: an earlier timer of this contact set for the
+        // same instant stays dead, so the one that fires is always the one
+        // set last, which a rebuilt router holds too.
+        let gen = self.next_gen();
+        let timer = Timer::ContactWake { slot, gen };
+        let c = &mut self.contacts[slot];
+        c.gen = gen;
+        c.next_wake = Some(at);
+        match lane {
+            Some(lane) => {
+                self.timers.schedule_in_lane(lane, at, timer, dead_timers(&self.contacts, &self.agents, &self.offers))
+            }
+            None => self.timers.schedule(at, timer),
+        }
+    }
+
+    /// When a contact should next wake up, and the timer lane for it:
+    /// callbacks have none, everything else one per queue and kind.
+    fn next_wake_of(&self, c: &Contact) -> Option<(Time, Option<u64>)> {
         let step = self.cfg.queues[usize::from(c.queue.0)].relaxation.get(usize::from(c.relax.next_step));
         let next_step = step.map(|s| c.entered_queue + s.after);
         let relax_lane = lane(LANE_RELAX, c.queue.0, c.relax.next_step);
-        // (time, lane): callbacks have no lane, everything else one per queue and kind.
-        let next = match c.state {
+        match c.state {
             ContactState::Scheduled { due } => Some((due, None)),
             ContactState::Waiting { hold_until, .. } => match (hold_until, next_step) {
                 (Some(h), Some(s)) if s < h => Some((s, Some(relax_lane))),
@@ -1103,18 +1132,6 @@ impl Router {
                 (None, None) => None,
             },
             _ => None,
-        };
-        let Some((at, lane)) = next else { return };
-        if Some(at) == c.next_wake {
-            return;
-        }
-        let timer = Timer::ContactWake { slot, gen: c.gen };
-        self.contacts[slot].next_wake = Some(at);
-        match lane {
-            Some(lane) => {
-                self.timers.schedule_in_lane(lane, at, timer, dead_timers(&self.contacts, &self.agents, &self.offers))
-            }
-            None => self.timers.schedule(at, timer),
         }
     }
 
@@ -1506,6 +1523,38 @@ impl Router {
 
 fn invalid(field: &'static str, reason: String) -> CommandError {
     CommandError::Invalid { field, reason }
+}
+
+/// Checks an agent's profile, sorting its skills by id.
+fn check_profile(
+    skills: &mut [(SkillId, u8)],
+    languages: &[LanguageId],
+    capacity: [u8; Channel::COUNT],
+) -> Result<(), CommandError> {
+    if skills.len() > MAX_SKILLS_PER_AGENT {
+        return Err(invalid("skills", format!("at most {MAX_SKILLS_PER_AGENT}")));
+    }
+    if languages.len() > MAX_LANGUAGES_PER_AGENT {
+        return Err(invalid("languages", format!("at most {MAX_LANGUAGES_PER_AGENT}")));
+    }
+    skills.sort_unstable_by_key(|&(s, _)| s);
+    if let Some(w) = skills.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(CommandError::DuplicateSkill(w[0].0));
+    }
+    if let Some(&(s, p)) = skills.iter().find(|&&(_, p)| !(MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(&p)) {
+        return Err(invalid("proficiency", format!("{p} for skill {s} is not in 1..=10")));
+    }
+    check_unique_languages(languages)?;
+    if languages.iter().any(|l| l.0 == ANY_LANGUAGE) {
+        return Err(invalid("languages", format!("language id {ANY_LANGUAGE} is reserved")));
+    }
+    if capacity[Channel::Voice.index()] > 1 {
+        return Err(invalid("capacity", "voice capacity is 0 or 1".into()));
+    }
+    if capacity.iter().all(|&c| c == 0) {
+        return Err(invalid("capacity", "an agent needs room for at least one channel".into()));
+    }
+    Ok(())
 }
 
 fn check_unique_languages(languages: &[LanguageId]) -> Result<(), CommandError> {

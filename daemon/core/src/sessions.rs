@@ -124,6 +124,22 @@ impl Sessions {
         true
     }
 
+    /// Puts back a session as a snapshot had it (owning nothing yet: its
+    /// records are adopted after), with `last` the highest id ever opened.
+    pub(crate) fn restore(&mut self, session: SessionId, state: SessionState, last: SessionId) -> bool {
+        if session == SessionId::LOCAL || session > last || self.table.contains_key(&session) {
+            return false;
+        }
+        self.last_opened = last;
+        self.table.insert(session, Session { state, contacts: NO_SLOT, agents: NO_SLOT });
+        true
+    }
+
+    /// Sets the highest session id ever opened (a restore with no session open).
+    pub(crate) fn set_last_opened(&mut self, last: SessionId) {
+        self.last_opened = self.last_opened.max(last);
+    }
+
     pub(crate) fn last_opened(&self) -> SessionId {
         self.last_opened
     }

@@ -10,7 +10,7 @@ use crate::time::Time;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
     pub now: Time,
-    /// In slot order.
+    /// By id.
     pub contacts: Vec<ContactView>,
     pub agents: Vec<AgentView>,
     /// Open sessions, by id.

@@ -177,6 +177,15 @@ impl QueueState {
         rate.gap()
     }
 
+    /// The answer-rate history: (decayed answers, decayed busy µs, as of).
+    pub(crate) fn rate(&self) -> (f64, f64, Time) {
+        (self.rate.answers, self.rate.busy, self.rate.updated)
+    }
+
+    pub(crate) fn set_rate(&mut self, (answers, busy, updated): (f64, f64, Time)) {
+        self.rate = AnswerRate { answers, busy, updated };
+    }
+
     pub(crate) fn service_level(&self) -> Option<f64> {
         let c = &self.counters;
         let denominator = c.answered + c.abandoned;

@@ -47,7 +47,7 @@ pub(crate) enum Timer {
     },
 }
 
-type Entry = (Time, u64, Timer);
+pub(crate) type Entry = (Time, u64, Timer);
 
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Timers {
@@ -99,6 +99,12 @@ impl Timers {
                 _ => break,
             };
         }
+    }
+
+    /// Every entry held, dead ones included, as (time, order set, timer),
+    /// in no particular order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.heap.iter().map(|Reverse(e)| *e).chain(self.lanes.iter().flatten().copied())
     }
 
     /// Entries held, dead ones not yet dropped included.
