@@ -767,35 +767,78 @@ fn fixture_history() -> Vec<Step> {
     steps
 }
 
-/// A journal and snapshot written by this version are checked in under
-/// `tests/fixtures/<segment format>-<snapshot format>`; every later build
-/// must read them back to the state the same history gives live. A change
-/// to an encoding that keeps the version number fails here. A new format
-/// version adds a fixture beside the old ones (`write_this_versions_fixture`),
-/// and the old ones then show what the new version does with them.
+/// A journal and snapshot written by each format version are checked in
+/// under `tests/fixtures/<segment format>-<snapshot format>`; every later
+/// build must read each of them back to the state the same history gives
+/// live: a new version starts on an old version's data directory.
 #[test]
-fn the_checked_in_journal_of_this_version_recovers_to_the_live_state() {
-    let fixture = fixture_dir();
-    assert!(fixture.is_dir(), "no fixture for this version's formats at {}: write it (see below)", fixture.display());
+fn every_checked_in_journal_recovers_to_the_live_state() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(&fixtures).unwrap().map(|e| e.unwrap().path()).collect();
+    versions.sort();
+    assert!(versions.contains(&fixture_dir()), "no fixture for this version's formats: write it (see below)");
+    assert!(versions.len() >= 2, "the fixtures of earlier versions are kept: {versions:?}");
     let scratch = temp_dir();
     let (router, _, _) = live_with(fixture_setup(), &scratch, keep_everything(), Time::ZERO, &fixture_history());
-    // From the newest snapshot (the state after the history), then from the
-    // first (empty) one and every record.
-    for from_the_start in [false, true] {
-        let dir = temp_dir();
-        std::fs::create_dir_all(&dir).unwrap();
-        let files: Vec<PathBuf> = std::fs::read_dir(&fixture).unwrap().map(|e| e.unwrap().path()).collect();
-        let newest = snapshots(&fixture).pop().unwrap();
-        for path in files.iter().filter(|p| !(from_the_start && **p == newest)) {
-            std::fs::copy(path, dir.join(path.file_name().unwrap())).unwrap();
+    for fixture in &versions {
+        // From the newest snapshot (the state after the history), then from
+        // the first (empty) one and every record.
+        for from_the_start in [false, true] {
+            let dir = temp_dir();
+            std::fs::create_dir_all(&dir).unwrap();
+            let files: Vec<PathBuf> = std::fs::read_dir(fixture).unwrap().map(|e| e.unwrap().path()).collect();
+            let newest = snapshots(fixture).pop().unwrap();
+            for path in files.iter().filter(|p| !(from_the_start && **p == newest)) {
+                std::fs::copy(path, dir.join(path.file_name().unwrap())).unwrap();
+            }
+            let (recovered, _) = recover(&dir);
+            let replayed = recovered.report.replayed;
+            assert_eq!(replayed > 20, from_the_start, "{}: replayed {replayed} records", fixture.display());
+            assert_eq!(
+                state(&recovered.router),
+                state(&router),
+                "{}, recovered from the start: {from_the_start}",
+                fixture.display()
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
         }
-        let (recovered, _) = recover(&dir);
-        let replayed = recovered.report.replayed;
-        assert_eq!(replayed > 20, from_the_start, "replayed {replayed} records");
-        assert_eq!(state(&recovered.router), state(&router), "recovered from the start: {from_the_start}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
     std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+/// This build writes, for the fixture's history, exactly the bytes checked
+/// in for its format versions: an encoding that changes without a new
+/// version number fails here. (A new version adds a module in
+/// `journal/formats`, bumps the magic and writes its fixture beside the old
+/// ones with `write_this_versions_fixture`.)
+#[test]
+fn this_version_writes_the_checked_in_bytes() {
+    let dir = temp_dir();
+    write_fixture(&dir);
+    let fixture = fixture_dir();
+    let mut names: Vec<_> = std::fs::read_dir(&fixture).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    let mut written: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    written.sort();
+    assert_eq!(written, names, "the files written");
+    for name in names {
+        let expected = std::fs::read(fixture.join(&name)).unwrap();
+        let actual = std::fs::read(dir.join(&name)).unwrap();
+        assert!(
+            actual == expected,
+            "{name:?} differs from the checked-in one ({} bytes written, {} checked in): \
+             an encoding changed without a new format version",
+            actual.len(),
+            expected.len()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn write_fixture(dir: &Path) {
+    let (router, _, now) = live_with(fixture_setup(), dir, keep_everything(), Time::ZERO, &fixture_history());
+    let last = recovery::recover(dir).unwrap().unwrap().last_seq;
+    write_snapshot(dir, last, now, &fixture_setup().1, &router).unwrap();
 }
 
 /// Writes this version's fixture (run by hand when a format version
@@ -806,7 +849,5 @@ fn write_this_versions_fixture() {
     let fixture = fixture_dir();
     let _ = std::fs::remove_dir_all(&fixture);
     std::fs::create_dir_all(&fixture).unwrap();
-    let (router, _, now) = live_with(fixture_setup(), &fixture, keep_everything(), Time::ZERO, &fixture_history());
-    let last = recovery::recover(&fixture).unwrap().unwrap().last_seq;
-    write_snapshot(&fixture, last, now, &fixture_setup().1, &router).unwrap();
+    write_fixture(&fixture);
 }

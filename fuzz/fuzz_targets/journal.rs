@@ -4,7 +4,11 @@
 //! panics, and no decode allocates more than a bounded multiple of what it
 //! was given (a length field cannot make ccrd allocate what is not there).
 //!
-//! cargo fuzz run -s none -O journal -- -max_total_time=600
+//! Seeded with the checked-in fixtures (a segment, and snapshot payloads of
+//! formats 12 and 13, `fuzz/seeds/journal`), so that mutations reach the
+//! state's restore and not only the framing:
+//!
+//! cargo fuzz run -s none -O journal fuzz/corpus/journal fuzz/seeds/journal -- -max_total_time=600
 #![no_main]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -58,9 +62,9 @@ fn record(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn snapshot(payload: &[u8]) -> Vec<u8> {
+fn snapshot(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN + payload.len());
-    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&1u64.to_le_bytes());
     out.extend_from_slice(&1u64.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
@@ -90,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
     let dir = std::env::temp_dir().join(format!("ccr-fuzz-journal-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("snapshot-00000000000000000001.snap");
-    for file in [data.to_vec(), snapshot(data)] {
+    for file in [data.to_vec(), snapshot(SNAPSHOT_MAGIC, data), snapshot(b"CCRSNP12", data)] {
         std::fs::write(&path, &file).unwrap();
         bounded("a snapshot", limit + file.len(), || {
             let _ = recovery::read_snapshot(&path);

@@ -4,8 +4,12 @@
 //! segment  := "CCRJNL03" first_seq:u64le record*
 //! record   := len:u32le crc:u32le payload[len]        crc = CRC32C(payload)
 //! payload  := postcard(Entry { seq, now, input })
-//! snapshot := "CCRSNP12" seq:u64le now:u64le len:u64le crc:u32le payload[len]
-//! payload  := postcard(SnapshotBody { names, router })
+//! snapshot := "CCRSNP13" seq:u64le now:u64le len:u64le crc:u32le payload[len]
+//! ```
+//! A record's payload is a [`super::formats::jnl03::Entry`]; a snapshot's
+//! is described in [`super::formats::snp13`] (format 12, still read, in
+//! [`super::formats::snp12`]).
+//! ```text
 //! ```
 //! Segments are named `journal-<first seq, 20 digits>.wal` and snapshots
 //! `snapshot-<seq, 20 digits>.snap`, so that a directory listing sorts them.
@@ -13,8 +17,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+
 use ccr_core::{Command, RouterConfig, SessionId, Time};
 use serde::{Deserialize, Serialize};
+
+use super::formats::jnl03;
 
 /// The number is the version of the records inside (version 2: commands
 /// carry the session they came from; 3: the routing configuration carries
@@ -23,9 +31,11 @@ pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL03";
 /// Segment formats of earlier versions, recognised to say so.
 const OLDER_SEGMENT_MAGICS: [&[u8; 8]; 2] = [b"CCRJNL01", b"CCRJNL02"];
 pub const SEGMENT_HEADER_LEN: usize = 16;
-/// The number is the version of the router state inside: a snapshot holds
-/// the core's internal structures, which change with its algorithms.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP12";
+/// The number is the version of the snapshot's content: 13, the router's
+/// state as records ([`super::formats::snp13`]).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP13";
+/// Format 12, the core's own structures, still read ([`super::formats::snp12`]).
+const SNAPSHOT_MAGIC_12: &[u8; 8] = b"CCRSNP12";
 /// Snapshot formats of earlier versions, recognised to say so.
 const OLDER_SNAPSHOT_MAGICS: [&[u8; 8]; 11] = [
     b"CCRSNP01",
@@ -69,7 +79,7 @@ impl Names {
 }
 
 /// One input of the core, as it was given.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Input {
     /// `Router::handle_from(now, session, command)`, for a command the core
     /// accepted.
@@ -81,27 +91,44 @@ pub enum Input {
     Restart { names: Names, config: Box<RouterConfig> },
 }
 
-/// [`Input`] by reference, encoded to the same bytes (same variants, same
-/// order), so that the routing thread journals a command without cloning it.
-#[derive(Serialize)]
+/// [`Input`] by reference, so that the routing thread journals a command
+/// without cloning it.
+#[derive(Clone, Copy)]
 pub enum InputRef<'a> {
     Command { session: SessionId, command: &'a Command },
     Timers,
     Restart { names: &'a Names, config: &'a RouterConfig },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl<'a> From<InputRef<'a>> for jnl03::Input<'a> {
+    fn from(input: InputRef<'a>) -> Self {
+        match input {
+            InputRef::Command { session, command } => jnl03::Input::Command { session, command: command.into() },
+            InputRef::Timers => jnl03::Input::Timers,
+            InputRef::Restart { names, config } => {
+                jnl03::Input::Restart { names: Cow::Borrowed(names), config: Box::new(config.into()) }
+            }
+        }
+    }
+}
+
+impl From<jnl03::Input<'_>> for Input {
+    fn from(input: jnl03::Input<'_>) -> Self {
+        match input {
+            jnl03::Input::Command { session, command } => Input::Command { session, command: command.into() },
+            jnl03::Input::Timers => Input::Timers,
+            jnl03::Input::Restart { names, config } => {
+                Input::Restart { names: names.into_owned(), config: Box::new((*config).into()) }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub seq: u64,
     pub now: Time,
     pub input: Input,
-}
-
-#[derive(Serialize)]
-struct EntryRef<'a> {
-    seq: u64,
-    now: Time,
-    input: InputRef<'a>,
 }
 
 /// Appends one record for `input` to `out`.
@@ -109,19 +136,20 @@ pub fn encode_record(out: &mut Vec<u8>, seq: u64, now: Time, input: InputRef<'_>
     let start = out.len();
     out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
     let mut out_vec = std::mem::take(out);
-    out_vec = postcard::to_extend(&EntryRef { seq, now, input }, out_vec).expect("encoding into a Vec cannot fail");
+    let entry = jnl03::Entry { seq, now, input: input.into() };
+    out_vec = postcard::to_extend(&entry, out_vec).expect("encoding into a Vec cannot fail");
     *out = out_vec;
     seal_record(out, start);
 }
 
 /// Appends one record for an owned entry (restart records, tests).
 pub fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
-    let start = out.len();
-    out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-    let mut out_vec = std::mem::take(out);
-    out_vec = postcard::to_extend(entry, out_vec).expect("encoding into a Vec cannot fail");
-    *out = out_vec;
-    seal_record(out, start);
+    let input = match &entry.input {
+        Input::Command { session, command } => InputRef::Command { session: *session, command },
+        Input::Timers => InputRef::Timers,
+        Input::Restart { names, config } => InputRef::Restart { names, config },
+    };
+    encode_record(out, entry.seq, entry.now, input);
 }
 
 fn seal_record(out: &mut [u8], start: usize) {
@@ -172,8 +200,8 @@ pub fn decode_record(bytes: &[u8]) -> Decoded {
     if crc32c::crc32c(payload) != crc {
         return Decoded::Corrupt("checksum mismatch");
     }
-    match postcard::from_bytes::<Entry>(payload) {
-        Ok(entry) => Decoded::Record(entry, RECORD_HEADER_LEN + len),
+    match postcard::from_bytes::<jnl03::Entry>(payload) {
+        Ok(e) => Decoded::Record(Entry { seq: e.seq, now: e.now, input: e.input.into() }, RECORD_HEADER_LEN + len),
         Err(_) => Decoded::Corrupt("checksum matches but the payload does not decode (written by another version?)"),
     }
 }
@@ -215,12 +243,15 @@ pub fn file_seq(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
 /// A snapshot's header fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotHeader {
+    /// The format of the payload: 13, or 12 for one written by an earlier version.
+    pub format: u8,
     pub seq: u64,
     pub now: Time,
     pub len: u64,
     pub crc: u32,
 }
 
+/// The header of a snapshot of this version's format (`h.format` aside).
 pub fn encode_snapshot_header(h: SnapshotHeader) -> [u8; SNAPSHOT_HEADER_LEN] {
     let mut out = [0; SNAPSHOT_HEADER_LEN];
     out[..8].copy_from_slice(SNAPSHOT_MAGIC);
@@ -242,11 +273,17 @@ pub fn is_older_snapshot(bytes: &[u8]) -> bool {
 }
 
 pub fn parse_snapshot_header(bytes: &[u8]) -> Option<SnapshotHeader> {
-    if bytes.len() < SNAPSHOT_HEADER_LEN || &bytes[..8] != SNAPSHOT_MAGIC {
+    if bytes.len() < SNAPSHOT_HEADER_LEN {
         return None;
     }
+    let format = match &bytes[..8] {
+        m if m == SNAPSHOT_MAGIC => 13,
+        m if m == SNAPSHOT_MAGIC_12 => 12,
+        _ => return None,
+    };
     let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
     Some(SnapshotHeader {
+        format,
         seq: u64_at(8),
         now: Time::from_micros(u64_at(16)),
         len: u64_at(24),

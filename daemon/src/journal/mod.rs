@@ -27,6 +27,7 @@
 //! snapshot in the background.
 
 pub mod format;
+pub mod formats;
 pub mod inspect;
 pub mod recovery;
 mod replica;

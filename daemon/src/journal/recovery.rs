@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccr_core::{Command, Event, Router};
-use serde::Deserialize;
 
 use super::format::{self, Decoded, Entry, Input, Names, SnapshotHeader};
+use super::formats;
 use super::JournalError;
 
 /// What a data directory holds, by file name.
@@ -77,12 +77,6 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
-#[derive(Deserialize)]
-pub(super) struct SnapshotBody {
-    pub names: Names,
-    pub router: Router,
-}
-
 /// Reads and checks one snapshot file.
 pub fn read_snapshot(path: &Path) -> Result<(SnapshotHeader, Names, Router), String> {
     let bytes = fs::read(path).map_err(|e| e.to_string())?;
@@ -97,9 +91,11 @@ pub fn read_snapshot(path: &Path) -> Result<(SnapshotHeader, Names, Router), Str
     if crc32c::crc32c(payload) != header.crc {
         return Err("checksum mismatch".into());
     }
-    let body: SnapshotBody =
-        postcard::from_bytes(payload).map_err(|e| format!("checksum matches but the state does not decode: {e}"))?;
-    Ok((header, body.names, body.router))
+    let (names, router) = match header.format {
+        12 => formats::snp12::read(payload)?,
+        _ => formats::snp13::read(payload)?,
+    };
+    Ok((header, names, router))
 }
 
 /// Recovers the state held in `dir`; `None` when it holds no journal yet.

@@ -8,21 +8,15 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use ccr_core::{Router, Time};
-use serde::Serialize;
 
 use super::format::{self, Names, SnapshotHeader};
+use super::formats;
 use super::recovery;
 use super::writer::sync_dir;
 use super::JournalError;
 
 /// Snapshots kept: the newest, and one to fall back on if it is damaged.
 const KEEP: usize = 2;
-
-#[derive(Serialize)]
-struct SnapshotBodyRef<'a> {
-    names: &'a Names,
-    router: &'a Router,
-}
 
 /// Writes the snapshot of `router` after record `seq`, durably. The state
 /// is encoded straight into the file, its checksum and length counted on
@@ -36,10 +30,11 @@ pub fn write(dir: &Path, seq: u64, now: Time, names: &Names, router: &Router) ->
     let mut file = File::create(&tmp).map_err(io)?;
     file.write_all(&[0; format::SNAPSHOT_HEADER_LEN]).map_err(io)?;
     let counted = Counted { inner: BufWriter::with_capacity(1 << 20, &mut file), crc: 0, len: 0 };
-    let mut counted = postcard::to_io(&SnapshotBodyRef { names, router }, counted)
-        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    let mut counted =
+        formats::snp13::write(counted, names, router).map_err(|e| io(std::io::Error::other(e.to_string())))?;
     counted.inner.flush().map_err(io)?;
-    let header = format::encode_snapshot_header(SnapshotHeader { seq, now, len: counted.len, crc: counted.crc });
+    let header =
+        format::encode_snapshot_header(SnapshotHeader { format: 13, seq, now, len: counted.len, crc: counted.crc });
     drop(counted);
     file.seek(SeekFrom::Start(0)).and_then(|_| file.write_all(&header)).and_then(|_| file.sync_all()).map_err(io)?;
     fs::rename(&tmp, &path).map_err(|e| JournalError::io(&path, e))?;
