@@ -70,8 +70,34 @@ enum Step {
 
 /// One life of ccrd: opens the journal in `dir`, runs `steps` through the
 /// routing thread, stops. Returns the final router and every event delivered.
+/// Runs `steps` through a routing thread with a journal in `dir`, then
+/// leaves the journal as a kill would: without the snapshot a polite stop
+/// writes (most tests here are about what a crash leaves).
 fn live(dir: &Path, options: JournalOptions, start: Time, steps: &[Step]) -> (Router, Vec<Event>, Time) {
-    live_with(setup(), dir, options, start, steps)
+    let lived = live_with(setup(), dir, options, start, steps);
+    as_if_killed(dir);
+    lived
+}
+
+/// Removes the snapshot a stop wrote: the newest, if it is of the last
+/// record and that record is not the restart (which has a snapshot of its
+/// own at start).
+fn as_if_killed(dir: &Path) {
+    let listing = recovery::list(dir).unwrap();
+    let Some((seq, newest)) = listing.snapshots.last().cloned() else { return };
+    let mut last = None;
+    for (_, segment) in &listing.segments {
+        let bytes = std::fs::read(segment).unwrap();
+        let mut at = format::SEGMENT_HEADER_LEN.min(bytes.len());
+        while let format::Decoded::Record(entry, len) = format::decode_record(&bytes[at..]) {
+            at += len;
+            last = Some(entry);
+        }
+    }
+    let at_stop = last.is_some_and(|e| e.seq == seq && !matches!(e.input, format::Input::Restart { .. }));
+    if listing.snapshots.len() >= 2 && at_stop {
+        std::fs::remove_file(newest).unwrap();
+    }
 }
 
 /// [`live`] with its own configuration and names.
@@ -682,7 +708,7 @@ fn overlapping_segments_from_two_writers_are_refused_and_inspect_says_forked() {
 #[test]
 fn the_replica_snapshots_the_state_after_the_last_record() {
     let dir = temp_dir();
-    let (router, _, _) = live(&dir, snapshot_often(), Time::ZERO, &history());
+    let (router, _, _) = live_with(setup(), &dir, snapshot_often(), Time::ZERO, &history());
     let (recovered, replayed) = recover(&dir);
     let (seq, _) = recovered.report.snapshot.clone().expect("from a snapshot");
     assert!(seq > 40, "a snapshot after the history's records, not the first one: {seq}");
@@ -837,6 +863,7 @@ fn this_version_writes_the_checked_in_bytes() {
 
 fn write_fixture(dir: &Path) {
     let (router, _, now) = live_with(fixture_setup(), dir, keep_everything(), Time::ZERO, &fixture_history());
+    as_if_killed(dir);
     let last = recovery::recover(dir).unwrap().unwrap().last_seq;
     write_snapshot(dir, last, now, &fixture_setup().1, &router).unwrap();
 }
@@ -850,4 +877,18 @@ fn write_this_versions_fixture() {
     let _ = std::fs::remove_dir_all(&fixture);
     std::fs::create_dir_all(&fixture).unwrap();
     write_fixture(&fixture);
+}
+
+/// A polite stop leaves a snapshot of everything: the next start, of this
+/// version or a later one with other rules, replays nothing.
+#[test]
+fn a_polite_stop_leaves_a_snapshot_and_nothing_to_replay() {
+    let dir = temp_dir();
+    let (router, ..) = live_with(setup(), &dir, keep_everything(), Time::ZERO, &history());
+    let (recovered, replayed) = recover(&dir);
+    assert_eq!(recovered.report.replayed, 0, "replayed {:?}", recovered.report);
+    assert!(replayed.is_empty());
+    assert_eq!(recovered.report.snapshot.as_ref().map(|(seq, _)| *seq), Some(recovered.last_seq));
+    assert_eq!(state(&recovered.router), state(&router));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

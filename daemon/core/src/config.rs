@@ -43,6 +43,9 @@ pub struct RouterConfig {
 /// journaled with its command, well inside a journal record.
 pub const MAX_CONTACTS_LIMIT: u32 = 100_000_000;
 pub const MAX_CONTEXT_BYTES_LIMIT: u32 = 1 << 20;
+/// The ring of remembered offers is allocated whole at start: a bound keeps
+/// a damaged or hostile journal from asking for terabytes.
+pub const MAX_OFFER_HISTORY: usize = 1 << 20;
 
 impl Default for RouterConfig {
     fn default() -> Self {
@@ -296,8 +299,8 @@ impl RouterConfig {
         if self.ewt_window < Duration::from_secs(1) {
             err("ewt_window".into(), "must be at least 1 s".into());
         }
-        if self.offer_history == 0 {
-            err("offer_history".into(), "must be at least 1".into());
+        if !(1..=MAX_OFFER_HISTORY).contains(&self.offer_history) {
+            err("offer_history".into(), format!("must be in 1..={MAX_OFFER_HISTORY}"));
         }
         if errs.is_empty() {
             Ok(())

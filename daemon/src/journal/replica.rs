@@ -68,7 +68,10 @@ impl Replica {
     /// Collects batches until a snapshot is due, then applies them all and
     /// snapshots; until the writer is gone. Applying them in one go, not as
     /// they come, keeps the replica off the cores while the routing thread
-    /// is busy between snapshots, and decodes and replays in bulk.
+    /// is busy between snapshots, and decodes and replays in bulk. When the
+    /// writer is gone (ccrd stops) it snapshots what is left, so that the
+    /// next start — of this version or a later one, whose rules may differ —
+    /// replays nothing.
     pub fn run(mut self, batches: Receiver<Vec<u8>>) {
         let mut since = Since { bytes: 0, at: Instant::now() };
         if self.snapshot_first {
@@ -83,18 +86,29 @@ impl Replica {
             if !due || !batches.is_empty() {
                 continue;
             }
-            for batch in pending.drain(..) {
-                if let Err(why) = self.apply(&batch) {
-                    // The journal still holds everything; the next start
-                    // replays more. Nothing the routing thread does depends
-                    // on this.
-                    error!(error = %why, seq = self.seq, "snapshot replica stopped: no more snapshots until restart");
-                    return;
-                }
-                self.lag.fetch_sub(batch.len(), Ordering::AcqRel);
+            if !self.apply_all(&mut pending) {
+                return;
             }
             self.snapshot(&mut since);
         }
+        if !pending.is_empty() && self.apply_all(&mut pending) {
+            self.snapshot(&mut since);
+        }
+    }
+
+    /// Applies what was collected; `false` if the replica had to stop.
+    fn apply_all(&mut self, pending: &mut Vec<Vec<u8>>) -> bool {
+        for batch in pending.drain(..) {
+            if let Err(why) = self.apply(&batch) {
+                // The journal still holds everything; the next start
+                // replays more. Nothing the routing thread does depends
+                // on this.
+                error!(error = %why, seq = self.seq, "snapshot replica stopped: no more snapshots until restart");
+                return false;
+            }
+            self.lag.fetch_sub(batch.len(), Ordering::AcqRel);
+        }
+        true
     }
 
     fn apply(&mut self, batch: &[u8]) -> Result<(), String> {
