@@ -9,10 +9,11 @@
 //!
 //! ```text
 //! routing thread ─ records + held replies/events ─▶ writer thread ─ write, fdatasync ─▶ release
-//!        └─ clone of the router, now and then ─▶ snapshot thread ─ write, rename, prune
+//!                                                        └─ durable records ─▶ replica thread ─ apply, snapshot, prune
 //! ```
 //!
-//! Files in `<data dir>/journal/` (byte layout in [`format`]):
+//! Files in `<data dir>/journal/` (byte layout in [`format`], the types
+//! inside in [`formats`]):
 //! - `snapshot-<seq>.snap`: the state after record `seq`. The two newest are
 //!   kept, so one damaged snapshot still leaves a way back.
 //! - `journal-<first seq>.wal`: records from `first seq` on, then zeros up
@@ -24,7 +25,7 @@
 //! A fresh directory starts with a snapshot of the empty router at sequence 0.
 //! A restart appends a `Restart` record (new configuration and names, offers
 //! withdrawn, agents not ready until their desktops return) and takes a
-//! snapshot in the background.
+//! snapshot in the background; a stop takes one of everything.
 
 pub mod format;
 pub mod formats;

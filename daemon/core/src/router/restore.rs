@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::{check_profile, check_requirements, dead_timers, Router, MAX_PREFERRED_AGENTS};
 use crate::agent::{Presence, WrapUp};
-use crate::contact::{Contact, ContactState};
+use crate::contact::{Contact, ContactState, Rank};
 use crate::error::CommandError;
 use crate::ids::{AgentId, Channel, ContactId, OfferId};
 use crate::offers::{EndedOffer, Offer, Offers};
@@ -78,9 +78,13 @@ impl Router {
         })
     }
 
-    /// Every contact ([`Router::contact_count`] of them).
+    /// Every contact ([`Router::contact_count`] of them), best-ranked first:
+    /// the order a restore files them in its sorted structures fastest (at
+    /// the end of each, never in the middle).
     pub fn export_contacts(&self) -> impl Iterator<Item = ContactRecord> + '_ {
-        self.contacts.iter().map(|(_, c)| ContactRecord {
+        let mut by_rank: Vec<(Rank, u32)> = self.contacts.iter().map(|(slot, c)| (c.rank, slot)).collect();
+        by_rank.sort_unstable();
+        by_rank.into_iter().map(|(_, slot)| &self.contacts[slot]).map(|c| ContactRecord {
             id: c.id,
             channel: c.channel,
             queue: c.queue,
@@ -170,9 +174,11 @@ impl Router {
             offer_history: Some(offers),
             sessions,
             queues,
+            woken: Vec::new(),
+            woken_count: 0,
             timers: HashSet::new(),
             last_timer: Time::ZERO,
-            rank_seqs: HashSet::new(),
+            rank_seqs: Vec::new(),
         })
     }
 }
@@ -190,10 +196,15 @@ pub struct Restore {
     offer_history: Option<OfferHistory>,
     sessions: Vec<SessionRecord>,
     queues: Vec<QueueRecord>,
+    /// Per contact slot, whether its wake-up came (a bit each).
+    woken: Vec<u64>,
+    woken_count: usize,
+    /// The other wake-ups that came (offers, wrap-ups, sessions: one per
+    /// agent or session at most, where contacts are millions).
     timers: HashSet<TimerRef>,
     last_timer: Time,
-    /// Every contact's rank sequence is its own.
-    rank_seqs: HashSet<u64>,
+    /// Every contact's rank sequence, checked for repeats at the end.
+    rank_seqs: Vec<u64>,
 }
 
 impl Restore {
@@ -270,9 +281,10 @@ impl Restore {
         if preferred.len() > MAX_PREFERRED_AGENTS {
             return Err(invalid(super::invalid("preferred_agents", format!("at most {MAX_PREFERRED_AGENTS}"))));
         }
-        if rank.seq == 0 || rank.seq >= r.next_rank_seq || !self.rank_seqs.insert(rank.seq) {
-            return Err(inconsistent(format!("contact {id}: rank sequence {} was never issued, or twice", rank.seq)));
+        if rank.seq == 0 || rank.seq >= r.next_rank_seq {
+            return Err(inconsistent(format!("contact {id}: rank sequence {} was never issued", rank.seq)));
         }
+        self.rank_seqs.push(rank.seq);
         let slot_of = |agent: AgentId, r: &Router| {
             r.agent_slots.get(&agent).copied().ok_or_else(|| {
                 inconsistent(format!("contact {id} is offered to or connected with agent {agent}, not logged in"))
@@ -344,8 +356,9 @@ impl Restore {
             return Err(inconsistent(format!("timers out of order: {at:?} after {:?}", self.last_timer)));
         }
         self.last_timer = at;
-        if !self.timers.insert(timer) {
-            return Err(inconsistent(format!("{timer:?} is set twice")));
+        let twice = || inconsistent(format!("{timer:?} is set twice"));
+        if !matches!(timer, TimerRef::Contact(_)) && !self.timers.insert(timer) {
+            return Err(twice());
         }
         let r = &mut self.router;
         let not_pending = || inconsistent(format!("{timer:?} at {at:?} refers to nothing pending then"));
@@ -357,6 +370,15 @@ impl Restore {
                     return Err(not_pending());
                 }
                 let lane = r.next_wake_of(c).and_then(|(t, lane)| lane.filter(|_| t == at));
+                let (word, bit) = (slot as usize / 64, 1u64 << (slot % 64));
+                if self.woken.len() <= word {
+                    self.woken.resize(word + 1, 0);
+                }
+                if self.woken[word] & bit != 0 {
+                    return Err(twice());
+                }
+                self.woken[word] |= bit;
+                self.woken_count += 1;
                 (Timer::ContactWake { slot, gen: c.gen }, lane)
             }
             TimerRef::OfferExpiry(offer) => {
@@ -441,9 +463,19 @@ impl Restore {
             q.departures = record.departures;
             q.set_rate((record.answers, record.busy, record.updated));
         }
-        // Every wake-up the state needs must have come.
+        let mut seqs = std::mem::take(&mut self.rank_seqs);
+        seqs.sort_unstable();
+        if let Some(w) = seqs.windows(2).find(|w| w[0] == w[1]) {
+            return Err(inconsistent(format!("two contacts have rank sequence {}", w[0])));
+        }
+        // Every wake-up the state needs must have come (those that came
+        // were each checked against what they wake).
+        let contact_wakes = r.contacts.iter().filter(|(_, c)| c.next_wake.is_some()).count();
+        if contact_wakes != self.woken_count {
+            let given = self.woken_count;
+            return Err(inconsistent(format!("{given} contact wake-ups for {contact_wakes} contacts that need one")));
+        }
         let mut needed: HashSet<TimerRef> = HashSet::new();
-        needed.extend(r.contacts.iter().filter(|(_, c)| c.next_wake.is_some()).map(|(_, c)| TimerRef::Contact(c.id)));
         needed.extend(r.offers.pending_ids().into_iter().map(TimerRef::OfferExpiry));
         for (_, a) in r.agents.iter() {
             needed.extend(a.wrap_ups.iter().map(|w| TimerRef::WrapUpEnd { agent: a.id, contact: w.contact }));

@@ -183,31 +183,71 @@ pub fn write<W: Write>(mut out: W, names: &Names, router: &Router) -> postcard::
 }
 
 /// The names and the router a payload holds. Any bytes at all give either
-/// those or an error, within memory about the payload's size.
+/// those or an error, within memory about the payload's size. One thread
+/// decodes the records while this one files them, as recovery replays.
 pub fn read(payload: &[u8]) -> Result<(Names, Router), String> {
-    let (header, mut rest) = take::<Header>(payload, "header")?;
-    let counts = (header.agents, header.contacts, header.timers);
+    let (header, rest) = take::<Header>(payload, "header")?;
+    let counts = [header.agents, header.contacts, header.timers];
     let (names, state) = into_state(header);
     let mut restore = Router::restore(state).map_err(|e| e.to_string())?;
-    for _ in 0..counts.0 {
-        let (agent, after) = take::<Agent>(rest, "agent")?;
-        rest = after;
-        restore.agent(agent.into()).map_err(|e| e.to_string())?;
-    }
-    for _ in 0..counts.1 {
-        let (contact, after) = take::<Contact>(rest, "contact")?;
-        rest = after;
-        restore.contact(contact.into()).map_err(|e| e.to_string())?;
-    }
-    for _ in 0..counts.2 {
-        let (timer, after) = take::<Timer>(rest, "timer")?;
-        rest = after;
-        restore.timer(timer.into()).map_err(|e| e.to_string())?;
-    }
-    if !rest.is_empty() {
-        return Err(format!("{} bytes after the last timer", rest.len()));
-    }
+    std::thread::scope(|scope| {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        scope.spawn(move || decode(rest, counts, &tx));
+        for batch in rx {
+            for item in batch? {
+                match item {
+                    Item::Agent(a) => restore.agent(a),
+                    Item::Contact(c) => restore.contact(c),
+                    Item::Timer(t) => restore.timer(t),
+                }
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok::<(), String>(())
+    })?;
     Ok((names, restore.finish().map_err(|e| e.to_string())?))
+}
+
+enum Item {
+    Agent(AgentRecord),
+    Contact(ContactRecord),
+    Timer(TimerRecord),
+}
+
+/// Records decoded per message to the filing thread.
+const BATCH: usize = 1024;
+
+/// Decodes `counts` agents, contacts and timers from `rest`, in batches;
+/// an error ends the stream. Stops early if the receiver is gone.
+fn decode(mut rest: &[u8], counts: [u64; 3], tx: &crossbeam_channel::Sender<Result<Vec<Item>, String>>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let next = |rest: &mut &[u8], kind: usize| -> Result<Item, String> {
+        let item = match kind {
+            0 => take::<Agent>(rest, "agent").map(|(a, after)| (Item::Agent(a.into()), after)),
+            1 => take::<Contact>(rest, "contact").map(|(c, after)| (Item::Contact(c.into()), after)),
+            _ => take::<Timer>(rest, "timer").map(|(t, after)| (Item::Timer(t.into()), after)),
+        };
+        item.map(|(item, after)| {
+            *rest = after;
+            item
+        })
+    };
+    for (kind, &count) in counts.iter().enumerate() {
+        for _ in 0..count {
+            match next(&mut rest, kind) {
+                Ok(item) => batch.push(item),
+                Err(why) => {
+                    let _ = tx.send(Err(why));
+                    return;
+                }
+            }
+            if batch.len() == BATCH && tx.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
+                return;
+            }
+        }
+    }
+    let last = if rest.is_empty() { Ok(batch) } else { Err(format!("{} bytes after the last timer", rest.len())) };
+    let _ = tx.send(last);
 }
 
 fn take<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<(T, &'a [u8]), String> {
