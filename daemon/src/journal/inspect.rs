@@ -27,8 +27,9 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
             Ok((header, names, router)) => {
                 let _ = writeln!(
                     out,
-                    "  seq {seq:>12}  at {}  {size} bytes  ok: {} agents, {} contacts, {} offers ringing, {} queues, {} skills",
+                    "  seq {seq:>12}  at {}  {size} bytes  format {}  ok: {} agents, {} contacts, {} offers ringing, {} queues, {} skills",
                     clock(header.now),
+                    header.format,
                     router.agent_count(),
                     router.contact_count(),
                     router.pending_offers(),

@@ -118,9 +118,13 @@ impl Router {
             self.timers.entries().filter_map(|(at, seq, timer)| Some((at, seq, self.live_timer(at, timer)?))).collect();
         live.sort_unstable_by_key(|&(at, seq, _)| (at, seq));
         // A wake-up set twice for one instant fires once: the second finds
-        // the first's work done.
+        // the first's work done. (Not a contact's: each setting of its
+        // wake-up has a generation of its own.)
         let mut seen = HashSet::new();
-        live.into_iter().filter(|&(_, _, t)| seen.insert(t)).map(|(at, _, timer)| TimerRecord { at, timer }).collect()
+        live.into_iter()
+            .filter(|&(_, _, t)| matches!(t, TimerRef::Contact(_)) || seen.insert(t))
+            .map(|(at, _, timer)| TimerRecord { at, timer })
+            .collect()
     }
 
     /// What a timer entry refers to, if its firing would do something:
