@@ -73,6 +73,7 @@ impl Replica {
     /// next start — of this version or a later one, whose rules may differ —
     /// replays nothing.
     pub fn run(mut self, batches: Receiver<Vec<u8>>) {
+        yield_to_routing();
         let mut since = Since { bytes: 0, at: Instant::now() };
         if self.snapshot_first {
             self.snapshot(&mut since);
@@ -144,6 +145,22 @@ impl Replica {
             Err(e) => error!(error = %e, seq = self.seq, "snapshot failed"),
         }
         *since = Since { bytes: 0, at: Instant::now() };
+    }
+}
+
+/// Lowers this thread's scheduling priority to the lowest (nice 19): on a
+/// machine with fewer cores than busy threads, a snapshot's seconds of work
+/// then wait for the routing, journal and network threads instead of
+/// taking their turns. Best effort: if the host refuses, it runs at the
+/// normal priority.
+fn yield_to_routing() {
+    // SAFETY: plain system calls on this thread's own id.
+    let refused = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0
+    };
+    if refused {
+        debug!("snapshot replica: could not lower its priority");
     }
 }
 
