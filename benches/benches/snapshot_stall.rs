@@ -11,7 +11,9 @@
 //! cost the routing thread.
 //!
 //! `cargo bench -p ccr-benches --bench snapshot_stall` (target: no stall
-//! over 1 ms that the run without snapshots does not have too).
+//! over 1 ms that the run without snapshots does not have too); `-- --purge`
+//! lets the allocator hand freed memory back to the OS, as ccrd does not
+//! (`host::keep_freed_memory`).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -32,6 +34,11 @@ const RUN: Duration = Duration::from_secs(40);
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo test --benches asks for a listing
+    }
+    // As ccrd runs; `-- --purge` leaves the allocator's default, which
+    // hands freed memory back to the OS as it goes.
+    if !std::env::args().any(|a| a == "--purge") {
+        ccr_daemon::host::keep_freed_memory();
     }
     let shape = Shape::HUGE;
     let names = Names {

@@ -20,6 +20,24 @@ pub fn opt_out_of_transparent_huge_pages() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Keeps the memory the process frees for its own reuse instead of handing
+/// it back to the OS. A snapshot's replica frees hundreds of megabytes at
+/// a time at a big centre, and the allocator's purge of them (`madvise`,
+/// `munmap`) held up the other threads' page faults: round trips of
+/// 20–42 ms near each snapshot at 100,000 agents and 1,100,000 contacts;
+/// with purging off, the longest are no longer than without snapshots
+/// (`benches/benches/snapshot_stall.rs`, `-- --purge` for the default).
+/// The cost: resident memory stays at its high-water mark, which the next
+/// snapshot reuses.
+pub fn keep_freed_memory() {
+    /// `mi_option_purge_delay` in the option enum of the mimalloc the
+    /// workspace pins (the Rust bindings name no constant for it); -1 is
+    /// "never purge".
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: sets one integer option of the allocator; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[test]

@@ -163,6 +163,7 @@ fn main() -> anyhow::Result<()> {
     if let Err(e) = ccr_daemon::host::opt_out_of_transparent_huge_pages() {
         eprintln!("ccr-loadgen: could not opt out of transparent huge pages ({e}): expect rare stalls of a few ms");
     }
+    ccr_daemon::host::keep_freed_memory();
     match Args::parse().command {
         Cmd::Simulate { scenario, seed, policy, outputs } => simulate(&scenario, seed, policy, outputs),
         Cmd::Run { scenario, addr, cert, server_name, client_cert, client_key, speed, duration, outputs } => {

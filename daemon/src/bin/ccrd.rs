@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     if let Err(e) = ccr_daemon::host::opt_out_of_transparent_huge_pages() {
         tracing::warn!("could not opt out of transparent huge pages ({e}): expect rare stalls of a few ms");
     }
+    ccr_daemon::host::keep_freed_memory();
     if let Some(Cmd::CheckConfig { file }) = &args.command {
         return match load(Some(file)) {
             Ok(c) => {
