@@ -49,7 +49,13 @@ pub struct Candidate {
 impl Candidate {
     /// `ttl`: how long the leader key outlives its holder's last keep-alive
     /// (whole seconds, at least 1: etcd's unit).
-    pub fn new(client: Client, keys: Keys, node: &str, address: &str, ttl: Duration) -> Result<Candidate, ClusterError> {
+    pub fn new(
+        client: Client,
+        keys: Keys,
+        node: &str,
+        address: &str,
+        ttl: Duration,
+    ) -> Result<Candidate, ClusterError> {
         if ttl < Duration::from_secs(1) || node.contains('\n') || address.contains('\n') {
             return Err(ClusterError::Invalid("a lease of at least 1 s, and names on one line".into()));
         }

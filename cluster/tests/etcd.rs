@@ -26,10 +26,12 @@ impl Etcd {
         let dir = std::env::temp_dir().join(format!("ccr-etcd-{}-{}", std::process::id(), free_port()));
         let peers: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let clients: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let cluster: Vec<String> = peers.iter().enumerate().map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}")).collect();
+        let cluster: Vec<String> =
+            peers.iter().enumerate().map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}")).collect();
         let members = (0..3)
             .map(|i| {
-                let (peer, client) = (format!("http://127.0.0.1:{}", peers[i]), format!("http://127.0.0.1:{}", clients[i]));
+                let (peer, client) =
+                    (format!("http://127.0.0.1:{}", peers[i]), format!("http://127.0.0.1:{}", clients[i]));
                 Command::new("etcd")
                     .args(["--name", &format!("m{i}")])
                     .arg("--data-dir")
@@ -37,7 +39,14 @@ impl Etcd {
                     .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
                     .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
                     .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
-                    .args(["--initial-cluster-token", "ccr-test", "--heartbeat-interval", "50", "--election-timeout", "500"])
+                    .args([
+                        "--initial-cluster-token",
+                        "ccr-test",
+                        "--heartbeat-interval",
+                        "50",
+                        "--election-timeout",
+                        "500",
+                    ])
                     .args(["--log-level", "error"])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
