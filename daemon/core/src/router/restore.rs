@@ -443,23 +443,24 @@ impl Restore {
             r.pools.push(&r.agents, slot, order);
         }
         for s in std::mem::take(&mut self.sessions) {
-            for &contact in s.contacts.iter().rev() {
-                let slot = *r.contact_slots.get(&contact).ok_or_else(|| {
-                    inconsistent(format!("session {} owns contact {contact}, which is not in the state", s.id))
-                })?;
-                if r.sessions.owner(Kind::Contact, slot) != crate::ids::SessionId::LOCAL {
-                    return Err(inconsistent(format!("contact {contact} has two owners")));
+            let missing =
+                |what: String| inconsistent(format!("session {} owns {what}, which is not in the state", s.id));
+            let contacts = s
+                .contacts
+                .iter()
+                .map(|c| r.contact_slots.get(c).copied().ok_or_else(|| missing(format!("contact {c}"))));
+            let contacts = contacts.collect::<Result<Vec<u32>, _>>()?;
+            let agents =
+                s.agents.iter().map(|a| r.agent_slots.get(a).copied().ok_or_else(|| missing(format!("agent {a}"))));
+            let agents = agents.collect::<Result<Vec<u32>, _>>()?;
+            // Adopted oldest first, so that each chain lists the newest first again.
+            for (kind, slots) in [(Kind::Contact, contacts), (Kind::Agent, agents)] {
+                for &slot in slots.iter().rev() {
+                    if r.sessions.owner(kind, slot) != crate::ids::SessionId::LOCAL {
+                        return Err(inconsistent(format!("session {}: a {kind:?} it owns has another owner", s.id)));
+                    }
+                    r.sessions.adopt(kind, slot, s.id);
                 }
-                r.sessions.adopt(Kind::Contact, slot, s.id);
-            }
-            for &agent in s.agents.iter().rev() {
-                let slot = *r.agent_slots.get(&agent).ok_or_else(|| {
-                    inconsistent(format!("session {} owns agent {agent}, who is not logged in", s.id))
-                })?;
-                if r.sessions.owner(Kind::Agent, slot) != crate::ids::SessionId::LOCAL {
-                    return Err(inconsistent(format!("agent {agent} has two owners")));
-                }
-                r.sessions.adopt(Kind::Agent, slot, s.id);
             }
         }
         for (q, record) in r.queues.iter_mut().zip(&self.queues) {

@@ -296,3 +296,88 @@ impl From<Reason> for NotReadyReason {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ccr_core::{
+        AgentPolicy, ContactPolicy, QueueConfig, RelaxAction, RelaxStep, RouterConfig, SessionId, WhenFull,
+    };
+
+    use super::*;
+
+    /// Every command, with every variant of what it carries, reads back as
+    /// written (the bytes are pinned by the checked-in fixtures).
+    #[test]
+    fn every_command_reads_back_as_written() {
+        let mut config = RouterConfig::default();
+        config.queues.push(QueueConfig::new("b"));
+        config.queues[0].relaxation = vec![
+            RelaxStep { after: Duration::from_millis(1500), action: RelaxAction::MinProficiencyAtMost(3) },
+            RelaxStep { after: Duration::from_secs(2), action: RelaxAction::NextLanguage },
+            RelaxStep { after: Duration::from_secs(3), action: RelaxAction::AnyLanguage },
+            RelaxStep { after: Duration::from_secs(4), action: RelaxAction::OverflowTo(QueueId(1)) },
+        ];
+        config.queues[0].when_full = WhenFull::OverflowTo(QueueId(1));
+        config.queues[0].max_waiting = Some(300);
+        config.queues[1].contact_policy = ContactPolicy::EarliestDeadline;
+        config.queues[1].agent_policy = AgentPolicy::LeastOccupied;
+        config.tiers[0].answer_target = Some(Duration::from_secs(9));
+        let spec = ContactSpec {
+            id: ContactId(300),
+            channel: Channel::Email,
+            queue: QueueId(1),
+            tier: TierId(2),
+            skills: [SkillReq { skill: SkillId(400), min_proficiency: 5 }; 5].into_iter().collect(),
+            languages: [LanguageId(3), LanguageId(200)].into_iter().collect(),
+            preferred_agents: vec![AgentId(1 << 40)],
+            context: vec![("k".into(), "v".into())],
+        };
+        let (agent, contact) = (AgentId(5), ContactId(7));
+        let mut commands = vec![
+            Command::AgentLogin {
+                agent,
+                profile: AgentProfile {
+                    skills: vec![(SkillId(300), 9)],
+                    languages: vec![LanguageId(1)],
+                    capacity: [1, 2, 3],
+                },
+                ready: true,
+            },
+            Command::AgentLogout { agent },
+            Command::AgentDisconnected { agent },
+            Command::AgentReady { agent },
+            Command::Accept { agent, offer: OfferId(999_999) },
+            Command::Reject { agent, offer: OfferId(6) },
+            Command::Complete { agent, contact },
+            Command::EndWrapUp { agent, contact },
+            Command::Enqueue(spec.clone()),
+            Command::Abandon { contact },
+            Command::Transfer(TransferSpec {
+                contact,
+                queue: QueueId(1),
+                skills: spec.skills.clone(),
+                languages: spec.languages.clone(),
+                tier: Some(TierId(1)),
+                context: vec![("a".into(), "b".into())],
+            }),
+            Command::Reconfigure(Box::new(config)),
+            Command::Restart,
+            Command::ScheduleCallback { spec, due: Time::from_secs(5), deadline: Time::from_secs(6) },
+            Command::OpenSession { session: SessionId(11) },
+            Command::LoseSession { session: SessionId(12) },
+            Command::ClaimContact { contact },
+            Command::Drain,
+        ];
+        use NotReadyReason::*;
+        for reason in [LoggedIn, Break, Lunch, Training, Meeting, Away, Rona, Declined, Restart, Disconnected, Other] {
+            commands.push(Command::AgentNotReady { agent, reason });
+        }
+        for command in commands {
+            let bytes = postcard::to_stdvec(&CommandV::from(&command)).unwrap();
+            let back: CommandV<'_> = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(Command::from(back), command);
+        }
+    }
+}
