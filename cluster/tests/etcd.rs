@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ccr_cluster::{journal, Candidate, ClusterError, Keys};
+use ccr_cluster::journal::{self, Appender};
+use ccr_cluster::{Candidate, ClusterError, Keys};
 use etcd_client::Client;
 
 /// Three etcd members on loopback, killed and removed on drop.
@@ -137,4 +138,86 @@ async fn a_former_leader_can_append_nothing_once_its_lease_is_gone() {
     // a learns it lost its lease from its keep-alive.
     let mut a_leads = a_leads;
     tokio::time::timeout(Duration::from_secs(5), a_leads.lost()).await.expect("a learns its lease is gone");
+}
+
+/// Batches written eight at a time come back durable in the order given,
+/// and the journal holds them all, in order, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_appends_are_reported_in_order_and_leave_no_gap() {
+    let etcd = Etcd::start();
+    let keys = Keys::new("test", "main").unwrap();
+    let mut a = Candidate::new(etcd.client().await, keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
+    let leads = a.campaign().await.unwrap();
+    let mut appender = Appender::new(etcd.client().await, keys.clone(), leads.epoch(), None, 8);
+    let mut durable = Vec::new();
+    for n in 0..200u64 {
+        // Batches of several records: first sequence numbers 1, 4, 7, ...
+        if let Some(done) = appender.push(1 + 3 * n, format!("batch {n}").into_bytes()).await {
+            durable.push(done.unwrap());
+        }
+    }
+    while let Some(done) = appender.next().await {
+        durable.push(done.unwrap());
+    }
+    let expected: Vec<u64> = (0..200).map(|n| 1 + 3 * n).collect();
+    assert_eq!(durable, expected, "reported in the order given");
+    let mut client = etcd.client().await;
+    let written = journal::read_from(&mut client, &keys, 1).await.unwrap();
+    assert_eq!(written.iter().map(|(seq, _, _)| *seq).collect::<Vec<_>>(), expected);
+    assert!(written.windows(2).all(|w| w[0].2 < w[1].2), "each batch written after the one it follows");
+}
+
+/// A batch whose predecessor is not in the journal is not written: it
+/// waits (NotYet), so that no fence between two batches leaves a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_not_written_before_the_one_it_follows() {
+    let etcd = Etcd::start();
+    let keys = Keys::new("test", "main").unwrap();
+    let mut a = Candidate::new(etcd.client().await, keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
+    let epoch = a.campaign().await.unwrap().epoch();
+    let mut client = etcd.client().await;
+    let early = journal::append_after(&mut client, &keys, epoch, Some(1), 5, b"second".to_vec()).await;
+    assert!(matches!(early, Err(ClusterError::NotYet { first_seq: 5 })), "{early:?}");
+    journal::append_after(&mut client, &keys, epoch, None, 1, b"first".to_vec()).await.unwrap();
+    journal::append_after(&mut client, &keys, epoch, Some(1), 5, b"second".to_vec()).await.unwrap();
+    let written = journal::read_from(&mut client, &keys, 1).await.unwrap();
+    assert_eq!(written.iter().map(|(seq, _, _)| *seq).collect::<Vec<_>>(), vec![1, 5]);
+}
+
+/// The leader's lease goes while batches are in flight: what is reported
+/// durable is a prefix of what was given, the journal holds exactly that
+/// prefix, and nothing is reported after the first failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_in_the_middle_of_a_pipeline_leaves_a_prefix() {
+    let etcd = Etcd::start();
+    let keys = Keys::new("test", "main").unwrap();
+    let mut a = Candidate::new(etcd.client().await, keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
+    let leads = a.campaign().await.unwrap();
+    let mut appender = Appender::new(etcd.client().await, keys.clone(), leads.epoch(), None, 8);
+    let mut admin = etcd.client().await;
+    let (mut durable, mut failures) = (Vec::new(), 0);
+    for n in 1..=300u64 {
+        if n == 100 {
+            let lease = admin.leases().await.unwrap().leases()[0].id();
+            admin.lease_revoke(lease).await.unwrap();
+        }
+        match appender.push(n, vec![n as u8]).await {
+            Some(Ok(seq)) => durable.push(seq),
+            Some(Err(ClusterError::Fenced { .. })) => failures += 1,
+            Some(Err(other)) => panic!("{other}"),
+            None => {}
+        }
+    }
+    while let Some(done) = appender.next().await {
+        match done {
+            Ok(seq) => durable.push(seq),
+            Err(_) => failures += 1,
+        }
+    }
+    assert_eq!(failures, 1, "one failure reported, nothing after it");
+    assert!(!durable.is_empty() && durable.len() < 100, "{} durable before the fence", durable.len());
+    assert_eq!(durable, (1..=durable.len() as u64).collect::<Vec<_>>(), "a prefix, in order");
+    let mut client = etcd.client().await;
+    let written: Vec<u64> = journal::read_from(&mut client, &keys, 1).await.unwrap().iter().map(|b| b.0).collect();
+    assert_eq!(written, durable, "the journal holds exactly what was reported durable");
 }
