@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! /ccr/<cluster>/<partition>/leader                 the active node (under its lease)
-//! /ccr/<cluster>/<partition>/journal/<seq, 20 digits> one group-commit batch of records
+//! /ccr/<cluster>/<partition>/journal/<batch, 20 digits> one group-commit batch of records
 //! ```
 
 /// The keys of one partition of one cluster.
@@ -37,12 +37,18 @@ impl Keys {
         format!("{}journal/", self.prefix)
     }
 
-    pub fn journal_entry(&self, first_seq: u64) -> String {
-        format!("{}journal/{first_seq:020}", self.prefix)
+    pub fn journal_entry(&self, batch: u64) -> String {
+        format!("{}journal/{batch:020}", self.prefix)
     }
 
-    /// The sequence number in a journal key of this partition.
-    pub fn journal_seq(&self, key: &[u8]) -> Option<u64> {
+    /// The end (exclusive) of the journal's key range.
+    pub fn journal_end(&self) -> String {
+        // '/' + 1 is '0'.
+        format!("{}journal0", self.prefix)
+    }
+
+    /// The batch number in a journal key of this partition.
+    pub fn journal_batch(&self, key: &[u8]) -> Option<u64> {
         std::str::from_utf8(key).ok()?.strip_prefix(&self.journal())?.parse().ok()
     }
 }
@@ -57,8 +63,8 @@ mod tests {
         assert_eq!(keys.leader(), "/ccr/centre-1/main/leader");
         let (a, b) = (keys.journal_entry(9), keys.journal_entry(10));
         assert!(a < b, "{a} sorts before {b}");
-        assert_eq!(keys.journal_seq(b.as_bytes()), Some(10));
-        assert_eq!(keys.journal_seq(b"/ccr/other/main/journal/00000000000000000010"), None);
+        assert_eq!(keys.journal_batch(b.as_bytes()), Some(10));
+        assert_eq!(keys.journal_batch(b"/ccr/other/main/journal/00000000000000000010"), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 pub mod election;
 pub mod journal;
 mod keys;
+pub mod local_etcd;
 
 pub use election::{Candidate, Leader, Leadership};
 pub use keys::Keys;
@@ -29,10 +30,6 @@ pub enum ClusterError {
     /// (or none does), and this node must not write.
     #[error("fenced off: epoch {epoch} no longer leads (leader now: {current:?})")]
     Fenced { epoch: i64, current: Option<Leader> },
-    /// The batch's predecessor is not written yet (they reached etcd out
-    /// of order): write it again after.
-    #[error("journal batch {first_seq} reached etcd before the one it follows")]
-    NotYet { first_seq: u64 },
     #[error("the lease was lost (not kept alive in time, or revoked)")]
     LeaseLost,
     #[error("{0}")]
