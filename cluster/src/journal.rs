@@ -1,7 +1,12 @@
 //! The journal in etcd: one key per group-commit batch, numbered one after
 //! another, written only under the writer's epoch.
 
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use std::collections::{BTreeMap, VecDeque};
+
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    WatchOptions, WatchStream, Watcher,
+};
 use tracing::warn;
 
 use crate::election::Leader;
@@ -85,7 +90,7 @@ pub struct Appender {
     epoch: i64,
     depth: usize,
     next_batch: u64,
-    in_flight: std::collections::VecDeque<(u64, tokio::task::JoinHandle<Result<i64, ClusterError>>)>,
+    in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<i64, ClusterError>>)>,
     failed: bool,
 }
 
@@ -139,4 +144,77 @@ pub async fn read_from(client: &mut Client, keys: &Keys, from: u64) -> Result<Ve
         batches.push((seq, kv.value().to_vec(), kv.mod_revision()));
     }
     Ok(batches)
+}
+
+/// What a standby replays: the journal from a batch on, each batch once and
+/// in order, and only once every batch before it is there — a batch after
+/// a gap waits, and goes if a new leader's [`settle`] deletes it. Reads
+/// what is written, then watches from the revision of that read, so
+/// nothing is missed between the two.
+pub struct Follower {
+    _watcher: Watcher,
+    stream: WatchStream,
+    keys: Keys,
+    next: u64,
+    /// Batches seen beyond `next`, waiting for the ones before them.
+    waiting: BTreeMap<u64, Vec<u8>>,
+    ready: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl Follower {
+    pub async fn start(client: &mut Client, keys: &Keys, from: u64) -> Result<Follower, ClusterError> {
+        let range = GetOptions::new().with_range(keys.journal_end());
+        let read = client.get(keys.journal_entry(from), Some(range)).await?;
+        let revision = read.header().map_or(0, |h| h.revision());
+        let options = WatchOptions::new().with_range(keys.journal_end()).with_start_revision(revision + 1);
+        let (watcher, stream) = client.watch(keys.journal_entry(from), Some(options)).await?;
+        let mut follower = Follower {
+            _watcher: watcher,
+            stream,
+            keys: keys.clone(),
+            next: from,
+            waiting: BTreeMap::new(),
+            ready: VecDeque::new(),
+        };
+        for kv in read.kvs() {
+            follower.put(kv.key(), kv.value());
+        }
+        Ok(follower)
+    }
+
+    /// The next batch in order: (number, bytes). Waits for it.
+    pub async fn next(&mut self) -> Result<(u64, Vec<u8>), ClusterError> {
+        loop {
+            if let Some(batch) = self.ready.pop_front() {
+                return Ok(batch);
+            }
+            let response =
+                self.stream.message().await?.ok_or_else(|| ClusterError::Invalid("the journal watch ended".into()))?;
+            if response.canceled() {
+                return Err(ClusterError::Invalid("the journal watch was cancelled (compacted past it?)".into()));
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                match event.event_type() {
+                    EventType::Put => self.put(kv.key(), kv.value()),
+                    EventType::Delete => {
+                        if let Some(batch) = self.keys.journal_batch(kv.key()) {
+                            self.waiting.remove(&batch);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        let Some(batch) = self.keys.journal_batch(key) else { return };
+        if batch >= self.next {
+            self.waiting.insert(batch, value.to_vec());
+        }
+        while let Some(bytes) = self.waiting.remove(&self.next) {
+            self.ready.push_back((self.next, bytes));
+            self.next += 1;
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ccr_cluster::journal::{self, Appender};
+use ccr_cluster::journal::{self, Appender, Follower};
 use ccr_cluster::local_etcd::Etcd;
 use ccr_cluster::{Candidate, ClusterError, Keys};
 
@@ -160,4 +160,41 @@ async fn a_fence_in_the_middle_of_a_pipeline_leaves_what_was_reported() {
     let next = journal::settle(&mut client, &keys, b_epoch, 0).await.unwrap();
     let written: Vec<u64> = journal::read_from(&mut client, &keys, 0).await.unwrap().iter().map(|w| w.0).collect();
     assert_eq!((next, written), (durable.len() as u64, durable), "the journal holds exactly what was reported");
+}
+
+/// A standby following the journal gets each batch once, in order, both
+/// those written before it started and those after; a batch a fenced
+/// leader left after a gap never reaches it, and the new leader's batch
+/// in that place does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_replays_only_the_unbroken_run_in_order() {
+    let etcd = Etcd::start().expect("etcd starts");
+    let keys = Keys::new("test", "main").unwrap();
+    let mut a = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
+    let mut b = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "b", "127.0.0.1:7002", TTL).unwrap();
+    let a_epoch = a.campaign().await.unwrap().epoch();
+    let mut client = etcd.client().await.unwrap();
+    for batch in 0..3 {
+        journal::append(&mut client, &keys, a_epoch, batch, format!("a{batch}").into_bytes()).await.unwrap();
+    }
+    let mut follower = Follower::start(&mut etcd.client().await.unwrap(), &keys, 1).await.unwrap();
+    // a writes 3, and 5 after a gap; then a is fenced off.
+    journal::append(&mut client, &keys, a_epoch, 3, b"a3".to_vec()).await.unwrap();
+    journal::append(&mut client, &keys, a_epoch, 5, b"a5, after a gap".to_vec()).await.unwrap();
+    let mut admin = etcd.client().await.unwrap();
+    let lease = admin.leases().await.unwrap().leases()[0].id();
+    admin.lease_revoke(lease).await.unwrap();
+    let b_epoch = tokio::time::timeout(Duration::from_secs(5), b.campaign()).await.unwrap().unwrap().epoch();
+    assert_eq!(journal::settle(&mut client, &keys, b_epoch, 0).await.unwrap(), 4);
+    for batch in 4..7 {
+        journal::append(&mut client, &keys, b_epoch, batch, format!("b{batch}").into_bytes()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let (batch, bytes) = tokio::time::timeout(Duration::from_secs(5), follower.next()).await.unwrap().unwrap();
+        seen.push((batch, String::from_utf8(bytes).unwrap()));
+    }
+    let expected: Vec<(u64, String)> =
+        [(1, "a1"), (2, "a2"), (3, "a3"), (4, "b4"), (5, "b5"), (6, "b6")].map(|(n, s)| (n, s.to_owned())).to_vec();
+    assert_eq!(seen, expected);
 }
