@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -34,6 +36,14 @@ impl Leader {
     pub(crate) fn parse(value: &[u8], epoch: i64) -> Option<Leader> {
         let (node, address) = std::str::from_utf8(value).ok()?.split_once('\n')?;
         Some(Leader { node: node.to_owned(), address: address.to_owned(), epoch })
+    }
+
+    /// The leader that a failed transaction's `get` of the leader key found.
+    pub(crate) fn found_in(response: &TxnResponse) -> Option<Leader> {
+        response.op_responses().into_iter().find_map(|r| match r {
+            TxnOpResponse::Get(g) => g.kvs().first().and_then(|kv| Leader::parse(kv.value(), kv.create_revision())),
+            _ => None,
+        })
     }
 }
 
@@ -95,10 +105,7 @@ impl Candidate {
                 debug!(node = %self.node, epoch = revision, "leading");
                 return Ok(Leadership { client: self.client.clone(), epoch: revision, lease, lost });
             }
-            let holder = response.op_responses().into_iter().find_map(|r| match r {
-                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| Leader::parse(kv.value(), kv.create_revision())),
-                _ => None,
-            });
+            let holder = Leader::found_in(&response);
             debug!(node = %self.node, leader = ?holder, "another node leads: waiting for it to go");
             self.wait_for_deletion(&key, revision + 1).await?;
         }

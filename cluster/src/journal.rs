@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
-    WatchOptions, WatchStream, Watcher,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, Txn, TxnOp, WatchOptions, WatchStream, Watcher,
 };
 use tracing::warn;
 
@@ -36,18 +35,10 @@ pub async fn append(
     if response.succeeded() {
         return Ok(response.header().map_or(0, |h| h.revision()));
     }
-    match current_leader(&response) {
+    match Leader::found_in(&response) {
         Some(l) if l.epoch == epoch => Err(ClusterError::Invalid(format!("journal batch {batch} was already written"))),
         current => Err(ClusterError::Fenced { epoch, current }),
     }
-}
-
-/// The leader a failed transaction's `get` of the leader key found.
-fn current_leader(response: &TxnResponse) -> Option<Leader> {
-    response.op_responses().into_iter().find_map(|r| match r {
-        TxnOpResponse::Get(g) => g.kvs().first().and_then(|kv| Leader::parse(kv.value(), kv.create_revision())),
-        _ => None,
-    })
 }
 
 /// Makes the journal from batch `from` on an unbroken run, as a new leader
@@ -69,7 +60,7 @@ pub async fn settle(client: &mut Client, keys: &Keys, epoch: i64, from: u64) -> 
             .or_else([TxnOp::get(keys.leader(), None)]);
         let response = client.txn(fenced).await?;
         if !response.succeeded() {
-            return Err(ClusterError::Fenced { epoch, current: current_leader(&response) });
+            return Err(ClusterError::Fenced { epoch, current: Leader::found_in(&response) });
         }
         warn!(
             next,

@@ -10,12 +10,27 @@ use ccr_cluster::{Candidate, ClusterError, Keys};
 
 const TTL: Duration = Duration::from_secs(1);
 
+/// Node `name` of the test partition, reached at a made-up address.
+async fn candidate(etcd: &Etcd, keys: &Keys, name: &str) -> Candidate {
+    let address = format!("127.0.0.1:{}", 7000 + u16::from(name.as_bytes()[0] - b'a' + 1));
+    Candidate::new(etcd.client().await.unwrap(), keys.clone(), name, &address, TTL).unwrap()
+}
+
+/// Ends the leader's lease at once, as a pause or a cut-off past its TTL
+/// would: the only lease granted is the leader's.
+async fn revoke_the_leaders_lease(etcd: &Etcd) {
+    let mut admin = etcd.client().await.unwrap();
+    let leases = admin.leases().await.unwrap();
+    assert_eq!(leases.leases().len(), 1, "only the leader holds a lease");
+    admin.lease_revoke(leases.leases()[0].id()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_leads_and_another_takes_over_when_it_resigns() {
     let etcd = Etcd::start().expect("etcd starts");
     let keys = Keys::new("test", "main").unwrap();
-    let mut a = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
-    let mut b = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "b", "127.0.0.1:7002", TTL).unwrap();
+    let mut a = candidate(&etcd, &keys, "a").await;
+    let mut b = candidate(&etcd, &keys, "b").await;
     let first = a.campaign().await.unwrap();
     let leader = b.leader().await.unwrap().expect("a leads");
     assert_eq!((leader.node.as_str(), leader.address.as_str(), leader.epoch), ("a", "127.0.0.1:7001", first.epoch()));
@@ -35,8 +50,8 @@ async fn a_former_leader_can_append_nothing_once_its_lease_is_gone() {
     let etcd = Etcd::start().expect("etcd starts");
     let keys = Keys::new("test", "main").unwrap();
     let mut client = etcd.client().await.unwrap();
-    let mut a = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
-    let mut b = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "b", "127.0.0.1:7002", TTL).unwrap();
+    let mut a = candidate(&etcd, &keys, "a").await;
+    let mut b = candidate(&etcd, &keys, "b").await;
     let a_leads = a.campaign().await.unwrap();
     let a_epoch = a_leads.epoch();
     journal::append(&mut client, &keys, a_epoch, 1, b"a:1".to_vec()).await.unwrap();
@@ -44,9 +59,7 @@ async fn a_former_leader_can_append_nothing_once_its_lease_is_gone() {
     let again = journal::append(&mut client, &keys, a_epoch, 1, b"a:1 again".to_vec()).await;
     assert!(matches!(again, Err(ClusterError::Invalid(_))), "{again:?}");
     // a's lease goes (as when it is paused or cut off past its TTL); b leads.
-    let mut admin = etcd.client().await.unwrap();
-    let lease = admin.leases().await.unwrap().leases()[0].id();
-    admin.lease_revoke(lease).await.unwrap();
+    revoke_the_leaders_lease(&etcd).await;
     let b_leads = tokio::time::timeout(Duration::from_secs(5), b.campaign()).await.unwrap().unwrap();
     // a, still believing it leads, tries to write: fenced off, naming b.
     match journal::append(&mut client, &keys, a_epoch, 2, b"a:2".to_vec()).await {
@@ -70,7 +83,7 @@ async fn a_former_leader_can_append_nothing_once_its_lease_is_gone() {
 async fn pipelined_appends_are_reported_in_order() {
     let etcd = Etcd::start().expect("etcd starts");
     let keys = Keys::new("test", "main").unwrap();
-    let mut a = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
+    let mut a = candidate(&etcd, &keys, "a").await;
     let leads = a.campaign().await.unwrap();
     let mut client = etcd.client().await.unwrap();
     let next = journal::settle(&mut client, &keys, leads.epoch(), 0).await.unwrap();
@@ -97,16 +110,14 @@ async fn pipelined_appends_are_reported_in_order() {
 async fn a_new_leader_settles_the_journal_to_its_unbroken_run() {
     let etcd = Etcd::start().expect("etcd starts");
     let keys = Keys::new("test", "main").unwrap();
-    let mut a = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
-    let mut b = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "b", "127.0.0.1:7002", TTL).unwrap();
+    let mut a = candidate(&etcd, &keys, "a").await;
+    let mut b = candidate(&etcd, &keys, "b").await;
     let a_epoch = a.campaign().await.unwrap().epoch();
     let mut client = etcd.client().await.unwrap();
     for batch in [0, 1, 3, 4] {
         journal::append(&mut client, &keys, a_epoch, batch, vec![batch as u8]).await.unwrap();
     }
-    let mut admin = etcd.client().await.unwrap();
-    let lease = admin.leases().await.unwrap().leases()[0].id();
-    admin.lease_revoke(lease).await.unwrap();
+    revoke_the_leaders_lease(&etcd).await;
     let b_epoch = tokio::time::timeout(Duration::from_secs(5), b.campaign()).await.unwrap().unwrap().epoch();
     // A former leader cannot settle either.
     assert!(matches!(journal::settle(&mut client, &keys, a_epoch, 0).await, Err(ClusterError::Fenced { .. })));
@@ -127,16 +138,14 @@ async fn a_new_leader_settles_the_journal_to_its_unbroken_run() {
 async fn a_fence_in_the_middle_of_a_pipeline_leaves_what_was_reported() {
     let etcd = Etcd::start().expect("etcd starts");
     let keys = Keys::new("test", "main").unwrap();
-    let mut a = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
-    let mut b = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "b", "127.0.0.1:7002", TTL).unwrap();
+    let mut a = candidate(&etcd, &keys, "a").await;
+    let mut b = candidate(&etcd, &keys, "b").await;
     let leads = a.campaign().await.unwrap();
     let mut appender = Appender::new(etcd.client().await.unwrap(), keys.clone(), leads.epoch(), 0, 8);
-    let mut admin = etcd.client().await.unwrap();
     let (mut durable, mut failures) = (Vec::new(), 0);
     for n in 0..300u64 {
         if n == 100 {
-            let lease = admin.leases().await.unwrap().leases()[0].id();
-            admin.lease_revoke(lease).await.unwrap();
+            revoke_the_leaders_lease(&etcd).await;
         }
         match appender.push(vec![n as u8]).await {
             Some(Ok(batch)) => durable.push(batch),
@@ -170,8 +179,8 @@ async fn a_fence_in_the_middle_of_a_pipeline_leaves_what_was_reported() {
 async fn a_follower_replays_only_the_unbroken_run_in_order() {
     let etcd = Etcd::start().expect("etcd starts");
     let keys = Keys::new("test", "main").unwrap();
-    let mut a = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "a", "127.0.0.1:7001", TTL).unwrap();
-    let mut b = Candidate::new(etcd.client().await.unwrap(), keys.clone(), "b", "127.0.0.1:7002", TTL).unwrap();
+    let mut a = candidate(&etcd, &keys, "a").await;
+    let mut b = candidate(&etcd, &keys, "b").await;
     let a_epoch = a.campaign().await.unwrap().epoch();
     let mut client = etcd.client().await.unwrap();
     for batch in 0..3 {
@@ -181,9 +190,7 @@ async fn a_follower_replays_only_the_unbroken_run_in_order() {
     // a writes 3, and 5 after a gap; then a is fenced off.
     journal::append(&mut client, &keys, a_epoch, 3, b"a3".to_vec()).await.unwrap();
     journal::append(&mut client, &keys, a_epoch, 5, b"a5, after a gap".to_vec()).await.unwrap();
-    let mut admin = etcd.client().await.unwrap();
-    let lease = admin.leases().await.unwrap().leases()[0].id();
-    admin.lease_revoke(lease).await.unwrap();
+    revoke_the_leaders_lease(&etcd).await;
     let b_epoch = tokio::time::timeout(Duration::from_secs(5), b.campaign()).await.unwrap().unwrap().epoch();
     assert_eq!(journal::settle(&mut client, &keys, b_epoch, 0).await.unwrap(), 4);
     for batch in 4..7 {
