@@ -277,11 +277,11 @@ pub async fn serve(
         (Router::new(config.router.clone())?, None, false)
     };
     if recovered {
-        let snapshot = router.snapshot();
+        let sessions = router.session_counts();
         info!(
-            agents = snapshot.agents.len(),
-            contacts = snapshot.contacts.len(),
-            sessions = snapshot.sessions.len(),
+            agents = router.agent_count(),
+            contacts = router.contact_count(),
+            sessions = sessions.live + sessions.in_grace,
             grace_seconds = router.config().session_grace.as_secs(),
             "waiting for desktops and gateways to claim what was recovered"
         );
