@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use ccr_cluster::journal::{self, Appender};
+use ccr_cluster::journal::{self, Appender, Batch};
 use ccr_cluster::local_etcd::Etcd;
 use ccr_cluster::{Candidate, Keys};
 
@@ -20,27 +20,27 @@ async fn main() -> anyhow::Result<()> {
     let mut candidate = Candidate::new(etcd.client().await?, keys.clone(), "a", "127.0.0.1:1", Duration::from_secs(2))?;
     let leads = candidate.campaign().await?;
     let mut client = etcd.client().await?;
-    let mut batch = 0u64;
+    let mut first = 1u64;
 
     let mut latencies = Vec::new();
     for _ in 0..1_000 {
         let started = Instant::now();
-        journal::append(&mut client, &keys, leads.epoch(), batch, vec![7; bytes]).await?;
+        journal::append(&mut client, &keys, leads.epoch(), &Batch { first, records: 1, bytes: vec![7; bytes] }).await?;
         latencies.push(started.elapsed());
-        batch += 1;
+        first += 1;
     }
     latencies.sort_unstable();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
     println!("one at a time, {bytes}-byte batches: p50 {:?}, p99 {:?}, max {:?}", at(0.5), at(0.99), at(1.0));
 
     for depth in [1, 8, 32] {
-        let mut appender = Appender::new(etcd.client().await?, keys.clone(), leads.epoch(), batch, depth);
+        let mut appender = Appender::new(etcd.client().await?, keys.clone(), leads.epoch(), first, depth);
         let (count, started) = (3_000u64, Instant::now());
         for _ in 0..count {
-            if let Some(done) = appender.push(vec![7; bytes]).await {
+            if let Some(done) = appender.push(1, vec![7; bytes]).await {
                 done?;
             }
-            batch += 1;
+            first += 1;
         }
         while let Some(done) = appender.next().await {
             done?;

@@ -1,5 +1,11 @@
-//! The journal in etcd: one key per group-commit batch, numbered one after
-//! another, written only under the writer's epoch.
+//! The journal in etcd: one key per group-commit batch of records, keyed by
+//! the sequence number of its first record, written only under the
+//! writer's epoch.
+//!
+//! A batch's value is its record count (8 bytes, big-endian) and then the
+//! records, opaque here. Batches follow one another without a gap: the one
+//! after `first` holding `records` starts at `first + records`. A batch
+//! whose predecessor is missing is after a gap, and never counts.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -11,48 +17,92 @@ use tracing::warn;
 use crate::election::Leader;
 use crate::{ClusterError, Keys};
 
-/// Writes batch number `batch`, if and only if the leader key still has
-/// `epoch` as its create-revision and the batch was not written before.
-/// Returns the revision etcd gave the write (etcd has made it durable on a
-/// quorum when this returns).
-pub async fn append(
-    client: &mut Client,
-    keys: &Keys,
-    epoch: i64,
-    batch: u64,
-    bytes: Vec<u8>,
-) -> Result<i64, ClusterError> {
+/// One group-commit batch: `records` journal records, the first numbered `first`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    pub first: u64,
+    pub records: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl Batch {
+    /// The sequence number of the first record after this batch.
+    pub fn end(&self) -> u64 {
+        self.first + self.records
+    }
+
+    fn value(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(8 + self.bytes.len());
+        value.extend_from_slice(&self.records.to_be_bytes());
+        value.extend_from_slice(&self.bytes);
+        value
+    }
+
+    fn parse(keys: &Keys, key: &[u8], value: &[u8]) -> Result<Batch, ClusterError> {
+        let invalid = || ClusterError::Invalid(format!("not a journal batch: {:?}", String::from_utf8_lossy(key)));
+        let first = keys.journal_batch(key).ok_or_else(invalid)?;
+        let (count, bytes) = value.split_first_chunk::<8>().ok_or_else(invalid)?;
+        let records = u64::from_be_bytes(*count);
+        if records == 0 {
+            return Err(invalid());
+        }
+        Ok(Batch { first, records, bytes: bytes.to_vec() })
+    }
+}
+
+/// Writes `batch`, if and only if the leader key still has `epoch` as its
+/// create-revision and no batch starting at the same record was written
+/// before. Returns the revision etcd gave the write (etcd has made it
+/// durable on a quorum when this returns).
+pub async fn append(client: &mut Client, keys: &Keys, epoch: i64, batch: &Batch) -> Result<i64, ClusterError> {
     let leader = keys.leader();
-    let entry = keys.journal_entry(batch);
+    let entry = keys.journal_entry(batch.first);
     let fenced = Txn::new()
         .when([
             Compare::create_revision(leader.clone(), CompareOp::Equal, epoch),
             Compare::create_revision(entry.clone(), CompareOp::Equal, 0),
         ])
-        .and_then([TxnOp::put(entry, bytes, None)])
+        .and_then([TxnOp::put(entry, batch.value(), None)])
         .or_else([TxnOp::get(leader, None)]);
     let response = client.txn(fenced).await?;
     if response.succeeded() {
         return Ok(response.header().map_or(0, |h| h.revision()));
     }
     match Leader::found_in(&response) {
-        Some(l) if l.epoch == epoch => Err(ClusterError::Invalid(format!("journal batch {batch} was already written"))),
+        Some(l) if l.epoch == epoch => {
+            Err(ClusterError::Invalid(format!("a journal batch at record {} was already written", batch.first)))
+        }
         current => Err(ClusterError::Fenced { epoch, current }),
     }
 }
 
-/// Makes the journal from batch `from` on an unbroken run, as a new leader
-/// must before it writes: batches written in flight together may reach
-/// etcd out of order, so a former leader fenced off between two of them
-/// can leave a later one without an earlier one. Such a batch was never
-/// reported durable (reports go in order and stop at the first failure):
-/// it is deleted, under this leader's `epoch`. Returns the number of the
-/// next batch to write.
-pub async fn settle(client: &mut Client, keys: &Keys, epoch: i64, from: u64) -> Result<u64, ClusterError> {
+/// What a new leader found in the journal from its position on.
+#[derive(Debug)]
+pub struct Settled {
+    /// The unbroken run of batches from the position asked for.
+    pub batches: Vec<Batch>,
+    /// The first record to write next.
+    pub next: u64,
+}
+
+/// Makes the journal from record `from` on an unbroken run, as a new leader
+/// must before it writes, and returns that run: batches written in flight
+/// together may reach etcd out of order, so a former leader fenced off
+/// between two of them can leave a later one without an earlier one. Such a
+/// batch was never reported durable (reports go in order and stop at the
+/// first failure): it is deleted, under this leader's `epoch`.
+pub async fn settle(client: &mut Client, keys: &Keys, epoch: i64, from: u64) -> Result<Settled, ClusterError> {
     let written = read_from(client, keys, from).await?;
-    let unbroken = written.iter().zip(from..).take_while(|((batch, _, _), expected)| batch == expected).count();
-    let next = from + unbroken as u64;
-    if unbroken < written.len() {
+    let mut next = from;
+    let mut batches = Vec::new();
+    for batch in &written {
+        if batch.first != next {
+            break;
+        }
+        next = batch.end();
+        batches.push(batch.clone());
+    }
+    if batches.len() < written.len() {
         let stray = DeleteOptions::new().with_range(keys.journal_end());
         let fenced = Txn::new()
             .when([Compare::create_revision(keys.leader(), CompareOp::Equal, epoch)])
@@ -64,51 +114,78 @@ pub async fn settle(client: &mut Client, keys: &Keys, epoch: i64, from: u64) -> 
         }
         warn!(
             next,
-            stray = written.len() - unbroken,
+            stray = written.len() - batches.len(),
             "journal: deleted batches written after a gap (never reported durable)"
         );
     }
-    Ok(next)
+    Ok(Settled { batches, next })
 }
 
-/// Writes batches with up to `depth` in flight, numbered one after another,
-/// and reports each one durable in the order given: what a group-commit
-/// writer releases replies and events on. After the first failure nothing
-/// more is written or reported.
+/// Deletes the batches that start at or before record `upto` (those a
+/// snapshot after record `upto` covers), under `epoch`; returns the
+/// revision of the delete, which etcd may be compacted to.
+pub async fn prune(client: &mut Client, keys: &Keys, epoch: i64, upto: u64) -> Result<i64, ClusterError> {
+    let range = DeleteOptions::new().with_range(keys.journal_entry(upto.saturating_add(1)));
+    let fenced = Txn::new()
+        .when([Compare::create_revision(keys.leader(), CompareOp::Equal, epoch)])
+        .and_then([TxnOp::delete(keys.journal_entry(0), Some(range))])
+        .or_else([TxnOp::get(keys.leader(), None)]);
+    let response = client.txn(fenced).await?;
+    if !response.succeeded() {
+        return Err(ClusterError::Fenced { epoch, current: Leader::found_in(&response) });
+    }
+    Ok(response.header().map_or(0, |h| h.revision()))
+}
+
+/// Writes batches with up to `depth` in flight, each starting where the one
+/// before it ends, and reports each one durable in the order given: what a
+/// group-commit writer releases replies and events on. After the first
+/// failure nothing more is written or reported.
 pub struct Appender {
     client: Client,
     keys: Keys,
     epoch: i64,
     depth: usize,
-    next_batch: u64,
+    next: u64,
     in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<i64, ClusterError>>)>,
     failed: bool,
 }
 
 impl Appender {
-    /// `next_batch`: the number the first batch given gets ([`settle`]'s).
-    pub fn new(client: Client, keys: Keys, epoch: i64, next_batch: u64, depth: usize) -> Appender {
-        Appender { client, keys, epoch, depth: depth.max(1), next_batch, in_flight: Default::default(), failed: false }
+    /// `next`: the sequence number of the first record given ([`settle`]'s).
+    pub fn new(client: Client, keys: Keys, epoch: i64, next: u64, depth: usize) -> Appender {
+        Appender { client, keys, epoch, depth: depth.max(1), next, in_flight: Default::default(), failed: false }
     }
 
-    /// Starts writing the next batch; if `depth` are in flight already,
-    /// first waits for the oldest and returns its outcome.
-    pub async fn push(&mut self, bytes: Vec<u8>) -> Option<Result<u64, ClusterError>> {
-        let done = if self.in_flight.len() >= self.depth { self.next().await } else { None };
-        if !self.failed {
-            let batch = self.next_batch;
-            self.next_batch += 1;
+    /// Whether another batch can start without waiting for the oldest.
+    pub fn has_room(&self) -> bool {
+        self.in_flight.len() < self.depth
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Starts writing the next batch, `records` records (at least one) in
+    /// `bytes`; if `depth` are in flight already, first waits for the
+    /// oldest and returns its outcome.
+    pub async fn push(&mut self, records: u64, bytes: Vec<u8>) -> Option<Result<u64, ClusterError>> {
+        let done = if self.has_room() { None } else { self.next().await };
+        if !self.failed && records > 0 {
+            let batch = Batch { first: self.next, records, bytes };
+            self.next = batch.end();
             let (mut client, keys, epoch) = (self.client.clone(), self.keys.clone(), self.epoch);
-            let write = tokio::spawn(async move { append(&mut client, &keys, epoch, batch, bytes).await });
-            self.in_flight.push_back((batch, write));
+            let first = batch.first;
+            let write = tokio::spawn(async move { append(&mut client, &keys, epoch, &batch).await });
+            self.in_flight.push_back((first, write));
         }
         done
     }
 
-    /// The outcome of the oldest batch in flight, in order: its number once
-    /// durable. `None` when none is in flight.
+    /// The outcome of the oldest batch in flight, in order: the number of
+    /// its first record once durable. `None` when none is in flight.
     pub async fn next(&mut self) -> Option<Result<u64, ClusterError>> {
-        let (batch, write) = self.in_flight.pop_front()?;
+        let (first, write) = self.in_flight.pop_front()?;
         let outcome = write.await.unwrap_or_else(|e| Err(ClusterError::Invalid(format!("append task: {e}"))));
         if outcome.is_err() {
             self.failed = true;
@@ -118,29 +195,28 @@ impl Appender {
                 later.abort();
             }
         }
-        Some(outcome.map(|_| batch))
+        Some(outcome.map(|_| first))
     }
 }
 
-/// The batches from number `from` on, in order: (number, bytes, revision
-/// written at).
-pub async fn read_from(client: &mut Client, keys: &Keys, from: u64) -> Result<Vec<(u64, Vec<u8>, i64)>, ClusterError> {
+/// The batches that start at record `from` or later, in order.
+pub async fn read_from(client: &mut Client, keys: &Keys, from: u64) -> Result<Vec<Batch>, ClusterError> {
     let range = GetOptions::new().with_range(keys.journal_end());
     let response = client.get(keys.journal_entry(from), Some(range)).await?;
-    let mut batches = Vec::with_capacity(response.kvs().len());
-    for kv in response.kvs() {
-        let seq = keys
-            .journal_batch(kv.key())
-            .ok_or_else(|| ClusterError::Invalid(format!("a journal key that is not one: {:?}", kv.key_str())))?;
-        batches.push((seq, kv.value().to_vec(), kv.mod_revision()));
-    }
-    Ok(batches)
+    response.kvs().iter().map(|kv| Batch::parse(keys, kv.key(), kv.value())).collect()
 }
 
-/// What a standby replays: the journal from a batch on, each batch once and
-/// in order, and only once every batch before it is there — a batch after
-/// a gap waits, and goes if a new leader's [`settle`] deletes it. Reads
-/// what is written, then watches from the revision of that read, so
+/// The first record the journal holds, if it holds any.
+pub async fn first_held(client: &mut Client, keys: &Keys) -> Result<Option<u64>, ClusterError> {
+    let range = GetOptions::new().with_range(keys.journal_end()).with_limit(1).with_keys_only();
+    let response = client.get(keys.journal_entry(0), Some(range)).await?;
+    Ok(response.kvs().first().and_then(|kv| keys.journal_batch(kv.key())))
+}
+
+/// What a standby replays: the journal from a record on, each batch once
+/// and in order, and only once every batch before it is there — a batch
+/// after a gap waits, and goes if a new leader's [`settle`] deletes it.
+/// Reads what is written, then watches from the revision of that read, so
 /// nothing is missed between the two.
 pub struct Follower {
     _watcher: Watcher,
@@ -148,12 +224,20 @@ pub struct Follower {
     keys: Keys,
     next: u64,
     /// Batches seen beyond `next`, waiting for the ones before them.
-    waiting: BTreeMap<u64, Vec<u8>>,
-    ready: VecDeque<(u64, Vec<u8>)>,
+    waiting: BTreeMap<u64, Batch>,
+    ready: VecDeque<Batch>,
 }
 
 impl Follower {
+    /// Follows from record `from`. Refused with [`ClusterError::Behind`]
+    /// when the journal no longer holds it (pruned after every other
+    /// member's snapshot covered it).
     pub async fn start(client: &mut Client, keys: &Keys, from: u64) -> Result<Follower, ClusterError> {
+        if let Some(first) = first_held(client, keys).await? {
+            if first > from {
+                return Err(ClusterError::Behind { next: from, first_held: first });
+            }
+        }
         let range = GetOptions::new().with_range(keys.journal_end());
         let read = client.get(keys.journal_entry(from), Some(range)).await?;
         let revision = read.header().map_or(0, |h| h.revision());
@@ -168,13 +252,13 @@ impl Follower {
             ready: VecDeque::new(),
         };
         for kv in read.kvs() {
-            follower.put(kv.key(), kv.value());
+            follower.put(Batch::parse(keys, kv.key(), kv.value())?);
         }
         Ok(follower)
     }
 
-    /// The next batch in order: (number, bytes). Waits for it.
-    pub async fn next(&mut self) -> Result<(u64, Vec<u8>), ClusterError> {
+    /// The next batch in order. Waits for it.
+    pub async fn next(&mut self) -> Result<Batch, ClusterError> {
         loop {
             if let Some(batch) = self.ready.pop_front() {
                 return Ok(batch);
@@ -187,10 +271,10 @@ impl Follower {
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 match event.event_type() {
-                    EventType::Put => self.put(kv.key(), kv.value()),
+                    EventType::Put => self.put(Batch::parse(&self.keys, kv.key(), kv.value())?),
                     EventType::Delete => {
-                        if let Some(batch) = self.keys.journal_batch(kv.key()) {
-                            self.waiting.remove(&batch);
+                        if let Some(first) = self.keys.journal_batch(kv.key()) {
+                            self.waiting.remove(&first);
                         }
                     }
                 }
@@ -198,14 +282,15 @@ impl Follower {
         }
     }
 
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        let Some(batch) = self.keys.journal_batch(key) else { return };
-        if batch >= self.next {
-            self.waiting.insert(batch, value.to_vec());
+    fn put(&mut self, batch: Batch) {
+        if batch.first >= self.next {
+            self.waiting.insert(batch.first, batch);
         }
-        while let Some(bytes) = self.waiting.remove(&self.next) {
-            self.ready.push_back((self.next, bytes));
-            self.next += 1;
+        while let Some(batch) = self.waiting.remove(&self.next) {
+            self.next = batch.end();
+            self.ready.push_back(batch);
         }
+        // Strays that start inside a batch given: never given.
+        self.waiting = self.waiting.split_off(&self.next);
     }
 }

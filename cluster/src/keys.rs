@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! /ccr/<cluster>/<partition>/leader                 the active node (under its lease)
-//! /ccr/<cluster>/<partition>/journal/<batch, 20 digits> one group-commit batch of records
+//! /ccr/<cluster>/<partition>/journal/<first record, 20 digits> one group-commit batch of records
+//! /ccr/<cluster>/<partition>/members/<node>          the newest snapshot of each node
 //! ```
 
 /// The keys of one partition of one cluster.
@@ -37,8 +38,8 @@ impl Keys {
         format!("{}journal/", self.prefix)
     }
 
-    pub fn journal_entry(&self, batch: u64) -> String {
-        format!("{}journal/{batch:020}", self.prefix)
+    pub fn journal_entry(&self, first: u64) -> String {
+        format!("{}journal/{first:020}", self.prefix)
     }
 
     /// The end (exclusive) of the journal's key range.
@@ -47,7 +48,21 @@ impl Keys {
         format!("{}journal0", self.prefix)
     }
 
-    /// The batch number in a journal key of this partition.
+    /// Where `node` says how far its newest snapshot goes.
+    pub fn member(&self, node: &str) -> String {
+        format!("{}members/{node}", self.prefix)
+    }
+
+    pub fn members(&self) -> String {
+        format!("{}members/", self.prefix)
+    }
+
+    /// The end (exclusive) of the members' key range.
+    pub fn members_end(&self) -> String {
+        format!("{}members0", self.prefix)
+    }
+
+    /// The first record's number in a journal key of this partition.
     pub fn journal_batch(&self, key: &[u8]) -> Option<u64> {
         std::str::from_utf8(key).ok()?.strip_prefix(&self.journal())?.parse().ok()
     }

@@ -17,6 +17,7 @@ pub mod election;
 pub mod journal;
 mod keys;
 pub mod local_etcd;
+pub mod members;
 
 pub use election::{Candidate, Leader, Leadership};
 pub use keys::Keys;
@@ -30,6 +31,10 @@ pub enum ClusterError {
     /// (or none does), and this node must not write.
     #[error("fenced off: epoch {epoch} no longer leads (leader now: {current:?})")]
     Fenced { epoch: i64, current: Option<Leader> },
+    /// The journal no longer holds the records this node needs next: they
+    /// were pruned once every other member's snapshot covered them.
+    #[error("the journal starts at record {first_held}, after record {next} that this node needs next: it must start from a newer snapshot")]
+    Behind { next: u64, first_held: u64 },
     #[error("the lease was lost (not kept alive in time, or revoked)")]
     LeaseLost,
     #[error("{0}")]
