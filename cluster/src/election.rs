@@ -33,7 +33,8 @@ impl Leader {
         format!("{node}\n{address}")
     }
 
-    pub(crate) fn parse(value: &[u8], epoch: i64) -> Option<Leader> {
+    /// The leader a leader key's value and create-revision name.
+    pub fn parse(value: &[u8], epoch: i64) -> Option<Leader> {
         let (node, address) = std::str::from_utf8(value).ok()?.split_once('\n')?;
         Some(Leader { node: node.to_owned(), address: address.to_owned(), epoch })
     }

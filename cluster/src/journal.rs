@@ -149,12 +149,21 @@ pub struct Appender {
     next: u64,
     in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<i64, ClusterError>>)>,
     failed: bool,
+    timeout: Option<std::time::Duration>,
 }
 
 impl Appender {
     /// `next`: the sequence number of the first record given ([`settle`]'s).
     pub fn new(client: Client, keys: Keys, epoch: i64, next: u64, depth: usize) -> Appender {
-        Appender { client, keys, epoch, depth: depth.max(1), next, in_flight: Default::default(), failed: false }
+        let in_flight = Default::default();
+        Appender { client, keys, epoch, depth: depth.max(1), next, in_flight, failed: false, timeout: None }
+    }
+
+    /// A write that etcd has not acknowledged within `limit` fails (etcd
+    /// lost its quorum, say): the writer learns it instead of waiting.
+    pub fn with_timeout(mut self, limit: std::time::Duration) -> Appender {
+        self.timeout = Some(limit);
+        self
     }
 
     /// Whether another batch can start without waiting for the oldest.
@@ -174,9 +183,17 @@ impl Appender {
         if !self.failed && records > 0 {
             let batch = Batch { first: self.next, records, bytes };
             self.next = batch.end();
-            let (mut client, keys, epoch) = (self.client.clone(), self.keys.clone(), self.epoch);
+            let (mut client, keys, epoch, limit) = (self.client.clone(), self.keys.clone(), self.epoch, self.timeout);
             let first = batch.first;
-            let write = tokio::spawn(async move { append(&mut client, &keys, epoch, &batch).await });
+            let write = tokio::spawn(async move {
+                let write = append(&mut client, &keys, epoch, &batch);
+                match limit {
+                    Some(limit) => {
+                        tokio::time::timeout(limit, write).await.unwrap_or(Err(ClusterError::Timeout(limit)))
+                    }
+                    None => write.await,
+                }
+            });
             self.in_flight.push_back((first, write));
         }
         done
@@ -184,9 +201,11 @@ impl Appender {
 
     /// The outcome of the oldest batch in flight, in order: the number of
     /// its first record once durable. `None` when none is in flight.
+    /// Cancel-safe: dropped before it resolves, the batch stays in flight.
     pub async fn next(&mut self) -> Option<Result<u64, ClusterError>> {
-        let (first, write) = self.in_flight.pop_front()?;
+        let (_, write) = self.in_flight.front_mut()?;
         let outcome = write.await.unwrap_or_else(|e| Err(ClusterError::Invalid(format!("append task: {e}"))));
+        let (first, _) = self.in_flight.pop_front().expect("the batch just awaited");
         if outcome.is_err() {
             self.failed = true;
             // Whatever of these reaches etcd is after a gap: the next

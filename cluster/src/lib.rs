@@ -35,6 +35,8 @@ pub enum ClusterError {
     /// were pruned once every other member's snapshot covered them.
     #[error("the journal starts at record {first_held}, after record {next} that this node needs next: it must start from a newer snapshot")]
     Behind { next: u64, first_held: u64 },
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("the lease was lost (not kept alive in time, or revoked)")]
     LeaseLost,
     #[error("{0}")]

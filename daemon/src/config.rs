@@ -173,12 +173,50 @@ impl Default for JournalConfig {
     }
 }
 
+/// High availability on etcd (docs/HA.md): without it, one ccrd with its
+/// local journal.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The cluster's name: its keys in etcd are under `/ccr/<name>/`.
+    pub name: String,
+    /// The partition this node routes (one leader and journal each).
+    pub partition: String,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// Where clients reach this node (a standby names the active's).
+    pub advertise: SocketAddr,
+    /// etcd's client endpoints (`host:port`, or `https://host:port`).
+    pub etcd: Vec<String>,
+    pub etcd_tls: Option<EtcdTls>,
+    /// How long the active's leadership outlives its last keep-alive: the
+    /// longest a standby waits after the active dies (whole seconds).
+    pub lease_ttl: Duration,
+    /// Journal batches written to etcd at once.
+    pub append_depth: usize,
+    /// Largest journal batch sent to etcd in one write (under etcd's
+    /// `--max-request-bytes`).
+    pub max_batch_bytes: usize,
+    /// How long the journal in etcd waits for a node that stopped
+    /// reporting its snapshots before it drops what only that node needs.
+    pub retention: Duration,
+}
+
+/// TLS to etcd (PEM files): its CA, and this node's certificate and key
+/// when etcd asks for one.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub server: ServerConfig,
     pub tls: TlsConfig,
     pub journal: JournalConfig,
+    pub cluster: Option<ClusterConfig>,
     pub router: RouterConfig,
     pub catalog: Catalog,
 }
@@ -215,6 +253,23 @@ struct RawJournal {
     snapshot_interval: Option<Spanned<String>>,
     snapshot_bytes: Option<Spanned<u64>>,
     segment_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Option<Spanned<String>>,
+    partition: Option<Spanned<String>>,
+    node: Option<Spanned<String>>,
+    advertise: Option<Spanned<String>>,
+    etcd: Option<Spanned<Vec<String>>>,
+    etcd_ca: Option<String>,
+    etcd_cert: Option<String>,
+    etcd_key: Option<String>,
+    lease_ttl: Option<Spanned<String>>,
+    append_depth: Option<Spanned<usize>>,
+    max_batch_bytes: Option<Spanned<usize>>,
+    retention: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -292,6 +347,7 @@ struct RawConfig {
     tls: RawTls,
     #[serde(default)]
     journal: RawJournal,
+    cluster: Option<RawCluster>,
     #[serde(default)]
     routing: RawRouting,
     tiers: Option<Vec<RawTier>>,
@@ -407,6 +463,89 @@ fn journal_config(c: &mut Checker<'_>, raw: &RawJournal) -> JournalConfig {
     }
 }
 
+/// A name that becomes a segment of etcd keys.
+fn key_name(c: &mut Checker<'_>, field: &str, value: Option<&Spanned<String>>, default: Option<&str>) -> String {
+    let Some(v) = value else {
+        return match default {
+            Some(d) => d.to_owned(),
+            None => {
+                c.problem::<String>(field.into(), None, "required in [cluster]".into());
+                String::new()
+            }
+        };
+    };
+    let name = v.get_ref();
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        c.problem(field.into(), Some(v), format!("{name:?}: 1 to 64 ASCII letters, digits, '-' or '_'"));
+    }
+    name.clone()
+}
+
+fn cluster_config(c: &mut Checker<'_>, raw: &RawCluster, server: &ServerConfig) -> ClusterConfig {
+    let name = key_name(c, "cluster.name", raw.name.as_ref(), None);
+    let partition = key_name(c, "cluster.partition", raw.partition.as_ref(), Some("main"));
+    let node = key_name(c, "cluster.node", raw.node.as_ref(), None);
+    let advertise = match &raw.advertise {
+        Some(_) => c.address("cluster.advertise".into(), raw.advertise.as_ref(), "127.0.0.1:4433"),
+        None if server.listen.ip().is_unspecified() => {
+            let message =
+                format!("required when server.listen ({}) is not an address clients can reach", server.listen);
+            c.problem::<String>("cluster.advertise".into(), None, message);
+            server.listen
+        }
+        None => server.listen,
+    };
+    let etcd = match &raw.etcd {
+        None => {
+            c.problem::<String>("cluster.etcd".into(), None, "required in [cluster]: etcd's client endpoints".into());
+            Vec::new()
+        }
+        Some(list) if list.get_ref().is_empty() => {
+            c.problem("cluster.etcd".into(), Some(list), "at least one etcd endpoint".into());
+            Vec::new()
+        }
+        Some(list) => list.get_ref().clone(),
+    };
+    let etcd_tls = match (&raw.etcd_ca, &raw.etcd_cert, &raw.etcd_key) {
+        (None, None, None) => None,
+        (Some(ca), cert, key) if cert.is_some() == key.is_some() => Some(EtcdTls {
+            ca: PathBuf::from(ca),
+            cert: cert.as_ref().map(PathBuf::from),
+            key: key.as_ref().map(PathBuf::from),
+        }),
+        _ => {
+            let message = "etcd_ca, with etcd_cert and etcd_key together or neither".to_owned();
+            c.problem::<String>("cluster.etcd_ca".into(), None, message);
+            None
+        }
+    };
+    let lease_ttl = c.duration("cluster.lease_ttl".into(), raw.lease_ttl.as_ref(), Duration::from_secs(1));
+    if lease_ttl.subsec_nanos() != 0 || lease_ttl.is_zero() || lease_ttl > Duration::from_secs(60) {
+        let message = format!("{lease_ttl:?}: whole seconds from 1s to 60s (etcd's lease unit)");
+        c.problem("cluster.lease_ttl".into(), raw.lease_ttl.as_ref(), message);
+    }
+    ClusterConfig {
+        name,
+        partition,
+        node,
+        advertise,
+        etcd,
+        etcd_tls,
+        lease_ttl,
+        append_depth: c.bounded("cluster.append_depth", raw.append_depth.as_ref(), 16, 1..=256),
+        max_batch_bytes: c.bounded(
+            "cluster.max_batch_bytes",
+            raw.max_batch_bytes.as_ref(),
+            1 << 20,
+            64 << 10..=64 << 20,
+        ),
+        retention: c.duration("cluster.retention".into(), raw.retention.as_ref(), Duration::from_secs(3600)),
+    }
+}
+
 /// Parses and validates a configuration file's text.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -481,6 +620,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
 
     let journal = journal_config(&mut c, &raw.journal);
+    let cluster = raw.cluster.as_ref().map(|raw| cluster_config(&mut c, raw, &server));
+    if cluster.is_some() && !journal.enabled {
+        let message = "must be true with [cluster]: a standby takes over only what the journal holds".into();
+        c.problem::<String>("journal.enabled".into(), None, message);
+    }
 
     let defaults = RouterConfig::default();
     let tiers: Vec<TierConfig> = match &raw.tiers {
@@ -669,7 +813,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         key: raw.tls.key.map(PathBuf::from),
         client_ca: raw.tls.client_ca.map(PathBuf::from),
     };
-    Ok(Config { server, tls, journal, router, catalog })
+    Ok(Config { server, tls, journal, cluster, router, catalog })
 }
 
 /// Byte offset of the queue or tier a core field path (`queues[3].…`) is about.

@@ -19,10 +19,14 @@
 //! - [`metrics`]: metric names, handles registered once, the sampler and the
 //!   `/metrics` page.
 //!
+//! - [`cluster`]: high availability on etcd: the standby, the takeover, the
+//!   active's journal writer to etcd.
+//!
 //! - [`journal`]: durability: the write-ahead journal of the core's inputs,
 //!   snapshots, recovery and `ccrd journal inspect`.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod convert;
 pub mod core_thread;

@@ -110,35 +110,85 @@ fn main() -> anyhow::Result<()> {
     let server_config = tls::server_config(identity, client_ca, config.server.max_streams_per_connection)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let endpoint = quinn::Endpoint::server(server_config, config.server.listen)
-            .with_context(|| format!("binding {}", config.server.listen))?;
-        server::run(endpoint, config, signals()?).await?;
-        Ok(())
+        let signals = signals()?;
+        loop {
+            let endpoint = bind(&server_config, config.server.listen).await?;
+            match server::run(endpoint, config.clone(), signals.control()).await {
+                // A cluster's active that lost its leadership starts again
+                // as a standby, from its snapshot and the journal in etcd.
+                Err(server::ServerError::Demoted(why)) => {
+                    tracing::warn!(%why, "demoted: starting again as a standby");
+                }
+                outcome => return outcome.map_err(anyhow::Error::from),
+            }
+        }
     })
+}
+
+/// The QUIC endpoint on `addr`; after a demotion the previous one may take
+/// a moment to release the port.
+async fn bind(config: &quinn::ServerConfig, addr: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
+    let mut tries = 0;
+    loop {
+        match quinn::Endpoint::server(config.clone(), addr) {
+            Ok(endpoint) => return Ok(endpoint),
+            Err(e) if tries < 50 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding {addr}")),
+        }
+    }
 }
 
 /// SIGINT or SIGTERM stop ccrd (nobody is logged out); SIGHUP reloads the
 /// configuration file. Installed before anything is served, so that no
 /// signal finds its default action (which for SIGHUP is to die).
-fn signals() -> anyhow::Result<server::Control> {
+struct Signals {
+    stop: tokio::sync::watch::Receiver<bool>,
+    hangups: tokio::sync::watch::Receiver<u64>,
+}
+
+fn signals() -> anyhow::Result<Signals> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    let (hangup, hangups) = tokio::sync::watch::channel(0u64);
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration");
-            if reload.send(()).is_err() {
-                return;
-            }
+            hangup.send_modify(|n| *n += 1);
         }
     });
-    let shutdown = Box::pin(async move {
+    let (stopped, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
+        let _ = stopped.send(true);
     });
-    Ok(server::Control { shutdown, reload: reloads, time: server::TimeSource::System })
+    Ok(Signals { stop, hangups })
+}
+
+impl Signals {
+    /// What one run of the server is stopped and reloaded by.
+    fn control(&self) -> server::Control {
+        let mut stop = self.stop.clone();
+        let shutdown = Box::pin(async move {
+            let _ = stop.wait_for(|&stop| stop).await;
+        });
+        let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+        let mut hangups = self.hangups.clone();
+        hangups.mark_unchanged();
+        tokio::spawn(async move {
+            while hangups.changed().await.is_ok() {
+                if reload.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        server::Control { shutdown, reload: reloads, time: server::TimeSource::System }
+    }
 }

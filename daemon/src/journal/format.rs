@@ -206,6 +206,18 @@ pub fn decode_record(bytes: &[u8]) -> Decoded {
     }
 }
 
+/// The length of each whole record in `bytes` (records this process
+/// encoded: their lengths are not checked again), in order.
+pub fn record_lengths(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let header = bytes.get(at..at + RECORD_HEADER_LEN)?;
+        let len = RECORD_HEADER_LEN + u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+        at += len;
+        Some(len)
+    })
+}
+
 /// Whether `bytes` hold nothing but zeros (or nothing at all): the unwritten
 /// rest of a segment.
 pub fn is_unwritten(bytes: &[u8]) -> bool {

@@ -31,9 +31,9 @@ pub mod format;
 pub mod formats;
 pub mod inspect;
 pub mod recovery;
-mod replica;
+pub(crate) mod replica;
 mod snapshot;
-mod writer;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -178,6 +178,15 @@ pub fn dir_in(data_dir: &Path) -> PathBuf {
     data_dir.join("journal")
 }
 
+/// Where the routing thread's batches go.
+enum Sink {
+    /// The writer thread of the local journal.
+    Local(Sender<ToWriter>),
+    /// The cluster's writer task, which appends them to the journal in etcd
+    /// (`crate::cluster::writer`).
+    Replicated(tokio::sync::mpsc::UnboundedSender<ToWriter>),
+}
+
 /// The routing thread's end of the journal.
 pub struct Journal {
     buf: Vec<u8>,
@@ -185,7 +194,9 @@ pub struct Journal {
     seq: u64,
     /// The sequence number of the last record handed to the writer.
     committed_seq: u64,
-    to_writer: Option<Sender<ToWriter>>,
+    to_writer: Option<Sink>,
+    /// Disconnects when a writer task (not a thread) has ended.
+    writer_done: Option<crossbeam_channel::Receiver<()>>,
     /// The writer, then the snapshot replica: joined in that order.
     threads: Vec<JoinHandle<()>>,
 }
@@ -278,16 +289,45 @@ impl Journal {
             snapshot_first: recovery.is_some(),
             rotate,
             lag,
+            eager: false,
+            on_snapshot: None,
+            applied: Arc::default(),
         };
-        let replica_thread = spawn("ccr-snapshot", Box::new(move || r.run(batches)))?;
+        let replica_thread = spawn(
+            "ccr-snapshot",
+            Box::new(move || {
+                r.run(batches);
+            }),
+        )?;
         let journal = Journal {
             buf: Vec::with_capacity(64 << 10),
             seq,
             committed_seq: seq,
-            to_writer: Some(to_writer),
+            to_writer: Some(Sink::Local(to_writer)),
+            writer_done: None,
             threads: vec![writer_thread, replica_thread],
         };
         Ok(Opened { journal, router, recovery })
+    }
+
+    /// The journal of a cluster's active node: records from `seq + 1` on go
+    /// to the writer task on `to_writer`, which drops `writer_done`'s
+    /// sender when it has released everything it was given; `replica` is
+    /// the thread of the local snapshots, joined after it.
+    pub(crate) fn replicated(
+        seq: u64,
+        to_writer: tokio::sync::mpsc::UnboundedSender<ToWriter>,
+        writer_done: crossbeam_channel::Receiver<()>,
+        replica: JoinHandle<()>,
+    ) -> Journal {
+        Journal {
+            buf: Vec::with_capacity(64 << 10),
+            seq,
+            committed_seq: seq,
+            to_writer: Some(Sink::Replicated(to_writer)),
+            writer_done: Some(writer_done),
+            threads: vec![replica],
+        }
     }
 
     /// Appends a command about to be handled; [`Journal::retract`] takes it
@@ -323,9 +363,16 @@ impl Journal {
         let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(64 << 10));
         let first_seq = self.committed_seq + 1;
         self.committed_seq = self.seq;
-        if let Some(tx) = &self.to_writer {
-            // A failed writer drops `release`: no acknowledgement goes out.
-            let _ = tx.send(ToWriter::Batch { first_seq, bytes, release });
+        // A failed writer drops `release`: no acknowledgement goes out.
+        let batch = ToWriter::Batch { first_seq, bytes, release };
+        match &self.to_writer {
+            Some(Sink::Local(tx)) => {
+                let _ = tx.send(batch);
+            }
+            Some(Sink::Replicated(tx)) => {
+                let _ = tx.send(batch);
+            }
+            None => {}
         }
     }
 
@@ -338,6 +385,9 @@ impl Journal {
         // The writer ends after what was sent to it, and the replica after
         // the writer (it holds the replica's only sender).
         self.to_writer = None;
+        if let Some(done) = self.writer_done.take() {
+            let _ = done.recv();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -380,7 +430,7 @@ fn log_report(report: &RecoveryReport, last_seq: u64) {
 /// Ids in the journal are positions in these lists: a new configuration may
 /// add skills and languages at the end, but not reorder or remove any, and
 /// its queues and tiers must be the same (as for a reload).
-fn check_names(old: &Names, new: &Names) -> Result<(), JournalError> {
+pub(crate) fn check_names(old: &Names, new: &Names) -> Result<(), JournalError> {
     let prefix = |what: &str, old: &[String], new: &[String]| -> Result<(), JournalError> {
         match old.iter().zip(new).position(|(a, b)| a != b) {
             Some(i) => Err(JournalError::Incompatible(format!(

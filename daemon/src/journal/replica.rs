@@ -10,7 +10,7 @@
 //! decided a second time, on another core, once per snapshot period.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,6 +62,20 @@ pub struct Replica {
     pub rotate: Arc<AtomicBool>,
     /// The feed's count of bytes sent and not yet applied.
     pub lag: Arc<AtomicUsize>,
+    /// Apply each batch as it comes (a cluster's hot standby, current
+    /// within milliseconds), not only when a snapshot is due.
+    pub eager: bool,
+    /// Told the last record of each snapshot once it is durable.
+    pub on_snapshot: Option<Box<dyn FnMut(u64) + Send>>,
+    /// The last record applied, for whoever measures how far behind it is.
+    pub applied: Arc<AtomicU64>,
+}
+
+/// What a replica holds when its feed ends: the state after record `seq`.
+pub struct Replayed {
+    pub router: Router,
+    pub names: Names,
+    pub seq: u64,
 }
 
 impl Replica {
@@ -71,9 +85,12 @@ impl Replica {
     /// is busy between snapshots, and decodes and replays in bulk. When the
     /// writer is gone (ccrd stops) it snapshots what is left, so that the
     /// next start — of this version or a later one, whose rules may differ —
-    /// replays nothing.
-    pub fn run(mut self, batches: Receiver<Vec<u8>>) {
-        yield_to_routing();
+    /// replays nothing. Returns the state it ends with, or `None` if it had
+    /// to stop (a batch it could not apply).
+    pub fn run(mut self, batches: Receiver<Vec<u8>>) -> Option<Replayed> {
+        if !self.eager {
+            yield_to_routing();
+        }
         let mut since = Since { bytes: 0, at: Instant::now() };
         if self.snapshot_first {
             self.snapshot(&mut since);
@@ -82,19 +99,27 @@ impl Replica {
         for batch in &batches {
             since.bytes += batch.len() as u64;
             pending.push(batch);
+            if self.eager && !self.apply_all(&mut pending) {
+                return None;
+            }
             let due = since.bytes >= self.options.snapshot_bytes
                 || (since.bytes > 0 && since.at.elapsed() >= self.options.snapshot_interval);
             if !due || !batches.is_empty() {
                 continue;
             }
             if !self.apply_all(&mut pending) {
-                return;
+                return None;
             }
             self.snapshot(&mut since);
         }
-        if !pending.is_empty() && self.apply_all(&mut pending) {
+        // (A standby's feed ends when it takes over: no snapshot to delay it.)
+        if !pending.is_empty() {
+            if !self.apply_all(&mut pending) {
+                return None;
+            }
             self.snapshot(&mut since);
         }
+        Some(Replayed { router: self.router, names: self.names, seq: self.seq })
     }
 
     /// Applies what was collected; `false` if the replica had to stop.
@@ -109,26 +134,12 @@ impl Replica {
             }
             self.lag.fetch_sub(batch.len(), Ordering::AcqRel);
         }
+        self.applied.store(self.seq, Ordering::Release);
         true
     }
 
     fn apply(&mut self, batch: &[u8]) -> Result<(), String> {
-        let mut at = 0;
-        while at < batch.len() {
-            match format::decode_record(&batch[at..]) {
-                Decoded::Record(entry, len) => {
-                    if entry.seq != self.seq + 1 {
-                        return Err(format!("record {} after {}", entry.seq, self.seq));
-                    }
-                    self.seq = entry.seq;
-                    recovery::apply(&mut self.router, &mut self.names, entry, &mut |_| {})?;
-                    at += len;
-                }
-                Decoded::Truncated | Decoded::Eof => return Err("a batch ends inside a record".into()),
-                Decoded::Corrupt(why) => return Err(why.into()),
-            }
-        }
-        Ok(())
+        apply_batch(&mut self.router, &mut self.names, &mut self.seq, batch)
     }
 
     fn snapshot(&mut self, since: &mut Since) {
@@ -136,6 +147,9 @@ impl Replica {
         match write(&self.dir, self.seq, self.router.now(), &self.names, &self.router).and_then(|_| prune(&self.dir)) {
             Ok(()) => {
                 self.metrics.snapshot_written();
+                if let Some(tell) = self.on_snapshot.as_mut() {
+                    tell(self.seq);
+                }
                 self.rotate.store(true, Ordering::Release);
                 debug!(seq = self.seq, millis = started.elapsed().as_millis() as u64, "snapshot written");
                 if started.elapsed().as_secs() >= 1 {
@@ -146,6 +160,27 @@ impl Replica {
         }
         *since = Since { bytes: 0, at: Instant::now() };
     }
+}
+
+/// Applies a batch of whole records, the first numbered `seq + 1`, and
+/// moves `seq` to its last.
+pub fn apply_batch(router: &mut Router, names: &mut Names, seq: &mut u64, batch: &[u8]) -> Result<(), String> {
+    let mut at = 0;
+    while at < batch.len() {
+        match format::decode_record(&batch[at..]) {
+            Decoded::Record(entry, len) => {
+                if entry.seq != *seq + 1 {
+                    return Err(format!("record {} after {}", entry.seq, seq));
+                }
+                *seq = entry.seq;
+                recovery::apply(router, names, entry, &mut |_| {})?;
+                at += len;
+            }
+            Decoded::Truncated | Decoded::Eof => return Err("a batch ends inside a record".into()),
+            Decoded::Corrupt(why) => return Err(why.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Lowers this thread's scheduling priority to the lowest (nice 19): on a

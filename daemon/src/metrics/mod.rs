@@ -54,10 +54,16 @@ pub enum Name {
     RecoveryDurationSeconds,
     CoreTimers,
     Sessions,
+    ClusterRole,
+    ClusterEpoch,
+    ClusterLagRecords,
+    ClusterLagSeconds,
+    ClusterAppendSeconds,
+    ClusterTakeoversTotal,
 }
 
 impl Name {
-    pub const ALL: [Name; 18] = [
+    pub const ALL: [Name; 24] = [
         Name::QueueWaitSeconds,
         Name::RoutingDecisionSeconds,
         Name::RpcDurationSeconds,
@@ -76,6 +82,12 @@ impl Name {
         Name::RecoveryDurationSeconds,
         Name::CoreTimers,
         Name::Sessions,
+        Name::ClusterRole,
+        Name::ClusterEpoch,
+        Name::ClusterLagRecords,
+        Name::ClusterLagSeconds,
+        Name::ClusterAppendSeconds,
+        Name::ClusterTakeoversTotal,
     ];
 
     /// The HELP text of the metric.
@@ -103,6 +115,12 @@ impl Name {
                 "Wake-ups the routing core holds (offer expiries, relaxation steps, callbacks, wrap-ups)."
             }
             Name::Sessions => "Client sessions the core knows: live, or lost and within their grace.",
+            Name::ClusterRole => "1 for this node's role in its cluster (active or standby), 0 for the other.",
+            Name::ClusterEpoch => "The epoch of the active this node knows of (the leader key's create-revision).",
+            Name::ClusterLagRecords => "Journal records in etcd a standby has seen and not yet applied.",
+            Name::ClusterLagSeconds => "How long the oldest batch a standby has not yet applied has waited.",
+            Name::ClusterAppendSeconds => "Time from a journal batch sent to etcd to its acknowledgement.",
+            Name::ClusterTakeoversTotal => "Times this node took over as the active.",
         }
     }
 
@@ -126,6 +144,12 @@ impl Name {
             Name::RecoveryDurationSeconds => "ccr_recovery_duration_seconds",
             Name::CoreTimers => "ccr_core_timers",
             Name::Sessions => "ccr_sessions",
+            Name::ClusterRole => "ccr_cluster_role",
+            Name::ClusterEpoch => "ccr_cluster_epoch",
+            Name::ClusterLagRecords => "ccr_cluster_replication_lag_records",
+            Name::ClusterLagSeconds => "ccr_cluster_replication_lag_seconds",
+            Name::ClusterAppendSeconds => "ccr_cluster_append_seconds",
+            Name::ClusterTakeoversTotal => "ccr_cluster_takeovers_total",
         }
     }
 }
@@ -247,10 +271,40 @@ pub struct Metrics {
     pub core_timers: Gauge,
     /// Live, then in grace.
     pub sessions: [Gauge; 2],
+    /// Registered only in a cluster.
+    pub cluster: Option<ClusterMetrics>,
+}
+
+/// A cluster node's metrics (docs/HA.md).
+#[derive(Clone)]
+pub struct ClusterMetrics {
+    pub active: Gauge,
+    pub standby: Gauge,
+    pub epoch: Gauge,
+    pub lag_records: Gauge,
+    pub lag_seconds: Gauge,
+    pub append: Histogram,
+    pub takeovers: Counter,
+}
+
+impl ClusterMetrics {
+    pub fn set_active(&self, active: bool) {
+        self.active.set(f64::from(u8::from(active)));
+        self.standby.set(f64::from(u8::from(!active)));
+    }
 }
 
 impl Metrics {
     pub fn new(catalog: &Catalog) -> Arc<Metrics> {
+        Self::build(catalog, false)
+    }
+
+    /// [`Metrics::new`] with the cluster's metrics registered too.
+    pub fn for_cluster(catalog: &Catalog) -> Arc<Metrics> {
+        Self::build(catalog, true)
+    }
+
+    fn build(catalog: &Catalog, cluster: bool) -> Arc<Metrics> {
         let wait_buckets = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
         let decision_buckets = [1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 1e-4, 1e-3, 1e-2];
         let fsync_buckets = [1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0];
@@ -266,6 +320,9 @@ impl Metrics {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(Name::JournalFsyncSeconds.as_str().into()), &fsync_buckets)
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(Name::ClusterAppendSeconds.as_str().into()), &fsync_buckets)
+            })
             .expect("bucket lists are non-empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -276,10 +333,13 @@ impl Metrics {
                 Name::QueueWaitSeconds
                 | Name::RoutingDecisionSeconds
                 | Name::RpcDurationSeconds
-                | Name::JournalFsyncSeconds => recorder.describe_histogram(key, unit, help),
-                Name::ContactsTotal | Name::ProtocolErrorsTotal | Name::RefusedTotal | Name::JournalBytesTotal => {
-                    recorder.describe_counter(key, unit, help)
-                }
+                | Name::JournalFsyncSeconds
+                | Name::ClusterAppendSeconds => recorder.describe_histogram(key, unit, help),
+                Name::ContactsTotal
+                | Name::ProtocolErrorsTotal
+                | Name::RefusedTotal
+                | Name::JournalBytesTotal
+                | Name::ClusterTakeoversTotal => recorder.describe_counter(key, unit, help),
                 _ => recorder.describe_gauge(key, unit, help),
             }
         }
@@ -348,6 +408,20 @@ impl Metrics {
             (gauge(Name::JournalSnapshotAgeSeconds, &[]), gauge(Name::RecoveryDurationSeconds, &[]));
         let core_timers = gauge(Name::CoreTimers, &[]);
         let sessions = ["live", "in_grace"].map(|s| gauge(Name::Sessions, &[("state", s.to_owned())]));
+        let cluster = cluster.then(|| {
+            let metrics = ClusterMetrics {
+                active: gauge(Name::ClusterRole, &[("role", "active".to_owned())]),
+                standby: gauge(Name::ClusterRole, &[("role", "standby".to_owned())]),
+                epoch: gauge(Name::ClusterEpoch, &[]),
+                lag_records: gauge(Name::ClusterLagRecords, &[]),
+                lag_seconds: gauge(Name::ClusterLagSeconds, &[]),
+                append: histogram(Name::ClusterAppendSeconds, &[]),
+                takeovers: counter(Name::ClusterTakeoversTotal, &[]),
+            };
+            metrics.set_active(false);
+            metrics.takeovers.increment(0);
+            metrics
+        });
         Arc::new(Metrics {
             recorder,
             handle,
@@ -365,6 +439,7 @@ impl Metrics {
             recovery_duration,
             core_timers,
             sessions,
+            cluster,
         })
     }
 

@@ -23,6 +23,7 @@ mod event_budget;
 mod events;
 mod gateway_stream;
 mod rpc;
+mod standby;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,6 +60,13 @@ pub enum ServerError {
     /// next start recovers what was acknowledged.
     #[error("the journal failed ({0}): stopped; a restart recovers every acknowledged command")]
     JournalFailed(String),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::NodeError),
+    /// This node led its cluster and no longer does (its lease ended, or a
+    /// write was fenced off): it stopped serving as the active, and starts
+    /// again as a standby. Nothing it acknowledged is lost: etcd has it.
+    #[error("no longer the active ({0})")]
+    Demoted(String),
 }
 
 /// What tells a running ccrd to stop or to reload its configuration, and
@@ -133,6 +141,8 @@ struct Shared {
     journal_failure: Arc<journal::Failure>,
     /// The next session id to hand out (above every one the core has seen).
     next_session: Arc<AtomicU64>,
+    /// In a cluster: this node's role and who leads.
+    cluster: Option<watch::Receiver<crate::cluster::Status>>,
     /// Becomes true when ccrd stops: streams stop reading new requests, and
     /// a connection that ends then is not a lost session (a stop is not a
     /// loss: the restart gives every session its grace).
@@ -240,7 +250,12 @@ pub async fn serve(
     // the hash behind the core's tables.
     ccr_core::key_hash_tables(random_secret());
     let catalog = Arc::new(config.catalog.clone());
-    let metrics = Metrics::new(&catalog);
+    let metrics = match config.cluster {
+        Some(_) => Metrics::for_cluster(&catalog),
+        None => Metrics::new(&catalog),
+    };
+    let max_scrapes = config.server.max_metrics_connections;
+    let exporter = metrics_listener.map(|l| tokio::spawn(metrics::exporter::run(l, metrics.clone(), max_scrapes)));
     let system = SystemClock::new();
     let (clock, mut advances): (Arc<dyn Clock>, _) = match control.time {
         TimeSource::System => (Arc::new(system), None),
@@ -252,12 +267,48 @@ pub async fn serve(
     };
     let last_snapshot_ms = Arc::new(AtomicU64::new(0));
     let failure = Arc::new(journal::Failure::default());
-    let (router, journal, recovered) = if config.journal.enabled {
-        let journal_metrics = JournalMetrics {
-            bytes: metrics.journal_bytes.clone(),
-            fsync: metrics.journal_fsync.clone(),
-            last_snapshot_ms: last_snapshot_ms.clone(),
+    let journal_metrics = JournalMetrics {
+        bytes: metrics.journal_bytes.clone(),
+        fsync: metrics.journal_fsync.clone(),
+        last_snapshot_ms: last_snapshot_ms.clone(),
+    };
+    let mut cluster_node = None;
+    let (router, journal, recovered) = if let Some(cluster_config) = &config.cluster {
+        let (status, status_rx) = watch::channel(crate::cluster::Status::default());
+        let cx = crate::cluster::Context {
+            config: config.clone(),
+            client: crate::cluster::connect(cluster_config).await?,
+            clock: clock.clone(),
+            metrics: metrics.cluster.clone().expect("registered for a cluster"),
+            journal_metrics,
+            failure: failure.clone(),
+            status,
         };
+        let standby = standby::Standby {
+            status: status_rx.clone(),
+            max_message: config.server.max_message_bytes,
+            max_connections: config.server.max_connections,
+            open: Arc::default(),
+            started: Instant::now(),
+        };
+        info!(
+            addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            node = %cluster_config.node,
+            "ccrd listening as a standby (calls are refused with the active's address until this node leads)"
+        );
+        let takeover = tokio::select! {
+            takeover = crate::cluster::stand_by(&cx) => takeover?,
+            _ = standby::serve(&endpoint, standby) => return Ok(()),
+            _ = &mut control.shutdown => {
+                info!("stopped while a standby");
+                endpoint.close(0u32.into(), b"shutdown");
+                return Ok(());
+            }
+        };
+        let crate::cluster::Takeover { router, journal, leadership, tasks } = takeover;
+        cluster_node = Some(ActiveNode { leadership, _tasks: tasks, _status: cx.status, status: status_rx });
+        (router, Some(journal), true)
+    } else if config.journal.enabled {
         // Recovery reads and replays the whole journal tail: off the runtime's threads.
         let (dir, router_config, names) =
             (journal::dir_in(&config.server.data_dir), config.router.clone(), Names::of(&catalog));
@@ -324,8 +375,6 @@ pub async fn serve(
         config.server.service_level_window,
         snapshot_clock,
     ));
-    let max_scrapes = config.server.max_metrics_connections;
-    let exporter = metrics_listener.map(|l| tokio::spawn(metrics::exporter::run(l, metrics.clone(), max_scrapes)));
     let (stop, stopping) = watch::channel(false);
     let shared = Shared {
         core: core.clone(),
@@ -354,6 +403,7 @@ pub async fn serve(
         metrics,
         journal_failure: failure.clone(),
         next_session,
+        cluster: cluster_node.as_ref().map(|n| n.status.clone()),
         stopping,
     };
     let open = shared.open.clone();
@@ -367,7 +417,17 @@ pub async fn serve(
             },
             _ = &mut control.shutdown => break,
             why = failure.wait() => {
-                error!(error = %why, "journal failed: stopping (a restart recovers every acknowledged command)");
+                match cluster_node {
+                    Some(_) => error!(error = %why, "journal append failed: no longer the active; demoting to standby"),
+                    None => error!(error = %why, "journal failed: stopping (a restart recovers every acknowledged command)"),
+                }
+                failed = Some(why);
+                break;
+            }
+            () = leadership_lost(&mut cluster_node) => {
+                let why = "the lease on the leader key was lost".to_owned();
+                error!("{why}: no longer the active (nothing more is acknowledged); demoting to standby");
+                failure.set(why.clone());
                 failed = Some(why);
                 break;
             }
@@ -405,9 +465,35 @@ pub async fn serve(
     if let Some(e) = exporter {
         e.abort();
     }
-    match failed {
-        Some(why) => Err(ServerError::JournalFailed(why)),
-        None => Ok(()),
+    match (failed, cluster_node) {
+        (Some(why), Some(_)) => Err(ServerError::Demoted(why)),
+        (Some(why), None) => Err(ServerError::JournalFailed(why)),
+        (None, Some(node)) => {
+            // A planned handover: everything acknowledged is in etcd; a
+            // standby takes over now instead of after the lease's TTL.
+            match node.leadership.resign().await {
+                Ok(()) => info!("stepped down: a standby takes over at once"),
+                Err(e) => warn!(error = %e, "could not step down: a standby takes over when the lease ends"),
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+/// What a cluster's active holds while it serves.
+struct ActiveNode {
+    leadership: ccr_cluster::Leadership,
+    _tasks: crate::cluster::Tasks,
+    _status: watch::Sender<crate::cluster::Status>,
+    status: watch::Receiver<crate::cluster::Status>,
+}
+
+/// Resolves when the active's lease is lost; never on a single node.
+async fn leadership_lost(node: &mut Option<ActiveNode>) {
+    match node {
+        Some(node) => node.leadership.lost().await,
+        None => std::future::pending().await,
     }
 }
 

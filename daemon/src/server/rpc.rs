@@ -298,6 +298,7 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         Method::Health => {
             let _: pb::HealthRequest = decode(body)?;
             let sessions = shared.core.query(|router| router.session_counts()).await.map_err(|_| shutting_down())?;
+            let cluster = shared.cluster.as_ref().map(|c| c.borrow().clone());
             let r = &shared.refusals;
             framed(&pb::HealthResponse {
                 status: if shared.journal_failure.is_set() { "journal_failed" } else { "serving" }.into(),
@@ -308,6 +309,9 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
                 open_connections: shared.open.load(Ordering::Relaxed) as u32,
                 sessions_live: sessions.live as u32,
                 sessions_in_grace: sessions.in_grace as u32,
+                role: if shared.cluster.is_some() { "active" } else { "single" }.into(),
+                active_address: cluster.as_ref().and_then(|c| c.active_address.clone()).unwrap_or_default(),
+                epoch: cluster.map_or(0, |c| c.epoch),
             })
         }
         Method::Subscribe | Method::GatewayStream => unreachable!("streaming methods are served apart"),
