@@ -6,9 +6,11 @@
 //!   daemon runs, driven by a discrete-event clock.
 //! - [`report`]: what a run measured, per queue and tier.
 //! - [`erlang`]: the queueing theory the simulator is validated against.
+//! - [`failover`]: traffic across a cluster's takeovers, and what the client saw.
 
 pub mod bench;
 pub mod erlang;
+pub mod failover;
 pub mod live;
 pub mod output;
 pub mod report;

@@ -129,6 +129,44 @@ enum Cmd {
         #[arg(long, default_value_t = 1440.0)]
         speed: f64,
     },
+    /// Steady traffic against a cluster of ccrd across takeovers (kill,
+    /// pause or stop its active meanwhile): follows the active, re-syncs
+    /// as after a restart, and reports lost and doubled contacts and each
+    /// outage. Exits non-zero if any contact was lost or doubled.
+    Failover {
+        /// Every node's QUIC address (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        addr: Vec<std::net::SocketAddr>,
+        /// Certificates (DER) to trust: each node's own, or their CA.
+        #[arg(long, required = true)]
+        cert: Vec<PathBuf>,
+        #[arg(long, default_value = "localhost")]
+        server_name: String,
+        /// Client certificate and key (DER, PKCS#8) when ccrd requires them.
+        #[arg(long, requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        #[arg(long)]
+        client_key: Option<PathBuf>,
+        /// Contacts a second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 20)]
+        agents: u64,
+        #[arg(long, default_value = "30s")]
+        duration: humantime::Duration,
+        /// How long each call lasts.
+        #[arg(long, default_value = "20ms")]
+        talk: humantime::Duration,
+        #[arg(long, default_value = "support")]
+        queue: String,
+        #[arg(long, default_value = "billing")]
+        skill: String,
+        #[arg(long, default_value = "en")]
+        language: String,
+        /// Also write the report as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Write a scenario's synthetic traffic as a trace (CSV).
     Generate {
         scenario: PathBuf,
@@ -158,6 +196,30 @@ enum Cmd {
     },
 }
 
+fn print_failover(report: &ccr_loadgen::failover::FailoverReport) {
+    println!(
+        "{} contacts acknowledged, {} completed, {} offers; lost {}, doubled {}",
+        report.acknowledged,
+        report.completed,
+        report.offers,
+        report.lost.len(),
+        report.doubled.len()
+    );
+    for (n, o) in report.outages.iter().enumerate() {
+        let gap = o.first_offer_after_unix_ms.map(|first| first.saturating_sub(o.last_offer_unix_ms));
+        println!(
+            "outage {}: last offer before at {} ms, first after at {:?} ms (routing stopped for {:?} ms as the client saw it)",
+            n + 1,
+            o.last_offer_unix_ms,
+            o.first_offer_after_unix_ms,
+            gap
+        );
+    }
+    for problem in report.doubled.iter().chain(&report.problems).take(20) {
+        println!("  {problem}");
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     // `bench` and `demo` run a ccrd in this process.
     if let Err(e) = ccr_daemon::host::opt_out_of_transparent_huge_pages() {
@@ -183,6 +245,56 @@ fn main() -> anyhow::Result<()> {
             live_report(&s, &target, &options, &outputs)
         }
         Cmd::Demo { speed } => demo(speed),
+        Cmd::Failover {
+            addr,
+            cert,
+            server_name,
+            client_cert,
+            client_key,
+            rate,
+            agents,
+            duration,
+            talk,
+            queue,
+            skill,
+            language,
+            json,
+        } => {
+            let read = |p: &PathBuf| std::fs::read(p).with_context(|| p.display().to_string());
+            let identity = match (&client_cert, &client_key) {
+                (Some(c), Some(k)) => Some((vec![read(c)?], read(k)?)),
+                _ => None,
+            };
+            let options = ccr_loadgen::failover::FailoverOptions {
+                addrs: addr,
+                server_name,
+                roots: cert.iter().map(read).collect::<anyhow::Result<_>>()?,
+                identity,
+                rate,
+                agents,
+                duration: duration.into(),
+                talk: talk.into(),
+                queue,
+                skill,
+                language,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report = runtime.block_on(ccr_loadgen::failover::run(&options))?;
+            print_failover(&report);
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| path.display().to_string())?;
+            }
+            if !report.is_clean() {
+                bail!(
+                    "{} lost, {} doubled, {} other problem(s)",
+                    report.lost.len(),
+                    report.doubled.len(),
+                    report.problems.len()
+                );
+            }
+            Ok(())
+        }
         Cmd::Bench {
             addr,
             cert,

@@ -32,6 +32,26 @@ pub enum ConnectError {
     Connect(#[from] quinn::ConnectError),
     #[error("connection: {0}")]
     Connection(#[from] quinn::ConnectionError),
+    /// None of a cluster's nodes is the active (yet): each was unreachable
+    /// or a standby that knows of no active. Try again shortly.
+    #[error("no active node among {tried}: {why}")]
+    NoActive { tried: String, why: String },
+}
+
+/// What a node said it is.
+enum Probe {
+    Active(Client),
+    /// A standby, and the active it names.
+    Standby(Option<String>),
+    Failed(String),
+}
+
+/// The active a standby's refusal names (`standby; active=<address>`,
+/// docs/PROTOCOL.md): `Some(Some(address))`, `Some(None)` while no node
+/// leads, `None` if `message` is not a standby's refusal.
+pub fn active_named_in(message: &str) -> Option<Option<&str>> {
+    let active = message.strip_prefix("standby; active=")?;
+    Some((active != "none" && !active.is_empty()).then_some(active))
 }
 
 /// A connection to ccrd. Cheap to clone; calls may run concurrently.
@@ -84,6 +104,93 @@ impl Client {
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
         let connection = endpoint.connect(addr, server_name)?.await?;
         Ok(Client { connection, _endpoint: endpoint, max_message: wire::DEFAULT_MAX_MESSAGE })
+    }
+
+    /// Connects to the active node of a cluster given its nodes' addresses
+    /// (one address: a single ccrd). Every node is asked at once; a
+    /// standby's answer names the active, which is asked too if it was not.
+    /// For up to `patience`, a node that is not the active (a standby, or
+    /// no answer) is asked again every 20 ms, so that the new active is
+    /// found as soon as it takes over, while a dead node still holds its
+    /// probe. [`ConnectError::NoActive`] when none became the active.
+    pub async fn connect_active(
+        addrs: &[SocketAddr],
+        server_name: &str,
+        roots: &[Vec<u8>],
+        identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+        patience: std::time::Duration,
+    ) -> Result<Client, ConnectError> {
+        const AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut probes = tokio::task::JoinSet::new();
+        let mut known: Vec<SocketAddr> = Vec::new();
+        let probe = |probes: &mut tokio::task::JoinSet<_>, addr: SocketAddr, after: std::time::Duration| {
+            let (name, roots, identity) = (server_name.to_owned(), roots.to_vec(), identity.clone());
+            probes.spawn(async move {
+                tokio::time::sleep(after).await;
+                (addr, Self::probe(addr, &name, &roots, identity).await)
+            });
+        };
+        for &addr in addrs {
+            if !known.contains(&addr) {
+                known.push(addr);
+                probe(&mut probes, addr, std::time::Duration::ZERO);
+            }
+        }
+        let mut why = String::from("no address given");
+        while let Some(done) = probes.join_next().await {
+            let Ok((addr, outcome)) = done else { continue };
+            match outcome {
+                Probe::Active(client) => return Ok(client),
+                Probe::Standby(Some(active)) => match active.parse::<SocketAddr>() {
+                    Ok(active) if !known.contains(&active) => {
+                        known.push(active);
+                        probe(&mut probes, active, std::time::Duration::ZERO);
+                        why = format!("{addr} is a standby");
+                    }
+                    Ok(_) => why = format!("{addr} is a standby; the active it names did not answer as one"),
+                    Err(_) => why = format!("{addr} names an active it cannot parse: {active:?}"),
+                },
+                Probe::Standby(None) => why = format!("{addr} is a standby and knows of no active yet"),
+                Probe::Failed(e) => why = format!("{addr}: {e}"),
+            }
+            if tokio::time::Instant::now() + AGAIN < deadline {
+                probe(&mut probes, addr, AGAIN);
+            }
+        }
+        let tried = known.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        Err(ConnectError::NoActive { tried, why })
+    }
+
+    /// What one node is: connected and asked (bounded: 500 ms; a node
+    /// that does not answer is asked again, not waited for).
+    async fn probe(
+        addr: SocketAddr,
+        server_name: &str,
+        roots: &[Vec<u8>],
+        identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    ) -> Probe {
+        let asked = async {
+            let client = Self::connect_with_identity(addr, server_name, roots, identity).await?;
+            // A standby answers Health to anyone; the active only to its
+            // admins, so a refusal of the role means the active.
+            let named = match client.health(HealthRequest {}).await {
+                Ok(h) if h.role != "standby" => return Ok(Probe::Active(client)),
+                Ok(h) => (!h.active_address.is_empty()).then_some(h.active_address),
+                Err(s) if s.code() == Code::PermissionDenied => return Ok(Probe::Active(client)),
+                Err(s) => match active_named_in(&s.message) {
+                    Some(active) => active.map(str::to_owned),
+                    None => return Ok(Probe::Failed(s.message)),
+                },
+            };
+            client.close();
+            Ok::<_, ConnectError>(Probe::Standby(named))
+        };
+        match tokio::time::timeout(std::time::Duration::from_millis(500), asked).await {
+            Ok(Ok(probe)) => probe,
+            Ok(Err(e)) => Probe::Failed(e.to_string()),
+            Err(_) => Probe::Failed("no answer within 500 ms".into()),
+        }
     }
 
     /// Closes the connection at once (the server treats it like a lost one).
