@@ -126,31 +126,47 @@ impl Candidate {
 }
 
 /// Keeps `lease` alive in the background, a third of the TTL apart; the
-/// flag turns true once it is lost (etcd says it expired, or no keep-alive
-/// succeeded within the TTL), and stays true.
+/// flag turns true once it is lost, and stays true: when etcd says the
+/// lease has expired, or when no keep-alive was confirmed for a whole TTL
+/// (etcd may then have let it expire). A keep-alive stream that breaks (its
+/// etcd member died) is opened again, on another member.
 async fn keep_alive(mut client: Client, lease: i64, ttl: Duration) -> Result<watch::Receiver<bool>, ClusterError> {
-    let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
+    let mut stream = Some(client.lease_keep_alive(lease).await?);
     let (lost_tx, lost_rx) = watch::channel(false);
     tokio::spawn(async move {
         let every = ttl / 3;
+        let mut confirmed = tokio::time::Instant::now();
         loop {
-            let kept = tokio::time::timeout(ttl, async {
+            let attempt = async {
+                let (keeper, responses) = match stream.as_mut() {
+                    Some(open) => open,
+                    None => stream.insert(client.lease_keep_alive(lease).await?),
+                };
                 keeper.keep_alive().await?;
                 responses.message().await
-            })
-            .await;
-            match kept {
-                Ok(Ok(Some(response))) if response.ttl() > 0 => {}
-                outcome => {
-                    warn!(lease, ?outcome, "lease lost");
+            };
+            match tokio::time::timeout(every, attempt).await {
+                Ok(Ok(Some(response))) if response.ttl() > 0 => confirmed = tokio::time::Instant::now(),
+                Ok(Ok(Some(_))) => {
+                    warn!(lease, "lease lost: etcd says it expired");
                     let _ = lost_tx.send(true);
                     return;
                 }
+                outcome => {
+                    debug!(lease, ?outcome, "lease keep-alive failed; opening the stream again");
+                    stream = None;
+                }
+            }
+            if confirmed.elapsed() >= ttl {
+                warn!(lease, "lease lost: no keep-alive confirmed for a whole TTL");
+                let _ = lost_tx.send(true);
+                return;
             }
             if lost_tx.is_closed() {
                 return; // the leadership was dropped
             }
-            tokio::time::sleep(every).await;
+            let next = if stream.is_some() { every } else { Duration::from_millis(20) };
+            tokio::time::sleep(next.min(ttl.saturating_sub(confirmed.elapsed()))).await;
         }
     });
     Ok(lost_rx)

@@ -69,10 +69,45 @@ pub async fn append(client: &mut Client, keys: &Keys, epoch: i64, batch: &Batch)
         return Ok(response.header().map_or(0, |h| h.revision()));
     }
     match Leader::found_in(&response) {
-        Some(l) if l.epoch == epoch => {
-            Err(ClusterError::Invalid(format!("a journal batch at record {} was already written", batch.first)))
-        }
+        Some(l) if l.epoch == epoch => Err(ClusterError::AlreadyWritten { first: batch.first }),
         current => Err(ClusterError::Fenced { epoch, current }),
+    }
+}
+
+/// [`append`], tried again while etcd cannot be reached (a member lost, an
+/// election in etcd) until `limit`. A try that reached etcd without its
+/// answer reaching us is found written under our own epoch by the next:
+/// only this writer writes under it, and each batch once, so that is this
+/// batch, durable.
+pub async fn append_retrying(
+    client: &mut Client,
+    keys: &Keys,
+    epoch: i64,
+    batch: &Batch,
+    limit: std::time::Duration,
+) -> Result<(), ClusterError> {
+    // A proposal in flight when etcd's leader dies is not failed but left
+    // to etcd's request timeout (seconds): each try gets a second, then
+    // goes again (to the new leader).
+    const TRY: std::time::Duration = std::time::Duration::from_secs(1);
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut tried = false;
+    loop {
+        let try_until = deadline.min(tokio::time::Instant::now() + TRY);
+        let outcome = tokio::time::timeout_at(try_until, append(client, keys, epoch, batch)).await;
+        let now = tokio::time::Instant::now();
+        match outcome {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(ClusterError::AlreadyWritten { .. })) if tried => return Ok(()),
+            Ok(Err(ClusterError::Etcd(e))) if now < deadline => {
+                warn!(error = %e, first = batch.first, "journal append: etcd unreachable; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(_) if now < deadline => warn!(first = batch.first, "journal append: no answer from etcd; trying again"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ClusterError::Timeout(limit)),
+        }
+        tried = true;
     }
 }
 
@@ -147,7 +182,7 @@ pub struct Appender {
     epoch: i64,
     depth: usize,
     next: u64,
-    in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<i64, ClusterError>>)>,
+    in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<(), ClusterError>>)>,
     failed: bool,
     timeout: Option<std::time::Duration>,
 }
@@ -159,8 +194,9 @@ impl Appender {
         Appender { client, keys, epoch, depth: depth.max(1), next, in_flight, failed: false, timeout: None }
     }
 
-    /// A write that etcd has not acknowledged within `limit` fails (etcd
-    /// lost its quorum, say): the writer learns it instead of waiting.
+    /// A write is tried again while etcd cannot be reached, and fails if it
+    /// is not acknowledged within `limit` (etcd lost its quorum, say): the
+    /// writer learns it instead of waiting.
     pub fn with_timeout(mut self, limit: std::time::Duration) -> Appender {
         self.timeout = Some(limit);
         self
@@ -186,12 +222,9 @@ impl Appender {
             let (mut client, keys, epoch, limit) = (self.client.clone(), self.keys.clone(), self.epoch, self.timeout);
             let first = batch.first;
             let write = tokio::spawn(async move {
-                let write = append(&mut client, &keys, epoch, &batch);
                 match limit {
-                    Some(limit) => {
-                        tokio::time::timeout(limit, write).await.unwrap_or(Err(ClusterError::Timeout(limit)))
-                    }
-                    None => write.await,
+                    Some(limit) => append_retrying(&mut client, &keys, epoch, &batch, limit).await,
+                    None => append(&mut client, &keys, epoch, &batch).await.map(drop),
                 }
             });
             self.in_flight.push_back((first, write));

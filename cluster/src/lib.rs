@@ -35,6 +35,9 @@ pub enum ClusterError {
     /// were pruned once every other member's snapshot covered them.
     #[error("the journal starts at record {first_held}, after record {next} that this node needs next: it must start from a newer snapshot")]
     Behind { next: u64, first_held: u64 },
+    /// A journal batch starting at this record is there already.
+    #[error("a journal batch at record {first} was already written")]
+    AlreadyWritten { first: u64 },
     #[error("etcd did not answer within {0:?}")]
     Timeout(std::time::Duration),
     #[error("the lease was lost (not kept alive in time, or revoked)")]

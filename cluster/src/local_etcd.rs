@@ -13,12 +13,23 @@ use etcd_client::Client;
 /// Three etcd members on loopback, killed and removed on drop.
 pub struct Etcd {
     members: Vec<Child>,
+    /// Each member's command line, to start it again.
+    args: Vec<Vec<String>>,
     dir: PathBuf,
     clients: Vec<String>,
 }
 
 fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn spawn(args: &[String]) -> std::io::Result<Child> {
+    Command::new("etcd")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("starting etcd (scripts/install-etcd.sh installs it): {e}")))
 }
 
 impl Etcd {
@@ -34,39 +45,69 @@ impl Etcd {
         let clients = (0..3).map(|_| free_port()).collect::<std::io::Result<Vec<u16>>>()?;
         let cluster: Vec<String> =
             peers.iter().enumerate().map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}")).collect();
-        let mut etcd = Etcd { members: Vec::new(), dir, clients: Vec::new() };
+        let mut etcd = Etcd { members: Vec::new(), args: Vec::new(), dir, clients: Vec::new() };
         for i in 0..3 {
-            let dir = &etcd.dir;
-            let member = {
-                let (peer, client) =
-                    (format!("http://127.0.0.1:{}", peers[i]), format!("http://127.0.0.1:{}", clients[i]));
-                Command::new("etcd")
-                    .args(["--name", &format!("m{i}")])
-                    .arg("--data-dir")
-                    .arg(dir.join(format!("m{i}")))
-                    .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-                    .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-                    .args(["--initial-cluster", &cluster.join(","), "--initial-cluster-state", "new"])
-                    .args([
-                        "--initial-cluster-token",
-                        "ccr-test",
-                        "--heartbeat-interval",
-                        "50",
-                        "--election-timeout",
-                        "500",
-                    ])
-                    .args(["--log-level", "error"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-            };
+            let (peer, client) = (format!("http://127.0.0.1:{}", peers[i]), format!("http://127.0.0.1:{}", clients[i]));
+            let args: Vec<String> = [
+                "--name",
+                &format!("m{i}"),
+                "--data-dir",
+                &etcd.dir.join(format!("m{i}")).display().to_string(),
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+                "--initial-cluster",
+                &cluster.join(","),
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "ccr-test",
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+                "--log-level",
+                "error",
+            ]
+            .map(str::to_owned)
+            .to_vec();
             // On an error, the members started so far stop with `etcd`.
-            etcd.members.push(member.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("starting etcd (scripts/install-etcd.sh installs it): {e}"))
-            })?);
+            etcd.members.push(spawn(&args)?);
+            etcd.args.push(args);
         }
         etcd.clients = clients.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         Ok(etcd)
+    }
+
+    /// The index of the member that leads etcd now (asked of each member).
+    pub async fn leader(&self) -> Result<usize, crate::ClusterError> {
+        for (i, endpoint) in self.clients.iter().enumerate() {
+            let Ok(mut one) = Client::connect([endpoint], None).await else { continue };
+            let Ok(status) = one.status().await else { continue };
+            if status.header().is_some_and(|h| h.member_id() == status.leader()) {
+                return Ok(i);
+            }
+        }
+        Err(crate::ClusterError::Invalid("no etcd member says it leads".into()))
+    }
+
+    /// Kills member `i` (SIGKILL).
+    pub fn kill(&mut self, i: usize) -> std::io::Result<()> {
+        let member = &mut self.members[i];
+        member.kill()?;
+        member.wait()?;
+        Ok(())
+    }
+
+    /// Starts member `i` again after [`Etcd::kill`], on its data.
+    pub fn restart(&mut self, i: usize) -> std::io::Result<()> {
+        self.members[i] = spawn(&self.args[i])?;
+        Ok(())
     }
 
     /// A client once the cluster answers (within 20 s).

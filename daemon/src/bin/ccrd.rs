@@ -111,11 +111,13 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let signals = signals()?;
+        let endpoint = quinn::Endpoint::server(server_config, config.server.listen)
+            .with_context(|| format!("binding {}", config.server.listen))?;
         loop {
-            let endpoint = bind(&server_config, config.server.listen).await?;
-            match server::run(endpoint, config.clone(), signals.control()).await {
+            match server::run(endpoint.clone(), config.clone(), signals.control()).await {
                 // A cluster's active that lost its leadership starts again
-                // as a standby, from its snapshot and the journal in etcd.
+                // as a standby, from its snapshot and the journal in etcd,
+                // on the same endpoint (its connections were closed).
                 Err(server::ServerError::Demoted(why)) => {
                     tracing::warn!(%why, "demoted: starting again as a standby");
                 }
@@ -123,22 +125,6 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
-}
-
-/// The QUIC endpoint on `addr`; after a demotion the previous one may take
-/// a moment to release the port.
-async fn bind(config: &quinn::ServerConfig, addr: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
-    let mut tries = 0;
-    loop {
-        match quinn::Endpoint::server(config.clone(), addr) {
-            Ok(endpoint) => return Ok(endpoint),
-            Err(e) if tries < 50 && e.kind() == std::io::ErrorKind::AddrInUse => {
-                tries += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e).with_context(|| format!("binding {addr}")),
-        }
-    }
 }
 
 /// SIGINT or SIGTERM stop ccrd (nobody is logged out); SIGHUP reloads the

@@ -188,7 +188,8 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
     let settled = etcd_journal::settle(&mut client, &keys, epoch, seq + 1).await?;
     let caught_up = settled.batches.len();
     for batch in &settled.batches {
-        replica::apply_batch(&mut router, &mut names, &mut seq, &batch.bytes).map_err(NodeError::Replay)?;
+        replica::apply_batch(&mut router, &mut names, &mut seq, &batch.bytes, &mut |_| {})
+            .map_err(NodeError::Replay)?;
     }
     let new_names = Names::of(&cx.config.catalog);
     journal::check_names(&names, &new_names)?;
@@ -237,6 +238,28 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
         "active: took over (offers ringing on the former active withdrawn; sessions wait out their grace)"
     );
     Ok(Takeover { router, journal, leadership, tasks })
+}
+
+/// Replays the whole journal in etcd, from its first record, through a
+/// router made from `config` (its first record, the first active's
+/// takeover, sets the configuration it was written under), showing
+/// `on_event` every decision made again; returns the last record's number.
+/// For tests and tools: the journal must still hold record 1.
+pub async fn replay_journal(
+    client: &mut Client,
+    keys: &Keys,
+    config: &Config,
+    on_event: &mut dyn FnMut(ccr_core::Event),
+) -> Result<u64, NodeError> {
+    let mut router = Router::new(config.router.clone()).map_err(|e| NodeError::Config(e.to_string()))?;
+    let (mut names, mut seq) = (Names::of(&config.catalog), 0);
+    for batch in etcd_journal::read_from(client, keys, 1).await? {
+        if batch.first != seq + 1 {
+            return Err(NodeError::Replay(format!("batch at record {} after record {seq}", batch.first)));
+        }
+        replica::apply_batch(&mut router, &mut names, &mut seq, &batch.bytes, on_event).map_err(NodeError::Replay)?;
+    }
+    Ok(seq)
 }
 
 /// Campaigns until this node leads, through etcd's own failures (a member

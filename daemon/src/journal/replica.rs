@@ -139,7 +139,7 @@ impl Replica {
     }
 
     fn apply(&mut self, batch: &[u8]) -> Result<(), String> {
-        apply_batch(&mut self.router, &mut self.names, &mut self.seq, batch)
+        apply_batch(&mut self.router, &mut self.names, &mut self.seq, batch, &mut |_| {})
     }
 
     fn snapshot(&mut self, since: &mut Since) {
@@ -163,8 +163,14 @@ impl Replica {
 }
 
 /// Applies a batch of whole records, the first numbered `seq + 1`, and
-/// moves `seq` to its last.
-pub fn apply_batch(router: &mut Router, names: &mut Names, seq: &mut u64, batch: &[u8]) -> Result<(), String> {
+/// moves `seq` to its last; `on_event` sees the decisions made again.
+pub fn apply_batch(
+    router: &mut Router,
+    names: &mut Names,
+    seq: &mut u64,
+    batch: &[u8],
+    on_event: &mut dyn FnMut(ccr_core::Event),
+) -> Result<(), String> {
     let mut at = 0;
     while at < batch.len() {
         match format::decode_record(&batch[at..]) {
@@ -173,7 +179,7 @@ pub fn apply_batch(router: &mut Router, names: &mut Names, seq: &mut u64, batch:
                     return Err(format!("record {} after {}", entry.seq, seq));
                 }
                 *seq = entry.seq;
-                recovery::apply(router, names, entry, &mut |_| {})?;
+                recovery::apply(router, names, entry, on_event)?;
                 at += len;
             }
             Decoded::Truncated | Decoded::Eof => return Err("a batch ends inside a record".into()),

@@ -49,8 +49,18 @@ pub(super) async fn serve(incoming: quinn::Incoming, shared: Shared) {
     let this = Arc::new(Connection { role, session, subscriptions: AtomicUsize::new(0) });
     // Only this loop adds to it: a load then an add cannot race.
     let streams = Arc::new(AtomicUsize::new(0));
+    let mut closing = shared.closing.clone();
     loop {
-        match connection.accept_bi().await {
+        let accepted = tokio::select! {
+            accepted = connection.accept_bi() => accepted,
+            // A demoted active keeps its endpoint (the standby it becomes
+            // serves on it) and closes its connections one by one.
+            _ = closing.wait_for(|&closing| closing) => {
+                connection.close(2u32.into(), b"no longer the active: connect again");
+                break;
+            }
+        };
+        match accepted {
             Ok((send, _)) if streams.load(Ordering::Acquire) >= shared.max_streams => {
                 shared.refused(Refusal::StreamLimit);
                 debug!(%remote, limit = shared.max_streams, "call refused: stream limit of the connection");

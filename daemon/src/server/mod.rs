@@ -143,6 +143,8 @@ struct Shared {
     next_session: Arc<AtomicU64>,
     /// In a cluster: this node's role and who leads.
     cluster: Option<watch::Receiver<crate::cluster::Status>>,
+    /// Becomes true when a demoted active closes its connections.
+    closing: watch::Receiver<bool>,
     /// Becomes true when ccrd stops: streams stop reading new requests, and
     /// a connection that ends then is not a lost session (a stop is not a
     /// loss: the restart gives every session its grace).
@@ -227,7 +229,18 @@ impl Drop for StreamGuard {
 /// until `shutdown` resolves; see [`serve`].
 pub async fn run(endpoint: quinn::Endpoint, config: Config, control: Control) -> Result<(), ServerError> {
     let addr = config.server.metrics_listen;
-    let metrics = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Metrics { addr, source })?;
+    // After a demotion, the listener just closed may take a moment to go.
+    let mut tries = 0;
+    let metrics = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(source) => return Err(ServerError::Metrics { addr, source }),
+        }
+    };
     serve(endpoint, Some(metrics), config, control).await
 }
 
@@ -376,6 +389,7 @@ pub async fn serve(
         snapshot_clock,
     ));
     let (stop, stopping) = watch::channel(false);
+    let (close, closing) = watch::channel(false);
     let shared = Shared {
         core: core.clone(),
         catalog,
@@ -404,6 +418,7 @@ pub async fn serve(
         journal_failure: failure.clone(),
         next_session,
         cluster: cluster_node.as_ref().map(|n| n.status.clone()),
+        closing,
         stopping,
     };
     let open = shared.open.clone();
@@ -459,7 +474,9 @@ pub async fn serve(
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
-    stop_serving(endpoint, shared, core, core_thread, stop, failed.is_some()).await;
+    let demoting = failed.is_some() && cluster_node.is_some();
+    let ending = if demoting { Ending::Demotion(close) } else { Ending::Stop };
+    stop_serving(endpoint, shared, core, core_thread, stop, failed.is_some(), ending).await;
     dispatcher.abort();
     sampler.abort();
     if let Some(e) = exporter {
@@ -524,6 +541,15 @@ async fn move_clock(clock: &ManualClock, advance: Advance, core: &CoreHandle, sa
 
 type SampleRequests = mpsc::UnboundedSender<oneshot::Sender<()>>;
 
+/// How serving ends.
+enum Ending {
+    /// ccrd stops: the endpoint closes with everything on it.
+    Stop,
+    /// A cluster's active demoted: its connections close, one by one (on
+    /// this signal); the endpoint stays open for the standby it becomes.
+    Demotion(watch::Sender<bool>),
+}
+
 /// The stop: no new connection or request, the calls in flight answered,
 /// the journal durable and closed, every stream ended with its trailer,
 /// then the connections closed. Nobody is logged out.
@@ -534,9 +560,12 @@ async fn stop_serving(
     core_thread: std::thread::JoinHandle<Router>,
     stop: watch::Sender<bool>,
     journal_failed: bool,
+    ending: Ending,
 ) {
     info!("shutting down");
-    endpoint.set_server_config(None);
+    if matches!(ending, Ending::Stop) {
+        endpoint.set_server_config(None);
+    }
     let _ = stop.send(true);
     // Calls already with the core get their answers: the core thread stops
     // after the requests queued before this, and the journal releases them
@@ -554,9 +583,20 @@ async fn stop_serving(
     if left > 0 && !journal_failed {
         warn!(streams = left, "stop: streams whose clients do not read were cut off");
     }
-    endpoint.close(0u32.into(), b"shutdown");
-    if tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await.is_err() {
-        warn!("stop: connections not closed after 2 s; stopping anyway");
+    match ending {
+        Ending::Stop => {
+            endpoint.close(0u32.into(), b"shutdown");
+            if tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await.is_err() {
+                warn!("stop: connections not closed after 2 s; stopping anyway");
+            }
+        }
+        Ending::Demotion(close) => {
+            let _ = close.send(true);
+            let until = Instant::now() + Duration::from_secs(2);
+            while shared.open.load(Ordering::Acquire) > 0 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
     }
 }
 

@@ -1,0 +1,328 @@
+//! High availability, against real processes: three etcd members and two
+//! `ccrd` on loopback, steady traffic from the failover driver
+//! (`ccr_loadgen::failover`, which follows the active and re-syncs as
+//! after a restart), and a failure: the active killed (three times, the
+//! old one back as the standby), the active paused past its lease and
+//! resumed, etcd's leader killed. Each test checks, against the client's
+//! own record:
+//! - every acknowledged contact is there exactly once (waiting, offered,
+//!   connected or completed): none lost;
+//! - no contact was connected through two offers, or offered while
+//!   connected or after it was completed;
+//! - routing resumed after every outage;
+//! - every offer the client received is a decision that the replay of the
+//!   journal in etcd makes again, with the same contact and agent: the
+//!   decisions of every active, replayed by one router, agree (the
+//!   determinism of the core across nodes), and nothing that the journal
+//!   does not hold — from a fenced former active or anyone — reached a
+//!   client.
+//!
+//! Bounded: about a minute in all, one test at a time (they share two
+//! cores), and every process is killed on every way out.
+
+mod child;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ccr_cluster::local_etcd::Etcd;
+use ccr_cluster::Keys;
+use ccr_core::Event;
+use ccr_loadgen::failover::{self, FailoverOptions, FailoverReport};
+use child::Daemon;
+use tokio::time::sleep;
+
+/// One cluster test at a time: each runs five servers on the machine's two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+const ROUTING: &str = r#"
+skills = ["billing"]
+languages = ["en"]
+
+[routing]
+session_grace = "60s"
+
+[[queues]]
+name = "support"
+offer_timeout = "10s"
+"#;
+
+struct Node {
+    name: &'static str,
+    quic: SocketAddr,
+    metrics: SocketAddr,
+    daemon: Option<Daemon>,
+    lives: usize,
+}
+
+struct Cluster {
+    dir: PathBuf,
+    etcd: Etcd,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// etcd, then node a (which becomes the active), then node b (the standby).
+    async fn start(tag: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("ccr-cluster-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let etcd = Etcd::start().expect("etcd starts (scripts/install-etcd.sh)");
+        etcd.client().await.expect("etcd answers");
+        let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
+        let mut nodes = Vec::new();
+        for name in ["a", "b"] {
+            let quic: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
+            let config = format!(
+                "{ROUTING}\n[server]\nlisten = \"{quic}\"\nmetrics_listen = \"{metrics}\"\ndata_dir = \"{}\"\n\n\
+                 [cluster]\nname = \"test\"\nnode = \"{name}\"\netcd = [{}]\nlease_ttl = \"1s\"\n",
+                dir.join(format!("data-{name}")).display(),
+                endpoints.join(", "),
+            );
+            std::fs::write(dir.join(format!("{name}.toml")), config).unwrap();
+            nodes.push(Node { name, quic, metrics, daemon: None, lives: 0 });
+        }
+        let mut cluster = Cluster { dir, etcd, nodes };
+        cluster.start_node(0);
+        cluster.wait_for_role(0, "active", Duration::from_secs(20)).await;
+        cluster.start_node(1);
+        cluster.wait_for_role(1, "standby", Duration::from_secs(20)).await;
+        cluster
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let log = self.dir.join(format!("ccrd-{}-{}.log", node.name, node.lives));
+        node.lives += 1;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ccrd"));
+        command
+            .arg("--config")
+            .arg(self.dir.join(format!("{}.toml", node.name)))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        node.daemon = Some(Daemon::spawn(command, log));
+    }
+
+    /// The node's role from its metrics (`None`: not answering).
+    fn role(&self, i: usize) -> Option<&'static str> {
+        let page = http_get(self.nodes[i].metrics, "/metrics")?;
+        if page.contains("ccr_cluster_role{role=\"active\"} 1") {
+            Some("active")
+        } else if page.contains("ccr_cluster_role{role=\"standby\"} 1") {
+            Some("standby")
+        } else {
+            None
+        }
+    }
+
+    async fn wait_for_role(&self, i: usize, role: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.role(i) != Some(role) {
+            assert!(Instant::now() < deadline, "node {} is not {role} after {limit:?}: see {}", i, self.dir.display());
+            sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn active(&self) -> usize {
+        (0..self.nodes.len()).find(|&i| self.role(i) == Some("active")).expect("a node is active")
+    }
+
+    fn log(&self, i: usize) -> String {
+        self.nodes[i].daemon.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+
+    fn signal(&self, i: usize, name: &str) {
+        self.nodes[i].daemon.as_ref().expect("running").signal(name);
+    }
+
+    fn kill(&mut self, i: usize) {
+        let mut daemon = self.nodes[i].daemon.take().expect("running");
+        daemon.child.kill().unwrap();
+        daemon.child.wait().unwrap();
+    }
+
+    /// The failover driver's options: every node, both certificates.
+    fn traffic(&self, duration: Duration) -> FailoverOptions {
+        let roots = ["a", "b"].map(|n| std::fs::read(self.dir.join(format!("data-{n}/cert.der"))).unwrap()).to_vec();
+        FailoverOptions {
+            addrs: self.nodes.iter().map(|n| n.quic).collect(),
+            server_name: "localhost".into(),
+            roots,
+            identity: None,
+            rate: 150.0,
+            agents: 12,
+            duration,
+            talk: Duration::from_millis(20),
+            queue: "support".into(),
+            skill: "billing".into(),
+            language: "en".into(),
+        }
+    }
+
+    /// Every offer in the client's record must be one the replay of the
+    /// journal in etcd makes, to the same contact and agent.
+    async fn check_against_the_journal(&self, report: &FailoverReport) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.join("a.toml")).unwrap();
+        let config = ccr_daemon::config::parse(&text).unwrap();
+        let mut client = self.etcd.client().await.unwrap();
+        let keys = Keys::new("test", "main").unwrap();
+        let mut replayed = std::collections::BTreeMap::new();
+        let mut on_event = |e: Event| {
+            if let Event::Offered { offer, contact, agent, .. } = e {
+                replayed.insert(offer.0, (contact.0, agent.0));
+            }
+        };
+        let last = ccr_daemon::cluster::replay_journal(&mut client, &keys, &config, &mut on_event)
+            .await
+            .expect("the journal in etcd replays");
+        assert!(last > 0, "the journal holds records");
+        let mut problems = Vec::new();
+        for (offer, &(contact, agent)) in &report.offer_log {
+            match replayed.get(offer) {
+                Some(&decision) if decision == (contact, agent) => {}
+                Some(decision) => {
+                    problems.push(format!("offer {offer}: {:?} live, {decision:?} on replay", (contact, agent)))
+                }
+                None => problems.push(format!("offer {offer} ({contact} → {agent}) is not in the journal")),
+            }
+        }
+        problems
+    }
+
+    fn keep_or_remove(&self, ok: bool) {
+        if ok && std::env::var_os("CCR_KEEP_CLUSTER_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            println!("logs in {}", self.dir.display());
+        }
+    }
+}
+
+/// One HTTP/1.0 GET on loopback (bounded: 1 s), the body if it answered 200.
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.lines().next()?;
+    status.contains(" 200 ").then_some(response)
+}
+
+/// What every test requires of the client's record and of the journal.
+async fn assert_nothing_lost_or_doubled(cluster: &Cluster, report: &FailoverReport, outages_at_least: usize) {
+    println!(
+        "{} acknowledged, {} completed, {} offers, {} outage(s): {:?}",
+        report.acknowledged,
+        report.completed,
+        report.offers,
+        report.outages.len(),
+        report
+            .outages
+            .iter()
+            .map(|o| o.first_offer_after_unix_ms.map(|f| f - o.last_offer_unix_ms))
+            .collect::<Vec<_>>()
+    );
+    let mut problems: Vec<String> = report.problems.clone();
+    problems.extend(report.lost.iter().map(|c| format!("acknowledged contact {c} lost")));
+    problems.extend(report.doubled.iter().cloned());
+    problems.extend(cluster.check_against_the_journal(report).await);
+    for (n, outage) in report.outages.iter().enumerate() {
+        if outage.first_offer_after_unix_ms.is_none() {
+            problems.push(format!("routing did not resume after outage {}", n + 1));
+        }
+    }
+    cluster.keep_or_remove(problems.is_empty());
+    assert!(report.acknowledged > 300, "traffic ran: {} contacts acknowledged", report.acknowledged);
+    assert!(report.completed > 100, "and calls completed: {}", report.completed);
+    assert!(report.outages.len() >= outages_at_least, "{} outage(s) seen", report.outages.len());
+    assert!(problems.is_empty(), "{} problem(s):\n{}", problems.len(), problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_active_under_traffic_loses_nothing_and_the_standby_takes_over() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let mut cluster = Cluster::start("kill").await;
+    let traffic = tokio::spawn({
+        let options = cluster.traffic(Duration::from_secs(14));
+        async move { failover::run(&options).await }
+    });
+    sleep(Duration::from_secs(2)).await;
+    for _ in 0..3 {
+        let victim = cluster.active();
+        let other = 1 - victim;
+        cluster.kill(victim);
+        cluster.wait_for_role(other, "active", Duration::from_secs(10)).await;
+        // The old active comes back, as the standby.
+        cluster.start_node(victim);
+        cluster.wait_for_role(victim, "standby", Duration::from_secs(10)).await;
+        sleep(Duration::from_secs(2)).await;
+    }
+    let report = traffic.await.unwrap().expect("the traffic ran");
+    assert_nothing_lost_or_doubled(&cluster, &report, 3).await;
+}
+
+/// The active is paused (SIGSTOP) past its lease while the standby takes
+/// over, then resumed: its writes are fenced off, it says in its log that
+/// it is no longer the active and starts again as a standby, and nothing
+/// it decided after losing the lease reached a client (every offer the
+/// client saw is in the journal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_active_is_fenced_off_and_comes_back_as_the_standby() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let cluster = Cluster::start("pause").await;
+    let traffic = tokio::spawn({
+        let options = cluster.traffic(Duration::from_secs(10));
+        async move { failover::run(&options).await }
+    });
+    sleep(Duration::from_secs(2)).await;
+    let victim = cluster.active();
+    cluster.signal(victim, "STOP");
+    cluster.wait_for_role(1 - victim, "active", Duration::from_secs(10)).await;
+    sleep(Duration::from_secs(1)).await;
+    cluster.signal(victim, "CONT");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cluster.log(victim).contains("demoted: starting again as a standby") {
+        assert!(Instant::now() < deadline, "the resumed node did not demote itself:\n{}", cluster.log(victim));
+        sleep(Duration::from_millis(50)).await;
+    }
+    cluster.wait_for_role(victim, "standby", Duration::from_secs(15)).await;
+    let log = cluster.log(victim);
+    assert!(log.contains("no longer the active"), "the log says why:\n{log}");
+    let report = traffic.await.unwrap().expect("the traffic ran");
+    assert_nothing_lost_or_doubled(&cluster, &report, 1).await;
+}
+
+/// etcd's leader is killed under traffic and comes back: routing pauses
+/// at most, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_etcd_leader_under_traffic_loses_nothing() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let mut cluster = Cluster::start("etcd").await;
+    let traffic = tokio::spawn({
+        let options = cluster.traffic(Duration::from_secs(10));
+        async move { failover::run(&options).await }
+    });
+    sleep(Duration::from_secs(2)).await;
+    let leader = cluster.etcd.leader().await.expect("etcd has a leader");
+    cluster.etcd.kill(leader).unwrap();
+    sleep(Duration::from_secs(3)).await;
+    cluster.etcd.restart(leader).unwrap();
+    let report = traffic.await.unwrap().expect("the traffic ran");
+    assert_nothing_lost_or_doubled(&cluster, &report, 0).await;
+    assert!(cluster.role(0).is_some() && cluster.role(1).is_some(), "both nodes still run");
+}
