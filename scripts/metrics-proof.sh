@@ -5,10 +5,13 @@
 #  2. systemd-analyze verifies the unit (where available);
 #  3. a ccrd on loopback runs under synthetic traffic; its /metrics page
 #     passes `promtool check metrics`;
-#  4. a real Prometheus on loopback scrapes it, and EVERY PromQL expression
-#     of the Grafana dashboard must return at least one series.
-# Installs Debian's prometheus package if promtool is missing. Stops
-# everything it started. Takes about a minute once built.
+#  4. a second ccrd runs as a one-node cluster on a one-member etcd (the
+#     cluster's metrics), under the same traffic;
+#  5. a real Prometheus on loopback scrapes both, and EVERY PromQL
+#     expression of the Grafana dashboard must return at least one series.
+# Installs Debian's prometheus package if promtool is missing (etcd:
+# scripts/install-etcd.sh). Stops everything it started. Takes about a
+# minute once built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +61,26 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+etcd_port="$(free_port)"; etcd_peer="$(free_port)"
+cluster_quic="$(free_port)"; cluster_metrics="$(free_port)"
+echo "== a one-node cluster: etcd on 127.0.0.1:$etcd_port, ccrd on 127.0.0.1:$cluster_quic (metrics $cluster_metrics)"
+etcd --name proof --data-dir "$work/etcd" --listen-client-urls "http://127.0.0.1:$etcd_port" \
+    --advertise-client-urls "http://127.0.0.1:$etcd_port" --listen-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" --initial-cluster "proof=http://127.0.0.1:$etcd_peer" \
+    --log-level error 2>"$work/etcd.log" &
+pids+=($!)
+{ cat scripts/metrics-proof.toml; printf '\n[cluster]\nname = "proof"\nnode = "proof-1"\netcd = ["127.0.0.1:%s"]\n' "$etcd_port"; } \
+    > "$work/cluster.toml"
+RUST_LOG=warn "$CCRD" --config "$work/cluster.toml" --listen "127.0.0.1:$cluster_quic" \
+    --metrics-listen "127.0.0.1:$cluster_metrics" --data-dir "$work/cluster-data" 2>"$work/ccrd-cluster.log" &
+pids+=($!)
+for _ in $(seq 1 200); do
+    curl -sf "http://127.0.0.1:$cluster_metrics/metrics" | grep -q 'ccr_cluster_role{role="active"} 1' && break
+    sleep 0.1
+done
+curl -sf "http://127.0.0.1:$cluster_metrics/metrics" | grep -q 'ccr_cluster_role{role="active"} 1' ||
+    { echo "the cluster node did not become active:"; cat "$work/ccrd-cluster.log"; exit 1; }
+
 cat > "$work/prometheus.yml" <<YML
 global:
   scrape_interval: 1s
@@ -65,7 +88,7 @@ global:
 scrape_configs:
   - job_name: ccrd
     static_configs:
-      - targets: ["127.0.0.1:$metrics_port"]
+      - targets: ["127.0.0.1:$metrics_port", "127.0.0.1:$cluster_metrics"]
 YML
 echo "== prometheus on 127.0.0.1:$prom_port"
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
@@ -75,10 +98,14 @@ pids+=($!)
 echo "== traffic for 20 s"
 "$TRAFFIC" "127.0.0.1:$quic_port" "$work/data/cert.der" 20 &
 traffic=$!
+"$TRAFFIC" "127.0.0.1:$cluster_quic" "$work/cluster-data/cert.der" 20 &
+cluster_traffic=$!
 sleep 10
 echo "== promtool check metrics (live page under load)"
 curl -sf "http://127.0.0.1:$metrics_port/metrics" | promtool check metrics
+curl -sf "http://127.0.0.1:$cluster_metrics/metrics" | promtool check metrics
 wait "$traffic"
+wait "$cluster_traffic"
 sleep 3
 
 echo "== every dashboard expression through Prometheus' HTTP API"
