@@ -199,6 +199,8 @@ pub struct ClusterConfig {
     /// How long the journal in etcd waits for a node that stopped
     /// reporting its snapshots before it drops what only that node needs.
     pub retention: Duration,
+    /// How often the active deletes what every node's snapshot covers.
+    pub prune_interval: Duration,
 }
 
 /// TLS to etcd (PEM files): its CA, and this node's certificate and key
@@ -270,6 +272,7 @@ struct RawCluster {
     append_depth: Option<Spanned<usize>>,
     max_batch_bytes: Option<Spanned<usize>>,
     retention: Option<Spanned<String>>,
+    prune_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -543,6 +546,11 @@ fn cluster_config(c: &mut Checker<'_>, raw: &RawCluster, server: &ServerConfig) 
             64 << 10..=64 << 20,
         ),
         retention: c.duration("cluster.retention".into(), raw.retention.as_ref(), Duration::from_secs(3600)),
+        prune_interval: c.duration(
+            "cluster.prune_interval".into(),
+            raw.prune_interval.as_ref(),
+            Duration::from_secs(60),
+        ),
     }
 }
 
@@ -929,6 +937,42 @@ name = \"a\"
             parse("[journal]\nfsync = \"interval\"\nfsync_interval = \"5ms\"\n[[queues]]\nname = \"a\"\n").unwrap();
         assert_eq!(ok.journal.options.fsync, FsyncPolicy::Interval(Duration::from_millis(5)));
         assert!(ok.journal.enabled);
+    }
+
+    #[test]
+    fn cluster_options_are_checked_with_their_line() {
+        let text = "[server]\nlisten = \"0.0.0.0:4433\"\n[journal]\nenabled = false\n[cluster]\nname = \"centre/1\"\n\
+                    lease_ttl = \"1500ms\"\nappend_depth = 0\netcd = []\netcd_cert = \"c.pem\"\n[[queues]]\nname = \"a\"\n";
+        let shown: Vec<String> = parse(text).unwrap_err().0.iter().map(ToString::to_string).collect();
+        for expected in [
+            "line 6: cluster.name",
+            "cluster.node: required",
+            "cluster.advertise: required when server.listen (0.0.0.0:4433)",
+            "line 7: cluster.lease_ttl",
+            "line 8: cluster.append_depth",
+            "line 9: cluster.etcd: at least one",
+            "cluster.etcd_ca: etcd_ca, with etcd_cert and etcd_key together",
+            "journal.enabled: must be true with [cluster]",
+        ] {
+            assert!(shown.iter().any(|p| p.starts_with(expected)), "{expected:?} in {shown:#?}");
+        }
+        assert_eq!(shown.len(), 8, "{shown:#?}");
+    }
+
+    #[test]
+    fn a_cluster_section_gives_every_setting_its_default() {
+        let text = "[server]\nlisten = \"127.0.0.1:4501\"\n[cluster]\nname = \"centre-1\"\nnode = \"a\"\n\
+                    etcd = [\"127.0.0.1:2379\"]\n[[queues]]\nname = \"a\"\n";
+        let cluster = parse(text).unwrap().cluster.expect("a cluster");
+        assert_eq!(
+            (cluster.name.as_str(), cluster.partition.as_str(), cluster.node.as_str()),
+            ("centre-1", "main", "a")
+        );
+        assert_eq!(cluster.advertise, "127.0.0.1:4501".parse().unwrap(), "clients reach it where it listens");
+        assert_eq!(cluster.lease_ttl, Duration::from_secs(1));
+        assert_eq!((cluster.append_depth, cluster.max_batch_bytes), (16, 1 << 20));
+        assert!(cluster.etcd_tls.is_none());
+        assert!(parse("[[queues]]\nname = \"a\"\n").unwrap().cluster.is_none(), "no cluster without the section");
     }
 
     #[test]

@@ -73,8 +73,9 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// etcd, then node a (which becomes the active), then node b (the standby).
-    async fn start(tag: &str) -> Cluster {
+    /// etcd, then node a (which becomes the active), then node b (the
+    /// standby); `extra` is more TOML after the `[cluster]` keys.
+    async fn start(tag: &str, extra: &str) -> Cluster {
         let dir = std::env::temp_dir().join(format!("ccr-cluster-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -82,14 +83,15 @@ impl Cluster {
         etcd.client().await.expect("etcd answers");
         let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
         let mut nodes = Vec::new();
-        for name in ["a", "b"] {
+        for name in ["a", "b", "c"] {
             let quic: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let metrics: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
             let config = format!(
                 "{ROUTING}\n[server]\nlisten = \"{quic}\"\nmetrics_listen = \"{metrics}\"\ndata_dir = \"{}\"\n\n\
-                 [cluster]\nname = \"test\"\nnode = \"{name}\"\netcd = [{}]\nlease_ttl = \"1s\"\n",
+                 [cluster]\nname = \"test\"\nnode = \"{name}\"\netcd = [{}]\n{}\n",
                 dir.join(format!("data-{name}")).display(),
                 endpoints.join(", "),
+                if extra.contains("lease_ttl") { extra.to_owned() } else { format!("lease_ttl = \"1s\"\n{extra}") },
             );
             std::fs::write(dir.join(format!("{name}.toml")), config).unwrap();
             nodes.push(Node { name, quic, metrics, daemon: None, lives: 0 });
@@ -155,11 +157,11 @@ impl Cluster {
         daemon.child.wait().unwrap();
     }
 
-    /// The failover driver's options: every node, both certificates.
+    /// The failover driver's options: nodes a and b, their certificates.
     fn traffic(&self, duration: Duration) -> FailoverOptions {
         let roots = ["a", "b"].map(|n| std::fs::read(self.dir.join(format!("data-{n}/cert.der"))).unwrap()).to_vec();
         FailoverOptions {
-            addrs: self.nodes.iter().map(|n| n.quic).collect(),
+            addrs: self.nodes[..2].iter().map(|n| n.quic).collect(),
             server_name: "localhost".into(),
             roots,
             identity: None,
@@ -225,6 +227,12 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
 
 /// What every test requires of the client's record and of the journal.
 async fn assert_nothing_lost_or_doubled(cluster: &Cluster, report: &FailoverReport, outages_at_least: usize) {
+    let replayed = cluster.check_against_the_journal(report).await;
+    assert_client_record(cluster, report, outages_at_least, replayed);
+}
+
+/// What every test requires of the client's record.
+fn assert_client_record(cluster: &Cluster, report: &FailoverReport, outages_at_least: usize, more: Vec<String>) {
     println!(
         "{} acknowledged, {} completed, {} offers, {} outage(s): {:?}",
         report.acknowledged,
@@ -240,7 +248,7 @@ async fn assert_nothing_lost_or_doubled(cluster: &Cluster, report: &FailoverRepo
     let mut problems: Vec<String> = report.problems.clone();
     problems.extend(report.lost.iter().map(|c| format!("acknowledged contact {c} lost")));
     problems.extend(report.doubled.iter().cloned());
-    problems.extend(cluster.check_against_the_journal(report).await);
+    problems.extend(more);
     for (n, outage) in report.outages.iter().enumerate() {
         if outage.first_offer_after_unix_ms.is_none() {
             problems.push(format!("routing did not resume after outage {}", n + 1));
@@ -256,7 +264,7 @@ async fn assert_nothing_lost_or_doubled(cluster: &Cluster, report: &FailoverRepo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_active_under_traffic_loses_nothing_and_the_standby_takes_over() {
     let _one_at_a_time = SERIAL.lock().await;
-    let mut cluster = Cluster::start("kill").await;
+    let mut cluster = Cluster::start("kill", "").await;
     let traffic = tokio::spawn({
         let options = cluster.traffic(Duration::from_secs(14));
         async move { failover::run(&options).await }
@@ -284,7 +292,7 @@ async fn killing_the_active_under_traffic_loses_nothing_and_the_standby_takes_ov
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_active_is_fenced_off_and_comes_back_as_the_standby() {
     let _one_at_a_time = SERIAL.lock().await;
-    let cluster = Cluster::start("pause").await;
+    let cluster = Cluster::start("pause", "").await;
     let traffic = tokio::spawn({
         let options = cluster.traffic(Duration::from_secs(10));
         async move { failover::run(&options).await }
@@ -312,7 +320,7 @@ async fn a_paused_active_is_fenced_off_and_comes_back_as_the_standby() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_etcd_leader_under_traffic_loses_nothing() {
     let _one_at_a_time = SERIAL.lock().await;
-    let mut cluster = Cluster::start("etcd").await;
+    let mut cluster = Cluster::start("etcd", "").await;
     let traffic = tokio::spawn({
         let options = cluster.traffic(Duration::from_secs(10));
         async move { failover::run(&options).await }
@@ -325,4 +333,72 @@ async fn killing_the_etcd_leader_under_traffic_loses_nothing() {
     let report = traffic.await.unwrap().expect("the traffic ran");
     assert_nothing_lost_or_doubled(&cluster, &report, 0).await;
     assert!(cluster.role(0).is_some() && cluster.role(1).is_some(), "both nodes still run");
+}
+
+/// A polite stop of the active (SIGTERM) hands over at once: it steps down
+/// (its lease revoked), and the standby leads long before the lease could
+/// have run out (10 s here); nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_active_hands_over_at_once() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let mut cluster = Cluster::start("handover", "lease_ttl = \"10s\"").await;
+    let traffic = tokio::spawn({
+        let options = cluster.traffic(Duration::from_secs(8));
+        async move { failover::run(&options).await }
+    });
+    sleep(Duration::from_secs(2)).await;
+    let victim = cluster.active();
+    let stopped = Instant::now();
+    cluster.signal(victim, "TERM");
+    cluster.wait_for_role(1 - victim, "active", Duration::from_secs(8)).await;
+    assert!(stopped.elapsed() < Duration::from_secs(8), "the standby led before the 10 s lease could have ended");
+    let mut daemon = cluster.nodes[victim].daemon.take().unwrap();
+    let status = daemon.exit(Duration::from_secs(10)).await.expect("the old active exits");
+    assert!(status.success(), "and cleanly: {status}");
+    assert!(daemon.log().contains("stepped down"), "its log says so:\n{}", daemon.log());
+    cluster.start_node(victim);
+    cluster.wait_for_role(victim, "standby", Duration::from_secs(10)).await;
+    let report = traffic.await.unwrap().expect("the traffic ran");
+    assert_nothing_lost_or_doubled(&cluster, &report, 1).await;
+}
+
+/// With every node snapshotting each second, the active prunes the journal
+/// in etcd to what every node's snapshot covers; nodes then start from
+/// their snapshots and carry on (a takeover after the pruning loses
+/// nothing), while a node with no state at all is refused, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_in_etcd_is_pruned_to_what_every_snapshot_covers() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let extra = "prune_interval = \"1s\"\n[journal]\nsnapshot_interval = \"1s\"\n";
+    let mut cluster = Cluster::start("prune", extra).await;
+    let traffic = tokio::spawn({
+        let options = cluster.traffic(Duration::from_secs(10));
+        async move { failover::run(&options).await }
+    });
+    let mut client = cluster.etcd.client().await.unwrap();
+    let keys = Keys::new("test", "main").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let first = loop {
+        let first = ccr_cluster::journal::first_held(&mut client, &keys).await.unwrap();
+        if first.is_some_and(|f| f > 1) || Instant::now() > deadline {
+            break first;
+        }
+        sleep(Duration::from_millis(200)).await;
+    };
+    assert!(first.is_some_and(|f| f > 1), "the journal was pruned: it starts at {first:?}");
+    // After the pruning: the active killed, the standby takes over from
+    // what it follows, the old one comes back from its snapshot.
+    let victim = cluster.active();
+    cluster.kill(victim);
+    cluster.wait_for_role(1 - victim, "active", Duration::from_secs(10)).await;
+    cluster.start_node(victim);
+    cluster.wait_for_role(victim, "standby", Duration::from_secs(10)).await;
+    // A node with nothing cannot follow a journal that starts after record 1.
+    cluster.start_node(2);
+    let mut fresh = cluster.nodes[2].daemon.take().unwrap();
+    let status = fresh.exit(Duration::from_secs(20)).await.expect("a node with nothing stops");
+    assert!(!status.success(), "non-zero: {status}");
+    assert!(fresh.log().contains("must start from a newer snapshot"), "and says why:\n{}", fresh.log());
+    let report = traffic.await.unwrap().expect("the traffic ran");
+    assert_client_record(&cluster, &report, 1, Vec::new());
 }

@@ -42,9 +42,6 @@ use crate::journal::replica::{self, Feed, Replayed, Replica};
 use crate::journal::{self, recovery, Failure, Journal, JournalError, JournalMetrics};
 use crate::metrics::ClusterMetrics;
 
-/// How often the active deletes what every node's snapshot covers.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("etcd: {0}")]
@@ -206,7 +203,8 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
     let mut tasks = Tasks::default();
     let (positions, to_publish) = mpsc::unbounded_channel();
     tasks.0.push(tokio::spawn(publish_positions(cx.client.clone(), keys.clone(), cluster.node.clone(), to_publish)));
-    tasks.0.push(tokio::spawn(prune(cx.client.clone(), keys.clone(), epoch, cluster.retention)));
+    let pruning = prune(cx.client.clone(), keys.clone(), epoch, cluster.retention, cluster.prune_interval);
+    tasks.0.push(tokio::spawn(pruning));
     let (feed, replica_thread) = spawn_replica(cx, &dir, router.clone(), new_names, seq, false, positions, drop)?;
     let timeout = (cluster.lease_ttl * 5).max(Duration::from_secs(5));
     let appender = etcd_journal::Appender::new(cx.client.clone(), keys, epoch, seq + 1, cluster.append_depth)
@@ -449,10 +447,10 @@ async fn publish_positions(mut client: Client, keys: Keys, node: String, mut seq
     }
 }
 
-/// The active's pruning: every [`PRUNE_EVERY`], the batches every node's
+/// The active's pruning: every `interval`, the batches every node's
 /// snapshot covers are deleted and etcd compacted to that revision.
-async fn prune(mut client: Client, keys: Keys, epoch: i64, retention: Duration) {
-    let mut every = tokio::time::interval(PRUNE_EVERY);
+async fn prune(mut client: Client, keys: Keys, epoch: i64, retention: Duration, interval: Duration) {
+    let mut every = tokio::time::interval(interval.max(Duration::from_millis(100)));
     every.tick().await;
     loop {
         every.tick().await;
