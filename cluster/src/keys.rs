@@ -4,6 +4,9 @@
 //! /ccr/<cluster>/<partition>/leader                 the active node (under its lease)
 //! /ccr/<cluster>/<partition>/journal/<first record, 20 digits> one group-commit batch of records
 //! /ccr/<cluster>/<partition>/members/<node>          the newest snapshot of each node
+//! /ccr/<cluster>/<partition>/bootstrap/<node>        a node that needs a snapshot
+//! /ccr/<cluster>/<partition>/snapshot/<seq>          a snapshot offered to it: its size
+//! /ccr/<cluster>/<partition>/snapshot/<seq>/<chunk>  and its bytes, in chunks
 //! ```
 
 /// The keys of one partition of one cluster.
@@ -60,6 +63,35 @@ impl Keys {
     /// The end (exclusive) of the members' key range.
     pub fn members_end(&self) -> String {
         format!("{}members0", self.prefix)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("{}bootstrap/", self.prefix)
+    }
+
+    pub fn bootstrap_request(&self, node: &str) -> String {
+        format!("{}bootstrap/{node}", self.prefix)
+    }
+
+    pub fn snapshots(&self) -> String {
+        format!("{}snapshot/", self.prefix)
+    }
+
+    /// The end (exclusive) of a range that starts with `prefix`.
+    pub fn range_end(prefix: &str) -> String {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1; // prefixes end in '/', which has a successor
+        }
+        String::from_utf8(end).expect("ASCII")
+    }
+
+    pub fn snapshot_manifest(&self, seq: u64) -> String {
+        format!("{}snapshot/{seq:020}", self.prefix)
+    }
+
+    pub fn snapshot_chunk(&self, seq: u64, chunk: u32) -> String {
+        format!("{}snapshot/{seq:020}/{chunk:08}", self.prefix)
     }
 
     /// The first record's number in a journal key of this partition.

@@ -13,6 +13,7 @@
 //! and one journal per partition, so that a process can later be active for
 //! some partitions and standby for others.
 
+pub mod bootstrap;
 pub mod election;
 pub mod journal;
 mod keys;

@@ -549,7 +549,7 @@ fn cluster_config(c: &mut Checker<'_>, raw: &RawCluster, server: &ServerConfig) 
         prune_interval: c.duration(
             "cluster.prune_interval".into(),
             raw.prune_interval.as_ref(),
-            Duration::from_secs(60),
+            Duration::from_secs(10),
         ),
     }
 }

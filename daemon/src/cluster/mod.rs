@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use ccr_cluster::journal::{self as etcd_journal, Batch, Follower};
-use ccr_cluster::{members, Candidate, ClusterError, Keys, Leader, Leadership};
+use ccr_cluster::{bootstrap, members, Candidate, ClusterError, Keys, Leader, Leadership};
 use ccr_core::Router;
 use etcd_client::{Client, ConnectOptions, EventType};
 use tokio::sync::{mpsc, watch};
@@ -138,9 +138,26 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
     let dir = journal::dir_in(&cx.config.server.data_dir);
     let config = cx.config.clone();
     let local_dir = dir.clone();
-    let (router, names, seq) = tokio::task::spawn_blocking(move || load_local(&local_dir, &config))
-        .await
-        .map_err(|e| NodeError::Replay(e.to_string()))??;
+    let load = || {
+        let (dir, config) = (local_dir.clone(), config.clone());
+        async move {
+            tokio::task::spawn_blocking(move || load_local(&dir, &config))
+                .await
+                .map_err(|e| NodeError::Replay(e.to_string()))?
+        }
+    };
+    let (mut router, mut names, mut seq) = load().await?;
+    if let Some(first) = etcd_journal::first_held(&mut cx.client.clone(), &keys).await?.filter(|&f| f > seq + 1) {
+        warn!(
+            node = %cluster.node,
+            seq,
+            first,
+            "the journal in etcd starts after this node's state: asking the active for a snapshot"
+        );
+        fetch_snapshot(&mut cx.client.clone(), &keys, &cluster.node, &dir, first).await?;
+        (router, names, seq) = load().await?;
+        info!(node = %cluster.node, seq, "bootstrapped from a snapshot of the active");
+    }
     info!(node = %cluster.node, seq, "standby: following the journal in etcd from the local state");
     // Until this node's first snapshot, the journal keeps what it needs.
     members::publish(&mut cx.client.clone(), &keys, &cluster.node, seq).await?;
@@ -205,6 +222,7 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
     tasks.0.push(tokio::spawn(publish_positions(cx.client.clone(), keys.clone(), cluster.node.clone(), to_publish)));
     let pruning = prune(cx.client.clone(), keys.clone(), epoch, cluster.retention, cluster.prune_interval);
     tasks.0.push(tokio::spawn(pruning));
+    tasks.0.push(tokio::spawn(offer_snapshots(cx.client.clone(), keys.clone(), dir.clone())));
     let (feed, replica_thread) = spawn_replica(cx, &dir, router.clone(), new_names, seq, false, positions, drop)?;
     let timeout = (cluster.lease_ttl * 5).max(Duration::from_secs(5));
     let appender = etcd_journal::Appender::new(cx.client.clone(), keys, epoch, seq + 1, cluster.append_depth)
@@ -215,6 +233,7 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
         replica: Some(feed.feed),
         failure: cx.failure.clone(),
         append_seconds: cx.metrics.append.clone(),
+        bytes: cx.journal_metrics.bytes.clone(),
     };
     let (to_writer, batches) = mpsc::unbounded_channel();
     let (done, writer_done) = crossbeam_channel::bounded(0);
@@ -258,6 +277,91 @@ pub async fn replay_journal(
         replica::apply_batch(&mut router, &mut names, &mut seq, &batch.bytes, on_event).map_err(NodeError::Replay)?;
     }
     Ok(seq)
+}
+
+/// Gets a snapshot from the active through etcd (`ccr_cluster::bootstrap`)
+/// that the journal can be followed from (`first`: its first record), and
+/// makes it this node's newest, durably.
+async fn fetch_snapshot(client: &mut Client, keys: &Keys, node: &str, dir: &Path, first: u64) -> Result<(), NodeError> {
+    bootstrap::request(client, keys, node).await?;
+    let mut asked = Instant::now();
+    loop {
+        if let Some((seq, file)) = bootstrap::fetch(client, keys).await? {
+            if seq + 1 >= first {
+                let dir = dir.to_owned();
+                let kept = tokio::task::spawn_blocking(move || keep_snapshot(&dir, seq, &file))
+                    .await
+                    .map_err(|e| NodeError::Replay(e.to_string()))?;
+                match kept {
+                    Ok(()) => {
+                        bootstrap::withdraw(client, keys, node).await?;
+                        return Ok(());
+                    }
+                    Err(why) => warn!(seq, %why, "the snapshot from the active is unusable; asking again"),
+                }
+            }
+        }
+        if asked.elapsed() > Duration::from_secs(10) {
+            warn!("still waiting for a snapshot from the active (is one running?)");
+            asked = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Writes a snapshot file received from the active into `dir`, checked
+/// (its header names `seq`, its checksum matches) before it is renamed in.
+fn keep_snapshot(dir: &Path, seq: u64, file: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let path = format::snapshot_path(dir, seq);
+    let tmp = path.with_extension("snap.fetched");
+    let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(file).and_then(|_| f.sync_all()));
+    written.map_err(|e| format!("{}: {e}", tmp.display()))?;
+    match recovery::read_snapshot(&tmp) {
+        Ok((header, _, _)) if header.seq == seq => {}
+        Ok((header, _, _)) => return Err(format!("holds record {} where {seq} was offered", header.seq)),
+        Err(why) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(why);
+        }
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::journal::writer::sync_dir(dir).map_err(|e| e.to_string())
+}
+
+/// The active's side of bootstrapping: while a node asks, its newest local
+/// snapshot is offered through etcd; once none asks, it is deleted.
+async fn offer_snapshots(mut client: Client, keys: Keys, dir: std::path::PathBuf) {
+    let mut offered: Option<u64> = None;
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        let step = async {
+            if !bootstrap::requested(&mut client, &keys).await? {
+                if offered.take().is_some() {
+                    bootstrap::clear(&mut client, &keys).await?;
+                }
+                return Ok(());
+            }
+            let dir = dir.clone();
+            let newest = tokio::task::spawn_blocking(move || {
+                let (seq, path) = recovery::list(&dir).ok()?.snapshots.pop()?;
+                Some((seq, std::fs::read(path).ok()?))
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some((seq, file)) = newest.filter(|(seq, _)| offered != Some(*seq)) {
+                info!(seq, bytes = file.len(), "offering a snapshot to a node that asks for one");
+                bootstrap::offer(&mut client, &keys, seq, &file).await?;
+                offered = Some(seq);
+            }
+            Ok::<(), ClusterError>(())
+        };
+        if let Err(e) = step.await {
+            warn!(error = %e, "offering a snapshot through etcd failed; trying again");
+        }
+    }
 }
 
 /// Campaigns until this node leads, through etcd's own failures (a member

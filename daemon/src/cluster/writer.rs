@@ -30,6 +30,8 @@ pub struct EtcdWriter {
     pub replica: Option<Feed>,
     pub failure: Arc<Failure>,
     pub append_seconds: metrics::Histogram,
+    /// `ccr_journal_bytes_total`, as for a local journal.
+    pub bytes: metrics::Counter,
 }
 
 /// One write to etcd: whole records, and what to release after them.
@@ -102,6 +104,7 @@ impl EtcdWriter {
         loop {
             while self.appender.has_room() {
                 let Some(write) = pipeline.next_write() else { break };
+                self.bytes.increment(write.bytes.len() as u64);
                 let copy = if self.replica.is_some() { write.bytes.clone() } else { Vec::new() };
                 // With room, `push` waits for nothing.
                 let _ = self.appender.push(write.records, write.bytes).await;

@@ -88,9 +88,9 @@ impl Replica {
     /// replays nothing. Returns the state it ends with, or `None` if it had
     /// to stop (a batch it could not apply).
     pub fn run(mut self, batches: Receiver<Vec<u8>>) -> Option<Replayed> {
-        if !self.eager {
-            yield_to_routing();
-        }
+        // A standby's router too: on a shared host, the active's threads
+        // come first; it keeps up on what they leave (its lag is measured).
+        yield_to_routing();
         let mut since = Since { bytes: 0, at: Instant::now() };
         if self.snapshot_first {
             self.snapshot(&mut since);
