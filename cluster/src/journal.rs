@@ -156,20 +156,38 @@ pub async fn settle(client: &mut Client, keys: &Keys, epoch: i64, from: u64) -> 
     Ok(Settled { batches, next })
 }
 
+/// Batches deleted by one transaction when pruning: one delete of tens of
+/// thousands of keys held etcd, and every append behind it, for hundreds of
+/// milliseconds.
+pub const PRUNE_STEP: i64 = 512;
+
 /// Deletes the batches that start at or before record `upto` (those a
-/// snapshot after record `upto` covers), under `epoch`; returns the
-/// revision of the delete, which etcd may be compacted to.
+/// snapshot after record `upto` covers), under `epoch`, [`PRUNE_STEP`] at a
+/// time with a pause between; returns the revision of the last delete,
+/// which etcd may be compacted to (0: nothing to delete).
 pub async fn prune(client: &mut Client, keys: &Keys, epoch: i64, upto: u64) -> Result<i64, ClusterError> {
-    let range = DeleteOptions::new().with_range(keys.journal_entry(upto.saturating_add(1)));
-    let fenced = Txn::new()
-        .when([Compare::create_revision(keys.leader(), CompareOp::Equal, epoch)])
-        .and_then([TxnOp::delete(keys.journal_entry(0), Some(range))])
-        .or_else([TxnOp::get(keys.leader(), None)]);
-    let response = client.txn(fenced).await?;
-    if !response.succeeded() {
-        return Err(ClusterError::Fenced { epoch, current: Leader::found_in(&response) });
+    let end = keys.journal_entry(upto.saturating_add(1));
+    let mut revision = 0;
+    loop {
+        let step = GetOptions::new().with_range(end.clone()).with_keys_only().with_limit(PRUNE_STEP);
+        let found = client.get(keys.journal_entry(0), Some(step)).await?;
+        let Some(last) = found.kvs().last() else { return Ok(revision) };
+        let through = keys.journal_batch(last.key()).unwrap_or(upto).min(upto);
+        let range = DeleteOptions::new().with_range(keys.journal_entry(through.saturating_add(1)));
+        let fenced = Txn::new()
+            .when([Compare::create_revision(keys.leader(), CompareOp::Equal, epoch)])
+            .and_then([TxnOp::delete(keys.journal_entry(0), Some(range))])
+            .or_else([TxnOp::get(keys.leader(), None)]);
+        let response = client.txn(fenced).await?;
+        if !response.succeeded() {
+            return Err(ClusterError::Fenced { epoch, current: Leader::found_in(&response) });
+        }
+        revision = response.header().map_or(0, |h| h.revision());
+        if (found.kvs().len() as i64) < PRUNE_STEP {
+            return Ok(revision);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    Ok(response.header().map_or(0, |h| h.revision()))
 }
 
 /// Writes batches with up to `depth` in flight, each starting where the one

@@ -565,7 +565,9 @@ async fn prune(mut client: Client, keys: Keys, epoch: i64, retention: Duration, 
                 return Ok(None);
             }
             let revision = etcd_journal::prune(&mut client, &keys, epoch, upto).await?;
-            client.compact(revision, None).await?;
+            if revision > 0 {
+                client.compact(revision, None).await?;
+            }
             Ok::<_, ClusterError>(Some((upto, revision)))
         };
         match pruned.await {
