@@ -409,3 +409,82 @@ async fn the_journal_in_etcd_is_pruned_to_what_every_snapshot_covers() {
     let report = traffic.await.unwrap().expect("the traffic ran");
     assert_client_record(&cluster, &report, 1, Vec::new());
 }
+
+/// `[cluster]` with TLS to etcd: a member that serves only TLS and asks
+/// for client certificates (all issued here by one CA, as PEM files) is
+/// reached through `https://` endpoints, `etcd_ca`, `etcd_cert` and
+/// `etcd_key`; without the client certificate it refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_is_reached_over_tls_with_a_client_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let _one_at_a_time = SERIAL.lock().await;
+    let dir = std::env::temp_dir().join(format!("ccr-cluster-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let issue = |name: &str, sans: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(sans).unwrap().signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key.pem")), key.serialize_pem()).unwrap();
+    };
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    issue("server", vec!["127.0.0.1".into(), "localhost".into()]);
+    issue("client", vec!["ccrd".into()]);
+    let (client_port, peer_port) = (free_tcp_port(), free_tcp_port());
+    let path = |f: &str| dir.join(f).display().to_string();
+    let mut etcd = Command::new("etcd");
+    etcd.args(["--name", "tls", "--data-dir", &path("etcd")])
+        .args(["--listen-client-urls", &format!("https://127.0.0.1:{client_port}")])
+        .args(["--advertise-client-urls", &format!("https://127.0.0.1:{client_port}")])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
+        .args(["--initial-cluster", &format!("tls=http://127.0.0.1:{peer_port}")])
+        .args(["--cert-file", &path("server.pem"), "--key-file", &path("server.key.pem")])
+        .args(["--trusted-ca-file", &path("ca.pem"), "--client-cert-auth", "--log-level", "error"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap());
+    // Killed on every way out, as the ccrd children are.
+    let etcd = Daemon::spawn(etcd, dir.join("etcd.log"));
+    let config = |with_identity: bool| {
+        let identity = if with_identity {
+            format!("etcd_cert = \"{}\"\netcd_key = \"{}\"\n", path("client.pem"), path("client.key.pem"))
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "{ROUTING}\n[cluster]\nname = \"tls\"\nnode = \"a\"\netcd = [\"https://127.0.0.1:{client_port}\"]\n\
+             etcd_ca = \"{}\"\n{identity}",
+            path("ca.pem")
+        );
+        ccr_daemon::config::parse(&text).unwrap().cluster.unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut client = loop {
+        let tried = async {
+            let mut c = ccr_daemon::cluster::connect(&config(true)).await.map_err(|e| e.to_string())?;
+            c.put("/ccr/tls/probe", "ok", None).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(c)
+        };
+        match tried.await {
+            Ok(c) => break c,
+            Err(e) => assert!(Instant::now() < deadline, "etcd over TLS did not answer: {e}"),
+        }
+        sleep(Duration::from_millis(100)).await;
+    };
+    let got = client.get("/ccr/tls/probe", None).await.unwrap();
+    assert_eq!(got.kvs()[0].value(), b"ok");
+    // Without the client certificate, etcd refuses the connection.
+    let refused = async {
+        let mut c = ccr_daemon::cluster::connect(&config(false)).await.map_err(|e| e.to_string())?;
+        c.get("/ccr/tls/probe", None).await.map_err(|e| e.to_string())
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(10), refused).await;
+    assert!(matches!(refused, Ok(Err(_))), "a client without a certificate is refused: {refused:?}");
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
