@@ -70,6 +70,21 @@ pub struct Status {
     pub active_address: Option<String>,
 }
 
+/// A client of the cluster's etcd, once one can be made: while no endpoint
+/// answers, it says so and tries again each second. A configuration it
+/// cannot use (a missing certificate file) is an error at once.
+pub async fn connect_when_up(config: &ClusterConfig) -> Result<Client, NodeError> {
+    loop {
+        match connect(config).await {
+            Err(NodeError::Cluster(ClusterError::Etcd(e))) => {
+                warn!(error = %e, endpoints = ?config.etcd, "etcd cannot be reached; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// A client of the cluster's etcd.
 pub async fn connect(config: &ClusterConfig) -> Result<Client, NodeError> {
     let mut options = ConnectOptions::new()
@@ -147,7 +162,16 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
         }
     };
     let (mut router, mut names, mut seq) = load().await?;
-    if let Some(first) = etcd_journal::first_held(&mut cx.client.clone(), &keys).await?.filter(|&f| f > seq + 1) {
+    let first_held = loop {
+        match etcd_journal::first_held(&mut cx.client.clone(), &keys).await {
+            Ok(first) => break first,
+            Err(e) => {
+                warn!(error = %e, "etcd does not answer; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    if let Some(first) = first_held.filter(|&f| f > seq + 1) {
         warn!(
             node = %cluster.node,
             seq,
@@ -160,7 +184,9 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
     }
     info!(node = %cluster.node, seq, "standby: following the journal in etcd from the local state");
     // Until this node's first snapshot, the journal keeps what it needs.
-    members::publish(&mut cx.client.clone(), &keys, &cluster.node, seq).await?;
+    if let Err(e) = members::publish(&mut cx.client.clone(), &keys, &cluster.node, seq).await {
+        warn!(error = %e, "could not say how far this node's state goes (pruning may leave it behind)");
+    }
     let mut tasks = Tasks::default();
     let (positions, to_publish) = mpsc::unbounded_channel();
     tasks.0.push(tokio::spawn(publish_positions(cx.client.clone(), keys.clone(), cluster.node.clone(), to_publish)));

@@ -290,7 +290,10 @@ pub async fn serve(
         let (status, status_rx) = watch::channel(crate::cluster::Status::default());
         let cx = crate::cluster::Context {
             config: config.clone(),
-            client: crate::cluster::connect(cluster_config).await?,
+            client: tokio::select! {
+                client = crate::cluster::connect_when_up(cluster_config) => client?,
+                _ = &mut control.shutdown => return Ok(()),
+            },
             clock: clock.clone(),
             metrics: metrics.cluster.clone().expect("registered for a cluster"),
             journal_metrics,
