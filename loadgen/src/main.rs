@@ -25,6 +25,35 @@ struct Args {
     command: Cmd,
 }
 
+/// A client certificate chain and its PKCS#8 key (DER).
+type ChainAndKey = (Vec<Vec<u8>>, Vec<u8>);
+
+/// Who the client says it is, and whom it expects.
+#[derive(clap::Args, Clone)]
+struct ClientIdentity {
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// Client certificate and key (DER, PKCS#8) when ccrd requires them.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long)]
+    client_key: Option<PathBuf>,
+}
+
+impl ClientIdentity {
+    /// The certificate chain and key to present, if any.
+    fn load(&self) -> anyhow::Result<Option<ChainAndKey>> {
+        Ok(match (&self.client_cert, &self.client_key) {
+            (Some(c), Some(k)) => Some((vec![read(c)?], read(k)?)),
+            _ => None,
+        })
+    }
+}
+
+fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| path.display().to_string())
+}
+
 /// Where the report goes besides the terminal.
 #[derive(clap::Args, Clone, Default)]
 struct Outputs {
@@ -67,13 +96,8 @@ enum Cmd {
         /// Certificate (DER) to trust: ccrd's own (data_dir/cert.der) or its CA.
         #[arg(long)]
         cert: PathBuf,
-        #[arg(long, default_value = "localhost")]
-        server_name: String,
-        /// Client certificate and key (DER, PKCS#8) when ccrd requires them.
-        #[arg(long, requires = "client_key")]
-        client_cert: Option<PathBuf>,
-        #[arg(long)]
-        client_key: Option<PathBuf>,
+        #[command(flatten)]
+        identity: ClientIdentity,
         /// Scenario time per wall-clock time (60: an hour in a minute).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
@@ -140,13 +164,8 @@ enum Cmd {
         /// Certificates (DER) to trust: each node's own, or their CA.
         #[arg(long, required = true)]
         cert: Vec<PathBuf>,
-        #[arg(long, default_value = "localhost")]
-        server_name: String,
-        /// Client certificate and key (DER, PKCS#8) when ccrd requires them.
-        #[arg(long, requires = "client_key")]
-        client_cert: Option<PathBuf>,
-        #[arg(long)]
-        client_key: Option<PathBuf>,
+        #[command(flatten)]
+        identity: ClientIdentity,
         /// Contacts a second.
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
@@ -228,14 +247,14 @@ fn main() -> anyhow::Result<()> {
     ccr_daemon::host::keep_freed_memory();
     match Args::parse().command {
         Cmd::Simulate { scenario, seed, policy, outputs } => simulate(&scenario, seed, policy, outputs),
-        Cmd::Run { scenario, addr, cert, server_name, client_cert, client_key, speed, duration, outputs } => {
+        Cmd::Run { scenario, addr, cert, identity, speed, duration, outputs } => {
             let s = scenario::load(&scenario)?;
-            let read = |p: &PathBuf| std::fs::read(p).with_context(|| p.display().to_string());
-            let identity = match (&client_cert, &client_key) {
-                (Some(c), Some(k)) => Some((vec![read(c)?], read(k)?)),
-                _ => None,
+            let target = live::Target {
+                addr,
+                roots: vec![read(&cert)?],
+                identity: identity.load()?,
+                server_name: identity.server_name,
             };
-            let target = live::Target { addr, server_name, roots: vec![read(&cert)?], identity };
             let options = live::LiveOptions {
                 speed,
                 duration: duration.map(Into::into),
@@ -245,31 +264,12 @@ fn main() -> anyhow::Result<()> {
             live_report(&s, &target, &options, &outputs)
         }
         Cmd::Demo { speed } => demo(speed),
-        Cmd::Failover {
-            addr,
-            cert,
-            server_name,
-            client_cert,
-            client_key,
-            rate,
-            agents,
-            duration,
-            talk,
-            queue,
-            skill,
-            language,
-            json,
-        } => {
-            let read = |p: &PathBuf| std::fs::read(p).with_context(|| p.display().to_string());
-            let identity = match (&client_cert, &client_key) {
-                (Some(c), Some(k)) => Some((vec![read(c)?], read(k)?)),
-                _ => None,
-            };
+        Cmd::Failover { addr, cert, identity, rate, agents, duration, talk, queue, skill, language, json } => {
             let options = ccr_loadgen::failover::FailoverOptions {
                 addrs: addr,
-                server_name,
                 roots: cert.iter().map(read).collect::<anyhow::Result<_>>()?,
-                identity,
+                identity: identity.load()?,
+                server_name: identity.server_name,
                 rate,
                 agents,
                 duration: duration.into(),
