@@ -33,7 +33,8 @@ use crate::sim::{self, Caller, ContactRecord, Run};
 /// Where the daemon is and how to trust it.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub addr: SocketAddr,
+    /// ccrd's address; a cluster's nodes (the run goes to the active).
+    pub addrs: Vec<SocketAddr>,
     pub server_name: String,
     /// DER certificates to trust (the daemon's own, or its CA).
     pub roots: Vec<Vec<u8>>,
@@ -87,9 +88,10 @@ struct Books {
 
 /// Plays `scenario` against the daemon at `target`.
 pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) -> anyhow::Result<LiveRun> {
+    let patience = Duration::from_secs(5);
     let connect =
-        || Client::connect_with_identity(target.addr, &target.server_name, &target.roots, target.identity.clone());
-    let desk = Arc::new(connect().await.with_context(|| format!("connecting to ccrd at {}", target.addr))?);
+        || Client::connect_active(&target.addrs, &target.server_name, &target.roots, target.identity.clone(), patience);
+    let desk = Arc::new(connect().await.with_context(|| format!("connecting to ccrd at {:?}", target.addrs))?);
     let gateway = connect().await.context("connecting the gateway")?;
     let speed = options.speed.max(1e-3);
     let horizon = options.duration.unwrap_or(scenario.duration).min(scenario.duration);

@@ -90,9 +90,10 @@ enum Cmd {
     /// Play a scenario's gateway and agents against a running ccrd.
     Run {
         scenario: PathBuf,
-        /// ccrd's QUIC address.
-        #[arg(long, default_value = "127.0.0.1:4433")]
-        addr: std::net::SocketAddr,
+        /// ccrd's QUIC address; for a cluster, every node's (comma-separated
+        /// or repeated): the run goes to the active.
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:4433")]
+        addr: Vec<std::net::SocketAddr>,
         /// Certificate (DER) to trust: ccrd's own (data_dir/cert.der) or its CA.
         #[arg(long)]
         cert: PathBuf,
@@ -250,7 +251,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run { scenario, addr, cert, identity, speed, duration, outputs } => {
             let s = scenario::load(&scenario)?;
             let target = live::Target {
-                addr,
+                addrs: addr,
                 roots: vec![read(&cert)?],
                 identity: identity.load()?,
                 server_name: identity.server_name,
@@ -581,7 +582,7 @@ fn demo(speed: f64) -> anyhow::Result<()> {
             daemon.addr
         );
         let target = live::Target {
-            addr: daemon.addr,
+            addrs: vec![daemon.addr],
             server_name: "localhost".into(),
             roots: vec![daemon.cert.clone()],
             identity: None,

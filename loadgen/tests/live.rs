@@ -21,8 +21,12 @@ async fn a_live_run_routes_every_contact_it_sends() {
     config.journal.options.fsync = ccr_daemon::journal::FsyncPolicy::Never;
     config.router = live::scaled(&s.ccrd.router, speed);
     let daemon = Loopback::start(config, None, false).await.expect("ccrd");
-    let target =
-        Target { addr: daemon.addr, server_name: "localhost".into(), roots: vec![daemon.cert.clone()], identity: None };
+    let target = Target {
+        addrs: vec![daemon.addr],
+        server_name: "localhost".into(),
+        roots: vec![daemon.cert.clone()],
+        identity: None,
+    };
     let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start: true };
     let run = tokio::time::timeout(Duration::from_secs(60), live::run(&s, &target, &options))
         .await
