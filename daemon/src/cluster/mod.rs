@@ -52,6 +52,9 @@ pub enum NodeError {
     Config(String),
     #[error("replaying the journal from etcd: {0}")]
     Replay(String),
+    /// This node won the election and could not take over (it resigned).
+    #[error("taking over failed: {0}")]
+    TakeoverFailed(String),
 }
 
 impl From<etcd_client::Error> for NodeError {
@@ -210,22 +213,79 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
             return Err(why);
         }
     };
+    match take_over(cx, leadership, follow, tasks, standby_thread).await {
+        Ok(takeover) => Ok(takeover),
+        Err((why, leadership)) => {
+            // Let another node lead at once rather than after the lease.
+            if let Some(leadership) = leadership {
+                let _ = leadership.resign().await;
+            }
+            Err(NodeError::TakeoverFailed(why.to_string()))
+        }
+    }
+}
+
+/// The takeover, once this node leads: the rest of the journal applied, a
+/// restart journaled, the active's journal started. On failure, the
+/// leadership is handed back to be resigned.
+async fn take_over(
+    cx: &Context,
+    leadership: Leadership,
+    follow: tokio::task::JoinHandle<NodeError>,
+    tasks: Tasks,
+    standby_thread: JoinHandle<Option<Replayed>>,
+) -> Result<Takeover, (NodeError, Option<Leadership>)> {
+    let cluster = cx.cluster().clone();
+    let keys = cx.keys().map_err(|e| (e, None))?;
+    let dir = journal::dir_in(&cx.config.server.data_dir);
     let started = Instant::now();
     let epoch = leadership.epoch();
     info!(node = %cluster.node, epoch, "won the election: taking over");
     follow.abort();
     let _ = follow.await; // drops the feed: the standby's thread ends
     drop(tasks);
-    let Replayed { mut router, mut names, mut seq } = tokio::task::spawn_blocking(move || standby_thread.join())
+    let replayed = tokio::task::spawn_blocking(move || standby_thread.join())
         .await
-        .map_err(|e| NodeError::Replay(e.to_string()))?
-        .map_err(|_| NodeError::Replay("the standby's thread panicked".into()))?
-        .ok_or_else(|| NodeError::Replay("the standby could not apply a batch (see its log)".into()))?;
+        .map_err(|e| NodeError::Replay(e.to_string()))
+        .and_then(|joined| joined.map_err(|_| NodeError::Replay("the standby's thread panicked".into())))
+        .and_then(|replayed| {
+            replayed.ok_or_else(|| NodeError::Replay("the standby could not apply a batch (see its log)".into()))
+        });
+    let Replayed { router, names, seq } = match replayed {
+        Ok(replayed) => replayed,
+        Err(e) => return Err((e, Some(leadership))),
+    };
+    match start_active(cx, &cluster, &keys, &dir, epoch, router, names, seq).await {
+        Ok((router, journal, tasks)) => {
+            info!(
+                node = %cluster.node,
+                epoch,
+                millis = started.elapsed().as_millis() as u64,
+                "active: took over (offers ringing on the former active withdrawn; sessions wait out their grace)"
+            );
+            Ok(Takeover { router, journal, leadership, tasks })
+        }
+        Err(e) => Err((e, Some(leadership))),
+    }
+}
 
+/// Applies what is left of the journal, journals the takeover as a
+/// restart, and starts the active's journal and tasks.
+#[allow(clippy::too_many_arguments)]
+async fn start_active(
+    cx: &Context,
+    cluster: &ClusterConfig,
+    keys: &Keys,
+    dir: &Path,
+    epoch: i64,
+    mut router: Router,
+    mut names: Names,
+    mut seq: u64,
+) -> Result<(Router, Journal, Tasks), NodeError> {
     // What the follower had not yet given, up to the last batch any
     // former leader wrote in an unbroken run.
     let mut client = cx.client.clone();
-    let settled = etcd_journal::settle(&mut client, &keys, epoch, seq + 1).await?;
+    let settled = etcd_journal::settle(&mut client, keys, epoch, seq + 1).await?;
     let caught_up = settled.batches.len();
     for batch in &settled.batches {
         replica::apply_batch(&mut router, &mut names, &mut seq, &batch.bytes, &mut |_| {})
@@ -239,7 +299,7 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
     while router.poll_event().is_some() {}
     let mut bytes = Vec::new();
     format::encode_record(&mut bytes, seq + 1, now, InputRef::Restart { names: &new_names, config: &cx.config.router });
-    etcd_journal::append(&mut client, &keys, epoch, &Batch { first: seq + 1, records: 1, bytes }).await?;
+    etcd_journal::append(&mut client, keys, epoch, &Batch { first: seq + 1, records: 1, bytes }).await?;
     seq += 1;
 
     // The active's journal: appends to etcd, snapshots kept locally.
@@ -248,10 +308,10 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
     tasks.0.push(tokio::spawn(publish_positions(cx.client.clone(), keys.clone(), cluster.node.clone(), to_publish)));
     let pruning = prune(cx.client.clone(), keys.clone(), epoch, cluster.retention, cluster.prune_interval);
     tasks.0.push(tokio::spawn(pruning));
-    tasks.0.push(tokio::spawn(offer_snapshots(cx.client.clone(), keys.clone(), dir.clone())));
-    let (feed, replica_thread) = spawn_replica(cx, &dir, router.clone(), new_names, seq, false, positions, drop)?;
+    tasks.0.push(tokio::spawn(offer_snapshots(cx.client.clone(), keys.clone(), dir.to_owned())));
+    let (feed, replica_thread) = spawn_replica(cx, dir, router.clone(), new_names, seq, false, positions, drop)?;
     let timeout = (cluster.lease_ttl * 5).max(Duration::from_secs(5));
-    let appender = etcd_journal::Appender::new(cx.client.clone(), keys, epoch, seq + 1, cluster.append_depth)
+    let appender = etcd_journal::Appender::new(cx.client.clone(), keys.clone(), epoch, seq + 1, cluster.append_depth)
         .with_timeout(timeout);
     let writer = writer::EtcdWriter {
         appender,
@@ -272,15 +332,8 @@ pub async fn stand_by(cx: &Context) -> Result<Takeover, NodeError> {
     cx.metrics.lag_records.set(0.0);
     cx.metrics.lag_seconds.set(0.0);
     cx.status.send_replace(Status { active: true, epoch, active_address: Some(cluster.advertise.to_string()) });
-    info!(
-        node = %cluster.node,
-        epoch,
-        seq,
-        caught_up_batches = caught_up,
-        millis = started.elapsed().as_millis() as u64,
-        "active: took over (offers ringing on the former active withdrawn; sessions wait out their grace)"
-    );
-    Ok(Takeover { router, journal, leadership, tasks })
+    info!(seq, caught_up_batches = caught_up, "the journal applied and the takeover journaled");
+    Ok((router, journal, tasks))
 }
 
 /// Replays the whole journal in etcd, from its first record, through a

@@ -268,7 +268,10 @@ pub async fn serve(
         None => Metrics::new(&catalog),
     };
     let max_scrapes = config.server.max_metrics_connections;
-    let exporter = metrics_listener.map(|l| tokio::spawn(metrics::exporter::run(l, metrics.clone(), max_scrapes)));
+    // Ends with this function on every way out (a demoted node binds the
+    // address again at once).
+    let _exporter =
+        metrics_listener.map(|l| AbortOnDrop(tokio::spawn(metrics::exporter::run(l, metrics.clone(), max_scrapes))));
     let system = SystemClock::new();
     let (clock, mut advances): (Arc<dyn Clock>, _) = match control.time {
         TimeSource::System => (Arc::new(system), None),
@@ -313,7 +316,12 @@ pub async fn serve(
             "ccrd listening as a standby (calls are refused with the active's address until this node leads)"
         );
         let takeover = tokio::select! {
-            takeover = crate::cluster::stand_by(&cx) => takeover?,
+            takeover = crate::cluster::stand_by(&cx) => match takeover {
+                Ok(takeover) => takeover,
+                // Start again as a standby (it resigned).
+                Err(crate::cluster::NodeError::TakeoverFailed(why)) => return Err(ServerError::Demoted(why)),
+                Err(e) => return Err(e.into()),
+            },
             _ = standby::serve(&endpoint, standby) => return Ok(()),
             _ = &mut control.shutdown => {
                 info!("stopped while a standby");
@@ -482,9 +490,6 @@ pub async fn serve(
     stop_serving(endpoint, shared, core, core_thread, stop, failed.is_some(), ending).await;
     dispatcher.abort();
     sampler.abort();
-    if let Some(e) = exporter {
-        e.abort();
-    }
     match (failed, cluster_node) {
         (Some(why), Some(_)) => Err(ServerError::Demoted(why)),
         (Some(why), None) => Err(ServerError::JournalFailed(why)),
@@ -498,6 +503,15 @@ pub async fn serve(
             Ok(())
         }
         (None, None) => Ok(()),
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
