@@ -538,7 +538,7 @@ fn cluster_config(c: &mut Checker<'_>, raw: &RawCluster, server: &ServerConfig) 
         etcd,
         etcd_tls,
         lease_ttl,
-        append_depth: c.bounded("cluster.append_depth", raw.append_depth.as_ref(), 16, 1..=256),
+        append_depth: c.bounded("cluster.append_depth", raw.append_depth.as_ref(), 4, 1..=256),
         max_batch_bytes: c.bounded(
             "cluster.max_batch_bytes",
             raw.max_batch_bytes.as_ref(),
@@ -970,7 +970,7 @@ name = \"a\"
         );
         assert_eq!(cluster.advertise, "127.0.0.1:4501".parse().unwrap(), "clients reach it where it listens");
         assert_eq!(cluster.lease_ttl, Duration::from_secs(1));
-        assert_eq!((cluster.append_depth, cluster.max_batch_bytes), (16, 1 << 20));
+        assert_eq!((cluster.append_depth, cluster.max_batch_bytes), (4, 1 << 20));
         assert!(cluster.etcd_tls.is_none());
         assert!(parse("[[queues]]\nname = \"a\"\n").unwrap().cluster.is_none(), "no cluster without the section");
     }
