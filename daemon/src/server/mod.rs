@@ -17,6 +17,8 @@
 //! - [`rpc`]: one stream — the header, unary calls, admission.
 //! - [`gateway_stream`]: the pipelined `Gateway/Stream`.
 //! - [`events`]: `Events/Subscribe` and the dispatcher.
+//! - [`standby`]: what a cluster's standby serves (refusals naming the
+//!   active, and `Admin/Health`) until it takes over (`crate::cluster`).
 
 mod connection;
 mod event_budget;
