@@ -112,9 +112,17 @@ pub struct Bench {
 }
 
 impl Bench {
-    pub async fn connect(addr: SocketAddr, server_name: &str, roots: &[Vec<u8>], agents: u64) -> anyhow::Result<Bench> {
-        let desk = Client::connect(addr, server_name, roots).await.context("connecting to ccrd")?;
-        let gateway = Client::connect(addr, server_name, roots).await.context("connecting the gateway")?;
+    /// Connects to ccrd at `addrs` (a cluster's nodes: the active).
+    pub async fn connect(
+        addrs: &[SocketAddr],
+        server_name: &str,
+        roots: &[Vec<u8>],
+        agents: u64,
+    ) -> anyhow::Result<Bench> {
+        let patience = Duration::from_secs(5);
+        let connect = || Client::connect_active(addrs, server_name, roots, None, patience);
+        let desk = connect().await.context("connecting to ccrd")?;
+        let gateway = connect().await.context("connecting the gateway")?;
         let epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
         let agent_base = epoch % 1_000_000 * 10_000;
         let ids: Vec<u64> = (1..=agents).map(|a| agent_base + a).collect();

@@ -111,13 +111,16 @@ enum Cmd {
     /// Capacity search: step the rate up until p99 arrival → offer passes
     /// the limit or errors appear, then hold the best rate.
     Bench {
-        /// ccrd to measure; without it, one is started in this process on
-        /// a loopback port (sharing the machine, as the targets assume).
-        #[arg(long, requires = "cert")]
-        addr: Option<std::net::SocketAddr>,
-        /// Certificate (DER) to trust, with --addr.
+        /// ccrd to measure (a cluster: every node's address, comma-separated
+        /// or repeated; the active is measured); without it, one is started
+        /// in this process on a loopback port (sharing the machine, as the
+        /// targets assume).
+        #[arg(long, value_delimiter = ',', requires = "cert")]
+        addr: Vec<std::net::SocketAddr>,
+        /// Certificates (DER) to trust, with --addr: ccrd's own, each
+        /// node's, or their CA.
         #[arg(long)]
-        cert: Option<PathBuf>,
+        cert: Vec<PathBuf>,
         /// Journal fsync policy of the ccrd started here: always, interval, never.
         #[arg(long, default_value = "always")]
         fsync: String,
@@ -479,8 +482,8 @@ fn print_live(s: &Scenario, live: &live::LiveRun, outputs: &Outputs) -> anyhow::
 }
 
 async fn capacity(
-    addr: Option<std::net::SocketAddr>,
-    cert: Option<PathBuf>,
+    addrs: Vec<std::net::SocketAddr>,
+    certs: Vec<PathBuf>,
     fsync: FsyncPolicy,
     options: bench::BenchOptions,
 ) -> anyhow::Result<()> {
@@ -489,15 +492,15 @@ async fn capacity(
     let echo = ccr_daemon::loopback::Echo::start(&dir.join("echo")).await?;
     let (echo_p50, echo_p99) = bench::echo_round_trip(echo.addr, &echo.cert, 2000).await?;
     echo.stop();
-    let (target, cert, daemon) = match (addr, cert) {
-        (Some(addr), Some(cert)) => (addr, std::fs::read(&cert).with_context(|| cert.display().to_string())?, None),
+    let (targets, roots, daemon) = match (addrs.is_empty(), certs.is_empty()) {
+        (false, false) => (addrs, certs.iter().map(read).collect::<anyhow::Result<Vec<_>>>()?, None),
         _ => {
             let mut config = ccr_daemon::config::parse(bench::BENCH_CONFIG)?;
             config.server.data_dir = dir.join("ccrd");
             config.journal.options.fsync = fsync;
             let daemon = ccr_daemon::loopback::Loopback::start(config, None, false).await?;
             println!("ccrd started on {} (journal fsync {fsync:?})", daemon.addr);
-            (daemon.addr, daemon.cert.clone(), Some(daemon))
+            (vec![daemon.addr], vec![daemon.cert.clone()], Some(daemon))
         }
     };
     println!(
@@ -505,7 +508,7 @@ async fn capacity(
         echo_p50.as_secs_f64() * 1000.0,
         echo_p99.as_secs_f64() * 1000.0
     );
-    let mut b = bench::Bench::connect(target, "localhost", &[cert], options.agents).await?;
+    let mut b = bench::Bench::connect(&targets, "localhost", &roots, options.agents).await?;
     if !options.warm_up.is_zero() {
         let warm = b.step(options.start_rate, options.warm_up).await;
         println!("warm-up, not judged:\n{}\n{}", bench::HEADER, warm.line());

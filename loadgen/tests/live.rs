@@ -57,7 +57,7 @@ async fn a_bench_step_routes_every_contact_it_schedules() {
     config.journal.options.fsync = ccr_daemon::journal::FsyncPolicy::Never;
     let daemon = Loopback::start(config, None, false).await.expect("ccrd");
     let mut bench =
-        ccr_loadgen::bench::Bench::connect(daemon.addr, "localhost", std::slice::from_ref(&daemon.cert), 20)
+        ccr_loadgen::bench::Bench::connect(&[daemon.addr], "localhost", std::slice::from_ref(&daemon.cert), 20)
             .await
             .expect("bench connects");
     let step = tokio::time::timeout(Duration::from_secs(30), bench.step(2000.0, Duration::from_secs(1)))
