@@ -47,8 +47,7 @@ impl Keys {
 
     /// The end (exclusive) of the journal's key range.
     pub fn journal_end(&self) -> String {
-        // '/' + 1 is '0'.
-        format!("{}journal0", self.prefix)
+        Keys::range_end(&self.journal())
     }
 
     /// Where `node` says how far its newest snapshot goes.
@@ -58,11 +57,6 @@ impl Keys {
 
     pub fn members(&self) -> String {
         format!("{}members/", self.prefix)
-    }
-
-    /// The end (exclusive) of the members' key range.
-    pub fn members_end(&self) -> String {
-        format!("{}members0", self.prefix)
     }
 
     pub fn bootstrap(&self) -> String {

@@ -27,7 +27,7 @@ pub async fn publish(client: &mut Client, keys: &Keys, node: &str, seq: u64) -> 
 
 /// Every node's newest snapshot (values that do not parse are skipped).
 pub async fn positions(client: &mut Client, keys: &Keys) -> Result<Vec<SnapshotPosition>, ClusterError> {
-    let range = GetOptions::new().with_range(keys.members_end());
+    let range = GetOptions::new().with_range(Keys::range_end(&keys.members()));
     let response = client.get(keys.members(), Some(range)).await?;
     Ok(response
         .kvs()

@@ -26,6 +26,15 @@ async fn candidate(etcd: &Etcd, keys: &Keys, name: &str) -> Candidate {
     Candidate::new(etcd.client().await.unwrap(), keys.clone(), name, &address, TTL).unwrap()
 }
 
+/// Three etcd members, the test partition's keys, and candidates a and b.
+async fn two_candidates() -> (Etcd, Keys, Candidate, Candidate) {
+    let etcd = Etcd::start().expect("etcd starts");
+    let keys = Keys::new("test", "main").unwrap();
+    let a = candidate(&etcd, &keys, "a").await;
+    let b = candidate(&etcd, &keys, "b").await;
+    (etcd, keys, a, b)
+}
+
 /// Ends the leader's lease at once, as a pause or a cut-off past its TTL
 /// would: the only lease granted is the leader's.
 async fn revoke_the_leaders_lease(etcd: &Etcd) {
@@ -37,10 +46,7 @@ async fn revoke_the_leaders_lease(etcd: &Etcd) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_node_leads_and_another_takes_over_when_it_resigns() {
-    let etcd = Etcd::start().expect("etcd starts");
-    let keys = Keys::new("test", "main").unwrap();
-    let mut a = candidate(&etcd, &keys, "a").await;
-    let mut b = candidate(&etcd, &keys, "b").await;
+    let (_etcd, _keys, mut a, mut b) = two_candidates().await;
     let first = a.campaign().await.unwrap();
     let leader = b.leader().await.unwrap().expect("a leads");
     assert_eq!((leader.node.as_str(), leader.address.as_str(), leader.epoch), ("a", "127.0.0.1:7001", first.epoch()));
@@ -57,11 +63,8 @@ async fn one_node_leads_and_another_takes_over_when_it_resigns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_former_leader_can_append_nothing_once_its_lease_is_gone() {
-    let etcd = Etcd::start().expect("etcd starts");
-    let keys = Keys::new("test", "main").unwrap();
+    let (etcd, keys, mut a, mut b) = two_candidates().await;
     let mut client = etcd.client().await.unwrap();
-    let mut a = candidate(&etcd, &keys, "a").await;
-    let mut b = candidate(&etcd, &keys, "b").await;
     let a_leads = a.campaign().await.unwrap();
     let a_epoch = a_leads.epoch();
     journal::append(&mut client, &keys, a_epoch, &one(1, "a:1")).await.unwrap();
@@ -124,10 +127,7 @@ async fn pipelined_appends_are_reported_in_order() {
 /// next leader before it writes; the former leader can fill nothing in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_settles_the_journal_to_its_unbroken_run() {
-    let etcd = Etcd::start().expect("etcd starts");
-    let keys = Keys::new("test", "main").unwrap();
-    let mut a = candidate(&etcd, &keys, "a").await;
-    let mut b = candidate(&etcd, &keys, "b").await;
+    let (etcd, keys, mut a, mut b) = two_candidates().await;
     let a_epoch = a.campaign().await.unwrap().epoch();
     let mut client = etcd.client().await.unwrap();
     for first in [1, 2, 4, 5] {
@@ -161,10 +161,7 @@ async fn a_new_leader_settles_the_journal_to_its_unbroken_run() {
 /// exactly what was reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fence_in_the_middle_of_a_pipeline_leaves_what_was_reported() {
-    let etcd = Etcd::start().expect("etcd starts");
-    let keys = Keys::new("test", "main").unwrap();
-    let mut a = candidate(&etcd, &keys, "a").await;
-    let mut b = candidate(&etcd, &keys, "b").await;
+    let (etcd, keys, mut a, mut b) = two_candidates().await;
     let leads = a.campaign().await.unwrap();
     let mut appender = Appender::new(etcd.client().await.unwrap(), keys.clone(), leads.epoch(), 1, 8);
     let (mut durable, mut failures) = (Vec::new(), 0);
@@ -202,10 +199,7 @@ async fn a_fence_in_the_middle_of_a_pipeline_leaves_what_was_reported() {
 /// in that place does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_replays_only_the_unbroken_run_in_order() {
-    let etcd = Etcd::start().expect("etcd starts");
-    let keys = Keys::new("test", "main").unwrap();
-    let mut a = candidate(&etcd, &keys, "a").await;
-    let mut b = candidate(&etcd, &keys, "b").await;
+    let (etcd, keys, mut a, mut b) = two_candidates().await;
     let a_epoch = a.campaign().await.unwrap().epoch();
     let mut client = etcd.client().await.unwrap();
     for first in 1..4 {

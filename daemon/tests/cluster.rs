@@ -157,6 +157,12 @@ impl Cluster {
         daemon.child.wait().unwrap();
     }
 
+    /// The failover driver's traffic for `duration`, on nodes a and b.
+    fn start_traffic(&self, duration: Duration) -> tokio::task::JoinHandle<anyhow::Result<FailoverReport>> {
+        let options = self.traffic(duration);
+        tokio::spawn(async move { failover::run(&options).await })
+    }
+
     /// The failover driver's options: nodes a and b, their certificates.
     fn traffic(&self, duration: Duration) -> FailoverOptions {
         let roots = ["a", "b"].map(|n| std::fs::read(self.dir.join(format!("data-{n}/cert.der"))).unwrap()).to_vec();
@@ -265,10 +271,7 @@ fn assert_client_record(cluster: &Cluster, report: &FailoverReport, outages_at_l
 async fn killing_the_active_under_traffic_loses_nothing_and_the_standby_takes_over() {
     let _one_at_a_time = SERIAL.lock().await;
     let mut cluster = Cluster::start("kill", "").await;
-    let traffic = tokio::spawn({
-        let options = cluster.traffic(Duration::from_secs(14));
-        async move { failover::run(&options).await }
-    });
+    let traffic = cluster.start_traffic(Duration::from_secs(14));
     sleep(Duration::from_secs(2)).await;
     for _ in 0..3 {
         let victim = cluster.active();
@@ -293,10 +296,7 @@ async fn killing_the_active_under_traffic_loses_nothing_and_the_standby_takes_ov
 async fn a_paused_active_is_fenced_off_and_comes_back_as_the_standby() {
     let _one_at_a_time = SERIAL.lock().await;
     let cluster = Cluster::start("pause", "").await;
-    let traffic = tokio::spawn({
-        let options = cluster.traffic(Duration::from_secs(10));
-        async move { failover::run(&options).await }
-    });
+    let traffic = cluster.start_traffic(Duration::from_secs(10));
     sleep(Duration::from_secs(2)).await;
     let victim = cluster.active();
     cluster.signal(victim, "STOP");
@@ -321,10 +321,7 @@ async fn a_paused_active_is_fenced_off_and_comes_back_as_the_standby() {
 async fn killing_the_etcd_leader_under_traffic_loses_nothing() {
     let _one_at_a_time = SERIAL.lock().await;
     let mut cluster = Cluster::start("etcd", "").await;
-    let traffic = tokio::spawn({
-        let options = cluster.traffic(Duration::from_secs(10));
-        async move { failover::run(&options).await }
-    });
+    let traffic = cluster.start_traffic(Duration::from_secs(10));
     sleep(Duration::from_secs(2)).await;
     let leader = cluster.etcd.leader().await.expect("etcd has a leader");
     cluster.etcd.kill(leader).unwrap();
@@ -357,10 +354,7 @@ async fn killing_the_etcd_leader_under_traffic_loses_nothing() {
 async fn stopping_the_active_hands_over_at_once() {
     let _one_at_a_time = SERIAL.lock().await;
     let mut cluster = Cluster::start("handover", "lease_ttl = \"10s\"").await;
-    let traffic = tokio::spawn({
-        let options = cluster.traffic(Duration::from_secs(8));
-        async move { failover::run(&options).await }
-    });
+    let traffic = cluster.start_traffic(Duration::from_secs(8));
     sleep(Duration::from_secs(2)).await;
     let victim = cluster.active();
     let stopped = Instant::now();
@@ -387,10 +381,7 @@ async fn the_journal_in_etcd_is_pruned_to_what_every_snapshot_covers() {
     let _one_at_a_time = SERIAL.lock().await;
     let extra = "prune_interval = \"1s\"\n[journal]\nsnapshot_interval = \"1s\"\n";
     let mut cluster = Cluster::start("prune", extra).await;
-    let traffic = tokio::spawn({
-        let options = cluster.traffic(Duration::from_secs(10));
-        async move { failover::run(&options).await }
-    });
+    let traffic = cluster.start_traffic(Duration::from_secs(10));
     let mut client = cluster.etcd.client().await.unwrap();
     let keys = Keys::new("test", "main").unwrap();
     let deadline = Instant::now() + Duration::from_secs(8);
