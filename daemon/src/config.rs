@@ -415,8 +415,17 @@ impl Checker<'_> {
     }
 }
 
-fn journal_config(c: &mut Checker<'_>, raw: &RawJournal) -> JournalConfig {
-    let defaults = JournalOptions::default();
+/// A cluster node snapshots every [`CLUSTER_SNAPSHOT_BYTES`] of journal
+/// unless told otherwise: the active prunes etcd's journal up to the
+/// nodes' snapshots, and smaller prunes (and the compactions after them)
+/// hold etcd's appends up for less at a time.
+pub const CLUSTER_SNAPSHOT_BYTES: u64 = 16 << 20;
+
+fn journal_config(c: &mut Checker<'_>, raw: &RawJournal, clustered: bool) -> JournalConfig {
+    let mut defaults = JournalOptions::default();
+    if clustered {
+        defaults.snapshot_bytes = CLUSTER_SNAPSHOT_BYTES;
+    }
     let interval = c.duration("journal.fsync_interval".into(), raw.fsync_interval.as_ref(), Duration::from_millis(10));
     let fsync = match raw.fsync.as_ref().map(|f| f.get_ref().as_str()) {
         None | Some("always") => FsyncPolicy::Always,
@@ -538,7 +547,7 @@ fn cluster_config(c: &mut Checker<'_>, raw: &RawCluster, server: &ServerConfig) 
         etcd,
         etcd_tls,
         lease_ttl,
-        append_depth: c.bounded("cluster.append_depth", raw.append_depth.as_ref(), 4, 1..=256),
+        append_depth: c.bounded("cluster.append_depth", raw.append_depth.as_ref(), 2, 1..=256),
         max_batch_bytes: c.bounded(
             "cluster.max_batch_bytes",
             raw.max_batch_bytes.as_ref(),
@@ -627,7 +636,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         c.problem("server.max_pending_bytes".into(), rs.max_pending_bytes.as_ref(), message);
     }
 
-    let journal = journal_config(&mut c, &raw.journal);
+    let journal = journal_config(&mut c, &raw.journal, raw.cluster.is_some());
     let cluster = raw.cluster.as_ref().map(|raw| cluster_config(&mut c, raw, &server));
     if cluster.is_some() && !journal.enabled {
         let message = "must be true with [cluster]: a standby takes over only what the journal holds".into();
@@ -970,8 +979,12 @@ name = \"a\"
         );
         assert_eq!(cluster.advertise, "127.0.0.1:4501".parse().unwrap(), "clients reach it where it listens");
         assert_eq!(cluster.lease_ttl, Duration::from_secs(1));
-        assert_eq!((cluster.append_depth, cluster.max_batch_bytes), (4, 1 << 20));
+        assert_eq!((cluster.append_depth, cluster.max_batch_bytes), (2, 1 << 20));
         assert!(cluster.etcd_tls.is_none());
+        let journal = parse(text).unwrap().journal.options;
+        assert_eq!(journal.snapshot_bytes, CLUSTER_SNAPSHOT_BYTES, "a cluster node snapshots more often");
+        let single = parse("[[queues]]\nname = \"a\"\n").unwrap().journal.options;
+        assert_eq!(single.snapshot_bytes, JournalOptions::default().snapshot_bytes, "a single node as before");
         assert!(parse("[[queues]]\nname = \"a\"\n").unwrap().cluster.is_none(), "no cluster without the section");
     }
 
