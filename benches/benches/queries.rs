@@ -4,9 +4,10 @@
 //! metrics sampler, once a second) and `Router::estimate_wait`
 //! (Gateway/Position). The statistics read each queue's oldest wait from its
 //! entries by arrival; a position is counted from the queue's order of ranks.
-//! The estimate is measured twice: while the queues warm up (the handle-time
-//! model counts the agents who qualify) and once they have answers to go by
-//! (queue velocity), as in steady operation (docs/PERFORMANCE.md).
+//! The estimate is measured twice: before the queues have history (from the
+//! staffing alone) and once they have departures to go by (the queue-length
+//! predictor on measured rates, as in steady operation); both count the
+//! agents who qualify (docs/PERFORMANCE.md).
 
 use std::time::Duration;
 
@@ -19,8 +20,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 ccr_benches::use_ccrd_allocator!();
 
 /// Agents become ready and answer their offers until every queue has seen
-/// enough answers for the queue-velocity estimate.
+/// enough departures for its measured rates to count.
 fn warm_up(router: &mut Router, queues: u16) {
+    // Later than the contacts' arrival: they waited, so their offers are
+    // departures from the line.
     let now = NOW + Duration::from_secs(5);
     let mut next_agent = 0;
     let warm = |router: &Router| {

@@ -251,11 +251,15 @@ pub fn position_response(estimate: &WaitEstimate) -> pb::PositionResponse {
         position: estimate.position,
         estimated_wait_millis: estimate.estimated_wait.as_millis() as u64,
         method: match estimate.method {
-            EwtMethod::QueueVelocity => "queue_velocity",
-            EwtMethod::HandleTimeModel => "handle_time_model",
+            EwtMethod::QueueLength => "queue_length",
+            EwtMethod::Staffing => "staffing",
+            EwtMethod::Stalled => "stalled",
             EwtMethod::NotWaiting => "not_waiting",
         }
         .into(),
+        wait_low_millis: estimate.low.as_millis() as u64,
+        wait_high_millis: estimate.high.as_millis() as u64,
+        uncertain: estimate.method == EwtMethod::Stalled,
     }
 }
 

@@ -51,16 +51,21 @@ pub fn erlang_a(rate: f64, aht: f64, agents: u32, patience: f64, threshold: f64)
     let (mu, theta, c) = (1.0 / aht, 1.0 / patience, agents as usize);
     // Stationary distribution of the number in system, up to where it is
     // negligible (the queue drains at least at rate θ per caller waiting).
-    let mut weights = vec![1.0f64];
+    // In logarithms: the weights a^n/n! overflow f64 beyond ~700 Erlangs.
+    let mut log_weights = vec![0.0f64];
+    let mut peak = 0.0f64;
     loop {
-        let n = weights.len();
+        let n = log_weights.len();
         let death = (n.min(c)) as f64 * mu + n.saturating_sub(c) as f64 * theta;
-        let next = weights[n - 1] * rate / death;
-        weights.push(next);
-        if n > c && next < 1e-16 * weights.iter().sum::<f64>() {
+        let next = log_weights[n - 1] + (rate / death).ln();
+        log_weights.push(next);
+        peak = peak.max(next);
+        // Past the agents the weights only fall: stop 1e-16 below the peak.
+        if n > c && next < peak - 16.0 * std::f64::consts::LN_10 {
             break;
         }
     }
+    let weights: Vec<f64> = log_weights.iter().map(|w| (w - peak).exp()).collect();
     let total: f64 = weights.iter().sum();
     let pi: Vec<f64> = weights.iter().map(|w| w / total).collect();
     let mut figures = Figures { p_wait: 0.0, asa: 0.0, service_level: 0.0, p_abandon: 0.0 };
@@ -134,6 +139,18 @@ mod tests {
         // ASA = P(wait) · AHT / (c − a) = 0.4092 · 180 / 2.
         assert!((f.asa - 0.4092 * 90.0).abs() < 0.1, "{f:?}");
         assert!(erlang_c(1.0, 10.0, 10, 20.0).is_none(), "a = c is unstable");
+    }
+
+    #[test]
+    fn erlang_a_is_finite_at_five_thousand_agents() {
+        // 4,900 Erlangs on 5,000 agents: a^n/n! alone overflows f64 here.
+        let a = erlang_a(4900.0 / 180.0, 180.0, 5000, 120.0, 20.0);
+        let c = erlang_c(4900.0 / 180.0, 180.0, 5000, 20.0).unwrap();
+        for x in [a.p_wait, a.asa, a.service_level, a.p_abandon] {
+            assert!(x.is_finite() && x >= 0.0, "{a:?}");
+        }
+        // Patience only shortens the line.
+        assert!(a.p_wait <= c.p_wait + 1e-9 && a.asa <= c.asa, "{a:?} vs {c:?}");
     }
 
     #[test]

@@ -22,8 +22,8 @@ use ccr_proto::v1::gateway_command::Command as G;
 use ccr_proto::v1::routing_event::Event as E;
 use ccr_proto::v1::*;
 use hdrhistogram::Histogram;
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -168,7 +168,7 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         let (books, desk, errors, agent_of) = (books.clone(), desk.clone(), errors.clone(), agent_of.clone());
         let seed = scenario.seed;
         tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+            let mut rng = ChaCha12Rng::seed_from_u64(seed ^ 0x5eed);
             loop {
                 let event = match events.next().await {
                     Ok(event) => event,

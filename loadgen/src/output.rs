@@ -48,13 +48,22 @@ pub fn run_json(
                     "p99": secs(f.wait_p99),
                     "max": secs(f.wait_max),
                 },
-                "ewt": f.ewt.map(|e| json!({
-                    "samples": e.samples,
-                    "mean_abs_error_seconds": secs(e.mean_abs_error),
-                    "within_20_percent": e.within_20_percent,
-                    "naive_mean_abs_error_seconds": secs(e.naive_mean_abs_error),
-                    "naive_within_20_percent": e.naive_within_20_percent,
-                })),
+                "ewt": f.ewt.map(|e| {
+                    let accuracy = |a: crate::report::Accuracy| json!({
+                        "bias_seconds": a.bias,
+                        "mean_abs_error_seconds": a.mean_abs_error,
+                        "p90_abs_error_seconds": a.p90_abs_error,
+                        "within_20_percent": a.within_20_percent,
+                    });
+                    json!({
+                        "samples": e.samples,
+                        "ccr": accuracy(e.ccr),
+                        "naive": accuracy(e.naive),
+                        "exact": e.exact.map(accuracy),
+                        "longest_estimate_seconds": secs(e.longest_estimate),
+                        "longest_wait_seconds": secs(e.longest_wait),
+                    })
+                }),
             })
         })
         .collect();

@@ -42,15 +42,59 @@ pub struct Figures {
     pub waits: Histogram<u64>,
 }
 
-/// How good the wait estimate given at arrival was, against the wait the
-/// answered contact really had, beside a naive estimate.
+/// How good the wait estimates given at arrival were, against the wait the
+/// answered contact really had: ccrd's, a naive one, and (where the
+/// scenario is Markovian) the exact one.
 #[derive(Clone, Copy, Debug)]
 pub struct EwtAccuracy {
     pub samples: u64,
-    pub mean_abs_error: Duration,
+    pub ccr: Accuracy,
+    pub naive: Accuracy,
+    pub exact: Option<Accuracy>,
+    /// The longest estimate ccrd gave, and the longest wait answered.
+    pub longest_estimate: Duration,
+    pub longest_wait: Duration,
+}
+
+/// (actual wait, ccr's estimate, naive, exact), in seconds.
+type Estimated = (f64, f64, f64, Option<f64>);
+
+/// One predictor's errors (estimate − actual) over a group of contacts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Accuracy {
+    /// Mean signed error, in seconds: negative is optimistic.
+    pub bias: f64,
+    pub mean_abs_error: f64,
+    /// 90th percentile of the absolute error, in seconds.
+    pub p90_abs_error: f64,
+    /// Share of estimates within ±20 % of the actual wait.
     pub within_20_percent: f64,
-    pub naive_mean_abs_error: Duration,
-    pub naive_within_20_percent: f64,
+}
+
+impl Accuracy {
+    /// From (estimate, actual) pairs in seconds; `None` when there are none.
+    pub fn of(pairs: impl IntoIterator<Item = (f64, f64)>) -> Option<Accuracy> {
+        let (mut n, mut signed, mut within) = (0usize, 0.0, 0usize);
+        let mut abs = Vec::new();
+        for (estimate, actual) in pairs {
+            let e = estimate - actual;
+            n += 1;
+            signed += e;
+            abs.push(e.abs());
+            within += usize::from(e.abs() <= 0.2 * actual);
+        }
+        if n == 0 {
+            return None;
+        }
+        abs.sort_by(f64::total_cmp);
+        let nf = n as f64;
+        Some(Accuracy {
+            bias: signed / nf,
+            mean_abs_error: abs.iter().sum::<f64>() / nf,
+            p90_abs_error: abs[((0.9 * nf).ceil() as usize).clamp(1, n) - 1],
+            within_20_percent: within as f64 / nf,
+        })
+    }
 }
 
 impl Figures {
@@ -75,7 +119,8 @@ impl Figures {
             waits: Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("histogram bounds"),
         };
         let (mut total_wait, mut waited) = (Duration::ZERO, 0u64);
-        let (mut ewt_n, mut ewt_err, mut ewt_in, mut naive_err, mut naive_in) = (0u64, 0.0, 0u64, 0.0, 0u64);
+        // Per answered contact that queued, in seconds.
+        let mut estimated: Vec<Estimated> = Vec::new();
         for c in contacts {
             f.offered += 1;
             waited += u64::from(c.queued);
@@ -87,15 +132,9 @@ impl Figures {
                     if w <= threshold {
                         f.answered_in_threshold += 1;
                     }
-                    if let Some((estimate, naive)) = c.estimate {
-                        let actual = w.as_secs_f64();
-                        let error = |e: Duration| (e.as_secs_f64() - actual).abs();
-                        let within = |e: Duration| error(e) <= 0.2 * actual;
-                        ewt_n += 1;
-                        ewt_err += error(estimate);
-                        naive_err += error(naive);
-                        ewt_in += u64::from(within(estimate));
-                        naive_in += u64::from(within(naive));
+                    if let Some(e) = c.estimate {
+                        let s = |d: Duration| d.as_secs_f64();
+                        estimated.push((s(w), s(e.ccr), s(e.naive), e.exact.map(s)));
                     }
                 }
                 (None, Some((_, short))) => {
@@ -122,14 +161,24 @@ impl Figures {
             (f.wait_p50, f.wait_p90, f.wait_p99) = (at(0.5), at(0.9), at(0.99));
             f.wait_max = Duration::from_micros(f.waits.max());
         }
-        if ewt_n > 0 {
-            let n = ewt_n as f64;
+        let ccr = Accuracy::of(estimated.iter().map(|e| (e.1, e.0)));
+        let naive = Accuracy::of(estimated.iter().map(|e| (e.2, e.0)));
+        if let (Some(ccr), Some(naive)) = (ccr, naive) {
+            let exact = if estimated.iter().all(|e| e.3.is_some()) {
+                Accuracy::of(estimated.iter().filter_map(|e| Some((e.3?, e.0))))
+            } else {
+                None
+            };
+            let longest = |i: fn(&Estimated) -> f64| {
+                Duration::from_secs_f64(estimated.iter().map(i).fold(0.0, f64::max))
+            };
             f.ewt = Some(EwtAccuracy {
-                samples: ewt_n,
-                mean_abs_error: Duration::from_secs_f64(ewt_err / n),
-                within_20_percent: ewt_in as f64 / n,
-                naive_mean_abs_error: Duration::from_secs_f64(naive_err / n),
-                naive_within_20_percent: naive_in as f64 / n,
+                samples: estimated.len() as u64,
+                ccr,
+                naive,
+                exact,
+                longest_estimate: longest(|e| e.1),
+                longest_wait: longest(|e| e.0),
             });
         }
         f
@@ -202,28 +251,57 @@ impl Report {
         let _ = writeln!(out, "agent occupancy {:.1}%; {} routing inputs", 100.0 * self.occupancy, self.decisions);
         let _ = writeln!(
             out,
-            "\nwait estimate at arrival vs the wait answered contacts had (naive = position × AHT ÷ agents):"
+            "\nwait estimate at arrival vs the wait answered contacts had (error = estimate − actual, s; \
+             naive = position × (AHT + wrap-up) ÷ agents staffed with the skill; exact = the M/M/c(+M) \
+             predictor, Markovian scenarios only):"
         );
         let _ = writeln!(
             out,
-            "{:<12} {:<9} {:>8} {:>10} {:>9} {:>12} {:>11}",
-            "queue", "tier", "samples", "ccr MAE s", "ccr ±20%", "naive MAE s", "naive ±20%"
+            "{:<12} {:<9} {:>7} | {:>7} {:>7} {:>7} {:>6} | {:>7} {:>7} {:>7} {:>6} | {:>7} {:>6}",
+            "queue",
+            "tier",
+            "samples",
+            "bias",
+            "MAE",
+            "p90|e|",
+            "±20%",
+            "n.bias",
+            "n.MAE",
+            "n.p90",
+            "±20%",
+            "x.MAE",
+            "±20%"
         );
+        let accuracy = |a: &Accuracy| {
+            format!(
+                "{:>7.1} {:>7.2} {:>7.1} {:>5.1}%",
+                a.bias,
+                a.mean_abs_error,
+                a.p90_abs_error,
+                100.0 * a.within_20_percent
+            )
+        };
         for (queue, tier, f) in &self.rows {
-            if let Some(e) = f.ewt {
+            if let Some(e) = &f.ewt {
+                let exact = e.exact.map_or(format!("{:>7} {:>6}", "-", "-"), |x| {
+                    format!("{:>7.2} {:>5.1}%", x.mean_abs_error, 100.0 * x.within_20_percent)
+                });
                 let _ = writeln!(
                     out,
-                    "{:<12} {:<9} {:>8} {:>10} {:>8.1}% {:>12} {:>10.1}%",
+                    "{:<12} {:<9} {:>7} | {} | {} | {}",
                     queue,
                     tier,
                     e.samples,
-                    secs(e.mean_abs_error),
-                    100.0 * e.within_20_percent,
-                    secs(e.naive_mean_abs_error),
-                    100.0 * e.naive_within_20_percent
+                    accuracy(&e.ccr),
+                    accuracy(&e.naive),
+                    exact
                 );
             }
         }
+        let longest = self.rows.iter().filter_map(|(_, _, f)| f.ewt).fold((0.0, 0.0), |(e, w), x| {
+            (f64::max(e, x.longest_estimate.as_secs_f64()), f64::max(w, x.longest_wait.as_secs_f64()))
+        });
+        let _ = writeln!(out, "longest estimate {:.1} s; longest answered wait {:.1} s", longest.0, longest.1);
         out
     }
 }

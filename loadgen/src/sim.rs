@@ -17,10 +17,10 @@ use ccr_core::{
     AgentId, AgentState, Channel, Command, ContactId, ContactSpec, Event, EwtMethod, LanguageId, NotReadyReason,
     OfferId, QueueId, Router, SkillReq, TierId, Time,
 };
-use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
-use crate::scenario::{RateProfile, Scenario, Traffic};
+use crate::scenario::{Dist, RateProfile, Scenario, Traffic};
 
 /// One caller, as a trace row holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,9 +52,101 @@ pub struct ContactRecord {
     pub abandoned: Option<(Duration, bool)>,
     /// No agent took it at once: it queued.
     pub queued: bool,
-    /// The core's estimated wait at arrival, and the naive one (position ×
-    /// mean handle time ÷ agents with the skill), for contacts that queued.
-    pub estimate: Option<(Duration, Duration)>,
+    /// The wait estimates given at arrival, for contacts that queued.
+    pub estimate: Option<Estimates>,
+}
+
+/// Wait estimates given to a contact on arrival.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimates {
+    /// ccrd's (`Router::estimate_wait`).
+    pub ccr: Duration,
+    /// Position × (mean handle time + wrap-up) ÷ agents staffed (logged in,
+    /// not on a break) who hold the contact's first skill.
+    pub naive: Duration,
+    /// The best predictor the scenario's model allows, where it is
+    /// Markovian ([`ExactModel`]).
+    pub exact: Option<Duration>,
+}
+
+/// A scenario simple enough that queueing theory knows the expected wait
+/// given the line ahead: Poisson arrivals at a constant rate, exponential
+/// handle times and patience, agents who all serve every contact, around
+/// the clock, answering at once, no wrap-up; one tier, or strict tiers
+/// without abandonment.
+#[derive(Clone, Debug)]
+pub struct ExactModel {
+    /// Service rate of all agents together, per second (cμ).
+    pub capacity: f64,
+    /// Abandonment rate of one waiting contact, per second (θ).
+    pub abandonment: f64,
+    /// Arrivals per second of the tiers above each tier (strict tiers),
+    /// by tier id.
+    pub higher: Vec<f64>,
+}
+
+impl ExactModel {
+    /// The model of `scenario`, if it has one.
+    pub fn of(scenario: &Scenario) -> Option<ExactModel> {
+        let Traffic::Synthetic { rate, handle_time, patience, mix } = &scenario.traffic else { return None };
+        let constant = rate.0.iter().all(|&(_, r)| r == rate.0[0].1);
+        let Dist::Exponential { mean: handle } = *handle_time else { return None };
+        let theta = match patience {
+            None => 0.0,
+            Some(Dist::Exponential { mean }) if !mean.is_zero() => 1.0 / mean.as_secs_f64(),
+            Some(_) => return None,
+        };
+        let routing = &scenario.ccrd.router;
+        let plain_agents = scenario.agents.iter().all(|g| {
+            g.shift.is_none()
+                && g.breaks.is_empty()
+                && g.answer_delay == Dist::Fixed(Duration::ZERO)
+                && g.rona_probability == 0.0
+        });
+        let first = mix.first()?;
+        let one_line =
+            mix.iter().all(|t| t.queue == first.queue && t.skills == first.skills && t.languages == first.languages);
+        let queue = &routing.queues[usize::from(first.queue.0)];
+        if !constant || !plain_agents || !one_line || !queue.wrap_up.is_zero() || handle.is_zero() {
+            return None;
+        }
+        let serves = |g: &&crate::scenario::AgentGroup| {
+            first.skills.iter().all(|r| g.profile.skills.iter().any(|&(s, p)| s == r.skill && p >= r.min_proficiency))
+                && (first.languages.is_empty() || first.languages.iter().any(|l| g.profile.languages.contains(l)))
+        };
+        // Agents who cannot serve the line take nothing; those who can serve only it.
+        let agents: u32 = scenario.agents.iter().filter(serves).map(|g| g.count).sum();
+        let tiers: Vec<u8> = mix.iter().map(|t| t.tier.0).collect();
+        let several_tiers = tiers.iter().any(|&t| t != tiers[0]);
+        if agents == 0
+            || (several_tiers && (queue.contact_policy != ccr_core::ContactPolicy::StrictTier || theta > 0.0))
+        {
+            return None;
+        }
+        let per_second = rate.0[0].1 / 3600.0;
+        let total: f64 = mix.iter().map(|t| t.weight).sum();
+        let mut higher = vec![0.0; routing.tiers.len()];
+        for t in mix {
+            // Strict tiers: a lower tier id ranks first.
+            for h in higher.iter_mut().skip(usize::from(t.tier.0) + 1) {
+                *h += per_second * t.weight / total;
+            }
+        }
+        Some(ExactModel { capacity: f64::from(agents) / handle.as_secs_f64(), abandonment: theta, higher })
+    }
+
+    /// E[wait | answered] of a contact of `tier` with `ahead` before it, all
+    /// agents busy: stage by stage, Σ 1/(cμ + (i + 1)θ) for i = 0..=ahead
+    /// (its own patience outlasting each stage tilts it by θ; the Erlang A
+    /// ASA's stages), or (n + 1)/(cμ − λ_higher) under strict tiers.
+    pub fn expected_wait(&self, ahead: u32, tier: TierId) -> Option<Duration> {
+        let drain = self.capacity - self.higher.get(usize::from(tier.0)).copied().unwrap_or(0.0);
+        if drain <= 0.0 {
+            return None;
+        }
+        let wait: f64 = (0..=ahead).map(|i| 1.0 / (drain + f64::from(i + 1) * self.abandonment)).sum();
+        Some(Duration::from_secs_f64(wait))
+    }
 }
 
 /// A whole run.
@@ -110,8 +202,8 @@ struct Engine<'a> {
     router: Router,
     /// Draws the traffic; agents' behaviour has its own stream, so that
     /// every policy sees the same callers.
-    traffic_rng: StdRng,
-    rng: StdRng,
+    traffic_rng: ChaCha12Rng,
+    rng: ChaCha12Rng,
     arrivals: Arrivals<'a>,
     /// The caller whose `Arrival` is scheduled.
     next: Option<Caller>,
@@ -131,20 +223,17 @@ struct Engine<'a> {
     agent_time: [Duration; 6],
     waiting: Vec<(Time, u32)>,
     decisions: u64,
-    /// Agents holding each skill, for the naive estimate.
-    skilled_agents: HashMap<ccr_core::SkillId, u32>,
+    /// Agents staffed (logged in, not on a break, not leaving), and how
+    /// many of them hold each skill: the naive estimate's.
+    staffed: HashSet<AgentId>,
+    staffed_by_skill: HashMap<ccr_core::SkillId, u32>,
     mean_handle: Duration,
+    exact: Option<ExactModel>,
 }
 
 /// Runs `scenario` in virtual time.
 pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
     let router = Router::new(scenario.ccrd.router.clone())?;
-    let mut skilled_agents = HashMap::new();
-    for g in &scenario.agents {
-        for &(skill, _) in &g.profile.skills {
-            *skilled_agents.entry(skill).or_insert(0) += g.count;
-        }
-    }
     let arrivals = match &scenario.traffic {
         Traffic::Trace(callers) => Arrivals::Trace(callers.iter()),
         Traffic::Synthetic { .. } => Arrivals::Synthetic,
@@ -152,8 +241,8 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
     let mut engine = Engine {
         scenario,
         router,
-        traffic_rng: StdRng::seed_from_u64(scenario.seed),
-        rng: StdRng::seed_from_u64(scenario.seed ^ AGENT_STREAM),
+        traffic_rng: ChaCha12Rng::seed_from_u64(scenario.seed),
+        rng: ChaCha12Rng::seed_from_u64(scenario.seed ^ AGENT_STREAM),
         arrivals,
         next: None,
         pending: BinaryHeap::new(),
@@ -169,8 +258,10 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
         agent_time: [Duration::ZERO; 6],
         waiting: Vec::new(),
         decisions: 0,
-        skilled_agents,
+        staffed: HashSet::new(),
+        staffed_by_skill: HashMap::new(),
         mean_handle: scenario.traffic.mean_handle_time(),
+        exact: ExactModel::of(scenario),
     };
     engine.run();
     let warm_up = Time::ZERO + scenario.warm_up;
@@ -191,7 +282,7 @@ pub fn callers(scenario: &Scenario) -> Vec<Caller> {
     match &scenario.traffic {
         Traffic::Trace(callers) => callers.iter().filter(|c| c.arrival <= scenario.duration).cloned().collect(),
         Traffic::Synthetic { .. } => {
-            let mut rng = StdRng::seed_from_u64(scenario.seed);
+            let mut rng = ChaCha12Rng::seed_from_u64(scenario.seed);
             let mut out = Vec::new();
             let mut t = Duration::ZERO;
             while let Some(c) = draw(scenario, &mut rng, t) {
@@ -204,7 +295,7 @@ pub fn callers(scenario: &Scenario) -> Vec<Caller> {
 }
 
 /// The next synthetic caller after `after`, or `None` past the run's end.
-fn draw(scenario: &Scenario, rng: &mut StdRng, after: Duration) -> Option<Caller> {
+fn draw(scenario: &Scenario, rng: &mut ChaCha12Rng, after: Duration) -> Option<Caller> {
     let Traffic::Synthetic { rate, handle_time, patience, mix } = &scenario.traffic else { return None };
     let arrival = next_arrival(rate, rng, after, scenario.duration)?;
     let total: f64 = mix.iter().map(|t| t.weight).sum();
@@ -232,7 +323,7 @@ fn draw(scenario: &Scenario, rng: &mut StdRng, after: Duration) -> Option<Caller
 
 /// Thinning: candidates at the highest rate, kept in proportion to the rate
 /// at their time.
-fn next_arrival(rate: &RateProfile, rng: &mut StdRng, after: Duration, end: Duration) -> Option<Duration> {
+fn next_arrival(rate: &RateProfile, rng: &mut ChaCha12Rng, after: Duration, end: Duration) -> Option<Duration> {
     let max = rate.max_rate();
     let mut t = after;
     loop {
@@ -331,7 +422,42 @@ impl Engine<'_> {
         }
     }
 
+    /// Counts `agent` in or out of the staffed agents after a change.
+    fn refresh_staffed(&mut self, agent: AgentId) {
+        let staffed =
+            self.logged_in.contains(&agent) && !self.on_break.contains(&agent) && !self.leaving.contains(&agent);
+        if staffed == self.staffed.contains(&agent) {
+            return;
+        }
+        let group = &self.scenario.agents[self.group_of[&agent]];
+        for &(skill, _) in &group.profile.skills {
+            let n = self.staffed_by_skill.entry(skill).or_insert(0);
+            *n = if staffed { *n + 1 } else { *n - 1 };
+        }
+        if staffed {
+            self.staffed.insert(agent);
+        } else {
+            self.staffed.remove(&agent);
+        }
+    }
+
     fn act(&mut self, now: Time, action: Action) {
+        let agent = match action {
+            Action::Accept { agent, .. }
+            | Action::Complete { agent, .. }
+            | Action::ShiftStart { agent }
+            | Action::ShiftEnd { agent }
+            | Action::BreakStart { agent }
+            | Action::BreakEnd { agent } => Some(agent),
+            Action::Arrival | Action::HangUp { .. } | Action::Sample => None,
+        };
+        self.act_on(now, action);
+        if let Some(agent) = agent {
+            self.refresh_staffed(agent);
+        }
+    }
+
+    fn act_on(&mut self, now: Time, action: Action) {
         match action {
             Action::Arrival => {
                 if let Some(caller) = self.next.take() {
@@ -429,9 +555,11 @@ impl Engine<'_> {
         if let Ok(estimate) = self.router.estimate_wait(id) {
             if estimate.method != EwtMethod::NotWaiting {
                 self.records[index].queued = true;
-                let agents = self.skilled_agents.get(&caller.skills[0].skill).copied().unwrap_or(0).max(1);
-                let naive = self.mean_handle.mul_f64(f64::from(estimate.position) / f64::from(agents));
-                self.records[index].estimate = Some((estimate.estimated_wait, naive));
+                let agents = self.staffed_by_skill.get(&caller.skills[0].skill).copied().unwrap_or(0).max(1);
+                let wrap_up = self.scenario.ccrd.router.queues[usize::from(caller.queue.0)].wrap_up;
+                let naive = (self.mean_handle + wrap_up).mul_f64(f64::from(estimate.position) / f64::from(agents));
+                let exact = self.exact.as_ref().and_then(|m| m.expected_wait(estimate.position - 1, caller.tier));
+                self.records[index].estimate = Some(Estimates { ccr: estimate.estimated_wait, naive, exact });
             }
         }
         if let Some(patience) = caller.patience {

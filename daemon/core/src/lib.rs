@@ -46,6 +46,7 @@ pub mod config;
 pub mod contact;
 pub mod error;
 pub mod event;
+pub mod ewt;
 pub mod ids;
 pub mod snapshot;
 pub mod state;

@@ -13,6 +13,8 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use crate::hashing::KeyedMap;
 
 use crate::agent::{Agent, Presence, WrapUp};
@@ -21,6 +23,7 @@ use crate::config::{RelaxAction, RouterConfig, WhenFull};
 use crate::contact::{rank_value, Contact, ContactState, Filed, Rank, Relaxation};
 use crate::error::{CommandError, OfferOutcome};
 use crate::event::{AgentState, Candidate, Event, Explanation, OverflowReason, Rule, Trigger};
+use crate::ewt;
 use crate::ids::{
     AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SessionId, SkillId, SkillReq, SkillSet, TierId,
 };
@@ -268,27 +271,77 @@ impl Router {
         }
     }
 
-    /// Position in queue and estimated wait of a contact (see [`crate::stats`]).
+    /// Position in queue and estimated wait of a contact (see [`crate::stats`]
+    /// and [`crate::ewt`]). O(tiers) beside the position and the count of
+    /// the agents who qualify.
     pub fn estimate_wait(&self, contact: ContactId) -> Result<WaitEstimate, CommandError> {
         let &slot = self.contact_slots.get(&contact).ok_or(CommandError::UnknownContact(contact))?;
         let c = &self.contacts[slot];
         if !c.is_waiting() {
-            let method = EwtMethod::NotWaiting;
-            return Ok(WaitEstimate { position: 0, estimated_wait: Duration::ZERO, method });
+            let (zero, method) = (Duration::ZERO, EwtMethod::NotWaiting);
+            return Ok(WaitEstimate { position: 0, estimated_wait: zero, low: zero, high: zero, method });
         }
-        let q = &self.queues[usize::from(c.queue.0)];
+        let qi = usize::from(c.queue.0);
+        let (q, qc) = (&self.queues[qi], &self.cfg.queues[qi]);
         let position = q.positions.ahead_of(c.rank) + 1;
-        if q.departures >= WARM_UP_DEPARTURES {
-            let gap = q.answer_gap(self.now, self.cfg.ewt_window);
-            let wait = Duration::from_micros((f64::from(position) * gap) as u64);
-            return Ok(WaitEstimate { position, estimated_wait: wait, method: EwtMethod::QueueVelocity });
-        }
+        let rates = q.rates(self.now, self.cfg.ewt_window);
         let mut skills = Vec::new();
         let languages = c.effective(&mut skills);
-        let staffed = self.pools.staffed(&self.agents, c.channel, &skills, languages).max(1);
-        let aht = self.cfg.queues[usize::from(c.queue.0)].expected_handle_time;
-        let wait = aht.mul_f64(f64::from(position) / staffed as f64);
-        Ok(WaitEstimate { position, estimated_wait: wait, method: EwtMethod::HandleTimeModel })
+        let staffed = self.pools.staffed(&self.agents, c.channel, &skills, languages);
+        // The staffing's rate: every agent who qualifies on this queue alone.
+        let service = (qc.expected_handle_time + qc.wrap_up).as_secs_f64();
+        let staffing_rate = staffed as f64 / service;
+        let prior = WARM_UP_DEPARTURES as f64;
+        // History and staffing, weighed by how many departures history has
+        // seen against `prior` imagined ones.
+        let measured = (rates.departures > 0.0 && rates.busy > 0.0).then(|| rates.departures / rates.busy);
+        let drain = match (measured, staffing_rate > 0.0) {
+            (Some(m), true) => {
+                let weight = rates.departures / (rates.departures + prior);
+                weight * m + (1.0 - weight) * staffing_rate
+            }
+            (Some(m), false) => m,
+            (None, true) => staffing_rate,
+            (None, false) => 0.0,
+        };
+        let mut method = if rates.departures >= prior { EwtMethod::QueueLength } else { EwtMethod::Staffing };
+        let stalled_for = rates.stalled_for.unwrap_or(0.0);
+        if drain <= 0.0 || staffed == 0 || stalled_for > 0.0 {
+            method = EwtMethod::Stalled;
+        }
+        // Nothing to go by: as if one agent served the queue.
+        let drain = if drain > 0.0 { drain } else { 1.0 / service };
+        let overtakers = self.overtakers(c.queue, c.tier);
+        let w = ewt::answered_wait(f64::from(position - 1), drain, rates.abandonment, &overtakers);
+        if w.unbounded {
+            method = EwtMethod::Stalled;
+        }
+        // No wait is given as longer than a day (nor a figure that is not one).
+        let secs = |s: f64| Duration::from_secs_f64(if s.is_nan() { 86_400.0 } else { s.clamp(0.0, 86_400.0) });
+        Ok(WaitEstimate {
+            position,
+            estimated_wait: secs(w.mean + stalled_for),
+            low: secs(w.low),
+            high: secs(w.high + 2.0 * stalled_for),
+            method,
+        })
+    }
+
+    /// The tiers whose later arrivals rank before a waiting contact of
+    /// `tier` in `queue`, at their measured rates.
+    fn overtakers(&self, queue: QueueId, tier: TierId) -> SmallVec<[ewt::Overtaking; 4]> {
+        let q = &self.queues[usize::from(queue.0)];
+        let offset = |t: usize| rank_value(&self.cfg, queue, TierId(t as u8), Time::ZERO, None);
+        let own = offset(usize::from(tier.0));
+        (0..self.cfg.tiers.len())
+            .filter_map(|t| {
+                let head_start = own.checked_sub(offset(t)).filter(|&d| d > 0)?;
+                let rate = q.arrival_rate(t);
+                // Strict tiers: years apart, so always before.
+                let within = if head_start >= 1 << 47 { f64::INFINITY } else { head_start as f64 / 1e6 };
+                (rate > 0.0).then_some(ewt::Overtaking { rate, within })
+            })
+            .collect()
     }
 
     /// Everything the router holds, in a plain form: for tests, debugging and
@@ -739,7 +792,6 @@ impl Router {
         if waited <= threshold {
             q.counters.answered_in_target += 1;
         }
-        q.note_answer(self.now, self.cfg.ewt_window);
         self.events.push_back(Event::Connected { offer: offer_id, contact, agent: id, queue, tier, waited });
         self.sync_agent_state(slot);
         Ok(Reply::Accepted { contact, duplicate: false })
@@ -891,7 +943,11 @@ impl Router {
                 self.events.push_back(Event::OfferEnded { offer, contact, agent, outcome: OfferOutcome::Abandoned });
                 self.release_agent_slot(o.agent_slot, cslot, false);
             }
-            ContactState::Waiting { .. } => self.unindex(cslot),
+            ContactState::Waiting { .. } => {
+                self.unindex(cslot);
+                let in_queue = self.now.since(self.contacts[cslot].entered_queue);
+                self.queues[usize::from(queue.0)].note_abandon(self.now, self.cfg.ewt_window, in_queue);
+            }
         }
         self.remove_contact(cslot);
         let short = waited < self.cfg.short_abandon;
@@ -1171,8 +1227,11 @@ impl Router {
             self.waiting.insert(reqs, rank, slot)
         };
         self.scratch = skills;
+        let just_arrived = self.contacts[slot].entered_queue == self.now;
         let q = &mut self.queues[usize::from(queue.0)];
-        if q.waiting() == 0 {
+        if just_arrived {
+            q.note_arrival(self.now, self.cfg.ewt_window, usize::from(tier.0));
+        } else if q.waiting() == 0 {
             q.advance(self.now, self.cfg.ewt_window);
         }
         let place = q.positions.insert(tier, rank);
@@ -1356,6 +1415,12 @@ impl Router {
         explanation: Option<Box<Explanation>>,
     ) {
         self.unindex(contact_slot);
+        let c = &self.contacts[contact_slot];
+        if self.now > c.entered_queue {
+            // It waited: its place in line is freed for those behind.
+            let waited = self.now.since(c.entered_queue);
+            self.queues[usize::from(c.queue.0)].note_departure(self.now, self.cfg.ewt_window, waited);
+        }
         let agent = &mut self.agents[agent_slot];
         let c = &self.contacts[contact_slot];
         let expires_at = self.now + self.cfg.queues[usize::from(c.queue.0)].offer_timeout;
@@ -1402,6 +1467,8 @@ impl Router {
             let queue = self.contacts[o.contact_slot].queue;
             self.queues[usize::from(queue.0)].counters.rona += 1;
         }
+        let queue = self.contacts[o.contact_slot].queue;
+        self.queues[usize::from(queue.0)].note_return(self.now, self.cfg.ewt_window);
         // Not ready first, so the contact cannot be offered straight back.
         self.agents[o.agent_slot].presence = Presence::NotReady(reason);
         self.release_agent_slot(o.agent_slot, o.contact_slot, true);

@@ -60,14 +60,34 @@ pub struct SessionRecord {
 }
 
 /// A queue's counters and the history behind its wait estimate.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct QueueRecord {
     pub counters: QueueCounters,
     pub departures: u64,
-    /// Decayed count of answers and decayed busy time (µs), as of `updated`.
+    /// Decayed count of departures and decayed busy time (µs), as of `updated`.
     pub answers: f64,
     pub busy: f64,
     pub updated: Time,
+    /// The rest of the estimate's history (`crate::stats`); `None` in a
+    /// snapshot of a format that did not keep it: it is relearnt.
+    pub flow: Option<FlowRecord>,
+}
+
+/// Abandonment, arrivals by tier and stalls of a queue (`crate::stats`).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct FlowRecord {
+    /// Busy µs since the last departure.
+    pub since_departure: f64,
+    /// Decayed departures and busy µs as of the last departure, and the
+    /// expected gap between departures then (µs; infinite before any).
+    pub at_departure: (f64, f64),
+    pub gap: f64,
+    /// Decayed abandons, and decayed µs waited by those who left the queue.
+    pub abandons: f64,
+    pub exposure: f64,
+    /// Decayed µs, and decayed arrivals per tier.
+    pub elapsed: f64,
+    pub arrivals: Vec<f64>,
 }
 
 /// The offer ids issued and the ended offers still remembered.

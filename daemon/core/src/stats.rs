@@ -1,33 +1,41 @@
-//! Per-queue statistics and the estimated wait time.
+//! Per-queue statistics, and the history behind the estimated wait.
 //!
 //! ## How the estimated wait (EWT) is computed
-//! For a waiting contact with `ahead` contacts of its queue ranked before it,
-//! EWT = (ahead + 1) × *g*, where *g* is the queue's recent mean time between
-//! two answers *while the queue had someone waiting*: answers and busy time
-//! are both exponentially decayed with time constant
-//! [`crate::RouterConfig::ewt_window`], and *g* is their ratio. Busy time only
-//! runs while the queue is non-empty, so a quiet night does not inflate the
-//! morning's estimates, and a queue that is answered on arrival estimates ~0.
-//! This "queue velocity" estimate follows the real service rate, including
-//! agents shared with other queues, breaks and RONAs.
+//! For a waiting contact with `n` contacts ranked before it in its queue,
+//! the queue-length predictor of [`crate::ewt`] with three rates this
+//! module measures per queue, each exponentially decayed with time
+//! constant [`crate::RouterConfig::ewt_window`] — of time with someone
+//! waiting for the first two (they only move then; idle time ages them
+//! [`IDLE_AGING`] times slower), of the clock for the arrivals:
 //!
-//! Until a queue has seen [`WARM_UP_DEPARTURES`] answers it falls back to the
-//! textbook estimate (ahead + 1) × AHT ÷ agents logged in who qualify. Those
-//! are counted from the rosters of the contact's primary skill and languages
-//! (`AgentPools::staffed`), not by a scan of every agent.
+//! - the **drain rate** `r`: contacts leaving the queue for an offer, per
+//!   second *while someone waits* (offers to contacts that did not wait do
+//!   not count, as their time is not counted either; an offer that rings
+//!   out or is declined gives its contact's place back). While contacts
+//!   wait, every agent who can take one does, so this is the service rate
+//!   the queue really gets — shared agents, RONAs and breaks included. A
+//!   gap with nobody leaving longer than [`STALL_GAPS`] expected gaps is a
+//!   stall, counted as one expected gap: agents all on a break stop the
+//!   queue, they do not slow it for the next `ewt_window`, and meanwhile the
+//!   estimate says the queue is stalled;
+//! - the **abandonment rate** θ of one waiting contact: abandons ÷ the time
+//!   the contacts that left the queue had waited in it (the estimate of an
+//!   exponential patience from censored waits);
+//! - each tier's **arrival rate**, for the later arrivals that will rank
+//!   before the contact ([`crate::ewt`], overtaking).
 //!
-//! Known weaknesses: later arrivals of a higher tier will overtake a waiting
-//! contact, so lower tiers' EWT is optimistic under load; and a sudden change
-//! of staffing takes about one window to show.
+//! Before the queue has much history, the drain rate leans on staffing:
+//! the rate the agents logged in who qualify would give at the queue's
+//! expected handle time plus wrap-up, weighed against the measured rate as
+//! [`WARM_UP_DEPARTURES`] departures against the decayed count of real
+//! ones, so the first estimates of the day are those of the staffing, and
+//! history takes over as it accrues. With nobody who
+//! qualifies logged in and no history, nothing can be estimated: the
+//! estimate assumes one agent and says it is uncertain.
 //!
-//! Measured (`ccr-loadgen simulate loadgen/scenarios/bank-day.toml`, the
-//! estimate at arrival against the wait the answered contact had): within
-//! ±20 % for 14–22 % of contacts per queue and tier, against 3–9 % for the
-//! naive position × AHT ÷ agents — but with a mean absolute error dominated
-//! by outliers: where no qualified agent answered for a while (a queue whose
-//! skill is only staffed from late morning), busy time accumulates with no
-//! answers and the first estimates after staff arrive are far too long,
-//! until the window forgets.
+//! Measured against the waits contacts really had: `ccr-loadgen simulate`
+//! reports it per queue and tier beside the naive estimate and, where the
+//! scenario is Markovian, the exact one (loadgen/README.md).
 
 use std::time::Duration;
 
@@ -35,8 +43,20 @@ use crate::oldest::OldestWaiting;
 use crate::positions::QueuePositions;
 use crate::time::Time;
 
-/// Answers needed before the queue-velocity estimate is trusted.
-pub const WARM_UP_DEPARTURES: u64 = 10;
+/// The weight of the staffing's rate against the measured drain rate, in
+/// departures: history outweighs it after as many real ones (decayed). Two:
+/// a wrong `expected_handle_time` must not hold a slow queue's estimate,
+/// whose decayed count stays low, away from what it measures.
+pub const WARM_UP_DEPARTURES: u64 = 2;
+
+/// A gap with nobody leaving a waiting queue longer than this many expected
+/// gaps is a stall: it counts as one expected gap. An exponential gap is
+/// this long once in 3,000, and counting it short biases the rate by 0.3 %.
+pub const STALL_GAPS: f64 = 8.0;
+
+/// How much slower a queue's drain and abandonment history ages while
+/// nobody waits than while someone does.
+pub const IDLE_AGING: f64 = 8.0;
 
 /// Counters since the router started. Monotonic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -84,49 +104,140 @@ pub struct WaitEstimate {
     /// 1 = next in line.
     pub position: u32,
     pub estimated_wait: Duration,
+    /// The wait falls in `[low, high]` four times out of five when the
+    /// rates hold (their 10th and 90th percentiles).
+    pub low: Duration,
+    pub high: Duration,
     pub method: EwtMethod,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EwtMethod {
-    QueueVelocity,
-    HandleTimeModel,
+    /// From the queue's measured rates.
+    QueueLength,
+    /// Mostly from the staffing: the queue has little history yet.
+    Staffing,
+    /// Uncertain: nobody has left the queue for [`STALL_GAPS`] expected
+    /// gaps, or nobody who qualifies is logged in. The estimate assumes
+    /// the stall lasts as long again.
+    Stalled,
     /// Offered or connected: the wait is over.
     NotWaiting,
 }
 
-/// How fast a queue has been answered lately: the history behind the
-/// queue-velocity estimate.
+impl EwtMethod {
+    /// Whether the estimate stands on measured rates.
+    pub fn is_confident(self) -> bool {
+        matches!(self, EwtMethod::QueueLength | EwtMethod::NotWaiting)
+    }
+}
+
+/// How fast a waiting queue drains: the history behind the drain rate,
+/// kept in snapshots.
 #[derive(Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct AnswerRate {
-    /// Decayed count of answers.
+    /// Decayed count of departures for an offer.
     answers: f64,
     /// Decayed time with someone waiting, in microseconds.
     busy: f64,
-    /// When `answers` and `busy` were last brought up to date.
+    /// When every decayed figure was last brought up to date.
     updated: Time,
 }
 
-impl AnswerRate {
-    fn advance(&mut self, now: Time, window: Duration, busy: bool) {
-        let dt = now.since(self.updated);
-        if dt.is_zero() {
-            return;
-        }
-        let decay = (-dt.as_secs_f64() / window.as_secs_f64()).exp();
-        let busy = if busy { dt.as_micros() as f64 } else { 0.0 };
-        self.busy = self.busy * decay + busy;
-        self.answers *= decay;
-        self.updated = now;
-    }
+/// The rest of the history: abandonment, arrivals by tier, and how long
+/// the queue has gone without a departure. Not in snapshots: relearnt
+/// within one window after a restart.
+#[derive(Clone, Copy)]
+struct Flow {
+    /// Busy time since the last departure, in microseconds.
+    since_departure: f64,
+    /// The drain history as of the last departure (decayed since by the
+    /// time nobody waited), and the expected gap between departures then.
+    at_departure: AnswerRate,
+    gap: f64,
+    /// Decayed count of abandons from the queue.
+    abandons: f64,
+    /// Decayed time the contacts that left the queue had waited in it, µs.
+    exposure: f64,
+    /// Decayed time, µs: what the arrival counts are rates over.
+    elapsed: f64,
+}
 
-    fn gap(&self) -> f64 {
-        if self.answers > 0.0 {
-            self.busy / self.answers
-        } else {
-            0.0
+impl Default for Flow {
+    fn default() -> Self {
+        Flow {
+            since_departure: 0.0,
+            at_departure: AnswerRate::default(),
+            gap: f64::INFINITY,
+            abandons: 0.0,
+            exposure: 0.0,
+            elapsed: 0.0,
         }
     }
+}
+
+/// Decays `answers` and `busy` by `dt` µs, counting it as busy or not.
+fn decay_rate(rate: &mut AnswerRate, dt: f64, tau: f64, busy: bool) {
+    let decay_m1 = (-dt / tau).exp_m1();
+    rate.answers *= 1.0 + decay_m1;
+    // ∫ e^(−s/τ) ds over the interval: dt for short ones, never more than τ.
+    rate.busy = rate.busy * (1.0 + decay_m1) - if busy { tau * decay_m1 } else { 0.0 };
+}
+
+impl Flow {
+    /// Brings `rate` and `self` up to `now`; returns the factor the counts
+    /// decayed by, to apply to the arrivals too.
+    fn advance(&mut self, rate: &mut AnswerRate, now: Time, window: Duration, waiting: bool) -> f64 {
+        let dt = now.since(rate.updated);
+        if dt.is_zero() {
+            return 1.0;
+        }
+        let (dt, tau) = (dt.as_micros() as f64, window.as_micros() as f64);
+        let decay_m1 = (-dt / tau).exp_m1();
+        let decay = 1.0 + decay_m1;
+        // The queue's own history ages with the time someone waits, and
+        // [`IDLE_AGING`] times slower while nobody does: a queue that waits a
+        // quarter of the time keeps four times the departures in its window,
+        // and last night's pace still fades by morning.
+        let idle_decay = (-dt / (IDLE_AGING * tau)).exp();
+        if waiting {
+            self.abandons *= decay;
+            self.exposure *= decay;
+            let cap = STALL_GAPS * self.gap;
+            let before = self.since_departure;
+            self.since_departure += dt;
+            if self.since_departure <= cap {
+                decay_rate(rate, dt, tau, true);
+            } else if before <= cap {
+                // A stall begins: the history is as if one more expected
+                // gap had passed since the last departure, and stands still
+                // until the next — a stall says nothing of the pace when
+                // agents serve.
+                *rate = AnswerRate { updated: rate.updated, ..self.at_departure };
+                decay_rate(rate, self.gap, tau, true);
+            }
+        } else {
+            decay_rate(rate, dt, IDLE_AGING * tau, false);
+            decay_rate(&mut self.at_departure, dt, IDLE_AGING * tau, false);
+            self.abandons *= idle_decay;
+            self.exposure *= idle_decay;
+        }
+        rate.updated = now;
+        self.elapsed = self.elapsed * decay - tau * decay_m1;
+        decay
+    }
+}
+
+/// A queue's rates as the estimate reads them, per second.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rates {
+    /// Decayed departures, and the decayed busy seconds they took.
+    pub departures: f64,
+    pub busy: f64,
+    /// Abandons per second of waiting, per contact.
+    pub abandonment: f64,
+    /// Seconds without a departure, when more than [`STALL_GAPS`] gaps.
+    pub stalled_for: Option<f64>,
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -138,8 +249,13 @@ pub(crate) struct QueueState {
     pub oldest: OldestWaiting,
     pub counters: QueueCounters,
     rate: AnswerRate,
-    /// Answers ever counted, for the warm-up.
+    /// Departures ever counted.
     pub departures: u64,
+    #[serde(skip)]
+    flow: Flow,
+    /// Decayed count of arrivals per tier, decayed with `flow`.
+    #[serde(skip)]
+    arrivals: Vec<f64>,
 }
 
 impl QueueState {
@@ -150,6 +266,8 @@ impl QueueState {
             counters: QueueCounters::default(),
             rate: AnswerRate::default(),
             departures: 0,
+            flow: Flow::default(),
+            arrivals: vec![0.0; tiers],
         }
     }
 
@@ -157,24 +275,73 @@ impl QueueState {
         self.positions.waiting()
     }
 
-    /// Decays the history up to `now`, counting the busy time since the last
-    /// update. Must run before the waiting count goes from or to zero.
+    /// Decays the history up to `now`, counting the time since the last
+    /// update as busy if someone waited. Must run before the waiting count
+    /// goes from or to zero.
     pub(crate) fn advance(&mut self, now: Time, window: Duration) {
-        let busy = self.waiting() > 0;
-        self.rate.advance(now, window, busy);
+        let waiting = self.positions.waiting() > 0;
+        let decay = self.flow.advance(&mut self.rate, now, window, waiting);
+        if decay != 1.0 {
+            for a in &mut self.arrivals {
+                *a *= decay;
+            }
+        }
     }
 
-    pub(crate) fn note_answer(&mut self, now: Time, window: Duration) {
+    /// A contact of `tier` joined the queue.
+    pub(crate) fn note_arrival(&mut self, now: Time, window: Duration, tier: usize) {
+        self.advance(now, window);
+        if self.arrivals.len() <= tier {
+            self.arrivals.resize(tier + 1, 0.0);
+        }
+        self.arrivals[tier] += 1.0;
+    }
+
+    /// A contact that had waited `waited` in the queue left it for an offer.
+    pub(crate) fn note_departure(&mut self, now: Time, window: Duration, waited: Duration) {
         self.advance(now, window);
         self.rate.answers += 1.0;
         self.departures += 1;
+        let flow = &mut self.flow;
+        flow.since_departure = 0.0;
+        flow.at_departure = self.rate;
+        flow.gap = self.rate.busy / self.rate.answers;
+        flow.exposure += waited.as_micros() as f64;
     }
 
-    /// Mean time between answers while busy, in microseconds, as of `now`.
-    pub(crate) fn answer_gap(&self, now: Time, window: Duration) -> f64 {
-        let mut rate = self.rate;
-        rate.advance(now, window, self.waiting() > 0);
-        rate.gap()
+    /// An offer ended unanswered: its contact takes its place back.
+    pub(crate) fn note_return(&mut self, now: Time, window: Duration) {
+        self.advance(now, window);
+        self.rate.answers = (self.rate.answers - 1.0).max(0.0);
+    }
+
+    /// A contact gave up after waiting `waited` in the queue.
+    pub(crate) fn note_abandon(&mut self, now: Time, window: Duration, waited: Duration) {
+        self.advance(now, window);
+        self.flow.abandons += 1.0;
+        self.flow.exposure += waited.as_micros() as f64;
+    }
+
+    /// The rates as of `now`, without changing the history.
+    pub(crate) fn rates(&self, now: Time, window: Duration) -> Rates {
+        let (mut rate, mut flow) = (self.rate, self.flow);
+        flow.advance(&mut rate, now, window, self.positions.waiting() > 0);
+        Rates {
+            departures: rate.answers,
+            busy: rate.busy / 1e6,
+            abandonment: if flow.exposure > 0.0 { flow.abandons / (flow.exposure / 1e6) } else { 0.0 },
+            stalled_for: (flow.since_departure > STALL_GAPS * flow.gap).then(|| flow.since_departure / 1e6),
+        }
+    }
+
+    /// Arrivals of `tier` per second, as of the last update (decay since
+    /// then scales the count and the time alike).
+    pub(crate) fn arrival_rate(&self, tier: usize) -> f64 {
+        let elapsed = self.flow.elapsed / 1e6;
+        match self.arrivals.get(tier) {
+            Some(&a) if elapsed > 0.0 => a / elapsed,
+            _ => 0.0,
+        }
     }
 
     /// The answer-rate history: (decayed answers, decayed busy µs, as of).
@@ -184,6 +351,34 @@ impl QueueState {
 
     pub(crate) fn set_rate(&mut self, (answers, busy, updated): (f64, f64, Time)) {
         self.rate = AnswerRate { answers, busy, updated };
+    }
+
+    pub(crate) fn flow_record(&self) -> crate::state::FlowRecord {
+        let f = &self.flow;
+        crate::state::FlowRecord {
+            since_departure: f.since_departure,
+            at_departure: (f.at_departure.answers, f.at_departure.busy),
+            gap: f.gap,
+            abandons: f.abandons,
+            exposure: f.exposure,
+            elapsed: f.elapsed,
+            arrivals: self.arrivals.clone(),
+        }
+    }
+
+    pub(crate) fn set_flow(&mut self, r: &crate::state::FlowRecord) {
+        let (answers, busy) = r.at_departure;
+        self.flow = Flow {
+            since_departure: r.since_departure,
+            at_departure: AnswerRate { answers, busy, updated: Time::ZERO },
+            gap: r.gap,
+            abandons: r.abandons,
+            exposure: r.exposure,
+            elapsed: r.elapsed,
+        };
+        self.arrivals.clone_from(&r.arrivals);
+        let tiers = self.positions.waiting_by_tier().count();
+        self.arrivals.resize(self.arrivals.len().max(tiers), 0.0);
     }
 
     pub(crate) fn service_level(&self) -> Option<f64> {

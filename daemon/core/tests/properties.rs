@@ -387,32 +387,45 @@ fn check_invariants(cfg: &RouterConfig, snap: &Snapshot) -> Result<(), TestCaseE
 }
 
 /// A waiting contact's position, as the router keeps it, against a count of
-/// the contacts of its queue that wait with a better rank; while its queue
-/// warms up, the handle-time estimate against one from a count of the
-/// logged-in agents who qualify for it.
-fn check_positions(cfg: &RouterConfig, router: &Router, snap: &Snapshot) -> Result<(), TestCaseError> {
+/// the contacts of its queue that wait with a better rank; and its
+/// estimated wait: within its own range unless uncertain, and never shorter
+/// than that of a contact ahead of it in the same queue and tier with the
+/// same requirements (the same agents, rates and overtakers).
+fn check_positions(router: &Router, snap: &Snapshot) -> Result<(), TestCaseError> {
     let waiting = |c: &&ContactView| matches!(c.state, ContactViewState::Waiting { .. });
+    let mut estimates = Vec::new();
     for c in snap.contacts.iter().filter(waiting) {
         let ahead = snap.contacts.iter().filter(waiting).filter(|o| o.queue == c.queue && o.rank < c.rank).count();
         let estimate = router.estimate_wait(c.id).expect("a waiting contact is known");
         prop_assert_eq!(estimate.position as usize, ahead + 1, "position of {:?}", c.id);
-        if estimate.method == EwtMethod::HandleTimeModel {
-            let staffed = snap
-                .agents
-                .iter()
-                .filter(|a| a.capacity[c.channel.index()] > 0)
-                .filter(|a| reference::qualifies(a, &c.effective_skills, &c.effective_languages))
-                .count()
-                .max(1);
-            let aht = cfg.queues[usize::from(c.queue.0)].expected_handle_time;
-            let expected = aht.mul_f64(f64::from(estimate.position) / staffed as f64);
-            prop_assert_eq!(
-                estimate.estimated_wait,
-                expected,
-                "handle-time estimate of {:?}, {} staffed",
+        if estimate.method != EwtMethod::Stalled {
+            prop_assert!(
+                estimate.low <= estimate.estimated_wait && estimate.estimated_wait <= estimate.high,
+                "{:?}: {:?}",
                 c.id,
-                staffed
+                estimate
             );
+        }
+        estimates.push((c, estimate));
+    }
+    for (c, e) in &estimates {
+        for (o, f) in &estimates {
+            let alike = o.queue == c.queue
+                && o.tier == c.tier
+                && o.channel == c.channel
+                && o.effective_skills == c.effective_skills
+                && o.effective_languages == c.effective_languages;
+            if alike && o.rank < c.rank {
+                prop_assert!(
+                    f.estimated_wait <= e.estimated_wait,
+                    "{:?} (position {}) is estimated to wait {:?}, less than {:?} ahead of it ({:?})",
+                    c.id,
+                    e.position,
+                    e.estimated_wait,
+                    o.id,
+                    f.estimated_wait
+                );
+            }
         }
     }
     Ok(())
@@ -578,7 +591,7 @@ fn run(
         let before = router.snapshot();
         if check {
             check_invariants(&cfg, &before)?;
-            check_positions(&cfg, &router, &before)?;
+            check_positions(&router, &before)?;
             check_oldest_waits(&cfg, &router, &before)?;
             check_sessions(&before)?;
             let in_grace = before.sessions.iter().filter(|s| matches!(s.state, SessionState::Lost { .. })).count();

@@ -559,7 +559,7 @@ fn preferred_window_expiry_releases_the_contact_to_any_agent() {
 }
 
 #[test]
-fn handle_time_estimate_counts_each_qualified_agent_once() {
+fn staffing_estimate_counts_each_qualified_agent_once() {
     type Profile = (u64, &'static [(SkillId, u8)], &'static [LanguageId]);
     let mut h = harness();
     let agents: [Profile; 6] = [
@@ -578,56 +578,156 @@ fn handle_time_estimate_counts_each_qualified_agent_once() {
     // Any language: 10 (once, though in two language groups), 11 and 14.
     h.enqueue(contact(1, Q0, STANDARD, &[(BILLING, 3)], &[]));
     let e = h.router.estimate_wait(ContactId(1)).unwrap();
-    assert_eq!((e.position, e.method), (1, EwtMethod::HandleTimeModel));
+    assert_eq!((e.position, e.method), (1, EwtMethod::Staffing));
     assert_eq!(e.estimated_wait, secs(100), "300 s AHT ÷ 3 agents");
     // English only: 10 alone.
     h.enqueue(contact(2, Q0, STANDARD, &[(BILLING, 3)], &[EN]));
     let e = h.router.estimate_wait(ContactId(2)).unwrap();
     assert_eq!(e.position, 2);
     assert_eq!(e.estimated_wait, secs(600), "2 × 300 s AHT ÷ 1 agent");
-    // Billing and repair: nobody has both, so the estimate divides by one.
+    // Billing and repair: nobody has both. As if one agent, and uncertain.
     h.enqueue(contact(3, Q0, STANDARD, &[(BILLING, 1), (REPAIR, 1)], &[EN]));
     let e = h.router.estimate_wait(ContactId(3)).unwrap();
-    assert_eq!(e.estimated_wait, secs(900), "3 × 300 s AHT ÷ at least 1");
+    assert_eq!((e.estimated_wait, e.method), (secs(900), EwtMethod::Stalled), "3 × 300 s AHT ÷ 1");
+}
+
+/// One agent who handles each contact in `pace` seconds, from `t` on, for
+/// `n` contacts of a queue that never empties; returns the time after.
+fn serve_at_pace(h: &mut Harness, agent: u64, mut t: u64, pace: u64, n: usize) -> u64 {
+    for _ in 0..n {
+        let (c, _, offer) = h.take_offers()[0];
+        h.ok(accept(agent, offer));
+        t += pace;
+        h.at(t).ok(complete(agent, c));
+    }
+    t
+}
+
+/// Contacts `first..first + n`, all waiting in queue 0 at the standard tier.
+fn queue_up(h: &mut Harness, first: u64, n: u64) {
+    for i in first..first + n {
+        h.enqueue(contact(i, Q0, STANDARD, &[(BILLING, 1)], &[]));
+    }
+}
+
+fn estimate(h: &Harness, contact: u64) -> WaitEstimate {
+    h.router.estimate_wait(ContactId(contact)).unwrap()
 }
 
 #[test]
-fn position_and_estimated_wait_follow_the_queue() {
-    let mut h = harness();
-    for i in 1..=4 {
-        h.enqueue(contact(i, Q0, STANDARD, &[(BILLING, 1)], &[]));
-    }
-    h.ok(login(10, &[(BILLING, 5)], &[EN], [1, 0, 0]));
-    h.ok(not_ready(10));
-    let e = h.router.estimate_wait(ContactId(3)).unwrap();
-    // Offered contact 1 is not waiting: contacts 2 and 3 remain ahead of 4.
-    assert_eq!(e.position, 2);
-    assert_eq!(e.method, EwtMethod::HandleTimeModel);
-    assert_eq!(e.estimated_wait, secs(600), "2 × 300 s AHT ÷ 1 agent");
-    // Answer a dozen contacts 10 s apart: the estimate switches to the measured pace.
-    let (_, _, offer) = h.take_offers()[0];
-    h.ok(accept(10, offer));
-    for i in 5..=20 {
-        h.enqueue(contact(i, Q0, STANDARD, &[(BILLING, 1)], &[]));
-    }
-    let mut t = 0;
-    let mut current = 1;
-    for _ in 0..12 {
-        t += 10;
-        h.at(t).ok(complete(10, current));
-        if t == 10 {
-            h.ok(ready(10));
-        }
-        let (c, _, offer) = h.take_offers()[0];
-        h.ok(accept(10, offer));
-        current = c;
-    }
-    let e = h.router.estimate_wait(ContactId(20)).unwrap();
-    assert_eq!(e.method, EwtMethod::QueueVelocity);
-    assert_eq!(e.position, 7);
-    // 13 answers in 120 s of queueing (the first on arrival): ~9.2 s apart.
+fn the_estimate_is_position_over_the_measured_drain_rate() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].expected_handle_time = secs(10);
+    let mut h = Harness::new(cfg);
+    queue_up(&mut h, 1, 100);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    let t = serve_at_pace(&mut h, 10, 0, 10, 30);
+    let e = estimate(&h, 100);
+    // 31 offered (the 31st rings now).
+    assert_eq!((e.position, e.method), (69, EwtMethod::QueueLength));
+    // One agent, 10 s a contact: 69 × 10 s. Departures come at the end of
+    // each 10 s, so the decayed rate is a little slow; within 3 %.
     let got = e.estimated_wait.as_secs_f64();
-    assert!((60.0..70.0).contains(&got), "7 × ~9.2 s, got {got} s");
+    assert!((got / 690.0 - 1.0).abs() < 0.03, "69 × 10 s, got {got} s at {t} s");
+    assert!(e.low < e.estimated_wait && e.estimated_wait < e.high, "{e:?}");
+}
+
+#[test]
+fn contacts_answered_on_arrival_do_not_speed_up_the_estimate() {
+    // Ten agents answer at once for an hour (nobody waits), then one agent
+    // is left and a line builds: the estimate is that of the one agent.
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].expected_handle_time = secs(10);
+    let mut h = Harness::new(cfg);
+    for a in 10..20 {
+        h.login(a, &[(BILLING, 5)], &[EN]);
+    }
+    let mut id = 1;
+    for t in 0..360u64 {
+        h.at(t * 10).enqueue(contact(id, Q0, STANDARD, &[(BILLING, 1)], &[]));
+        let (c, a, offer) = h.take_offers()[0];
+        h.ok(accept(a, offer));
+        h.ok(complete(a, c));
+        id += 1;
+    }
+    for a in 11..20 {
+        h.ok(not_ready(a));
+        h.ok(Command::AgentLogout { agent: AgentId(a) });
+    }
+    queue_up(&mut h, id, 40);
+    let t = serve_at_pace(&mut h, 10, 3600, 10, 20);
+    let e = estimate(&h, id + 39);
+    assert_eq!(e.position, 19);
+    let got = e.estimated_wait.as_secs_f64();
+    assert!((got / 190.0 - 1.0).abs() < 0.1, "19 × 10 s, got {got} s at {t} s ({e:?})");
+}
+
+#[test]
+fn history_outweighs_a_wrong_handle_time() {
+    // Configured 300 s; the agent takes 10 s.
+    let mut h = harness();
+    queue_up(&mut h, 1, 200);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    serve_at_pace(&mut h, 10, 0, 10, 100);
+    let e = estimate(&h, 200);
+    assert_eq!(e.position, 99);
+    let got = e.estimated_wait.as_secs_f64();
+    assert!((got / 990.0 - 1.0).abs() < 0.12, "99 × 10 s, got {got} s ({e:?})");
+}
+
+#[test]
+fn a_break_stalls_the_queue_without_inflating_the_estimates_after_it() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].expected_handle_time = secs(10);
+    let mut h = Harness::new(cfg);
+    queue_up(&mut h, 1, 300);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    let t = serve_at_pace(&mut h, 10, 0, 10, 50);
+    // A 10-minute break with the line waiting (two windows of history).
+    let (c, _, offer) = h.take_offers()[0];
+    h.ok(accept(10, offer));
+    h.at(t + 10).ok(not_ready(10));
+    h.ok(complete(10, c));
+    h.at(t + 10 + 300);
+    let during = estimate(&h, 300);
+    assert_eq!(during.method, EwtMethod::Stalled, "{during:?}");
+    assert!(during.estimated_wait >= secs(300), "at least as long again as the stall so far: {during:?}");
+    // Back: five contacts at the old pace, and the estimate is that pace.
+    let back = t + 10 + 600;
+    h.at(back).ok(ready(10));
+    serve_at_pace(&mut h, 10, back, 10, 5);
+    let after = estimate(&h, 300);
+    assert_eq!(after.method, EwtMethod::QueueLength, "{after:?}");
+    let expected = f64::from(after.position) * 10.0;
+    let got = after.estimated_wait.as_secs_f64();
+    assert!((got / expected - 1.0).abs() < 0.2, "{} × 10 s, got {got} s ({after:?})", after.position);
+}
+
+#[test]
+fn later_gold_arrivals_lengthen_a_standard_contacts_wait_under_strict_tiers() {
+    let mut cfg = Harness::default_config();
+    cfg.queues[0].contact_policy = ContactPolicy::StrictTier;
+    cfg.queues[0].expected_handle_time = secs(10);
+    let mut h = Harness::new(cfg);
+    queue_up(&mut h, 1, 60);
+    h.login(10, &[(BILLING, 5)], &[EN]);
+    // Gold arrives every 40 s while the agent serves one every 10 s: a
+    // quarter of the capacity goes to gold arriving later.
+    let mut t = 0;
+    for i in 0..60u64 {
+        if i % 4 == 0 {
+            h.enqueue(contact(1000 + i, Q0, GOLD, &[(BILLING, 1)], &[]));
+        }
+        t = serve_at_pace(&mut h, 10, t, 10, 1);
+    }
+    queue_up(&mut h, 2000, 1);
+    h.enqueue(contact(3000, Q0, GOLD, &[(BILLING, 1)], &[]));
+    let standard = estimate(&h, 2000);
+    let gold = estimate(&h, 3000);
+    let per_position = |e: &WaitEstimate| e.estimated_wait.as_secs_f64() / f64::from(e.position);
+    // Gold: only those ahead now; standard: 10 s ÷ (1 − 1/4) a position.
+    assert!((per_position(&gold) / 10.0 - 1.0).abs() < 0.1, "{gold:?}");
+    assert!((per_position(&standard) / (10.0 / 0.75) - 1.0).abs() < 0.15, "{standard:?}");
 }
 
 #[test]

@@ -4,11 +4,11 @@
 //! segment  := "CCRJNL03" first_seq:u64le record*
 //! record   := len:u32le crc:u32le payload[len]        crc = CRC32C(payload)
 //! payload  := postcard(Entry { seq, now, input })
-//! snapshot := "CCRSNP13" seq:u64le now:u64le len:u64le crc:u32le payload[len]
+//! snapshot := "CCRSNP14" seq:u64le now:u64le len:u64le crc:u32le payload[len]
 //! ```
 //! A record's payload is a [`super::formats::jnl03::Entry`]; a snapshot's
-//! is described in [`super::formats::snp13`] (format 12, still read, in
-//! [`super::formats::snp12`]).
+//! is described in [`super::formats::snp14`] (formats 13 and 12, still
+//! read, in [`super::formats::snp13`] and [`super::formats::snp12`]).
 //! ```text
 //! ```
 //! Segments are named `journal-<first seq, 20 digits>.wal` and snapshots
@@ -31,9 +31,13 @@ pub const SEGMENT_MAGIC: &[u8; 8] = b"CCRJNL03";
 /// Segment formats of earlier versions, recognised to say so.
 const OLDER_SEGMENT_MAGICS: [&[u8; 8]; 2] = [b"CCRJNL01", b"CCRJNL02"];
 pub const SEGMENT_HEADER_LEN: usize = 16;
-/// The number is the version of the snapshot's content: 13, the router's
-/// state as records ([`super::formats::snp13`]).
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP13";
+/// The number is the version of the snapshot's content: 14, the router's
+/// state as records with the queues' whole wait history
+/// ([`super::formats::snp14`]).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"CCRSNP14";
+/// Format 13, the same without the wait history, still read
+/// ([`super::formats::snp13`]).
+const SNAPSHOT_MAGIC_13: &[u8; 8] = b"CCRSNP13";
 /// Format 12, the core's own structures, still read ([`super::formats::snp12`]).
 const SNAPSHOT_MAGIC_12: &[u8; 8] = b"CCRSNP12";
 /// Snapshot formats of earlier versions, recognised to say so.
@@ -255,7 +259,7 @@ pub fn file_seq(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
 /// A snapshot's header fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotHeader {
-    /// The format of the payload: 13, or 12 for one written by an earlier version.
+    /// The format of the payload: 14, or 13 or 12 for one written by an earlier version.
     pub format: u8,
     pub seq: u64,
     pub now: Time,
@@ -289,7 +293,8 @@ pub fn parse_snapshot_header(bytes: &[u8]) -> Option<SnapshotHeader> {
         return None;
     }
     let format = match &bytes[..8] {
-        m if m == SNAPSHOT_MAGIC => 13,
+        m if m == SNAPSHOT_MAGIC => 14,
+        m if m == SNAPSHOT_MAGIC_13 => 13,
         m if m == SNAPSHOT_MAGIC_12 => 12,
         _ => return None,
     };

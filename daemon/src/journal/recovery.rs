@@ -93,7 +93,8 @@ pub fn read_snapshot(path: &Path) -> Result<(SnapshotHeader, Names, Router), Str
     }
     let (names, router) = match header.format {
         12 => formats::snp12::read(payload)?,
-        _ => formats::snp13::read(payload)?,
+        13 => formats::snp13::read(payload)?,
+        _ => formats::snp14::read(payload)?,
     };
     Ok((header, names, router))
 }

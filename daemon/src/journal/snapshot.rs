@@ -31,7 +31,7 @@ pub fn write(dir: &Path, seq: u64, now: Time, names: &Names, router: &Router) ->
     file.write_all(&[0; format::SNAPSHOT_HEADER_LEN]).map_err(io)?;
     let counted = Counted { inner: BufWriter::with_capacity(1 << 20, &mut file), crc: 0, len: 0 };
     let mut counted =
-        formats::snp13::write(counted, names, router).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        formats::snp14::write(counted, names, router).map_err(|e| io(std::io::Error::other(e.to_string())))?;
     counted.inner.flush().map_err(io)?;
     let header =
         format::encode_snapshot_header(SnapshotHeader { format: 13, seq, now, len: counted.len, crc: counted.crc });

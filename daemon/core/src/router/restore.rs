@@ -37,7 +37,8 @@ impl Router {
             .iter()
             .map(|q| {
                 let (answers, busy, updated) = q.rate();
-                QueueRecord { counters: q.counters, departures: q.departures, answers, busy, updated }
+                let flow = Some(q.flow_record());
+                QueueRecord { counters: q.counters, departures: q.departures, answers, busy, updated, flow }
             })
             .collect();
         let (first, next, ended) = self.offers.history();
@@ -463,10 +464,25 @@ impl Restore {
                 }
             }
         }
+        for (i, record) in self.queues.iter().enumerate() {
+            let flow = record.flow.iter().flat_map(|f| {
+                [f.since_departure, f.at_departure.0, f.at_departure.1, f.abandons, f.exposure, f.elapsed]
+                    .into_iter()
+                    .chain(f.arrivals.iter().copied())
+                    .chain([if f.gap == f64::INFINITY { 0.0 } else { f.gap }])
+            });
+            let mut figures = [record.answers, record.busy].into_iter().chain(flow);
+            if figures.any(|x| !x.is_finite() || x < 0.0) {
+                return Err(inconsistent(format!("queue {i}: its wait history has a negative or non-finite figure")));
+            }
+        }
         for (q, record) in r.queues.iter_mut().zip(&self.queues) {
             q.counters = record.counters;
             q.departures = record.departures;
             q.set_rate((record.answers, record.busy, record.updated));
+            if let Some(flow) = &record.flow {
+                q.set_flow(flow);
+            }
         }
         let mut seqs = std::mem::take(&mut self.rank_seqs);
         seqs.sort_unstable();

@@ -1,6 +1,7 @@
 //! The types written to disk, one module per format version, each named by
 //! its file magic: `jnl03` the journal records of `CCRJNL03` segments,
-//! `snp13` the snapshots of `CCRSNP13`, `snp12` the snapshots of `CCRSNP12`.
+//! `snp14` the snapshots of `CCRSNP14`, `snp13` those of `CCRSNP13` (whose
+//! records format 14 shares), `snp12` those of `CCRSNP12`.
 //!
 //! A format's types belong to the journal, not to the core: they are
 //! written and read through explicit conversions to and from the core's
@@ -20,3 +21,4 @@ pub mod config;
 pub mod jnl03;
 pub mod snp12;
 pub mod snp13;
+pub mod snp14;

@@ -1,5 +1,6 @@
 //! Snapshots of format 13 (`CCRSNP13`): the router's state as records
-//! (`ccr_core::state`), from which recovery rebuilds every index.
+//! (`ccr_core::state`), from which recovery rebuilds every index. Still
+//! read; format 14 ([`super::snp14`]) extends its header and keeps the rest.
 //!
 //! ```text
 //! payload := header agent{header.agents} contact{header.contacts} timer{header.timers}
@@ -27,7 +28,7 @@ use super::jnl03::{ChannelV, Reason, Requirement, Skills};
 use crate::journal::format::Names;
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Header<'a> {
+pub(super) struct Header<'a> {
     names: Cow<'a, Names>,
     config: Config,
     now: Time,
@@ -165,11 +166,9 @@ enum Wake {
     SessionGrace(SessionId),
 }
 
-/// Writes the snapshot payload of `router` into `out`.
-pub fn write<W: Write>(mut out: W, names: &Names, router: &Router) -> postcard::Result<W> {
-    let timers = router.export_timers();
-    let header = header_of(names, router.export_header(), router, timers.len());
-    out = postcard::to_io(&header, out)?;
+/// The agents, contacts and timers after the header: the same in format 14,
+/// which writes them (this version writes no format 13).
+pub(super) fn write_records<W: Write>(mut out: W, router: &Router, timers: Vec<TimerRecord>) -> postcard::Result<W> {
     for agent in router.export_agents() {
         out = postcard::to_io(&Agent::from(agent), out)?;
     }
@@ -187,8 +186,20 @@ pub fn write<W: Write>(mut out: W, names: &Names, router: &Router) -> postcard::
 /// decodes the records while this one files them, as recovery replays.
 pub fn read(payload: &[u8]) -> Result<(Names, Router), String> {
     let (header, rest) = take::<Header>(payload, "header")?;
-    let counts = [header.agents, header.contacts, header.timers];
+    let counts = header.counts();
     let (names, state) = into_state(header);
+    Ok((names, read_records(state, counts, rest)?))
+}
+
+impl Header<'_> {
+    /// How many agents, contacts and timers follow.
+    pub(super) fn counts(&self) -> [u64; 3] {
+        [self.agents, self.contacts, self.timers]
+    }
+}
+
+/// The router from its header's state and the records after it.
+pub(super) fn read_records(state: StateHeader, counts: [u64; 3], rest: &[u8]) -> Result<Router, String> {
     let mut restore = Router::restore(state).map_err(|e| e.to_string())?;
     std::thread::scope(|scope| {
         let (tx, rx) = crossbeam_channel::bounded(16);
@@ -205,7 +216,7 @@ pub fn read(payload: &[u8]) -> Result<(Names, Router), String> {
         }
         Ok::<(), String>(())
     })?;
-    Ok((names, restore.finish().map_err(|e| e.to_string())?))
+    restore.finish().map_err(|e| e.to_string())
 }
 
 enum Item {
@@ -250,11 +261,11 @@ fn decode(mut rest: &[u8], counts: [u64; 3], tx: &crossbeam_channel::Sender<Resu
     let _ = tx.send(last);
 }
 
-fn take<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<(T, &'a [u8]), String> {
+pub(super) fn take<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<(T, &'a [u8]), String> {
     postcard::take_from_bytes(bytes).map_err(|e| format!("checksum matches but a {what} record does not decode: {e}"))
 }
 
-fn header_of<'a>(names: &'a Names, h: StateHeader, router: &Router, timers: usize) -> Header<'a> {
+pub(super) fn header_of<'a>(names: &'a Names, h: StateHeader, router: &Router, timers: usize) -> Header<'a> {
     Header {
         names: Cow::Borrowed(names),
         config: Config::from(&h.config),
@@ -313,7 +324,7 @@ fn header_of<'a>(names: &'a Names, h: StateHeader, router: &Router, timers: usiz
     }
 }
 
-fn into_state(h: Header<'_>) -> (Names, StateHeader) {
+pub(super) fn into_state(h: Header<'_>) -> (Names, StateHeader) {
     let state = StateHeader {
         config: h.config.into(),
         now: h.now,
@@ -351,6 +362,7 @@ fn into_state(h: Header<'_>) -> (Names, StateHeader) {
                 answers: q.answers,
                 busy: q.busy,
                 updated: q.updated,
+                flow: None,
             })
             .collect(),
         offers: OfferHistory {
