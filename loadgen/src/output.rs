@@ -58,6 +58,8 @@ pub fn run_json(
                     json!({
                         "samples": e.samples,
                         "ccr": accuracy(e.ccr),
+                        "ccr_confident": e.ccr_confident.map(accuracy),
+                        "uncertain_share": e.uncertain_share,
                         "naive": accuracy(e.naive),
                         "exact": e.exact.map(accuracy),
                         "longest_estimate_seconds": secs(e.longest_estimate),

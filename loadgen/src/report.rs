@@ -49,6 +49,10 @@ pub struct Figures {
 pub struct EwtAccuracy {
     pub samples: u64,
     pub ccr: Accuracy,
+    /// ccr's over the estimates it did not call uncertain, and the share
+    /// it did.
+    pub ccr_confident: Option<Accuracy>,
+    pub uncertain_share: f64,
     pub naive: Accuracy,
     pub exact: Option<Accuracy>,
     /// The longest estimate ccrd gave, and the longest wait answered.
@@ -56,8 +60,8 @@ pub struct EwtAccuracy {
     pub longest_wait: Duration,
 }
 
-/// (actual wait, ccr's estimate, naive, exact), in seconds.
-type Estimated = (f64, f64, f64, Option<f64>);
+/// (actual wait, ccr's estimate, naive, exact, ccr uncertain), in seconds.
+type Estimated = (f64, f64, f64, Option<f64>, bool);
 
 /// One predictor's errors (estimate − actual) over a group of contacts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -134,7 +138,7 @@ impl Figures {
                     }
                     if let Some(e) = c.estimate {
                         let s = |d: Duration| d.as_secs_f64();
-                        estimated.push((s(w), s(e.ccr), s(e.naive), e.exact.map(s)));
+                        estimated.push((s(w), s(e.ccr), s(e.naive), e.exact.map(s), e.uncertain));
                     }
                 }
                 (None, Some((_, short))) => {
@@ -169,12 +173,14 @@ impl Figures {
             } else {
                 None
             };
-            let longest = |i: fn(&Estimated) -> f64| {
-                Duration::from_secs_f64(estimated.iter().map(i).fold(0.0, f64::max))
-            };
+            let longest =
+                |i: fn(&Estimated) -> f64| Duration::from_secs_f64(estimated.iter().map(i).fold(0.0, f64::max));
+            let uncertain = estimated.iter().filter(|e| e.4).count();
             f.ewt = Some(EwtAccuracy {
                 samples: estimated.len() as u64,
                 ccr,
+                ccr_confident: Accuracy::of(estimated.iter().filter(|e| !e.4).map(|e| (e.1, e.0))),
+                uncertain_share: uncertain as f64 / estimated.len() as f64,
                 naive,
                 exact,
                 longest_estimate: longest(|e| e.1),
@@ -253,11 +259,12 @@ impl Report {
             out,
             "\nwait estimate at arrival vs the wait answered contacts had (error = estimate − actual, s; \
              naive = position × (AHT + wrap-up) ÷ agents staffed with the skill; exact = the M/M/c(+M) \
-             predictor, Markovian scenarios only):"
+             predictor, Markovian scenarios only; unc. = share ccr called uncertain, c.MAE = ccr's MAE \
+             over the rest):"
         );
         let _ = writeln!(
             out,
-            "{:<12} {:<9} {:>7} | {:>7} {:>7} {:>7} {:>6} | {:>7} {:>7} {:>7} {:>6} | {:>7} {:>6}",
+            "{:<12} {:<9} {:>7} | {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} | {:>7} {:>7} {:>7} {:>6} | {:>7} {:>6}",
             "queue",
             "tier",
             "samples",
@@ -265,6 +272,8 @@ impl Report {
             "MAE",
             "p90|e|",
             "±20%",
+            "unc.",
+            "c.MAE",
             "n.bias",
             "n.MAE",
             "n.p90",
@@ -286,13 +295,16 @@ impl Report {
                 let exact = e.exact.map_or(format!("{:>7} {:>6}", "-", "-"), |x| {
                     format!("{:>7.2} {:>5.1}%", x.mean_abs_error, 100.0 * x.within_20_percent)
                 });
+                let confident = e.ccr_confident.map_or(format!("{:>7}", "-"), |c| format!("{:>7.2}", c.mean_abs_error));
                 let _ = writeln!(
                     out,
-                    "{:<12} {:<9} {:>7} | {} | {} | {}",
+                    "{:<12} {:<9} {:>7} | {} {:>5.1}% {} | {} | {}",
                     queue,
                     tier,
                     e.samples,
                     accuracy(&e.ccr),
+                    100.0 * e.uncertain_share,
+                    confident,
                     accuracy(&e.naive),
                     exact
                 );

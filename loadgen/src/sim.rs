@@ -67,6 +67,8 @@ pub struct Estimates {
     /// The best predictor the scenario's model allows, where it is
     /// Markovian ([`ExactModel`]).
     pub exact: Option<Duration>,
+    /// ccrd said its estimate was uncertain (`EwtMethod::Stalled`).
+    pub uncertain: bool,
 }
 
 /// A scenario simple enough that queueing theory knows the expected wait
@@ -559,7 +561,9 @@ impl Engine<'_> {
                 let wrap_up = self.scenario.ccrd.router.queues[usize::from(caller.queue.0)].wrap_up;
                 let naive = (self.mean_handle + wrap_up).mul_f64(f64::from(estimate.position) / f64::from(agents));
                 let exact = self.exact.as_ref().and_then(|m| m.expected_wait(estimate.position - 1, caller.tier));
-                self.records[index].estimate = Some(Estimates { ccr: estimate.estimated_wait, naive, exact });
+                let uncertain = estimate.method == EwtMethod::Stalled;
+                self.records[index].estimate =
+                    Some(Estimates { ccr: estimate.estimated_wait, naive, exact, uncertain });
             }
         }
         if let Some(patience) = caller.patience {

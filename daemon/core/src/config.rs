@@ -24,8 +24,9 @@ pub struct RouterConfig {
     /// How many finished offers are remembered so that a repeated accept or
     /// reject gets the same answer (idempotency window).
     pub offer_history: usize,
-    /// Time constant of the answer-rate history behind the estimated wait
-    /// time (see [`crate::stats`]).
+    /// Time constant of the history behind the estimated wait (see
+    /// [`crate::stats`]). 20 minutes: at 20 agents a shorter window's
+    /// noise costs more than its speed gains (`ccr-loadgen simulate`).
     pub ewt_window: Duration,
     /// How long a lost session's contacts and agents wait for another
     /// session to claim them before they are abandoned and logged out.
@@ -59,7 +60,7 @@ impl Default for RouterConfig {
             short_abandon: Duration::from_secs(5),
             explain: false,
             offer_history: 65_536,
-            ewt_window: Duration::from_secs(300),
+            ewt_window: Duration::from_secs(1200),
             session_grace: Duration::from_secs(30),
             max_contacts: 1_000_000,
             max_context_entries: 32,

@@ -306,7 +306,7 @@ impl Router {
         };
         let mut method = if rates.departures >= prior { EwtMethod::QueueLength } else { EwtMethod::Staffing };
         let stalled_for = rates.stalled_for.unwrap_or(0.0);
-        if drain <= 0.0 || staffed == 0 || stalled_for > 0.0 {
+        if drain <= 0.0 || stalled_for > 0.0 {
             method = EwtMethod::Stalled;
         }
         // Nothing to go by: as if one agent served the queue.
@@ -316,13 +316,17 @@ impl Router {
         if w.unbounded {
             method = EwtMethod::Stalled;
         }
+        // A stall is assumed to last as long again (an exponential stage of
+        // that mean), which an answered caller's patience outlasts: tilted
+        // by θ like every other stage.
+        let stall = if stalled_for > 0.0 { stalled_for / (1.0 + rates.abandonment * stalled_for) } else { 0.0 };
         // No wait is given as longer than a day (nor a figure that is not one).
         let secs = |s: f64| Duration::from_secs_f64(if s.is_nan() { 86_400.0 } else { s.clamp(0.0, 86_400.0) });
         Ok(WaitEstimate {
             position,
-            estimated_wait: secs(w.mean + stalled_for),
+            estimated_wait: secs(w.mean + stall),
             low: secs(w.low),
-            high: secs(w.high + 2.0 * stalled_for),
+            high: secs(w.high + 2.3 * stall),
             method,
         })
     }
@@ -1414,12 +1418,17 @@ impl Router {
         trigger: Trigger,
         explanation: Option<Box<Explanation>>,
     ) {
+        let filed = matches!(self.contacts[contact_slot].state, ContactState::Waiting { filed: Some(_), .. });
         self.unindex(contact_slot);
         let c = &self.contacts[contact_slot];
+        let q = &mut self.queues[usize::from(c.queue.0)];
         if self.now > c.entered_queue {
             // It waited: its place in line is freed for those behind.
-            let waited = self.now.since(c.entered_queue);
-            self.queues[usize::from(c.queue.0)].note_departure(self.now, self.cfg.ewt_window, waited);
+            q.note_departure(self.now, self.cfg.ewt_window, self.now.since(c.entered_queue));
+        } else if !filed {
+            // Offered as it arrived: an arrival all the same (those filed
+            // were counted as they were).
+            q.note_arrival(self.now, self.cfg.ewt_window, usize::from(c.tier.0));
         }
         let agent = &mut self.agents[agent_slot];
         let c = &self.contacts[contact_slot];
@@ -1467,8 +1476,16 @@ impl Router {
             let queue = self.contacts[o.contact_slot].queue;
             self.queues[usize::from(queue.0)].counters.rona += 1;
         }
-        let queue = self.contacts[o.contact_slot].queue;
-        self.queues[usize::from(queue.0)].note_return(self.now, self.cfg.ewt_window);
+        // The contact takes its place in line back, if the offer took it
+        // from the line (offered later than it entered the queue).
+        let c = &self.contacts[o.contact_slot];
+        let qi = usize::from(c.queue.0);
+        let offered_at = Time::from_micros(
+            o.expires_at.as_micros().saturating_sub(self.cfg.queues[qi].offer_timeout.as_micros() as u64),
+        );
+        if offered_at > c.entered_queue {
+            self.queues[qi].note_return(self.now, self.cfg.ewt_window);
+        }
         // Not ready first, so the contact cannot be offered straight back.
         self.agents[o.agent_slot].presence = Presence::NotReady(reason);
         self.release_agent_slot(o.agent_slot, o.contact_slot, true);

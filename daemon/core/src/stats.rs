@@ -21,8 +21,9 @@
 //! - the **abandonment rate** θ of one waiting contact: abandons ÷ the time
 //!   the contacts that left the queue had waited in it (the estimate of an
 //!   exponential patience from censored waits);
-//! - each tier's **arrival rate**, for the later arrivals that will rank
-//!   before the contact ([`crate::ewt`], overtaking).
+//! - each tier's **arrival rate** (every contact that enters the queue,
+//!   offered at once or not), for the later arrivals that will rank before
+//!   the contact ([`crate::ewt`], overtaking).
 //!
 //! Before the queue has much history, the drain rate leans on staffing:
 //! the rate the agents logged in who qualify would give at the queue's
@@ -30,8 +31,9 @@
 //! [`WARM_UP_DEPARTURES`] departures against the decayed count of real
 //! ones, so the first estimates of the day are those of the staffing, and
 //! history takes over as it accrues. With nobody who
-//! qualifies logged in and no history, nothing can be estimated: the
-//! estimate assumes one agent and says it is uncertain.
+//! qualifies with the contact's requirements as they stand (relaxation may
+//! widen them) the measured rate alone counts; with neither, nothing can be
+//! estimated: the estimate assumes one agent and says it is uncertain.
 //!
 //! Measured against the waits contacts really had: `ccr-loadgen simulate`
 //! reports it per queue and tier beside the naive estimate and, where the
@@ -53,6 +55,10 @@ pub const WARM_UP_DEPARTURES: u64 = 2;
 /// gaps is a stall: it counts as one expected gap. An exponential gap is
 /// this long once in 3,000, and counting it short biases the rate by 0.3 %.
 pub const STALL_GAPS: f64 = 8.0;
+
+/// Decayed departures the expected gap must rest on before a long one
+/// counts as a stall: the first gaps of the day say little.
+pub const STALL_MIN_DEPARTURES: f64 = 4.0;
 
 /// How much slower a queue's drain and abandonment history ages while
 /// nobody waits than while someone does.
@@ -118,8 +124,9 @@ pub enum EwtMethod {
     /// Mostly from the staffing: the queue has little history yet.
     Staffing,
     /// Uncertain: nobody has left the queue for [`STALL_GAPS`] expected
-    /// gaps, or nobody who qualifies is logged in. The estimate assumes
-    /// the stall lasts as long again.
+    /// gaps (the estimate assumes the stall lasts as long again, less what
+    /// callers' patience cuts short among those answered), or there
+    /// is neither history nor anyone logged in who qualifies.
     Stalled,
     /// Offered or connected: the wait is over.
     NotWaiting,
@@ -185,6 +192,16 @@ fn decay_rate(rate: &mut AnswerRate, dt: f64, tau: f64, busy: bool) {
 }
 
 impl Flow {
+    /// Busy µs without a departure that make a stall: [`STALL_GAPS`]
+    /// expected gaps, once the gap rests on [`STALL_MIN_DEPARTURES`].
+    fn stall_after(&self) -> f64 {
+        if self.at_departure.answers >= STALL_MIN_DEPARTURES {
+            STALL_GAPS * self.gap
+        } else {
+            f64::INFINITY
+        }
+    }
+
     /// Brings `rate` and `self` up to `now`; returns the factor the counts
     /// decayed by, to apply to the arrivals too.
     fn advance(&mut self, rate: &mut AnswerRate, now: Time, window: Duration, waiting: bool) -> f64 {
@@ -203,7 +220,7 @@ impl Flow {
         if waiting {
             self.abandons *= decay;
             self.exposure *= decay;
-            let cap = STALL_GAPS * self.gap;
+            let cap = self.stall_after();
             let before = self.since_departure;
             self.since_departure += dt;
             if self.since_departure <= cap {
@@ -330,7 +347,7 @@ impl QueueState {
             departures: rate.answers,
             busy: rate.busy / 1e6,
             abandonment: if flow.exposure > 0.0 { flow.abandons / (flow.exposure / 1e6) } else { 0.0 },
-            stalled_for: (flow.since_departure > STALL_GAPS * flow.gap).then(|| flow.since_departure / 1e6),
+            stalled_for: (flow.since_departure > flow.stall_after()).then(|| flow.since_departure / 1e6),
         }
     }
 
