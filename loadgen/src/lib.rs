@@ -6,6 +6,7 @@
 //!   daemon runs, driven by a discrete-event clock.
 //! - [`report`]: what a run measured, per queue and tier.
 //! - [`erlang`]: the queueing theory the simulator is validated against.
+//! - [`replications`]: policies compared over replications, with intervals.
 //! - [`failover`]: traffic across a cluster's takeovers, and what the client saw.
 
 pub mod bench;
@@ -13,6 +14,7 @@ pub mod erlang;
 pub mod failover;
 pub mod live;
 pub mod output;
+pub mod replications;
 pub mod report;
 pub mod scenario;
 pub mod sim;

@@ -348,6 +348,7 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         agent_time: b.agent_time,
         // Sampled by the simulator only: the live client cannot see queues.
         waiting: Vec::new(),
+        staffed: Vec::new(),
         decisions: 0,
         warm_up: Duration::ZERO,
         duration: horizon,

@@ -79,11 +79,20 @@ enum Cmd {
         #[arg(long)]
         seed: Option<u64>,
         /// Run once per policy, on the same traffic, and compare: a contact
-        /// policy (strict_tier, tier_aging, earliest_deadline) or an agent
-        /// policy (longest_idle, most_proficient, least_occupied), applied to
-        /// every queue. May be given several times.
+        /// policy (strict_tier, tier_aging, earliest_deadline), an agent
+        /// policy (longest_idle, most_proficient, least_occupied), or one of
+        /// each joined by '+' (strict_tier+least_occupied), applied to every
+        /// queue. May be given several times.
         #[arg(long)]
         policy: Vec<String>,
+        /// Independent replications (seeds seed, seed+1, …): every figure
+        /// as mean ± 95 % half-width, and each policy against the scenario
+        /// as configured by the paired difference on the same callers.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        replications: u32,
+        /// The length of the report's intervals.
+        #[arg(long, default_value = "30m")]
+        interval: humantime::Duration,
         #[command(flatten)]
         outputs: Outputs,
     },
@@ -250,7 +259,13 @@ fn main() -> anyhow::Result<()> {
     }
     ccr_daemon::host::keep_freed_memory();
     match Args::parse().command {
-        Cmd::Simulate { scenario, seed, policy, outputs } => simulate(&scenario, seed, policy, outputs),
+        Cmd::Simulate { scenario, seed, policy, replications, interval, outputs } => {
+            if replications > 1 {
+                replicate(&scenario, seed, policy, replications, &outputs)
+            } else {
+                simulate(&scenario, seed, policy, interval, outputs)
+            }
+        }
         Cmd::Run { scenario, addr, cert, identity, speed, duration, outputs } => {
             let s = scenario::load(&scenario)?;
             let target = live::Target {
@@ -362,6 +377,7 @@ fn simulate(
     scenario: &std::path::Path,
     seed: Option<u64>,
     policy: Vec<String>,
+    interval: humantime::Duration,
     outputs: Outputs,
 ) -> anyhow::Result<()> {
     let Outputs { json, hgrm, plot } = outputs;
@@ -391,6 +407,10 @@ fn simulate(
             s.seed
         );
         println!("{}", report.table());
+        let names = &s.ccrd.catalog.queues;
+        let width = interval.into();
+        println!("by interval ({}):", humantime::format_duration(width));
+        println!("{}", ccr_loadgen::report::intervals(&run, names, &thresholds, width));
         let label = p.clone().unwrap_or_else(|| "configured".into());
         let prefix = if policies.len() > 1 { format!("{label}-") } else { String::new() };
         if json.is_some() {
@@ -409,6 +429,53 @@ fn simulate(
         output::write_json(path, json_runs)?;
     }
     side_by_side(&summary);
+    Ok(())
+}
+
+/// `simulate --replications N`: every policy (the scenario as configured
+/// first) on the same callers in each replication, compared.
+fn replicate(
+    scenario: &std::path::Path,
+    seed: Option<u64>,
+    policy: Vec<String>,
+    replications: u32,
+    outputs: &Outputs,
+) -> anyhow::Result<()> {
+    if outputs.json.is_some() || outputs.hgrm.is_some() || outputs.plot.is_some() {
+        bail!("--json, --hgrm and --plot describe one run: leave them out with --replications");
+    }
+    let mut base = scenario::load(scenario)?;
+    if let Some(seed) = seed {
+        base.seed = seed;
+    }
+    let mut scenarios = vec![("configured".to_owned(), base.clone())];
+    for p in policy {
+        let mut s = base.clone();
+        apply_policy(&mut s, &p)?;
+        scenarios.push((p, s));
+    }
+    let started = std::time::Instant::now();
+    let mut runs = vec![Vec::new(); scenarios.len()];
+    for r in 0..u64::from(replications) {
+        for (i, (_, s)) in scenarios.iter().enumerate() {
+            let mut s = s.clone();
+            s.seed = base.seed.wrapping_add(r);
+            let run = sim::simulate(&s).context("routing configuration")?;
+            let thresholds: Vec<_> = s.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect();
+            let report = Report::of(&run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds);
+            runs[i].push(ccr_loadgen::replications::queue_figures(&report));
+        }
+    }
+    println!(
+        "{} simulated {} times per policy (seeds {}..={}) in {:.1?}",
+        humantime::format_duration(base.duration),
+        replications,
+        base.seed,
+        base.seed.wrapping_add(u64::from(replications) - 1),
+        started.elapsed()
+    );
+    let policies = scenarios.into_iter().map(|(name, _)| name).collect();
+    print!("{}", ccr_loadgen::replications::Comparison { policies, runs }.table());
     Ok(())
 }
 
@@ -629,7 +696,14 @@ fn erlang(
     Ok(())
 }
 
-fn apply_policy(s: &mut Scenario, name: &str) -> anyhow::Result<()> {
+fn apply_policy(s: &mut Scenario, names: &str) -> anyhow::Result<()> {
+    for name in names.split('+') {
+        apply_one_policy(s, name)?;
+    }
+    Ok(())
+}
+
+fn apply_one_policy(s: &mut Scenario, name: &str) -> anyhow::Result<()> {
     let contact = match name {
         "strict_tier" => Some(ContactPolicy::StrictTier),
         "tier_aging" => Some(ContactPolicy::TierAging),

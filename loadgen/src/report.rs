@@ -317,3 +317,92 @@ impl Report {
         out
     }
 }
+
+/// The run interval by interval (by the contacts' arrival): what a daily
+/// figure hides — the hour at 4 % inside a day at 79 %. Offered, answered,
+/// abandoned (short abandons left out), ASA, the agents staffed on average
+/// (simulations only), and each queue's service level against its own
+/// threshold (`-`: nothing to count there).
+pub fn intervals(run: &Run, queues: &[String], thresholds: &[Duration], width: Duration) -> String {
+    let width_us = width.as_micros().max(1) as u64;
+    let start = run.warm_up.as_micros() as u64;
+    let end = run.duration.as_micros() as u64;
+    let count = (end.saturating_sub(start)).div_ceil(width_us) as usize;
+    let mut out = String::new();
+    let mut header =
+        format!("{:<11} {:>7} {:>8} {:>6} {:>7} {:>7}", "interval", "offered", "answered", "aband", "ASA s", "staffed");
+    for q in queues {
+        let _ = write!(header, " {:>10}", format!("SL {}", truncate(q, 7)));
+    }
+    let _ = writeln!(out, "{header}");
+    for i in 0..count {
+        let (from, until) = (start + i as u64 * width_us, (start + (i as u64 + 1) * width_us).min(end));
+        let inside = |t: u64| t >= from && t < until;
+        let contacts: Vec<&ContactRecord> = run.contacts.iter().filter(|c| inside(c.arrival.as_micros())).collect();
+        let staffed: Vec<u32> = run.staffed.iter().filter(|(t, _)| inside(t.as_micros())).map(|&(_, n)| n).collect();
+        if contacts.is_empty() && staffed.iter().all(|&n| n == 0) {
+            continue;
+        }
+        let answered: Vec<Duration> = contacts.iter().filter_map(|c| c.answered).collect();
+        let abandoned = contacts.iter().filter(|c| matches!(c.abandoned, Some((_, false)))).count();
+        let asa = if answered.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.1}", answered.iter().sum::<Duration>().as_secs_f64() / answered.len() as f64)
+        };
+        let staffed = if staffed.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.0}", f64::from(staffed.iter().sum::<u32>()) / staffed.len() as f64)
+        };
+        let _ = write!(
+            out,
+            "{:<11} {:>7} {:>8} {:>6} {:>7} {:>7}",
+            clock(from, run.duration),
+            contacts.len(),
+            answered.len(),
+            abandoned,
+            asa,
+            staffed
+        );
+        for (q, &threshold) in thresholds.iter().enumerate().take(queues.len()) {
+            let of_queue = contacts.iter().filter(|c| usize::from(c.queue.0) == q);
+            let (mut in_time, mut counted) = (0u32, 0u32);
+            for c in of_queue {
+                match (c.answered, c.abandoned) {
+                    (Some(w), _) => {
+                        counted += 1;
+                        in_time += u32::from(w <= threshold);
+                    }
+                    (None, Some((_, false))) => counted += 1,
+                    _ => {}
+                }
+            }
+            let sl = if counted == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.1}%", 100.0 * f64::from(in_time) / f64::from(counted))
+            };
+            let _ = write!(out, " {sl:>10}");
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
+
+/// A time of the run as the clock shows it ("08:30"; "d2 08:30" past the
+/// first day of a longer run).
+fn clock(micros: u64, duration: Duration) -> String {
+    let secs = micros / 1_000_000;
+    let (day, of_day) = (secs / 86_400, secs % 86_400);
+    let hm = format!("{:02}:{:02}", of_day / 3600, of_day % 3600 / 60);
+    if duration.as_secs() > 86_400 {
+        format!("d{} {hm}", day + 1)
+    } else {
+        hm
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}

@@ -160,6 +160,8 @@ pub struct Run {
     pub agent_time: [Duration; 6],
     /// Contacts waiting, sampled every minute after the warm-up: (time, count).
     pub waiting: Vec<(Time, u32)>,
+    /// Agents staffed (logged in, not on a break), sampled with `waiting`.
+    pub staffed: Vec<(Time, u32)>,
     /// Inputs the router handled (commands and timer firings).
     pub decisions: u64,
     pub warm_up: Duration,
@@ -224,6 +226,7 @@ struct Engine<'a> {
     state_since: HashMap<AgentId, (AgentState, Time)>,
     agent_time: [Duration; 6],
     waiting: Vec<(Time, u32)>,
+    staffed_samples: Vec<(Time, u32)>,
     decisions: u64,
     /// Agents staffed (logged in, not on a break, not leaving), and how
     /// many of them hold each skill: the naive estimate's.
@@ -259,6 +262,7 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
         state_since: HashMap::new(),
         agent_time: [Duration::ZERO; 6],
         waiting: Vec::new(),
+        staffed_samples: Vec::new(),
         decisions: 0,
         staffed: HashSet::new(),
         staffed_by_skill: HashMap::new(),
@@ -272,6 +276,7 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
         contacts,
         agent_time: engine.agent_time,
         waiting: engine.waiting,
+        staffed: engine.staffed_samples,
         decisions: engine.decisions,
         warm_up: scenario.warm_up,
         duration: scenario.duration,
@@ -512,6 +517,7 @@ impl Engine<'_> {
             Action::Sample => {
                 let waiting = self.router.all_queue_stats().iter().map(|s| s.waiting).sum();
                 self.waiting.push((now, waiting));
+                self.staffed_samples.push((now, self.staffed.len() as u32));
                 self.at(now + Duration::from_secs(60), Action::Sample);
             }
         }

@@ -140,3 +140,46 @@ fn charts_are_drawn_as_svg_and_png_with_their_text() {
     assert!(s.ccrd.catalog.tiers.iter().all(|t| tiers.contains(t.as_str())), "one line per tier, labelled");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Replications of one policy against itself: on the same callers every
+/// paired difference is exactly zero, though the replications themselves
+/// differ (each its own seed) — what lets a paired comparison resolve what
+/// two separate intervals cannot.
+#[test]
+fn replications_pair_each_policy_with_the_baseline_on_the_same_callers() {
+    use ccr_loadgen::replications::{queue_figures, Comparison};
+    let s = bank();
+    let mut runs = vec![Vec::new(), Vec::new()];
+    for r in 0..4 {
+        let mut seeded = s.clone();
+        seeded.seed += r;
+        for policy_runs in &mut runs {
+            policy_runs.push(queue_figures(&report(&seeded, &sim::simulate(&seeded).unwrap())));
+        }
+    }
+    assert_ne!(runs[0][0], runs[0][1], "each replication its own callers");
+    let table = Comparison { policies: vec!["configured".into(), "same".into()], runs }.table();
+    for queue in ["billing", "repair", "general"] {
+        let line = table.lines().find(|l| l.starts_with(queue) && l.contains("same ") && l.contains("points"));
+        let line = line.unwrap_or_else(|| panic!("no paired line for {queue}:\n{table}"));
+        assert!(line.contains("SL +0.0 ± 0.0 points") && line.ends_with("no difference resolved"), "{line}");
+    }
+}
+
+/// The bank day's daily service level hides the half-hour when the late
+/// shift takes its break with the early shift gone; the interval table
+/// shows it.
+#[test]
+fn the_interval_table_shows_the_hour_the_daily_figure_hides() {
+    let s = bank();
+    let run = sim::simulate(&s).unwrap();
+    let r = report(&s, &run);
+    let thresholds: Vec<_> = s.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect();
+    let table =
+        ccr_loadgen::report::intervals(&run, &s.ccrd.catalog.queues, &thresholds, std::time::Duration::from_secs(1800));
+    let daily = r.rows.iter().find(|(q, t, _)| q == "billing" && t == "all").unwrap().2.service_level;
+    assert!(daily > 0.7, "billing's day: {daily}");
+    let break_time = table.lines().find(|l| l.starts_with("17:30")).unwrap_or_else(|| panic!("{table}"));
+    let billing_sl: f64 = break_time.split_whitespace().nth(6).unwrap().trim_end_matches('%').parse().unwrap();
+    assert!(billing_sl < 20.0, "17:30 with nobody staffed: {break_time}");
+}
