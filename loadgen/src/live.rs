@@ -349,6 +349,8 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         // Sampled by the simulator only: the live client cannot see queues.
         waiting: Vec::new(),
         staffed: Vec::new(),
+        group_time: Vec::new(),
+        routing: Default::default(),
         decisions: 0,
         warm_up: Duration::ZERO,
         duration: horizon,

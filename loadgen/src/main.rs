@@ -479,24 +479,31 @@ fn replicate(
     Ok(())
 }
 
-/// The runs' totals over every queue, one line per policy.
+/// The runs side by side, one line per policy: each queue's service level
+/// against its own threshold (never pooled across thresholds), then ASA,
+/// abandonment and occupancy over every queue.
 fn side_by_side(summary: &[(String, Report)]) {
     if summary.len() > 1 {
-        println!("== side by side (every queue, all tiers)");
-        println!("{:<18} {:>8} {:>7} {:>7} {:>7} {:>9}", "policy", "offered", "SL", "ASA s", "aband", "occupancy");
+        println!("== side by side (one seed: see --replications before ranking policies)");
+        let queues: Vec<&str> =
+            summary[0].1.rows.iter().filter(|(_, t, _)| t == "all").map(|(q, _, _)| q.as_str()).collect();
+        let mut header = format!("{:<34}", "policy");
+        for q in &queues {
+            header.push_str(&format!(" {:>12}", format!("SL {q}")));
+        }
+        println!("{header} {:>7} {:>7} {:>9}", "ASA s", "aband", "occupancy");
         for (name, report) in summary {
             let all: Vec<_> = report.rows.iter().filter(|(_, tier, _)| tier == "all").collect();
-            let offered: u64 = all.iter().map(|(_, _, f)| f.offered).sum();
             let counted: u64 = all.iter().map(|(_, _, f)| f.answered + f.abandoned).sum();
-            let in_sl: u64 = all.iter().map(|(_, _, f)| f.answered_in_threshold).sum();
             let answered: u64 = all.iter().map(|(_, _, f)| f.answered).sum();
             let abandoned: u64 = all.iter().map(|(_, _, f)| f.abandoned).sum();
             let wait: f64 = all.iter().map(|(_, _, f)| f.asa.as_secs_f64() * f.answered as f64).sum();
+            let mut line = format!("{name:<34}");
+            for (_, _, f) in &all {
+                line.push_str(&format!(" {:>11.1}%", 100.0 * f.service_level));
+            }
             println!(
-                "{:<18} {:>8} {:>6.1}% {:>7.1} {:>6.1}% {:>8.1}%",
-                name,
-                offered,
-                100.0 * in_sl as f64 / counted.max(1) as f64,
+                "{line} {:>7.1} {:>6.1}% {:>8.1}%",
                 wait / answered.max(1) as f64,
                 100.0 * abandoned as f64 / counted.max(1) as f64,
                 100.0 * report.occupancy

@@ -195,6 +195,12 @@ impl Figures {
 pub struct Report {
     pub rows: Vec<(String, String, Figures)>,
     pub occupancy: f64,
+    /// Occupancy of each agent group of the scenario, in order.
+    pub group_occupancy: Vec<f64>,
+    pub routing: crate::sim::RoutingCounts,
+    /// How long those who abandoned (short abandons aside) had waited:
+    /// p50, p90, max.
+    pub abandon_times: Option<[Duration; 3]>,
     pub decisions: u64,
     /// Each queue's service-level threshold (index = queue id).
     pub thresholds: Vec<Duration>,
@@ -224,7 +230,20 @@ impl Report {
                 rows.push((name.clone(), "all".into(), Figures::of(all, threshold)));
             }
         }
-        Report { rows, occupancy: run.occupancy(), decisions: run.decisions, thresholds: thresholds.to_vec() }
+        let mut abandons: Vec<Duration> =
+            run.contacts.iter().filter_map(|c| c.abandoned.filter(|&(_, short)| !short).map(|(w, _)| w)).collect();
+        abandons.sort_unstable();
+        let at = |q: f64| abandons[((q * abandons.len() as f64).ceil() as usize).clamp(1, abandons.len()) - 1];
+        let abandon_times = (!abandons.is_empty()).then(|| [at(0.5), at(0.9), at(1.0)]);
+        Report {
+            rows,
+            occupancy: run.occupancy(),
+            group_occupancy: run.group_time.iter().map(crate::sim::occupancy).collect(),
+            routing: run.routing,
+            abandon_times,
+            decisions: run.decisions,
+            thresholds: thresholds.to_vec(),
+        }
     }
 
     /// The report as a table.
@@ -255,6 +274,25 @@ impl Report {
             );
         }
         let _ = writeln!(out, "agent occupancy {:.1}%; {} routing inputs", 100.0 * self.occupancy, self.decisions);
+        if !self.group_occupancy.is_empty() {
+            let groups: Vec<String> = self.group_occupancy.iter().map(|o| format!("{:.1}%", 100.0 * o)).collect();
+            let _ = writeln!(out, "occupancy by agent group (in the scenario's order): {}", groups.join(", "));
+        }
+        let r = &self.routing;
+        let _ = writeln!(
+            out,
+            "routing: {} overflows, {} relaxation steps, {} RONAs, {} transfers",
+            r.overflows, r.relaxation_steps, r.ronas, r.transfers
+        );
+        if let Some([p50, p90, max]) = self.abandon_times {
+            let _ = writeln!(
+                out,
+                "abandoned after: p50 {:.1} s, p90 {:.1} s, max {:.1} s",
+                p50.as_secs_f64(),
+                p90.as_secs_f64(),
+                max.as_secs_f64()
+            );
+        }
         let _ = writeln!(
             out,
             "\nwait estimate at arrival vs the wait answered contacts had (error = estimate − actual, s; \

@@ -162,23 +162,43 @@ pub struct Run {
     pub waiting: Vec<(Time, u32)>,
     /// Agents staffed (logged in, not on a break), sampled with `waiting`.
     pub staffed: Vec<(Time, u32)>,
+    /// Time per state of each agent group of the scenario, after the warm-up.
+    pub group_time: Vec<[Duration; 6]>,
+    /// What routing did after the warm-up, beyond offers.
+    pub routing: RoutingCounts,
     /// Inputs the router handled (commands and timer firings).
     pub decisions: u64,
     pub warm_up: Duration,
     pub duration: Duration,
 }
 
+/// Routing events after the warm-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoutingCounts {
+    pub overflows: u64,
+    pub relaxation_steps: u64,
+    /// Offers that rang out (redirect on no answer).
+    pub ronas: u64,
+    pub transfers: u64,
+}
+
+/// Share of staffed time occupied (ringing, talking, wrapping up), from the
+/// time spent per state.
+pub fn occupancy(time: &[Duration; 6]) -> f64 {
+    let t = |s: usize| time[s].as_secs_f64();
+    let (available, reserved, busy, wrap_up) = (t(2), t(3), t(4), t(5));
+    let staffed = available + reserved + busy + wrap_up;
+    if staffed == 0.0 {
+        0.0
+    } else {
+        (reserved + busy + wrap_up) / staffed
+    }
+}
+
 impl Run {
     /// Share of staffed time agents were occupied (ringing, talking, wrapping up).
     pub fn occupancy(&self) -> f64 {
-        let t = |s: usize| self.agent_time[s].as_secs_f64();
-        let (available, reserved, busy, wrap_up) = (t(2), t(3), t(4), t(5));
-        let staffed = available + reserved + busy + wrap_up;
-        if staffed == 0.0 {
-            0.0
-        } else {
-            (reserved + busy + wrap_up) / staffed
-        }
+        occupancy(&self.agent_time)
     }
 }
 
@@ -225,6 +245,8 @@ struct Engine<'a> {
     on_break: HashSet<AgentId>,
     state_since: HashMap<AgentId, (AgentState, Time)>,
     agent_time: [Duration; 6],
+    group_time: Vec<[Duration; 6]>,
+    routing: RoutingCounts,
     waiting: Vec<(Time, u32)>,
     staffed_samples: Vec<(Time, u32)>,
     decisions: u64,
@@ -261,6 +283,8 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
         on_break: HashSet::new(),
         state_since: HashMap::new(),
         agent_time: [Duration::ZERO; 6],
+        group_time: vec![[Duration::ZERO; 6]; scenario.agents.len()],
+        routing: RoutingCounts::default(),
         waiting: Vec::new(),
         staffed_samples: Vec::new(),
         decisions: 0,
@@ -277,6 +301,8 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
         agent_time: engine.agent_time,
         waiting: engine.waiting,
         staffed: engine.staffed_samples,
+        group_time: engine.group_time,
+        routing: engine.routing,
         decisions: engine.decisions,
         warm_up: scenario.warm_up,
         duration: scenario.duration,
@@ -400,9 +426,10 @@ impl Engine<'_> {
             self.drain(now);
         }
         // Close the books on agent time at the end of the run.
-        let states: Vec<(AgentState, Time)> = self.state_since.values().copied().collect();
-        for (state, since) in states {
-            self.account(state, since, end);
+        let states: Vec<(AgentId, AgentState, Time)> =
+            self.state_since.iter().map(|(&a, &(state, since))| (a, state, since)).collect();
+        for (agent, state, since) in states {
+            self.account(agent, state, since, end);
         }
     }
 
@@ -609,19 +636,25 @@ impl Engine<'_> {
                 }
                 Event::AgentStateChanged { agent, state } => {
                     if let Some((before, since)) = self.state_since.insert(agent, (state, now)) {
-                        self.account(before, since, now);
+                        self.account(agent, before, since, now);
                     }
                 }
+                _ if now < Time::ZERO + self.scenario.warm_up => {}
+                Event::Overflowed { .. } => self.routing.overflows += 1,
+                Event::Relaxed { .. } => self.routing.relaxation_steps += 1,
+                Event::OfferEnded { outcome: ccr_core::OfferOutcome::Expired, .. } => self.routing.ronas += 1,
+                Event::Transferred { .. } => self.routing.transfers += 1,
                 _ => {}
             }
         }
     }
 
     /// Adds the part of [since, until) after the warm-up to the state's time.
-    fn account(&mut self, state: AgentState, since: Time, until: Time) {
+    fn account(&mut self, agent: AgentId, state: AgentState, since: Time, until: Time) {
         let from = since.max(Time::ZERO + self.scenario.warm_up);
         if until > from {
             self.agent_time[state.index()] += until.since(from);
+            self.group_time[self.group_of[&agent]][state.index()] += until.since(from);
         }
     }
 }
