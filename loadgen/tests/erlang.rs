@@ -12,11 +12,14 @@
 
 use std::time::Duration;
 
-use ccr_daemon::config;
+mod common;
+
 use ccr_loadgen::erlang::{self, Figures};
 use ccr_loadgen::report;
-use ccr_loadgen::scenario::{self, Scenario};
+use ccr_loadgen::scenario::Scenario;
 use ccr_loadgen::sim;
+
+use common::Markovian;
 
 const CCRD: &str = include_str!("../scenarios/erlang-c.ccrd.toml");
 const BATCHES: usize = 20;
@@ -26,34 +29,9 @@ const BATCHES: usize = 20;
 const T_19: f64 = 3.255;
 
 fn scenario(agents: u32, calls_per_hour: f64, aht_s: u64, patience_s: Option<u64>, batch: Duration) -> Scenario {
-    let patience = patience_s.map_or(String::new(), |p| format!("patience = {{ exponential = \"{p}s\" }}"));
-    let text = format!(
-        r#"
-[simulation]
-duration = "{}s"
-warm_up = "{}s"
-seed = 11
-
-[[agents]]
-count = {agents}
-skills = {{ support = 5 }}
-languages = ["en"]
-
-[traffic]
-calls_per_hour = {calls_per_hour}
-handle_time = {{ exponential = "{aht_s}s" }}
-{patience}
-
-[[traffic.mix]]
-queue = "support"
-tier = "standard"
-skills = {{ support = 1 }}
-languages = ["en"]
-"#,
-        (batch * (BATCHES as u32 + 1)).as_secs(),
-        batch.as_secs(),
-    );
-    scenario::parse_with(&text, config::parse(CCRD).expect("ccrd config")).expect("scenario")
+    let (duration, warm_up) = (batch * (BATCHES as u32 + 1), batch);
+    let tiers = &[("standard", 1.0)];
+    Markovian { ccrd: CCRD, agents, calls_per_hour, aht_s, patience_s, duration, warm_up, seed: 11, tiers }.scenario()
 }
 
 /// Mean and half-width of a metric over the batches, at [`T_19`].

@@ -7,10 +7,13 @@
 
 use std::time::Duration;
 
-use ccr_daemon::config;
+mod common;
+
 use ccr_loadgen::report::{Accuracy, Figures};
-use ccr_loadgen::scenario::{self, Scenario};
+use ccr_loadgen::scenario::Scenario;
 use ccr_loadgen::sim::{self, ExactModel};
+
+use common::Markovian;
 
 const ONE_TIER: &str = include_str!("../scenarios/erlang-c.ccrd.toml");
 
@@ -33,7 +36,7 @@ max_waiting = 100000
 "#;
 
 /// `agents` serving `calls_per_hour` with exponential handle times (and
-/// patience); `tiers` (name, weight) of the mix.
+/// patience) for `hours` after an hour's warm-up; `tiers` (name, weight).
 fn scenario(
     ccrd: &str,
     agents: u32,
@@ -43,37 +46,8 @@ fn scenario(
     hours: u64,
     tiers: &[(&str, f64)],
 ) -> Scenario {
-    let patience = patience_s.map_or(String::new(), |p| format!("patience = {{ exponential = \"{p}s\" }}"));
-    let mix: String = tiers
-        .iter()
-        .map(|(tier, weight)| {
-            format!(
-                "[[traffic.mix]]\nweight = {weight}\nqueue = \"support\"\ntier = \"{tier}\"\n\
-                 skills = {{ support = 1 }}\nlanguages = [\"en\"]\n"
-            )
-        })
-        .collect();
-    let text = format!(
-        r#"
-[simulation]
-duration = "{hours}h"
-warm_up = "1h"
-seed = 3
-
-[[agents]]
-count = {agents}
-skills = {{ support = 5 }}
-languages = ["en"]
-
-[traffic]
-calls_per_hour = {calls_per_hour}
-handle_time = {{ exponential = "{aht_s}s" }}
-{patience}
-
-{mix}
-"#
-    );
-    scenario::parse_with(&text, config::parse(ccrd).expect("ccrd config")).expect("scenario")
+    let (duration, warm_up) = (Duration::from_secs(hours * 3600), Duration::from_secs(3600));
+    Markovian { ccrd, agents, calls_per_hour, aht_s, patience_s, duration, warm_up, seed: 3, tiers }.scenario()
 }
 
 /// The estimate's accuracy per tier (by tier id), beside the exact one, and
