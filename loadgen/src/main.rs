@@ -421,7 +421,9 @@ fn simulate(
             output::write_hgrm(dir, &prefix, &report)?;
         }
         if let Some(dir) = &plot {
-            output::write_plots(dir, &prefix, &run, &report, &s.ccrd.catalog.tiers)?;
+            let queues = queue_targets(&s);
+            let info = output::Charted { label: &label, tiers: &s.ccrd.catalog.tiers, queues: &queues };
+            output::write_plots(dir, &prefix, &run, &report, &info)?;
         }
         summary.push((label, report));
     }
@@ -430,6 +432,12 @@ fn simulate(
     }
     side_by_side(&summary);
     Ok(())
+}
+
+/// Each queue's name and service-level target, in queue order.
+fn queue_targets(s: &Scenario) -> Vec<(String, f64)> {
+    let targets = s.ccrd.router.queues.iter().map(|q| q.service_level.target);
+    s.ccrd.catalog.queues.iter().cloned().zip(targets).collect()
 }
 
 /// `simulate --replications N`: every policy (the scenario as configured
@@ -550,7 +558,9 @@ fn print_live(s: &Scenario, live: &live::LiveRun, outputs: &Outputs) -> anyhow::
         std::fs::write(dir.join("latency.hgrm"), output::hgrm(&live.latency))?;
     }
     if let Some(dir) = &outputs.plot {
-        output::write_plots(dir, "", &live.run, &report, &s.ccrd.catalog.tiers)?;
+        let queues = queue_targets(s);
+        let info = output::Charted { label: "live", tiers: &s.ccrd.catalog.tiers, queues: &queues };
+        output::write_plots(dir, "", &live.run, &report, &info)?;
     }
     Ok(())
 }

@@ -123,12 +123,24 @@ pub fn write_hgrm(dir: &Path, prefix: &str, report: &Report) -> anyhow::Result<(
 
 /// Three charts, each as SVG and as PNG: wait distribution by tier,
 /// waiting contacts over time, service level hour by hour.
-pub fn write_plots(dir: &Path, prefix: &str, run: &Run, report: &Report, tiers: &[String]) -> anyhow::Result<()> {
+/// What the charts are of: the policy (or run) in every title, and each
+/// queue's name and service-level target, in queue order.
+pub struct Charted<'a> {
+    pub label: &'a str,
+    pub tiers: &'a [String],
+    pub queues: &'a [(String, f64)],
+}
+
+pub fn write_plots(dir: &Path, prefix: &str, run: &Run, report: &Report, info: &Charted) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     register_font();
-    save(&dir.join(format!("{prefix}wait-by-tier")), &WaitsByTier::new(report, tiers)?)?;
-    save(&dir.join(format!("{prefix}waiting-over-time")), &WaitingOverTime::new(run))?;
-    save(&dir.join(format!("{prefix}service-level-by-hour")), &ServiceLevelByHour::new(run, report))?;
+    let label = info.label;
+    save(&dir.join(format!("{prefix}wait-by-tier")), &WaitsByTier::new(report, info.tiers, label)?)?;
+    // Only the simulator samples the queues: a live run has no such chart.
+    if !run.waiting.is_empty() {
+        save(&dir.join(format!("{prefix}waiting-over-time")), &WaitingOverTime::new(run, label))?;
+    }
+    save(&dir.join(format!("{prefix}service-level-by-hour")), &ServiceLevelByHour::new(run, report, info))?;
     Ok(())
 }
 
@@ -167,10 +179,11 @@ fn chart_error(e: impl std::fmt::Display) -> anyhow::Error {
 struct WaitsByTier {
     per_tier: Vec<(String, Histogram<u64>)>,
     max: f64,
+    label: String,
 }
 
 impl WaitsByTier {
-    fn new(report: &Report, tiers: &[String]) -> anyhow::Result<Self> {
+    fn new(report: &Report, tiers: &[String], label: &str) -> anyhow::Result<Self> {
         let mut per_tier = Vec::new();
         for tier in tiers {
             let mut h = Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("bounds");
@@ -182,14 +195,14 @@ impl WaitsByTier {
             }
         }
         let max = per_tier.iter().map(|(_, h)| h.value_at_quantile(0.99) as f64 / 1e6).fold(1.0, f64::max);
-        Ok(WaitsByTier { per_tier, max })
+        Ok(WaitsByTier { per_tier, max, label: label.to_owned() })
     }
 }
 
 impl Plot for WaitsByTier {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
-        let caption = "Answered waits by tier (share answered within x)";
-        let mut chart = chart(root, caption, ("wait (s)", 0.0..self.max), ("share answered", 0.0..1.0))?;
+        let caption = format!("Answered waits by tier (share answered within x) — {}", self.label);
+        let mut chart = chart(root, &caption, ("wait (s)", 0.0..self.max), ("share answered", 0.0..1.0), None)?;
         for (i, (tier, h)) in self.per_tier.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             let points: Vec<(f64, f64)> = (0..=200)
@@ -211,12 +224,14 @@ impl Plot for WaitsByTier {
 /// Contacts waiting, by hour of the run.
 struct WaitingOverTime {
     hours: Vec<(f64, f64)>,
+    label: String,
 }
 
 impl WaitingOverTime {
-    fn new(run: &Run) -> Self {
+    fn new(run: &Run, label: &str) -> Self {
         WaitingOverTime {
             hours: run.waiting.iter().map(|(t, n)| (t.as_micros() as f64 / 3.6e9, f64::from(*n))).collect(),
+            label: label.to_owned(),
         }
     }
 }
@@ -224,55 +239,83 @@ impl WaitingOverTime {
 impl Plot for WaitingOverTime {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         let (x_max, y_max) = self.hours.iter().fold((1.0f64, 1.0f64), |(x, y), (a, b)| (x.max(*a), y.max(*b)));
+        let x_min = self.hours.first().map_or(0.0, |p| p.0);
+        let caption = format!("Contacts waiting — {}", self.label);
         let mut chart =
-            chart(root, "Contacts waiting", ("hour of the run", 0.0..x_max), ("waiting", 0.0..y_max * 1.1))?;
+            chart(root, &caption, ("time", x_min..x_max), ("waiting", 0.0..y_max * 1.1), Some(clock_hours))?;
         chart.draw_series(LineSeries::new(self.hours.clone(), BLUE.stroke_width(2))).map_err(chart_error)?;
         Ok(())
     }
 }
 
-/// Contacts by the hour they arrived in, all queues, each against its
-/// queue's threshold.
+/// Each queue's service level by the hour its contacts arrived in, against
+/// its own threshold, with its target as a dashed line (queues with
+/// different thresholds are never pooled).
 struct ServiceLevelByHour {
     hours: usize,
-    points: Vec<(f64, f64)>,
+    /// Per queue: its name, target, and (hour midpoint, service level).
+    queues: Vec<(String, f64, Vec<(f64, f64)>)>,
+    label: String,
 }
 
 impl ServiceLevelByHour {
-    fn new(run: &Run, report: &Report) -> Self {
+    fn new(run: &Run, report: &Report, info: &Charted) -> Self {
         let hours = (run.duration.as_secs() / 3600).max(1) as usize;
-        let mut buckets: Vec<Vec<&crate::sim::ContactRecord>> = vec![Vec::new(); hours];
-        for c in &run.contacts {
-            let h = (c.arrival.as_micros() / 3_600_000_000) as usize;
-            if let Some(b) = buckets.get_mut(h) {
-                b.push(c);
-            }
-        }
-        let points = buckets
+        let queues = info
+            .queues
             .iter()
             .enumerate()
-            .filter_map(|(h, b)| {
-                let counted =
-                    b.iter().filter(|c| c.answered.is_some() || matches!(c.abandoned, Some((_, false)))).count();
-                let in_time = b
+            .filter_map(|(q, (name, target))| {
+                let threshold = report.thresholds[q];
+                let mut buckets = vec![(0u32, 0u32); hours];
+                for c in run.contacts.iter().filter(|c| usize::from(c.queue.0) == q) {
+                    let Some(b) = buckets.get_mut((c.arrival.as_micros() / 3_600_000_000) as usize) else { continue };
+                    match (c.answered, c.abandoned) {
+                        (Some(w), _) => *b = (b.0 + u32::from(w <= threshold), b.1 + 1),
+                        (None, Some((_, false))) => b.1 += 1,
+                        _ => {}
+                    }
+                }
+                let points: Vec<(f64, f64)> = buckets
                     .iter()
-                    .filter(|c| c.answered.is_some_and(|w| w <= report.thresholds[usize::from(c.queue.0)]))
-                    .count();
-                (counted > 0).then(|| (h as f64 + 0.5, in_time as f64 / counted as f64))
+                    .enumerate()
+                    .filter(|(_, b)| b.1 > 0)
+                    .map(|(h, b)| (h as f64 + 0.5, f64::from(b.0) / f64::from(b.1)))
+                    .collect();
+                (!points.is_empty()).then(|| (name.clone(), *target, points))
             })
             .collect();
-        ServiceLevelByHour { hours, points }
+        ServiceLevelByHour { hours, queues, label: info.label.to_owned() }
     }
 }
 
 impl Plot for ServiceLevelByHour {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
-        let caption = "Service level by hour of arrival (all queues)";
-        let mut chart = chart(root, caption, ("hour", 0.0..self.hours as f64), ("service level", 0.0..1.0))?;
-        chart.draw_series(LineSeries::new(self.points.clone(), GREEN.stroke_width(2))).map_err(chart_error)?;
-        chart.draw_series(self.points.iter().map(|&p| Circle::new(p, 3, GREEN.filled()))).map_err(chart_error)?;
-        Ok(())
+        let caption = format!("Service level by hour of arrival, per queue (dashed: target) — {}", self.label);
+        let x = 0.0..self.hours as f64;
+        let mut chart = chart(root, &caption, ("time", x), ("service level", 0.0..1.0), Some(clock_hours))?;
+        for (i, (name, target, points)) in self.queues.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(chart_error)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(chart_error)?;
+            let dashes = (0..self.hours * 4).step_by(2).map(|k| {
+                let from = k as f64 / 4.0;
+                PathElement::new(vec![(from, *target), (from + 0.25, *target)], color.stroke_width(1))
+            });
+            chart.draw_series(dashes).map_err(chart_error)?;
+        }
+        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(chart_error)
     }
+}
+
+/// An hour of the run as the clock shows it (the run starts at midnight).
+fn clock_hours(hours: &f64) -> String {
+    let minutes = (hours * 60.0).round().max(0.0) as u64;
+    format!("{:02}:{:02}", minutes / 60 % 24, minutes % 60)
 }
 
 /// A white chart with its caption and axes, ready for series.
@@ -281,15 +324,21 @@ fn chart<'a, DB: DrawingBackend>(
     caption: &str,
     (x_desc, x): (&str, std::ops::Range<f64>),
     (y_desc, y): (&str, std::ops::Range<f64>),
+    x_labels: Option<fn(&f64) -> String>,
 ) -> anyhow::Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
     root.fill(&WHITE).map_err(chart_error)?;
     let mut chart = ChartBuilder::on(root)
-        .caption(caption, ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 18))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(x, y)
         .map_err(chart_error)?;
-    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(chart_error)?;
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_desc).y_desc(y_desc);
+    if let Some(format) = &x_labels {
+        mesh.x_label_formatter(format);
+    }
+    mesh.draw().map_err(chart_error)?;
     Ok(chart)
 }
