@@ -253,10 +253,12 @@ impl Plot for WaitingOverTime {
 /// different thresholds are never pooled).
 struct ServiceLevelByHour {
     hours: usize,
-    /// Per queue: its name, target, and (hour midpoint, service level).
-    queues: Vec<(String, f64, Vec<(f64, f64)>)>,
+    queues: Vec<QueueLine>,
     label: String,
 }
+
+/// A queue's name, target, and (hour midpoint, service level) points.
+type QueueLine = (String, f64, Vec<(f64, f64)>);
 
 impl ServiceLevelByHour {
     fn new(run: &Run, report: &Report, info: &Charted) -> Self {
