@@ -120,7 +120,10 @@ fn charts_are_drawn_as_svg_and_png_with_their_text() {
     let run = sim::simulate(&s).unwrap();
     let dir = std::env::temp_dir().join(format!("ccr-plots-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    ccr_loadgen::output::write_plots(&dir, "day-", &run, &report(&s, &run), &s.ccrd.catalog.tiers).unwrap();
+    let targets = s.ccrd.router.queues.iter().map(|q| q.service_level.target);
+    let queues: Vec<(String, f64)> = s.ccrd.catalog.queues.iter().cloned().zip(targets).collect();
+    let info = ccr_loadgen::output::Charted { label: "configured", tiers: &s.ccrd.catalog.tiers, queues: &queues };
+    ccr_loadgen::output::write_plots(&dir, "day-", &run, &report(&s, &run), &info).unwrap();
     for (chart, caption) in [
         ("wait-by-tier", "Answered waits by tier"),
         ("waiting-over-time", "Contacts waiting"),
@@ -128,6 +131,7 @@ fn charts_are_drawn_as_svg_and_png_with_their_text() {
     ] {
         let svg = std::fs::read_to_string(dir.join(format!("day-{chart}.svg"))).unwrap();
         assert!(svg.contains(caption), "{chart}.svg carries its caption");
+        assert!(svg.contains("configured"), "{chart}.svg names the policy in its title");
         let png = std::fs::read(dir.join(format!("day-{chart}.png"))).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{chart}.png is a PNG");
         let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
