@@ -90,6 +90,11 @@ enum Cmd {
         /// as configured by the paired difference on the same callers.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
         replications: u32,
+        /// Replicate until every service level, and every paired
+        /// difference, is known to ± this many points (95 %): at least 5
+        /// replications, at most 1,000. Implies replications.
+        #[arg(long, conflicts_with = "replications")]
+        precision: Option<f64>,
         /// The length of the report's intervals.
         #[arg(long, default_value = "30m")]
         interval: humantime::Duration,
@@ -259,9 +264,14 @@ fn main() -> anyhow::Result<()> {
     }
     ccr_daemon::host::keep_freed_memory();
     match Args::parse().command {
-        Cmd::Simulate { scenario, seed, policy, replications, interval, outputs } => {
-            if replications > 1 {
-                replicate(&scenario, seed, policy, replications, &outputs)
+        Cmd::Simulate { scenario, seed, policy, replications, precision, interval, outputs } => {
+            if let Some(points) = precision {
+                if points.is_nan() || points <= 0.0 {
+                    bail!("--precision {points}: a positive number of points");
+                }
+                replicate(&scenario, seed, policy, Replications::Until(points), &outputs)
+            } else if replications > 1 {
+                replicate(&scenario, seed, policy, Replications::Exactly(replications), &outputs)
             } else {
                 simulate(&scenario, seed, policy, interval, outputs)
             }
@@ -440,13 +450,22 @@ fn queue_targets(s: &Scenario) -> Vec<(String, f64)> {
     s.ccrd.catalog.queues.iter().cloned().zip(targets).collect()
 }
 
-/// `simulate --replications N`: every policy (the scenario as configured
-/// first) on the same callers in each replication, compared.
+/// How many replications `simulate` runs.
+#[derive(Clone, Copy)]
+enum Replications {
+    Exactly(u32),
+    /// Until every SL half-width is within this many points.
+    Until(f64),
+}
+
+/// `simulate --replications N` or `--precision P`: every policy (the
+/// scenario as configured first) on the same callers in each replication,
+/// compared.
 fn replicate(
     scenario: &std::path::Path,
     seed: Option<u64>,
     policy: Vec<String>,
-    replications: u32,
+    replications: Replications,
     outputs: &Outputs,
 ) -> anyhow::Result<()> {
     if outputs.json.is_some() || outputs.hgrm.is_some() || outputs.plot.is_some() {
@@ -463,27 +482,47 @@ fn replicate(
         scenarios.push((p, s));
     }
     let started = std::time::Instant::now();
-    let mut runs = vec![Vec::new(); scenarios.len()];
-    for r in 0..u64::from(replications) {
+    let policies: Vec<String> = scenarios.iter().map(|(name, _)| name.clone()).collect();
+    let mut comparison = ccr_loadgen::replications::Comparison { policies, runs: vec![Vec::new(); scenarios.len()] };
+    let mut replications_run = 0u32;
+    loop {
+        let enough = match replications {
+            Replications::Exactly(n) => replications_run >= n,
+            Replications::Until(points) => {
+                replications_run >= 1000
+                    || (replications_run >= 5 && comparison.widest_service_level_half_width() <= points)
+            }
+        };
+        if enough {
+            break;
+        }
+        let r = u64::from(replications_run);
+        replications_run += 1;
         for (i, (_, s)) in scenarios.iter().enumerate() {
             let mut s = s.clone();
             s.seed = base.seed.wrapping_add(r);
             let run = sim::simulate(&s).context("routing configuration")?;
             let thresholds: Vec<_> = s.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect();
             let report = Report::of(&run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds);
-            runs[i].push(ccr_loadgen::replications::queue_figures(&report));
+            comparison.runs[i].push(ccr_loadgen::replications::queue_figures(&report));
         }
     }
     println!(
-        "{} simulated {} times per policy (seeds {}..={}) in {:.1?}",
+        "{} simulated {} times per policy (seeds {}..={}) in {:.1?}{}",
         humantime::format_duration(base.duration),
-        replications,
+        replications_run,
         base.seed,
-        base.seed.wrapping_add(u64::from(replications) - 1),
-        started.elapsed()
+        base.seed.wrapping_add(u64::from(replications_run) - 1),
+        started.elapsed(),
+        match replications {
+            Replications::Until(points) => format!(
+                "; widest SL half-width {:.2} points (asked: {points})",
+                comparison.widest_service_level_half_width()
+            ),
+            Replications::Exactly(_) => String::new(),
+        }
     );
-    let policies = scenarios.into_iter().map(|(name, _)| name).collect();
-    print!("{}", ccr_loadgen::replications::Comparison { policies, runs }.table());
+    print!("{}", comparison.table());
     Ok(())
 }
 

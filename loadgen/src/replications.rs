@@ -95,6 +95,25 @@ impl Comparison {
         self.values(policy, queue, figure).iter().zip(&base).map(|(p, b)| p - b).collect()
     }
 
+    /// The widest 95 % half-width of any queue's service level, in points,
+    /// over every policy and every paired difference: what a stated
+    /// precision is held to.
+    pub fn widest_service_level_half_width(&self) -> f64 {
+        let sl = |f: &QueueFigures| 100.0 * f.service_level;
+        let queues: Vec<String> =
+            self.runs[0].first().map_or(Vec::new(), |r| r.iter().map(|(q, _)| q.clone()).collect());
+        let mut widest = 0.0f64;
+        for queue in &queues {
+            for p in 0..self.policies.len() {
+                widest = widest.max(Interval::of(&self.values(p, queue, sl)).half_width);
+                if p > 0 {
+                    widest = widest.max(Interval::of(&self.paired(p, queue, sl)).half_width);
+                }
+            }
+        }
+        widest
+    }
+
     /// The comparison as tables: every policy's figures per queue, then each
     /// policy's paired differences from the baseline, with a verdict.
     pub fn table(&self) -> String {
@@ -172,6 +191,17 @@ mod tests {
         let diff: Vec<f64> = better.iter().zip(&base).map(|(a, b)| a - b).collect();
         let d = Interval::of(&diff);
         assert!(d.excludes_zero() && d.mean > 0.0, "{d:?}");
+    }
+
+    #[test]
+    fn the_widest_half_width_covers_every_policy_and_difference() {
+        let figures = |sl: f64| vec![("q".to_owned(), QueueFigures { service_level: sl, asa: 1.0, abandon_rate: 0.0 })];
+        let base: Vec<_> = [0.70, 0.80, 0.75, 0.85].map(figures).into();
+        let same: Vec<_> = [0.70, 0.80, 0.75, 0.85].map(figures).into();
+        let c = Comparison { policies: vec!["a".into(), "b".into()], runs: vec![base, same] };
+        // Each policy's SL in points: mean 77.5, sd 6.455, n 4 → 3.182 × 3.227.
+        let expected = 3.182 * (125.0f64 / 3.0).sqrt() / 2.0;
+        assert!((c.widest_service_level_half_width() - expected).abs() < 1e-9);
     }
 
     #[test]
