@@ -405,9 +405,8 @@ fn simulate(
         }
         let started = std::time::Instant::now();
         let run = sim::simulate(&s).context("routing configuration")?;
-        let cfg = &s.ccrd.router;
-        let thresholds: Vec<_> = cfg.queues.iter().map(|q| q.service_level.threshold).collect();
-        let report = Report::of(&run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds);
+        let report = Report::of_scenario(&run, &s);
+        let thresholds = &report.thresholds;
         println!(
             "== {} — {} simulated ({} warm-up) in {:.2?}, seed {}",
             p.as_deref().unwrap_or("policies as configured"),
@@ -420,7 +419,7 @@ fn simulate(
         let names = &s.ccrd.catalog.queues;
         let width = interval.into();
         println!("by interval ({}):", humantime::format_duration(width));
-        println!("{}", ccr_loadgen::report::intervals(&run, names, &thresholds, width));
+        println!("{}", ccr_loadgen::report::intervals(&run, names, thresholds, width));
         let label = p.clone().unwrap_or_else(|| "configured".into());
         let prefix = if policies.len() > 1 { format!("{label}-") } else { String::new() };
         if json.is_some() {
@@ -431,7 +430,7 @@ fn simulate(
             output::write_hgrm(dir, &prefix, &report)?;
         }
         if let Some(dir) = &plot {
-            let queues = queue_targets(&s);
+            let queues = s.queue_targets();
             let info = output::Charted { label: &label, tiers: &s.ccrd.catalog.tiers, queues: &queues };
             output::write_plots(dir, &prefix, &run, &report, &info)?;
         }
@@ -442,12 +441,6 @@ fn simulate(
     }
     side_by_side(&summary);
     Ok(())
-}
-
-/// Each queue's name and service-level target, in queue order.
-fn queue_targets(s: &Scenario) -> Vec<(String, f64)> {
-    let targets = s.ccrd.router.queues.iter().map(|q| q.service_level.target);
-    s.ccrd.catalog.queues.iter().cloned().zip(targets).collect()
 }
 
 /// How many replications `simulate` runs.
@@ -502,8 +495,7 @@ fn replicate(
             let mut s = s.clone();
             s.seed = base.seed.wrapping_add(r);
             let run = sim::simulate(&s).context("routing configuration")?;
-            let thresholds: Vec<_> = s.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect();
-            let report = Report::of(&run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds);
+            let report = Report::of_scenario(&run, &s);
             comparison.runs[i].push(ccr_loadgen::replications::queue_figures(&report));
         }
     }
@@ -572,8 +564,8 @@ fn live_report(
 }
 
 fn print_live(s: &Scenario, live: &live::LiveRun, outputs: &Outputs) -> anyhow::Result<()> {
-    let thresholds: Vec<_> = s.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect();
-    let report = Report::of(&live.run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds);
+    let report = Report::of_scenario(&live.run, s);
+    let thresholds = &report.thresholds;
     println!("== live: {} of traffic", humantime::format_duration(live.run.duration));
     println!("{}", report.table());
     println!("{}", live.latency_line());
@@ -597,7 +589,7 @@ fn print_live(s: &Scenario, live: &live::LiveRun, outputs: &Outputs) -> anyhow::
         std::fs::write(dir.join("latency.hgrm"), output::hgrm(&live.latency))?;
     }
     if let Some(dir) = &outputs.plot {
-        let queues = queue_targets(s);
+        let queues = s.queue_targets();
         let info = output::Charted { label: "live", tiers: &s.ccrd.catalog.tiers, queues: &queues };
         output::write_plots(dir, "", &live.run, &report, &info)?;
     }

@@ -11,7 +11,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
-use crate::report::Report;
+use crate::report::{service_level, Report};
 use crate::sim::Run;
 
 /// One run of the report as JSON.
@@ -269,20 +269,16 @@ impl ServiceLevelByHour {
             .enumerate()
             .filter_map(|(q, (name, target))| {
                 let threshold = report.thresholds[q];
-                let mut buckets = vec![(0u32, 0u32); hours];
+                let mut buckets: Vec<Vec<&crate::sim::ContactRecord>> = vec![Vec::new(); hours];
                 for c in run.contacts.iter().filter(|c| usize::from(c.queue.0) == q) {
-                    let Some(b) = buckets.get_mut((c.arrival.as_micros() / 3_600_000_000) as usize) else { continue };
-                    match (c.answered, c.abandoned) {
-                        (Some(w), _) => *b = (b.0 + u32::from(w <= threshold), b.1 + 1),
-                        (None, Some((_, false))) => b.1 += 1,
-                        _ => {}
+                    if let Some(b) = buckets.get_mut((c.arrival.as_micros() / 3_600_000_000) as usize) {
+                        b.push(c);
                     }
                 }
                 let points: Vec<(f64, f64)> = buckets
                     .iter()
                     .enumerate()
-                    .filter(|(_, b)| b.1 > 0)
-                    .map(|(h, b)| (h as f64 + 0.5, f64::from(b.0) / f64::from(b.1)))
+                    .filter_map(|(h, b)| Some((h as f64 + 0.5, service_level(b.iter().copied(), threshold)?)))
                     .collect();
                 (!points.is_empty()).then(|| (name.clone(), *target, points))
             })

@@ -95,7 +95,7 @@ impl Accuracy {
         Some(Accuracy {
             bias: signed / nf,
             mean_abs_error: abs.iter().sum::<f64>() / nf,
-            p90_abs_error: abs[((0.9 * nf).ceil() as usize).clamp(1, n) - 1],
+            p90_abs_error: nearest_rank(&abs, 0.9),
             within_20_percent: within as f64 / nf,
         })
     }
@@ -207,6 +207,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// A run of `s`, with its queues' and tiers' names and thresholds.
+    pub fn of_scenario(run: &Run, s: &crate::scenario::Scenario) -> Report {
+        Report::of(run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &s.thresholds())
+    }
+
     /// `names` gives queue and tier names, `thresholds` each queue's
     /// service-level threshold.
     pub fn of(run: &Run, queues: &[String], tiers: &[String], thresholds: &[Duration]) -> Report {
@@ -233,7 +238,7 @@ impl Report {
         let mut abandons: Vec<Duration> =
             run.contacts.iter().filter_map(|c| c.abandoned.filter(|&(_, short)| !short).map(|(w, _)| w)).collect();
         abandons.sort_unstable();
-        let at = |q: f64| abandons[((q * abandons.len() as f64).ceil() as usize).clamp(1, abandons.len()) - 1];
+        let at = |q: f64| nearest_rank(&abandons, q);
         let abandon_times = (!abandons.is_empty()).then(|| [at(0.5), at(0.9), at(1.0)]);
         Report {
             rows,
@@ -404,28 +409,36 @@ pub fn intervals(run: &Run, queues: &[String], thresholds: &[Duration], width: D
             staffed
         );
         for (q, &threshold) in thresholds.iter().enumerate().take(queues.len()) {
-            let of_queue = contacts.iter().filter(|c| usize::from(c.queue.0) == q);
-            let (mut in_time, mut counted) = (0u32, 0u32);
-            for c in of_queue {
-                match (c.answered, c.abandoned) {
-                    (Some(w), _) => {
-                        counted += 1;
-                        in_time += u32::from(w <= threshold);
-                    }
-                    (None, Some((_, false))) => counted += 1,
-                    _ => {}
-                }
-            }
-            let sl = if counted == 0 {
-                "-".to_owned()
-            } else {
-                format!("{:.1}%", 100.0 * f64::from(in_time) / f64::from(counted))
-            };
+            let of_queue = contacts.iter().copied().filter(|c| usize::from(c.queue.0) == q);
+            let sl = service_level(of_queue, threshold).map_or("-".to_owned(), |sl| format!("{:.1}%", 100.0 * sl));
             let _ = write!(out, " {sl:>10}");
         }
         let _ = writeln!(out);
     }
     out
+}
+
+/// Service level of `contacts` against `threshold`: answered within it ÷
+/// (answered + abandoned), short abandons left out; `None` with nothing
+/// to count.
+pub fn service_level<'a>(contacts: impl IntoIterator<Item = &'a ContactRecord>, threshold: Duration) -> Option<f64> {
+    let (mut in_time, mut counted) = (0u32, 0u32);
+    for c in contacts {
+        match (c.answered, c.abandoned) {
+            (Some(w), _) => {
+                counted += 1;
+                in_time += u32::from(w <= threshold);
+            }
+            (None, Some((_, false))) => counted += 1,
+            _ => {}
+        }
+    }
+    (counted > 0).then(|| f64::from(in_time) / f64::from(counted))
+}
+
+/// The value at quantile `q` of sorted, non-empty values (nearest rank).
+fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> T {
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// A time of the run as the clock shows it ("08:30"; "d2 08:30" past the

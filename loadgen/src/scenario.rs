@@ -141,6 +141,19 @@ pub struct Scenario {
     pub traffic: Traffic,
 }
 
+impl Scenario {
+    /// Each queue's service-level threshold, by queue id.
+    pub fn thresholds(&self) -> Vec<Duration> {
+        self.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect()
+    }
+
+    /// Each queue's name and service-level target, in queue order.
+    pub fn queue_targets(&self) -> Vec<(String, f64)> {
+        let targets = self.ccrd.router.queues.iter().map(|q| q.service_level.target);
+        self.ccrd.catalog.queues.iter().cloned().zip(targets).collect()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScenario {

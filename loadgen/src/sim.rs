@@ -244,7 +244,6 @@ struct Engine<'a> {
     leaving: HashSet<AgentId>,
     on_break: HashSet<AgentId>,
     state_since: HashMap<AgentId, (AgentState, Time)>,
-    agent_time: [Duration; 6],
     group_time: Vec<[Duration; 6]>,
     routing: RoutingCounts,
     waiting: Vec<(Time, u32)>,
@@ -282,7 +281,6 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
         leaving: HashSet::new(),
         on_break: HashSet::new(),
         state_since: HashMap::new(),
-        agent_time: [Duration::ZERO; 6],
         group_time: vec![[Duration::ZERO; 6]; scenario.agents.len()],
         routing: RoutingCounts::default(),
         waiting: Vec::new(),
@@ -298,7 +296,12 @@ pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
     let contacts = engine.records.into_iter().filter(|r| r.arrival >= warm_up).collect();
     Ok(Run {
         contacts,
-        agent_time: engine.agent_time,
+        agent_time: engine.group_time.iter().fold([Duration::ZERO; 6], |mut all, group| {
+            for (a, g) in all.iter_mut().zip(group) {
+                *a += *g;
+            }
+            all
+        }),
         waiting: engine.waiting,
         staffed: engine.staffed_samples,
         group_time: engine.group_time,
@@ -653,7 +656,6 @@ impl Engine<'_> {
     fn account(&mut self, agent: AgentId, state: AgentState, since: Time, until: Time) {
         let from = since.max(Time::ZERO + self.scenario.warm_up);
         if until > from {
-            self.agent_time[state.index()] += until.since(from);
             self.group_time[self.group_of[&agent]][state.index()] += until.since(from);
         }
     }

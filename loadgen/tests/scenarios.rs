@@ -13,8 +13,7 @@ fn bank() -> Scenario {
 }
 
 fn report(s: &Scenario, run: &sim::Run) -> Report {
-    let thresholds: Vec<_> = s.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect();
-    Report::of(run, &s.ccrd.catalog.queues, &s.ccrd.catalog.tiers, &thresholds)
+    Report::of_scenario(run, s)
 }
 
 #[test]
@@ -120,8 +119,7 @@ fn charts_are_drawn_as_svg_and_png_with_their_text() {
     let run = sim::simulate(&s).unwrap();
     let dir = std::env::temp_dir().join(format!("ccr-plots-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let targets = s.ccrd.router.queues.iter().map(|q| q.service_level.target);
-    let queues: Vec<(String, f64)> = s.ccrd.catalog.queues.iter().cloned().zip(targets).collect();
+    let queues = s.queue_targets();
     let info = ccr_loadgen::output::Charted { label: "configured", tiers: &s.ccrd.catalog.tiers, queues: &queues };
     ccr_loadgen::output::write_plots(&dir, "day-", &run, &report(&s, &run), &info).unwrap();
     for (chart, caption) in [
@@ -178,7 +176,7 @@ fn the_interval_table_shows_the_hour_the_daily_figure_hides() {
     let s = bank();
     let run = sim::simulate(&s).unwrap();
     let r = report(&s, &run);
-    let thresholds: Vec<_> = s.ccrd.router.queues.iter().map(|q| q.service_level.threshold).collect();
+    let thresholds = s.thresholds();
     let table =
         ccr_loadgen::report::intervals(&run, &s.ccrd.catalog.queues, &thresholds, std::time::Duration::from_secs(1800));
     let daily = r.rows.iter().find(|(q, t, _)| q == "billing" && t == "all").unwrap().2.service_level;

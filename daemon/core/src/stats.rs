@@ -132,15 +132,7 @@ pub enum EwtMethod {
     NotWaiting,
 }
 
-impl EwtMethod {
-    /// Whether the estimate stands on measured rates.
-    pub fn is_confident(self) -> bool {
-        matches!(self, EwtMethod::QueueLength | EwtMethod::NotWaiting)
-    }
-}
-
-/// How fast a waiting queue drains: the history behind the drain rate,
-/// kept in snapshots.
+/// How fast a waiting queue drains: the history behind the drain rate.
 #[derive(Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct AnswerRate {
     /// Decayed count of departures for an offer.
@@ -151,9 +143,10 @@ struct AnswerRate {
     updated: Time,
 }
 
-/// The rest of the history: abandonment, arrivals by tier, and how long
-/// the queue has gone without a departure. Not in snapshots: relearnt
-/// within one window after a restart.
+/// The rest of the history: abandonment, how long the queue has gone
+/// without a departure, and the time the arrival counts are rates over.
+/// In snapshots from format 14 on; from an older one it is relearnt within
+/// one window.
 #[derive(Clone, Copy)]
 struct Flow {
     /// Busy time since the last departure, in microseconds.
