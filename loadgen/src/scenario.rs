@@ -11,6 +11,10 @@ use rand::Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 use serde::Deserialize;
 
+/// How long an agent takes, by default, to make itself ready again after
+/// a RONA sent it not ready.
+pub const DEFAULT_RONA_RECOVERY: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 #[error("{} problem(s) in the scenario:{}", .0.len(), .0.iter().map(|p| format!("\n  {p}")).collect::<String>())]
 pub struct ScenarioError(pub Vec<String>);
@@ -59,6 +63,8 @@ impl Dist {
 /// `count` agents alike.
 #[derive(Clone, Debug)]
 pub struct AgentGroup {
+    /// What reports call the group (`agents[i]` when the file names none).
+    pub name: String,
     pub count: u32,
     pub profile: AgentProfile,
     /// Working hours each day (from, until); `None`: around the clock.
@@ -69,6 +75,9 @@ pub struct AgentGroup {
     pub answer_delay: Dist,
     /// Chance that an agent lets an offer ring out (RONA).
     pub rona_probability: f64,
+    /// From a RONA (the router sets the agent not ready) to the agent
+    /// making itself ready again.
+    pub rona_recovery: Dist,
 }
 
 /// One kind of contact in the traffic mix.
@@ -201,6 +210,7 @@ struct RawBreak {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgents {
+    name: Option<String>,
     count: u32,
     shift: Option<RawShift>,
     #[serde(default)]
@@ -217,6 +227,7 @@ struct RawAgents {
     answer_delay: Option<RawDist>,
     #[serde(default)]
     rona_probability: f64,
+    rona_recovery: Option<RawDist>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +409,7 @@ fn validate(raw: RawScenario, ccrd: Config, trace: Option<Vec<crate::sim::Caller
             }
         }
         agents.push(AgentGroup {
+            name: a.name.clone().unwrap_or_else(|| field.clone()),
             shift,
             breaks,
             count: a.count,
@@ -411,7 +423,15 @@ fn validate(raw: RawScenario, ccrd: Config, trace: Option<Vec<crate::sim::Caller
                 .as_ref()
                 .map_or(Dist::Fixed(Duration::ZERO), |d| dist(&format!("{field}.answer_delay"), d, &mut problems)),
             rona_probability: a.rona_probability,
+            rona_recovery: a.rona_recovery.as_ref().map_or(Dist::Fixed(DEFAULT_RONA_RECOVERY), |d| {
+                dist(&format!("{field}.rona_recovery"), d, &mut problems)
+            }),
         });
+    }
+    for (i, a) in agents.iter().enumerate() {
+        if agents[..i].iter().any(|b| b.name == a.name) {
+            problems.push(format!("agents[{i}].name: {:?} names an earlier group too", a.name));
+        }
     }
     if agents.iter().map(|a| a.count).sum::<u32>() == 0 {
         problems.push("agents: no agents".into());

@@ -202,27 +202,77 @@ impl Run {
     }
 }
 
+/// Agents on duty per group, interval by interval: a staffing plan, worked
+/// in place of the scenario's shifts and breaks (`crate::staffing`).
+#[derive(Clone, Debug)]
+pub struct Roster {
+    pub width: Duration,
+    /// `counts[interval][group]`; past the last interval, the last holds.
+    pub counts: Vec<Vec<u32>>,
+}
+
+impl Roster {
+    fn on_duty(&self, interval: usize, group: usize) -> u32 {
+        let at = interval.min(self.counts.len().saturating_sub(1));
+        self.counts.get(at).and_then(|c| c.get(group)).copied().unwrap_or(0)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     Arrival,
-    Accept { agent: AgentId, offer: OfferId },
-    Complete { agent: AgentId, contact: ContactId },
-    HangUp { contact: ContactId },
-    ShiftStart { agent: AgentId },
-    ShiftEnd { agent: AgentId },
-    BreakStart { agent: AgentId },
-    BreakEnd { agent: AgentId },
+    Accept {
+        agent: AgentId,
+        offer: OfferId,
+    },
+    Complete {
+        agent: AgentId,
+        contact: ContactId,
+    },
+    HangUp {
+        contact: ContactId,
+    },
+    ShiftStart {
+        agent: AgentId,
+    },
+    ShiftEnd {
+        agent: AgentId,
+    },
+    BreakStart {
+        agent: AgentId,
+    },
+    BreakEnd {
+        agent: AgentId,
+    },
+    /// An agent sent not ready by a RONA makes itself ready again.
+    RonaRecovered {
+        agent: AgentId,
+    },
+    /// A roster's interval starts: agents come on or go off duty.
+    Restaff {
+        interval: usize,
+    },
     Sample,
 }
 
 /// Callers one after another, from a trace or drawn at random.
+#[derive(Clone)]
 enum Arrivals<'a> {
     Trace(std::slice::Iter<'a, Caller>),
     Synthetic,
 }
 
-struct Engine<'a> {
+/// A run in progress. Cloning it forks the run: the clone goes on from the
+/// same state with the same random streams, which is how staffing tries
+/// an interval's candidates.
+#[derive(Clone)]
+pub(crate) struct Engine<'a> {
     scenario: &'a Scenario,
+    /// Staffing by interval in place of the scenario's shifts and breaks.
+    roster: Option<Roster>,
+    /// A roster's agents, group by group, in the order they come on duty.
+    pool: Vec<Vec<AgentId>>,
+    next_agent: u64,
     router: Router,
     /// Draws the traffic; agents' behaviour has its own stream, so that
     /// every policy sees the same callers.
@@ -259,57 +309,9 @@ struct Engine<'a> {
 
 /// Runs `scenario` in virtual time.
 pub fn simulate(scenario: &Scenario) -> Result<Run, ccr_core::ConfigErrors> {
-    let router = Router::new(scenario.ccrd.router.clone())?;
-    let arrivals = match &scenario.traffic {
-        Traffic::Trace(callers) => Arrivals::Trace(callers.iter()),
-        Traffic::Synthetic { .. } => Arrivals::Synthetic,
-    };
-    let mut engine = Engine {
-        scenario,
-        router,
-        traffic_rng: ChaCha12Rng::seed_from_u64(scenario.seed),
-        rng: ChaCha12Rng::seed_from_u64(scenario.seed ^ AGENT_STREAM),
-        arrivals,
-        next: None,
-        pending: BinaryHeap::new(),
-        seq: 0,
-        next_contact: 1,
-        contacts: HashMap::new(),
-        records: Vec::new(),
-        group_of: HashMap::new(),
-        logged_in: HashSet::new(),
-        leaving: HashSet::new(),
-        on_break: HashSet::new(),
-        state_since: HashMap::new(),
-        group_time: vec![[Duration::ZERO; 6]; scenario.agents.len()],
-        routing: RoutingCounts::default(),
-        waiting: Vec::new(),
-        staffed_samples: Vec::new(),
-        decisions: 0,
-        staffed: HashSet::new(),
-        staffed_by_skill: HashMap::new(),
-        mean_handle: scenario.traffic.mean_handle_time(),
-        exact: ExactModel::of(scenario),
-    };
-    engine.run();
-    let warm_up = Time::ZERO + scenario.warm_up;
-    let contacts = engine.records.into_iter().filter(|r| r.arrival >= warm_up).collect();
-    Ok(Run {
-        contacts,
-        agent_time: engine.group_time.iter().fold([Duration::ZERO; 6], |mut all, group| {
-            for (a, g) in all.iter_mut().zip(group) {
-                *a += *g;
-            }
-            all
-        }),
-        waiting: engine.waiting,
-        staffed: engine.staffed_samples,
-        group_time: engine.group_time,
-        routing: engine.routing,
-        decisions: engine.decisions,
-        warm_up: scenario.warm_up,
-        duration: scenario.duration,
-    })
+    let mut engine = Engine::new(scenario, None)?;
+    engine.advance(Time::ZERO + scenario.duration + Duration::from_micros(1));
+    Ok(engine.finish())
 }
 
 /// The callers of a scenario's traffic over its duration, without routing
@@ -378,16 +380,64 @@ const DAY: Duration = RateProfile::DAY;
 /// Seeds the agents' random stream apart from the traffic's.
 const AGENT_STREAM: u64 = 0x6167_656e_7473;
 
-impl Engine<'_> {
-    fn run(&mut self) {
-        let end = Time::ZERO + self.scenario.duration;
+impl<'a> Engine<'a> {
+    /// A run of `scenario` at its start, its agents working their shifts,
+    /// or `roster` instead.
+    pub(crate) fn new(scenario: &'a Scenario, roster: Option<Roster>) -> Result<Self, ccr_core::ConfigErrors> {
+        let router = Router::new(scenario.ccrd.router.clone())?;
+        let arrivals = match &scenario.traffic {
+            Traffic::Trace(callers) => Arrivals::Trace(callers.iter()),
+            Traffic::Synthetic { .. } => Arrivals::Synthetic,
+        };
+        let mut engine = Engine {
+            scenario,
+            roster,
+            pool: vec![Vec::new(); scenario.agents.len()],
+            next_agent: 0,
+            router,
+            traffic_rng: ChaCha12Rng::seed_from_u64(scenario.seed),
+            rng: ChaCha12Rng::seed_from_u64(scenario.seed ^ AGENT_STREAM),
+            arrivals,
+            next: None,
+            pending: BinaryHeap::new(),
+            seq: 0,
+            next_contact: 1,
+            contacts: HashMap::new(),
+            records: Vec::new(),
+            group_of: HashMap::new(),
+            logged_in: HashSet::new(),
+            leaving: HashSet::new(),
+            on_break: HashSet::new(),
+            state_since: HashMap::new(),
+            group_time: vec![[Duration::ZERO; 6]; scenario.agents.len()],
+            routing: RoutingCounts::default(),
+            waiting: Vec::new(),
+            staffed_samples: Vec::new(),
+            decisions: 0,
+            staffed: HashSet::new(),
+            staffed_by_skill: HashMap::new(),
+            mean_handle: scenario.traffic.mean_handle_time(),
+            exact: ExactModel::of(scenario),
+        };
+        engine.schedule_agents();
+        engine.at(Time::ZERO + scenario.warm_up, Action::Sample);
+        engine.schedule_arrival(Duration::ZERO);
+        Ok(engine)
+    }
+
+    fn schedule_agents(&mut self) {
+        if let Some(roster) = &self.roster {
+            let width = roster.width.max(Duration::from_secs(1));
+            let intervals = self.scenario.duration.as_micros().div_ceil(width.as_micros()) as usize;
+            for interval in 0..intervals {
+                self.at(Time::ZERO + width * interval as u32, Action::Restaff { interval });
+            }
+            return;
+        }
         let days = self.scenario.duration.as_secs().div_ceil(DAY.as_secs()) as u32;
-        let mut agent = 0u64;
         for (g, group) in self.scenario.agents.iter().enumerate() {
             for _ in 0..group.count {
-                agent += 1;
-                let id = AgentId(agent);
-                self.group_of.insert(id, g);
+                let id = self.new_agent(g);
                 for day in 0..days {
                     let midnight = Time::ZERO + DAY * day;
                     match group.shift {
@@ -405,8 +455,32 @@ impl Engine<'_> {
                 }
             }
         }
-        self.at(Time::ZERO + self.scenario.warm_up, Action::Sample);
-        self.schedule_arrival(Duration::ZERO);
+    }
+
+    fn new_agent(&mut self, group: usize) -> AgentId {
+        self.next_agent += 1;
+        let id = AgentId(self.next_agent);
+        self.group_of.insert(id, group);
+        self.pool[group].push(id);
+        id
+    }
+
+    /// Sets the roster's staffing of `interval` (and, until set, of every
+    /// later one). Only an interval not yet started takes effect.
+    pub(crate) fn set_staffing(&mut self, interval: usize, counts: &[u32]) {
+        if let Some(roster) = &mut self.roster {
+            if roster.counts.len() <= interval {
+                let last = roster.counts.last().cloned().unwrap_or_else(|| vec![0; counts.len()]);
+                roster.counts.resize(interval + 1, last);
+            }
+            roster.counts[interval] = counts.to_vec();
+            roster.counts.truncate(interval + 1);
+        }
+    }
+
+    /// Handles everything due before `before` (and not past the run's end).
+    pub(crate) fn advance(&mut self, before: Time) {
+        let end = Time::ZERO + self.scenario.duration;
         loop {
             let next_action = self.pending.peek().map(|Reverse((t, _, _))| *t);
             let next_timer = self.router.poll_timeout();
@@ -416,7 +490,7 @@ impl Engine<'_> {
                 (None, Some(t)) => t,
                 (None, None) => break,
             };
-            if now > end {
+            if now > end || now >= before {
                 break;
             }
             if next_timer == Some(now) && next_action != Some(now) {
@@ -428,11 +502,38 @@ impl Engine<'_> {
             }
             self.drain(now);
         }
-        // Close the books on agent time at the end of the run.
+    }
+
+    /// Every contact so far, in arrival order, warm-up included.
+    pub(crate) fn records(&self) -> &[ContactRecord] {
+        &self.records
+    }
+
+    /// Closes the books at the end of the run.
+    pub(crate) fn finish(mut self) -> Run {
+        let end = Time::ZERO + self.scenario.duration;
         let states: Vec<(AgentId, AgentState, Time)> =
             self.state_since.iter().map(|(&a, &(state, since))| (a, state, since)).collect();
         for (agent, state, since) in states {
             self.account(agent, state, since, end);
+        }
+        let warm_up = Time::ZERO + self.scenario.warm_up;
+        let contacts = self.records.into_iter().filter(|r| r.arrival >= warm_up).collect();
+        Run {
+            contacts,
+            agent_time: self.group_time.iter().fold([Duration::ZERO; 6], |mut all, group| {
+                for (a, g) in all.iter_mut().zip(group) {
+                    *a += *g;
+                }
+                all
+            }),
+            waiting: self.waiting,
+            staffed: self.staffed_samples,
+            group_time: self.group_time,
+            routing: self.routing,
+            decisions: self.decisions,
+            warm_up: self.scenario.warm_up,
+            duration: self.scenario.duration,
         }
     }
 
@@ -485,8 +586,9 @@ impl Engine<'_> {
             | Action::ShiftStart { agent }
             | Action::ShiftEnd { agent }
             | Action::BreakStart { agent }
-            | Action::BreakEnd { agent } => Some(agent),
-            Action::Arrival | Action::HangUp { .. } | Action::Sample => None,
+            | Action::BreakEnd { agent }
+            | Action::RonaRecovered { agent } => Some(agent),
+            Action::Arrival | Action::HangUp { .. } | Action::Restaff { .. } | Action::Sample => None,
         };
         self.act_on(now, action);
         if let Some(agent) = agent {
@@ -518,11 +620,14 @@ impl Engine<'_> {
                 }
             }
             Action::ShiftStart { agent } => {
-                self.leaving.remove(&agent);
+                let was_leaving = self.leaving.remove(&agent);
+                let ready = !self.on_break.contains(&agent);
                 if self.logged_in.insert(agent) {
                     let profile = self.scenario.agents[self.group_of[&agent]].profile.clone();
-                    let ready = !self.on_break.contains(&agent);
                     self.command(now, Command::AgentLogin { agent, profile, ready });
+                } else if was_leaving && ready {
+                    // Back on duty before its last contact ended.
+                    self.command(now, Command::AgentReady { agent });
                 }
             }
             Action::ShiftEnd { agent } => {
@@ -544,11 +649,39 @@ impl Engine<'_> {
                     self.command(now, Command::AgentReady { agent });
                 }
             }
+            Action::RonaRecovered { agent } => {
+                let working = self.logged_in.contains(&agent) && !self.leaving.contains(&agent);
+                if working && !self.on_break.contains(&agent) {
+                    self.command(now, Command::AgentReady { agent });
+                }
+            }
+            Action::Restaff { interval } => self.restaff(now, interval),
             Action::Sample => {
                 let waiting = self.router.all_queue_stats().iter().map(|s| s.waiting).sum();
                 self.waiting.push((now, waiting));
                 self.staffed_samples.push((now, self.staffed.len() as u32));
                 self.at(now + Duration::from_secs(60), Action::Sample);
+            }
+        }
+    }
+
+    /// Brings each group to the roster's count for `interval`: the first
+    /// agents of the group's pool on duty, the rest going off duty once
+    /// their contact in hand is done (last on, first off).
+    fn restaff(&mut self, now: Time, interval: usize) {
+        let Some(roster) = &self.roster else { return };
+        let wanted: Vec<u32> = (0..self.pool.len()).map(|g| roster.on_duty(interval, g)).collect();
+        for (group, &want) in wanted.iter().enumerate() {
+            while self.pool[group].len() < want as usize {
+                self.new_agent(group);
+            }
+            for k in 0..self.pool[group].len() {
+                let agent = self.pool[group][k];
+                if k < want as usize {
+                    self.act(now, Action::ShiftStart { agent });
+                } else if self.logged_in.contains(&agent) && !self.leaving.contains(&agent) {
+                    self.act(now, Action::ShiftEnd { agent });
+                }
             }
         }
     }
@@ -642,10 +775,17 @@ impl Engine<'_> {
                         self.account(agent, before, since, now);
                     }
                 }
+                Event::OfferEnded { agent, outcome: ccr_core::OfferOutcome::Expired, .. } => {
+                    let group = &self.scenario.agents[self.group_of[&agent]];
+                    let recovery = group.rona_recovery.sample(&mut self.rng);
+                    self.at(now + recovery, Action::RonaRecovered { agent });
+                    if now >= Time::ZERO + self.scenario.warm_up {
+                        self.routing.ronas += 1;
+                    }
+                }
                 _ if now < Time::ZERO + self.scenario.warm_up => {}
                 Event::Overflowed { .. } => self.routing.overflows += 1,
                 Event::Relaxed { .. } => self.routing.relaxation_steps += 1,
-                Event::OfferEnded { outcome: ccr_core::OfferOutcome::Expired, .. } => self.routing.ronas += 1,
                 Event::Transferred { .. } => self.routing.transfers += 1,
                 _ => {}
             }

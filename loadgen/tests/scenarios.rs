@@ -31,7 +31,11 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
 
 #[test]
 fn policies_are_compared_on_the_same_traffic() {
-    let s = bank();
+    // A quarter of the agents away: lines long enough for the policy to tell.
+    let mut s = bank();
+    for g in &mut s.agents {
+        g.count = g.count * 3 / 4;
+    }
     let mut strict = s.clone();
     let mut aging = s.clone();
     for q in &mut strict.ccrd.router.queues {
@@ -184,4 +188,51 @@ fn the_interval_table_shows_the_hour_the_daily_figure_hides() {
     let break_time = table.lines().find(|l| l.starts_with("17:30")).unwrap_or_else(|| panic!("{table}"));
     let billing_sl: f64 = break_time.split_whitespace().nth(6).unwrap().trim_end_matches('%').parse().unwrap();
     assert!(billing_sl < 20.0, "17:30 with nobody staffed: {break_time}");
+}
+
+#[test]
+fn an_agent_sent_not_ready_by_a_rona_makes_itself_ready_again() {
+    // Two agents who let half their offers ring out, no breaks: each RONA
+    // sends one not ready, and only its recovery brings it back.
+    let text = r#"
+        [simulation]
+        duration = "4h"
+        seed = 3
+        [[agents]]
+        count = 2
+        skills = { support = 5 }
+        languages = ["en"]
+        rona_probability = 0.5
+        rona_recovery = { fixed = "1m" }
+        [traffic]
+        calls_per_hour = 30
+        handle_time = { exponential = "1m" }
+        [[traffic.mix]]
+        queue = "support"
+        tier = "standard"
+        skills = { support = 1 }
+        languages = ["en"]
+    "#;
+    let ccrd = ccr_daemon::config::parse(
+        r#"
+        skills = ["support"]
+        languages = ["en"]
+        [[tiers]]
+        name = "standard"
+        [[queues]]
+        name = "support"
+        service_level = { target = 0.8, threshold = "20s" }
+        wrap_up = "0s"
+        offer_timeout = "15s"
+        "#,
+    )
+    .unwrap();
+    let s = scenario::parse_with(text, ccrd).unwrap();
+    assert_eq!(s.agents[0].rona_recovery, scenario::Dist::Fixed(std::time::Duration::from_secs(60)));
+    let run = sim::simulate(&s).unwrap();
+    assert!(run.routing.ronas >= 10, "{:?}", run.routing);
+    let last_hour = ccr_core::Time::from_secs(3 * 3600);
+    let early: Vec<_> = run.contacts.iter().filter(|c| c.arrival < last_hour).collect();
+    assert!(early.len() > 50, "{}", early.len());
+    assert!(early.iter().all(|c| c.answered.is_some()), "every caller of the first three hours is answered");
 }
