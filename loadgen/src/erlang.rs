@@ -95,6 +95,27 @@ pub fn erlang_a(rate: f64, aht: f64, agents: u32, patience: f64, threshold: f64)
     figures
 }
 
+/// The fewest agents whose service level (theory's: abandons count
+/// against it) reaches `target` for `rate` arrivals/s of mean handle time
+/// `aht` s: Erlang A with a mean `patience` in seconds, else Erlang C.
+/// What an Erlang calculator answers. `None` past 100,000 agents.
+pub fn agents_for(rate: f64, aht: f64, threshold: f64, target: f64, patience: Option<f64>) -> Option<u32> {
+    let load = rate * aht;
+    if !(load.is_finite() && load >= 0.0) {
+        return None;
+    }
+    if load == 0.0 {
+        return Some(0);
+    }
+    let meets = |n: u32| match patience {
+        Some(p) => erlang_a(rate, aht, n, p, threshold).service_level >= target,
+        None => erlang_c(rate, aht, n, threshold).is_some_and(|f| f.service_level >= target),
+    };
+    // Erlang C needs more agents than Erlangs; Erlang A may need fewer.
+    let start = if patience.is_some() { 1 } else { load.floor() as u32 + 1 };
+    (start..=100_000).find(|&n| meets(n))
+}
+
 /// P(X ≤ t) for X a sum of independent exponentials of these rates, by
 /// uniformisation (stable where the closed form's alternating sums are not).
 fn hypoexponential_cdf(rates: &[f64], t: f64) -> f64 {
@@ -139,6 +160,19 @@ mod tests {
         // ASA = P(wait) · AHT / (c − a) = 0.4092 · 180 / 2.
         assert!((f.asa - 0.4092 * 90.0).abs() < 0.1, "{f:?}");
         assert!(erlang_c(1.0, 10.0, 10, 20.0).is_none(), "a = c is unstable");
+    }
+
+    #[test]
+    fn agents_for_is_the_fewest_meeting_the_target() {
+        // 1,800 calls/h of 3 min: 90 Erlangs; 80 % in 20 s.
+        let n = agents_for(0.5, 180.0, 20.0, 0.8, None).unwrap();
+        assert!(erlang_c(0.5, 180.0, n, 20.0).unwrap().service_level >= 0.8);
+        assert!(erlang_c(0.5, 180.0, n - 1, 20.0).is_none_or(|f| f.service_level < 0.8));
+        assert!((91..=100).contains(&n), "{n}");
+        // Patience shortens the line: never more agents than Erlang C.
+        let a = agents_for(0.5, 180.0, 20.0, 0.8, Some(120.0)).unwrap();
+        assert!(a <= n && erlang_a(0.5, 180.0, a, 120.0, 20.0).service_level >= 0.8, "{a} vs {n}");
+        assert_eq!(agents_for(0.0, 180.0, 20.0, 0.8, None), Some(0));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`report`]: what a run measured, per queue and tier.
 //! - [`erlang`]: the queueing theory the simulator is validated against.
 //! - [`replications`]: policies compared over replications, with intervals.
+//! - [`staffing`]: the fewest agents per interval that meet a target, by simulation.
 //! - [`failover`]: traffic across a cluster's takeovers, and what the client saw.
 
 pub mod bench;
@@ -18,4 +19,5 @@ pub mod replications;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod staffing;
 pub mod trace;

@@ -204,6 +204,32 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Staffing by simulation: per interval, the fewest agents of each
+    /// group that meet the service-level target with the scenario's
+    /// routing, beside the Erlang answer and the scenario's own staffing.
+    Staff {
+        scenario: PathBuf,
+        /// PERCENT/SECONDS for every queue, e.g. 80/20; without it, each
+        /// queue's own target from the ccrd configuration.
+        #[arg(long)]
+        target: Option<ccr_loadgen::staffing::Target>,
+        /// The planning interval.
+        #[arg(long, default_value = "30m")]
+        interval: humantime::Duration,
+        /// Replications searched (seeds seed, seed+1, …); as many fresh
+        /// ones check the plan.
+        #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        replications: u32,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Staff any group in any interval, not only within its shift.
+        #[arg(long)]
+        any_hours: bool,
+        /// Also write the plan as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Write a scenario's synthetic traffic as a trace (CSV).
     Generate {
         scenario: PathBuf,
@@ -360,6 +386,28 @@ fn main() -> anyhow::Result<()> {
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             runtime.block_on(capacity(addr, cert, fsync, options))
+        }
+        Cmd::Staff { scenario, target, interval, replications, seed, any_hours, json } => {
+            let mut s = scenario::load(&scenario)?;
+            if let Some(seed) = seed {
+                s.seed = seed;
+            }
+            let options = ccr_loadgen::staffing::StaffingOptions {
+                width: interval.into(),
+                target,
+                replications,
+                any_hours,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let started = std::time::Instant::now();
+            let plan = ccr_loadgen::staffing::staff(&s, &options)?;
+            print!("{}", plan.table());
+            println!("planned in {:.1?}", started.elapsed());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&plan.json())?)
+                    .with_context(|| path.display().to_string())?;
+            }
+            Ok(())
         }
         Cmd::Generate { scenario, output, seed } => {
             let mut s = scenario::load(&scenario)?;
