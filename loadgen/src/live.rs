@@ -8,7 +8,7 @@
 //! lower send rate (no coordinated omission). The run always ends: at the
 //! end of the traffic (or `duration`) plus a short drain.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +27,7 @@ use rand_chacha::ChaCha12Rng;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use crate::scenario::Scenario;
+use crate::scenario::{Dist, Scenario};
 use crate::sim::{self, Caller, ContactRecord, Run};
 
 /// Where the daemon is and how to trust it.
@@ -84,6 +84,8 @@ struct Books {
     latency: Option<Histogram<u64>>,
     state_since: HashMap<u64, (usize, Instant)>,
     agent_time: [Duration; 6],
+    /// Agents a RONA sent not ready, until their state changes again.
+    after_rona: HashSet<u64>,
 }
 
 /// Plays `scenario` against the daemon at `target`.
@@ -148,11 +150,10 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
                 desk.login(login).await.map_err(|s| anyhow::anyhow!("login of agent {id}: {}", s.message))?;
             }
             plans.push((login, on_now, plan));
-            agents.push((id, group.answer_delay, group.rona_probability));
+            agents.push((id, (group.answer_delay, group.rona_probability, group.rona_recovery)));
         }
     }
-    let agent_of: Arc<HashMap<u64, (crate::scenario::Dist, f64)>> =
-        Arc::new(agents.iter().map(|&(id, d, r)| (id, (d, r))).collect());
+    let agent_of: Arc<HashMap<u64, (Dist, f64, Dist)>> = Arc::new(agents.into_iter().collect());
 
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(50);
@@ -177,7 +178,7 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
                 let now = Instant::now();
                 match event.event {
                     Some(E::Offer(o)) => {
-                        let Some(&(delay, rona)) = agent_of.get(&o.agent_id) else { continue };
+                        let Some(&(delay, rona, _)) = agent_of.get(&o.agent_id) else { continue };
                         let (handle, own_delay) = {
                             let mut b = books.lock().expect("books");
                             let Some(c) = b.contacts.get_mut(&o.contact_id) else { continue };
@@ -228,9 +229,28 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
                             b.records[c.index].abandoned = Some((waited, a.short));
                         }
                     }
+                    Some(E::OfferEnded(e)) if e.outcome == "expired" => {
+                        // The agent makes itself ready again after its
+                        // recovery time, unless its state changed meanwhile.
+                        let Some(&(_, _, recovery)) = agent_of.get(&e.agent_id) else { continue };
+                        let after = recovery.sample(&mut rng).div_f64(speed);
+                        let (desk, books) = (desk.clone(), books.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(after).await;
+                            if books.lock().expect("books").after_rona.remove(&e.agent_id) {
+                                let ready = SetStateRequest { agent_id: e.agent_id, ready: true, reason: 0 };
+                                let _ = desk.set_state(ready).await;
+                            }
+                        });
+                    }
                     Some(E::AgentState(s)) => {
                         let Some(state) = AgentState::NAMES.iter().position(|n| *n == s.state) else { continue };
                         let mut b = books.lock().expect("books");
+                        if s.reason == "rona" {
+                            b.after_rona.insert(s.agent_id);
+                        } else {
+                            b.after_rona.remove(&s.agent_id);
+                        }
                         if let Some((before, since)) = b.state_since.insert(s.agent_id, (state, now)) {
                             b.agent_time[before] += now.saturating_duration_since(since).mul_f64(speed);
                         }

@@ -72,3 +72,67 @@ async fn a_bench_step_routes_every_contact_it_schedules() {
     assert!(step.achieved > 1500.0, "{step:?}");
     assert!(step.p50 <= step.p99 && step.p99 <= step.max, "{step:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_sent_not_ready_by_a_rona_come_back_in_a_live_run() {
+    // Two agents who let half their offers ring out: without coming back
+    // after a RONA, both are lost to the line within a few offers.
+    let ccrd = r#"
+        skills = ["support"]
+        languages = ["en"]
+        [[tiers]]
+        name = "standard"
+        [[queues]]
+        name = "support"
+        service_level = { target = 0.8, threshold = "20s" }
+        wrap_up = "0s"
+        offer_timeout = "10s"
+    "#;
+    let text = r#"
+        [simulation]
+        duration = "40m"
+        seed = 5
+        [[agents]]
+        count = 2
+        skills = { support = 5 }
+        languages = ["en"]
+        rona_probability = 0.5
+        rona_recovery = { fixed = "20s" }
+        [traffic]
+        calls_per_hour = 120
+        handle_time = { fixed = "20s" }
+        [[traffic.mix]]
+        queue = "support"
+        tier = "standard"
+        skills = { support = 1 }
+        languages = ["en"]
+    "#;
+    let s = scenario::parse_with(text, config::parse(ccrd).expect("ccrd config")).expect("scenario");
+    let speed = 400.0;
+    let dir = std::env::temp_dir().join(format!("ccr-loadgen-live-rona-{}", std::process::id()));
+    let mut config = s.ccrd.clone();
+    config.server.data_dir = dir.clone();
+    config.journal.options.fsync = ccr_daemon::journal::FsyncPolicy::Never;
+    config.router = live::scaled(&s.ccrd.router, speed);
+    let daemon = Loopback::start(config, None, false).await.expect("ccrd");
+    let target = Target {
+        addrs: vec![daemon.addr],
+        server_name: "localhost".into(),
+        roots: vec![daemon.cert.clone()],
+        identity: None,
+    };
+    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start: false };
+    let run = tokio::time::timeout(Duration::from_secs(60), live::run(&s, &target, &options))
+        .await
+        .expect("bounded")
+        .expect("live run");
+    daemon.stop().await.expect("ccrd stops");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let contacts = &run.run.contacts;
+    assert!(contacts.len() > 50, "{}", contacts.len());
+    // Those who arrived in the first half hour (scenario time) were answered.
+    let early: Vec<_> = contacts.iter().filter(|c| c.arrival < ccr_core::Time::from_secs(1800)).collect();
+    let answered = early.iter().filter(|c| c.answered.is_some()).count();
+    assert!(answered * 10 >= early.len() * 9, "answered {answered} of {}", early.len());
+}
