@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use ccr_core::{AgentPolicy, ContactPolicy};
 use ccr_daemon::journal::FsyncPolicy;
+use ccr_loadgen::replications::Interval;
 use ccr_loadgen::report::Report;
 use ccr_loadgen::scenario::{self, Scenario};
 use ccr_loadgen::sim;
@@ -64,7 +65,8 @@ struct Outputs {
     #[arg(long)]
     hgrm: Option<PathBuf>,
     /// Draw charts here, each as SVG and PNG: waits by tier, contacts
-    /// waiting over time (simulate), service level by hour.
+    /// waiting over time (simulate), service level by hour; with several
+    /// policies, the policies compared (with --replications, only that).
     #[arg(long)]
     plot: Option<PathBuf>,
 }
@@ -487,6 +489,26 @@ fn simulate(
     if let Some(path) = &json {
         output::write_json(path, json_runs)?;
     }
+    if let (Some(dir), true) = (&plot, summary.len() > 1) {
+        let queues = base.queue_targets();
+        let values = summary
+            .iter()
+            .map(|(_, report)| {
+                let figures = ccr_loadgen::replications::queue_figures(report);
+                let level = |q: &str| figures.iter().find(|(name, _)| name == q).map(|(_, f)| 100.0 * f.service_level);
+                queues.iter().map(|(q, _)| level(q).map(|sl| Interval::of(&[sl]))).collect()
+            })
+            .collect();
+        let bars = output::PolicyBars {
+            caption: format!("Service level by policy, one run (dashed: target) — seed {}", base.seed),
+            y_desc: "service level (%)".into(),
+            policies: summary.iter().map(|(label, _)| label.clone()).collect(),
+            queues: queues.iter().map(|(q, target)| (q.clone(), Some(100.0 * target))).collect(),
+            values,
+            first_color: 0,
+        };
+        output::write_policy_charts(dir, &[("policies-service-level", bars)])?;
+    }
     side_by_side(&summary);
     Ok(())
 }
@@ -509,8 +531,8 @@ fn replicate(
     replications: Replications,
     outputs: &Outputs,
 ) -> anyhow::Result<()> {
-    if outputs.json.is_some() || outputs.hgrm.is_some() || outputs.plot.is_some() {
-        bail!("--json, --hgrm and --plot describe one run: leave them out with --replications");
+    if outputs.json.is_some() || outputs.hgrm.is_some() {
+        bail!("--json and --hgrm describe one run: leave them out with --replications (--plot draws the comparison)");
     }
     let mut base = scenario::load(scenario)?;
     if let Some(seed) = seed {
@@ -563,6 +585,9 @@ fn replicate(
         }
     );
     print!("{}", comparison.table());
+    if let Some(dir) = &outputs.plot {
+        output::write_policy_charts(dir, &output::comparison_charts(&comparison, &base.queue_targets()))?;
+    }
     Ok(())
 }
 

@@ -144,6 +144,133 @@ pub fn write_plots(dir: &Path, prefix: &str, run: &Run, report: &Report, info: &
     Ok(())
 }
 
+/// Policies side by side, queue by queue: a bar per policy, with whiskers
+/// at its 95 % half-width where there are replications to have one, and
+/// each queue's target dashed (queues are never pooled).
+pub struct PolicyBars {
+    pub caption: String,
+    pub y_desc: String,
+    pub policies: Vec<String>,
+    /// Each queue's name and, in the bars' unit, its target.
+    pub queues: Vec<(String, Option<f64>)>,
+    /// `values[policy][queue]`.
+    pub values: Vec<Vec<Option<crate::replications::Interval>>>,
+    /// The first policy's colour: a policy keeps its colour across charts.
+    pub first_color: usize,
+}
+
+/// The charts of a comparison over replications: each policy's service
+/// level per queue, and each policy's paired difference from the baseline.
+pub fn comparison_charts(
+    comparison: &crate::replications::Comparison,
+    targets: &[(String, f64)],
+) -> Vec<(&'static str, PolicyBars)> {
+    let queues = comparison.queues();
+    let target_of = |q: &str| targets.iter().find(|(name, _)| name == q).map(|(_, t)| 100.0 * t);
+    let n = comparison.runs.first().map_or(0, Vec::len);
+    let levels = PolicyBars {
+        caption: format!("Service level by policy (whiskers: 95 %, {n} replications; dashed: target)"),
+        y_desc: "service level (%)".into(),
+        policies: comparison.policies.clone(),
+        queues: queues.iter().map(|q| (q.clone(), target_of(q))).collect(),
+        values: (0..comparison.policies.len())
+            .map(|p| queues.iter().map(|q| Some(comparison.service_level(p, q))).collect())
+            .collect(),
+        first_color: 0,
+    };
+    let mut charts = vec![("policies-service-level", levels)];
+    if comparison.policies.len() > 1 {
+        let differences = PolicyBars {
+            caption: format!(
+                "Service level against {}, paired on the same callers (whiskers: 95 %, {n} replications)",
+                comparison.policies[0]
+            ),
+            y_desc: "difference (points)".into(),
+            policies: comparison.policies[1..].to_vec(),
+            queues: queues.iter().map(|q| (q.clone(), None)).collect(),
+            values: (1..comparison.policies.len())
+                .map(|p| queues.iter().map(|q| Some(comparison.service_level_difference(p, q))).collect())
+                .collect(),
+            first_color: 1,
+        };
+        charts.push(("policies-difference", differences));
+    }
+    charts
+}
+
+/// The comparison charts of `simulate --policy …`, SVG and PNG:
+/// `policies-service-level` and, over replications, `policies-difference`.
+pub fn write_policy_charts(dir: &Path, charts: &[(&str, PolicyBars)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    register_font();
+    for (stem, bars) in charts {
+        save(&dir.join(stem), bars)?;
+    }
+    Ok(())
+}
+
+impl Plot for PolicyBars {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let finite = |i: &crate::replications::Interval| if i.half_width.is_finite() { i.half_width } else { 0.0 };
+        let reach = self.values.iter().flatten().flatten().map(|i| i.mean.abs() + finite(i));
+        let targets = self.queues.iter().filter_map(|(_, t)| t.map(f64::abs));
+        let top = reach.chain(targets).fold(1.0, f64::max) * 1.15;
+        let below_zero = self.values.iter().flatten().flatten().any(|i| i.mean - finite(i) < 0.0);
+        let bottom = if below_zero { -top } else { 0.0 };
+        let n = self.queues.len().max(1);
+        let mut chart =
+            chart(root, &self.caption, ("queue", 0.0..n as f64), (&self.y_desc, bottom..top), Some(|_| String::new()))?;
+        let width = 0.8 / self.policies.len().max(1) as f64;
+        for (p, policy) in self.policies.iter().enumerate() {
+            let color = Palette99::pick(self.first_color + p).to_rgba();
+            let bars = self.values[p].iter().enumerate().filter_map(|(q, value)| {
+                let x = q as f64 + 0.1 + p as f64 * width;
+                value.map(|v| Rectangle::new([(x, 0.0), (x + 0.9 * width, v.mean)], color.filled()))
+            });
+            chart
+                .draw_series(bars)
+                .map_err(chart_error)?
+                .label(policy.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
+            for (q, value) in self.values[p].iter().enumerate() {
+                let Some(v) = value.filter(|v| v.half_width.is_finite()) else { continue };
+                let x = q as f64 + 0.1 + (p as f64 + 0.45) * width;
+                let (low, high) = (v.mean - v.half_width, v.mean + v.half_width);
+                let cap = 0.2 * width;
+                let whisker = [
+                    vec![(x, low), (x, high)],
+                    vec![(x - cap, low), (x + cap, low)],
+                    vec![(x - cap, high), (x + cap, high)],
+                ];
+                chart
+                    .draw_series(whisker.map(|line| PathElement::new(line, BLACK.stroke_width(1))))
+                    .map_err(chart_error)?;
+            }
+        }
+        if bottom < 0.0 {
+            chart.draw_series([PathElement::new(vec![(0.0, 0.0), (n as f64, 0.0)], BLACK)]).map_err(chart_error)?;
+        }
+        for (q, (name, target)) in self.queues.iter().enumerate() {
+            if let Some(target) = *target {
+                let dashes = (0..18).step_by(2).map(|k| {
+                    let from = q as f64 + 0.05 + k as f64 * 0.05;
+                    PathElement::new(vec![(from, target), (from + 0.05, target)], BLACK.stroke_width(2))
+                });
+                chart.draw_series(dashes).map_err(chart_error)?;
+            }
+            let label = Text::new(name.clone(), (q as f64 + 0.4, top * 0.97), ("sans-serif", 16));
+            chart.draw_series([label]).map_err(chart_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(chart_error)
+    }
+}
+
 /// The charts' one typeface, built in so that a PNG renders the same on any
 /// machine, fonts installed or not (DejaVu Sans: `loadgen/assets/`).
 fn register_font() {

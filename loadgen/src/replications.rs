@@ -95,19 +95,31 @@ impl Comparison {
         self.values(policy, queue, figure).iter().zip(&base).map(|(p, b)| p - b).collect()
     }
 
+    /// The queues compared, in queue order.
+    pub fn queues(&self) -> Vec<String> {
+        self.runs[0].first().map_or(Vec::new(), |r| r.iter().map(|(q, _)| q.clone()).collect())
+    }
+
+    /// A policy's service level in a queue over the replications, in points.
+    pub fn service_level(&self, policy: usize, queue: &str) -> Interval {
+        Interval::of(&self.values(policy, queue, |f| 100.0 * f.service_level))
+    }
+
+    /// A policy's paired service-level difference from the baseline, in points.
+    pub fn service_level_difference(&self, policy: usize, queue: &str) -> Interval {
+        Interval::of(&self.paired(policy, queue, |f| 100.0 * f.service_level))
+    }
+
     /// The widest 95 % half-width of any queue's service level, in points,
     /// over every policy and every paired difference: what a stated
     /// precision is held to.
     pub fn widest_service_level_half_width(&self) -> f64 {
-        let sl = |f: &QueueFigures| 100.0 * f.service_level;
-        let queues: Vec<String> =
-            self.runs[0].first().map_or(Vec::new(), |r| r.iter().map(|(q, _)| q.clone()).collect());
         let mut widest = 0.0f64;
-        for queue in &queues {
+        for queue in &self.queues() {
             for p in 0..self.policies.len() {
-                widest = widest.max(Interval::of(&self.values(p, queue, sl)).half_width);
+                widest = widest.max(self.service_level(p, queue).half_width);
                 if p > 0 {
-                    widest = widest.max(Interval::of(&self.paired(p, queue, sl)).half_width);
+                    widest = widest.max(self.service_level_difference(p, queue).half_width);
                 }
             }
         }
@@ -119,8 +131,7 @@ impl Comparison {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let replications = self.runs.first().map_or(0, Vec::len);
-        let queues: Vec<String> =
-            self.runs[0].first().map_or(Vec::new(), |r| r.iter().map(|(q, _)| q.clone()).collect());
+        let queues = self.queues();
         let _ = writeln!(
             out,
             "== {replications} replications; mean ± 95 % half-width (SL against each queue's own threshold)"

@@ -236,3 +236,44 @@ fn an_agent_sent_not_ready_by_a_rona_makes_itself_ready_again() {
     assert!(early.len() > 50, "{}", early.len());
     assert!(early.iter().all(|c| c.answered.is_some()), "every caller of the first three hours is answered");
 }
+
+#[test]
+fn a_policy_comparison_is_charted_with_its_intervals() {
+    use ccr_loadgen::replications::{queue_figures, Comparison};
+    let s = bank();
+    let mut strict = s.clone();
+    for q in &mut strict.ccrd.router.queues {
+        q.contact_policy = ContactPolicy::StrictTier;
+    }
+    let mut runs = vec![Vec::new(), Vec::new()];
+    for r in 0..3 {
+        for (policy, scenario) in [&s, &strict].into_iter().enumerate() {
+            let mut seeded = scenario.clone();
+            seeded.seed += r;
+            runs[policy].push(queue_figures(&report(&seeded, &sim::simulate(&seeded).unwrap())));
+        }
+    }
+    let comparison = Comparison { policies: vec!["configured".into(), "strict_tier".into()], runs };
+    let charts = ccr_loadgen::output::comparison_charts(&comparison, &s.queue_targets());
+    let dir = std::env::temp_dir().join(format!("ccr-policy-plots-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    ccr_loadgen::output::write_policy_charts(&dir, &charts).unwrap();
+    for (chart, caption, policies) in [
+        ("policies-service-level", "Service level by policy", &["configured", "strict_tier"][..]),
+        ("policies-difference", "Service level against configured", &["strict_tier"][..]),
+    ] {
+        let svg = std::fs::read_to_string(dir.join(format!("{chart}.svg"))).unwrap();
+        assert!(svg.contains(caption) && svg.contains("3 replications"), "{chart}: caption");
+        for name in policies.iter().chain(&["billing", "repair", "general"]) {
+            assert!(svg.contains(name), "{chart} names {name}");
+        }
+        let png = std::fs::read(dir.join(format!("{chart}.png"))).unwrap();
+        assert!(png.len() > 10_000, "{chart}.png holds a chart ({} bytes)", png.len());
+    }
+    // The service levels are drawn with their targets; the differences are not.
+    let levels = &charts[0].1;
+    assert!(levels.queues.iter().all(|(_, target)| *target == Some(80.0)), "{:?}", levels.queues);
+    assert!(charts[1].1.queues.iter().all(|(_, target)| target.is_none()));
+    assert!(levels.values.iter().flatten().flatten().all(|i| i.half_width.is_finite()), "whiskers over replications");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
