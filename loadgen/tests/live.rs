@@ -6,17 +6,16 @@ use std::time::Duration;
 use ccr_daemon::config;
 use ccr_daemon::loopback::Loopback;
 use ccr_loadgen::live::{self, LiveOptions, Target};
-use ccr_loadgen::scenario;
+use ccr_loadgen::scenario::{self, Scenario};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_run_routes_every_contact_it_sends() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut s = scenario::load(&root.join("scenarios/bank-day-trace.toml")).expect("scenario");
-    // 08:00–09:30 of the trace: the first ~500 contacts.
-    s.duration = Duration::from_secs(9 * 3600 + 1800);
-    let speed = 900.0;
-    let dir = std::env::temp_dir().join(format!("ccr-loadgen-live-{}", std::process::id()));
-    let mut config = config::parse(config::DEFAULT_CONFIG).expect("config");
+mod common;
+
+/// Plays `s` at `speed` against a ccrd started for it on a loopback port
+/// (its routing scaled to the speed, journal unsynced, a fresh data
+/// directory), bounded to a minute; stops the daemon and removes its data.
+async fn play(s: &Scenario, speed: f64, skip_quiet_start: bool, name: &str) -> live::LiveRun {
+    let dir = std::env::temp_dir().join(format!("ccr-loadgen-{name}-{}", std::process::id()));
+    let mut config = s.ccrd.clone();
     config.server.data_dir = dir.clone();
     config.journal.options.fsync = ccr_daemon::journal::FsyncPolicy::Never;
     config.router = live::scaled(&s.ccrd.router, speed);
@@ -27,13 +26,24 @@ async fn a_live_run_routes_every_contact_it_sends() {
         roots: vec![daemon.cert.clone()],
         identity: None,
     };
-    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start: true };
-    let run = tokio::time::timeout(Duration::from_secs(60), live::run(&s, &target, &options))
+    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start };
+    let run = tokio::time::timeout(Duration::from_secs(60), live::run(s, &target, &options))
         .await
         .expect("bounded")
         .expect("live run");
     daemon.stop().await.expect("ccrd stops");
     let _ = std::fs::remove_dir_all(&dir);
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_routes_every_contact_it_sends() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut s = scenario::load(&root.join("scenarios/bank-day-trace.toml")).expect("scenario");
+    // 08:00–09:30 of the trace: the first ~500 contacts.
+    s.duration = Duration::from_secs(9 * 3600 + 1800);
+    let speed = 900.0;
+    let run = play(&s, speed, true, "live").await;
 
     let expected = ccr_loadgen::sim::callers(&s).len() as u64;
     assert!(expected > 300, "the slice holds traffic: {expected}");
@@ -77,57 +87,9 @@ async fn a_bench_step_routes_every_contact_it_schedules() {
 async fn agents_sent_not_ready_by_a_rona_come_back_in_a_live_run() {
     // Two agents who let half their offers ring out: without coming back
     // after a RONA, both are lost to the line within a few offers.
-    let ccrd = r#"
-        skills = ["support"]
-        languages = ["en"]
-        [[tiers]]
-        name = "standard"
-        [[queues]]
-        name = "support"
-        service_level = { target = 0.8, threshold = "20s" }
-        wrap_up = "0s"
-        offer_timeout = "10s"
-    "#;
-    let text = r#"
-        [simulation]
-        duration = "40m"
-        seed = 5
-        [[agents]]
-        count = 2
-        skills = { support = 5 }
-        languages = ["en"]
-        rona_probability = 0.5
-        rona_recovery = { fixed = "20s" }
-        [traffic]
-        calls_per_hour = 120
-        handle_time = { fixed = "20s" }
-        [[traffic.mix]]
-        queue = "support"
-        tier = "standard"
-        skills = { support = 1 }
-        languages = ["en"]
-    "#;
-    let s = scenario::parse_with(text, config::parse(ccrd).expect("ccrd config")).expect("scenario");
+    let s = common::agents_who_ring_out("40m", 120, r#"{ fixed = "20s" }"#, "20s");
     let speed = 400.0;
-    let dir = std::env::temp_dir().join(format!("ccr-loadgen-live-rona-{}", std::process::id()));
-    let mut config = s.ccrd.clone();
-    config.server.data_dir = dir.clone();
-    config.journal.options.fsync = ccr_daemon::journal::FsyncPolicy::Never;
-    config.router = live::scaled(&s.ccrd.router, speed);
-    let daemon = Loopback::start(config, None, false).await.expect("ccrd");
-    let target = Target {
-        addrs: vec![daemon.addr],
-        server_name: "localhost".into(),
-        roots: vec![daemon.cert.clone()],
-        identity: None,
-    };
-    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start: false };
-    let run = tokio::time::timeout(Duration::from_secs(60), live::run(&s, &target, &options))
-        .await
-        .expect("bounded")
-        .expect("live run");
-    daemon.stop().await.expect("ccrd stops");
-    let _ = std::fs::remove_dir_all(&dir);
+    let run = play(&s, speed, false, "live-rona").await;
 
     let contacts = &run.run.contacts;
     assert!(contacts.len() > 50, "{}", contacts.len());

@@ -8,6 +8,8 @@ use ccr_loadgen::report::Report;
 use ccr_loadgen::scenario::{self, Scenario};
 use ccr_loadgen::{sim, trace};
 
+mod common;
+
 fn bank() -> Scenario {
     scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bank-day.toml")).expect("bank scenario")
 }
@@ -194,40 +196,7 @@ fn the_interval_table_shows_the_hour_the_daily_figure_hides() {
 fn an_agent_sent_not_ready_by_a_rona_makes_itself_ready_again() {
     // Two agents who let half their offers ring out, no breaks: each RONA
     // sends one not ready, and only its recovery brings it back.
-    let text = r#"
-        [simulation]
-        duration = "4h"
-        seed = 3
-        [[agents]]
-        count = 2
-        skills = { support = 5 }
-        languages = ["en"]
-        rona_probability = 0.5
-        rona_recovery = { fixed = "1m" }
-        [traffic]
-        calls_per_hour = 30
-        handle_time = { exponential = "1m" }
-        [[traffic.mix]]
-        queue = "support"
-        tier = "standard"
-        skills = { support = 1 }
-        languages = ["en"]
-    "#;
-    let ccrd = ccr_daemon::config::parse(
-        r#"
-        skills = ["support"]
-        languages = ["en"]
-        [[tiers]]
-        name = "standard"
-        [[queues]]
-        name = "support"
-        service_level = { target = 0.8, threshold = "20s" }
-        wrap_up = "0s"
-        offer_timeout = "15s"
-        "#,
-    )
-    .unwrap();
-    let s = scenario::parse_with(text, ccrd).unwrap();
+    let s = common::agents_who_ring_out("4h", 30, r#"{ exponential = "1m" }"#, "1m");
     assert_eq!(s.agents[0].rona_recovery, scenario::Dist::Fixed(std::time::Duration::from_secs(60)));
     let run = sim::simulate(&s).unwrap();
     assert!(run.routing.ronas >= 10, "{:?}", run.routing);

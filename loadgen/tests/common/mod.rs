@@ -1,5 +1,9 @@
-//! The scenarios of the tests against queueing theory: one queue served by
-//! alike agents, Poisson arrivals, exponential handle times (and patience).
+//! Scenarios the tests share: one queue served by alike agents, Poisson
+//! arrivals, exponential handle times (and patience) for the tests against
+//! queueing theory; agents who let offers ring out.
+
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -46,4 +50,42 @@ impl Markovian<'_> {
         );
         scenario::parse_with(&text, config::parse(self.ccrd).expect("ccrd config")).expect("scenario")
     }
+}
+
+/// Two agents on one queue who let half their offers ring out (RONA), no
+/// shifts or breaks: only their RONA recovery brings them back.
+pub fn agents_who_ring_out(duration: &str, calls_per_hour: u32, handle: &str, recovery: &str) -> Scenario {
+    let ccrd = r#"
+        skills = ["support"]
+        languages = ["en"]
+        [[tiers]]
+        name = "standard"
+        [[queues]]
+        name = "support"
+        service_level = { target = 0.8, threshold = "20s" }
+        wrap_up = "0s"
+        offer_timeout = "10s"
+    "#;
+    let text = format!(
+        r#"
+        [simulation]
+        duration = "{duration}"
+        seed = 5
+        [[agents]]
+        count = 2
+        skills = {{ support = 5 }}
+        languages = ["en"]
+        rona_probability = 0.5
+        rona_recovery = {{ fixed = "{recovery}" }}
+        [traffic]
+        calls_per_hour = {calls_per_hour}
+        handle_time = {handle}
+        [[traffic.mix]]
+        queue = "support"
+        tier = "standard"
+        skills = {{ support = 1 }}
+        languages = ["en"]
+        "#
+    );
+    scenario::parse_with(&text, config::parse(ccrd).expect("ccrd config")).expect("scenario")
 }
