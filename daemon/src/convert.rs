@@ -306,7 +306,7 @@ pub fn command_error(e: &CommandError) -> Status {
     Status::new(code, e.to_string())
 }
 
-fn state_name(state: AgentState) -> (&'static str, String) {
+pub fn state_name(state: AgentState) -> (&'static str, String) {
     match state {
         AgentState::NotReady(reason) => ("not_ready", format!("{reason:?}").to_lowercase()),
         s => (AgentState::NAMES[s.index()], String::new()),

@@ -819,7 +819,13 @@ fn every_checked_in_journal_recovers_to_the_live_state() {
             }
             let (recovered, _) = recover(&dir);
             let replayed = recovered.report.replayed;
-            assert_eq!(replayed > 20, from_the_start, "{}: replayed {replayed} records", fixture.display());
+            assert_eq!(
+                replayed > 20,
+                from_the_start,
+                "{}: replayed {replayed} records; {:?}",
+                fixture.display(),
+                recovered.report.unusable_snapshots
+            );
             assert_eq!(
                 state(&recovered.router),
                 state(&router),

@@ -198,6 +198,14 @@ impl Client {
         self.connection.close(0u32.into(), b"bye");
     }
 
+    /// Closes the connection and waits (up to a second) until the peer has
+    /// been told: what a short-lived tool does before it exits, so that
+    /// ccrd does not keep its connection open until it idles out.
+    pub async fn close_and_wait(self) {
+        self.connection.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self._endpoint.wait_idle()).await;
+    }
+
     /// The underlying connection (to open raw streams, e.g. in tests).
     pub fn connection(&self) -> &quinn::Connection {
         &self.connection
@@ -313,6 +321,24 @@ impl Client {
     }
     pub async fn health(&self, r: HealthRequest) -> Result<HealthResponse, Status> {
         self.call(Method::Health, &r).await
+    }
+    pub async fn queues(&self, r: QueuesRequest) -> Result<QueuesResponse, Status> {
+        self.call(Method::Queues, &r).await
+    }
+    pub async fn agents(&self, r: AgentsRequest) -> Result<AgentsResponse, Status> {
+        self.call(Method::Agents, &r).await
+    }
+    pub async fn contacts(&self, r: ContactsRequest) -> Result<ContactsResponse, Status> {
+        self.call(Method::Contacts, &r).await
+    }
+    pub async fn contact(&self, r: ContactRequest) -> Result<ContactResponse, Status> {
+        self.call(Method::Contact, &r).await
+    }
+    pub async fn supervise_agent(&self, r: SuperviseAgentRequest) -> Result<SuperviseAgentResponse, Status> {
+        self.call(Method::SuperviseAgent, &r).await
+    }
+    pub async fn supervise_contact(&self, r: SuperviseContactRequest) -> Result<SuperviseContactResponse, Status> {
+        self.call(Method::SuperviseContact, &r).await
     }
     pub async fn drain(&self, r: DrainRequest) -> Result<DrainResponse, Status> {
         self.call(Method::Drain, &r).await

@@ -65,6 +65,12 @@ methods! {
     Health => (Admin, "/ccr.v1.Admin/Health"),
     ReloadConfig => (Admin, "/ccr.v1.Admin/ReloadConfig"),
     Drain => (Admin, "/ccr.v1.Admin/Drain"),
+    Queues => (Admin, "/ccr.v1.Admin/Queues"),
+    Agents => (Admin, "/ccr.v1.Admin/Agents"),
+    Contacts => (Admin, "/ccr.v1.Admin/Contacts"),
+    Contact => (Admin, "/ccr.v1.Admin/Contact"),
+    SuperviseAgent => (Admin, "/ccr.v1.Admin/SuperviseAgent"),
+    SuperviseContact => (Admin, "/ccr.v1.Admin/SuperviseContact"),
 }
 
 impl std::fmt::Display for Method {

@@ -57,6 +57,11 @@ pub struct Agent {
     pub one_language_lists: u16,
     /// The state last reported in an event.
     pub reported: Option<AgentState>,
+    /// Since when: for supervisors' time in state, never for decisions
+    /// (not in snapshots: a restored agent counts from the restore; skipped
+    /// by serde, whose form of the router snapshot format 12 was).
+    #[serde(skip)]
+    pub reported_since: Time,
 }
 
 impl Agent {

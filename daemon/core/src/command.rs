@@ -175,6 +175,11 @@ pub enum Command {
     /// were gone for good (ringing offers re-routed, connected contacts
     /// ended, wrap-ups ended). Contacts stay queued.
     Drain,
+    /// A supervisor's action on an agent or a contact whatever session owns
+    /// it: `AgentReady`, `AgentNotReady`, `AgentLogout`, `Abandon` or
+    /// `Transfer`, applied as such, except that the supervisor claims
+    /// nothing: the desktop or gateway keeps what it owns.
+    Supervise(Box<Command>),
 }
 
 impl Command {
@@ -199,7 +204,8 @@ impl Command {
             | Command::Restart
             | Command::OpenSession { .. }
             | Command::LoseSession { .. }
-            | Command::Drain => Named::Nothing,
+            | Command::Drain
+            | Command::Supervise(_) => Named::Nothing,
         }
     }
 }

@@ -30,7 +30,8 @@
 //! - [`stats`]: queue statistics and the estimated wait time; `positions`: each
 //!   waiting contact's place in its queue, and `oldest`: each queue's
 //!   longest-waiting contact, both kept so that asking costs no scan.
-//! - [`snapshot`]: a plain copy of the state for tests and tools.
+//! - [`snapshot`]: a plain copy of the state for tests and tools; [`views`]:
+//!   the bounded pages of it that supervisors and operators read.
 //! - [`state`]: the state as records, which a snapshot file holds, and the
 //!   router rebuilt from them.
 //!
@@ -62,6 +63,9 @@ mod positions;
 mod prefetch;
 mod ranked;
 mod router;
+/// What supervisors see: agents page by page, a queue's contacts in
+/// service order, why a contact waits.
+pub use router::views;
 mod sessions;
 mod slab;
 mod slots_by_id;

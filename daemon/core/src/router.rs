@@ -35,13 +35,14 @@ use crate::positions::Place;
 use crate::sessions::{Closed, Kind, SessionCounts, SessionState, Sessions};
 use crate::slab::Slab;
 use crate::slots_by_id::SlotsById;
-use crate::snapshot::{AgentView, ContactView, ContactViewState, SessionView, Snapshot};
+use crate::snapshot::{AgentView, ContactView, SessionView, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
 use crate::time::Time;
 use crate::timers::{lane, Timer, Timers, LANE_HOLD, LANE_OFFER, LANE_RELAX, LANE_WRAP_UP};
 use crate::waiting::{Lists, Requirements, WaitingIndex, ANY_LANGUAGE};
 
 mod restore;
+pub mod views;
 pub use restore::Restore;
 
 /// Limits on what one command may carry, so that no input can make the core
@@ -172,6 +173,23 @@ impl Router {
             Command::LoseSession { session } => self.lose_session(session),
             Command::ClaimContact { contact } => self.contact_slot(contact).map(|_| Reply::Done),
             Command::Drain => Ok(self.drain()),
+            Command::Supervise(action) => self.supervise(*action),
+        }
+    }
+
+    /// A supervisor's action ([`Command::Supervise`]): the few commands a
+    /// supervisor may give on someone else's agent or contact.
+    fn supervise(&mut self, action: Command) -> Result<Reply, CommandError> {
+        match action {
+            Command::AgentReady { .. }
+            | Command::AgentNotReady { .. }
+            | Command::AgentLogout { .. }
+            | Command::Abandon { .. }
+            | Command::Transfer(_) => self.apply(action),
+            _ => Err(invalid(
+                "command",
+                "a supervisor sets an agent's state, logs it out, or abandons or moves a contact".into(),
+            )),
         }
     }
 
@@ -352,59 +370,9 @@ impl Router {
     /// the journal. O(n); never on the hot path.
     pub fn snapshot(&self) -> Snapshot {
         let mut scratch = Vec::new();
-        let mut contacts: Vec<ContactView> = self
-            .contacts
-            .iter()
-            .map(|(slot, c)| {
-                let languages = c.effective(&mut scratch).map(<[LanguageId]>::to_vec);
-                let state = match c.state {
-                    ContactState::Scheduled { due } => ContactViewState::Scheduled { due },
-                    ContactState::Waiting { hold_until, .. } => ContactViewState::Waiting { held_until: hold_until },
-                    ContactState::Offered { offer, agent } => {
-                        ContactViewState::Offered { offer, agent: self.agents[agent].id }
-                    }
-                    ContactState::Connected { agent } => ContactViewState::Connected { agent: self.agents[agent].id },
-                };
-                ContactView {
-                    id: c.id,
-                    channel: c.channel,
-                    queue: c.queue,
-                    tier: c.tier,
-                    skills: c.skills.to_vec(),
-                    languages: c.languages.to_vec(),
-                    preferred: c.preferred.to_vec(),
-                    context: c.context.to_vec(),
-                    arrival: c.arrival,
-                    entered_queue: c.entered_queue,
-                    deadline: c.deadline,
-                    rank: (c.rank.value, c.rank.seq),
-                    effective_skills: scratch.clone(),
-                    effective_languages: languages,
-                    relaxation_steps_applied: c.relax.next_step,
-                    state,
-                    owner: self.sessions.owner(Kind::Contact, slot),
-                }
-            })
-            .collect();
-        let mut agents: Vec<AgentView> = self
-            .agents
-            .iter()
-            .map(|(slot, a)| AgentView {
-                id: a.id,
-                skills: a.skills.to_vec(),
-                languages: a.languages.clone(),
-                capacity: a.capacity,
-                usage: a.usage,
-                presence: match a.presence {
-                    Presence::Ready => None,
-                    Presence::NotReady(r) => Some(r),
-                },
-                state: a.state(),
-                idle_order: self.pools.order(slot),
-                wrap_ups: a.wrap_ups.iter().map(|w| (w.contact, w.channel, w.ends_at)).collect(),
-                owner: self.sessions.owner(Kind::Agent, slot),
-            })
-            .collect();
+        let mut contacts: Vec<ContactView> =
+            self.contacts.iter().map(|(slot, c)| self.contact_view_of(slot, c, &mut scratch)).collect();
+        let mut agents: Vec<AgentView> = self.agents.iter().map(|(slot, a)| self.agent_view_of(slot, a)).collect();
         // By id: where records sit in memory is not state.
         contacts.sort_unstable_by_key(|c| c.id);
         agents.sort_unstable_by_key(|a| a.id);
@@ -650,6 +618,7 @@ impl Router {
             lists: Default::default(),
             one_language_lists: 0,
             reported: None,
+            reported_since: self.now,
         });
         let memberships = self.pools.memberships(&self.agents[slot]);
         let (lists, one_language_lists) = self.waiting.lists_of(&self.agents[slot]);
@@ -1543,6 +1512,7 @@ impl Router {
         if agent.reported == Some(state) {
             return;
         }
+        agent.reported_since = self.now;
         if let Some(before) = agent.reported.replace(state) {
             self.agent_states[before.index()] -= 1;
         }

@@ -94,6 +94,15 @@ impl<T> Slab<T> {
         self.slots().enumerate().filter_map(|(i, s)| s.as_ref().map(|v| (i as u32, v)))
     }
 
+    /// Live entries from slot `from` on, in slot order.
+    pub(crate) fn iter_from(&self, from: u32) -> impl Iterator<Item = (u32, &T)> {
+        let start = (from as usize).min(self.next as usize);
+        let chunks = self.chunks.iter().skip(start >> CHUNK_BITS);
+        let slots = chunks.flat_map(|chunk| chunk.iter()).skip(start & (CHUNK - 1));
+        let handed_out = slots.take(self.next as usize - start);
+        handed_out.enumerate().filter_map(move |(i, s)| s.as_ref().map(|v| ((start + i) as u32, v)))
+    }
+
     /// Every slot handed out so far, live or free, in slot order.
     fn slots(&self) -> impl Iterator<Item = &Option<T>> {
         self.chunks.iter().flat_map(|chunk| chunk.iter()).take(self.next as usize)

@@ -985,6 +985,7 @@ mod tests {
             lists: AgentLists::new(),
             one_language_lists: 0,
             reported: None,
+            reported_since: crate::time::Time::ZERO,
         };
         (agent.lists, agent.one_language_lists) = index.lists_of(&agent);
         agent

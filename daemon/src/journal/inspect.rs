@@ -147,6 +147,7 @@ fn kind(input: &Input) -> &'static str {
             Command::LoseSession { .. } => "lose_session",
             Command::ClaimContact { .. } => "claim_contact",
             Command::Drain => "drain",
+            Command::Supervise(_) => "supervise",
         },
     }
 }

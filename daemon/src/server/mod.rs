@@ -26,6 +26,7 @@ mod events;
 mod gateway_stream;
 mod rpc;
 mod standby;
+mod supervision;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -116,6 +117,8 @@ struct Refusals {
 #[derive(Clone)]
 struct Shared {
     core: CoreHandle,
+    /// ccrd's clock: what a time in state or a wait is counted to.
+    clock: Arc<dyn Clock>,
     catalog: Arc<Catalog>,
     subscribe: mpsc::UnboundedSender<events::Change>,
     next_subscriber: Arc<AtomicU64>,
@@ -396,7 +399,7 @@ pub async fn serve(
     let sampler = tokio::spawn(metrics::sampler::run(
         core.clone(),
         metrics.clone(),
-        clock,
+        clock.clone(),
         cadence,
         config.server.service_level_window,
         snapshot_clock,
@@ -405,6 +408,7 @@ pub async fn serve(
     let (close, closing) = watch::channel(false);
     let shared = Shared {
         core: core.clone(),
+        clock: clock.clone(),
         catalog,
         subscribe,
         next_subscriber: Arc::new(AtomicU64::new(0)),

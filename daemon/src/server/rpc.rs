@@ -14,7 +14,7 @@ use prost::Message;
 use tracing::{debug, info, warn};
 
 use super::connection::Connection;
-use super::{describe_changes, events, gateway_stream, Refusal, Shared, StreamGuard};
+use super::{describe_changes, events, gateway_stream, supervision, Refusal, Shared, StreamGuard};
 use crate::convert;
 use crate::metrics::ProtocolError;
 
@@ -172,7 +172,7 @@ pub(super) fn admit(shared: &Shared, bytes: usize) -> Result<super::Admitted, St
 }
 
 /// Runs a command from `session` on the core (the caller was admitted).
-async fn command(shared: &Shared, session: SessionId, command: Command) -> Result<Reply, Status> {
+pub(super) async fn command(shared: &Shared, session: SessionId, command: Command) -> Result<Reply, Status> {
     match shared.core.command_from(session, command).await {
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(e)) => Err(command_error(shared, &e)),
@@ -297,7 +297,14 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         }
         Method::Health => {
             let _: pb::HealthRequest = decode(body)?;
-            let sessions = shared.core.query(|router| router.session_counts()).await.map_err(|_| shutting_down())?;
+            let (sessions, states, waiting) = shared
+                .core
+                .query(|router| {
+                    let waiting = router.all_queue_stats().iter().map(|q| q.waiting).sum::<u32>();
+                    (router.session_counts(), router.agent_state_counts(), waiting)
+                })
+                .await
+                .map_err(|_| shutting_down())?;
             let cluster = shared.cluster.as_ref().map(|c| c.borrow().clone());
             let r = &shared.refusals;
             framed(&pb::HealthResponse {
@@ -312,8 +319,30 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
                 role: if shared.cluster.is_some() { "active" } else { "single" }.into(),
                 active_address: cluster.as_ref().and_then(|c| c.active_address.clone()).unwrap_or_default(),
                 epoch: cluster.map_or(0, |c| c.epoch),
+                version: env!("CARGO_PKG_VERSION").into(),
+                agents_by_state: ccr_core::AgentState::NAMES
+                    .iter()
+                    .zip(states)
+                    .skip(1)
+                    .map(|(name, n)| ((*name).to_owned(), n))
+                    .collect(),
+                waiting,
             })
         }
+        Method::Queues => {
+            let _: pb::QueuesRequest = decode(body)?;
+            let stats = shared.core.query(|router| router.all_queue_stats()).await.map_err(|_| shutting_down())?;
+            let queues = stats.iter().map(|q| convert::queue_stats_response(cat, q.name.clone(), q)).collect();
+            framed(&pb::QueuesResponse { queues })
+        }
+        Method::Agents => framed(&supervision::agents(shared, body).await?),
+        Method::Contacts => framed(&supervision::contacts(shared, body).await?),
+        Method::Contact => framed(&supervision::contact(shared, body).await?),
+        Method::SuperviseAgent => {
+            supervision::supervise_agent(shared, session, body).await?;
+            framed(&pb::SuperviseAgentResponse {})
+        }
+        Method::SuperviseContact => framed(&supervision::supervise_contact(shared, session, body).await?),
         Method::Subscribe | Method::GatewayStream => unreachable!("streaming methods are served apart"),
     })
 }

@@ -248,6 +248,7 @@ impl Restore {
             ends_at: w.ends_at,
         }));
         agent.reported = reported;
+        agent.reported_since = r.now;
         if let Some(state) = reported {
             r.agent_states[state.index()] += 1;
         }

@@ -36,25 +36,66 @@ pub enum Input<'a> {
 /// the format's, whatever the core's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CommandV<'a> {
-    AgentLogin { agent: AgentId, profile: Profile<'a>, ready: bool },
-    AgentLogout { agent: AgentId },
-    AgentDisconnected { agent: AgentId },
-    AgentReady { agent: AgentId },
-    AgentNotReady { agent: AgentId, reason: Reason },
-    Accept { agent: AgentId, offer: OfferId },
-    Reject { agent: AgentId, offer: OfferId },
-    Complete { agent: AgentId, contact: ContactId },
-    EndWrapUp { agent: AgentId, contact: ContactId },
+    AgentLogin {
+        agent: AgentId,
+        profile: Profile<'a>,
+        ready: bool,
+    },
+    AgentLogout {
+        agent: AgentId,
+    },
+    AgentDisconnected {
+        agent: AgentId,
+    },
+    AgentReady {
+        agent: AgentId,
+    },
+    AgentNotReady {
+        agent: AgentId,
+        reason: Reason,
+    },
+    Accept {
+        agent: AgentId,
+        offer: OfferId,
+    },
+    Reject {
+        agent: AgentId,
+        offer: OfferId,
+    },
+    Complete {
+        agent: AgentId,
+        contact: ContactId,
+    },
+    EndWrapUp {
+        agent: AgentId,
+        contact: ContactId,
+    },
     Enqueue(Spec<'a>),
-    Abandon { contact: ContactId },
+    Abandon {
+        contact: ContactId,
+    },
     Transfer(Transfer<'a>),
     Reconfigure(Box<Config>),
     Restart,
-    ScheduleCallback { spec: Spec<'a>, due: Time, deadline: Time },
-    OpenSession { session: SessionId },
-    LoseSession { session: SessionId },
-    ClaimContact { contact: ContactId },
+    ScheduleCallback {
+        spec: Spec<'a>,
+        due: Time,
+        deadline: Time,
+    },
+    OpenSession {
+        session: SessionId,
+    },
+    LoseSession {
+        session: SessionId,
+    },
+    ClaimContact {
+        contact: ContactId,
+    },
     Drain,
+    /// Added after the format's first release, at the end, so that earlier
+    /// records read as before; a ccrd older than it refuses a journal that
+    /// holds one (an unknown variant).
+    Supervise(Box<CommandV<'a>>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +197,7 @@ impl<'a> From<&'a Command> for CommandV<'a> {
             &Command::LoseSession { session } => CommandV::LoseSession { session },
             &Command::ClaimContact { contact } => CommandV::ClaimContact { contact },
             Command::Drain => CommandV::Drain,
+            Command::Supervise(action) => CommandV::Supervise(Box::new(CommandV::from(&**action))),
         }
     }
 }
@@ -199,6 +241,7 @@ impl From<CommandV<'_>> for Command {
             CommandV::LoseSession { session } => Command::LoseSession { session },
             CommandV::ClaimContact { contact } => Command::ClaimContact { contact },
             CommandV::Drain => Command::Drain,
+            CommandV::Supervise(action) => Command::Supervise(Box::new(Command::from(*action))),
         }
     }
 }
@@ -369,6 +412,8 @@ mod tests {
             Command::LoseSession { session: SessionId(12) },
             Command::ClaimContact { contact },
             Command::Drain,
+            Command::Supervise(Box::new(Command::AgentNotReady { agent, reason: NotReadyReason::Meeting })),
+            Command::Supervise(Box::new(Command::Abandon { contact })),
         ];
         use NotReadyReason::*;
         for reason in [LoggedIn, Break, Lunch, Training, Meeting, Away, Rona, Declined, Restart, Disconnected, Other] {
