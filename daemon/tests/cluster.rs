@@ -221,6 +221,18 @@ impl Cluster {
 }
 
 /// One HTTP/1.0 GET on loopback (bounded: 1 s), the body if it answered 200.
+/// A probe's answer: the status code and the body's first line.
+fn probe(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.lines().next()?.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1)?.lines().next()?.to_owned();
+    Some((code, body))
+}
+
 fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
@@ -354,6 +366,13 @@ async fn killing_the_etcd_leader_under_traffic_loses_nothing() {
 async fn stopping_the_active_hands_over_at_once() {
     let _one_at_a_time = SERIAL.lock().await;
     let mut cluster = Cluster::start("handover", "lease_ttl = \"10s\"").await;
+    // Probes: both alive, only the active ready.
+    let (a, b) = (cluster.nodes[0].metrics, cluster.nodes[1].metrics);
+    assert_eq!(probe(a, "/readyz"), Some((200, "ready: serving".into())));
+    assert_eq!(probe(b, "/readyz"), Some((503, "not ready: a standby (clients go to the active)".into())));
+    for node in [a, b] {
+        assert_eq!(probe(node, "/healthz"), Some((200, "ok: alive".into())));
+    }
     let traffic = cluster.start_traffic(Duration::from_secs(8));
     sleep(Duration::from_secs(2)).await;
     let victim = cluster.active();
@@ -361,6 +380,8 @@ async fn stopping_the_active_hands_over_at_once() {
     cluster.signal(victim, "TERM");
     cluster.wait_for_role(1 - victim, "active", Duration::from_secs(8)).await;
     assert!(stopped.elapsed() < Duration::from_secs(8), "the standby led before the 10 s lease could have ended");
+    let new_active = cluster.nodes[1 - victim].metrics;
+    assert_eq!(probe(new_active, "/readyz"), Some((200, "ready: serving".into())));
     let mut daemon = cluster.nodes[victim].daemon.take().unwrap();
     let status = daemon.exit(Duration::from_secs(10)).await.expect("the old active exits");
     assert!(status.success(), "and cleanly: {status}");

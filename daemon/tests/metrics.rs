@@ -147,3 +147,33 @@ service_level = { target = 0.8, threshold = "20s" }
     tokio::time::timeout(Duration::from_secs(10), daemon.stop()).await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The probes on the metrics listener, through curl as a load balancer or
+/// Kubernetes would ask: alive, ready once recovered, 404 elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_answer_probes() {
+    let dir = std::env::temp_dir().join(format!("ccrd-probes-{}", std::process::id()));
+    let mut config = config::parse(CONFIG).unwrap();
+    config.server.data_dir = dir.clone();
+    let daemon = Loopback::start(config, None, true).await.unwrap();
+    let base = format!("http://{}", daemon.metrics_addr.unwrap());
+    let curl = |path: &'static str| {
+        let url = format!("{base}{path}");
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "-w", "\n%{http_code}", &url])
+                .output()
+                .expect("curl runs (it is on every machine CI uses)");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (body, code) = text.rsplit_once('\n').expect("a status code");
+            (code.to_owned(), body.trim_end().to_owned())
+        })
+    };
+    assert_eq!(curl("/healthz").await.unwrap(), ("200".into(), "ok: alive".into()));
+    assert_eq!(curl("/readyz").await.unwrap(), ("200".into(), "ready: serving".into()));
+    assert_eq!(curl("/readyz?verbose=1").await.unwrap().0, "200");
+    let (code, body) = curl("/nothing").await.unwrap();
+    assert_eq!((code.as_str(), body.as_str()), ("404", "try /metrics, /healthz or /readyz"));
+    daemon.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

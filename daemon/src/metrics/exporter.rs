@@ -1,4 +1,6 @@
-//! The `/metrics` endpoint: a deliberately small HTTP/1.1 responder.
+//! The metrics listener: `/metrics` for Prometheus, `/healthz` and
+//! `/readyz` for probes ([`super::health`]); a deliberately small HTTP/1.1
+//! responder.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use super::{Metrics, Refusal};
 /// How long a scrape may take to send its request or read the page.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `GET /metrics` on `listener` until the task is aborted, at most
+/// Serves `GET /metrics`, `/healthz` and `/readyz` on `listener` until the task is aborted, at most
 /// `max_connections` at once: one more is closed unanswered and counted
 /// (`ccr_refused_total{reason="metrics_limit"}`).
 pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, max_connections: usize) {
@@ -33,9 +35,7 @@ pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, max_c
                     _ => return,
                 }
             }
-            let ok = request.starts_with(b"GET /metrics ") || request.starts_with(b"GET /metrics?");
-            let (status, body) =
-                if ok { ("200 OK", metrics.render()) } else { ("404 Not Found", "try /metrics\n".into()) };
+            let (status, body) = respond(&request, &metrics);
             let head = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
@@ -47,5 +47,22 @@ pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, max_c
             })
             .await;
         });
+    }
+}
+
+/// The status line and body for a request.
+fn respond(request: &[u8], metrics: &Metrics) -> (&'static str, String) {
+    let path = request
+        .strip_prefix(b"GET ")
+        .and_then(|rest| rest.split(|&b| b == b' ' || b == b'?').next())
+        .unwrap_or_default();
+    match path {
+        b"/metrics" => ("200 OK", metrics.render()),
+        b"/healthz" => ("200 OK", "ok: alive\n".into()),
+        b"/readyz" => match metrics.readiness.get().answer() {
+            (true, line) => ("200 OK", format!("{line}\n")),
+            (false, line) => ("503 Service Unavailable", format!("{line}\n")),
+        },
+        _ => ("404 Not Found", "try /metrics, /healthz or /readyz\n".into()),
     }
 }

@@ -19,6 +19,7 @@
 //! [`exporter`] serves the page.
 
 pub mod exporter;
+pub mod health;
 pub mod sampler;
 
 use std::collections::{HashMap, VecDeque};
@@ -273,6 +274,8 @@ pub struct Metrics {
     pub sessions: [Gauge; 2],
     /// Registered only in a cluster.
     pub cluster: Option<ClusterMetrics>,
+    /// What `/readyz` answers.
+    pub readiness: health::Readiness,
 }
 
 /// A cluster node's metrics (docs/HA.md).
@@ -440,6 +443,7 @@ impl Metrics {
             core_timers,
             sessions,
             cluster,
+            readiness: health::Readiness::default(),
         })
     }
 

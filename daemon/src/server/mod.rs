@@ -315,6 +315,7 @@ pub async fn serve(
             open: Arc::default(),
             started: Instant::now(),
         };
+        metrics.readiness.set(metrics::health::Ready::Standby);
         info!(
             addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             node = %cluster_config.node,
@@ -439,6 +440,7 @@ pub async fn serve(
         stopping,
     };
     let open = shared.open.clone();
+    shared.metrics.readiness.set(metrics::health::Ready::Serving);
     info!(addr = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "ccrd listening");
     let mut failed = None;
     loop {
@@ -447,8 +449,12 @@ pub async fn serve(
                 Some(incoming) => incoming,
                 None => break,
             },
-            _ = &mut control.shutdown => break,
+            _ = &mut control.shutdown => {
+                shared.metrics.readiness.set(metrics::health::Ready::Stopping);
+                break;
+            }
             why = failure.wait() => {
+                shared.metrics.readiness.set(metrics::health::Ready::JournalFailed);
                 match cluster_node {
                     Some(_) => error!(error = %why, "journal append failed: no longer the active; demoting to standby"),
                     None => error!(error = %why, "journal failed: stopping (a restart recovers every acknowledged command)"),
@@ -457,6 +463,7 @@ pub async fn serve(
                 break;
             }
             () = leadership_lost(&mut cluster_node) => {
+                shared.metrics.readiness.set(metrics::health::Ready::JournalFailed);
                 let why = "the lease on the leader key was lost".to_owned();
                 error!("{why}: no longer the active (nothing more is acknowledged); demoting to standby");
                 failure.set(why.clone());
