@@ -29,8 +29,18 @@ struct Args {
     /// Data directory: certificates, journal (overrides the file).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// text for people (coloured on a terminal only), or json: one object
+    /// per line, for log shippers.
+    #[arg(long, value_enum, env = "CCRD_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Cmd>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -64,10 +74,12 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<config::Config> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
     if let Err(e) = ccr_daemon::host::opt_out_of_transparent_huge_pages() {
         tracing::warn!("could not opt out of transparent huge pages ({e}): expect rare stalls of a few ms");
     }
@@ -98,6 +110,14 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.server.data_dir = dir;
     }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        quic = %config.server.listen,
+        metrics = %config.server.metrics_listen,
+        data_dir = %config.server.data_dir.display(),
+        config = %args.config.as_ref().map_or("(built-in example)".to_owned(), |p| p.display().to_string()),
+        "ccrd starting"
+    );
     let identity = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => tls::configured(cert, key)?,
         _ => tls::self_signed(&config.server.data_dir)?,

@@ -246,6 +246,8 @@ pub async fn run(endpoint: quinn::Endpoint, config: Config, control: Control) ->
             Err(source) => return Err(ServerError::Metrics { addr, source }),
         }
     };
+    let bound = metrics.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+    info!(metrics = %bound, "metrics listening: /metrics, /healthz, /readyz");
     serve(endpoint, Some(metrics), config, control).await
 }
 
