@@ -7,7 +7,9 @@
 //! The estimate is measured twice: before the queues have history (from the
 //! staffing alone) and once they have departures to go by (the queue-length
 //! predictor on measured rates, as in steady operation); both count the
-//! agents who qualify (docs/PERFORMANCE.md).
+//! agents who qualify (docs/PERFORMANCE.md). Then the supervisor's pages:
+//! agents, a queue's waiting contacts in service order, one contact's
+//! diagnosis — each call's whole cost on the routing thread.
 
 use std::time::Duration;
 
@@ -57,6 +59,27 @@ fn bench_estimate(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTim
     });
 }
 
+/// The supervisor's pages (Admin/Agents, Contacts, Contact): each call's
+/// whole cost, since it holds the routing thread for as long.
+fn bench_supervision(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, router: &Router) {
+    use ccr_core::views::{AgentFilter, MAX_PAGE};
+    let all = AgentFilter::default();
+    group.bench_function("agents_page_100", |b| b.iter(|| router.agents_page(0, 100, &all)));
+    group.bench_function("agents_page_1000", |b| b.iter(|| router.agents_page(0, MAX_PAGE, &all)));
+    let busy = AgentFilter { state: Some(ccr_core::AgentState::Busy.index()), skill: None };
+    group.bench_function("agents_page_filtered_scan", |b| b.iter(|| router.agents_page(0, 100, &busy)));
+    group
+        .bench_function("waiting_in_queue_100", |b| b.iter(|| router.waiting_in_queue(QueueId(0), None, 100).unwrap()));
+    group.bench_function("waiting_in_queue_1000", |b| {
+        b.iter(|| router.waiting_in_queue(QueueId(0), None, MAX_PAGE).unwrap())
+    });
+    let contact = (0..100_000u64)
+        .map(ContactId)
+        .find(|&c| router.estimate_wait(c).is_ok_and(|e| e.method != EwtMethod::NotWaiting))
+        .expect("a waiting contact");
+    group.bench_function("diagnose", |b| b.iter(|| router.diagnose(contact).unwrap()));
+}
+
 fn queries(c: &mut Criterion) {
     let mut centre = AgentsReady::new(Shape::LARGE, 100_000);
     let mut group = c.benchmark_group("queries");
@@ -66,6 +89,7 @@ fn queries(c: &mut Criterion) {
     bench_estimate(&mut group, "estimate_wait_warming_up", &centre.router);
     warm_up(&mut centre.router, Shape::LARGE.queues);
     bench_estimate(&mut group, "estimate_wait", &centre.router);
+    bench_supervision(&mut group, &centre.router);
     group.finish();
 }
 

@@ -153,6 +153,13 @@ impl OldestWaiting {
         in_order.into_iter().chain(out_of_order).min()
     }
 
+    /// The slots of the contacts waiting now, in no particular order: what a
+    /// supervisor's list reads instead of every contact.
+    pub(crate) fn waiting_slots<'a>(&'a self, stamps: &'a Stamps) -> impl Iterator<Item = u32> + 'a {
+        let entries = self.in_order.iter().chain(self.out_of_order.iter().map(|Reverse(e)| e));
+        entries.filter(move |e| stamps.is_current(e)).map(|e| e.slot)
+    }
+
     /// Entries kept, live and dead (for tests of the bound).
     #[cfg(test)]
     fn len(&self) -> usize {

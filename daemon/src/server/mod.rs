@@ -119,6 +119,8 @@ struct Shared {
     core: CoreHandle,
     /// ccrd's clock: what a time in state or a wait is counted to.
     clock: Arc<dyn Clock>,
+    /// Its time when this run started serving.
+    started_at: ccr_core::Time,
     catalog: Arc<Catalog>,
     subscribe: mpsc::UnboundedSender<events::Change>,
     next_subscriber: Arc<AtomicU64>,
@@ -412,6 +414,7 @@ pub async fn serve(
     let shared = Shared {
         core: core.clone(),
         clock: clock.clone(),
+        started_at: clock.now(),
         catalog,
         subscribe,
         next_subscriber: Arc::new(AtomicU64::new(0)),

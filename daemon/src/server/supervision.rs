@@ -54,8 +54,9 @@ pub(super) async fn agents(shared: &Shared, body: &[u8]) -> Result<pb::AgentsRes
         .await
         .map_err(|_| shutting_down())?;
     let now = now.max(shared.clock.now());
-    // Times in state count from ccrd's start at the earliest.
-    let started = Time::from_micros(now.as_micros().saturating_sub(shared.started.elapsed().as_micros() as u64));
+    // Times in state count from this run's start at the earliest (a
+    // snapshot of format 12 does not hold them).
+    let started = shared.started_at;
     Ok(pb::AgentsResponse {
         agents: page.agents.iter().map(|row| agent_row(&cat, row, now, started)).collect(),
         next_cursor: page.next.unwrap_or(0),

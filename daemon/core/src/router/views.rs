@@ -89,21 +89,22 @@ impl Router {
     /// The contacts waiting in `queue` in the order they will be served,
     /// from the first ranked after `after` ((value, seq) of a rank, as
     /// [`ContactView::rank`]), at most `limit` (≤ [`MAX_PAGE`]). One pass
-    /// over the contacts.
+    /// over the queue's waiting contacts (its entries by arrival), not over
+    /// every contact.
     pub fn waiting_in_queue(
         &self,
         queue: QueueId,
         after: Option<(u64, u64)>,
         limit: usize,
     ) -> Result<Vec<WaitingRow>, CommandError> {
-        self.queues.get(usize::from(queue.0)).ok_or(CommandError::UnknownQueue(queue))?;
+        let q = self.queues.get(usize::from(queue.0)).ok_or(CommandError::UnknownQueue(queue))?;
         let limit = limit.clamp(1, MAX_PAGE);
         let after = after.map(|(value, seq)| (u128::from(value) << 64) | u128::from(seq));
         // The `limit` best ranks past `after`, the worst of them on top.
         let mut best = std::collections::BinaryHeap::with_capacity(limit + 1);
-        for (slot, c) in self.contacts.iter() {
-            let key = c.rank.key();
-            if c.queue != queue || !c.is_waiting() || after.is_some_and(|a| key <= a) {
+        for slot in q.oldest.waiting_slots(&self.waiting_stamps) {
+            let key = self.contacts[slot].rank.key();
+            if after.is_some_and(|a| key <= a) {
                 continue;
             }
             best.push((key, slot));
