@@ -25,19 +25,19 @@ fn json_text(value: Value) -> String {
 }
 
 /// "1h 2m 3s" to the second; "-" for nothing.
-fn span(millis: u64) -> String {
+pub fn span(millis: u64) -> String {
     if millis == 0 {
         return "-".into();
     }
     humantime::format_duration(Duration::from_secs(millis.div_ceil(1000))).to_string().replace(' ', "")
 }
 
-fn percent(share: f64) -> String {
+pub fn percent(share: f64) -> String {
     format!("{:.1}%", 100.0 * share)
 }
 
 /// A map of names to counts in name order.
-fn sorted(map: &std::collections::HashMap<String, u32>) -> BTreeMap<&str, u32> {
+pub fn sorted(map: &std::collections::HashMap<String, u32>) -> BTreeMap<&str, u32> {
     map.iter().map(|(k, v)| (k.as_str(), *v)).collect()
 }
 

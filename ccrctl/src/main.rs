@@ -6,6 +6,7 @@
 mod commands;
 mod table;
 mod target;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -116,6 +117,13 @@ enum Command {
         #[command(subcommand)]
         action: commands::AgentAction,
     },
+    /// A live full-screen view of the status, the queues and the agents
+    /// longest in their state, like top; q quits.
+    Watch {
+        /// How often it refreshes.
+        #[arg(long, default_value = "1s")]
+        interval: humantime::Duration,
+    },
     /// Re-read ccrd's configuration file and apply its routing part.
     Reload,
     /// Log every agent out (ringing offers re-routed, connected contacts ended).
@@ -174,6 +182,7 @@ async fn execute(
         Command::Contact { id, action: Some(action) } => commands::supervise_contact(client, id, action, out).await?,
         Command::Agent { id, action } => commands::supervise_agent(client, id, action, out).await?,
         Command::Reload => commands::reload(client, out).await?,
+        Command::Watch { interval } => watch::watch(client, target, interval.into()).await?,
         Command::Drain { .. } => commands::drain(client, out).await?,
     })
 }

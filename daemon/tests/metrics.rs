@@ -62,6 +62,13 @@ async fn metrics_page_shows_every_family() {
     };
     client.accept(AcceptRequest { agent_id: 1, offer_id: offer.offer_id }).await.unwrap();
     let _ = client.enqueue(EnqueueRequest { queue: "nowhere".into(), ..contact(3) }).await;
+    // A command on Gateway/Stream is timed and counted under its own method.
+    let mut stream = client.gateway_stream().await.unwrap();
+    stream.push(&GatewayCommand { id: 7, command: Some(gateway_command::Command::Enqueue(contact(4))) });
+    stream.flush().await.unwrap();
+    let reply = stream.next_reply().await.unwrap();
+    assert_eq!((reply.id, reply.status.map_or(0, |s| s.code)), (7, 0));
+    stream.finish().await.unwrap();
     daemon.advance(Duration::from_secs(1)).await.unwrap(); // a sample of the new time
 
     let page = scrape(metrics_addr, "/metrics").await;
@@ -73,8 +80,19 @@ async fn metrics_page_shows_every_family() {
         "ccr_rpc_duration_seconds_bucket{method=\"/ccr.v1.Gateway/Enqueue\"",
         "ccr_contacts_waiting{queue=\"support\",tier=\"standard\"} 0",
         "ccr_oldest_wait_seconds{queue=\"sales\"}",
-        "ccr_agents{state=\"busy\",queue=\"all\"} 1",
+        "ccr_agents{state=\"busy\"} 1",
         "ccr_contacts_total{queue=\"sales\",outcome=\"routed\"} 1",
+        "ccr_contacts_total{queue=\"sales\",outcome=\"answered\"} 1",
+        "ccr_answered_within_threshold_total{queue=\"sales\"} 1",
+        "ccr_rpc_results_total{method=\"/ccr.v1.Gateway/Enqueue\",code=\"OK\"} 3",
+        "ccr_rpc_results_total{method=\"/ccr.v1.Gateway/Enqueue\",code=\"NOT_FOUND\"} 1",
+        "ccr_rpc_duration_seconds_count{method=\"/ccr.v1.Gateway/Enqueue\"} 4",
+        "ccr_journal_failed 0",
+        "ccr_build_info{version=\"",
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
         "ccr_contacts_total{queue=\"sales\",outcome=\"short_abandoned\"} 1",
         "ccr_service_level_ratio{queue=\"sales\"} 1",
         "ccr_service_level_target_ratio{queue=\"sales\"} 0.8",

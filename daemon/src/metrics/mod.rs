@@ -61,10 +61,14 @@ pub enum Name {
     ClusterLagSeconds,
     ClusterAppendSeconds,
     ClusterTakeoversTotal,
+    RpcResultsTotal,
+    AnsweredWithinThresholdTotal,
+    JournalFailed,
+    BuildInfo,
 }
 
 impl Name {
-    pub const ALL: [Name; 24] = [
+    pub const ALL: [Name; 28] = [
         Name::QueueWaitSeconds,
         Name::RoutingDecisionSeconds,
         Name::RpcDurationSeconds,
@@ -89,6 +93,10 @@ impl Name {
         Name::ClusterLagSeconds,
         Name::ClusterAppendSeconds,
         Name::ClusterTakeoversTotal,
+        Name::RpcResultsTotal,
+        Name::AnsweredWithinThresholdTotal,
+        Name::JournalFailed,
+        Name::BuildInfo,
     ];
 
     /// The HELP text of the metric.
@@ -96,10 +104,12 @@ impl Name {
         match self {
             Name::QueueWaitSeconds => "Time from arrival to offer (routed) or to hang-up (abandoned).",
             Name::RoutingDecisionSeconds => "Time the routing core spends on one command.",
-            Name::RpcDurationSeconds => "Server-side time per call.",
+            Name::RpcDurationSeconds => {
+                "Server-side time per call; per command on Gateway/Stream, under the command's own method."
+            }
             Name::ContactsWaiting => "Contacts waiting to be offered.",
             Name::OldestWaitSeconds => "Longest current wait, since original arrival.",
-            Name::Agents => "Logged-in agents by state; every agent counted once, under queue=all.",
+            Name::Agents => "Logged-in agents by state (an agent belongs to no queue: each counted once).",
             Name::ContactsTotal => "Contacts by outcome.",
             Name::ServiceLevelRatio => "Answered within the threshold over answered plus abandoned, over the window.",
             Name::ServiceLevelTargetRatio => "Configured service-level target.",
@@ -122,6 +132,12 @@ impl Name {
             Name::ClusterLagSeconds => "How long the oldest batch a standby has not yet applied has waited.",
             Name::ClusterAppendSeconds => "Time from a journal batch sent to etcd to its acknowledgement.",
             Name::ClusterTakeoversTotal => "Times this node took over as the active.",
+            Name::RpcResultsTotal => "Calls (and Gateway/Stream commands) by method and gRPC status code.",
+            Name::AnsweredWithinThresholdTotal => {
+                "Contacts answered within their queue's service-level threshold (the service level's numerator)."
+            }
+            Name::JournalFailed => "1 once the journal failed: nothing more is acknowledged; ccrd stops or demotes.",
+            Name::BuildInfo => "Always 1; the version in its label.",
         }
     }
 
@@ -151,12 +167,38 @@ impl Name {
             Name::ClusterLagSeconds => "ccr_cluster_replication_lag_seconds",
             Name::ClusterAppendSeconds => "ccr_cluster_append_seconds",
             Name::ClusterTakeoversTotal => "ccr_cluster_takeovers_total",
+            Name::RpcResultsTotal => "ccr_rpc_results_total",
+            Name::AnsweredWithinThresholdTotal => "ccr_answered_within_threshold_total",
+            Name::JournalFailed => "ccr_journal_failed",
+            Name::BuildInfo => "ccr_build_info",
         }
     }
 }
 
-/// `ccr_contacts_total` outcomes.
-pub const OUTCOMES: [&str; 6] = ["routed", "abandoned", "short_abandoned", "transferred", "overflowed", "rona"];
+/// `ccr_contacts_total` outcomes: `routed` counts offers (re-offers after
+/// RONA included), `answered` offers accepted.
+pub const OUTCOMES: [&str; 7] =
+    ["routed", "answered", "abandoned", "short_abandoned", "transferred", "overflowed", "rona"];
+/// `ccr_rpc_results_total` codes: the gRPC status codes by their canonical names.
+pub const CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
 /// `ccr_connections` roles.
 pub const ROLES: [&str; 4] = ["gateway", "agent", "admin", "any"];
 
@@ -249,19 +291,26 @@ pub struct QueueMetrics {
     pub contacts: HashMap<&'static str, Counter>,
     pub service_level: Gauge,
     pub service_level_target: Gauge,
+    pub answered_in_threshold: Counter,
 }
 
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     pub queues: Vec<QueueMetrics>,
-    /// Logged-in agents by state, `queue="all"`: ccr routes by skill, so an
-    /// agent belongs to no queue and is counted once.
+    /// Logged-in agents by state: ccr routes by skill, so an agent belongs
+    /// to no queue and is counted once.
     pub agents: Vec<Gauge>,
     pub decision: Histogram,
     /// By [`Method`] (its discriminant).
     rpc: Vec<Histogram>,
     rpc_unknown: Histogram,
+    /// By [`Method`], then code; the last row for unknown methods.
+    rpc_results: Vec<Vec<Counter>>,
+    pub journal_failed: Gauge,
+    /// The process's own (CPU, memory, file descriptors, start time), read
+    /// at each scrape.
+    process: metrics_process::Collector,
     pub connections: HashMap<&'static str, Gauge>,
     protocol_errors: Vec<Counter>,
     refused: Vec<Counter>,
@@ -342,7 +391,9 @@ impl Metrics {
                 | Name::ProtocolErrorsTotal
                 | Name::RefusedTotal
                 | Name::JournalBytesTotal
-                | Name::ClusterTakeoversTotal => recorder.describe_counter(key, unit, help),
+                | Name::ClusterTakeoversTotal
+                | Name::RpcResultsTotal
+                | Name::AnsweredWithinThresholdTotal => recorder.describe_counter(key, unit, help),
                 _ => recorder.describe_gauge(key, unit, help),
             }
         }
@@ -385,6 +436,7 @@ impl Metrics {
                         .collect(),
                     service_level: gauge(Name::ServiceLevelRatio, &[("queue", q.clone())]),
                     service_level_target: gauge(Name::ServiceLevelTargetRatio, &[("queue", q.clone())]),
+                    answered_in_threshold: counter(Name::AnsweredWithinThresholdTotal, &[("queue", q.clone())]),
                 }
             })
             .collect();
@@ -393,6 +445,22 @@ impl Metrics {
             .map(|m| histogram(Name::RpcDurationSeconds, &[("method", m.path().to_owned())]))
             .collect();
         let rpc_unknown = histogram(Name::RpcDurationSeconds, &[("method", "unknown".to_owned())]);
+        let paths = Method::ALL.iter().map(|m| m.path()).chain(["unknown"]);
+        let rpc_results = paths
+            .map(|path| {
+                CODES
+                    .iter()
+                    .map(|code| {
+                        counter(Name::RpcResultsTotal, &[("method", path.to_owned()), ("code", (*code).to_owned())])
+                    })
+                    .collect()
+            })
+            .collect();
+        let journal_failed = gauge(Name::JournalFailed, &[]);
+        journal_failed.set(0.0);
+        gauge(Name::BuildInfo, &[("version", env!("CARGO_PKG_VERSION").to_owned())]).set(1.0);
+        let process = metrics_process::Collector::default();
+        metrics::with_local_recorder(&recorder, || process.describe());
         let connections = ROLES.iter().map(|r| (*r, gauge(Name::Connections, &[("role", (*r).to_owned())]))).collect();
         let protocol_errors = ProtocolError::ALL
             .iter()
@@ -401,10 +469,7 @@ impl Metrics {
         let refused =
             Refusal::ALL.iter().map(|r| counter(Name::RefusedTotal, &[("reason", r.label().to_owned())])).collect();
         let decision = histogram(Name::RoutingDecisionSeconds, &[]);
-        let agents = states
-            .iter()
-            .map(|s| gauge(Name::Agents, &[("state", (*s).to_owned()), ("queue", "all".to_owned())]))
-            .collect();
+        let agents = states.iter().map(|s| gauge(Name::Agents, &[("state", (*s).to_owned())])).collect();
         let (journal_bytes, journal_fsync) =
             (counter(Name::JournalBytesTotal, &[]), histogram(Name::JournalFsyncSeconds, &[]));
         let (snapshot_age, recovery_duration) =
@@ -433,6 +498,9 @@ impl Metrics {
             decision,
             rpc,
             rpc_unknown,
+            rpc_results,
+            journal_failed,
+            process,
             connections,
             protocol_errors,
             refused,
@@ -452,6 +520,12 @@ impl Metrics {
         method.map_or(&self.rpc_unknown, |m| &self.rpc[m as usize])
     }
 
+    /// Counts a call's (or a stream command's) result.
+    pub fn rpc_result(&self, method: Option<Method>, code: ccr_proto::wire::Code) {
+        let row = method.map_or(self.rpc_results.len() - 1, |m| m as usize);
+        self.rpc_results[row][code as usize].increment(1);
+    }
+
     pub fn protocol_error(&self, kind: ProtocolError) {
         self.protocol_errors[kind as usize].increment(1);
     }
@@ -462,7 +536,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let _ = &self.recorder;
+        metrics::with_local_recorder(&self.recorder, || self.process.collect());
         self.handle.render()
     }
 }

@@ -69,12 +69,14 @@ pub async fn run(
             }
             q.oldest_wait.set(s.oldest_wait.map_or(0.0, |d| d.as_secs_f64()));
             let c = &s.counters;
-            let values = [c.offered, c.abandoned, c.short_abandoned, c.transferred_in, c.overflowed_out, c.rona];
+            let values =
+                [c.offered, c.answered, c.abandoned, c.short_abandoned, c.transferred_in, c.overflowed_out, c.rona];
             for (outcome, value) in OUTCOMES.iter().zip(values) {
                 if let Some(counter) = q.contacts.get(outcome) {
                     counter.absolute(value);
                 }
             }
+            q.answered_in_threshold.absolute(c.answered_in_target);
             q.service_level.set(level.unwrap_or(1.0));
             q.service_level_target.set(s.service_level_target);
         }

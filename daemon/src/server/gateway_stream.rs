@@ -8,10 +8,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ccr_core::{Command, SessionId};
 use ccr_proto::v1 as pb;
 use ccr_proto::wire::{self, Code, Frame, WireError};
+use ccr_proto::Method;
 use pb::Status;
 use tokio::sync::mpsc;
 
@@ -21,8 +23,9 @@ use super::{Refusal, Shared};
 use crate::convert::{self, GatewayCall};
 use crate::metrics::ProtocolError;
 
-/// A reply, and the limit it reports hitting (counted by the writer).
-type Answer = (pb::GatewayReply, Option<Refusal>);
+/// A reply, the limit it reports hitting, and the command's method and
+/// start (each counted and timed by the writer as the reply goes out).
+type Answer = (pb::GatewayReply, Option<Refusal>, Option<(Method, Instant)>);
 type ReplyFuture = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 /// Replies in flight on one stream before its reader waits for the writer.
@@ -54,9 +57,14 @@ pub(super) async fn serve(
     let counts = shared.clone();
     let writer = tokio::spawn(async move {
         let mut out = Vec::new();
-        let write = |(reply, refusal): Answer, out: &mut Vec<u8>| {
+        let write = |(reply, refusal, timed): Answer, out: &mut Vec<u8>| {
             if let Some(refusal) = refusal {
                 counts.refused(refusal);
+            }
+            if let Some((method, since)) = timed {
+                let code = reply.status.as_ref().map_or(Code::Ok, |s| s.code());
+                counts.metrics.rpc(Some(method)).record(since.elapsed().as_secs_f64());
+                counts.metrics.rpc_result(Some(method), code);
             }
             wire::encode_message(&reply, out);
         };
@@ -158,7 +166,7 @@ async fn skip(
 }
 
 fn refused(id: u64, status: Status) -> Answer {
-    (pb::GatewayReply { id, status: Some(status), response: None }, None)
+    (pb::GatewayReply { id, status: Some(status), response: None }, None, None)
 }
 
 /// Submits one stream command now and returns the future of its reply.
@@ -169,9 +177,19 @@ fn submit(body: &[u8], shared: &Shared, session: SessionId) -> ReplyFuture {
         Err(status) => return Box::pin(async move { refused(0, status) }),
     };
     let id = command.id;
+    let started = Instant::now();
+    let method = match &command.command {
+        Some(C::Position(_)) => Method::Position,
+        Some(C::Enqueue(_)) => Method::Enqueue,
+        Some(C::Abandon(_)) => Method::Abandon,
+        Some(C::Transfer(_)) => Method::Transfer,
+        Some(C::ScheduleCallback(_)) => Method::ScheduleCallback,
+        None => Method::GatewayStream,
+    };
+    let timed = move |(reply, refusal, _): Answer| (reply, refusal, Some((method, started)));
     let admitted = match super::rpc::admit(shared, body.len()) {
         Ok(admitted) => admitted,
-        Err(status) => return Box::pin(async move { refused(id, status) }),
+        Err(status) => return Box::pin(async move { timed(refused(id, status)) }),
     };
     let cat = &shared.catalog;
     let converted = match command.command {
@@ -184,10 +202,10 @@ fn submit(body: &[u8], shared: &Shared, session: SessionId) -> ReplyFuture {
                     Ok(contact) => position(contact, &shared, session).await,
                     Err(status) => Err(status),
                 };
-                match found {
-                    Ok(p) => (convert::gateway_reply(id, pb::gateway_reply::Response::Position(p)), None),
+                timed(match found {
+                    Ok(p) => (convert::gateway_reply(id, pb::gateway_reply::Response::Position(p)), None, None),
                     Err(status) => refused(id, status),
-                }
+                })
             });
         }
         Some(C::Enqueue(r)) => convert::contact_spec(cat, r).map(|s| (GatewayCall::Enqueue, Command::Enqueue(s))),
@@ -199,7 +217,7 @@ fn submit(body: &[u8], shared: &Shared, session: SessionId) -> ReplyFuture {
     };
     let (call, core_command) = match converted {
         Ok(c) => c,
-        Err(status) => return Box::pin(async move { refused(id, status) }),
+        Err(status) => return Box::pin(async move { timed(refused(id, status)) }),
     };
     let receiver = shared.core.submit(session, core_command);
     let catalog = shared.catalog.clone();
@@ -214,9 +232,9 @@ fn submit(body: &[u8], shared: &Shared, session: SessionId) -> ReplyFuture {
             Ok(Err(e)) => (Err(convert::command_error(&e)), Refusal::of_command_error(&e)),
             Err(status) => (Err(status), None),
         };
-        match response {
-            Ok(response) => (convert::gateway_reply(id, response), None),
-            Err(status) => (refused(id, status).0, refusal),
-        }
+        timed(match response {
+            Ok(response) => (convert::gateway_reply(id, response), None, None),
+            Err(status) => (refused(id, status).0, refusal, None),
+        })
     })
 }

@@ -460,6 +460,7 @@ pub async fn serve(
             }
             why = failure.wait() => {
                 shared.metrics.readiness.set(metrics::health::Ready::JournalFailed);
+                shared.metrics.journal_failed.set(1.0);
                 match cluster_node {
                     Some(_) => error!(error = %why, "journal append failed: no longer the active; demoting to standby"),
                     None => error!(error = %why, "journal failed: stopping (a restart recovers every acknowledged command)"),
@@ -469,6 +470,7 @@ pub async fn serve(
             }
             () = leadership_lost(&mut cluster_node) => {
                 shared.metrics.readiness.set(metrics::health::Ready::JournalFailed);
+                shared.metrics.journal_failed.set(1.0);
                 let why = "the lease on the leader key was lost".to_owned();
                 error!("{why}: no longer the active (nothing more is acknowledged); demoting to standby");
                 failure.set(why.clone());

@@ -132,14 +132,20 @@ pub(super) async fn serve_stream(
         Ok(Some(_)) => Err(Status::new(Code::InvalidArgument, "a unary call carries exactly one message")),
         Err(status) => Err(status),
     };
-    match result {
-        Ok(response) => finish(&mut send, Some(response), Status::ok()).await,
+    let code = match result {
+        Ok(response) => {
+            finish(&mut send, Some(response), Status::ok()).await;
+            Code::Ok
+        }
         Err(status) => {
             info!(%method, %status, "call refused");
-            finish(&mut send, None, status).await
+            let code = status.code();
+            finish(&mut send, None, status).await;
+            code
         }
-    }
+    };
     shared.metrics.rpc(Some(method)).record(started.elapsed().as_secs_f64());
+    shared.metrics.rpc_result(Some(method), code);
     debug!(%method, elapsed_us = started.elapsed().as_micros() as u64, "call done");
 }
 
