@@ -290,6 +290,8 @@ pub async fn contact(client: &Client, id: u64, out: Output) -> Result<String> {
             "qualified_by_state": sorted(&r.qualified_by_state),
             "not_ready_reasons": sorted(&r.not_ready_reasons),
             "explanation": r.explanation,
+            "history": r.history.iter().map(|h| json!({"at_unix_millis": h.at_unix_millis, "what": h.what})).collect::<Vec<_>>(),
+            "history_dropped": r.history_dropped,
         })));
     }
     let mut text = format!("contact {} in {} ({}), {}", c.contact_id, c.queue, c.tier, c.state);
@@ -320,6 +322,15 @@ pub async fn contact(client: &Client, id: u64, out: Output) -> Result<String> {
         if qualified.is_empty() { "no agent logged in".into() } else { qualified.join(", ") }
     ));
     text.push_str(&format!("why:       {}\n", r.explanation));
+    text.push_str("history (UTC; since ccrd last started):\n");
+    for (i, h) in r.history.iter().enumerate() {
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(h.at_unix_millis);
+        let clock = humantime::format_rfc3339_millis(at).to_string();
+        text.push_str(&format!("  {}  {}\n", clock.get(11..23).unwrap_or(&clock), h.what));
+        if i == 1 && r.history_dropped > 0 {
+            text.push_str(&format!("  …  {} more not kept\n", r.history_dropped));
+        }
+    }
     Ok(text)
 }
 

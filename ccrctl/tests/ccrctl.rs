@@ -166,6 +166,11 @@ async fn ccrctl_shows_and_acts_as_a_supervisor_would() {
     assert!(why.contains("position:  2") && why.contains("1 busy"), "{why}");
     let why = json(&ccrctl(&dir, addr, &["contact", "101", "-o", "json"]).await);
     assert_eq!(why["qualified_by_state"]["busy"].as_u64(), Some(1), "{why}");
+    // Its history: the answered one's, from arrival to answer.
+    let answered = json(&ccrctl(&dir, addr, &["contact", "100", "-o", "json"]).await);
+    let history: Vec<&str> =
+        answered["history"].as_array().unwrap().iter().map(|h| h["what"].as_str().unwrap()).collect();
+    assert_eq!(history, ["arrived (billing, standard)", "offered to agent 1 after 0s", "answered by agent 1 after 0s"]);
 
     // A supervisor's action reaches the desktop, which keeps the agent.
     let done = ccrctl(&dir, addr, &["agent", "2", "not-ready", "lunch"]).await;

@@ -93,12 +93,16 @@ pub enum Role {
     Gateway,
     Agent,
     Admin,
+    /// The views of `Admin` (status, queues, agents, contacts), read only:
+    /// for supervisors' screens and wallboards.
+    Supervisor,
     /// No client certificates required: everything is allowed (development).
     Any,
 }
 
 impl Role {
-    /// The role in a client certificate: subject OU `gateway`, `agent` or `admin`.
+    /// The role in a client certificate: subject OU `gateway`, `agent`,
+    /// `admin` or `supervisor`.
     pub fn of_certificate(der: &[u8]) -> Option<Role> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let ou = cert.subject().iter_organizational_unit().next()?.as_str().ok()?.to_owned();
@@ -106,6 +110,7 @@ impl Role {
             "gateway" => Some(Role::Gateway),
             "agent" => Some(Role::Agent),
             "admin" => Some(Role::Admin),
+            "supervisor" => Some(Role::Supervisor),
             _ => None,
         }
     }
@@ -118,7 +123,8 @@ impl Role {
                 | (Role::Gateway, Service::Gateway | Service::Events)
                 | (Role::Agent, Service::AgentDesk | Service::Events)
                 | (Role::Admin, Service::Admin | Service::Events)
-        )
+                | (Role::Supervisor, Service::Events)
+        ) || (self == Role::Supervisor && method.is_view())
     }
 
     /// The `ccr_connections{role}` label.
@@ -127,6 +133,7 @@ impl Role {
             Role::Gateway => "gateway",
             Role::Agent => "agent",
             Role::Admin => "admin",
+            Role::Supervisor => "supervisor",
             Role::Any => "any",
         }
     }

@@ -103,7 +103,23 @@ async fn client_certificates_are_required_and_roles_enforced() {
         .await
         .unwrap();
 
-    drop((gateway, agent));
+    // A supervisor's screen reads the views and changes nothing.
+    let supervisor = Client::connect_with_identity(addr, "localhost", roots, Some(client_identity(&ca, "supervisor")))
+        .await
+        .unwrap();
+    assert_eq!(supervisor.health(HealthRequest {}).await.unwrap().waiting, 0, "contact 1 went to agent 1");
+    assert_eq!(supervisor.agents(AgentsRequest::default()).await.unwrap().agents.len(), 1);
+    assert_eq!(supervisor.queues(QueuesRequest {}).await.unwrap().queues.len(), 1);
+    let contacts = ContactsRequest { queue: "sales".into(), ..Default::default() };
+    supervisor.contacts(contacts).await.unwrap();
+    let act = SuperviseAgentRequest { agent_id: 1, action: "logout".into(), ..Default::default() };
+    assert_eq!(supervisor.supervise_agent(act).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(supervisor.drain(DrainRequest {}).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(supervisor.reload_config(ReloadConfigRequest {}).await.unwrap_err().code(), Code::PermissionDenied);
+    let enqueue = EnqueueRequest { contact_id: 3, ..Default::default() };
+    assert_eq!(supervisor.enqueue(enqueue).await.unwrap_err().code(), Code::PermissionDenied);
+
+    drop((gateway, agent, supervisor));
     timeout(Duration::from_secs(10), daemon.stop()).await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

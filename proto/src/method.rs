@@ -73,6 +73,17 @@ methods! {
     SuperviseContact => (Admin, "/ccr.v1.Admin/SuperviseContact"),
 }
 
+impl Method {
+    /// An `Admin` call that only reads: what the read-only supervisor role
+    /// may make.
+    pub const fn is_view(self) -> bool {
+        matches!(
+            self,
+            Method::Health | Method::QueueStats | Method::Queues | Method::Agents | Method::Contacts | Method::Contact
+        )
+    }
+}
+
 impl std::fmt::Display for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.path())

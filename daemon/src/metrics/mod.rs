@@ -200,7 +200,7 @@ pub const CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 /// `ccr_connections` roles.
-pub const ROLES: [&str; 4] = ["gateway", "agent", "admin", "any"];
+pub const ROLES: [&str; 5] = ["gateway", "agent", "admin", "supervisor", "any"];
 
 /// Why a stream was refused for breaking the protocol
 /// (`ccr_protocol_errors_total{kind}`).

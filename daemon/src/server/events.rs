@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ccr_core::{AgentId, Event, Router};
+use ccr_core::{AgentId, ContactId, Event, Router};
 use ccr_proto::v1 as pb;
 use ccr_proto::wire::{self, Code};
 use pb::Status;
@@ -19,8 +19,10 @@ use tracing::{info, warn};
 
 use super::connection::Connection;
 use super::event_budget::{EventBudget, Ledger, Queued};
+use super::history::{ContactHistory, Kept};
 use super::rpc::{decode, finish};
 use super::{Refusal, Shared};
+use crate::clock::Clock;
 use crate::config::Catalog;
 use crate::convert::{self, Audience};
 use crate::metrics::Metrics;
@@ -85,6 +87,8 @@ pub(super) enum Change {
     Add(Subscriber),
     /// The stream ended (the client went away, or stopped reading it).
     Remove(u64),
+    /// What the dispatcher has kept of a contact's history.
+    History(ContactId, tokio::sync::oneshot::Sender<Kept>),
 }
 
 /// Takes the subscriber out of the dispatcher's table when its task ends,
@@ -204,8 +208,15 @@ pub(super) async fn subscribe(mut send: quinn::SendStream, body: &[u8], shared: 
 
 /// Delivers each event to its subscribers until the core's event channel
 /// closes (the core stopped); dropping the table then ends every stream.
-pub(super) async fn dispatch(catalog: Arc<Catalog>, metrics: Arc<Metrics>, inbox: Inbox, budget: EventBudget) {
+pub(super) async fn dispatch(
+    catalog: Arc<Catalog>,
+    metrics: Arc<Metrics>,
+    inbox: Inbox,
+    budget: EventBudget,
+    clock: Arc<dyn Clock>,
+) {
     let Inbox { mut events, backlog, mut changes } = inbox;
+    let mut history = ContactHistory::default();
     let subscribed = {
         let mut out = Vec::new();
         let event = pb::RoutingEvent { event: Some(pb::routing_event::Event::Subscribed(pb::Subscribed {})) };
@@ -226,11 +237,15 @@ pub(super) async fn dispatch(catalog: Arc<Catalog>, metrics: Arc<Metrics>, inbox
                 Change::Remove(id) => {
                     table.remove(id);
                 }
+                Change::History(contact, reply) => {
+                    let _ = reply.send(history.of(contact));
+                }
             },
             outgoing = events.recv() => {
                 let Some((event, context)) = outgoing else { return };
                 backlog.fetch_sub(1, Ordering::Relaxed);
                 record(&metrics, &event);
+                history.note(&catalog, clock.now(), &event);
                 let Some((to, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
                 let agent_subs = match to {
                     Audience::Agent(agent) => table.by_agent.get(&agent).map_or(&[][..], Vec::as_slice),
@@ -407,7 +422,13 @@ mod tests {
         let (events, events_rx) = mpsc::unbounded_channel();
         let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
         let inbox = Inbox { events: events_rx, backlog: Arc::default(), changes: subscribe_rx };
-        let dispatcher = tokio::spawn(dispatch(catalog, metrics, inbox, EventBudget::new(1 << 20)));
+        let dispatcher = tokio::spawn(dispatch(
+            catalog,
+            metrics,
+            inbox,
+            EventBudget::new(1 << 20),
+            Arc::new(crate::clock::SystemClock::new()),
+        ));
         let (slow, slow_rx, slow_lagged) = subscriber(2);
         let (roomy, roomy_rx, roomy_lagged) = subscriber(16);
         subscribe.send(Change::Add(slow)).expect("dispatcher runs");

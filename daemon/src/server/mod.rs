@@ -24,6 +24,7 @@ mod connection;
 mod event_budget;
 mod events;
 mod gateway_stream;
+mod history;
 mod rpc;
 mod standby;
 mod supervision;
@@ -392,7 +393,7 @@ pub async fn serve(
     let (subscribe, subscribe_rx) = mpsc::unbounded_channel();
     let budget = event_budget::EventBudget::new(config.server.max_queued_event_bytes);
     let inbox = events::Inbox { events: event_rx, backlog: event_backlog.clone(), changes: subscribe_rx };
-    let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), inbox, budget));
+    let dispatcher = tokio::spawn(events::dispatch(catalog.clone(), metrics.clone(), inbox, budget, clock.clone()));
     let snapshot_clock = config.journal.enabled.then_some(last_snapshot_ms);
     let (sample, cadence) = match advances {
         None => (None, metrics::sampler::Cadence::EverySecond),

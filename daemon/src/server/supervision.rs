@@ -183,7 +183,26 @@ pub(super) async fn contact(shared: &Shared, body: &[u8]) -> Result<pb::ContactR
         .map(|(name, n)| ((*name).to_owned(), n))
         .collect();
     let not_ready_reasons = d.not_ready.iter().map(|&(reason, n)| (reason_name(reason), n)).collect();
-    Ok(pb::ContactResponse { contact: Some(row), qualified_by_state, not_ready_reasons, explanation })
+    // The dispatcher keeps what happened; a stopping one answers nothing.
+    let (asked, kept) = tokio::sync::oneshot::channel();
+    let _ = shared.subscribe.send(super::events::Change::History(id, asked));
+    let (entries, history_dropped) = kept.await.unwrap_or_default();
+    let millis = |t: Time| t.as_micros() / 1000;
+    let arrival = pb::HistoryEntry {
+        at_unix_millis: millis(d.row.contact.arrival),
+        what: format!("arrived ({}, {})", row.queue, row.tier),
+    };
+    let history = std::iter::once(arrival)
+        .chain(entries.into_iter().map(|e| pb::HistoryEntry { at_unix_millis: millis(e.at), what: e.what }))
+        .collect();
+    Ok(pb::ContactResponse {
+        contact: Some(row),
+        qualified_by_state,
+        not_ready_reasons,
+        explanation,
+        history,
+        history_dropped,
+    })
 }
 
 fn reason_name(reason: NotReadyReason) -> String {
