@@ -297,9 +297,12 @@ pub fn command_error(e: &CommandError) -> Status {
         QueueFull(_) | TooManyContacts { .. } | ContextTooLarge { .. } => Code::ResourceExhausted,
         UnknownTier(_) | Invalid { .. } | DuplicateSkill(_) | DuplicateLanguage(_) => Code::InvalidArgument,
         OfferNotForAgent { .. } => Code::PermissionDenied,
-        OfferNotPending { .. } | NotConnected { .. } | NotInWrapUp { .. } | AgentBusy(_) | NotYetDue(_) => {
-            Code::FailedPrecondition
-        }
+        OfferNotPending { .. }
+        | NotConnected { .. }
+        | NotInWrapUp { .. }
+        | AgentBusy(_)
+        | NotYetDue(_)
+        | DesktopGone(_) => Code::FailedPrecondition,
         // The connection is going away: its calls race its own loss.
         UnknownSession(_) | SessionLost(_) => Code::Unavailable,
     };

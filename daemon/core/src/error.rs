@@ -43,6 +43,8 @@ pub enum CommandError {
     UnknownSession(SessionId),
     #[error("session {0} was lost: it can no longer act")]
     SessionLost(SessionId),
+    #[error("agent {0}'s desktop is gone: it is made ready again by its desktop, once back")]
+    DesktopGone(AgentId),
     #[error("the router holds {limit} contacts, its limit (max_contacts)")]
     TooManyContacts { limit: u32 },
     #[error("context of {entries} entries and {bytes} bytes is over the limit of {max_entries} entries and {max_bytes} bytes")]

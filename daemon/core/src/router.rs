@@ -177,10 +177,19 @@ impl Router {
         }
     }
 
+    /// Whether the session that owns `agent` was lost (its desktop is gone).
+    fn desktop_gone(&self, agent: AgentId) -> bool {
+        let Some(&slot) = self.agent_slots.get(&agent) else { return false };
+        let owner = self.sessions.owner(Kind::Agent, slot);
+        matches!(self.sessions.state(owner), Some(SessionState::Lost { .. }))
+    }
+
     /// A supervisor's action ([`Command::Supervise`]): the few commands a
     /// supervisor may give on someone else's agent or contact.
     fn supervise(&mut self, action: Command) -> Result<Reply, CommandError> {
         match action {
+            // Nobody would answer its offers.
+            Command::AgentReady { agent } if self.desktop_gone(agent) => Err(CommandError::DesktopGone(agent)),
             Command::AgentReady { .. }
             | Command::AgentNotReady { .. }
             | Command::AgentLogout { .. }

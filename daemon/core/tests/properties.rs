@@ -105,6 +105,9 @@ enum Op {
     LoseSession(u8),
     ClaimContact(u64),
     Drain,
+    /// A supervisor's action: 0 ready, 1 not ready, 2 logout (an agent);
+    /// 3 abandon, 4 a new tier (a contact).
+    Supervise(u8, u64),
 }
 
 fn skill_set() -> impl Strategy<Value = Vec<(u16, u8)>> {
@@ -141,7 +144,8 @@ fn op() -> impl Strategy<Value = Op> {
             id, queue, due_in: due_in % 40, slack: slack % 60 }),
         2 => Just(Op::OpenSession),
         2 => any::<u8>().prop_map(Op::LoseSession),
-        1 => id.prop_map(Op::ClaimContact),
+        1 => id.clone().prop_map(Op::ClaimContact),
+        2 => (0u8..5, 0..CONTACTS.max(AGENTS)).prop_map(|(kind, id)| Op::Supervise(kind, id)),
         // A drain one time in four of these: it empties the centre of agents.
         1 => any::<u8>().prop_map(|n| if n < 64 { Op::Drain } else { Op::Advance(1) }),
     ]
@@ -286,6 +290,27 @@ fn command(op: &Op, snap: &Snapshot, now: Time, opened: u64) -> Option<Command> 
         Op::LoseSession(pick) => Command::LoseSession { session: SessionId(u64::from(*pick) % (opened + 1)) },
         Op::ClaimContact(id) => Command::ClaimContact { contact: ContactId(*id) },
         Op::Drain => Command::Drain,
+        Op::Supervise(kind, id) => {
+            let (agent, contact) = (AgentId(id % AGENTS), ContactId(id % CONTACTS));
+            let action = match kind {
+                0 => Command::AgentReady { agent },
+                1 => Command::AgentNotReady { agent, reason: NotReadyReason::Meeting },
+                2 => Command::AgentLogout { agent },
+                3 => Command::Abandon { contact },
+                _ => {
+                    let c = snap.contacts.iter().find(|c| c.id == contact)?;
+                    Command::Transfer(TransferSpec {
+                        contact,
+                        queue: c.queue,
+                        skills: c.skills.iter().copied().collect(),
+                        languages: c.languages.iter().copied().collect(),
+                        tier: Some(TierId((c.tier.0 + 1) % 3)),
+                        context: Vec::new(),
+                    })
+                }
+            };
+            Command::Supervise(Box::new(action))
+        }
     })
 }
 
@@ -504,6 +529,7 @@ fn check_decisions(
             }
             contacts.retain(|c| c.id != *contact);
         }
+        Command::Supervise(action) => return check_decisions(cfg, action, before, after, events),
         _ => return Ok(()), // transfers and callbacks: invariants only
     }
     for e in events {
@@ -631,6 +657,18 @@ fn run(
                         prop_assert!(owner.is_none_or(|o| o == session), "{:?} not claimed by {:?}", c, session);
                     }
                     Named::Nothing => {}
+                }
+                // A supervisor's action claims nothing: every agent and
+                // contact still there keeps its owner.
+                if let Command::Supervise(_) = &cmd {
+                    for a in &after.agents {
+                        let was = before.agents.iter().find(|x| x.id == a.id).map(|x| x.owner);
+                        prop_assert!(was.is_none_or(|o| o == a.owner), "supervision moved {:?}", a.id);
+                    }
+                    for c in &after.contacts {
+                        let was = before.contacts.iter().find(|x| x.id == c.id).map(|x| x.owner);
+                        prop_assert!(was.is_none_or(|o| o == c.owner), "supervision moved {:?}", c.id);
+                    }
                 }
                 // A takeover is a login that changes hands, not a new agent.
                 let took_over = matches!(cmd, Command::AgentLogin { agent, .. }
