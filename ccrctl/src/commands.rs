@@ -153,8 +153,12 @@ pub async fn agents(
         }
         cursor = page.next_cursor;
     };
+    // An agent that logged out and in while the pages were read can be in
+    // two of them: once is enough.
+    rows.sort_by_key(|a| a.agent_id);
+    rows.dedup_by_key(|a| a.agent_id);
     match order {
-        AgentOrder::Id => rows.sort_by_key(|a| a.agent_id),
+        AgentOrder::Id => {}
         AgentOrder::State => {
             rows.sort_by(|a, b| (&a.state, &a.reason, a.agent_id).cmp(&(&b.state, &b.reason, b.agent_id)))
         }
