@@ -96,12 +96,23 @@ pub async fn queues(client: &Client, out: Output) -> Result<String> {
                     "service_level": counted(q).then_some(q.service_level),
                     "service_level_target": q.service_level_target,
                     "answered": q.answered, "abandoned": q.abandoned, "short_abandoned": q.short_abandoned,
+                    "agents_for_oldest": q.agents_for_oldest,
                 })
             })
             .collect();
         return Ok(json_text(json!({ "queues": queues })));
     }
-    let mut t = Table::new(vec!["QUEUE", "WAITING", "BY TIER", "OLDEST", "SL", "TARGET", "ANSWERED", "ABANDONED"]);
+    let mut t = Table::new(vec![
+        "QUEUE",
+        "WAITING",
+        "BY TIER",
+        "OLDEST",
+        "STAFFED FOR IT",
+        "SL",
+        "TARGET",
+        "ANSWERED",
+        "ABANDONED",
+    ]);
     for q in &r.queues {
         let by_tier: Vec<String> = sorted(&q.waiting_by_tier).iter().map(|(t, n)| format!("{t} {n}")).collect();
         t.row(vec![
@@ -109,13 +120,18 @@ pub async fn queues(client: &Client, out: Output) -> Result<String> {
             q.waiting_by_tier.values().sum::<u32>().to_string(),
             by_tier.join(", "),
             span(q.oldest_wait_millis),
+            if q.oldest_wait_millis == 0 { "-".into() } else { q.agents_for_oldest.to_string() },
             if counted(q) { percent(q.service_level) } else { "-".into() },
             percent(q.service_level_target),
             q.answered.to_string(),
             q.abandoned.to_string(),
         ]);
     }
-    Ok(t.render())
+    let mut text = t.render();
+    text.push_str(
+        "(STAFFED FOR IT: agents on duty who can serve the longest-waiting contact; counts since ccrd started)\n",
+    );
+    Ok(text)
 }
 
 /// The order of `ccrctl agents`.
@@ -128,6 +144,7 @@ pub enum AgentOrder {
 
 pub async fn agents(
     client: &Client,
+    queue: Option<String>,
     state: Option<String>,
     skill: Option<String>,
     order: AgentOrder,
@@ -145,6 +162,7 @@ pub async fn agents(
             limit: 1000,
             state: state.clone().unwrap_or_default(),
             skill: skill.clone().unwrap_or_default(),
+            queue: queue.clone().unwrap_or_default(),
         };
         let page = client.agents(request).await.map_err(failed)?;
         rows.extend(page.agents);

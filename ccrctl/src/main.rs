@@ -83,6 +83,9 @@ enum Command {
     Queues,
     /// Agents logged in: state and reason, time in state, contacts in hand, skills and languages.
     Agents {
+        /// Only agents who can serve a contact waiting in this queue now.
+        #[arg(long)]
+        queue: Option<String>,
         /// available, reserved, busy, wrap_up or not_ready.
         #[arg(long)]
         state: Option<String>,
@@ -174,8 +177,8 @@ async fn execute(
     Ok(match command {
         Command::Status => commands::status(client, target, out).await?,
         Command::Queues => commands::queues(client, out).await?,
-        Command::Agents { state, skill, sort, limit } => {
-            commands::agents(client, state, skill, sort, limit, out).await?
+        Command::Agents { queue, state, skill, sort, limit } => {
+            commands::agents(client, queue, state, skill, sort, limit, out).await?
         }
         Command::Contacts { queue, limit } => commands::contacts(client, queue, limit, out).await?,
         Command::Contact { id, action: None } => commands::contact(client, id, out).await?,

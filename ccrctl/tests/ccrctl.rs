@@ -138,6 +138,7 @@ async fn ccrctl_shows_and_acts_as_a_supervisor_would() {
     let billing = &queues["queues"][0];
     assert_eq!((billing["queue"].as_str(), billing["waiting"].as_u64()), (Some("billing"), Some(2)));
     assert_eq!(billing["waiting_by_tier"]["gold"].as_u64(), Some(1));
+    assert_eq!(billing["agents_for_oldest"].as_u64(), Some(1), "agent 1 (busy) can serve the longest waiting");
     assert!(billing["oldest_wait_millis"].as_u64().unwrap() >= 90_000, "{billing}");
     let table = text(&ccrctl(&dir, addr, &["queues"]).await);
     assert!(table.lines().next().unwrap().starts_with("QUEUE") && table.contains("gold 1, standard 1"), "{table}");
@@ -150,6 +151,13 @@ async fn ccrctl_shows_and_acts_as_a_supervisor_would() {
     assert!(on_break["in_state_millis"].as_u64().unwrap() >= 90_000, "{on_break}");
     let by_time = text(&ccrctl(&dir, addr, &["agents", "--sort", "time", "--skill", "billing"]).await);
     assert!(by_time.contains("2 of 2 matching agents shown; 3 logged in"), "{by_time}");
+    // Who can serve what waits in billing (billing ≥ 5): agent 1, not agent 2 (billing 3).
+    let for_billing = json(&ccrctl(&dir, addr, &["agents", "--queue", "billing", "-o", "json"]).await);
+    let ids: Vec<u64> =
+        for_billing["agents"].as_array().unwrap().iter().map(|a| a["agent_id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1]);
+    let for_repair = json(&ccrctl(&dir, addr, &["agents", "--queue", "repair", "-o", "json"]).await);
+    assert_eq!(for_repair["matching"].as_u64(), Some(0), "nothing waits in repair: {for_repair}");
 
     // contacts, in the order they will be served: gold first
     let contacts = json(&ccrctl(&dir, addr, &["contacts", "--queue", "billing", "-o", "json"]).await);

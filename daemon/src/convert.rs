@@ -263,8 +263,16 @@ pub fn position_response(estimate: &WaitEstimate) -> pb::PositionResponse {
     }
 }
 
-pub fn queue_stats_response(cat: &Catalog, queue: String, stats: &QueueStats) -> pb::QueueStatsResponse {
+/// A queue's statistics, with the agents on duty who can serve its
+/// longest-waiting contact (`None`: nobody waits).
+pub fn queue_stats_response(
+    cat: &Catalog,
+    queue: String,
+    stats: &QueueStats,
+    staffed_for_oldest: Option<usize>,
+) -> pb::QueueStatsResponse {
     pb::QueueStatsResponse {
+        agents_for_oldest: staffed_for_oldest.unwrap_or(0) as u32,
         queue,
         waiting_by_tier: stats
             .waiting_by_tier

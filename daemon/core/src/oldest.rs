@@ -153,6 +153,13 @@ impl OldestWaiting {
         in_order.into_iter().chain(out_of_order).min()
     }
 
+    /// The slot of the longest-waiting contact.
+    pub(crate) fn oldest_slot(&self) -> Option<u32> {
+        let in_order = self.in_order.front().map(|e| (e.arrival, e.slot));
+        let out_of_order = self.out_of_order.peek().map(|Reverse(e)| (e.arrival, e.slot));
+        in_order.into_iter().chain(out_of_order).min().map(|(_, slot)| slot)
+    }
+
     /// The slots of the contacts waiting now, in no particular order: what a
     /// supervisor's list reads instead of every contact.
     pub(crate) fn waiting_slots<'a>(&'a self, stamps: &'a Stamps) -> impl Iterator<Item = u32> + 'a {

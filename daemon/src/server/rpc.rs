@@ -278,13 +278,13 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
             let r: pb::QueueStatsRequest = decode(body)?;
             let queue =
                 cat.queue(&r.queue).ok_or_else(|| Status::new(Code::NotFound, format!("queue {:?}", r.queue)))?;
-            let stats = shared
+            let (stats, staffed) = shared
                 .core
-                .query(move |router| router.queue_stats(queue))
+                .query(move |router| (router.queue_stats(queue), router.staffed_for_oldest(queue)))
                 .await
-                .map_err(|_| shutting_down())?
-                .map_err(|e| convert::command_error(&e))?;
-            framed(&convert::queue_stats_response(cat, r.queue, &stats))
+                .map_err(|_| shutting_down())?;
+            let stats = stats.map_err(|e| convert::command_error(&e))?;
+            framed(&convert::queue_stats_response(cat, r.queue, &stats, staffed))
         }
         Method::ReloadConfig => {
             let _: pb::ReloadConfigRequest = decode(body)?;
@@ -337,8 +337,21 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
         }
         Method::Queues => {
             let _: pb::QueuesRequest = decode(body)?;
-            let stats = shared.core.query(|router| router.all_queue_stats()).await.map_err(|_| shutting_down())?;
-            let queues = stats.iter().map(|q| convert::queue_stats_response(cat, q.name.clone(), q)).collect();
+            let (stats, staffed) = shared
+                .core
+                .query(|router| {
+                    let stats = router.all_queue_stats();
+                    let staffed: Vec<Option<usize>> =
+                        (0..stats.len()).map(|q| router.staffed_for_oldest(ccr_core::QueueId(q as u16))).collect();
+                    (stats, staffed)
+                })
+                .await
+                .map_err(|_| shutting_down())?;
+            let queues = stats
+                .iter()
+                .zip(staffed)
+                .map(|(q, staffed)| convert::queue_stats_response(cat, q.name.clone(), q, staffed))
+                .collect();
             framed(&pb::QueuesResponse { queues })
         }
         Method::Agents => framed(&supervision::agents(shared, body).await?),

@@ -46,7 +46,11 @@ pub(super) async fn agents(shared: &Shared, body: &[u8]) -> Result<pb::AgentsRes
         "" => None,
         name => Some(cat.skill(name).ok_or_else(|| not_found(format!("skill {name:?}")))?),
     };
-    let filter = AgentFilter { state, skill };
+    let queue = match r.queue.as_str() {
+        "" => None,
+        name => Some(cat.queue(name).ok_or_else(|| not_found(format!("queue {name:?}")))?),
+    };
+    let filter = AgentFilter { state, skill, queue };
     let (limit, cursor) = (page_size(r.limit), r.cursor);
     let (page, logged_in, now) = shared
         .core

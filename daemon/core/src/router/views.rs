@@ -21,13 +21,23 @@ pub const MAX_PAGE: usize = 1000;
 /// 10,000 agents one call reads them all, at 100,000 ten calls do.
 pub const AGENT_SCAN: u32 = 16_384;
 
+/// The most distinct requirements of a queue's waiting contacts that
+/// [`AgentFilter::queue`] matches agents against.
+pub const QUEUE_REQUIREMENTS: usize = 64;
+
 /// Which agents a page lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AgentFilter {
     /// [`AgentState::index`].
     pub state: Option<usize>,
     pub skill: Option<SkillId>,
+    /// Agents who can serve a contact waiting in the queue now (its
+    /// requirements in force; the first [`QUEUE_REQUIREMENTS`] distinct ones).
+    pub queue: Option<QueueId>,
 }
+
+/// What a contact needs now: channel, skills, languages (`None`: any).
+type Needs = (crate::ids::Channel, Vec<crate::ids::SkillReq>, Option<Vec<LanguageId>>);
 
 /// An agent as a supervisor sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +79,14 @@ impl Router {
     /// slot `from` on, reading at most [`AGENT_SCAN`] slots.
     pub fn agents_page(&self, from: u32, limit: usize, filter: &AgentFilter) -> AgentPage {
         let limit = limit.clamp(1, MAX_PAGE);
+        let needs = filter.queue.map(|q| self.queue_needs(q));
+        let serves = |a: &Agent| {
+            needs.as_ref().is_none_or(|needs| {
+                needs.iter().any(|(channel, skills, languages)| {
+                    a.capacity[channel.index()] > 0 && a.qualifies(skills) && a.speaks_any(languages.as_deref())
+                })
+            })
+        };
         let mut agents = Vec::new();
         let mut next = None;
         for (slot, a) in self.agents.iter_from(from) {
@@ -78,7 +96,8 @@ impl Router {
             }
             let state = a.reported.unwrap_or(AgentState::Offline);
             let wanted = filter.state.is_none_or(|s| s == state.index())
-                && filter.skill.is_none_or(|skill| a.proficiency(skill) > 0);
+                && filter.skill.is_none_or(|skill| a.proficiency(skill) > 0)
+                && serves(a);
             if wanted {
                 agents.push(AgentRow { agent: self.agent_view_of(slot, a), since: a.reported_since });
             }
@@ -115,6 +134,36 @@ impl Router {
         let mut scratch = Vec::new();
         let rows = best.into_sorted_vec().into_iter().map(|(_, slot)| self.waiting_row(slot, &mut scratch));
         rows.collect()
+    }
+
+    /// The distinct requirements in force of the contacts waiting in
+    /// `queue`, the first [`QUEUE_REQUIREMENTS`] of them.
+    fn queue_needs(&self, queue: QueueId) -> Vec<Needs> {
+        let mut needs: Vec<Needs> = Vec::new();
+        let Some(q) = self.queues.get(usize::from(queue.0)) else { return needs };
+        let mut skills = Vec::new();
+        for slot in q.oldest.waiting_slots(&self.waiting_stamps) {
+            let c = &self.contacts[slot];
+            let languages = c.effective(&mut skills).map(<[LanguageId]>::to_vec);
+            let need = (c.channel, skills.clone(), languages);
+            if !needs.contains(&need) {
+                needs.push(need);
+                if needs.len() == QUEUE_REQUIREMENTS {
+                    break;
+                }
+            }
+        }
+        needs
+    }
+
+    /// Agents on duty (logged in, not "not ready") who can serve the
+    /// queue's longest-waiting contact; `None` when nobody waits.
+    pub fn staffed_for_oldest(&self, queue: QueueId) -> Option<usize> {
+        let slot = self.queues.get(usize::from(queue.0))?.oldest.oldest_slot()?;
+        let c = &self.contacts[slot];
+        let mut skills = Vec::new();
+        let languages = c.effective(&mut skills);
+        Some(if skills.is_empty() { 0 } else { self.pools.staffed(&self.agents, c.channel, &skills, languages) })
     }
 
     /// One contact, and why it is still waiting.
