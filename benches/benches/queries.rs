@@ -70,6 +70,7 @@ fn bench_supervision(group: &mut BenchmarkGroup<'_, criterion::measurement::Wall
     let serving = AgentFilter { queue: Some(QueueId(0)), ..AgentFilter::default() };
     group.bench_function("agents_page_for_queue", |b| b.iter(|| router.agents_page(0, 100, &serving)));
     group.bench_function("staffed_for_oldest", |b| b.iter(|| router.staffed_for_oldest(QueueId(0))));
+    group.bench_function("agent_states_by_skill", |b| b.iter(|| router.agent_states_by_skill(64)));
     group.bench_function("agents_page_filtered_scan", |b| b.iter(|| router.agents_page(0, 100, &busy)));
     group
         .bench_function("waiting_in_queue_100", |b| b.iter(|| router.waiting_in_queue(QueueId(0), None, 100).unwrap()));

@@ -81,6 +81,7 @@ async fn metrics_page_shows_every_family() {
         "ccr_contacts_waiting{queue=\"support\",tier=\"standard\"} 0",
         "ccr_oldest_wait_seconds{queue=\"sales\"}",
         "ccr_agents{state=\"busy\"} 1",
+        "ccr_agents_by_skill{skill=\"billing\",state=\"busy\"} 1",
         "ccr_contacts_total{queue=\"sales\",outcome=\"routed\"} 1",
         "ccr_contacts_total{queue=\"sales\",outcome=\"answered\"} 1",
         "ccr_answered_within_threshold_total{queue=\"sales\"} 1",

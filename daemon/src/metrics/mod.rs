@@ -65,10 +65,11 @@ pub enum Name {
     AnsweredWithinThresholdTotal,
     JournalFailed,
     BuildInfo,
+    AgentsBySkill,
 }
 
 impl Name {
-    pub const ALL: [Name; 28] = [
+    pub const ALL: [Name; 29] = [
         Name::QueueWaitSeconds,
         Name::RoutingDecisionSeconds,
         Name::RpcDurationSeconds,
@@ -97,6 +98,7 @@ impl Name {
         Name::AnsweredWithinThresholdTotal,
         Name::JournalFailed,
         Name::BuildInfo,
+        Name::AgentsBySkill,
     ];
 
     /// The HELP text of the metric.
@@ -138,6 +140,9 @@ impl Name {
             }
             Name::JournalFailed => "1 once the journal failed: nothing more is acknowledged; ccrd stops or demotes.",
             Name::BuildInfo => "Always 1; the version in its label.",
+            Name::AgentsBySkill => {
+                "Logged-in agents holding each skill, by state (an agent counts under each of its skills)."
+            }
         }
     }
 
@@ -171,6 +176,7 @@ impl Name {
             Name::AnsweredWithinThresholdTotal => "ccr_answered_within_threshold_total",
             Name::JournalFailed => "ccr_journal_failed",
             Name::BuildInfo => "ccr_build_info",
+            Name::AgentsBySkill => "ccr_agents_by_skill",
         }
     }
 }
@@ -301,6 +307,8 @@ pub struct Metrics {
     /// Logged-in agents by state: ccr routes by skill, so an agent belongs
     /// to no queue and is counted once.
     pub agents: Vec<Gauge>,
+    /// By skill id, then state.
+    pub agents_by_skill: Vec<Vec<Gauge>>,
     pub decision: Histogram,
     /// By [`Method`] (its discriminant).
     rpc: Vec<Histogram>,
@@ -470,6 +478,16 @@ impl Metrics {
             Refusal::ALL.iter().map(|r| counter(Name::RefusedTotal, &[("reason", r.label().to_owned())])).collect();
         let decision = histogram(Name::RoutingDecisionSeconds, &[]);
         let agents = states.iter().map(|s| gauge(Name::Agents, &[("state", (*s).to_owned())])).collect();
+        let agents_by_skill = catalog
+            .skills
+            .iter()
+            .map(|k| {
+                states
+                    .iter()
+                    .map(|s| gauge(Name::AgentsBySkill, &[("skill", k.clone()), ("state", (*s).to_owned())]))
+                    .collect()
+            })
+            .collect();
         let (journal_bytes, journal_fsync) =
             (counter(Name::JournalBytesTotal, &[]), histogram(Name::JournalFsyncSeconds, &[]));
         let (snapshot_age, recovery_duration) =
@@ -495,6 +513,7 @@ impl Metrics {
             handle,
             queues,
             agents,
+            agents_by_skill,
             decision,
             rpc,
             rpc_unknown,

@@ -55,8 +55,18 @@ pub async fn run(
             let age_ms = journal::unix_millis().saturating_sub(at.load(Ordering::Relaxed));
             metrics.snapshot_age.set(age_ms as f64 / 1000.0);
         }
-        let sampled = core.query(|r: &Router| (r.all_queue_stats(), r.timer_count(), r.session_counts())).await;
-        let Ok((stats, timers, sessions)) = sampled else { return };
+        let skills = metrics.agents_by_skill.len();
+        let sampled = core
+            .query(move |r: &Router| {
+                (r.all_queue_stats(), r.timer_count(), r.session_counts(), r.agent_states_by_skill(skills))
+            })
+            .await;
+        let Ok((stats, timers, sessions, by_skill)) = sampled else { return };
+        for (gauges, counts) in metrics.agents_by_skill.iter().zip(&by_skill) {
+            for (gauge, n) in gauges.iter().zip(counts) {
+                gauge.set(f64::from(*n));
+            }
+        }
         metrics.core_timers.set(timers as f64);
         metrics.sessions[0].set(sessions.live as f64);
         metrics.sessions[1].set(sessions.in_grace as f64);

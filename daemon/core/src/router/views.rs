@@ -166,6 +166,22 @@ impl Router {
         Some(if skills.is_empty() { 0 } else { self.pools.staffed(&self.agents, c.channel, &skills, languages) })
     }
 
+    /// Logged-in agents by skill (a row per skill id, `skills` rows) and
+    /// state ([`AgentState::index`]): what the metrics sample once a second.
+    /// One pass over the agents.
+    pub fn agent_states_by_skill(&self, skills: usize) -> Vec<[u32; 6]> {
+        let mut rows = vec![[0u32; 6]; skills];
+        for (_, a) in self.agents.iter() {
+            let state = a.reported.unwrap_or(AgentState::Offline).index();
+            for &(skill, _) in &a.skills {
+                if let Some(row) = rows.get_mut(usize::from(skill.0)) {
+                    row[state] += 1;
+                }
+            }
+        }
+        rows
+    }
+
     /// One contact, and why it is still waiting.
     pub fn diagnose(&self, contact: ContactId) -> Result<Diagnosis, CommandError> {
         let &slot = self.contact_slots.get(&contact).ok_or(CommandError::UnknownContact(contact))?;
