@@ -97,6 +97,8 @@ pub async fn queues(client: &Client, out: Output) -> Result<String> {
                     "service_level_target": q.service_level_target,
                     "answered": q.answered, "abandoned": q.abandoned, "short_abandoned": q.short_abandoned,
                     "agents_for_oldest": q.agents_for_oldest,
+                    "window_seconds": q.window_seconds, "window_answered": q.window_answered,
+                    "window_abandoned": q.window_abandoned, "window_service_level": q.window_service_level,
                 })
             })
             .collect();
@@ -108,10 +110,11 @@ pub async fn queues(client: &Client, out: Output) -> Result<String> {
         "BY TIER",
         "OLDEST",
         "STAFFED FOR IT",
-        "SL",
+        "SL (WINDOW)",
         "TARGET",
-        "ANSWERED",
-        "ABANDONED",
+        "ANSWERED (WINDOW)",
+        "ABANDONED (WINDOW)",
+        "SL (SINCE START)",
     ]);
     for q in &r.queues {
         let by_tier: Vec<String> = sorted(&q.waiting_by_tier).iter().map(|(t, n)| format!("{t} {n}")).collect();

@@ -72,25 +72,27 @@ impl View {
         ];
         frame.render_widget(Paragraph::new(status).block(Block::bordered().title(self.title.clone())), top);
 
-        let header = ["QUEUE", "WAITING", "BY TIER", "OLDEST", "SL", "TARGET", "ANSWERED", "ABANDONED"];
+        let header = ["QUEUE", "WAITING", "BY TIER", "OLDEST", "SL (WINDOW)", "TARGET", "ANSWERED", "ABANDONED"];
         let rows = self.queues.iter().map(|q| {
             let by_tier: Vec<String> = sorted(&q.waiting_by_tier).iter().map(|(t, n)| format!("{t} {n}")).collect();
-            let counted = q.answered + q.abandoned > 0;
             Row::new(vec![
                 q.queue.clone(),
                 q.waiting_by_tier.values().sum::<u32>().to_string(),
                 by_tier.join(", "),
                 span(q.oldest_wait_millis),
-                if counted { percent(q.service_level) } else { "-".into() },
+                q.window_service_level.map_or("-".into(), percent),
                 percent(q.service_level_target),
-                q.answered.to_string(),
-                q.abandoned.to_string(),
+                q.window_answered.to_string(),
+                q.window_abandoned.to_string(),
             ])
         });
-        let widths = [14, 8, 30, 8, 7, 7, 9, 9].map(Constraint::Length);
+        let widths = [14, 8, 30, 8, 12, 7, 9, 9].map(Constraint::Length);
         let table = Table::new(rows, widths)
             .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
-            .block(Block::bordered().title(" queues "));
+            .block(Block::bordered().title(format!(
+                " queues (answered, abandoned, SL: the last {}) ",
+                humantime::format_duration(Duration::from_secs(self.queues.first().map_or(0, |q| q.window_seconds)))
+            )));
         frame.render_widget(table, queues);
 
         let header = ["AGENT", "STATE", "REASON", "FOR", "VOICE", "CHAT", "EMAIL", "SKILLS"];

@@ -139,6 +139,9 @@ async fn ccrctl_shows_and_acts_as_a_supervisor_would() {
     assert_eq!((billing["queue"].as_str(), billing["waiting"].as_u64()), (Some("billing"), Some(2)));
     assert_eq!(billing["waiting_by_tier"]["gold"].as_u64(), Some(1));
     assert_eq!(billing["agents_for_oldest"].as_u64(), Some(1), "agent 1 (busy) can serve the longest waiting");
+    // Over the service-level window (15 min by default): one answered at once.
+    assert_eq!((billing["window_seconds"].as_u64(), billing["window_answered"].as_u64()), (Some(900), Some(1)));
+    assert_eq!(billing["window_service_level"].as_f64(), Some(1.0), "{billing}");
     assert!(billing["oldest_wait_millis"].as_u64().unwrap() >= 90_000, "{billing}");
     let table = text(&ccrctl(&dir, addr, &["queues"]).await);
     assert!(table.lines().next().unwrap().starts_with("QUEUE") && table.contains("gold 1, standard 1"), "{table}");

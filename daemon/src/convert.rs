@@ -273,6 +273,11 @@ pub fn queue_stats_response(
 ) -> pb::QueueStatsResponse {
     pb::QueueStatsResponse {
         agents_for_oldest: staffed_for_oldest.unwrap_or(0) as u32,
+        // The window's figures are the sampler's (Admin/Queues sets them).
+        window_seconds: 0,
+        window_answered: 0,
+        window_abandoned: 0,
+        window_service_level: None,
         queue,
         waiting_by_tier: stats
             .waiting_by_tier

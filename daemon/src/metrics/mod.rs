@@ -333,6 +333,8 @@ pub struct Metrics {
     pub cluster: Option<ClusterMetrics>,
     /// What `/readyz` answers.
     pub readiness: health::Readiness,
+    /// Each queue's figures over the service-level window, as last sampled.
+    pub window: LatestWindow,
 }
 
 /// A cluster node's metrics (docs/HA.md).
@@ -531,6 +533,7 @@ impl Metrics {
             sessions,
             cluster,
             readiness: health::Readiness::default(),
+            window: LatestWindow::default(),
         })
     }
 
@@ -560,11 +563,25 @@ impl Metrics {
     }
 }
 
+/// A queue's cumulative counters: answered within the threshold, answered,
+/// abandoned (short abandons left out).
+pub type Totals = (u64, u64, u64);
+
+/// A queue's figures over the service-level window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WindowFigures {
+    pub answered: u64,
+    pub abandoned: u64,
+    /// Answered within the threshold ÷ (answered + abandoned); `None` when
+    /// neither happened in the window.
+    pub service_level: Option<f64>,
+}
+
 /// Service level over a rolling window, from the core's cumulative counters.
 pub struct ServiceLevelWindow {
     window: Duration,
-    /// (when, answered in target, answered + abandoned) per queue.
-    samples: VecDeque<(Time, Vec<(u64, u64)>)>,
+    /// (when, each queue's totals).
+    samples: VecDeque<(Time, Vec<Totals>)>,
 }
 
 impl ServiceLevelWindow {
@@ -572,9 +589,8 @@ impl ServiceLevelWindow {
         ServiceLevelWindow { window, samples: VecDeque::new() }
     }
 
-    /// Adds a sample and returns each queue's service level over the window
-    /// (`None` when nothing was answered or abandoned in it).
-    pub fn update(&mut self, now: Time, totals: Vec<(u64, u64)>) -> Vec<Option<f64>> {
+    /// Adds a sample and returns each queue's figures over the window.
+    pub fn update(&mut self, now: Time, totals: Vec<Totals>) -> Vec<WindowFigures> {
         while self.samples.len() > 1 && now.since(self.samples[1].0) >= self.window {
             self.samples.pop_front();
         }
@@ -583,11 +599,29 @@ impl ServiceLevelWindow {
         totals
             .iter()
             .enumerate()
-            .map(|(i, &(good, all))| {
-                let (good0, all0) = oldest.as_ref().and_then(|o| o.get(i).copied()).unwrap_or((0, 0));
-                let (good, all) = (good - good0.min(good), all - all0.min(all));
-                (all > 0).then(|| good as f64 / all as f64)
+            .map(|(i, &(good, answered, abandoned))| {
+                let (good0, answered0, abandoned0) =
+                    oldest.as_ref().and_then(|o| o.get(i).copied()).unwrap_or_default();
+                let good = good.saturating_sub(good0);
+                let (answered, abandoned) = (answered.saturating_sub(answered0), abandoned.saturating_sub(abandoned0));
+                let all = answered + abandoned;
+                WindowFigures { answered, abandoned, service_level: (all > 0).then(|| good as f64 / all as f64) }
             })
             .collect()
+    }
+}
+
+/// The latest window figures, for `Admin/Queues`: the window's length and
+/// each queue's figures, set by the sampler.
+#[derive(Default)]
+pub struct LatestWindow(std::sync::Mutex<(Duration, Vec<WindowFigures>)>);
+
+impl LatestWindow {
+    pub fn set(&self, window: Duration, figures: Vec<WindowFigures>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (window, figures);
+    }
+
+    pub fn get(&self) -> (Duration, Vec<WindowFigures>) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }

@@ -71,8 +71,10 @@ pub async fn run(
         metrics.sessions[0].set(sessions.live as f64);
         metrics.sessions[1].set(sessions.in_grace as f64);
         let totals =
-            stats.iter().map(|s| (s.counters.answered_in_target, s.counters.answered + s.counters.abandoned)).collect();
-        let levels = sl.update(clock.now(), totals);
+            stats.iter().map(|s| (s.counters.answered_in_target, s.counters.answered, s.counters.abandoned)).collect();
+        let figures = sl.update(clock.now(), totals);
+        let levels: Vec<Option<f64>> = figures.iter().map(|f| f.service_level).collect();
+        metrics.window.set(window, figures);
         for ((q, s), level) in metrics.queues.iter().zip(&stats).zip(levels) {
             for (gauge, n) in q.waiting.iter().zip(&s.waiting_by_tier) {
                 gauge.set(f64::from(*n));

@@ -284,7 +284,15 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
                 .await
                 .map_err(|_| shutting_down())?;
             let stats = stats.map_err(|e| convert::command_error(&e))?;
-            framed(&convert::queue_stats_response(cat, r.queue, &stats, staffed))
+            let (window, figures) = shared.metrics.window.get();
+            let in_window = figures.get(usize::from(queue.0)).copied().unwrap_or_default();
+            framed(&pb::QueueStatsResponse {
+                window_seconds: window.as_secs(),
+                window_answered: in_window.answered,
+                window_abandoned: in_window.abandoned,
+                window_service_level: in_window.service_level,
+                ..convert::queue_stats_response(cat, r.queue, &stats, staffed)
+            })
         }
         Method::ReloadConfig => {
             let _: pb::ReloadConfigRequest = decode(body)?;
@@ -347,10 +355,21 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
                 })
                 .await
                 .map_err(|_| shutting_down())?;
+            let (window, figures) = shared.metrics.window.get();
             let queues = stats
                 .iter()
                 .zip(staffed)
-                .map(|(q, staffed)| convert::queue_stats_response(cat, q.name.clone(), q, staffed))
+                .enumerate()
+                .map(|(i, (q, staffed))| {
+                    let in_window = figures.get(i).copied().unwrap_or_default();
+                    pb::QueueStatsResponse {
+                        window_seconds: window.as_secs(),
+                        window_answered: in_window.answered,
+                        window_abandoned: in_window.abandoned,
+                        window_service_level: in_window.service_level,
+                        ..convert::queue_stats_response(cat, q.name.clone(), q, staffed)
+                    }
+                })
                 .collect();
             framed(&pb::QueuesResponse { queues })
         }
