@@ -41,9 +41,75 @@ pub fn sorted(map: &std::collections::HashMap<String, u32>) -> BTreeMap<&str, u3
     map.iter().map(|(k, v)| (k.as_str(), *v)).collect()
 }
 
+/// The agent states a status line counts, in its order.
+const STATES: [&str; 5] = ["available", "reserved", "busy", "wrap_up", "not_ready"];
+
+/// "available 3, reserved 0, …" from Health's counts.
+pub fn agents_by_state(h: &pb::HealthResponse, separator: &str) -> String {
+    let by_state: Vec<String> =
+        STATES.iter().map(|s| format!("{s} {}", h.agents_by_state.get(*s).copied().unwrap_or(0))).collect();
+    by_state.join(separator)
+}
+
+/// "single node", or a cluster's active and epoch.
+pub fn role(h: &pb::HealthResponse) -> String {
+    match h.role.as_str() {
+        "single" => "single node".to_owned(),
+        role => format!("{role}, active at {} (epoch {})", h.active_address, h.epoch),
+    }
+}
+
+/// The columns of a queue's row, as `queues` and `watch` show it.
+pub const QUEUE_COLUMNS: [&str; 10] = [
+    "QUEUE",
+    "WAITING",
+    "BY TIER",
+    "OLDEST",
+    "STAFFED FOR IT",
+    "SL (WINDOW)",
+    "TARGET",
+    "ANSWERED (WINDOW)",
+    "ABANDONED (WINDOW)",
+    "SL (SINCE START)",
+];
+
+pub fn queue_cells(q: &pb::QueueStatsResponse) -> Vec<String> {
+    let by_tier: Vec<String> = sorted(&q.waiting_by_tier).iter().map(|(t, n)| format!("{t} {n}")).collect();
+    vec![
+        q.queue.clone(),
+        q.waiting_by_tier.values().sum::<u32>().to_string(),
+        by_tier.join(", "),
+        span(q.oldest_wait_millis),
+        if q.oldest_wait_millis == 0 { "-".into() } else { q.agents_for_oldest.to_string() },
+        q.window_service_level.map_or("-".into(), percent),
+        percent(q.service_level_target),
+        q.window_answered.to_string(),
+        q.window_abandoned.to_string(),
+        if q.answered + q.abandoned > 0 { percent(q.service_level) } else { "-".into() },
+    ]
+}
+
+/// The columns of an agent's row, as `agents` and `watch` show it.
+pub const AGENT_COLUMNS: [&str; 9] =
+    ["AGENT", "STATE", "REASON", "FOR", "VOICE", "CHAT", "EMAIL", "SKILLS", "LANGUAGES"];
+
+pub fn agent_cells(a: &pb::AgentRow) -> Vec<String> {
+    let skills: Vec<String> = a.skills.iter().map(|s| format!("{}:{}", s.skill, s.proficiency)).collect();
+    vec![
+        a.agent_id.to_string(),
+        a.state.clone(),
+        if a.reason.is_empty() { "-".into() } else { a.reason.clone() },
+        span(a.in_state_millis),
+        format!("{}/{}", a.voice, a.voice_capacity),
+        format!("{}/{}", a.chat, a.chat_capacity),
+        format!("{}/{}", a.email, a.email_capacity),
+        skills.join(","),
+        a.languages.join(","),
+    ]
+}
+
 pub async fn status(client: &Client, target: &Target, out: Output) -> Result<String> {
     let h = client.health(pb::HealthRequest {}).await.map_err(failed)?;
-    let states = ["available", "reserved", "busy", "wrap_up", "not_ready"];
     let agents: u32 = h.agents_by_state.values().sum();
     if out == Output::Json {
         return Ok(json_text(json!({
@@ -56,21 +122,15 @@ pub async fn status(client: &Client, target: &Target, out: Output) -> Result<Str
             "refused_requests": h.refused_requests, "protocol_errors": h.protocol_errors,
         })));
     }
-    let by_state: Vec<String> =
-        states.iter().map(|s| format!("{s} {}", h.agents_by_state.get(*s).copied().unwrap_or(0))).collect();
-    let mut text =
-        format!("ccrd {} at {:?}: {}, up {}\n", h.version, target.addrs, h.status, span(h.uptime_seconds * 1000));
+    let uptime = humantime::format_duration(Duration::from_secs(h.uptime_seconds));
+    let mut text = format!("ccrd {} at {:?}: {}, up {uptime}\n", h.version, target.addrs, h.status);
     text.push_str(&format!(
         "journal:   {}\n",
         if h.status == "journal_failed" { "FAILED (nothing is acknowledged)" } else { "healthy" }
     ));
-    let role = match h.role.as_str() {
-        "single" => "single node".to_owned(),
-        role => format!("{role}, active at {} (epoch {})", h.active_address, h.epoch),
-    };
-    text.push_str(&format!("role:      {role}\n"));
+    text.push_str(&format!("role:      {}\n", role(&h)));
     text.push_str(&format!("waiting:   {} contacts\n", h.waiting));
-    text.push_str(&format!("agents:    {agents} logged in: {}\n", by_state.join(", ")));
+    text.push_str(&format!("agents:    {agents} logged in: {}\n", agents_by_state(&h, ", ")));
     text.push_str(&format!(
         "sessions:  {} live, {} in grace; {} connections open\n",
         h.sessions_live, h.sessions_in_grace, h.open_connections
@@ -84,7 +144,6 @@ pub async fn status(client: &Client, target: &Target, out: Output) -> Result<Str
 
 pub async fn queues(client: &Client, out: Output) -> Result<String> {
     let r = client.queues(pb::QueuesRequest {}).await.map_err(failed)?;
-    let counted = |q: &pb::QueueStatsResponse| q.answered + q.abandoned > 0;
     if out == Output::Json {
         let queues: Vec<Value> = r
             .queues
@@ -93,7 +152,7 @@ pub async fn queues(client: &Client, out: Output) -> Result<String> {
                 json!({
                     "queue": q.queue, "waiting": q.waiting_by_tier.values().sum::<u32>(),
                     "waiting_by_tier": sorted(&q.waiting_by_tier), "oldest_wait_millis": q.oldest_wait_millis,
-                    "service_level": counted(q).then_some(q.service_level),
+                    "service_level": (q.answered + q.abandoned > 0).then_some(q.service_level),
                     "service_level_target": q.service_level_target,
                     "answered": q.answered, "abandoned": q.abandoned, "short_abandoned": q.short_abandoned,
                     "agents_for_oldest": q.agents_for_oldest,
@@ -104,36 +163,16 @@ pub async fn queues(client: &Client, out: Output) -> Result<String> {
             .collect();
         return Ok(json_text(json!({ "queues": queues })));
     }
-    let mut t = Table::new(vec![
-        "QUEUE",
-        "WAITING",
-        "BY TIER",
-        "OLDEST",
-        "STAFFED FOR IT",
-        "SL (WINDOW)",
-        "TARGET",
-        "ANSWERED (WINDOW)",
-        "ABANDONED (WINDOW)",
-        "SL (SINCE START)",
-    ]);
+    let mut t = Table::new(QUEUE_COLUMNS.to_vec());
     for q in &r.queues {
-        let by_tier: Vec<String> = sorted(&q.waiting_by_tier).iter().map(|(t, n)| format!("{t} {n}")).collect();
-        t.row(vec![
-            q.queue.clone(),
-            q.waiting_by_tier.values().sum::<u32>().to_string(),
-            by_tier.join(", "),
-            span(q.oldest_wait_millis),
-            if q.oldest_wait_millis == 0 { "-".into() } else { q.agents_for_oldest.to_string() },
-            if counted(q) { percent(q.service_level) } else { "-".into() },
-            percent(q.service_level_target),
-            q.answered.to_string(),
-            q.abandoned.to_string(),
-        ]);
+        t.row(queue_cells(q));
     }
+    let window = r.queues.first().map_or(0, |q| q.window_seconds);
     let mut text = t.render();
-    text.push_str(
-        "(STAFFED FOR IT: agents on duty who can serve the longest-waiting contact; counts since ccrd started)\n",
-    );
+    text.push_str(&format!(
+        "(WINDOW: the last {}; STAFFED FOR IT: agents on duty who can serve the longest-waiting contact)\n",
+        humantime::format_duration(Duration::from_secs(window))
+    ));
     Ok(text)
 }
 
@@ -189,8 +228,6 @@ pub async fn agents(
     }
     let matching = rows.len();
     rows.truncate(wanted);
-    let skills =
-        |a: &pb::AgentRow| a.skills.iter().map(|s| format!("{}:{}", s.skill, s.proficiency)).collect::<Vec<_>>();
     if out == Output::Json {
         let agents: Vec<Value> = rows
             .iter()
@@ -207,19 +244,9 @@ pub async fn agents(
             .collect();
         return Ok(json_text(json!({ "logged_in": logged_in, "matching": matching, "agents": agents })));
     }
-    let mut t = Table::new(vec!["AGENT", "STATE", "REASON", "FOR", "VOICE", "CHAT", "EMAIL", "SKILLS", "LANGUAGES"]);
+    let mut t = Table::new(AGENT_COLUMNS.to_vec());
     for a in &rows {
-        t.row(vec![
-            a.agent_id.to_string(),
-            a.state.clone(),
-            if a.reason.is_empty() { "-".into() } else { a.reason.clone() },
-            span(a.in_state_millis),
-            format!("{}/{}", a.voice, a.voice_capacity),
-            format!("{}/{}", a.chat, a.chat_capacity),
-            format!("{}/{}", a.email, a.email_capacity),
-            skills(a).join(","),
-            a.languages.join(","),
-        ]);
+        t.row(agent_cells(a));
     }
     let mut text = t.render();
     text.push_str(&format!("{} of {matching} matching agents shown; {logged_in} logged in\n", rows.len()));

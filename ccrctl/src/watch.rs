@@ -16,7 +16,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Row, Table};
 use ratatui::{DefaultTerminal, Frame};
 
-use crate::commands::{percent, sorted, span};
+use crate::commands::{agent_cells, agents_by_state, queue_cells, role, AGENT_COLUMNS, QUEUE_COLUMNS};
 use crate::target::Target;
 use crate::Failure;
 
@@ -53,40 +53,22 @@ impl View {
         ])
         .areas(frame.area());
         let h = &self.health;
-        let role = match h.role.as_str() {
-            "single" => "single node".to_owned(),
-            role => format!("{role}, active at {} (epoch {})", h.active_address, h.epoch),
-        };
-        let states = ["available", "reserved", "busy", "wrap_up", "not_ready"];
-        let by_state: Vec<String> =
-            states.iter().map(|s| format!("{s} {}", h.agents_by_state.get(*s).copied().unwrap_or(0))).collect();
         let total: u32 = h.agents_by_state.values().sum();
         let status = vec![
             Line::from(format!(
-                "{} — up {} — {role} — journal {}",
+                "{} — up {} — {} — journal {}",
                 h.status,
                 humantime::format_duration(Duration::from_secs(h.uptime_seconds)),
+                role(h),
                 if h.status == "journal_failed" { "FAILED" } else { "healthy" }
             )),
-            Line::from(format!("{} waiting — {total} agents: {}", h.waiting, by_state.join(" · "))),
+            Line::from(format!("{} waiting — {total} agents: {}", h.waiting, agents_by_state(h, " · "))),
         ];
         frame.render_widget(Paragraph::new(status).block(Block::bordered().title(self.title.clone())), top);
 
-        let header = ["QUEUE", "WAITING", "BY TIER", "OLDEST", "SL (WINDOW)", "TARGET", "ANSWERED", "ABANDONED"];
-        let rows = self.queues.iter().map(|q| {
-            let by_tier: Vec<String> = sorted(&q.waiting_by_tier).iter().map(|(t, n)| format!("{t} {n}")).collect();
-            Row::new(vec![
-                q.queue.clone(),
-                q.waiting_by_tier.values().sum::<u32>().to_string(),
-                by_tier.join(", "),
-                span(q.oldest_wait_millis),
-                q.window_service_level.map_or("-".into(), percent),
-                percent(q.service_level_target),
-                q.window_answered.to_string(),
-                q.window_abandoned.to_string(),
-            ])
-        });
-        let widths = [14, 8, 30, 8, 12, 7, 9, 9].map(Constraint::Length);
+        let rows = self.queues.iter().map(|q| Row::new(queue_cells(q)));
+        let widths = [14, 8, 30, 8, 15, 12, 7, 18, 19, 17].map(Constraint::Length);
+        let header = QUEUE_COLUMNS;
         let table = Table::new(rows, widths)
             .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))
             .block(Block::bordered().title(format!(
@@ -95,21 +77,9 @@ impl View {
             )));
         frame.render_widget(table, queues);
 
-        let header = ["AGENT", "STATE", "REASON", "FOR", "VOICE", "CHAT", "EMAIL", "SKILLS"];
-        let rows = self.agents.iter().map(|a| {
-            let skills: Vec<String> = a.skills.iter().map(|s| format!("{}:{}", s.skill, s.proficiency)).collect();
-            Row::new(vec![
-                a.agent_id.to_string(),
-                a.state.clone(),
-                if a.reason.is_empty() { "-".into() } else { a.reason.clone() },
-                span(a.in_state_millis),
-                format!("{}/{}", a.voice, a.voice_capacity),
-                format!("{}/{}", a.chat, a.chat_capacity),
-                format!("{}/{}", a.email, a.email_capacity),
-                skills.join(","),
-            ])
-        });
-        let widths = [10, 10, 12, 9, 6, 6, 6, 40].map(Constraint::Length);
+        let rows = self.agents.iter().map(|a| Row::new(agent_cells(a)));
+        let widths = [10, 10, 12, 9, 6, 6, 6, 40, 20].map(Constraint::Length);
+        let header = AGENT_COLUMNS;
         let title = format!(" agents, longest in their state first ({} of {total}) ", self.agents.len());
         let table = Table::new(rows, widths)
             .header(Row::new(header).style(Style::new().add_modifier(Modifier::BOLD)))

@@ -145,6 +145,11 @@ async fn ccrctl_shows_and_acts_as_a_supervisor_would() {
     assert!(billing["oldest_wait_millis"].as_u64().unwrap() >= 90_000, "{billing}");
     let table = text(&ccrctl(&dir, addr, &["queues"]).await);
     assert!(table.lines().next().unwrap().starts_with("QUEUE") && table.contains("gold 1, standard 1"), "{table}");
+    assert!(table.contains("SL (WINDOW)") && table.contains("(WINDOW: the last 15m;"), "{table}");
+    let billing_line = table.lines().find(|l| l.starts_with("billing")).unwrap();
+    // waiting 2, oldest 1m30s, 1 staffed for it, SL 100 % in the window and since start, 1 answered, 0 abandoned.
+    let cells: Vec<&str> = billing_line.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(cells, ["billing", "2", "gold 1, standard 1", "1m30s", "1", "100.0%", "80.0%", "1", "0", "100.0%"]);
 
     // agents: the one on a break, for 90 s
     let agents = json(&ccrctl(&dir, addr, &["agents", "--state", "not_ready", "-o", "json"]).await);
