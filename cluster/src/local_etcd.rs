@@ -110,20 +110,33 @@ impl Etcd {
         Ok(())
     }
 
-    /// A client once the cluster answers (within 20 s).
+    /// A client once the cluster answers (within 20 s): through every
+    /// member, or else through the first one that answers alone (a member
+    /// that could not start — its port taken between choosing and binding
+    /// it — leaves a cluster of two that works, but a client that keeps
+    /// picking the dead member's endpoint does not).
     pub async fn client(&self) -> Result<Client, crate::ClusterError> {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let answers = |endpoints: Vec<String>| async move {
+            let mut c = Client::connect(endpoints, None).await?;
+            c.get("/ccr/ready", None).await?;
+            Ok::<Client, etcd_client::Error>(c)
+        };
         loop {
-            let tried = async {
-                let mut c = Client::connect(&self.clients, None).await?;
-                c.get("/ccr/ready", None).await?;
-                Ok::<Client, etcd_client::Error>(c)
-            };
-            match tried.await {
+            let mut last = match answers(self.clients.clone()).await {
                 Ok(c) => return Ok(c),
-                Err(e) if Instant::now() >= deadline => return Err(e.into()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => e,
+            };
+            for endpoint in &self.clients {
+                match answers(vec![endpoint.clone()]).await {
+                    Ok(c) => return Ok(c),
+                    Err(e) => last = e,
+                }
             }
+            if Instant::now() >= deadline {
+                return Err(last.into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
