@@ -66,6 +66,17 @@ fn unavailable(e: impl std::fmt::Display) -> Status {
     Status::new(Code::Unavailable, e.to_string())
 }
 
+/// Where the client's socket binds to reach `target`: the unspecified
+/// address of its family, on any port, so that the system routes to any
+/// host (a loopback bind could reach only this one).
+pub fn bind_address(target: SocketAddr) -> SocketAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match target {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    }
+}
+
 impl Client {
     /// Connects to `addr`, trusting the given DER certificates as roots.
     pub async fn connect(addr: SocketAddr, server_name: &str, roots: &[Vec<u8>]) -> Result<Client, ConnectError> {
@@ -98,9 +109,7 @@ impl Client {
         crypto.alpn_protocols = vec![wire::ALPN.to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|e| ConnectError::Config(e.to_string()))?;
-        let bind: SocketAddr =
-            if addr.is_ipv6() { "[::1]:0".parse().expect("valid") } else { "127.0.0.1:0".parse().expect("valid") };
-        let mut endpoint = quinn::Endpoint::client(bind)?;
+        let mut endpoint = quinn::Endpoint::client(bind_address(addr))?;
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
         let connection = endpoint.connect(addr, server_name)?.await?;
         Ok(Client { connection, _endpoint: endpoint, max_message: wire::DEFAULT_MAX_MESSAGE })
@@ -455,5 +464,19 @@ impl GatewayReplies {
     /// The next reply; `Err` with the trailer's status once the stream ends.
     pub async fn next(&mut self) -> Result<GatewayReply, Status> {
         self.0.next_message("stream closed").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_binds_the_unspecified_address_of_the_targets_family() {
+        let v4: SocketAddr = "192.0.2.10:4433".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::10]:4433".parse().unwrap();
+        assert_eq!(bind_address(v4), "0.0.0.0:0".parse().unwrap());
+        assert_eq!(bind_address(v6), "[::]:0".parse().unwrap());
+        assert_eq!(bind_address("127.0.0.1:1".parse().unwrap()), "0.0.0.0:0".parse().unwrap(), "loopback too");
     }
 }
