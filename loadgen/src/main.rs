@@ -116,7 +116,7 @@ enum Cmd {
         #[command(flatten)]
         identity: ClientIdentity,
         /// Scenario time per wall-clock time (60: an hour in a minute).
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, value_parser = speed, default_value_t = 1.0)]
         speed: f64,
         /// Stop after this much scenario time.
         #[arg(long)]
@@ -170,7 +170,7 @@ enum Cmd {
     /// at high speed, print the report, stop the daemon.
     Demo {
         /// Scenario time per wall-clock time.
-        #[arg(long, default_value_t = 1440.0)]
+        #[arg(long, value_parser = speed, default_value_t = 1440.0)]
         speed: f64,
     },
     /// Steady traffic against a cluster of ccrd across takeovers (kill,
@@ -285,7 +285,27 @@ fn print_failover(report: &ccr_loadgen::failover::FailoverReport) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed as their chain of causes, never with a backtrace
+/// (whatever `RUST_BACKTRACE` says: they are the user's to act on, not a bug).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccr-loadgen: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A `--speed`: scenario time per wall-clock time, above zero.
+fn speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!("{text:?}: a speed is a number above zero (60: an hour in a minute)")),
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     // `bench` and `demo` run a ccrd in this process.
     if let Err(e) = ccr_daemon::host::opt_out_of_transparent_huge_pages() {
         eprintln!("ccr-loadgen: could not opt out of transparent huge pages ({e}): expect rare stalls of a few ms");

@@ -72,7 +72,20 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<config::Config> {
     config::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors are printed as their chain of causes, never with a backtrace
+/// (whatever `RUST_BACKTRACE` says: a bad configuration is the operator's
+/// to fix, not a bug).
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccrd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
