@@ -208,3 +208,25 @@ async fn a_client_past_its_stream_limit_neither_hangs_nor_holds_up_the_stop() {
     assert!(!log.contains("cut off") && !log.contains("not closed after"), "the stop waited on nobody:\n{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A configuration ccrd cannot use is the operator's to fix: one line with
+/// the problem and its file, exit 1 — no backtrace, even with
+/// `RUST_BACKTRACE` set (as on this project's CI machines).
+#[test]
+fn a_start_error_is_one_plain_message_without_a_backtrace() {
+    let dir = scratch("start-error");
+    std::fs::write(dir.join("broken.toml"), "skills = [\"billing\"]\n[[queues]]\nname = 7\n").unwrap();
+    for (config, says) in [(dir.join("missing.toml"), "missing.toml"), (dir.join("broken.toml"), "broken.toml")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccrd"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("ccrd: ") && stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("backtrace") && !stderr.contains("panicked"), "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

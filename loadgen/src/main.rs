@@ -870,3 +870,15 @@ fn apply_one_policy(s: &mut Scenario, name: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_speed_is_a_number_above_zero() {
+        assert_eq!(super::speed("60"), Ok(60.0));
+        assert_eq!(super::speed("0.5"), Ok(0.5));
+        for wrong in ["0", "-1", "inf", "NaN", "fast", ""] {
+            assert!(super::speed(wrong).is_err(), "{wrong}");
+        }
+    }
+}
