@@ -246,12 +246,11 @@ fn explain(row: &pb::ContactRow, d: &Diagnosis) -> String {
         busy.push(format!("{not_ready} not ready ({})", reasons.join(", ")));
     }
     let available = by(AgentState::Available);
-    let ahead = row.position.saturating_sub(1);
     let mut sentence = format!("waiting at position {}: {qualified} logged-in agent(s) have {wanted}", row.position);
     if available > 0 {
-        sentence.push_str(&format!(
-            "; {available} available but taken by the {ahead} contact(s) ahead or by the agent policy"
-        ));
+        // Available on a channel, not with room on this one (a voice
+        // contact needs an agent with nothing else in hand).
+        sentence.push_str(&format!("; {available} available, but without room for this contact's channel now"));
     }
     if !busy.is_empty() {
         sentence.push_str(&format!("; {}", busy.join(", ")));
