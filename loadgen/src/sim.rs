@@ -469,12 +469,10 @@ impl<'a> Engine<'a> {
     /// later one). Only an interval not yet started takes effect.
     pub(crate) fn set_staffing(&mut self, interval: usize, counts: &[u32]) {
         if let Some(roster) = &mut self.roster {
-            if roster.counts.len() <= interval {
-                let last = roster.counts.last().cloned().unwrap_or_else(|| vec![0; counts.len()]);
-                roster.counts.resize(interval + 1, last);
-            }
-            roster.counts[interval] = counts.to_vec();
-            roster.counts.truncate(interval + 1);
+            roster.counts.truncate(interval);
+            let last = roster.counts.last().cloned().unwrap_or_else(|| vec![0; counts.len()]);
+            roster.counts.resize(interval, last);
+            roster.counts.push(counts.to_vec());
         }
     }
 

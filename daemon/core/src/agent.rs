@@ -77,6 +77,12 @@ impl Agent {
         reqs.iter().all(|r| self.proficiency(r.skill) >= r.min_proficiency)
     }
 
+    /// Could serve a contact with these needs at all (room aside): the
+    /// channel in its capacity, the skills, a language.
+    pub fn could_serve(&self, channel: Channel, reqs: &[SkillReq], languages: Option<&[LanguageId]>) -> bool {
+        self.capacity[channel.index()] > 0 && self.qualifies(reqs) && self.speaks_any(languages)
+    }
+
     pub fn speaks_any(&self, languages: Option<&[LanguageId]>) -> bool {
         match languages {
             None => true,

@@ -238,14 +238,14 @@ pub(super) async fn dispatch(
                     table.remove(id);
                 }
                 Change::History(contact, reply) => {
-                    let _ = reply.send(history.of(contact));
+                    let _ = reply.send(history.of(&catalog, contact));
                 }
             },
             outgoing = events.recv() => {
                 let Some((event, context)) = outgoing else { return };
                 backlog.fetch_sub(1, Ordering::Relaxed);
                 record(&metrics, &event);
-                history.note(&catalog, clock.now(), &event);
+                history.note(clock.now(), &event);
                 let Some((to, message)) = convert::event(&catalog, &event, context.as_deref()) else { continue };
                 let agent_subs = match to {
                     Audience::Agent(agent) => table.by_agent.get(&agent).map_or(&[][..], Vec::as_slice),

@@ -29,9 +29,16 @@ pub struct Entry {
     pub what: String,
 }
 
+/// An entry as kept: the event, put in words only when asked for (the
+/// dispatcher notes every event; few are ever read).
+struct Noted {
+    at: Time,
+    event: Event,
+}
+
 #[derive(Default)]
 struct Record {
-    entries: VecDeque<Entry>,
+    entries: VecDeque<Noted>,
     /// Entries dropped from the middle.
     dropped: u32,
 }
@@ -47,8 +54,8 @@ pub type Kept = (Vec<Entry>, u32);
 
 impl ContactHistory {
     /// Notes `event` at `at`, if it concerns a contact.
-    pub fn note(&mut self, catalog: &Catalog, at: Time, event: &Event) {
-        let Some((contact, what, ends)) = describe(catalog, event) else { return };
+    pub fn note(&mut self, at: Time, event: &Event) {
+        let Some((contact, ends)) = concerns(event) else { return };
         if !self.records.contains_key(&contact) && self.records.len() >= MAX_TRACKED {
             return;
         }
@@ -58,7 +65,7 @@ impl ContactHistory {
             record.entries.remove(1);
             record.dropped += 1;
         }
-        record.entries.push_back(Entry { at, what });
+        record.entries.push_back(Noted { at, event: without_explanation(event) });
         if ends {
             self.ended.push_back(contact);
             if self.ended.len() > ENDED_KEPT {
@@ -69,20 +76,60 @@ impl ContactHistory {
         }
     }
 
-    pub fn of(&self, contact: ContactId) -> Kept {
-        self.records.get(&contact).map_or((Vec::new(), 0), |r| (r.entries.iter().cloned().collect(), r.dropped))
+    pub fn of(&self, catalog: &Catalog, contact: ContactId) -> Kept {
+        let Some(r) = self.records.get(&contact) else { return (Vec::new(), 0) };
+        let entries = r.entries.iter().map(|e| Entry { at: e.at, what: describe(catalog, &e.event) }).collect();
+        (entries, r.dropped)
     }
 }
 
-/// The contact an event is about, a line for people, and whether the
-/// contact ends with it.
-fn describe(cat: &Catalog, event: &Event) -> Option<(ContactId, String, bool)> {
-    let span = |d: std::time::Duration| humantime::format_duration(std::time::Duration::from_secs(d.as_secs()));
-    Some(match event {
-        Event::Offered { contact, agent, waited, .. } => {
-            (*contact, format!("offered to agent {} after {}", agent.0, span(*waited)), false)
+/// The event to keep: an offer's explanation (when `routing.explain` is on)
+/// is not part of the history, and not copied.
+fn without_explanation(event: &Event) -> Event {
+    match *event {
+        Event::Offered { offer, contact, agent, queue, tier, channel, waited, expires_at, trigger, .. } => {
+            Event::Offered {
+                offer,
+                contact,
+                agent,
+                queue,
+                tier,
+                channel,
+                waited,
+                expires_at,
+                trigger,
+                explanation: None,
+            }
         }
-        Event::OfferEnded { contact, agent, outcome, .. } => {
+        _ => event.clone(),
+    }
+}
+
+/// The contact an event is about, and whether the contact ends with it.
+fn concerns(event: &Event) -> Option<(ContactId, bool)> {
+    Some(match event {
+        Event::Completed { contact, .. }
+        | Event::Abandoned { contact, .. }
+        | Event::CallbackCancelled { contact, .. } => (*contact, true),
+        Event::Offered { contact, .. }
+        | Event::OfferEnded { contact, .. }
+        | Event::Connected { contact, .. }
+        | Event::CallbackDue { contact, .. }
+        | Event::Overflowed { contact, .. }
+        | Event::Transferred { contact, .. }
+        | Event::Relaxed { contact, .. } => (*contact, false),
+        Event::WrapUpEnded { .. } | Event::AgentStateChanged { .. } | Event::SessionExpired { .. } => return None,
+    })
+}
+
+/// An event about a contact, for people.
+fn describe(cat: &Catalog, event: &Event) -> String {
+    let span = |d: std::time::Duration| humantime::format_duration(std::time::Duration::from_secs(d.as_secs()));
+    match event {
+        Event::Offered { agent, waited, .. } => {
+            format!("offered to agent {} after {}", agent.0, span(*waited))
+        }
+        Event::OfferEnded { agent, outcome, .. } => {
             let why = match outcome {
                 OfferOutcome::Expired => "rang out (RONA)",
                 OfferOutcome::Rejected => "declined",
@@ -90,38 +137,38 @@ fn describe(cat: &Catalog, event: &Event) -> Option<(ContactId, String, bool)> {
                 OfferOutcome::Abandoned => "caller hung up",
                 OfferOutcome::Accepted => "accepted",
             };
-            (*contact, format!("offer to agent {}: {why}", agent.0), false)
+            format!("offer to agent {}: {why}", agent.0)
         }
-        Event::Connected { contact, agent, waited, .. } => {
-            (*contact, format!("answered by agent {} after {}", agent.0, span(*waited)), false)
+        Event::Connected { agent, waited, .. } => {
+            format!("answered by agent {} after {}", agent.0, span(*waited))
         }
-        Event::Completed { contact, agent, hung_up, .. } => {
+        Event::Completed { agent, hung_up, .. } => {
             let by = if *hung_up { "the customer" } else { "the agent" };
-            (*contact, format!("completed with agent {} (ended by {by})", agent.0), true)
+            format!("completed with agent {} (ended by {by})", agent.0)
         }
-        Event::Abandoned { contact, waited, short, .. } => {
+        Event::Abandoned { waited, short, .. } => {
             let short = if *short { " (a short abandon)" } else { "" };
-            (*contact, format!("abandoned after {}{short}", span(*waited)), true)
+            format!("abandoned after {}{short}", span(*waited))
         }
-        Event::CallbackCancelled { contact, .. } => (*contact, "callback cancelled".into(), true),
-        Event::CallbackDue { contact, queue } => {
-            (*contact, format!("callback due in {}", cat.queue_name(*queue)), false)
+        Event::CallbackCancelled { .. } => "callback cancelled".into(),
+        Event::CallbackDue { queue, .. } => {
+            format!("callback due in {}", cat.queue_name(*queue))
         }
-        Event::Overflowed { contact, from, to, reason } => {
+        Event::Overflowed { from, to, reason, .. } => {
             let why = match reason {
                 OverflowReason::QueueFull => "queue full",
                 OverflowReason::Relaxation => "relaxation step",
             };
-            (*contact, format!("overflowed from {} to {} ({why})", cat.queue_name(*from), cat.queue_name(*to)), false)
+            format!("overflowed from {} to {} ({why})", cat.queue_name(*from), cat.queue_name(*to))
         }
-        Event::Transferred { contact, from, to } => {
-            (*contact, format!("transferred from {} to {}", cat.queue_name(*from), cat.queue_name(*to)), false)
+        Event::Transferred { from, to, .. } => {
+            format!("transferred from {} to {}", cat.queue_name(*from), cat.queue_name(*to))
         }
-        Event::Relaxed { contact, queue, step } => {
-            (*contact, format!("relaxation step {} of {}", step + 1, cat.queue_name(*queue)), false)
+        Event::Relaxed { queue, step, .. } => {
+            format!("relaxation step {} of {}", step + 1, cat.queue_name(*queue))
         }
-        Event::WrapUpEnded { .. } | Event::AgentStateChanged { .. } | Event::SessionExpired { .. } => return None,
-    })
+        Event::WrapUpEnded { .. } | Event::AgentStateChanged { .. } | Event::SessionExpired { .. } => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -146,23 +193,23 @@ mod tests {
             let (contact, agent) = (ContactId(1), AgentId(i));
             let ended =
                 Event::OfferEnded { offer: ccr_core::OfferId(i), contact, agent, outcome: OfferOutcome::Expired };
-            h.note(&cat, Time::from_secs(i), &ended);
+            h.note(Time::from_secs(i), &ended);
         }
-        let (entries, dropped) = h.of(ContactId(1));
+        let (entries, dropped) = h.of(&cat, ContactId(1));
         assert_eq!((entries.len(), dropped), (PER_CONTACT, 40 - PER_CONTACT as u32));
         assert_eq!(entries[0].what, "offer to agent 0: rang out (RONA)");
         assert_eq!(entries.last().unwrap().what, "offer to agent 39: rang out (RONA)");
-        assert_eq!(h.of(ContactId(2)), (Vec::new(), 0), "nothing known of another");
+        assert_eq!(h.of(&cat, ContactId(2)), (Vec::new(), 0), "nothing known of another");
     }
 
     #[test]
     fn ended_contacts_are_forgotten_oldest_first() {
         let (cat, mut h) = (catalog(), ContactHistory::default());
         for id in 0..(ENDED_KEPT as u64 + 5) {
-            h.note(&cat, Time::from_secs(id), &abandoned(id));
+            h.note(Time::from_secs(id), &abandoned(id));
         }
-        assert!(h.of(ContactId(4)).0.is_empty(), "among the oldest ended: forgotten");
-        assert_eq!(h.of(ContactId(5)).0[0].what, "abandoned after 1m 30s");
+        assert!(h.of(&cat, ContactId(4)).0.is_empty(), "among the oldest ended: forgotten");
+        assert_eq!(h.of(&cat, ContactId(5)).0[0].what, "abandoned after 1m 30s");
         assert_eq!(h.records.len(), ENDED_KEPT);
     }
 }

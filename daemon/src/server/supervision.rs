@@ -288,7 +288,7 @@ pub(super) async fn supervise_contact(
     // requirements as requested.
     let view = shared
         .core
-        .query(move |router| router.diagnose(contact).map(|d| d.row.contact))
+        .query(move |router| router.contact_view(contact))
         .await
         .map_err(|_| shutting_down())?
         .map_err(|e| convert::command_error(&e))?;

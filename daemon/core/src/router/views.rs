@@ -82,9 +82,7 @@ impl Router {
         let needs = filter.queue.map(|q| self.queue_needs(q));
         let serves = |a: &Agent| {
             needs.as_ref().is_none_or(|needs| {
-                needs.iter().any(|(channel, skills, languages)| {
-                    a.capacity[channel.index()] > 0 && a.qualifies(skills) && a.speaks_any(languages.as_deref())
-                })
+                needs.iter().any(|(channel, skills, languages)| a.could_serve(*channel, skills, languages.as_deref()))
             })
         };
         let mut agents = Vec::new();
@@ -182,6 +180,12 @@ impl Router {
         rows
     }
 
+    /// One contact's plain copy.
+    pub fn contact_view(&self, contact: ContactId) -> Result<ContactView, CommandError> {
+        let &slot = self.contact_slots.get(&contact).ok_or(CommandError::UnknownContact(contact))?;
+        Ok(self.contact_view_of(slot, &self.contacts[slot], &mut Vec::new()))
+    }
+
     /// One contact, and why it is still waiting.
     pub fn diagnose(&self, contact: ContactId) -> Result<Diagnosis, CommandError> {
         let &slot = self.contact_slots.get(&contact).ok_or(CommandError::UnknownContact(contact))?;
@@ -192,7 +196,7 @@ impl Router {
         let mut qualified_by_state = [0u32; 6];
         let mut not_ready: Vec<(NotReadyReason, u32)> = Vec::new();
         for (_, a) in self.agents.iter() {
-            if a.capacity[c.channel.index()] == 0 || !a.qualifies(&scratch) || !a.speaks_any(languages) {
+            if !a.could_serve(c.channel, &scratch, languages) {
                 continue;
             }
             let state = a.reported.unwrap_or(AgentState::Offline);
