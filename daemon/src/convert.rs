@@ -12,6 +12,7 @@ use ccr_proto::wire::Code;
 use pb::Status;
 
 use crate::config::Catalog;
+use crate::metrics::WindowFigures;
 
 fn invalid(message: String) -> Status {
     Status::new(Code::InvalidArgument, message)
@@ -264,20 +265,21 @@ pub fn position_response(estimate: &WaitEstimate) -> pb::PositionResponse {
 }
 
 /// A queue's statistics, with the agents on duty who can serve its
-/// longest-waiting contact (`None`: nobody waits).
+/// longest-waiting contact (`None`: nobody waits) and its figures over the
+/// service-level window as the metrics sampler last saw them.
 pub fn queue_stats_response(
     cat: &Catalog,
     queue: String,
     stats: &QueueStats,
     staffed_for_oldest: Option<usize>,
+    (window, in_window): (std::time::Duration, WindowFigures),
 ) -> pb::QueueStatsResponse {
     pb::QueueStatsResponse {
         agents_for_oldest: staffed_for_oldest.unwrap_or(0) as u32,
-        // The window's figures are the sampler's (Admin/Queues sets them).
-        window_seconds: 0,
-        window_answered: 0,
-        window_abandoned: 0,
-        window_service_level: None,
+        window_seconds: window.as_secs(),
+        window_answered: in_window.answered,
+        window_abandoned: in_window.abandoned,
+        window_service_level: in_window.service_level,
         queue,
         waiting_by_tier: stats
             .waiting_by_tier

@@ -286,13 +286,7 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
             let stats = stats.map_err(|e| convert::command_error(&e))?;
             let (window, figures) = shared.metrics.window.get();
             let in_window = figures.get(usize::from(queue.0)).copied().unwrap_or_default();
-            framed(&pb::QueueStatsResponse {
-                window_seconds: window.as_secs(),
-                window_answered: in_window.answered,
-                window_abandoned: in_window.abandoned,
-                window_service_level: in_window.service_level,
-                ..convert::queue_stats_response(cat, r.queue, &stats, staffed)
-            })
+            framed(&convert::queue_stats_response(cat, r.queue, &stats, staffed, (window, in_window)))
         }
         Method::ReloadConfig => {
             let _: pb::ReloadConfigRequest = decode(body)?;
@@ -362,13 +356,7 @@ async fn unary(method: Method, body: &[u8], shared: &Shared, session: SessionId)
                 .enumerate()
                 .map(|(i, (q, staffed))| {
                     let in_window = figures.get(i).copied().unwrap_or_default();
-                    pb::QueueStatsResponse {
-                        window_seconds: window.as_secs(),
-                        window_answered: in_window.answered,
-                        window_abandoned: in_window.abandoned,
-                        window_service_level: in_window.service_level,
-                        ..convert::queue_stats_response(cat, q.name.clone(), q, staffed)
-                    }
+                    convert::queue_stats_response(cat, q.name.clone(), q, staffed, (window, in_window))
                 })
                 .collect();
             framed(&pb::QueuesResponse { queues })
