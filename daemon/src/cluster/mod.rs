@@ -339,23 +339,37 @@ async fn start_active(
 /// Replays the whole journal in etcd, from its first record, through a
 /// router made from `config` (its first record, the first active's
 /// takeover, sets the configuration it was written under), showing
-/// `on_event` every decision made again; returns the last record's number.
+/// `on_event` every decision made again. Like a standby, it reads the
+/// unbroken run of batches only: a batch after a gap was never reported
+/// durable (an append in flight, or one the next active's settle deletes).
 /// For tests and tools: the journal must still hold record 1.
 pub async fn replay_journal(
     client: &mut Client,
     keys: &Keys,
     config: &Config,
     on_event: &mut dyn FnMut(ccr_core::Event),
-) -> Result<u64, NodeError> {
+) -> Result<JournalReplay, NodeError> {
     let mut router = Router::new(config.router.clone()).map_err(|e| NodeError::Config(e.to_string()))?;
     let (mut names, mut seq) = (Names::of(&config.catalog), 0);
-    for batch in etcd_journal::read_from(client, keys, 1).await? {
+    let batches = etcd_journal::read_from(client, keys, 1).await?;
+    let mut applied = 0;
+    for batch in &batches {
         if batch.first != seq + 1 {
-            return Err(NodeError::Replay(format!("batch at record {} after record {seq}", batch.first)));
+            break;
         }
         replica::apply_batch(&mut router, &mut names, &mut seq, &batch.bytes, on_event).map_err(NodeError::Replay)?;
+        applied += 1;
     }
-    Ok(seq)
+    Ok(JournalReplay { last: seq, after_gap: batches.len() - applied })
+}
+
+/// What [`replay_journal`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JournalReplay {
+    /// The last record of the unbroken run replayed.
+    pub last: u64,
+    /// Batches left unreplayed after a gap.
+    pub after_gap: usize,
 }
 
 /// Gets a snapshot from the active through etcd (`ccr_cluster::bootstrap`)

@@ -512,7 +512,16 @@ pub async fn serve(
     dispatcher.abort();
     sampler.abort();
     match (failed, cluster_node) {
-        (Some(why), Some(_)) => Err(ServerError::Demoted(why)),
+        (Some(why), Some(node)) => {
+            // Nothing more is released: a standby may lead at once rather
+            // than after the lease (a stray append of ours still in flight
+            // is fenced off by its epoch, or deleted by its settle).
+            match tokio::time::timeout(Duration::from_secs(2), node.leadership.resign()).await {
+                Ok(Ok(())) => info!("resigned the leadership: a standby takes over at once"),
+                _ => warn!("could not resign the leadership: a standby takes over when the lease ends"),
+            }
+            Err(ServerError::Demoted(why))
+        }
         (Some(why), None) => Err(ServerError::JournalFailed(why)),
         (None, Some(node)) => {
             // A planned handover: everything acknowledged is in etcd; a
