@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ccr_proto::client::Client;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+use ccr_proto::pki;
 use serde::Deserialize;
 
 /// The connection flags every command takes.
@@ -22,11 +21,11 @@ pub struct TargetArgs {
     /// Default ./ccrd-data/cert.der.
     #[arg(long, env = "CCRCTL_CA", global = true)]
     pub ca: Option<PathBuf>,
-    /// A client certificate with the admin role (PEM or DER), when ccrd
-    /// requires client certificates.
+    /// A client certificate with the admin role (or supervisor, to look
+    /// only), PEM or DER, when ccrd requires client certificates.
     #[arg(long, env = "CCRCTL_CLIENT_CERT", requires = "client_key", global = true)]
     pub client_cert: Option<PathBuf>,
-    /// Its PKCS#8 private key (PEM or DER).
+    /// Its private key (PEM or DER).
     #[arg(long, env = "CCRCTL_CLIENT_KEY", global = true)]
     pub client_key: Option<PathBuf>,
     /// The name in ccrd's certificate. Default localhost.
@@ -100,33 +99,11 @@ fn read_settings(path: &Path) -> anyhow::Result<FileSettings> {
     toml::from_str(&text).with_context(|| path.display().to_string())
 }
 
-/// A certificate file as DER: PEM (the first certificate) or DER as is.
-pub fn certificate(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("certificate {}", path.display()))?;
-    if bytes.starts_with(b"-----BEGIN") {
-        let der = CertificateDer::from_pem_slice(&bytes)
-            .map_err(|e| anyhow::anyhow!("certificate {}: not a PEM certificate ({e})", path.display()))?;
-        return Ok(der.as_ref().to_vec());
-    }
-    Ok(bytes)
-}
-
-/// A PKCS#8 key file as DER: PEM or DER as is.
-pub fn private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("key {}", path.display()))?;
-    if bytes.starts_with(b"-----BEGIN") {
-        let der = PrivatePkcs8KeyDer::from_pem_slice(&bytes)
-            .map_err(|e| anyhow::anyhow!("key {}: not a PKCS#8 PEM key ({e})", path.display()))?;
-        return Ok(der.secret_pkcs8_der().to_vec());
-    }
-    Ok(bytes)
-}
-
 /// Connects to the target (its active, for a cluster), within `patience`.
 pub async fn connect(target: &Target) -> anyhow::Result<Client> {
-    let roots = vec![certificate(&target.ca)?];
+    let roots = pki::certificates(&target.ca)?;
     let identity = match &target.client {
-        Some((cert, key)) => Some((vec![certificate(cert)?], private_key(key)?)),
+        Some((cert, key)) => Some(pki::identity(cert, key)?),
         None => None,
     };
     Client::connect_active(&target.addrs, &target.server_name, &roots, identity, target.patience)

@@ -22,7 +22,7 @@ impl Tmux {
             .arg(&self.socket)
             .args(args)
             .output()
-            .expect("tmux runs (scripts/install-tmux.sh)")
+            .expect("tmux runs (scripts/install-debian.sh)")
     }
 
     fn screen(&self) -> String {

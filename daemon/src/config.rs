@@ -157,6 +157,15 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub client_ca: Option<PathBuf>,
+    /// Where each was set, for the problems found in the files.
+    pub lines: TlsLines,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TlsLines {
+    pub cert: Option<usize>,
+    pub key: Option<usize>,
+    pub client_ca: Option<usize>,
 }
 
 /// Durability (see [`crate::journal`]). Without it, a restart forgets every
@@ -278,9 +287,9 @@ struct RawCluster {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
-    cert: Option<String>,
-    key: Option<String>,
-    client_ca: Option<String>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    client_ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -825,11 +834,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
     let tier_names = router.tiers.iter().map(|t| t.name.clone()).collect();
     let catalog = Catalog::new(raw.skills, raw.languages, queue_names, tier_names);
-    let tls = TlsConfig {
-        cert: raw.tls.cert.map(PathBuf::from),
-        key: raw.tls.key.map(PathBuf::from),
-        client_ca: raw.tls.client_ca.map(PathBuf::from),
-    };
+    let line = |at: &Option<Spanned<String>>| at.as_ref().map(|s| c.line_of(s.span().start));
+    let lines = TlsLines { cert: line(&raw.tls.cert), key: line(&raw.tls.key), client_ca: line(&raw.tls.client_ca) };
+    let path = |at: Option<Spanned<String>>| at.map(|s| PathBuf::from(s.into_inner()));
+    let tls = TlsConfig { cert: path(raw.tls.cert), key: path(raw.tls.key), client_ca: path(raw.tls.client_ca), lines };
     Ok(Config { server, tls, journal, cluster, router, catalog })
 }
 

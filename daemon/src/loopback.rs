@@ -46,7 +46,7 @@ impl Loopback {
     /// `client_ca` when given.
     pub async fn start(
         config: Config,
-        client_ca: Option<CertificateDer<'static>>,
+        client_ca: Option<Vec<CertificateDer<'static>>>,
         with_metrics: bool,
     ) -> Result<Loopback, LoopbackError> {
         Self::start_on(config, client_ca, with_metrics, false).await
@@ -57,7 +57,7 @@ impl Loopback {
     /// the metrics sampler without waiting for real time to pass.
     pub async fn start_with_manual_clock(
         config: Config,
-        client_ca: Option<CertificateDer<'static>>,
+        client_ca: Option<Vec<CertificateDer<'static>>>,
         with_metrics: bool,
     ) -> Result<Loopback, LoopbackError> {
         Self::start_on(config, client_ca, with_metrics, true).await
@@ -65,7 +65,7 @@ impl Loopback {
 
     async fn start_on(
         config: Config,
-        client_ca: Option<CertificateDer<'static>>,
+        client_ca: Option<Vec<CertificateDer<'static>>>,
         with_metrics: bool,
         manual_clock: bool,
     ) -> Result<Loopback, LoopbackError> {

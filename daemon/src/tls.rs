@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::config::{Problem, TlsConfig};
 use ccr_proto::method::{Method, Service};
+use ccr_proto::pki;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +20,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("QUIC crypto configuration: {0}")]
     Quic(String),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
 }
 
 /// The server's certificate chain and key.
@@ -74,16 +78,57 @@ pub fn self_signed(data_dir: &Path) -> Result<Identity, TlsError> {
     Ok(Identity { certs: vec![cert], key, cert_path })
 }
 
-/// Loads a certificate and key configured by the operator (DER files).
+/// Loads a certificate (or chain, leaf first) and key configured by the
+/// operator, PEM or DER.
 pub fn configured(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
-    let certs = vec![CertificateDer::from(read(cert)?)];
-    let key = PrivateKeyDer::try_from(read(key)?).map_err(|e| TlsError::Quic(format!("{}: {e}", key.display())))?;
+    let certs = pki::certificates(cert)?.into_iter().map(CertificateDer::from).collect();
+    let key = pki::private_key(key)?;
     Ok(Identity { certs, key, cert_path: cert.to_owned() })
 }
 
-/// Reads a CA certificate (DER) that client certificates must chain to.
-pub fn client_ca(path: &Path) -> Result<CertificateDer<'static>, TlsError> {
-    Ok(CertificateDer::from(read(path)?))
+/// Reads the CA certificates (PEM or DER; a PEM file may hold several)
+/// that client certificates must chain to.
+pub fn client_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    Ok(pki::certificates(path)?.into_iter().map(CertificateDer::from).collect())
+}
+
+/// Reads and checks the `[tls]` files as a start would: each present and
+/// readable, the key the certificate's, the client CA a certificate.
+/// Every problem, with the line that names the file.
+pub fn check(tls: &TlsConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, line: Option<usize>, e: &dyn std::fmt::Display| {
+        problems.push(Problem { field: field.into(), line, message: e.to_string() });
+    };
+    let client_ca = match tls.client_ca.as_deref().map(client_ca).transpose() {
+        Ok(ca) => ca,
+        Err(e) => {
+            problem("tls.client_ca", tls.lines.client_ca, &e);
+            None
+        }
+    };
+    if let Some(ca) = &client_ca {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(e) = ca.iter().find_map(|cert| roots.add(cert.clone()).err()) {
+            problem("tls.client_ca", tls.lines.client_ca, &format!("not a usable CA certificate: {e}"));
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        let certs = pki::certificates(cert).map_err(|e| problem("tls.cert", tls.lines.cert, &e)).ok();
+        let key = pki::private_key(key).map_err(|e| problem("tls.key", tls.lines.key, &e)).ok();
+        if let (Some(certs), Some(key)) = (certs, key) {
+            let certs = certs.into_iter().map(CertificateDer::from).collect();
+            let identity = Identity { certs, key, cert_path: cert.clone() };
+            match server_config(identity, None, 1) {
+                Ok(_) => {}
+                Err(TlsError::Rustls(rustls::Error::InconsistentKeys(_))) => {
+                    problem("tls.key", tls.lines.key, &format!("is not the key of tls.cert ({})", cert.display()));
+                }
+                Err(e) => problem("tls.cert", tls.lines.cert, &e),
+            }
+        }
+    }
+    problems
 }
 
 /// What a client may call, from the organizational unit (OU) of its
@@ -143,7 +188,7 @@ impl Role {
 /// client must present a certificate issued by it.
 pub fn server_config(
     identity: Identity,
-    client_ca: Option<CertificateDer<'static>>,
+    client_ca: Option<Vec<CertificateDer<'static>>>,
     max_streams: u32,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -153,7 +198,9 @@ pub fn server_config(
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(ca)?;
+            for cert in ca {
+                roots.add(cert)?;
+            }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| TlsError::Quic(format!("client CA: {e}")))?;

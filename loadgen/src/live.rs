@@ -38,8 +38,11 @@ pub struct Target {
     pub server_name: String,
     /// DER certificates to trust (the daemon's own, or its CA).
     pub roots: Vec<Vec<u8>>,
-    /// Client certificate chain and PKCS#8 key (DER), for mTLS.
-    pub identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// The gateway's certificate chain and key (DER), when ccrd requires
+    /// client certificates: role (OU) `gateway`.
+    pub gateway_identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    /// The agents' desktops' (one connection for all): role `agent`.
+    pub agent_identity: Option<(Vec<Vec<u8>>, Vec<u8>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -91,10 +94,14 @@ struct Books {
 /// Plays `scenario` against the daemon at `target`.
 pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) -> anyhow::Result<LiveRun> {
     let patience = Duration::from_secs(5);
-    let connect =
-        || Client::connect_active(&target.addrs, &target.server_name, &target.roots, target.identity.clone(), patience);
-    let desk = Arc::new(connect().await.with_context(|| format!("connecting to ccrd at {:?}", target.addrs))?);
-    let gateway = connect().await.context("connecting the gateway")?;
+    let connect = |identity: &Option<_>| {
+        Client::connect_active(&target.addrs, &target.server_name, &target.roots, identity.clone(), patience)
+    };
+    let desk = connect(&target.agent_identity)
+        .await
+        .with_context(|| format!("connecting the agents' desktops to ccrd at {:?}", target.addrs))?;
+    let desk = Arc::new(desk);
+    let gateway = connect(&target.gateway_identity).await.context("connecting the gateway")?;
     let speed = options.speed.max(1e-3);
     let horizon = options.duration.unwrap_or(scenario.duration).min(scenario.duration);
     let mut callers = sim::callers(scenario);

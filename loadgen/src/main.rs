@@ -26,17 +26,30 @@ struct Args {
     command: Cmd,
 }
 
-/// A client certificate chain and its PKCS#8 key (DER).
+/// A client certificate chain and its key (DER).
 type ChainAndKey = (Vec<Vec<u8>>, Vec<u8>);
 
-/// Who the client says it is, and whom it expects.
+/// A certificate (chain) and key file, PEM or DER, if both are given.
+fn identity(cert: &Option<PathBuf>, key: &Option<PathBuf>) -> anyhow::Result<Option<ChainAndKey>> {
+    Ok(match (cert, key) {
+        (Some(cert), Some(key)) => Some(ccr_proto::pki::identity(cert, key)?),
+        _ => None,
+    })
+}
+
+/// Who the client says it is, and whom it expects: one connection's
+/// identity.
 #[derive(clap::Args, Clone)]
 struct ClientIdentity {
+    /// The name ccrd's certificate must hold.
     #[arg(long, default_value = "localhost")]
     server_name: String,
-    /// Client certificate and key (DER, PKCS#8) when ccrd requires them.
+    /// Client certificate (PEM or DER) when ccrd requires them. One
+    /// identity for every call: with roles (tls.client_ca), a certificate
+    /// has one, and `failover` plays both gateway and agents.
     #[arg(long, requires = "client_key")]
     client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM or DER).
     #[arg(long)]
     client_key: Option<PathBuf>,
 }
@@ -44,15 +57,39 @@ struct ClientIdentity {
 impl ClientIdentity {
     /// The certificate chain and key to present, if any.
     fn load(&self) -> anyhow::Result<Option<ChainAndKey>> {
-        Ok(match (&self.client_cert, &self.client_key) {
-            (Some(c), Some(k)) => Some((vec![read(c)?], read(k)?)),
-            _ => None,
-        })
+        identity(&self.client_cert, &self.client_key)
     }
 }
 
-fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| path.display().to_string())
+/// A live run's identities: the gateway's connection and the agents'
+/// desktops' each present their own certificate, with their own role.
+#[derive(clap::Args, Clone)]
+struct RunIdentities {
+    /// The name ccrd's certificate must hold.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// The gateway's certificate (PEM or DER; role OU `gateway`) when ccrd
+    /// requires client certificates.
+    #[arg(long, requires = "gateway_key")]
+    gateway_cert: Option<PathBuf>,
+    /// The gateway certificate's private key (PEM or DER).
+    #[arg(long, requires = "gateway_cert")]
+    gateway_key: Option<PathBuf>,
+    /// The agents' desktops' certificate (PEM or DER; role OU `agent`).
+    #[arg(long, requires = "agent_key")]
+    agent_cert: Option<PathBuf>,
+    /// The agent certificate's private key (PEM or DER).
+    #[arg(long, requires = "agent_cert")]
+    agent_key: Option<PathBuf>,
+}
+
+/// The certificates to trust, from PEM or DER files (a PEM file may hold several).
+fn roots(paths: &[PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut roots = Vec::new();
+    for path in paths {
+        roots.extend(ccr_proto::pki::certificates(path)?);
+    }
+    Ok(roots)
 }
 
 /// Where the report goes besides the terminal.
@@ -110,11 +147,11 @@ enum Cmd {
         /// or repeated): the run goes to the active.
         #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:4433")]
         addr: Vec<std::net::SocketAddr>,
-        /// Certificate (DER) to trust: ccrd's own (data_dir/cert.der) or its CA.
+        /// Certificate to trust (PEM or DER): ccrd's own (data_dir/cert.der) or its CA.
         #[arg(long)]
         cert: PathBuf,
         #[command(flatten)]
-        identity: ClientIdentity,
+        identities: RunIdentities,
         /// Scenario time per wall-clock time (60: an hour in a minute).
         #[arg(long, value_parser = speed, default_value_t = 1.0)]
         speed: f64,
@@ -133,8 +170,8 @@ enum Cmd {
         /// targets assume).
         #[arg(long, value_delimiter = ',', requires = "cert")]
         addr: Vec<std::net::SocketAddr>,
-        /// Certificates (DER) to trust, with --addr: ccrd's own, each
-        /// node's, or their CA.
+        /// Certificates to trust (PEM or DER), with --addr: ccrd's own,
+        /// each node's, or their CA.
         #[arg(long)]
         cert: Vec<PathBuf>,
         /// Journal fsync policy of the ccrd started here: always, interval, never.
@@ -181,7 +218,7 @@ enum Cmd {
         /// Every node's QUIC address (comma-separated or repeated).
         #[arg(long, value_delimiter = ',', required = true)]
         addr: Vec<std::net::SocketAddr>,
-        /// Certificates (DER) to trust: each node's own, or their CA.
+        /// Certificates to trust (PEM or DER): each node's own, or their CA.
         #[arg(long, required = true)]
         cert: Vec<PathBuf>,
         #[command(flatten)]
@@ -324,13 +361,14 @@ fn run() -> anyhow::Result<()> {
                 simulate(&scenario, seed, policy, interval, outputs)
             }
         }
-        Cmd::Run { scenario, addr, cert, identity, speed, duration, outputs } => {
+        Cmd::Run { scenario, addr, cert, identities, speed, duration, outputs } => {
             let s = scenario::load(&scenario)?;
             let target = live::Target {
                 addrs: addr,
-                roots: vec![read(&cert)?],
-                identity: identity.load()?,
-                server_name: identity.server_name,
+                roots: roots(&[cert])?,
+                gateway_identity: identity(&identities.gateway_cert, &identities.gateway_key)?,
+                agent_identity: identity(&identities.agent_cert, &identities.agent_key)?,
+                server_name: identities.server_name,
             };
             let options = live::LiveOptions {
                 speed,
@@ -344,7 +382,7 @@ fn run() -> anyhow::Result<()> {
         Cmd::Failover { addr, cert, identity, rate, agents, duration, talk, queue, skill, language, json } => {
             let options = ccr_loadgen::failover::FailoverOptions {
                 addrs: addr,
-                roots: cert.iter().map(read).collect::<anyhow::Result<_>>()?,
+                roots: roots(&cert)?,
                 identity: identity.load()?,
                 server_name: identity.server_name,
                 rate,
@@ -701,7 +739,7 @@ async fn capacity(
     let (echo_p50, echo_p99) = bench::echo_round_trip(echo.addr, &echo.cert, 2000).await?;
     echo.stop();
     let (targets, roots, daemon) = match (addrs.is_empty(), certs.is_empty()) {
-        (false, false) => (addrs, certs.iter().map(read).collect::<anyhow::Result<Vec<_>>>()?, None),
+        (false, false) => (addrs, roots(&certs)?, None),
         _ => {
             let mut config = ccr_daemon::config::parse(bench::BENCH_CONFIG)?;
             config.server.data_dir = dir.join("ccrd");
@@ -796,7 +834,8 @@ fn demo(speed: f64) -> anyhow::Result<()> {
             addrs: vec![daemon.addr],
             server_name: "localhost".into(),
             roots: vec![daemon.cert.clone()],
-            identity: None,
+            gateway_identity: None,
+            agent_identity: None,
         };
         let options = live::LiveOptions { speed, duration: None, progress: true, skip_quiet_start: true };
         let live = live::run(&s, &target, &options).await;

@@ -24,7 +24,8 @@ async fn play(s: &Scenario, speed: f64, skip_quiet_start: bool, name: &str) -> l
         addrs: vec![daemon.addr],
         server_name: "localhost".into(),
         roots: vec![daemon.cert.clone()],
-        identity: None,
+        gateway_identity: None,
+        agent_identity: None,
     };
     let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start };
     let run = tokio::time::timeout(Duration::from_secs(60), live::run(s, &target, &options))

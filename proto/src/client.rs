@@ -83,8 +83,9 @@ impl Client {
         Self::connect_with_identity(addr, server_name, roots, None).await
     }
 
-    /// The same, presenting a client certificate chain (DER) and its PKCS#8
-    /// key (DER), for a daemon that requires client certificates.
+    /// The same, presenting a client certificate chain and its key (DER:
+    /// PKCS#8, SEC1 or PKCS#1; [`crate::pki::identity`] reads them from
+    /// PEM or DER files), for a daemon that requires client certificates.
     pub async fn connect_with_identity(
         addr: SocketAddr,
         server_name: &str,
@@ -102,7 +103,8 @@ impl Client {
             None => builder.with_no_client_auth(),
             Some((chain, key)) => {
                 let chain = chain.into_iter().map(CertificateDer::from).collect();
-                let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.into());
+                let key = rustls::pki_types::PrivateKeyDer::try_from(key)
+                    .map_err(|why| ConnectError::Config(format!("client key: {why}")))?;
                 builder.with_client_auth_cert(chain, key)?
             }
         };

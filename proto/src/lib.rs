@@ -12,6 +12,8 @@ pub use method::Method;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "pki")]
+pub mod pki;
 
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/ccr.v1.rs"));

@@ -69,7 +69,12 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<config::Config> {
         }
         None => (config::DEFAULT_CONFIG.to_owned(), "built-in configuration".to_owned()),
     };
-    config::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))
+    let config = config::parse(&text).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    let problems = tls::check(&config.tls);
+    if !problems.is_empty() {
+        bail!("{name}: {}", config::ConfigError(problems));
+    }
+    Ok(config)
 }
 
 /// Errors are printed as their chain of causes, never with a backtrace

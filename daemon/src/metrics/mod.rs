@@ -238,6 +238,12 @@ impl ProtocolError {
 pub enum Refusal {
     ConnectionLimit,
     NoRole,
+    /// Handshakes refused: no client certificate, one from another CA, an
+    /// expired one, any other unacceptable one.
+    NoCertificate,
+    UnknownCa,
+    CertificateExpired,
+    BadCertificate,
     PendingLimit,
     StreamLimit,
     SubscriptionLimit,
@@ -247,9 +253,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::ConnectionLimit,
         Refusal::NoRole,
+        Refusal::NoCertificate,
+        Refusal::UnknownCa,
+        Refusal::CertificateExpired,
+        Refusal::BadCertificate,
         Refusal::PendingLimit,
         Refusal::StreamLimit,
         Refusal::SubscriptionLimit,
@@ -262,6 +272,10 @@ impl Refusal {
         match self {
             Refusal::ConnectionLimit => "connection_limit",
             Refusal::NoRole => "no_role",
+            Refusal::NoCertificate => "no_certificate",
+            Refusal::UnknownCa => "unknown_ca",
+            Refusal::CertificateExpired => "certificate_expired",
+            Refusal::BadCertificate => "bad_certificate",
             Refusal::PendingLimit => "pending_limit",
             Refusal::StreamLimit => "stream_limit",
             Refusal::SubscriptionLimit => "subscription_limit",

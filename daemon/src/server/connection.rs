@@ -9,7 +9,7 @@ use tracing::{debug, info, warn};
 use ccr_proto::v1::Status;
 use ccr_proto::wire::Code;
 
-use super::{rpc, Refusal, Shared, StreamGuard};
+use super::{handshake, rpc, Refusal, Shared, StreamGuard};
 use crate::tls::Role;
 
 /// What every stream of a connection shares.
@@ -27,10 +27,15 @@ pub(super) async fn serve(incoming: quinn::Incoming, shared: Shared) {
     let remote = incoming.remote_address();
     let connection = match incoming.await {
         Ok(c) => c,
-        Err(e) => return debug!(%remote, error = %e, "handshake failed"),
+        Err(e) => {
+            if let Some(refusal) = handshake::report(handshake::classify(&e), remote, &shared.handshake_log) {
+                shared.refused(refusal);
+            }
+            return;
+        }
     };
     let Some(role) = role_of(&connection, &shared) else {
-        warn!(%remote, "refused: client certificate has no role (OU gateway, agent or admin)");
+        warn!(%remote, "refused: client certificate has no role (OU gateway, agent, admin or supervisor)");
         shared.refused(Refusal::NoRole);
         connection.close(1u32.into(), b"no role");
         return;

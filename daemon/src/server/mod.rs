@@ -14,6 +14,7 @@
 //! # Layout
 //! - this module: start-up, the accept loop, reloads and the stop.
 //! - [`connection`]: one connection — its role, its session, its streams.
+//! - [`handshake`]: why a handshake failed, counted and logged (bounded).
 //! - [`rpc`]: one stream — the header, unary calls, admission.
 //! - [`gateway_stream`]: the pipelined `Gateway/Stream`.
 //! - [`events`]: `Events/Subscribe` and the dispatcher.
@@ -24,6 +25,7 @@ mod connection;
 mod event_budget;
 mod events;
 mod gateway_stream;
+mod handshake;
 mod history;
 mod rpc;
 mod standby;
@@ -134,6 +136,8 @@ struct Shared {
     /// Client certificates are required and carry the role.
     roles_from_certificates: bool,
     refusals: Arc<Refusals>,
+    /// Log lines about refused handshakes, bounded.
+    handshake_log: Arc<handshake::LogBudget>,
     open: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     /// Where the configuration came from, for reloads.
@@ -169,7 +173,12 @@ impl Shared {
             | Refusal::ContactLimit
             | Refusal::ContextLimit => &self.refusals.requests,
             Refusal::MetricsLimit => return self.metrics.refusal(reason),
-            Refusal::ConnectionLimit | Refusal::NoRole => &self.refusals.connections,
+            Refusal::ConnectionLimit
+            | Refusal::NoRole
+            | Refusal::NoCertificate
+            | Refusal::UnknownCa
+            | Refusal::CertificateExpired
+            | Refusal::BadCertificate => &self.refusals.connections,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.metrics.refusal(reason);
@@ -437,6 +446,7 @@ pub async fn serve(
         streams: Arc::new(AtomicUsize::new(0)),
         config_path: config.server.config_path.clone(),
         refusals: Arc::default(),
+        handshake_log: Arc::default(),
         open: Arc::new(AtomicUsize::new(0)),
         metrics,
         journal_failure: failure.clone(),
