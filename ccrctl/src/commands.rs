@@ -389,9 +389,15 @@ pub async fn contact(client: &Client, id: u64, out: Output) -> Result<String> {
 #[derive(Subcommand, Clone, Debug)]
 pub enum ContactAction {
     /// Move it to another queue, keeping its requirements and tier.
-    Move { queue: String },
+    Move {
+        /// The queue to move it to.
+        queue: String,
+    },
     /// Give it another tier, in its queue.
-    Tier { tier: String },
+    Tier {
+        /// The tier to give it.
+        tier: String,
+    },
     /// End it as abandoned.
     Abandon,
 }
@@ -401,7 +407,10 @@ pub enum AgentAction {
     /// Make it ready for work.
     Ready,
     /// Make it not ready: break, lunch, training, meeting, away or other.
-    NotReady { reason: String },
+    NotReady {
+        /// break, lunch, training, meeting, away or other.
+        reason: String,
+    },
     /// Log it out (refused while it is on a contact).
     Logout,
 }

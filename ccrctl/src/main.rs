@@ -110,12 +110,14 @@ enum Command {
     },
     /// One contact and why it is still waiting; or a supervisor's action on it.
     Contact {
+        /// The contact's id (the gateway's).
         id: u64,
         #[command(subcommand)]
         action: Option<commands::ContactAction>,
     },
     /// A supervisor's action on an agent.
     Agent {
+        /// The agent's id.
         id: u64,
         #[command(subcommand)]
         action: commands::AgentAction,
@@ -138,6 +140,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` and the like: the closed pipe ends the
+    // program quietly, as it does any Unix tool, instead of a panic in
+    // `println!`. (Sockets are unaffected: std writes them with MSG_NOSIGNAL.)
+    // SAFETY: at the start of main, before any thread; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
@@ -188,4 +198,27 @@ async fn execute(
         Command::Watch { interval } => watch::watch(client, target, interval.into()).await?,
         Command::Drain { .. } => commands::drain(client, out).await?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every flag and argument of every subcommand says in `--help` what it is.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn undocumented(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if arg.get_help().is_none() && arg.get_long_help().is_none() && !builtin {
+                    out.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut missing = Vec::new();
+        let command = <super::Args as clap::CommandFactory>::command();
+        undocumented(&command, command.get_name(), &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
 }

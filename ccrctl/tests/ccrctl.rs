@@ -234,7 +234,8 @@ async fn ccrctl_shows_and_acts_as_a_supervisor_would() {
     let addr = daemon.addr;
     // (A restart sends every agent not ready until its desktop is back; the
     // journal holds the four actions, and the contacts show them replayed.)
-    let journal = ccr_daemon::journal::inspect::inspect(&ccr_daemon::journal::dir_in(&dir.join("ccrd-data"))).unwrap();
+    let journal =
+        ccr_daemon::journal::inspect::inspect(&ccr_daemon::journal::dir_in(&dir.join("ccrd-data"))).unwrap().text;
     let supervised = journal.lines().find(|l| l.trim_start().starts_with("supervise")).unwrap_or_default();
     assert!(supervised.trim_end().ends_with(" 4"), "{journal}");
     let contacts = json(&ccrctl(&dir, addr, &["contacts", "--queue", "repair", "-o", "json"]).await);

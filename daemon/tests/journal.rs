@@ -389,7 +389,7 @@ fn zero_filled_segments_are_written_into_and_recover_whole() {
     assert!(!dir.join("next-segment.tmp").exists(), "the unused spare is removed at shutdown");
     let (recovered, replayed) = recover(&dir);
     assert!(recovered.report.truncated.is_none(), "the zeros are not mistaken for a torn tail");
-    let report = ccr_daemon::journal::inspect::inspect(&dir).unwrap();
+    let report = ccr_daemon::journal::inspect::inspect(&dir).unwrap().text;
     assert!(report.contains("zero-filled, not yet written") && !report.contains("damaged"), "{report}");
     assert_eq!(replayed, delivered);
     assert_eq!(state(&recovered.router), state(&router));
@@ -598,7 +598,9 @@ fn inspect_tells_what_the_journal_holds_and_changes_nothing() {
     let mut bytes = std::fs::read(&last).unwrap();
     bytes.extend_from_slice(&[9, 0, 0, 0, 1]);
     std::fs::write(&last, &bytes).unwrap();
-    let report = ccr_daemon::journal::inspect::inspect(&dir).unwrap();
+    let inspection = ccr_daemon::journal::inspect::inspect(&dir).unwrap();
+    assert!(inspection.damage.is_empty(), "a torn tail of the last segment is no damage: {:?}", inspection.damage);
+    let report = inspection.text;
     assert!(report.contains("snapshots (1):") && report.contains("ok: 0 agents, 0 contacts"), "{report}");
     assert!(report.contains("44 records  records 1..=44"), "{report}");
     assert!(report.contains("enqueue              40"), "{report}");
@@ -696,9 +698,41 @@ fn overlapping_segments_from_two_writers_are_refused_and_inspect_says_forked() {
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a forked journal recovered"),
     }
-    let report = ccr_daemon::journal::inspect::inspect(&dir).unwrap();
-    assert!(report.contains("FORKED"), "{report}");
+    let inspection = ccr_daemon::journal::inspect::inspect(&dir).unwrap();
+    assert!(inspection.text.contains("FORKED"), "{}", inspection.text);
+    assert_eq!(inspection.damage, vec!["segments overlap (forked)".to_owned()]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `ccrd journal inspect` exits non-zero on a path that is not there and
+/// on a damaged journal (a record altered in place), after its report.
+#[test]
+fn journal_inspect_exits_non_zero_on_a_missing_or_damaged_journal() {
+    let inspect = |dir: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccrd")).args(["journal", "inspect"]).arg(dir).output();
+        let out = out.unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir = temp_dir();
+    let (code, _, stderr) = inspect(&dir.join("nowhere"));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no such directory"), "{stderr}");
+    live(&dir, keep_everything(), Time::from_secs(1_700_000_000), &history());
+    assert_eq!(inspect(&dir).0, Some(0), "a sound journal");
+    let last = segments(&dir).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&last, &bytes).unwrap();
+    let (code, stdout, stderr) = inspect(&dir);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("damaged record at byte"), "the report first: {stdout}");
+    assert!(stderr.contains("the journal is damaged: segment"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Snapshots come from the replica, which applies every durable record

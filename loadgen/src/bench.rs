@@ -151,7 +151,7 @@ impl Bench {
             let _connection = gateway;
             crate::live::write_gateway_commands(commands, rx).await;
         });
-        let reader = tokio::spawn(crate::live::count_refusals(replies, errors.clone()));
+        let reader = tokio::spawn(crate::live::count_replies(replies, errors.clone(), Default::default()));
         let listener = {
             let (latency, offers, errors, tx) = (latency.clone(), offers.clone(), errors.clone(), tx.clone());
             tokio::spawn(async move {

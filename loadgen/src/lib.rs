@@ -9,6 +9,7 @@
 //! - [`replications`]: policies compared over replications, with intervals.
 //! - [`staffing`]: the fewest agents per interval that meet a target, by simulation.
 //! - [`failover`]: traffic across a cluster's takeovers, and what the client saw.
+//! - [`live`]: a scenario played against a running ccrd; [`scrape`]: its own decision latency.
 
 pub mod bench;
 pub mod erlang;
@@ -18,6 +19,7 @@ pub mod output;
 pub mod replications;
 pub mod report;
 pub mod scenario;
+pub mod scrape;
 pub mod sim;
 pub mod staffing;
 pub mod trace;

@@ -49,14 +49,22 @@ pub struct Target {
 pub struct LiveOptions {
     /// Scenario time per wall-clock time: 60 plays an hour in a minute.
     pub speed: f64,
-    /// Stop sending after this much scenario time (default: the scenario's).
+    /// Stop sending after this much scenario time from the start of the
+    /// play (default: to the scenario's end).
     pub duration: Option<Duration>,
-    /// Draw the progress line (on a terminal only).
+    /// Show progress on stderr: a line redrawn on a terminal, else a line
+    /// every [`PROGRESS_EVERY`].
     pub progress: bool,
     /// Start at the hour of the first arrival instead of midnight (skips a
     /// closed night).
     pub skip_quiet_start: bool,
+    /// Turns true to stop sending early (Ctrl-C): the run drains and
+    /// reports what it did, marked interrupted.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
+
+/// How often progress is printed when stderr is not a terminal.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// What a live run measured.
 pub struct LiveRun {
@@ -66,6 +74,12 @@ pub struct LiveRun {
     pub latency: Histogram<u64>,
     pub sent: u64,
     pub errors: u64,
+    /// Gateway commands ccrd never answered (its connection lost, say).
+    pub unanswered: u64,
+    /// Stopped early (`LiveOptions::stop`).
+    pub interrupted: bool,
+    /// The scenario's time of day of the first and last arrival sent.
+    pub arrivals: Option<(Duration, Duration)>,
     /// Contacts per wall-clock second: intended and achieved.
     pub intended_rate: f64,
     pub achieved_rate: f64,
@@ -103,13 +117,15 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     let desk = Arc::new(desk);
     let gateway = connect(&target.gateway_identity).await.context("connecting the gateway")?;
     let speed = options.speed.max(1e-3);
-    let horizon = options.duration.unwrap_or(scenario.duration).min(scenario.duration);
     let mut callers = sim::callers(scenario);
-    callers.retain(|c| c.arrival <= horizon);
+    callers.retain(|c| c.arrival <= scenario.duration);
     let offset = match callers.first() {
         Some(c) if options.skip_quiet_start => Duration::from_secs(c.arrival.as_secs() / 3600 * 3600),
         _ => Duration::ZERO,
     };
+    // `duration` counts from where the play starts.
+    let horizon = options.duration.map_or(scenario.duration, |d| (offset + d).min(scenario.duration));
+    callers.retain(|c| c.arrival <= horizon);
     for c in &mut callers {
         c.arrival -= offset;
     }
@@ -273,18 +289,47 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     let (commands, replies) = gateway.gateway_stream().await.map_err(|s| anyhow::anyhow!("{}", s.message))?.split();
     let (tx, rx) = mpsc::unbounded_channel::<GatewayCommand>();
     let writer = tokio::spawn(write_gateway_commands(commands, rx));
-    let reader = tokio::spawn(count_refusals(replies, errors.clone()));
+    let replied = Arc::new(AtomicU64::new(0));
+    let reader = tokio::spawn(count_replies(replies, errors.clone(), replied.clone()));
+    let commands_sent = Arc::new(AtomicU64::new(0));
 
-    let progress = options.progress && std::io::stderr().is_terminal();
+    let on_terminal = std::io::stderr().is_terminal();
+    let mut stop = options.stop.clone();
+    let mut interrupted = false;
     let cat = scenario.ccrd.catalog.clone();
     let total = callers.len() as u64;
     let mut sent = 0u64;
-    let mut last_progress = Instant::now();
     let last_arrival = callers.last().map_or(Duration::ZERO, |c| c.arrival);
+    let sent_so_far = Arc::new(AtomicU64::new(0));
+    let progress = options.progress.then(|| {
+        let (books, sent, errors) = (books.clone(), sent_so_far.clone(), errors.clone());
+        let every = if on_terminal { Duration::from_millis(500) } else { PROGRESS_EVERY };
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at(start + every, every);
+            loop {
+                ticks.tick().await;
+                let (sent, errors) = (sent.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
+                let line = progress_line(&books, start, sent, total, last_arrival, speed, errors);
+                let _ = match on_terminal {
+                    true => write!(std::io::stderr(), "\r{line}   "),
+                    false => writeln!(std::io::stderr(), "{line}"),
+                };
+            }
+        })
+    });
+    let mut arrivals: Option<(Duration, Duration)> = None;
     let mut last_sent = start;
     for (n, caller) in callers.into_iter().enumerate() {
         let intended = wall(caller.arrival);
-        sleep_until(intended).await;
+        tokio::select! {
+            () = sleep_until(intended) => {}
+            () = stopped(&mut stop) => {
+                interrupted = true;
+                break;
+            }
+        }
+        let at = caller.arrival + offset;
+        arrivals = Some((arrivals.map_or(at, |(first, _)| first), at));
         let id = contact_base + n as u64 + 1;
         let request = EnqueueRequest {
             contact_id: id,
@@ -307,14 +352,14 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
             ..Default::default()
         };
         if let Some(patience) = caller.patience {
-            let (tx, books) = (tx.clone(), books.clone());
+            let (tx, books, commands_sent) = (tx.clone(), books.clone(), commands_sent.clone());
             let hang_up = intended + patience.div_f64(speed);
             tokio::spawn(async move {
                 sleep_until(hang_up).await;
                 let waiting = books.lock().expect("books").contacts.get(&id).is_some_and(|c| !c.offered);
-                if waiting {
-                    let _ =
-                        tx.send(GatewayCommand { id, command: Some(G::Abandon(AbandonRequest { contact_id: id })) });
+                let abandon = GatewayCommand { id, command: Some(G::Abandon(AbandonRequest { contact_id: id })) };
+                if waiting && tx.send(abandon).is_ok() {
+                    commands_sent.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
@@ -332,15 +377,16 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
             });
             b.contacts.insert(id, Contact { caller, intended, offered: false, index });
         }
-        if tx.send(GatewayCommand { id, command: Some(G::Enqueue(request)) }).is_err() {
-            errors.fetch_add(1, Ordering::Relaxed);
+        match tx.send(GatewayCommand { id, command: Some(G::Enqueue(request)) }) {
+            Ok(()) => _ = commands_sent.fetch_add(1, Ordering::Relaxed),
+            Err(_) => _ = errors.fetch_add(1, Ordering::Relaxed),
         }
         sent += 1;
+        sent_so_far.store(sent, Ordering::Relaxed);
         last_sent = Instant::now();
-        if progress && last_progress.elapsed() >= Duration::from_millis(500) {
-            last_progress = Instant::now();
-            draw_progress(&books, start, sent, total, horizon, speed);
-        }
+    }
+    if let Some(progress) = progress {
+        progress.abort();
     }
     // Drain: let the last contacts be routed (bounded).
     let drain_until = Instant::now() + Duration::from_secs(2);
@@ -352,16 +398,20 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall_time = start.elapsed();
-    if progress {
+    if options.progress && on_terminal {
         eprintln!();
+    }
+    // The abandons still scheduled are not sent: the stream finishes, and
+    // every reply ccrd owes comes before its end (bounded).
+    for shift in &shifts {
+        shift.abort();
     }
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    reader.abort();
-    listener.abort();
-    for shift in shifts {
-        shift.abort();
+    if tokio::time::timeout(Duration::from_secs(2), &mut { reader }).await.is_err() {
+        eprintln!("ccr-loadgen: ccrd did not answer every gateway command within 2 s of the end");
     }
+    listener.abort();
     gateway.close();
     desk.close();
     let mut b = std::mem::take(&mut *books.lock().expect("books"));
@@ -390,6 +440,9 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         latency,
         sent,
         errors: errors.load(Ordering::Relaxed),
+        unanswered: commands_sent.load(Ordering::Relaxed).saturating_sub(replied.load(Ordering::Relaxed)),
+        interrupted,
+        arrivals,
         intended_rate: total as f64 / intended_span,
         achieved_rate: sent as f64 / achieved_span,
         wall: wall_time,
@@ -513,16 +566,42 @@ pub fn note_event_stream_end(status: &Status, errors: &AtomicU64) {
     }
 }
 
-/// Reads the gateway stream's replies, counting the refused ones.
-pub async fn count_refusals(mut replies: ccr_proto::client::GatewayReplies, errors: Arc<AtomicU64>) {
+/// Reads the gateway stream's replies to its end, counting them and the
+/// refused ones.
+pub async fn count_replies(
+    mut replies: ccr_proto::client::GatewayReplies,
+    errors: Arc<AtomicU64>,
+    replied: Arc<AtomicU64>,
+) {
     while let Ok(reply) = replies.next().await {
+        replied.fetch_add(1, Ordering::Relaxed);
         if reply.status.as_ref().is_some_and(|s| s.code != 0) {
             errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-fn draw_progress(books: &Mutex<Books>, start: Instant, sent: u64, total: u64, horizon: Duration, speed: f64) {
+/// Resolves once `stop` turns true; never without one.
+async fn stopped(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match stop {
+        Some(stop) => {
+            if stop.wait_for(|&stop| stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn progress_line(
+    books: &Mutex<Books>,
+    start: Instant,
+    sent: u64,
+    total: u64,
+    last_arrival: Duration,
+    speed: f64,
+    errors: u64,
+) -> String {
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
     let (waiting, p99) = {
         let b = books.lock().expect("books");
@@ -530,14 +609,13 @@ fn draw_progress(books: &Mutex<Books>, start: Instant, sent: u64, total: u64, ho
         let p99 = b.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.99));
         (waiting, p99)
     };
-    let eta = horizon.div_f64(speed).as_secs_f64() - elapsed;
-    let _ = write!(
-        std::io::stderr(),
-        "\r{sent}/{total} sent, {:.0}/s, {waiting} waiting, p99 arrival→offer {:.2} ms, ETA {:.0} s   ",
+    let eta = last_arrival.div_f64(speed).as_secs_f64() - elapsed;
+    format!(
+        "{sent}/{total} sent, {:.0}/s, {waiting} waiting, {errors} errors, p99 arrival→offer {:.2} ms, ETA {:.0} s",
         sent as f64 / elapsed,
         p99 as f64 / 1000.0,
         eta.max(0.0)
-    );
+    )
 }
 
 /// `config` with every duration divided by `speed`: what ccrd must run with
@@ -568,13 +646,71 @@ pub fn scaled(config: &ccr_core::RouterConfig, speed: f64) -> ccr_core::RouterCo
     c
 }
 
+/// The ccrd configuration `text` with every routing timer divided by
+/// `speed` ([`scaled`]), as TOML for a ccrd that a live run at that speed
+/// plays against: the timers a file leaves to their defaults are written
+/// out, scaled too. Comments are not kept.
+pub fn scaled_config(text: &str, speed: f64) -> anyhow::Result<String> {
+    use toml::Value;
+    let config = ccr_daemon::config::parse(text)?;
+    let router = scaled(&config.router, speed);
+    let mut doc: toml::Table = text.parse()?;
+    let time = |d: Duration| Value::String(humantime::format_duration(d).to_string());
+    let table = |doc: &mut toml::Table, key: &str| -> anyhow::Result<toml::Table> {
+        match doc.remove(key) {
+            Some(Value::Table(t)) => Ok(t),
+            None => Ok(toml::Table::new()),
+            Some(_) => anyhow::bail!("{key} is not a table"),
+        }
+    };
+    let mut routing = table(&mut doc, "routing")?;
+    routing.insert("short_abandon".into(), time(router.short_abandon));
+    routing.insert("ewt_window".into(), time(router.ewt_window));
+    doc.insert("routing".into(), Value::Table(routing));
+    let mut tiers = Vec::new();
+    for (tier, name) in router.tiers.iter().zip(&config.catalog.tiers) {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), Value::String(name.clone()));
+        t.insert("aging_boost".into(), time(tier.aging_boost));
+        if let Some(target) = tier.answer_target {
+            t.insert("answer_target".into(), time(target));
+        }
+        tiers.push(Value::Table(t));
+    }
+    doc.insert("tiers".into(), Value::Array(tiers));
+    let Some(Value::Array(queues)) = doc.get_mut("queues") else { anyhow::bail!("no [[queues]]") };
+    for (raw, q) in queues.iter_mut().zip(&router.queues) {
+        let Value::Table(raw) = raw else { anyhow::bail!("queues: not tables") };
+        let mut sl = toml::Table::new();
+        sl.insert("target".into(), Value::Float(q.service_level.target));
+        sl.insert("threshold".into(), time(q.service_level.threshold));
+        raw.insert("service_level".into(), Value::Table(sl));
+        raw.insert("wrap_up".into(), time(q.wrap_up));
+        raw.insert("offer_timeout".into(), time(q.offer_timeout));
+        raw.insert("preferred_agent_window".into(), time(q.preferred_agent_window));
+        raw.insert("expected_handle_time".into(), time(q.expected_handle_time));
+        if let Some(Value::Array(steps)) = raw.get_mut("relaxation") {
+            for (step, s) in steps.iter_mut().zip(&q.relaxation) {
+                if let Value::Table(step) = step {
+                    step.insert("after".into(), time(s.after));
+                }
+            }
+        }
+    }
+    Ok(format!(
+        "# ccrd for `ccr-loadgen run --speed {speed}`: every routing timer divided by {speed}\n{}",
+        toml::to_string(&doc)?
+    ))
+}
+
 impl LiveRun {
     /// The overall latency line of the report.
     pub fn latency_line(&self) -> String {
         let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
         format!(
-            "arrival→offer (from intended send): p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} offers)\n\
-             rate: intended {:.0}/s, achieved {:.0}/s; {} sent, {} errors, {:.1} s wall",
+            "arrival→first offer, wall clock from the intended send (includes the wait in queue): \
+             p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} offers)\n\
+             rate: intended {:.0}/s, achieved {:.0}/s; {} sent, {} errors, {} unanswered; {:.1} s wall{}",
             ms(0.5),
             ms(0.9),
             ms(0.99),
@@ -585,7 +721,34 @@ impl LiveRun {
             self.achieved_rate,
             self.sent,
             self.errors,
-            self.wall.as_secs_f64()
+            self.unanswered,
+            self.wall.as_secs_f64(),
+            if self.interrupted { " (interrupted)" } else { "" }
         )
+    }
+
+    /// What makes the run a failure (a non-zero exit): errors, commands
+    /// ccrd never answered, an early stop, or a rate below the intended by
+    /// more than `rate_tolerance` (a share). Empty when it did what was asked.
+    pub fn failures(&self, rate_tolerance: f64) -> Vec<String> {
+        let mut failures = Vec::new();
+        if self.interrupted {
+            failures.push("interrupted before the end of the traffic".to_owned());
+        }
+        if self.errors > 0 {
+            failures.push(format!("{} error(s): refusals, or calls that failed", self.errors));
+        }
+        if self.unanswered > 0 {
+            failures.push(format!("{} gateway command(s) ccrd never answered", self.unanswered));
+        }
+        if !self.interrupted && self.achieved_rate < self.intended_rate * (1.0 - rate_tolerance) {
+            failures.push(format!(
+                "achieved {:.0}/s of the intended {:.0}/s (tolerance {:.0} %)",
+                self.achieved_rate,
+                self.intended_rate,
+                100.0 * rate_tolerance
+            ));
+        }
+        failures
     }
 }

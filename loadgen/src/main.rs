@@ -44,9 +44,10 @@ struct ClientIdentity {
     /// The name ccrd's certificate must hold.
     #[arg(long, default_value = "localhost")]
     server_name: String,
-    /// Client certificate (PEM or DER) when ccrd requires them. One
-    /// identity for every call: with roles (tls.client_ca), a certificate
-    /// has one, and `failover` plays both gateway and agents.
+    /// Client certificate (PEM or DER) when ccrd requires them: one
+    /// identity for every call. (`failover` plays the gateway and the
+    /// agents on the same connections, so it cannot run against a ccrd
+    /// that enforces roles.)
     #[arg(long, requires = "client_key")]
     client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM or DER).
@@ -142,6 +143,7 @@ enum Cmd {
     },
     /// Play a scenario's gateway and agents against a running ccrd.
     Run {
+        /// The scenario file (TOML).
         scenario: PathBuf,
         /// ccrd's QUIC address; for a cluster, every node's (comma-separated
         /// or repeated): the run goes to the active.
@@ -158,8 +160,27 @@ enum Cmd {
         /// Stop after this much scenario time.
         #[arg(long)]
         duration: Option<humantime::Duration>,
+        /// ccrd's metrics address (its `server.metrics_listen`): the report
+        /// shows ccrd's own decision time beside the client's latency.
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+        /// The share by which the achieved rate may fall short of the
+        /// intended before the run counts as failed.
+        #[arg(long, default_value_t = 0.1)]
+        rate_tolerance: f64,
         #[command(flatten)]
         outputs: Outputs,
+    },
+    /// Print the scenario's ccrd configuration with every routing timer
+    /// (SL thresholds, wrap-up, offer timeouts, relaxation, aging) divided
+    /// by --speed: what the ccrd of a `run --speed N` needs for the
+    /// scenario's timers to mean what they say.
+    ScaledConfig {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// The speed the run will play at.
+        #[arg(long, value_parser = speed)]
+        speed: f64,
     },
     /// Capacity search: step the rate up until p99 arrival → offer passes
     /// the limit or errors appear, then hold the best rate.
@@ -177,12 +198,16 @@ enum Cmd {
         /// Journal fsync policy of the ccrd started here: always, interval, never.
         #[arg(long, default_value = "always")]
         fsync: String,
+        /// The first rate tried, contacts a second.
         #[arg(long, default_value_t = 10_000.0)]
         start_rate: f64,
+        /// How much the rate goes up each step.
         #[arg(long, default_value_t = 10_000.0)]
         step: f64,
+        /// The highest rate tried.
         #[arg(long, default_value_t = 200_000.0)]
         max_rate: f64,
+        /// How long each step lasts.
         #[arg(long, default_value = "5s")]
         step_time: humantime::Duration,
         /// Traffic at the start rate before the search, not judged: connections,
@@ -193,6 +218,7 @@ enum Cmd {
         /// How long the best rate is held at the end.
         #[arg(long, default_value = "60s")]
         sustain: humantime::Duration,
+        /// The p99 arrival→offer a rate must stay within to pass.
         #[arg(long, default_value = "5ms")]
         p99: humantime::Duration,
         /// Chat agents (255 contacts each).
@@ -226,17 +252,22 @@ enum Cmd {
         /// Contacts a second.
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
+        /// Agents logged in (one voice call each).
         #[arg(long, default_value_t = 20)]
         agents: u64,
+        /// How long the traffic runs.
         #[arg(long, default_value = "30s")]
         duration: humantime::Duration,
         /// How long each call lasts.
         #[arg(long, default_value = "20ms")]
         talk: humantime::Duration,
+        /// The queue every contact goes to (in ccrd's configuration).
         #[arg(long, default_value = "support")]
         queue: String,
+        /// The skill every contact asks for and every agent has.
         #[arg(long, default_value = "billing")]
         skill: String,
+        /// The language of every contact and agent.
         #[arg(long, default_value = "en")]
         language: String,
         /// Also write the report as JSON.
@@ -247,6 +278,7 @@ enum Cmd {
     /// group that meet the service-level target with the scenario's
     /// routing, beside the Erlang answer and the scenario's own staffing.
     Staff {
+        /// The scenario file (TOML).
         scenario: PathBuf,
         /// PERCENT/SECONDS for every queue, e.g. 80/20; without it, each
         /// queue's own target from the ccrd configuration.
@@ -271,10 +303,12 @@ enum Cmd {
     },
     /// Write a scenario's synthetic traffic as a trace (CSV).
     Generate {
+        /// The scenario file (TOML).
         scenario: PathBuf,
         /// The trace file to write.
         #[arg(short, long)]
         output: PathBuf,
+        /// Overrides the scenario's seed.
         #[arg(long)]
         seed: Option<u64>,
     },
@@ -287,6 +321,7 @@ enum Cmd {
         /// Mean handle time, e.g. "3m".
         #[arg(long)]
         aht: humantime::Duration,
+        /// Agents on the queue.
         #[arg(long)]
         agents: u32,
         /// Service-level threshold, e.g. "20s".
@@ -325,6 +360,14 @@ fn print_failover(report: &ccr_loadgen::failover::FailoverReport) {
 /// Errors are printed as their chain of causes, never with a backtrace
 /// (whatever `RUST_BACKTRACE` says: they are the user's to act on, not a bug).
 fn main() -> std::process::ExitCode {
+    // Output piped into `head` and the like: the closed pipe ends the
+    // program quietly, as it does any Unix tool, instead of a panic in
+    // `println!`. (Sockets are unaffected: std writes them with MSG_NOSIGNAL.)
+    // SAFETY: at the start of main, before any thread; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -361,7 +404,7 @@ fn run() -> anyhow::Result<()> {
                 simulate(&scenario, seed, policy, interval, outputs)
             }
         }
-        Cmd::Run { scenario, addr, cert, identities, speed, duration, outputs } => {
+        Cmd::Run { scenario, addr, cert, identities, speed, duration, metrics, rate_tolerance, outputs } => {
             let s = scenario::load(&scenario)?;
             let target = live::Target {
                 addrs: addr,
@@ -374,11 +417,25 @@ fn run() -> anyhow::Result<()> {
                 speed,
                 duration: duration.map(Into::into),
                 progress: true,
-                skip_quiet_start: false,
+                skip_quiet_start: true,
+                stop: None,
             };
-            live_report(&s, &target, &options, &outputs)
+            live_report(&s, &target, options, metrics, rate_tolerance, &outputs)
         }
         Cmd::Demo { speed } => demo(speed),
+        Cmd::ScaledConfig { scenario, speed } => {
+            let text = std::fs::read_to_string(&scenario).with_context(|| scenario.display().to_string())?;
+            let raw: toml::Table = text.parse().with_context(|| scenario.display().to_string())?;
+            let ccrd = match raw.get("ccrd_config").and_then(|v| v.as_str()) {
+                Some(file) => {
+                    let path = scenario.parent().unwrap_or(std::path::Path::new(".")).join(file);
+                    std::fs::read_to_string(&path).with_context(|| path.display().to_string())?
+                }
+                None => ccr_daemon::config::DEFAULT_CONFIG.to_owned(),
+            };
+            print!("{}", live::scaled_config(&ccrd, speed)?);
+            Ok(())
+        }
         Cmd::Failover { addr, cert, identity, rate, agents, duration, talk, queue, skill, language, json } => {
             let options = ccr_loadgen::failover::FailoverOptions {
                 addrs: addr,
@@ -682,24 +739,81 @@ fn side_by_side(summary: &[(String, Report)]) {
     }
 }
 
-/// Runs the live engine on its own runtime and prints its report.
+/// Runs the live engine on its own runtime (Ctrl-C stops it early, with a
+/// report), prints its report, and fails if the run did not do what was
+/// asked (`LiveRun::failures`).
 fn live_report(
     s: &Scenario,
     target: &live::Target,
-    options: &live::LiveOptions,
+    mut options: live::LiveOptions,
+    metrics: Option<std::net::SocketAddr>,
+    rate_tolerance: f64,
     outputs: &Outputs,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let live = runtime.block_on(live::run(s, target, options))?;
-    print_live(s, &live, outputs)
+    let live = runtime.block_on(async {
+        options.stop = Some(stop_on_ctrl_c());
+        let before = metrics.map(ccr_loadgen::scrape::scrape).transpose()?;
+        let live = live::run(s, target, &options).await?;
+        let decisions = match (metrics, before) {
+            (Some(addr), Some(before)) => Some(ccr_loadgen::scrape::scrape(addr)?.since(&before)),
+            _ => None,
+        };
+        anyhow::Ok((live, decisions))
+    })?;
+    print_live(s, &live.0, live.1.as_ref(), outputs)?;
+    judge(&live.0, rate_tolerance)
 }
 
-fn print_live(s: &Scenario, live: &live::LiveRun, outputs: &Outputs) -> anyhow::Result<()> {
+/// A non-zero exit, saying why, when the run did not do what was asked.
+fn judge(live: &live::LiveRun, rate_tolerance: f64) -> anyhow::Result<()> {
+    let failures = live.failures(rate_tolerance);
+    if !failures.is_empty() {
+        bail!("the run failed: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// Turns true at the first Ctrl-C (the run stops and reports); a second
+/// Ctrl-C exits at once. Needs a Tokio runtime.
+fn stop_on_ctrl_c() -> tokio::sync::watch::Receiver<bool> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nccr-loadgen: stopping (Ctrl-C again to quit at once)");
+            let _ = stop.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    stopped
+}
+
+fn print_live(
+    s: &Scenario,
+    live: &live::LiveRun,
+    decisions: Option<&ccr_loadgen::scrape::Buckets>,
+    outputs: &Outputs,
+) -> anyhow::Result<()> {
     let report = Report::of_scenario(&live.run, s);
     let thresholds = &report.thresholds;
-    println!("== live: {} of traffic", humantime::format_duration(live.run.duration));
+    let clock = |d: std::time::Duration| format!("{:02}:{:02}", d.as_secs() / 3600, d.as_secs() / 60 % 60);
+    match live.arrivals {
+        Some((first, last)) => println!(
+            "== live: {} contacts arriving {}–{} of the scenario's day{}",
+            live.sent,
+            clock(first),
+            clock(last),
+            if live.interrupted { " (interrupted)" } else { "" }
+        ),
+        None => println!("== live: no contact sent"),
+    }
     println!("{}", report.table());
     println!("{}", live.latency_line());
+    if let Some(d) = decisions {
+        println!("ccrd's own time per routing command (ccr_routing_decision_seconds, bucket bounds): {}", d.summary());
+    }
     if let Some(path) = &outputs.json {
         let named: Vec<_> = s.ccrd.catalog.queues.iter().cloned().zip(thresholds.iter().copied()).collect();
         let mut run = output::run_json("live", "run", s.seed, &live.run, &report, &named);
@@ -713,6 +827,8 @@ fn print_live(s: &Scenario, live: &live::LiveRun, outputs: &Outputs) -> anyhow::
         run["intended_rate"] = live.intended_rate.into();
         run["achieved_rate"] = live.achieved_rate.into();
         run["errors"] = live.errors.into();
+        run["unanswered"] = live.unanswered.into();
+        run["interrupted"] = live.interrupted.into();
         output::write_json(path, vec![run])?;
     }
     if let Some(dir) = &outputs.hgrm {
@@ -811,8 +927,9 @@ async fn capacity(
 fn demo(speed: f64) -> anyhow::Result<()> {
     const SCENARIO: &str = include_str!("../scenarios/bank-day-trace.toml");
     const TRACE: &str = include_str!("../traces/bank-day.csv");
-    let dir = std::env::temp_dir().join(format!("ccr-loadgen-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    // Removed on every way out (an error, Ctrl-C, a panic).
+    let temp = tempfile::Builder::new().prefix("ccr-loadgen-demo-").tempdir()?;
+    let dir = temp.path();
     std::fs::create_dir_all(dir.join("scenarios"))?;
     std::fs::create_dir_all(dir.join("traces"))?;
     std::fs::write(dir.join("scenarios/bank-day-trace.toml"), SCENARIO)?;
@@ -825,11 +942,13 @@ fn demo(speed: f64) -> anyhow::Result<()> {
         config.server.max_pending_requests = 1_000_000;
         // ccrd's timers run on its wall clock: scale them with the replay.
         config.router = live::scaled(&s.ccrd.router, speed);
-        let daemon = ccr_daemon::loopback::Loopback::start(config, None, false).await?;
+        let daemon = ccr_daemon::loopback::Loopback::start(config, None, true).await?;
         println!(
             "ccrd listening on {} (built-in configuration); replaying a bank's day at {speed}× speed",
             daemon.addr
         );
+        let metrics = daemon.metrics_addr.context("the demo's ccrd serves metrics")?;
+        let before = ccr_loadgen::scrape::scrape(metrics)?;
         let target = live::Target {
             addrs: vec![daemon.addr],
             server_name: "localhost".into(),
@@ -837,20 +956,23 @@ fn demo(speed: f64) -> anyhow::Result<()> {
             gateway_identity: None,
             agent_identity: None,
         };
-        let options = live::LiveOptions { speed, duration: None, progress: true, skip_quiet_start: true };
+        let stop = Some(stop_on_ctrl_c());
+        let options = live::LiveOptions { speed, duration: None, progress: true, skip_quiet_start: true, stop };
         let live = live::run(&s, &target, &options).await;
+        let decisions = ccr_loadgen::scrape::scrape(metrics).map(|after| after.since(&before));
         daemon.stop().await?;
         println!("ccrd stopped");
-        live
+        anyhow::Ok((live?, decisions.ok()))
     });
-    let _ = std::fs::remove_dir_all(&dir);
-    print_live(&s, &result?, &Outputs::default())?;
+    drop(runtime);
+    let (live, decisions) = result?;
+    print_live(&s, &live, decisions.as_ref(), &Outputs::default())?;
     println!(
         "\nAt {speed}× speed every millisecond of real latency is {:.1} s of the customers' wait: the live figures \
          show the daemon working, not the day the scenario describes. `ccr-loadgen simulate` shows that day.",
         speed / 1000.0
     );
-    Ok(())
+    judge(&live, 0.1)
 }
 
 fn erlang(
@@ -912,6 +1034,26 @@ fn apply_one_policy(s: &mut Scenario, name: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// Every flag and argument of every subcommand says in `--help` what it is.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn undocumented(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if arg.get_help().is_none() && arg.get_long_help().is_none() && !builtin {
+                    out.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut missing = Vec::new();
+        let command = <super::Args as clap::CommandFactory>::command();
+        undocumented(&command, command.get_name(), &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
+
     #[test]
     fn a_speed_is_a_number_above_zero() {
         assert_eq!(super::speed("60"), Ok(60.0));

@@ -37,6 +37,8 @@ pub struct Figures {
     pub wait_p99: Duration,
     pub wait_max: Duration,
     pub abandon_rate: f64,
+    /// The queue's service-level threshold: answered within it counts.
+    pub threshold: Duration,
     pub ewt: Option<EwtAccuracy>,
     /// Every answered wait, in microseconds.
     pub waits: Histogram<u64>,
@@ -119,6 +121,7 @@ impl Figures {
             wait_p99: Duration::ZERO,
             wait_max: Duration::ZERO,
             abandon_rate: 0.0,
+            threshold,
             ewt: None,
             waits: Histogram::<u64>::new_with_bounds(1, 86_400_000_000, 3).expect("histogram bounds"),
         };
@@ -257,20 +260,33 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<12} {:<9} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
-            "queue", "tier", "offered", "answered", "aband", "short", "SL", "ASA s", "p50 s", "p90 s", "p99 s", "max s"
+            "{:<12} {:<9} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "queue",
+            "tier",
+            "offered",
+            "answered",
+            "aband",
+            "short",
+            "waiting",
+            "SL",
+            "ASA s",
+            "p50 s",
+            "p90 s",
+            "p99 s",
+            "max s"
         );
         for (queue, tier, f) in &self.rows {
             let _ = writeln!(
                 out,
-                "{:<12} {:<9} {:>8} {:>8} {:>7} {:>6} {:>6.1}% {:>7} {:>7} {:>7} {:>7} {:>7}",
+                "{:<12} {:<9} {:>8} {:>8} {:>7} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
                 queue,
                 tier,
                 f.offered,
                 f.answered,
                 f.abandoned,
                 f.short_abandoned,
-                100.0 * f.service_level,
+                f.unfinished,
+                format!("{:.1}%", 100.0 * f.service_level),
                 secs(f.asa),
                 secs(f.wait_p50),
                 secs(f.wait_p90),
@@ -278,17 +294,34 @@ impl Report {
                 secs(f.wait_max)
             );
         }
-        let _ = writeln!(out, "agent occupancy {:.1}%; {} routing inputs", 100.0 * self.occupancy, self.decisions);
+        let mut thresholds: Vec<String> = Vec::new();
+        for (queue, _, f) in self.rows.iter().filter(|(_, tier, _)| tier == "all") {
+            thresholds.push(format!("{queue} {}", humantime::format_duration(f.threshold)));
+        }
+        let _ = writeln!(
+            out,
+            "SL: answered within the queue's threshold ({}), of those answered or abandoned (short \
+             abandons left out); waiting: not answered when the run ended",
+            thresholds.join(", ")
+        );
+        let _ = write!(out, "agent occupancy {:.1}%", 100.0 * self.occupancy);
+        // What only the simulator sees: the core's inputs and decisions.
+        if self.decisions > 0 {
+            let _ = write!(out, "; {} routing inputs", self.decisions);
+        }
+        let _ = writeln!(out);
         if !self.group_occupancy.is_empty() {
             let groups: Vec<String> = self.group_occupancy.iter().map(|o| format!("{:.1}%", 100.0 * o)).collect();
             let _ = writeln!(out, "occupancy by agent group (in the scenario's order): {}", groups.join(", "));
         }
         let r = &self.routing;
-        let _ = writeln!(
-            out,
-            "routing: {} overflows, {} relaxation steps, {} RONAs, {} transfers",
-            r.overflows, r.relaxation_steps, r.ronas, r.transfers
-        );
+        if self.decisions > 0 {
+            let _ = writeln!(
+                out,
+                "routing: {} overflows, {} relaxation steps, {} RONAs, {} transfers",
+                r.overflows, r.relaxation_steps, r.ronas, r.transfers
+            );
+        }
         if let Some([p50, p90, max]) = self.abandon_times {
             let _ = writeln!(
                 out,
@@ -297,6 +330,9 @@ impl Report {
                 p90.as_secs_f64(),
                 max.as_secs_f64()
             );
+        }
+        if self.rows.iter().all(|(_, _, f)| f.ewt.is_none()) {
+            return out;
         }
         let _ = writeln!(
             out,

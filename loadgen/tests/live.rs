@@ -27,7 +27,7 @@ async fn play(s: &Scenario, speed: f64, skip_quiet_start: bool, name: &str) -> l
         gateway_identity: None,
         agent_identity: None,
     };
-    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start };
+    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start, stop: None };
     let run = tokio::time::timeout(Duration::from_secs(60), live::run(s, &target, &options))
         .await
         .expect("bounded")

@@ -46,7 +46,10 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Cmd {
     /// Validate a configuration file and print every problem with its line.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
     /// Look into a journal.
     Journal {
         #[command(subcommand)]
@@ -59,7 +62,10 @@ enum JournalCmd {
     /// Print what the journal and snapshots hold (counts, sequence numbers,
     /// time span, damage), changing nothing. DIR is the data directory or its
     /// `journal` folder.
-    Inspect { dir: PathBuf },
+    Inspect {
+        /// The data directory, or its `journal` folder.
+        dir: PathBuf,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<config::Config> {
@@ -114,7 +120,11 @@ fn run() -> anyhow::Result<()> {
     if let Some(Cmd::Journal { action: JournalCmd::Inspect { dir } }) = &args.command {
         let journal = ccr_daemon::journal::dir_in(dir);
         let dir = if journal.is_dir() { journal } else { dir.clone() };
-        print!("{}", ccr_daemon::journal::inspect::inspect(&dir)?);
+        let inspection = ccr_daemon::journal::inspect::inspect(&dir)?;
+        print!("{}", inspection.text);
+        if !inspection.damage.is_empty() {
+            bail!("the journal is damaged: {}", inspection.damage.join("; "));
+        }
         return Ok(());
     }
     let mut config = load(args.config.as_ref())?;
@@ -214,5 +224,28 @@ impl Signals {
             }
         });
         server::Control { shutdown, reload: reloads, time: server::TimeSource::System }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every flag and argument of every subcommand says in `--help` what it is.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn undocumented(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if arg.get_help().is_none() && arg.get_long_help().is_none() && !builtin {
+                    out.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut missing = Vec::new();
+        let command = <super::Args as clap::CommandFactory>::command();
+        undocumented(&command, command.get_name(), &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
     }
 }

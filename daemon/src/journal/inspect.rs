@@ -11,14 +11,27 @@ use super::format::{self, Decoded, Input};
 use super::recovery;
 use super::JournalError;
 
+/// What [`inspect`] found: its report, and the damage in it (empty when
+/// a start would recover everything without a word).
+pub struct Inspection {
+    pub text: String,
+    pub damage: Vec<String>,
+}
+
 /// Describes every snapshot and segment in `dir` without changing anything.
-pub fn inspect(dir: &Path) -> Result<String, JournalError> {
+/// A directory that does not exist is an error, not an empty journal.
+pub fn inspect(dir: &Path) -> Result<Inspection, JournalError> {
+    if !dir.is_dir() {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory");
+        return Err(JournalError::io(dir, missing));
+    }
     let listing = recovery::list(dir)?;
     let mut out = String::new();
+    let mut damage = Vec::new();
     let _ = writeln!(out, "journal {}", dir.display());
     if listing.snapshots.is_empty() && listing.segments.is_empty() {
         let _ = writeln!(out, "  empty: no snapshot, no segment");
-        return Ok(out);
+        return Ok(Inspection { text: out, damage });
     }
     let _ = writeln!(out, "snapshots ({}):", listing.snapshots.len());
     for (seq, path) in &listing.snapshots {
@@ -39,6 +52,7 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
             }
             Err(why) => {
                 let _ = writeln!(out, "  seq {seq:>12}  {size} bytes  UNUSABLE: {why}");
+                damage.push(format!("snapshot {} is unusable", path.display()));
             }
         }
     }
@@ -49,15 +63,17 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
     // The last record of the segment before, to catch two writers: each
     // segment must start after it.
     let mut previous: Option<(u64, &Path)> = None;
-    for (first_seq, path) in &listing.segments {
+    let segments = listing.segments.len();
+    for (n, (first_seq, path)) in listing.segments.iter().enumerate() {
         let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
         if format::parse_segment_header(&bytes) != Some(*first_seq) {
             let _ = writeln!(out, "  first {first_seq:>12}  {} bytes  NO VALID HEADER", bytes.len());
+            damage.push(format!("segment {} has no valid header", path.display()));
             continue;
         }
         let mut offset = format::SEGMENT_HEADER_LEN;
         let (mut records, mut span) = (0u64, None::<(Time, Time, u64, u64)>);
-        let damage = loop {
+        let broken = loop {
             match format::decode_record(&bytes[offset..]) {
                 Decoded::Eof => break None,
                 Decoded::Record(entry, len) => {
@@ -72,8 +88,10 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
                     last_seq = Some(entry.seq);
                     offset += len;
                 }
-                Decoded::Truncated => break Some(format!("ends inside a record at byte {offset} (a torn tail)")),
-                Decoded::Corrupt(why) => break Some(format!("damaged record at byte {offset}: {why}")),
+                Decoded::Truncated => {
+                    break Some((format!("ends inside a record at byte {offset} (a torn tail)"), true))
+                }
+                Decoded::Corrupt(why) => break Some((format!("damaged record at byte {offset}: {why}"), false)),
             }
         };
         let range = match span {
@@ -81,13 +99,18 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
             None => "no records".to_owned(),
         };
         let unused = bytes.len() - offset;
-        let size = match damage {
+        let size = match broken {
             None if unused > 0 => format!("{} bytes ({unused} zero-filled, not yet written)", bytes.len()),
             _ => format!("{} bytes", bytes.len()),
         };
         let _ = writeln!(out, "  first {first_seq:>12}  {size}  {records} records  {range}");
-        if let Some(damage) = damage {
-            let _ = writeln!(out, "    {damage}");
+        if let Some((why, torn)) = &broken {
+            let _ = writeln!(out, "    {why}");
+            // A torn tail of the last segment is a crash mid-write, which
+            // a start cuts off: nothing acknowledged was in it.
+            if !(*torn && n + 1 == segments) {
+                damage.push(format!("segment {}: {why}", path.display()));
+            }
         }
         if let (Some((last, before)), Some((_, _, first, _))) = (previous, span) {
             if first <= last {
@@ -107,6 +130,7 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
         for fork in &forks {
             let _ = writeln!(out, "  {fork}");
         }
+        damage.push("segments overlap (forked)".to_owned());
     }
     let _ = writeln!(out, "records by kind:");
     for (kind, n) in &kinds {
@@ -120,7 +144,7 @@ pub fn inspect(dir: &Path) -> Result<String, JournalError> {
             let _ = writeln!(out, "no records after the snapshots");
         }
     }
-    Ok(out)
+    Ok(Inspection { text: out, damage })
 }
 
 fn kind(input: &Input) -> &'static str {
