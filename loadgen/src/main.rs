@@ -183,7 +183,8 @@ enum Cmd {
         speed: f64,
     },
     /// Capacity search: step the rate up until p99 arrival → offer passes
-    /// the limit or errors appear, then hold the best rate.
+    /// the limit or errors appear, then hold the best rate. Exits 1 when no
+    /// rate passed or the held one was not sustained.
     Bench {
         /// ccrd to measure (a cluster: every node's address, comma-separated
         /// or repeated; the active is measured); without it, one is started
@@ -907,12 +908,12 @@ async fn capacity(
                 held.p99.as_secs_f64() * 1000.0,
                 echo_p50.as_secs_f64() * 1000.0
             );
-            Ok(())
+            match held.passed(options.p99_limit) {
+                true => Ok(()),
+                false => Err(anyhow::anyhow!("{rate:.0}/s was not sustained within p99 {:?}", options.p99_limit)),
+            }
         }
-        None => {
-            println!("no step passed: even {:.0}/s is beyond the limit", options.start_rate);
-            Ok(())
-        }
+        None => Err(anyhow::anyhow!("no step passed: even {:.0}/s is beyond the limit", options.start_rate)),
     };
     b.stop();
     if let Some(daemon) = daemon {
