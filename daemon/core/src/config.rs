@@ -288,14 +288,19 @@ impl RouterConfig {
                         err(at("action"), format!("proficiency {p} is not in {MIN_PROFICIENCY}..={MAX_PROFICIENCY}"))
                     }
                     RelaxAction::OverflowTo(to) if !queue_ok(to) => {
-                        err(at("action"), format!("overflow queue {} does not exist", to.0))
+                        err(at("overflow_to"), format!("overflow queue {} does not exist", to.0))
                     }
                     RelaxAction::OverflowTo(to) if usize::from(to.0) == i => {
-                        err(at("action"), "a queue cannot overflow into itself".into())
+                        err(at("overflow_to"), "a queue cannot overflow into itself".into())
                     }
                     _ => {}
                 }
             }
+        }
+        for (field, cycle) in self.overflow_cycles() {
+            let names: Vec<&str> = cycle.iter().map(|q| self.queues[usize::from(q.0)].name.as_str()).collect();
+            let message = format!("overflow cycle {}: a contact would move round it for ever", names.join(" → "));
+            err(field, message);
         }
         if self.ewt_window < Duration::from_secs(1) {
             err("ewt_window".into(), "must be at least 1 s".into());
@@ -307,6 +312,92 @@ impl RouterConfig {
             Ok(())
         } else {
             Err(ConfigErrors(errs))
+        }
+    }
+
+    /// Each queue's overflows (relaxation steps and `when_full`) to another
+    /// queue that exists, with the field that names it.
+    fn overflows(&self) -> Vec<Vec<(QueueId, String)>> {
+        let exists = |to: QueueId, i: usize| usize::from(to.0) < self.queues.len() && usize::from(to.0) != i;
+        let mut edges = vec![Vec::new(); self.queues.len()];
+        for (i, q) in self.queues.iter().enumerate() {
+            for (j, step) in q.relaxation.iter().enumerate() {
+                if let RelaxAction::OverflowTo(to) = step.action {
+                    if exists(to, i) {
+                        edges[i].push((to, format!("queues[{i}].relaxation[{j}].overflow_to")));
+                    }
+                }
+            }
+            if let WhenFull::OverflowTo(to) = q.when_full {
+                if exists(to, i) {
+                    edges[i].push((to, format!("queues[{i}].when_full")));
+                }
+            }
+        }
+        edges
+    }
+
+    /// The cycles of overflows (billing → general → billing), each once:
+    /// the field of its first edge, and its queues from the lowest-numbered
+    /// one back to it. Linear in queues and overflows per cycle found:
+    /// queues that reach no cycle are peeled off (Kahn's algorithm), then a
+    /// walk from what is left must come round.
+    fn overflow_cycles(&self) -> Vec<(String, Vec<QueueId>)> {
+        let edges = self.overflows();
+        let n = edges.len();
+        let mut into: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (from, out) in edges.iter().enumerate() {
+            for (to, _) in out {
+                into[usize::from(to.0)].push(from);
+            }
+        }
+        let mut gone = vec![false; n];
+        let mut cycles = Vec::new();
+        loop {
+            // Peel the queues whose every overflow leads out of the rest.
+            let mut out_degree: Vec<usize> =
+                edges.iter().map(|out| out.iter().filter(|(to, _)| !gone[usize::from(to.0)]).count()).collect();
+            let mut sinks: Vec<usize> = (0..n).filter(|&q| !gone[q] && out_degree[q] == 0).collect();
+            let mut left = gone.clone();
+            while let Some(q) = sinks.pop() {
+                left[q] = true;
+                for &from in &into[q] {
+                    if !left[from] {
+                        out_degree[from] -= 1;
+                        if out_degree[from] == 0 {
+                            sinks.push(from);
+                        }
+                    }
+                }
+            }
+            // Every queue left overflows into another one left.
+            let Some(start) = (0..n).find(|&q| !left[q]) else { return cycles };
+            let mut seen_at = vec![usize::MAX; n];
+            let mut walk = vec![start];
+            let mut here = start;
+            loop {
+                seen_at[here] = walk.len() - 1;
+                let next = edges[here].iter().map(|(to, _)| usize::from(to.0)).find(|&to| !left[to]);
+                let Some(next) = next else { return cycles };
+                if seen_at[next] != usize::MAX {
+                    let mut cycle: Vec<usize> = walk[seen_at[next]..].to_vec();
+                    let lowest = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);
+                    cycle.rotate_left(lowest);
+                    let (first, second) = (cycle[0], cycle.get(1).copied().unwrap_or(cycle[0]));
+                    let field = edges[first]
+                        .iter()
+                        .find(|(to, _)| usize::from(to.0) == second)
+                        .map_or_else(|| format!("queues[{first}]"), |(_, field)| field.clone());
+                    for &q in &cycle {
+                        gone[q] = true;
+                    }
+                    cycle.push(cycle[0]);
+                    cycles.push((field, cycle.into_iter().map(|q| QueueId(q as u16)).collect()));
+                    break;
+                }
+                walk.push(next);
+                here = next;
+            }
         }
     }
 }

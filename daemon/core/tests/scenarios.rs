@@ -870,6 +870,44 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert!(h.cmd(accept(10, offer)).is_ok());
 }
 
+/// Overflows that come round (a → b → c → a) are refused, each cycle once,
+/// at its lowest-numbered queue's overflow; a queue that only leads into a
+/// cycle, or a chain that ends, is not a cycle.
+#[test]
+fn overflow_cycles_are_refused_each_once() {
+    let mut cfg = Harness::default_config();
+    let base = cfg.queues[0].clone();
+    cfg.queues = (0..7).map(|i| QueueConfig { name: format!("q{i}"), ..base.clone() }).collect();
+    let over = |to: u16| vec![RelaxStep { after: secs(60), action: RelaxAction::OverflowTo(QueueId(to)) }];
+    // q1 → q2 → q3 → q1 (q3's by when_full), q0 → q1 leads into it;
+    // q4 ⇄ q5; q6 → q0 ends in the first cycle.
+    cfg.queues[0].relaxation = over(1);
+    cfg.queues[1].relaxation = over(2);
+    cfg.queues[2].relaxation = over(3);
+    cfg.queues[3].when_full = WhenFull::OverflowTo(QueueId(1));
+    cfg.queues[4].relaxation = over(5);
+    cfg.queues[5].when_full = WhenFull::OverflowTo(QueueId(4));
+    cfg.queues[6].relaxation = over(0);
+    let errs = Router::new(cfg.clone()).err().expect("cycles refused").0;
+    let shown: Vec<(String, String)> = errs.iter().map(|e| (e.field.clone(), e.message.clone())).collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                "queues[1].relaxation[0].overflow_to".to_owned(),
+                "overflow cycle q1 → q2 → q3 → q1: a contact would move round it for ever".to_owned()
+            ),
+            (
+                "queues[4].relaxation[0].overflow_to".to_owned(),
+                "overflow cycle q4 → q5 → q4: a contact would move round it for ever".to_owned()
+            ),
+        ]
+    );
+    cfg.queues[3].when_full = WhenFull::Refuse;
+    cfg.queues[5].when_full = WhenFull::Refuse;
+    assert!(Router::new(cfg).is_ok(), "chains that end are fine");
+}
+
 #[test]
 fn config_errors_point_at_every_field() {
     let mut cfg = Harness::default_config();
@@ -886,7 +924,7 @@ fn config_errors_point_at_every_field() {
         vec![
             "tiers[1].name",
             "queues[0].service_level.target",
-            "queues[1].relaxation[0].action",
+            "queues[1].relaxation[0].overflow_to",
             "queues[1].relaxation[1].after",
             "queues[1].relaxation[1].action",
         ]

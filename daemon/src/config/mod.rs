@@ -21,6 +21,9 @@ use toml::Spanned;
 
 use crate::journal::{FsyncPolicy, JournalOptions};
 
+mod document;
+use document::Document;
+
 /// The largest `server.max_message_bytes`: a command decoded from one
 /// message is journaled as one record, and recovery takes a record over
 /// [`crate::journal::MAX_RECORD_LEN`] for damage, so a message stays well
@@ -28,7 +31,7 @@ use crate::journal::{FsyncPolicy, JournalOptions};
 pub const MAX_MESSAGE_BYTES: usize = crate::journal::MAX_RECORD_LEN / 4;
 
 /// The configuration ccrd starts with when given none.
-pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/ccrd.example.toml");
+pub const DEFAULT_CONFIG: &str = include_str!("../../../deploy/ccrd.example.toml");
 
 /// One problem, located.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -574,10 +577,9 @@ fn cluster_config(c: &mut Checker<'_>, raw: &RawCluster, server: &ServerConfig) 
 
 /// Parses and validates a configuration file's text.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1);
-        ConfigError(vec![Problem { field: "(file)".into(), line, message: e.message().to_owned() }])
-    })?;
+    let mut document = Document::parse(text).map_err(|p| ConfigError(vec![p]))?;
+    let (raw, shape) = document.read::<RawConfig>();
+    let Some(raw) = raw else { return Err(ConfigError(shape)) };
     let mut c = Checker { text, problems: Vec::new() };
 
     let rs = &raw.server;
@@ -804,33 +806,34 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     // (its limits were checked above, with their own lines).
     if let Err(errors) = router.validate() {
         for e in errors.0.into_iter().filter(|e| !e.field.starts_with("max_")) {
-            let line = locate(&e.field, &raw).map(|offset| c.line_of(offset));
-            c.problems.push(Problem { field: e.field, line, message: e.message });
+            // The core names its fields; the file's key for `when_full`:
+            let field = e.field.replace(".when_full", ".overflow_when_full");
+            let line = document.line(&field);
+            c.problems.push(Problem { field, line, message: e.message });
         }
     }
     for (list, what) in [(&raw.skills, "skills"), (&raw.languages, "languages")] {
         for (i, name) in list.iter().enumerate() {
             if name.is_empty() || list[..i].contains(name) {
-                c.problems.push(Problem {
-                    field: format!("{what}[{i}]"),
-                    line: None,
-                    message: format!("{name:?} is empty or listed twice"),
-                });
+                let field = format!("{what}[{i}]");
+                let line = document.line(&field);
+                c.problems.push(Problem { field, line, message: format!("{name:?} is empty or listed twice") });
             }
         }
         if list.len() > usize::from(u16::MAX - 1) {
-            c.problems.push(Problem { field: what.into(), line: None, message: "too many names".into() });
+            let line = document.line(what);
+            c.problems.push(Problem { field: what.into(), line, message: "too many names".into() });
         }
     }
     if raw.tls.cert.is_some() != raw.tls.key.is_some() {
         c.problems.push(Problem {
             field: "tls".into(),
-            line: None,
+            line: document.line("tls"),
             message: "give both cert and key, or neither".into(),
         });
     }
-    if !c.problems.is_empty() {
-        return Err(ConfigError(c.problems));
+    if !c.problems.is_empty() || !shape.is_empty() {
+        return Err(ConfigError(together(shape, c.problems)));
     }
     let tier_names = router.tiers.iter().map(|t| t.name.clone()).collect();
     let catalog = Catalog::new(raw.skills, raw.languages, queue_names, tier_names);
@@ -842,15 +845,17 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 /// Byte offset of the queue or tier a core field path (`queues[3].…`) is about.
-fn locate(field: &str, raw: &RawConfig) -> Option<usize> {
-    let index = |prefix: &str| field.strip_prefix(prefix)?.split(']').next()?.parse::<usize>().ok();
-    if let Some(i) = index("queues[") {
-        return raw.queues.get(i).map(|q| q.name.span().start);
-    }
-    if let Some(i) = index("tiers[") {
-        return raw.tiers.as_ref()?.get(i).map(|t| t.name.span().start);
-    }
-    None
+/// The problems of shape and those the later checks found, less those
+/// about a field already reported (its stand-in's, not the file's), in the
+/// order of their lines.
+fn together(shape: Vec<Problem>, later: Vec<Problem>) -> Vec<Problem> {
+    let about = |p: &Problem, field: &str| {
+        p.field == field || p.field.starts_with(&format!("{field}.")) || p.field.starts_with(&format!("{field}["))
+    };
+    let later = later.into_iter().filter(|p| !shape.iter().any(|s| about(p, &s.field)));
+    let mut all: Vec<Problem> = shape.iter().cloned().chain(later).collect();
+    all.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+    all
 }
 
 #[cfg(test)]
@@ -863,6 +868,98 @@ mod tests {
         assert!(config.catalog.queue("billing").is_some());
         assert!(config.catalog.skill("billing").is_some());
         assert_eq!(config.server.listen, "127.0.0.1:4433".parse().unwrap());
+    }
+
+    /// What `parse` says of `text`, one line per problem.
+    fn problems_of(text: &str) -> Vec<String> {
+        parse(text).unwrap_err().0.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn two_type_errors_are_both_reported_each_with_its_field_and_line() {
+        let shown =
+            problems_of("[server]\nmax_connections = \"many\"\n\n[journal]\nfsync = 5\n\n[[queues]]\nname = \"a\"\n");
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(shown[0].starts_with("line 2: server.max_connections: invalid type: string"), "{shown:#?}");
+        assert!(shown[1].starts_with("line 5: journal.fsync: invalid type: integer"), "{shown:#?}");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_reported_with_the_likely_intended_one() {
+        let shown = problems_of("[routing]\nexplian = true\n\n[sever]\nlisten = \"x\"\n[[queues]]\nname = \"a\"\n");
+        assert_eq!(
+            shown,
+            vec![
+                "line 2: routing.explian: unknown key `explian`: did you mean `explain`?",
+                "line 4: sever: unknown key `sever`: did you mean `server`?",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_queue_fields_problem_is_on_the_fields_own_line() {
+        let text = "[[queues]]\nname = \"a\"\nmax_waiting = 0\nservice_level = { target = 2.0, threshold = \"20s\" }\n";
+        let shown = problems_of(text);
+        assert!(
+            shown.contains(&"line 3: queues[0].max_waiting: must be at least 1 (omit it for no limit)".into()),
+            "{shown:#?}"
+        );
+        assert!(shown.iter().any(|p| p.starts_with("line 4: queues[0].service_level.target")), "{shown:#?}");
+    }
+
+    #[test]
+    fn a_skill_listed_twice_is_reported_on_its_line() {
+        let shown =
+            problems_of("skills = [\n  \"billing\",\n  \"sales\",\n  \"billing\",\n]\n[[queues]]\nname = \"a\"\n");
+        assert_eq!(shown, vec!["line 4: skills[2]: \"billing\" is empty or listed twice"]);
+    }
+
+    #[test]
+    fn an_overflow_cycle_is_refused_naming_its_queues() {
+        let text = r#"
+[[queues]]
+name = "billing"
+[[queues.relaxation]]
+after = "60s"
+overflow_to = "general"
+
+[[queues]]
+name = "general"
+overflow_when_full = "billing"
+
+[[queues]]
+name = "sales"
+overflow_when_full = "general"
+"#;
+        let shown = problems_of(text);
+        assert_eq!(
+            shown,
+            vec![
+                "line 6: queues[0].relaxation[0].overflow_to: overflow cycle billing → general → billing: \
+                 a contact would move round it for ever"
+            ],
+            "sales only leads into the cycle"
+        );
+        let chain = text.replace("overflow_when_full = \"billing\"", "");
+        assert!(parse(&chain).is_ok(), "billing → general, sales → general: no cycle");
+    }
+
+    #[test]
+    fn a_missing_queue_name_and_a_wrong_type_beside_it_are_both_reported() {
+        let shown = problems_of("[[queues]]\nwrap_up = \"5s\"\n\n[[queues]]\nname = 7\n");
+        assert!(shown.iter().any(|p| p.starts_with("line 1: queues[0].name: missing field `name`")), "{shown:#?}");
+        assert!(shown.iter().any(|p| p.starts_with("line 5: queues[1].name: invalid type: integer")), "{shown:#?}");
+        assert!(
+            !shown.iter().any(|p| p.contains("empty") || p.contains("duplicate")),
+            "no stand-in's problem: {shown:#?}"
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_with_its_line() {
+        let shown = problems_of("[[queues]]\nname = \"a\"\nwrap_up = 5s\n");
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].starts_with("line 3: (syntax)"), "{shown:#?}");
     }
 
     #[test]
