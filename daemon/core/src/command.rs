@@ -1,6 +1,6 @@
 //! Inputs to the router: everything the outside world can ask of it.
 //!
-//! A command either applies completely or returns a [`CommandError`] and
+//! A command either applies completely or returns a [`CommandError`](crate::CommandError) and
 //! changes nothing. Commands are plain data so that a journal can record them
 //! and a replay can feed them back.
 

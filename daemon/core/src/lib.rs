@@ -19,7 +19,9 @@
 //! - [`config`]: queues, tiers and policies, validated with every error located.
 //! - [`command`], [`event`], [`error`]: what goes in, what comes out, why a
 //!   command is refused.
-//! - `router`: the state machine and the lifecycle of contacts, agents, offers.
+//! - `router`: the state machine — its inputs and outputs in `router.rs`,
+//!   then one part per concern: agents, contacts, matching, offers,
+//!   ownership (sessions), queries, views, restore.
 //! - `waiting`: waiting contacts listed by skill, language and minimum
 //!   proficiency, for an agent looking for work. `pools`: agents with room, for a contact looking
 //!   for an agent. Both are what makes a decision cost microseconds.
