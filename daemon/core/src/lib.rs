@@ -23,7 +23,7 @@
 //!   then one part per concern: agents, contacts, matching, offers,
 //!   ownership (sessions), queries, views, restore.
 //! - `waiting`: waiting contacts listed by skill, language and minimum
-//!   proficiency, for an agent looking for work. `pools`: agents with room, for a contact looking
+//!   proficiency, for an agent looking for work (keys, cells, search). `pools`: agents with room, for a contact looking
 //!   for an agent. Both are what makes a decision cost microseconds.
 //! - `contact`, `agent`: the records, with rank and relaxation rules.
 //! - `sessions`: which client session owns each contact and agent, and the
