@@ -61,6 +61,31 @@ mod restore;
 pub mod views;
 pub use restore::Restore;
 
+/// How an agent leaves: at its desktop's request (refused while it has a
+/// connected contact), or forced — its desktop gone, the session expired,
+/// a drain — when its connected contacts end with it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Leaving {
+    Asked,
+    Forced,
+}
+
+/// Who ended a connected contact: the agent (`Complete`) or the caller,
+/// who hung up (an `Abandon` of a connected contact).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum EndedBy {
+    Agent,
+    Caller,
+}
+
+/// What an agent does once an offer it held has ended: look for work at
+/// once, or not (it was just sent not ready, or has lost its room).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum AfterOffer {
+    LookForWork,
+    Rest,
+}
+
 /// Limits on what one command may carry, so that no input can make the core
 /// do unbounded work per decision.
 pub const MAX_SKILLS_PER_CONTACT: usize = 16;
@@ -171,13 +196,13 @@ impl Router {
     fn apply(&mut self, command: Command) -> Result<Reply, CommandError> {
         match command {
             Command::AgentLogin { agent, profile, ready } => self.login(agent, profile, ready),
-            Command::AgentLogout { agent } => self.logout(agent, false),
-            Command::AgentDisconnected { agent } => self.logout(agent, true),
+            Command::AgentLogout { agent } => self.logout(agent, Leaving::Asked),
+            Command::AgentDisconnected { agent } => self.logout(agent, Leaving::Forced),
             Command::AgentReady { agent } => self.set_presence(agent, Presence::Ready),
             Command::AgentNotReady { agent, reason } => self.set_presence(agent, Presence::NotReady(reason)),
             Command::Accept { agent, offer } => self.accept(agent, offer),
             Command::Reject { agent, offer } => self.reject(agent, offer),
-            Command::Complete { agent, contact } => self.complete(agent, contact, false),
+            Command::Complete { agent, contact } => self.complete(agent, contact, EndedBy::Agent),
             Command::EndWrapUp { agent, contact } => self.end_wrap_up_command(agent, contact),
             Command::Enqueue(spec) => self.enqueue(spec, None),
             Command::Abandon { contact } => self.abandon(contact),

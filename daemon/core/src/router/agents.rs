@@ -58,9 +58,9 @@ impl Router {
         slot
     }
 
-    pub(super) fn logout(&mut self, id: AgentId, disconnected: bool) -> Result<Reply, CommandError> {
+    pub(super) fn logout(&mut self, id: AgentId, leaving: Leaving) -> Result<Reply, CommandError> {
         let slot = self.agent_slot(id)?;
-        if self.agents[slot].connected > 0 && !disconnected {
+        if self.agents[slot].connected > 0 && leaving == Leaving::Asked {
             return Err(CommandError::AgentBusy(id));
         }
         // A lost desktop cannot finish its calls through us: they end here.
@@ -137,7 +137,7 @@ impl Router {
         let o = self.offers.close(offer, OfferOutcome::Withdrawn);
         let contact = self.contacts[o.contact_slot].id;
         self.events.push_back(Event::OfferEnded { offer, contact, agent: o.agent, outcome: OfferOutcome::Withdrawn });
-        self.release_agent_slot(o.agent_slot, o.contact_slot, true);
+        self.release_agent_slot(o.agent_slot, o.contact_slot, AfterOffer::Rest);
         self.return_to_queue(o.contact_slot);
     }
 
@@ -230,7 +230,7 @@ impl Router {
         }
     }
 
-    pub(super) fn complete(&mut self, id: AgentId, contact: ContactId, hung_up: bool) -> Result<Reply, CommandError> {
+    pub(super) fn complete(&mut self, id: AgentId, contact: ContactId, by: EndedBy) -> Result<Reply, CommandError> {
         let slot = self.agent_slot(id)?;
         let cslot = self.contact_slot(contact)?;
         if self.contacts[cslot].state != (ContactState::Connected { agent: slot }) {
@@ -239,6 +239,7 @@ impl Router {
         let c = self.remove_contact(cslot);
         let qi = usize::from(c.queue.0);
         self.queues[qi].counters.completed += 1;
+        let hung_up = by == EndedBy::Caller;
         self.events.push_back(Event::Completed { contact, agent: id, queue: c.queue, hung_up });
         let agent = &mut self.agents[slot];
         agent.connected -= 1;

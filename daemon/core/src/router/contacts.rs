@@ -82,7 +82,7 @@ impl Router {
         match c.state {
             ContactState::Connected { agent } => {
                 let agent_id = self.agents[agent].id;
-                return self.complete(agent_id, contact, true);
+                return self.complete(agent_id, contact, EndedBy::Caller);
             }
             ContactState::Scheduled { .. } => {
                 self.remove_contact(cslot);
@@ -93,7 +93,7 @@ impl Router {
                 let o = self.offers.close(offer, OfferOutcome::Abandoned);
                 let agent = o.agent;
                 self.events.push_back(Event::OfferEnded { offer, contact, agent, outcome: OfferOutcome::Abandoned });
-                self.release_agent_slot(o.agent_slot, cslot, false);
+                self.release_agent_slot(o.agent_slot, cslot, AfterOffer::LookForWork);
             }
             ContactState::Waiting { .. } => {
                 self.unindex(cslot);
@@ -170,7 +170,7 @@ impl Router {
         }
         self.settle(cslot, Trigger::ContactWaiting);
         if let Some(agent_slot) = freed_agent {
-            self.release_agent_slot(agent_slot, cslot, false);
+            self.release_agent_slot(agent_slot, cslot, AfterOffer::LookForWork);
         }
         Ok(Reply::Enqueued { queue: admitted })
     }

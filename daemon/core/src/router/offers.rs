@@ -81,12 +81,12 @@ impl Router {
         }
         // Not ready first, so the contact cannot be offered straight back.
         self.agents[o.agent_slot].presence = Presence::NotReady(reason);
-        self.release_agent_slot(o.agent_slot, o.contact_slot, true);
+        self.release_agent_slot(o.agent_slot, o.contact_slot, AfterOffer::Rest);
         self.return_to_queue(o.contact_slot);
     }
 
     /// Frees the channel slot an offered contact held on an agent.
-    pub(super) fn release_agent_slot(&mut self, agent_slot: u32, contact_slot: u32, quiet: bool) {
+    pub(super) fn release_agent_slot(&mut self, agent_slot: u32, contact_slot: u32, then: AfterOffer) {
         let channel = self.contacts.get(contact_slot).map(|c| c.channel);
         let agent = &mut self.agents[agent_slot];
         if let Some(pos) = agent.work.iter().position(|&s| s == contact_slot) {
@@ -94,10 +94,9 @@ impl Router {
             agent.ringing -= 1;
             agent.usage[channel.expect("offered contact is live").index()] -= 1;
         }
-        if quiet {
-            self.agent_lost_room(agent_slot);
-        } else {
-            self.agent_gained_room(agent_slot);
+        match then {
+            AfterOffer::Rest => self.agent_lost_room(agent_slot),
+            AfterOffer::LookForWork => self.agent_gained_room(agent_slot),
         }
     }
 

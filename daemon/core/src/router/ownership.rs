@@ -63,7 +63,7 @@ impl Router {
         let (mut contacts_ended, mut callbacks_kept, mut agents_logged_out) = (0, 0, 0);
         while let Some(slot) = self.sessions.first(Kind::Agent, session) {
             let id = self.agents[slot].id;
-            self.logout(id, true).expect("an owned agent is logged in");
+            self.logout(id, Leaving::Forced).expect("an owned agent is logged in");
             agents_logged_out += 1;
         }
         while let Some(slot) = self.sessions.first(Kind::Contact, session) {
@@ -118,7 +118,7 @@ impl Router {
         let mut ids: Vec<AgentId> = self.agents.iter().map(|(_, a)| a.id).collect();
         ids.sort_unstable();
         for &id in &ids {
-            self.logout(id, true).expect("a listed agent is logged in");
+            self.logout(id, Leaving::Forced).expect("a listed agent is logged in");
         }
         Reply::Drained { agents: ids.len() as u32 }
     }
