@@ -3,6 +3,7 @@
 use crate::command::NotReadyReason;
 use crate::event::AgentState;
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, QueueId, SkillId, SkillReq, SkillSet};
+use crate::slab::ContactSlot;
 use crate::time::Time;
 use smallvec::SmallVec;
 
@@ -43,7 +44,7 @@ pub struct Agent {
     pub connected: u16,
     pub wrap_ups: Vec<WrapUp>,
     /// Contact slots offered to or connected with this agent.
-    pub work: Vec<u32>,
+    pub work: Vec<ContactSlot>,
     pub presence: Presence,
     /// Agent pools this agent is filed in when it has room (fixed at login).
     pub memberships: Vec<crate::pools::Membership>,

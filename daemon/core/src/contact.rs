@@ -5,6 +5,7 @@ use crate::command::{Languages, SkillReqs};
 use crate::config::{ContactPolicy, RelaxAction, RouterConfig};
 use crate::ids::{AgentId, Channel, ContactId, LanguageId, OfferId, QueueId, SkillReq, TierId, MAX_PROFICIENCY};
 use crate::positions::Place;
+use crate::slab::AgentSlot;
 use crate::time::{micros, Time};
 
 /// Order among waiting contacts: lower is served first. The value is a
@@ -88,10 +89,10 @@ pub enum ContactState {
     },
     Offered {
         offer: OfferId,
-        agent: u32,
+        agent: AgentSlot,
     },
     Connected {
-        agent: u32,
+        agent: AgentSlot,
     },
 }
 

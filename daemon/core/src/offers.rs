@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use crate::hashing::KeyedMap;
+use crate::slab::{AgentSlot, ContactSlot};
 
 use crate::error::OfferOutcome;
 use crate::ids::{AgentId, ContactId, OfferId};
@@ -11,9 +12,9 @@ use crate::time::Time;
 
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Offer {
-    pub contact_slot: u32,
+    pub contact_slot: ContactSlot,
     pub contact: ContactId,
-    pub agent_slot: u32,
+    pub agent_slot: AgentSlot,
     pub agent: AgentId,
     pub expires_at: Time,
 }
@@ -212,7 +213,13 @@ mod tests {
     use crate::time::Time;
 
     fn offer(n: u64) -> Offer {
-        Offer { contact_slot: 0, contact: ContactId(n), agent_slot: 0, agent: AgentId(n), expires_at: Time::ZERO }
+        Offer {
+            contact_slot: ContactSlot(0),
+            contact: ContactId(n),
+            agent_slot: AgentSlot(0),
+            agent: AgentId(n),
+            expires_at: Time::ZERO,
+        }
     }
 
     #[test]

@@ -20,13 +20,14 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
+use crate::slab::ContactSlot;
 use crate::time::Time;
 
 /// One contact's start of waiting in a queue.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Entry {
     pub arrival: Time,
-    pub slot: u32,
+    pub slot: ContactSlot,
     pub stamp: u32,
 }
 
@@ -51,8 +52,8 @@ impl Default for Stamps {
 
 impl Stamps {
     /// The contact in `slot` starts waiting: its new stamp.
-    pub(crate) fn start(&mut self, slot: u32) -> u32 {
-        let i = slot as usize;
+    pub(crate) fn start(&mut self, slot: ContactSlot) -> u32 {
+        let i = slot.0 as usize;
         if self.by_slot.len() <= i {
             self.by_slot.resize(i + 1, 0);
         }
@@ -63,12 +64,12 @@ impl Stamps {
     }
 
     /// The contact in `slot` stops waiting.
-    pub(crate) fn stop(&mut self, slot: u32) {
-        self.by_slot[slot as usize] = 0;
+    pub(crate) fn stop(&mut self, slot: ContactSlot) {
+        self.by_slot[slot.0 as usize] = 0;
     }
 
     fn is_current(&self, e: &Entry) -> bool {
-        self.by_slot.get(e.slot as usize) == Some(&e.stamp)
+        self.by_slot.get(e.slot.0 as usize) == Some(&e.stamp)
     }
 }
 
@@ -81,10 +82,10 @@ pub(crate) struct OldestWaiting {
     /// The slots of the two fronts' contacts ([`NO_SLOT`]: empty). The fronts
     /// are current, so a contact that stops waiting holds a front exactly
     /// when its slot is one of these: the check reads no entry.
-    front_slots: [u32; 2],
+    front_slots: [ContactSlot; 2],
 }
 
-const NO_SLOT: u32 = u32::MAX;
+const NO_SLOT: ContactSlot = ContactSlot::NONE;
 
 impl Default for OldestWaiting {
     fn default() -> Self {
@@ -121,7 +122,7 @@ impl OldestWaiting {
 
     /// The contact in `slot` stopped waiting (its stamp is cleared): if it
     /// held a front, that entry and the dead ones behind it are dropped.
-    pub(crate) fn stopped(&mut self, slot: u32, stamps: &Stamps) {
+    pub(crate) fn stopped(&mut self, slot: ContactSlot, stamps: &Stamps) {
         if self.front_slots[0] == slot {
             self.in_order.pop_front();
             while self.in_order.front().is_some_and(|f| !stamps.is_current(f)) {
@@ -154,7 +155,7 @@ impl OldestWaiting {
     }
 
     /// The slot of the longest-waiting contact.
-    pub(crate) fn oldest_slot(&self) -> Option<u32> {
+    pub(crate) fn oldest_slot(&self) -> Option<ContactSlot> {
         let in_order = self.in_order.front().map(|e| (e.arrival, e.slot));
         let out_of_order = self.out_of_order.peek().map(|Reverse(e)| (e.arrival, e.slot));
         in_order.into_iter().chain(out_of_order).min().map(|(_, slot)| slot)
@@ -162,7 +163,7 @@ impl OldestWaiting {
 
     /// The slots of the contacts waiting now, in no particular order: what a
     /// supervisor's list reads instead of every contact.
-    pub(crate) fn waiting_slots<'a>(&'a self, stamps: &'a Stamps) -> impl Iterator<Item = u32> + 'a {
+    pub(crate) fn waiting_slots<'a>(&'a self, stamps: &'a Stamps) -> impl Iterator<Item = ContactSlot> + 'a {
         let entries = self.in_order.iter().chain(self.out_of_order.iter().map(|Reverse(e)| e));
         entries.filter(move |e| stamps.is_current(e)).map(|e| e.slot)
     }
@@ -203,12 +204,12 @@ mod tests {
         fn finds_the_oldest_as_a_scan_does(ops in proptest::collection::vec(op(), 1..400)) {
             let mut stamps = Stamps::default();
             let mut oldest = OldestWaiting::default();
-            let mut waiting: BTreeMap<u32, Entry> = BTreeMap::new();
+            let mut waiting: BTreeMap<ContactSlot, Entry> = BTreeMap::new();
             let mut latest = 1_000u64;
             for op in ops {
                 match op {
                     Op::Start { slot, earlier } => {
-                        let slot = u32::from(slot);
+                        let slot = ContactSlot(u32::from(slot));
                         if waiting.contains_key(&slot) {
                             continue;
                         }
@@ -222,7 +223,7 @@ mod tests {
                         prop_assert!(oldest.len() <= 2 * waiting.len() + SWEEP_SLACK);
                     }
                     Op::Stop { slot } => {
-                        let Some(e) = waiting.remove(&u32::from(slot)) else { continue };
+                        let Some(e) = waiting.remove(&ContactSlot(u32::from(slot))) else { continue };
                         stamps.stop(e.slot);
                         oldest.stopped(e.slot, &stamps);
                     }
@@ -238,18 +239,19 @@ mod tests {
         // their entries die behind it, and sweeps keep them few.
         let mut stamps = Stamps::default();
         let mut oldest = OldestWaiting::default();
-        let first = Entry { arrival: Time::from_secs(1), slot: 0, stamp: stamps.start(0) };
+        let first = Entry { arrival: Time::from_secs(1), slot: ContactSlot(0), stamp: stamps.start(ContactSlot(0)) };
         oldest.started(first, 1, &stamps);
         for i in 0..10_000u64 {
-            let e = Entry { arrival: Time::from_secs(2 + i), slot: 1, stamp: stamps.start(1) };
+            let e =
+                Entry { arrival: Time::from_secs(2 + i), slot: ContactSlot(1), stamp: stamps.start(ContactSlot(1)) };
             oldest.started(e, 2, &stamps);
-            stamps.stop(1);
-            oldest.stopped(1, &stamps);
+            stamps.stop(ContactSlot(1));
+            oldest.stopped(ContactSlot(1), &stamps);
             assert!(oldest.len() <= 2 * 2 + SWEEP_SLACK, "{} entries", oldest.len());
         }
         assert_eq!(oldest.oldest(), Some(Time::from_secs(1)));
-        stamps.stop(0);
-        oldest.stopped(0, &stamps);
+        stamps.stop(ContactSlot(0));
+        oldest.stopped(ContactSlot(0), &stamps);
         assert_eq!(oldest.oldest(), None);
     }
 }

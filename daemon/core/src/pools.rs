@@ -25,23 +25,23 @@ use crate::hashing::KeyedMap;
 use crate::agent::Agent;
 use crate::config::AgentPolicy;
 use crate::ids::{Channel, LanguageId, SkillId, SkillReq, SkillSet, MAX_PROFICIENCY};
-use crate::slab::Slab;
+use crate::slab::{AgentSlot, Slab};
 use crate::waiting::ANY_LANGUAGE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Entry {
-    slot: u32,
+    slot: AgentSlot,
     order: u64,
 }
 
 /// The head of a pool that has none.
-const NO_ENTRY: Entry = Entry { slot: u32::MAX, order: u64::MAX };
+const NO_ENTRY: Entry = Entry { slot: AgentSlot::NONE, order: u64::MAX };
 
 impl Entry {
     /// Whether this is an entry and not [`NO_ENTRY`]: the slot alone tells,
     /// one compare instead of two on every pool head a search reads.
     fn is_some(&self) -> bool {
-        self.slot != u32::MAX
+        self.slot != AgentSlot::NONE
     }
 }
 
@@ -151,13 +151,13 @@ fn group_key(channel: Channel, skill: SkillId, language: u16) -> u64 {
 /// Orders live in a dense array (8 bytes an agent, cache-resident) so this
 /// check does not touch the agent record.
 fn is_current(orders: &[u64], e: Entry) -> bool {
-    orders.get(e.slot as usize) == Some(&e.order)
+    orders.get(e.slot.0 as usize) == Some(&e.order)
 }
 
 /// An agent found for a contact, with what it was chosen on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AgentCandidate {
-    pub slot: u32,
+    pub slot: AgentSlot,
     pub proficiency: u8,
     pub occupancy: u8,
     pub order: u64,
@@ -214,7 +214,7 @@ pub(crate) struct AgentPools {
 /// A logged-in agent in a group's roster.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 struct RosterEntry {
-    slot: u32,
+    slot: AgentSlot,
     proficiency: u8,
     /// Which of the agent's memberships this is, to find its place.
     membership: u16,
@@ -250,9 +250,9 @@ impl AgentPools {
     }
 
     /// Enters a logged-in agent in the rosters of its groups.
-    pub(crate) fn enrol(&mut self, slot: u32, memberships: &[Membership]) {
-        if self.roster_places.len() <= slot as usize {
-            self.roster_places.resize_with(slot as usize + 1, Vec::new);
+    pub(crate) fn enrol(&mut self, slot: AgentSlot, memberships: &[Membership]) {
+        if self.roster_places.len() <= slot.0 as usize {
+            self.roster_places.resize_with(slot.0 as usize + 1, Vec::new);
         }
         let mut places = Vec::with_capacity(memberships.len());
         for (k, m) in memberships.iter().enumerate() {
@@ -265,19 +265,19 @@ impl AgentPools {
             let membership = u16::try_from(k).expect("an agent's memberships fit in u16");
             roster.push(RosterEntry { slot, proficiency: m.proficiency, membership });
         }
-        self.roster_places[slot as usize] = places;
+        self.roster_places[slot.0 as usize] = places;
     }
 
     /// Takes a logging-out agent off its groups' rosters: each entry is
     /// swapped with the roster's last, whose place is updated.
-    pub(crate) fn withdraw(&mut self, slot: u32, memberships: &[Membership]) {
-        let places = std::mem::take(&mut self.roster_places[slot as usize]);
+    pub(crate) fn withdraw(&mut self, slot: AgentSlot, memberships: &[Membership]) {
+        let places = std::mem::take(&mut self.roster_places[slot.0 as usize]);
         for (m, place) in memberships.iter().zip(places) {
             let roster = &mut self.rosters[m.group as usize];
             let removed = roster.swap_remove(place as usize);
             debug_assert_eq!(removed.slot, slot, "a roster place is stale");
             if let Some(moved) = roster.get(place as usize) {
-                self.roster_places[moved.slot as usize][usize::from(moved.membership)] = place;
+                self.roster_places[moved.slot.0 as usize][usize::from(moved.membership)] = place;
             }
         }
     }
@@ -292,7 +292,7 @@ impl AgentPools {
     /// counted in the first of them it speaks.
     pub(crate) fn staffed(
         &self,
-        agents: &Slab<Agent>,
+        agents: &Slab<Agent, AgentSlot>,
         channel: Channel,
         reqs: &[SkillReq],
         languages: Option<&[LanguageId]>,
@@ -338,28 +338,28 @@ impl AgentPools {
 
     /// The agent's current order ("longest idle" rank among agents with
     /// room); 0 while it is in no pool.
-    pub(crate) fn order(&self, slot: u32) -> u64 {
-        self.orders.get(slot as usize).copied().unwrap_or(0)
+    pub(crate) fn order(&self, slot: AgentSlot) -> u64 {
+        self.orders.get(slot.0 as usize).copied().unwrap_or(0)
     }
 
     /// Makes every entry of the agent stale (O(1)).
-    pub(crate) fn invalidate(&mut self, slot: u32) {
-        if let Some(o) = self.orders.get_mut(slot as usize) {
+    pub(crate) fn invalidate(&mut self, slot: AgentSlot) {
+        if let Some(o) = self.orders.get_mut(slot.0 as usize) {
             *o = 0;
         }
     }
 
     /// Files the agent in every pool it belongs to under a new `order`; its
     /// previous entries become stale.
-    pub(crate) fn push(&mut self, agents: &Slab<Agent>, slot: u32, order: u64) {
+    pub(crate) fn push(&mut self, agents: &Slab<Agent, AgentSlot>, slot: AgentSlot, order: u64) {
         let agent = &agents[slot];
         debug_assert!(order != 0);
-        if self.orders.len() <= slot as usize {
-            self.orders.resize(slot as usize + 1, 0);
-            self.skill_sets.resize(slot as usize + 1, SkillSet::default());
+        if self.orders.len() <= slot.0 as usize {
+            self.orders.resize(slot.0 as usize + 1, 0);
+            self.skill_sets.resize(slot.0 as usize + 1, SkillSet::default());
         }
-        self.orders[slot as usize] = order;
-        self.skill_sets[slot as usize] = agent.skill_set;
+        self.orders[slot.0 as usize] = order;
+        self.skill_sets[slot.0 as usize] = agent.skill_set;
         let entry = Entry { slot, order };
         let mut room = [false; Channel::COUNT];
         for channel in Channel::ALL {
@@ -384,7 +384,7 @@ impl AgentPools {
     /// to `weighed` when given (for explanations).
     pub(crate) fn find(
         &mut self,
-        agents: &Slab<Agent>,
+        agents: &Slab<Agent, AgentSlot>,
         channel: Channel,
         reqs: &[SkillReq],
         languages: Option<&[LanguageId]>,
@@ -418,7 +418,7 @@ impl AgentPools {
     /// head rather than a second loop that tests the stale one again.
     fn find_by_heads(
         &mut self,
-        agents: &Slab<Agent>,
+        agents: &Slab<Agent, AgentSlot>,
         groups: &[u32],
         primary: SkillReq,
         max_occupancy: u8,
@@ -462,7 +462,7 @@ impl AgentPools {
     /// listed there.
     fn find_by_walks(
         &mut self,
-        agents: &Slab<Agent>,
+        agents: &Slab<Agent, AgentSlot>,
         groups: &[u32],
         reqs: &[SkillReq],
         max_occupancy: u8,
@@ -474,7 +474,7 @@ impl AgentPools {
         // The skills first: most entries a walk passes lack one, and testing
         // them spares those entries the read of their order.
         let fits = |e: &Entry| {
-            skill_sets[e.slot as usize].may_contain_all(others.iter().map(|r| r.skill))
+            skill_sets[e.slot.0 as usize].may_contain_all(others.iter().map(|r| r.skill))
                 && is_current(orders, *e)
                 && agents[e.slot].qualifies(reqs)
         };
@@ -485,7 +485,8 @@ impl AgentPools {
                 for proficiency in reqs[0].min_proficiency.max(1)..=MAX_PROFICIENCY {
                     let i = Group::index(proficiency, occupancy);
                     // Within a pool the score grows with the order alone.
-                    let score = |order| AgentCandidate { slot: 0, proficiency, occupancy, order }.score(policy);
+                    let score =
+                        |order| AgentCandidate { slot: AgentSlot(0), proficiency, occupancy, order }.score(policy);
                     let limit = match best {
                         Some(b) if weighed.is_none() => order_limit(score(0), b.score(policy)),
                         _ => u64::MAX,
@@ -574,7 +575,7 @@ mod tests {
                 match op {
                     PoolOp::File(slot) => {
                         orders[slot as usize] = next_order;
-                        let e = Entry { slot, order: next_order };
+                        let e = Entry { slot: AgentSlot(slot), order: next_order };
                         next_order += 1;
                         pool.push(e, &orders);
                         filed.push(e);
@@ -583,7 +584,7 @@ mod tests {
                     PoolOp::Take => {
                         pool.skip_stale(&orders);
                         if pool.head().is_some() {
-                            orders[pool.head().slot as usize] = 0;
+                            orders[pool.head().slot.0 as usize] = 0;
                             pool.pop_head();
                         }
                     }
@@ -618,10 +619,10 @@ mod tests {
             let mut logged_in = BTreeSet::new();
             for slot in ops {
                 if logged_in.insert(slot) {
-                    pools.enrol(slot, &memberships(slot));
+                    pools.enrol(AgentSlot(slot), &memberships(slot));
                 } else {
                     logged_in.remove(&slot);
-                    pools.withdraw(slot, &memberships(slot));
+                    pools.withdraw(AgentSlot(slot), &memberships(slot));
                 }
                 for group in 0..8u32 {
                     let mut expected: Vec<(u32, u8)> = logged_in
@@ -635,7 +636,7 @@ mod tests {
                         .get(group as usize)
                         .into_iter()
                         .flatten()
-                        .map(|e| (e.slot, e.proficiency))
+                        .map(|e| (e.slot.0, e.proficiency))
                         .collect();
                     expected.sort_unstable();
                     held.sort_unstable();
@@ -643,7 +644,7 @@ mod tests {
                 }
                 for &s in &logged_in {
                     for (m, &place) in memberships(s).iter().zip(&pools.roster_places[s as usize]) {
-                        prop_assert_eq!(pools.rosters[m.group as usize][place as usize].slot, s);
+                        prop_assert_eq!(pools.rosters[m.group as usize][place as usize].slot, AgentSlot(s));
                     }
                 }
             }

@@ -13,9 +13,10 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::contact::Rank;
+use crate::slab::ContactSlot;
 
 /// (rank, contact slot).
-pub(crate) type Ranked = (Rank, u32);
+pub(crate) type Ranked = (Rank, ContactSlot);
 
 /// A small set grows into a B-tree beyond this many entries.
 const SMALL_MAX: usize = 64;
@@ -121,7 +122,7 @@ mod tests {
             let mut set = RankedSet::default();
             let mut reference = BTreeSet::new();
             for (op, value) in ops {
-                let entry = (Rank { value: value / 3, seq: value }, value as u32);
+                let entry = (Rank { value: value / 3, seq: value }, ContactSlot(value as u32));
                 match op {
                     0 | 1 => prop_assert_eq!(set.insert(entry), reference.insert(entry)),
                     2 => prop_assert_eq!(set.remove(&entry), reference.remove(&entry)),

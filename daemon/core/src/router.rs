@@ -43,7 +43,7 @@ use crate::oldest::{Entry as WaitingSince, Stamps};
 use crate::pools::{AgentCandidate, AgentPools};
 use crate::positions::Place;
 use crate::sessions::{Closed, Kind, SessionCounts, SessionState, Sessions};
-use crate::slab::Slab;
+use crate::slab::{AgentSlot, ContactSlot, Slab};
 use crate::slots_by_id::SlotsById;
 use crate::snapshot::{AgentView, ContactView, SessionView, Snapshot};
 use crate::stats::{EwtMethod, QueueState, QueueStats, WaitEstimate, WARM_UP_DEPARTURES};
@@ -101,14 +101,14 @@ pub const MAX_CALLBACK_AHEAD: Duration = Duration::from_secs(366 * 86_400);
 pub struct Router {
     cfg: RouterConfig,
     now: Time,
-    agents: Slab<Agent>,
-    agent_slots: SlotsById<AgentId>,
-    contacts: Slab<Contact>,
-    contact_slots: SlotsById<ContactId>,
+    agents: Slab<Agent, AgentSlot>,
+    agent_slots: SlotsById<AgentId, AgentSlot>,
+    contacts: Slab<Contact, ContactSlot>,
+    contact_slots: SlotsById<ContactId, ContactSlot>,
     waiting: WaitingIndex,
     pools: AgentPools,
     /// Contacts held for a preferred agent, per agent id (logged in or not).
-    holds: KeyedMap<AgentId, BTreeSet<(Rank, u32)>>,
+    holds: KeyedMap<AgentId, BTreeSet<(Rank, ContactSlot)>>,
     offers: Offers,
     timers: Timers,
     queues: Vec<QueueState>,
@@ -305,7 +305,7 @@ impl Router {
 
     /// Emits a state change if the agent's state differs from the last one
     /// reported, keeping the per-state counts.
-    fn sync_agent_state(&mut self, slot: u32) {
+    fn sync_agent_state(&mut self, slot: AgentSlot) {
         let agent = &mut self.agents[slot];
         let state = agent.state();
         if agent.reported == Some(state) {
@@ -319,11 +319,11 @@ impl Router {
         self.events.push_back(Event::AgentStateChanged { agent: agent.id, state });
     }
 
-    fn agent_slot(&self, id: AgentId) -> Result<u32, CommandError> {
+    fn agent_slot(&self, id: AgentId) -> Result<AgentSlot, CommandError> {
         self.agent_slots.get(&id).copied().ok_or(CommandError::UnknownAgent(id))
     }
 
-    fn contact_slot(&self, id: ContactId) -> Result<u32, CommandError> {
+    fn contact_slot(&self, id: ContactId) -> Result<ContactSlot, CommandError> {
         self.contact_slots.get(&id).copied().ok_or(CommandError::UnknownContact(id))
     }
 
@@ -454,8 +454,8 @@ fn check_requirements(skills: &[SkillReq], languages: &[LanguageId]) -> Result<(
 /// `next_wake` returning to `at` comes with a timer of its own; so does a new
 /// wrap-up).
 fn dead_timers<'a>(
-    contacts: &'a Slab<Contact>,
-    agents: &'a Slab<Agent>,
+    contacts: &'a Slab<Contact, ContactSlot>,
+    agents: &'a Slab<Agent, AgentSlot>,
     offers: &'a Offers,
 ) -> impl FnMut(Time, Timer) -> bool + 'a {
     move |at, timer| match timer {

@@ -19,6 +19,7 @@
 //! [`SessionId::LOCAL`] keeps no chain: it is never lost.
 
 use crate::hashing::KeyedMap;
+use crate::slab::Slot;
 
 use crate::ids::SessionId;
 use crate::time::Time;
@@ -189,26 +190,26 @@ impl Sessions {
         ids
     }
 
-    pub(crate) fn owner(&self, kind: Kind, slot: u32) -> SessionId {
-        self.links(kind).get(slot).owner
+    pub(crate) fn owner(&self, kind: Kind, slot: impl Slot) -> SessionId {
+        self.links(kind).get(slot.index()).owner
     }
 
     /// The first slot `session` owns of `kind`, if any.
-    pub(crate) fn first(&self, kind: Kind, session: SessionId) -> Option<u32> {
+    pub(crate) fn first<S: Slot>(&self, kind: Kind, session: SessionId) -> Option<S> {
         let s = self.table.get(&session)?;
         let head = match kind {
             Kind::Contact => s.contacts,
             Kind::Agent => s.agents,
         };
-        (head != NO_SLOT).then_some(head)
+        (head != NO_SLOT).then_some(S::from_index(head))
     }
 
     /// Every slot `session` owns of `kind`, newest first.
-    pub(crate) fn owned(&self, kind: Kind, session: SessionId) -> Vec<u32> {
+    pub(crate) fn owned<S: Slot>(&self, kind: Kind, session: SessionId) -> Vec<S> {
         let mut slots = Vec::new();
-        let mut at = self.first(kind, session);
+        let mut at = self.first::<u32>(kind, session);
         while let Some(slot) = at {
-            slots.push(slot);
+            slots.push(S::from_index(slot));
             let next = self.links(kind).get(slot).next;
             at = (next != NO_SLOT).then_some(next);
         }
@@ -216,7 +217,8 @@ impl Sessions {
     }
 
     /// Makes `session` the owner of the record in `slot` (a no-op if it is).
-    pub(crate) fn adopt(&mut self, kind: Kind, slot: u32, session: SessionId) {
+    pub(crate) fn adopt(&mut self, kind: Kind, slot: impl Slot, session: SessionId) {
+        let slot = slot.index();
         if self.owner(kind, slot) == session {
             return;
         }
@@ -243,7 +245,8 @@ impl Sessions {
     /// Takes the record in `slot` out of its owner's chain (it is leaving,
     /// or changing hands); a lost session left owning nothing is forgotten.
     /// Costs one read when sessions are not in use.
-    pub(crate) fn release(&mut self, kind: Kind, slot: u32) {
+    pub(crate) fn release(&mut self, kind: Kind, slot: impl Slot) {
+        let slot = slot.index();
         let link = self.links(kind).get(slot);
         if link.owner == SessionId::LOCAL {
             return;
@@ -307,7 +310,7 @@ mod tests {
                     if session == 0 { owners.remove(&slot); } else { owners.insert(slot, session); }
                 }
                 for s in 1..4 {
-                    let mut listed = sessions.owned(Kind::Contact, SessionId(s));
+                    let mut listed = sessions.owned::<u32>(Kind::Contact, SessionId(s));
                     listed.sort_unstable();
                     let expected: Vec<u32> = owners.iter().filter(|(_, o)| **o == s).map(|(slot, _)| *slot).collect();
                     prop_assert_eq!(listed, expected, "session {}", s);
@@ -315,7 +318,7 @@ mod tests {
                 for (&slot, &o) in &owners {
                     prop_assert_eq!(sessions.owner(Kind::Contact, slot), SessionId(o));
                 }
-                prop_assert!(sessions.owned(Kind::Agent, SessionId(1)).is_empty(), "agents chain apart");
+                prop_assert!(sessions.owned::<u32>(Kind::Agent, SessionId(1)).is_empty(), "agents chain apart");
             }
         }
     }

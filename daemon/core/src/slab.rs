@@ -10,11 +10,63 @@
 use serde::de::{Deserialize, Deserializer, Error as _};
 use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
+/// A slot of a slab: a type of its own per kind of record, so that an
+/// agent's slot cannot be passed where a contact's is meant. Four bytes
+/// either way; snapshots hold the bare number.
+pub(crate) trait Slot: Copy + Eq + Ord + std::hash::Hash + std::fmt::Debug {
+    fn from_index(index: u32) -> Self;
+    fn index(self) -> u32;
+}
+
+/// Buckets and other records with one kind of user keep bare numbers.
+impl Slot for u32 {
+    fn from_index(index: u32) -> u32 {
+        index
+    }
+    fn index(self) -> u32 {
+        self
+    }
+}
+
+macro_rules! slot {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        #[repr(transparent)]
+        pub struct $name(pub u32);
+
+        impl $name {
+            /// No slot: the mark of an empty cell or entry.
+            pub(crate) const NONE: $name = $name(u32::MAX);
+        }
+
+        impl Slot for $name {
+            fn from_index(index: u32) -> $name {
+                $name(index)
+            }
+            fn index(self) -> u32 {
+                self.0
+            }
+        }
+    };
+}
+
+slot!(
+    /// An agent's record in the router's slab of agents.
+    AgentSlot
+);
+slot!(
+    /// A contact's record in the router's slab of contacts.
+    ContactSlot
+);
+
 /// Slots per chunk, a power of two: a slot's chunk is its high bits.
 const CHUNK_BITS: u32 = 10;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
-pub(crate) struct Slab<T> {
+pub(crate) struct Slab<T, S: Slot = u32> {
     /// Slots `0..next` are handed out, in chunks of `CHUNK` allocated whole
     /// (every slot `None` until filed), so that a lookup reads the chunk's
     /// place and then the entry, with no second bound to check.
@@ -22,18 +74,19 @@ pub(crate) struct Slab<T> {
     next: u32,
     free: Vec<u32>,
     len: usize,
+    kind: std::marker::PhantomData<S>,
 }
 
-impl<T> Slab<T> {
+impl<T, S: Slot> Slab<T, S> {
     pub(crate) fn new() -> Self {
-        Slab { chunks: Vec::new(), next: 0, free: Vec::new(), len: 0 }
+        Slab { chunks: Vec::new(), next: 0, free: Vec::new(), len: 0, kind: std::marker::PhantomData }
     }
 
-    pub(crate) fn insert(&mut self, value: T) -> u32 {
+    pub(crate) fn insert(&mut self, value: T) -> S {
         self.len += 1;
         if let Some(slot) = self.free.pop() {
             self.chunks[chunk_of(slot)][place_of(slot)] = Some(value);
-            return slot;
+            return S::from_index(slot);
         }
         let slot = self.next;
         self.next = slot.checked_add(1).expect("more than 2^32 live entries");
@@ -41,32 +94,36 @@ impl<T> Slab<T> {
             self.chunks.push(empty_chunk());
         }
         self.chunks[chunk_of(slot)][place_of(slot)] = Some(value);
-        slot
+        S::from_index(slot)
     }
 
-    pub(crate) fn remove(&mut self, slot: u32) -> Option<T> {
+    pub(crate) fn remove(&mut self, slot: S) -> Option<T> {
+        let slot = slot.index();
         let value = self.chunks.get_mut(chunk_of(slot))?[place_of(slot)].take()?;
         self.free.push(slot);
         self.len -= 1;
         Some(value)
     }
 
-    pub(crate) fn get(&self, slot: u32) -> Option<&T> {
+    pub(crate) fn get(&self, slot: S) -> Option<&T> {
+        let slot = slot.index();
         self.chunks.get(chunk_of(slot))?[place_of(slot)].as_ref()
     }
 
-    pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, slot: S) -> Option<&mut T> {
+        let slot = slot.index();
         self.chunks.get_mut(chunk_of(slot))?[place_of(slot)].as_mut()
     }
 
     /// Where a slot's entry is or would be; `None` past the last chunk.
-    fn entry_ptr(&self, slot: u32) -> Option<*const Option<T>> {
+    fn entry_ptr(&self, slot: S) -> Option<*const Option<T>> {
+        let slot = slot.index();
         Some(self.chunks.get(chunk_of(slot))?.as_ptr().wrapping_add(place_of(slot)))
     }
 
     /// Starts loading the first cache line of a slot's entry, which the
     /// caller is about to read (see [`crate::prefetch`]).
-    pub(crate) fn prefetch(&self, slot: u32) {
+    pub(crate) fn prefetch(&self, slot: S) {
         if let Some(entry) = self.entry_ptr(slot) {
             crate::prefetch::prefetch(entry);
         }
@@ -74,7 +131,7 @@ impl<T> Slab<T> {
 
     /// Starts loading every cache line of a slot's entry, for a caller that
     /// will read fields all over a large record soon, but not at once.
-    pub(crate) fn prefetch_all_lines(&self, slot: u32) {
+    pub(crate) fn prefetch_all_lines(&self, slot: S) {
         let Some(entry) = self.entry_ptr(slot) else { return };
         let entry = entry.cast::<u8>();
         let first_line = entry.wrapping_sub(entry as usize % 64);
@@ -90,17 +147,17 @@ impl<T> Slab<T> {
     }
 
     /// Live entries in slot order (deterministic).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
-        self.slots().enumerate().filter_map(|(i, s)| s.as_ref().map(|v| (i as u32, v)))
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (S, &T)> {
+        self.slots().enumerate().filter_map(|(i, s)| s.as_ref().map(|v| (S::from_index(i as u32), v)))
     }
 
     /// Live entries from slot `from` on, in slot order.
-    pub(crate) fn iter_from(&self, from: u32) -> impl Iterator<Item = (u32, &T)> {
-        let start = (from as usize).min(self.next as usize);
+    pub(crate) fn iter_from(&self, from: S) -> impl Iterator<Item = (S, &T)> {
+        let start = (from.index() as usize).min(self.next as usize);
         let chunks = self.chunks.iter().skip(start >> CHUNK_BITS);
         let slots = chunks.flat_map(|chunk| chunk.iter()).skip(start & (CHUNK - 1));
         let handed_out = slots.take(self.next as usize - start);
-        handed_out.enumerate().filter_map(move |(i, s)| s.as_ref().map(|v| ((start + i) as u32, v)))
+        handed_out.enumerate().filter_map(move |(i, s)| s.as_ref().map(|v| (S::from_index((start + i) as u32), v)))
     }
 
     /// Every slot handed out so far, live or free, in slot order.
@@ -124,7 +181,7 @@ fn place_of(slot: u32) -> usize {
     slot as usize & (CHUNK - 1)
 }
 
-impl<T> Default for Slab<T> {
+impl<T, S: Slot> Default for Slab<T, S> {
     fn default() -> Self {
         Slab::new()
     }
@@ -132,7 +189,7 @@ impl<T> Default for Slab<T> {
 
 /// Chunk by chunk on the heap: a derived clone of a boxed array may build
 /// the copy on the stack first.
-impl<T: Clone> Clone for Slab<T> {
+impl<T: Clone, S: Slot> Clone for Slab<T, S> {
     fn clone(&self) -> Self {
         let chunks = self
             .chunks
@@ -143,16 +200,16 @@ impl<T: Clone> Clone for Slab<T> {
                 copy
             })
             .collect();
-        Slab { chunks, next: self.next, free: self.free.clone(), len: self.len }
+        Slab { chunks, next: self.next, free: self.free.clone(), len: self.len, kind: std::marker::PhantomData }
     }
 }
 
 /// Serialized as one sequence of slots, as the slab was before it was
 /// chunked: the bytes of a snapshot do not depend on the chunk size.
-impl<T: Serialize> Serialize for Slab<T> {
+impl<T: Serialize, K: Slot> Serialize for Slab<T, K> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Slots<'a, T>(&'a Slab<T>);
-        impl<T: Serialize> Serialize for Slots<'_, T> {
+        struct Slots<'a, T, K: Slot>(&'a Slab<T, K>);
+        impl<T: Serialize, K: Slot> Serialize for Slots<'_, T, K> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut seq = serializer.serialize_seq(Some(self.0.next as usize))?;
                 for slot in self.0.slots() {
@@ -169,7 +226,7 @@ impl<T: Serialize> Serialize for Slab<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Slab<T> {
+impl<'de, T: Deserialize<'de>, K: Slot> Deserialize<'de> for Slab<T, K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(serde::Deserialize)]
         #[serde(rename = "Slab")]
@@ -180,7 +237,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Slab<T> {
         }
         let Flat { slots, free, len } = Flat::deserialize(deserializer)?;
         let next = u32::try_from(slots.len()).map_err(|_| D::Error::custom("more than 2^32 slots"))?;
-        let mut slab = Slab { chunks: Vec::with_capacity(slots.len().div_ceil(CHUNK)), next, free, len };
+        let chunks = Vec::with_capacity(slots.len().div_ceil(CHUNK));
+        let mut slab = Slab { chunks, next, free, len, kind: std::marker::PhantomData };
         for (slot, value) in (0..next).zip(slots) {
             if place_of(slot) == 0 {
                 slab.chunks.push(empty_chunk());
@@ -191,15 +249,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Slab<T> {
     }
 }
 
-impl<T> std::ops::Index<u32> for Slab<T> {
+impl<T, S: Slot> std::ops::Index<S> for Slab<T, S> {
     type Output = T;
-    fn index(&self, slot: u32) -> &T {
+    fn index(&self, slot: S) -> &T {
         self.get(slot).expect("slab slot is live")
     }
 }
 
-impl<T> std::ops::IndexMut<u32> for Slab<T> {
-    fn index_mut(&mut self, slot: u32) -> &mut T {
+impl<T, S: Slot> std::ops::IndexMut<S> for Slab<T, S> {
+    fn index_mut(&mut self, slot: S) -> &mut T {
         self.get_mut(slot).expect("slab slot is live")
     }
 }

@@ -25,18 +25,18 @@ pub(crate) fn shard_of(hash: u64) -> usize {
 }
 
 #[derive(Clone)]
-pub(crate) struct SlotsById<K> {
-    shards: [KeyedMap<K, u32>; SHARDS],
+pub(crate) struct SlotsById<K, S> {
+    shards: [KeyedMap<K, S>; SHARDS],
     /// Picks the shard; each shard's table hashes with its own copy.
     hasher: Keyed,
 }
 
-impl<K: Hash + Eq> SlotsById<K> {
+impl<K: Hash + Eq, S> SlotsById<K, S> {
     fn shard(&self, key: &K) -> usize {
         shard_of(self.hasher.hash_one(key))
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<&u32> {
+    pub(crate) fn get(&self, key: &K) -> Option<&S> {
         self.shards[self.shard(key)].get(key)
     }
 
@@ -44,12 +44,12 @@ impl<K: Hash + Eq> SlotsById<K> {
         self.shards[self.shard(key)].contains_key(key)
     }
 
-    pub(crate) fn insert(&mut self, key: K, slot: u32) -> Option<u32> {
+    pub(crate) fn insert(&mut self, key: K, slot: S) -> Option<S> {
         let shard = self.shard(&key);
         self.shards[shard].insert(key, slot)
     }
 
-    pub(crate) fn remove(&mut self, key: &K) -> Option<u32> {
+    pub(crate) fn remove(&mut self, key: &K) -> Option<S> {
         let shard = self.shard(key);
         self.shards[shard].remove(key)
     }
@@ -58,12 +58,12 @@ impl<K: Hash + Eq> SlotsById<K> {
         self.shards.iter().map(|s| s.len()).sum()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &u32)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &S)> {
         self.shards.iter().flatten()
     }
 }
 
-impl<K> Default for SlotsById<K> {
+impl<K, S> Default for SlotsById<K, S> {
     fn default() -> Self {
         SlotsById { shards: std::array::from_fn(|_| KeyedMap::default()), hasher: Keyed::default() }
     }
@@ -71,7 +71,7 @@ impl<K> Default for SlotsById<K> {
 
 /// Serialized as one map, as the single table was: snapshots do not depend
 /// on the shards.
-impl<K: Serialize + Hash + Eq> Serialize for SlotsById<K> {
+impl<K: Serialize + Hash + Eq, V: Serialize> Serialize for SlotsById<K, V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.len()))?;
         for (key, slot) in self.iter() {
@@ -81,9 +81,9 @@ impl<K: Serialize + Hash + Eq> Serialize for SlotsById<K> {
     }
 }
 
-impl<'de, K: Deserialize<'de> + Hash + Eq> Deserialize<'de> for SlotsById<K> {
+impl<'de, K: Deserialize<'de> + Hash + Eq, S: Deserialize<'de>> Deserialize<'de> for SlotsById<K, S> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let all = KeyedMap::<K, u32>::deserialize(deserializer)?;
+        let all = KeyedMap::<K, S>::deserialize(deserializer)?;
         let mut slots = SlotsById::default();
         for (key, slot) in all {
             slots.insert(key, slot);
@@ -116,7 +116,7 @@ mod tests {
                 prop_assert_eq!(slots.len(), model.len());
             }
             let bytes = postcard::to_allocvec(&slots).unwrap();
-            let back: SlotsById<u64> = postcard::from_bytes(&bytes).unwrap();
+            let back: SlotsById<u64, u32> = postcard::from_bytes(&bytes).unwrap();
             let plain: KeyedMap<u64, u32> = postcard::from_bytes(&bytes).unwrap();
             prop_assert_eq!(&plain, &model);
             for key in 0..400 {

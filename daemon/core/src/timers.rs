@@ -23,6 +23,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use crate::hashing::KeyedMap;
+use crate::slab::{AgentSlot, ContactSlot};
 
 use crate::ids::{ContactId, OfferId, SessionId};
 use crate::time::Time;
@@ -31,14 +32,14 @@ use crate::time::Time;
 pub(crate) enum Timer {
     /// Relaxation step, end of a preferred-agent hold, or a callback coming due.
     ContactWake {
-        slot: u32,
+        slot: ContactSlot,
         gen: u32,
     },
     OfferExpiry {
         offer: OfferId,
     },
     WrapUpEnd {
-        agent_slot: u32,
+        agent_slot: AgentSlot,
         contact: ContactId,
     },
     /// The end of a lost session's grace.
@@ -189,11 +190,11 @@ mod tests {
             ops in prop::collection::vec((0u8..4, 0u64..50, 0u64..20, 0usize..6), 1..300)
         ) {
             let mut timers = Timers::default();
-            let mut reference: Vec<(Time, u64, u32)> = Vec::new();
+            let mut reference: Vec<(Time, u64, ContactSlot)> = Vec::new();
             let mut dead = std::collections::HashSet::new();
             let mut now = 0u64;
             for (i, (kind, delay, advance, cancel)) in ops.into_iter().enumerate() {
-                let timer = Timer::ContactWake { slot: i as u32, gen: 0 };
+                let timer = Timer::ContactWake { slot: ContactSlot(i as u32), gen: 0 };
                 let at = Time::from_micros(now + delay);
                 match kind {
                     0 => timers.schedule(at, timer),
@@ -202,7 +203,7 @@ mod tests {
                         _ => false,
                     }),
                 }
-                reference.push((at, i as u64, i as u32));
+                reference.push((at, i as u64, ContactSlot(i as u32)));
                 if cancel < 2 {
                     let victim = reference[(i * 7 + cancel) % reference.len()].2;
                     dead.insert(victim);

@@ -25,7 +25,7 @@ impl Router {
         languages: Vec<LanguageId>,
         capacity: [u8; Channel::COUNT],
         presence: Presence,
-    ) -> u32 {
+    ) -> AgentSlot {
         let slots = capacity.iter().map(|&c| usize::from(c)).sum();
         let slot = self.agents.insert(Agent {
             id,
@@ -64,7 +64,7 @@ impl Router {
             return Err(CommandError::AgentBusy(id));
         }
         // A lost desktop cannot finish its calls through us: they end here.
-        let connected: Vec<u32> = self.agents[slot]
+        let connected: Vec<ContactSlot> = self.agents[slot]
             .work
             .iter()
             .copied()
@@ -119,7 +119,7 @@ impl Router {
         self.handle_timeout(now);
         // Agents first, so that no withdrawn contact is offered straight back
         // to a desktop that is gone.
-        let mut slots: Vec<(AgentId, u32)> = self.agents.iter().map(|(slot, a)| (a.id, slot)).collect();
+        let mut slots: Vec<(AgentId, AgentSlot)> = self.agents.iter().map(|(slot, a)| (a.id, slot)).collect();
         slots.sort_unstable();
         for &(_, slot) in &slots {
             self.agents[slot].presence = Presence::NotReady(NotReadyReason::Restart);
@@ -156,7 +156,7 @@ impl Router {
 
     /// Sets an agent's presence and re-files it: work for it if it gained
     /// room, its pool entries gone stale if it lost it.
-    pub(super) fn change_presence(&mut self, slot: u32, presence: Presence) {
+    pub(super) fn change_presence(&mut self, slot: AgentSlot, presence: Presence) {
         let agent = &mut self.agents[slot];
         if agent.presence == presence {
             return;

@@ -189,7 +189,7 @@ impl Router {
         // every waiting contact under the new rules, in their order in line
         // (never in the order records sit in memory, which a snapshot does
         // not keep).
-        let mut waiting: Vec<(Rank, u32)> =
+        let mut waiting: Vec<(Rank, ContactSlot)> =
             self.contacts.iter().filter(|(_, c)| c.is_waiting()).map(|(s, c)| (c.rank, s)).collect();
         waiting.sort_unstable();
         for (_, slot) in waiting {
@@ -205,7 +205,7 @@ impl Router {
     // ----- Contact lifecycle --------------------------------------------------
 
     /// A new contact enters its queue: preferred agents first, else the index.
-    pub(super) fn arrive(&mut self, slot: u32) {
+    pub(super) fn arrive(&mut self, slot: ContactSlot) {
         let window = self.cfg.queues[usize::from(self.contacts[slot].queue.0)].preferred_agent_window;
         if !self.contacts[slot].preferred.is_empty() && !window.is_zero() {
             if let Some(agent_slot) = self.free_preferred_agent(slot) {
@@ -220,7 +220,7 @@ impl Router {
         self.settle(slot, Trigger::ContactWaiting);
     }
 
-    pub(super) fn callback_due(&mut self, slot: u32) {
+    pub(super) fn callback_due(&mut self, slot: ContactSlot) {
         let now = self.now;
         let c = &mut self.contacts[slot];
         let ContactState::Scheduled { due } = c.state else { return };
@@ -236,7 +236,7 @@ impl Router {
     }
 
     /// The first preferred agent, in the contact's order, who could take it now.
-    pub(super) fn free_preferred_agent(&mut self, slot: u32) -> Option<u32> {
+    pub(super) fn free_preferred_agent(&mut self, slot: ContactSlot) -> Option<AgentSlot> {
         let mut skills = std::mem::take(&mut self.scratch);
         let c = &self.contacts[slot];
         let languages = c.effective(&mut skills);
@@ -251,7 +251,7 @@ impl Router {
     /// Brings a waiting contact up to date: applies due relaxation steps, ends
     /// an expired hold, re-indexes it, looks for an agent, and schedules its
     /// next wake-up.
-    pub(super) fn settle(&mut self, slot: u32, trigger: Trigger) {
+    pub(super) fn settle(&mut self, slot: ContactSlot, trigger: Trigger) {
         debug_assert!(self.contacts[slot].is_waiting());
         self.unindex(slot);
         self.apply_due_steps(slot);
@@ -270,7 +270,7 @@ impl Router {
         self.schedule_wake(slot);
     }
 
-    pub(super) fn apply_due_steps(&mut self, slot: u32) {
+    pub(super) fn apply_due_steps(&mut self, slot: ContactSlot) {
         loop {
             let c = &self.contacts[slot];
             let queue = &self.cfg.queues[usize::from(c.queue.0)];
@@ -303,7 +303,7 @@ impl Router {
         }
     }
 
-    pub(super) fn schedule_wake(&mut self, slot: u32) {
+    pub(super) fn schedule_wake(&mut self, slot: ContactSlot) {
         let c = &self.contacts[slot];
         let Some((at, lane)) = self.next_wake_of(c) else { return };
         if Some(at) == c.next_wake {
@@ -344,12 +344,12 @@ impl Router {
     }
 
     /// Puts a contact whose offer ended back in line, at its old rank.
-    pub(super) fn return_to_queue(&mut self, slot: u32) {
+    pub(super) fn return_to_queue(&mut self, slot: ContactSlot) {
         self.contacts[slot].state = ContactState::Waiting { filed: None, hold_until: None };
         self.settle(slot, Trigger::ContactWaiting);
     }
 
-    pub(super) fn remove_contact(&mut self, slot: u32) -> Contact {
+    pub(super) fn remove_contact(&mut self, slot: ContactSlot) -> Contact {
         self.sessions.release(Kind::Contact, slot);
         let c = self.contacts.remove(slot).expect("contact is live");
         self.contact_slots.remove(&c.id);

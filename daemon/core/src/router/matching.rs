@@ -7,7 +7,7 @@ use super::*;
 impl Router {
     /// Enters a waiting contact in the index (or in its preferred agents'
     /// holds) and counts it as waiting.
-    pub(super) fn index_waiting(&mut self, slot: u32) {
+    pub(super) fn index_waiting(&mut self, slot: ContactSlot) {
         let mut skills = std::mem::take(&mut self.scratch);
         let c = &self.contacts[slot];
         let ContactState::Waiting { filed, hold_until } = c.state else {
@@ -44,7 +44,7 @@ impl Router {
     /// Takes a waiting contact out of the index and the waiting count; a no-op
     /// for a contact not yet indexed. Its requirements and rank must be those
     /// it was filed with: they change only while it is not indexed.
-    pub(super) fn unindex(&mut self, slot: u32) {
+    pub(super) fn unindex(&mut self, slot: ContactSlot) {
         let c = &self.contacts[slot];
         let ContactState::Waiting { filed: Some(filed), hold_until } = c.state else { return };
         let (queue, tier, rank, place) = (c.queue, c.tier, c.rank, c.place);
@@ -80,7 +80,7 @@ impl Router {
 
     /// Contact side: offers a waiting contact that is not held to the best
     /// agent with room, if there is one.
-    pub(super) fn route_contact(&mut self, slot: u32, trigger: Trigger) -> bool {
+    pub(super) fn route_contact(&mut self, slot: ContactSlot, trigger: Trigger) -> bool {
         let c = &self.contacts[slot];
         if !matches!(c.state, ContactState::Waiting { hold_until: None, .. }) {
             return false;
@@ -117,9 +117,9 @@ impl Router {
     /// listed there too, for an explanation.
     pub(super) fn best_contact_for(
         &mut self,
-        agent_slot: u32,
-        weighed: Option<&mut Vec<(Rank, u32)>>,
-    ) -> Option<(Rank, u32)> {
+        agent_slot: AgentSlot,
+        weighed: Option<&mut Vec<(Rank, ContactSlot)>>,
+    ) -> Option<(Rank, ContactSlot)> {
         let a = &self.agents[agent_slot];
         // The best single-skill contact usually wins: its record, read
         // first when it is taken, loads while the search goes on.
@@ -151,7 +151,7 @@ impl Router {
 
     /// An agent gained room: give it work while it has room and something
     /// qualifies, then file it in the pools.
-    pub(super) fn agent_gained_room(&mut self, slot: u32) {
+    pub(super) fn agent_gained_room(&mut self, slot: AgentSlot) {
         loop {
             if !self.agents[slot].has_room_anywhere() {
                 break;
@@ -186,19 +186,19 @@ impl Router {
     }
 
     /// An agent lost room (not ready): its pool entries become stale.
-    pub(super) fn agent_lost_room(&mut self, slot: u32) {
+    pub(super) fn agent_lost_room(&mut self, slot: AgentSlot) {
         self.repool(slot);
         self.sync_agent_state(slot);
     }
 
     /// After an offer from the contact side: the agent's workload changed.
-    pub(super) fn agent_after_offer(&mut self, slot: u32) {
+    pub(super) fn agent_after_offer(&mut self, slot: AgentSlot) {
         self.repool(slot);
         self.sync_agent_state(slot);
     }
 
     /// Invalidates the agent's pool entries and files it again if it has room.
-    pub(super) fn repool(&mut self, slot: u32) {
+    pub(super) fn repool(&mut self, slot: AgentSlot) {
         if self.agents[slot].has_room_anywhere() {
             let order = self.next_idle_order;
             self.next_idle_order += 1;

@@ -6,8 +6,8 @@ use super::*;
 impl Router {
     pub(super) fn make_offer(
         &mut self,
-        contact_slot: u32,
-        agent_slot: u32,
+        contact_slot: ContactSlot,
+        agent_slot: AgentSlot,
         trigger: Trigger,
         explanation: Option<Box<Explanation>>,
     ) {
@@ -86,7 +86,7 @@ impl Router {
     }
 
     /// Frees the channel slot an offered contact held on an agent.
-    pub(super) fn release_agent_slot(&mut self, agent_slot: u32, contact_slot: u32, then: AfterOffer) {
+    pub(super) fn release_agent_slot(&mut self, agent_slot: AgentSlot, contact_slot: ContactSlot, then: AfterOffer) {
         let channel = self.contacts.get(contact_slot).map(|c| c.channel);
         let agent = &mut self.agents[agent_slot];
         if let Some(pos) = agent.work.iter().position(|&s| s == contact_slot) {
@@ -100,7 +100,7 @@ impl Router {
         }
     }
 
-    pub(super) fn start_wrap_up(&mut self, slot: u32, contact: ContactId, channel: Channel, queue: QueueId) {
+    pub(super) fn start_wrap_up(&mut self, slot: AgentSlot, contact: ContactId, channel: Channel, queue: QueueId) {
         let wrap_up = self.cfg.queues[usize::from(queue.0)].wrap_up;
         if wrap_up.is_zero() {
             self.agents[slot].usage[channel.index()] -= 1;
@@ -115,7 +115,7 @@ impl Router {
         }
     }
 
-    pub(super) fn end_wrap_up(&mut self, slot: u32, contact: ContactId) {
+    pub(super) fn end_wrap_up(&mut self, slot: AgentSlot, contact: ContactId) {
         let agent = &mut self.agents[slot];
         let pos = agent.wrap_ups.iter().position(|w| w.contact == contact).expect("wrap-up exists");
         let w = agent.wrap_ups.swap_remove(pos);

@@ -41,7 +41,7 @@ impl Router {
     /// An agent whose desktop is gone takes no new offer: not ready, its
     /// ringing offers withdrawn and re-routed. Its connected contacts and
     /// wrap-ups carry on (the call is on the phone, not the desktop).
-    pub(super) fn agent_gone(&mut self, slot: u32, reason: NotReadyReason) {
+    pub(super) fn agent_gone(&mut self, slot: AgentSlot, reason: NotReadyReason) {
         self.agents[slot].presence = Presence::NotReady(reason);
         self.agent_lost_room(slot);
         let ringing: Vec<OfferId> = self.agents[slot]
@@ -85,7 +85,7 @@ impl Router {
     /// A login from another session than the agent's: the newest desktop
     /// takes the agent over as it is (profile and work unchanged), and the
     /// old session's loss no longer touches it.
-    pub(super) fn take_over_agent(&mut self, slot: u32, session: SessionId, ready: bool) -> Reply {
+    pub(super) fn take_over_agent(&mut self, slot: AgentSlot, session: SessionId, ready: bool) -> Reply {
         self.sessions.adopt(Kind::Agent, slot, session);
         let presence = match (ready, self.agents[slot].presence) {
             (true, _) => Presence::Ready,

@@ -11,6 +11,7 @@ use crate::ids::{AgentId, Channel, ContactId, OfferId};
 use crate::offers::{EndedOffer, Offer, Offers};
 use crate::positions::Place;
 use crate::sessions::{Kind, SessionState};
+use crate::slab::{AgentSlot, ContactSlot};
 use crate::state::{
     inconsistent, AgentRecord, ContactRecord, ContactRecordState, EndedOfferRecord, OfferHistory, QueueRecord,
     SessionRecord, StateError, StateHeader, TimerRecord, TimerRef, WrapUpRecord,
@@ -83,7 +84,7 @@ impl Router {
     /// the order a restore files them in its sorted structures fastest (at
     /// the end of each, never in the middle).
     pub fn export_contacts(&self) -> impl Iterator<Item = ContactRecord> + '_ {
-        let mut by_rank: Vec<(Rank, u32)> = self.contacts.iter().map(|(slot, c)| (c.rank, slot)).collect();
+        let mut by_rank: Vec<(Rank, ContactSlot)> = self.contacts.iter().map(|(slot, c)| (c.rank, slot)).collect();
         by_rank.sort_unstable();
         by_rank.into_iter().map(|(_, slot)| &self.contacts[slot]).map(|c| ContactRecord {
             id: c.id,
@@ -192,9 +193,9 @@ impl Router {
 pub struct Restore {
     router: Router,
     /// Per agent slot, its work in the order recorded.
-    work: Vec<(u32, Vec<ContactId>)>,
+    work: Vec<(AgentSlot, Vec<ContactId>)>,
     /// (idle order, agent slot) of agents with room.
-    idle: Vec<(u64, u32)>,
+    idle: Vec<(u64, AgentSlot)>,
     /// Pending offers, from the offered contacts.
     pending: BTreeMap<OfferId, Offer>,
     /// Taken when the offers are rebuilt, once every contact is in.
@@ -301,7 +302,7 @@ impl Restore {
             ContactRecordState::Waiting { hold_until } => (ContactState::Waiting { filed: None, hold_until }, None),
             ContactRecordState::Offered { offer, agent, expires_at } => {
                 let agent_slot = slot_of(agent, r)?;
-                let pending = Offer { contact_slot: u32::MAX, contact: id, agent_slot, agent, expires_at };
+                let pending = Offer { contact_slot: ContactSlot::NONE, contact: id, agent_slot, agent, expires_at };
                 if self.pending.insert(offer, pending).is_some() {
                     return Err(inconsistent(format!("offer {offer} is held by two contacts")));
                 }
@@ -376,7 +377,7 @@ impl Restore {
                     return Err(not_pending());
                 }
                 let lane = r.next_wake_of(c).and_then(|(t, lane)| lane.filter(|_| t == at));
-                let (word, bit) = (slot as usize / 64, 1u64 << (slot % 64));
+                let (word, bit) = (slot.0 as usize / 64, 1u64 << (slot.0 % 64));
                 if self.woken.len() <= word {
                     self.woken.resize(word + 1, 0);
                 }
@@ -450,10 +451,10 @@ impl Restore {
             let contacts = s
                 .contacts
                 .iter()
-                .map(|c| r.contact_slots.get(c).copied().ok_or_else(|| missing(format!("contact {c}"))));
+                .map(|c| r.contact_slots.get(c).map(|s| s.0).ok_or_else(|| missing(format!("contact {c}"))));
             let contacts = contacts.collect::<Result<Vec<u32>, _>>()?;
             let agents =
-                s.agents.iter().map(|a| r.agent_slots.get(a).copied().ok_or_else(|| missing(format!("agent {a}"))));
+                s.agents.iter().map(|a| r.agent_slots.get(a).map(|s| s.0).ok_or_else(|| missing(format!("agent {a}"))));
             let agents = agents.collect::<Result<Vec<u32>, _>>()?;
             // Adopted oldest first, so that each chain lists the newest first again.
             for (kind, slots) in [(Kind::Contact, contacts), (Kind::Agent, agents)] {

@@ -11,6 +11,7 @@ use crate::error::CommandError;
 use crate::event::AgentState;
 use crate::ids::{ContactId, LanguageId, QueueId, SkillId};
 use crate::sessions::Kind;
+use crate::slab::{AgentSlot, ContactSlot};
 use crate::snapshot::{AgentView, ContactView, ContactViewState};
 use crate::stats::WaitEstimate;
 use crate::time::Time;
@@ -87,9 +88,9 @@ impl Router {
         };
         let mut agents = Vec::new();
         let mut next = None;
-        for (slot, a) in self.agents.iter_from(from) {
-            if slot - from >= AGENT_SCAN || agents.len() == limit {
-                next = Some(slot);
+        for (slot, a) in self.agents.iter_from(AgentSlot(from)) {
+            if slot.0 - from >= AGENT_SCAN || agents.len() == limit {
+                next = Some(slot.0);
                 break;
             }
             let state = a.reported.unwrap_or(AgentState::Offline);
@@ -211,7 +212,11 @@ impl Router {
         Ok(Diagnosis { row, qualified_by_state, not_ready })
     }
 
-    fn waiting_row(&self, slot: u32, scratch: &mut Vec<crate::ids::SkillReq>) -> Result<WaitingRow, CommandError> {
+    fn waiting_row(
+        &self,
+        slot: ContactSlot,
+        scratch: &mut Vec<crate::ids::SkillReq>,
+    ) -> Result<WaitingRow, CommandError> {
         let c = &self.contacts[slot];
         let estimate = self.estimate_wait(c.id)?;
         let contact = self.contact_view_of(slot, c, scratch);
@@ -227,7 +232,7 @@ impl Router {
     /// A contact's plain copy ([`Router::snapshot`]'s).
     pub(super) fn contact_view_of(
         &self,
-        slot: u32,
+        slot: ContactSlot,
         c: &Contact,
         scratch: &mut Vec<crate::ids::SkillReq>,
     ) -> ContactView {
@@ -260,7 +265,7 @@ impl Router {
     }
 
     /// An agent's plain copy ([`Router::snapshot`]'s).
-    pub(super) fn agent_view_of(&self, slot: u32, a: &Agent) -> AgentView {
+    pub(super) fn agent_view_of(&self, slot: AgentSlot, a: &Agent) -> AgentView {
         AgentView {
             id: a.id,
             skills: a.skills.to_vec(),

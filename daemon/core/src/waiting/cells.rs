@@ -3,6 +3,7 @@
 //! list.
 
 use super::*;
+use crate::slab::ContactSlot;
 
 pub(super) const LEVELS: usize = MAX_PROFICIENCY as usize;
 
@@ -18,17 +19,17 @@ pub(super) const NO_RANK: Rank = Rank { value: u64::MAX, seq: u64::MAX };
 #[repr(C, align(32))]
 pub(crate) struct SingleCell {
     pub(super) rank: Rank,
-    pub(super) slot: u32,
+    pub(super) slot: ContactSlot,
 }
 
 const _: () = assert!(std::mem::size_of::<SingleCell>() == 32);
 
 impl SingleCell {
-    pub(super) const EMPTY: SingleCell = SingleCell { rank: NO_RANK, slot: u32::MAX };
+    pub(super) const EMPTY: SingleCell = SingleCell { rank: NO_RANK, slot: ContactSlot::NONE };
 
     /// The contact: (rank, contact slot).
-    pub(crate) fn get(&self) -> Option<(Rank, u32)> {
-        (self.slot != u32::MAX).then_some((self.rank, self.slot))
+    pub(crate) fn get(&self) -> Option<(Rank, ContactSlot)> {
+        (self.slot != ContactSlot::NONE).then_some((self.rank, self.slot))
     }
 }
 
@@ -51,7 +52,7 @@ pub(crate) struct MultiCell {
     pub(super) third: Rank,
     pub(super) bucket: u32,
     /// The first bucket's head: its contact slot.
-    pub(super) head: u32,
+    pub(super) head: ContactSlot,
     pub(super) reqs: InlineReqs,
     /// [`InlineReqs::EMPTY`] when there is no second bucket: no agent
     /// fits it.
@@ -65,7 +66,7 @@ impl MultiCell {
         rank: NO_RANK,
         third: NO_RANK,
         bucket: u32::MAX,
-        head: u32::MAX,
+        head: ContactSlot::NONE,
         reqs: InlineReqs::EMPTY,
         second_reqs: InlineReqs::EMPTY,
     };
@@ -116,7 +117,7 @@ pub(super) struct List {
     /// level ordered by rank: (rank, contact slot).
     pub(super) levels: [RankedSet; LEVELS],
     /// The first contact of each level, kept in step.
-    pub(super) level_heads: [Option<(Rank, u32)>; LEVELS],
+    pub(super) level_heads: [Option<(Rank, ContactSlot)>; LEVELS],
     /// Multi-skill buckets by head rank: (rank, bucket), with their
     /// requirements and head inline so that a scan does not chase pointers.
     pub(super) multi_skill: BTreeMap<(Rank, u32), Listed>,
@@ -127,7 +128,7 @@ pub(super) struct List {
 pub(super) struct Listed {
     pub(super) reqs: InlineReqs,
     /// The head's contact slot.
-    pub(super) head: u32,
+    pub(super) head: ContactSlot,
 }
 
 /// The level a contact with this requirement is filed in.
@@ -141,7 +142,7 @@ pub(super) fn level_of_proficiency(proficiency: u8) -> usize {
 }
 
 impl List {
-    pub(super) fn insert_single(&mut self, cells: &mut Cells, level: usize, entry: (Rank, u32)) {
+    pub(super) fn insert_single(&mut self, cells: &mut Cells, level: usize, entry: (Rank, ContactSlot)) {
         let inserted = self.levels[level].insert(entry);
         debug_assert!(inserted, "contact filed twice");
         if self.level_heads[level].is_none_or(|head| entry < head) {
@@ -150,7 +151,7 @@ impl List {
         }
     }
 
-    pub(super) fn remove_single(&mut self, cells: &mut Cells, level: usize, entry: (Rank, u32)) {
+    pub(super) fn remove_single(&mut self, cells: &mut Cells, level: usize, entry: (Rank, ContactSlot)) {
         let level_set = &mut self.levels[level];
         if self.level_heads[level] == Some(entry) {
             // An agent takes the first contact of a level far more often
@@ -175,7 +176,7 @@ impl List {
                 (Some(b), Some(h)) => Some(b.min(h)),
                 (b, h) => b.or(h),
             };
-            let (rank, slot) = best.unwrap_or((NO_RANK, u32::MAX));
+            let (rank, slot) = best.unwrap_or((NO_RANK, ContactSlot::NONE));
             if cell.slot == slot && cell.rank == rank {
                 break;
             }
@@ -191,7 +192,7 @@ impl List {
         bucket: u32,
         skills: &[SkillReq],
         old: Option<Rank>,
-        new: Option<(Rank, u32)>,
+        new: Option<(Rank, ContactSlot)>,
     ) {
         if let Some(old) = old {
             self.multi_skill.remove(&(old, bucket));
@@ -215,7 +216,7 @@ impl List {
     /// index: cells are not in snapshots).
     pub(super) fn cells(&self) -> Cells {
         let mut cells = EMPTY_CELLS;
-        let mut best: Option<(Rank, u32)> = None;
+        let mut best: Option<(Rank, ContactSlot)> = None;
         for (cell, &head) in cells.singles.iter_mut().zip(&self.level_heads) {
             best = best.into_iter().chain(head).min();
             if let Some((rank, slot)) = best {

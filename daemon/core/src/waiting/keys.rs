@@ -3,6 +3,7 @@
 //! multi-skill buckets of identical requirements, found by a keyed hash.
 
 use super::*;
+use crate::slab::ContactSlot;
 
 /// Language slot of a list key for contacts that accept any language.
 pub(crate) const ANY_LANGUAGE: u16 = u16::MAX;
@@ -137,7 +138,7 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     /// The best-ranked contact: (rank, contact slot).
-    pub(crate) fn head(&self) -> Option<(Rank, u32)> {
+    pub(crate) fn head(&self) -> Option<(Rank, ContactSlot)> {
         self.contacts.first()
     }
 

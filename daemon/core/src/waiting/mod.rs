@@ -30,6 +30,7 @@ use std::hash::BuildHasher;
 use std::hint::select_unpredictable;
 
 use crate::hashing::{Keyed, KeyedMap};
+use crate::slab::ContactSlot;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
@@ -150,7 +151,7 @@ impl WaitingIndex {
     }
 
     /// Files a waiting contact under its requirements.
-    pub(crate) fn insert(&mut self, reqs: Requirements<'_>, rank: Rank, slot: u32) -> Filed {
+    pub(crate) fn insert(&mut self, reqs: Requirements<'_>, rank: Rank, slot: ContactSlot) -> Filed {
         if let [only] = reqs.skills {
             let level = level_of(*only);
             let mut filed_in = Filed::MANY_LISTS;
@@ -182,7 +183,13 @@ impl WaitingIndex {
     /// `lists` gives the lists it was filed in (asked only for a contact in
     /// several, so that the common case does not read them from the contact).
     /// An emptied bucket is kept for reuse, within bounds.
-    pub(crate) fn remove<'a>(&mut self, filed: Filed, lists: impl FnOnce() -> Lists<'a>, rank: Rank, slot: u32) {
+    pub(crate) fn remove<'a>(
+        &mut self,
+        filed: Filed,
+        lists: impl FnOnce() -> Lists<'a>,
+        rank: Rank,
+        slot: ContactSlot,
+    ) {
         match filed {
             Filed::Level { level, list } if list != Filed::MANY_LISTS => self.remove_single(list, level, (rank, slot)),
             Filed::Level { level, .. } => {
@@ -206,7 +213,7 @@ impl WaitingIndex {
         }
     }
 
-    fn remove_single(&mut self, list: u32, level: u8, entry: (Rank, u32)) {
+    fn remove_single(&mut self, list: u32, level: u8, entry: (Rank, ContactSlot)) {
         self.lists[list as usize].remove_single(&mut self.cells[list as usize], usize::from(level), entry);
         self.occupancy.count(list, -1);
     }
@@ -319,15 +326,15 @@ mod tests {
         let rank = |seq| Rank { value: 1, seq };
         // The same requirements again: the emptied bucket is taken back.
         let skills = two_skills(0);
-        let first = index.insert(reqs(&skills), rank(1), 1);
-        index.remove(first, || reqs(&skills).lists(), rank(1), 1);
-        assert_eq!(index.insert(reqs(&skills), rank(2), 2), first);
-        index.remove(first, || reqs(&skills).lists(), rank(2), 2);
+        let first = index.insert(reqs(&skills), rank(1), ContactSlot(1));
+        index.remove(first, || reqs(&skills).lists(), rank(1), ContactSlot(1));
+        assert_eq!(index.insert(reqs(&skills), rank(2), ContactSlot(2)), first);
+        index.remove(first, || reqs(&skills).lists(), rank(2), ContactSlot(2));
         // Many different ones: emptied buckets never outnumber the bound.
         for i in 0..5_000u16 {
             let skills = two_skills(i);
-            let filed = index.insert(reqs(&skills), rank(u64::from(i) + 10), 3);
-            index.remove(filed, || reqs(&skills).lists(), rank(u64::from(i) + 10), 3);
+            let filed = index.insert(reqs(&skills), rank(u64::from(i) + 10), ContactSlot(3));
+            index.remove(filed, || reqs(&skills).lists(), rank(u64::from(i) + 10), ContactSlot(3));
             assert!(index.buckets.len() <= EMPTIED_KEPT + 1, "{} buckets kept", index.buckets.len());
             assert_eq!(index.buckets.len(), index.by_key.len());
         }
@@ -344,7 +351,7 @@ mod tests {
         let filed = skills
             .iter()
             .enumerate()
-            .map(|(i, s)| index.insert(reqs(s), Rank { value: 1, seq: i as u64 }, i as u32))
+            .map(|(i, s)| index.insert(reqs(s), Rank { value: 1, seq: i as u64 }, ContactSlot(i as u32)))
             .collect();
         (index, skills, filed)
     }
@@ -359,7 +366,11 @@ mod tests {
         let mut restored: WaitingIndex = postcard::from_bytes(&bytes).expect("deserialize");
         assert_eq!(restored.by_key.len(), 50);
         for (i, (s, f)) in skills.iter().zip(filed).enumerate() {
-            assert_eq!(restored.insert(reqs(s), rank(1_000 + i as u64), 1_000 + i as u32), f, "bucket of {s:?}");
+            assert_eq!(
+                restored.insert(reqs(s), rank(1_000 + i as u64), ContactSlot(1_000 + i as u32)),
+                f,
+                "bucket of {s:?}"
+            );
         }
         assert_eq!(restored.buckets.len(), 50);
     }
@@ -438,13 +449,13 @@ mod tests {
             let mut filed = Vec::new();
             for (slot, f) in filings.iter().enumerate() {
                 let rank = Rank { value: f.value, seq: slot as u64 };
-                filed.push((index.insert(f.requirements(), rank, slot as u32), rank));
+                filed.push((index.insert(f.requirements(), rank, ContactSlot(slot as u32)), rank));
             }
             // Some taken out again, so that buckets empty and heads move.
             for (slot, (f, &(where_filed, rank))) in filings.iter().zip(&filed).enumerate() {
                 if taken[slot] {
                     let reqs = f.requirements();
-                    index.remove(where_filed, || reqs.lists(), rank, slot as u32);
+                    index.remove(where_filed, || reqs.lists(), rank, ContactSlot(slot as u32));
                 }
             }
             let bytes = postcard::to_allocvec(&index).expect("serialize");
@@ -461,7 +472,7 @@ mod tests {
                             && agent.qualifies(&f.skills)
                             && f.language.is_none_or(|l| agent.languages.contains(&l))
                     })
-                    .map(|(slot, (_, &(_, rank)))| (rank, slot as u32))
+                    .map(|(slot, (_, &(_, rank)))| (rank, ContactSlot(slot as u32)))
                     .min();
                 prop_assert_eq!(index.best_for(&agent, |_| {}), expected);
                 prop_assert_eq!(restored.best_for(&agent, |_| {}), expected);
@@ -479,15 +490,15 @@ mod tests {
         let mut most = 0;
         for (i, (s, f)) in skills.iter().zip(filed).enumerate() {
             let before = index.buckets.len();
-            index.remove(f, || reqs(s).lists(), rank(i as u64), i as u32);
+            index.remove(f, || reqs(s).lists(), rank(i as u64), ContactSlot(i as u32));
             most = most.max(before - index.buckets.len());
         }
         assert!(most <= DROPS_PER_EMPTYING, "one removal dropped {most} buckets");
         // Everything is empty now; new emptyings bring the kept ones down.
         for i in 0..10_000u16 {
             let s = two_skills(10_000 + i % 3_000);
-            let f = index.insert(reqs(&s), rank(u64::from(i)), 0);
-            index.remove(f, || reqs(&s).lists(), rank(u64::from(i)), 0);
+            let f = index.insert(reqs(&s), rank(u64::from(i)), ContactSlot(0));
+            index.remove(f, || reqs(&s).lists(), rank(u64::from(i)), ContactSlot(0));
         }
         assert!(index.buckets.len() <= EMPTIED_KEPT + 1, "{} buckets kept", index.buckets.len());
     }

@@ -3,6 +3,7 @@
 //! weighs, for an explanation.
 
 use super::*;
+use crate::slab::ContactSlot;
 
 /// The best candidate of a search so far, kept so that taking a better one
 /// compiles to conditional moves: which list holds an agent's best contact
@@ -11,15 +12,15 @@ pub(super) struct Best {
     /// The rank as one integer (value, then seq); `u128::MAX` is no candidate.
     pub(super) key: u128,
     /// The contact slot.
-    pub(super) slot: u32,
+    pub(super) slot: ContactSlot,
 }
 
 impl Best {
-    pub(super) const NONE: Best = Best { key: u128::MAX, slot: u32::MAX };
+    pub(super) const NONE: Best = Best { key: u128::MAX, slot: ContactSlot::NONE };
 
     /// Takes the candidate if it ranks before the best so far. An empty slot
     /// of a cell ranks [`NO_RANK`], after everything, so it is never taken.
-    pub(super) fn consider(&mut self, rank: Rank, slot: u32) {
+    pub(super) fn consider(&mut self, rank: Rank, slot: ContactSlot) {
         let key = rank.key();
         let better = key < self.key;
         self.key = select_unpredictable(better, key, self.key);
@@ -32,7 +33,7 @@ impl Best {
     }
 
     /// The best so far: (rank, contact slot).
-    pub(super) fn found(&self) -> Option<(Rank, u32)> {
+    pub(super) fn found(&self) -> Option<(Rank, ContactSlot)> {
         (self.key != u128::MAX).then_some((Rank { value: (self.key >> 64) as u64, seq: self.key as u64 }, self.slot))
     }
 }
@@ -74,7 +75,11 @@ impl WaitingIndex {
     /// in the cell). Candidates are compared on rank alone; a bucket's head
     /// contact is in the cell and in the tree, so the winner's record is
     /// prefetched as soon as it leads.
-    pub(crate) fn best_for(&self, agent: &Agent, mut prefetch_contact: impl FnMut(u32)) -> Option<(Rank, u32)> {
+    pub(crate) fn best_for(
+        &self,
+        agent: &Agent,
+        mut prefetch_contact: impl FnMut(ContactSlot),
+    ) -> Option<(Rank, ContactSlot)> {
         /// Lists read per round: the cells and notes of one round stay on
         /// the stack.
         const ROUND: usize = 32;
@@ -155,7 +160,7 @@ impl WaitingIndex {
     /// (rank, contact slot): each readable list's best single-skill contact
     /// and its first multi-skill bucket the agent qualifies for, unbounded by
     /// the best found. The decision itself is [`WaitingIndex::best_for`]'s.
-    pub(crate) fn weigh_for(&self, agent: &Agent, weighed: &mut Vec<(Rank, u32)>) {
+    pub(crate) fn weigh_for(&self, agent: &Agent, weighed: &mut Vec<(Rank, ContactSlot)>) {
         let room = Channel::ALL.map(|ch| agent.has_room(ch));
         for &(channel, list, proficiency) in &agent.lists {
             let cells = self.readable_cells(list, room[channel.index()]);
