@@ -9,13 +9,15 @@
 //! - [`replications`]: policies compared over replications, with intervals.
 //! - [`staffing`]: the fewest agents per interval that meet a target, by simulation.
 //! - [`failover`]: traffic across a cluster's takeovers, and what the client saw.
-//! - [`live`]: a scenario played against a running ccrd; [`scrape`]: its own decision latency.
+//! - [`live`]: a scenario played against a running ccrd, on a [`pace`] that skips
+//!   idle stretches; [`scrape`]: ccrd's own decision latency.
 
 pub mod bench;
 pub mod erlang;
 pub mod failover;
 pub mod live;
 pub mod output;
+pub mod pace;
 pub mod replications;
 pub mod report;
 pub mod scenario;

@@ -27,6 +27,7 @@ use rand_chacha::ChaCha12Rng;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
+use crate::pace::Pace;
 use crate::scenario::{Dist, Scenario};
 use crate::sim::{self, Caller, ContactRecord, Run};
 
@@ -61,7 +62,21 @@ pub struct LiveOptions {
     /// Turns true to stop sending early (Ctrl-C): the run drains and
     /// reports what it did, marked interrupted.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Skip idle stretches: when nothing is in progress and the next
+    /// arrival is more than [`IDLE_SKIP`] of wall time away, the clock
+    /// jumps to just before it.
+    pub skip_idle: bool,
 }
+
+/// The shortest wait for the next arrival, in wall-clock time, that is
+/// skipped when nothing is in progress.
+pub const IDLE_SKIP: Duration = Duration::from_secs(2);
+
+/// How often a run waiting for its next arrival looks whether it is idle.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// How far before the next arrival a skip lands.
+const SKIP_LEAD: Duration = Duration::from_millis(100);
 
 /// How often progress is printed when stderr is not a terminal.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -80,6 +95,8 @@ pub struct LiveRun {
     pub interrupted: bool,
     /// The scenario's time of day of the first and last arrival sent.
     pub arrivals: Option<(Duration, Duration)>,
+    /// Scenario time skipped as idle ([`LiveOptions::skip_idle`]).
+    pub skipped: Duration,
     /// Contacts per wall-clock second: intended and achieved.
     pub intended_rate: f64,
     pub achieved_rate: f64,
@@ -179,17 +196,18 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     let agent_of: Arc<HashMap<u64, (Dist, f64, Dist)>> = Arc::new(agents.into_iter().collect());
 
     let errors = Arc::new(AtomicU64::new(0));
-    let start = Instant::now() + Duration::from_millis(50);
-    let wall = |scenario_time: Duration| start + scenario_time.div_f64(speed);
+    let pace = Pace::new(Instant::now() + Duration::from_millis(50), speed);
+    let start = pace.start();
     let shifts: Vec<_> = plans
         .into_iter()
         .filter(|(_, _, plan)| !plan.is_empty())
-        .map(|(login, now, plan)| tokio::spawn(work_day(desk.clone(), login, now, plan, start, offset, speed)))
+        .map(|(login, now, plan)| tokio::spawn(work_day(desk.clone(), login, now, plan, pace.clone(), offset)))
         .collect();
 
     // Events: offers are answered (or left to ring), calls completed.
     let listener = {
         let (books, desk, errors, agent_of) = (books.clone(), desk.clone(), errors.clone(), agent_of.clone());
+        let pace = pace.clone();
         let seed = scenario.seed;
         tokio::spawn(async move {
             let mut rng = ChaCha12Rng::seed_from_u64(seed ^ 0x5eed);
@@ -256,10 +274,10 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
                         // The agent makes itself ready again after its
                         // recovery time, unless its state changed meanwhile.
                         let Some(&(_, _, recovery)) = agent_of.get(&e.agent_id) else { continue };
-                        let after = recovery.sample(&mut rng).div_f64(speed);
-                        let (desk, books) = (desk.clone(), books.clone());
+                        let back_at = pace.now() + recovery.sample(&mut rng);
+                        let (desk, books, pace) = (desk.clone(), books.clone(), pace.clone());
                         tokio::spawn(async move {
-                            tokio::time::sleep(after).await;
+                            pace.sleep_until(back_at).await;
                             if books.lock().expect("books").after_rona.remove(&e.agent_id) {
                                 let ready = SetStateRequest { agent_id: e.agent_id, ready: true, reason: 0 };
                                 let _ = desk.set_state(ready).await;
@@ -302,14 +320,15 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     let last_arrival = callers.last().map_or(Duration::ZERO, |c| c.arrival);
     let sent_so_far = Arc::new(AtomicU64::new(0));
     let progress = options.progress.then(|| {
-        let (books, sent, errors) = (books.clone(), sent_so_far.clone(), errors.clone());
+        let (books, sent, errors, pace) = (books.clone(), sent_so_far.clone(), errors.clone(), pace.clone());
         let every = if on_terminal { Duration::from_millis(500) } else { PROGRESS_EVERY };
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(start + every, every);
             loop {
                 ticks.tick().await;
                 let (sent, errors) = (sent.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
-                let line = progress_line(&books, start, sent, total, last_arrival, speed, errors);
+                let eta = pace.wall(last_arrival).saturating_duration_since(Instant::now());
+                let line = progress_line(&books, start, sent, total, eta, errors);
                 let _ = match on_terminal {
                     true => write!(std::io::stderr(), "\r{line}   "),
                     false => writeln!(std::io::stderr(), "{line}"),
@@ -320,7 +339,32 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     let mut arrivals: Option<(Duration, Duration)> = None;
     let mut last_sent = start;
     for (n, caller) in callers.into_iter().enumerate() {
-        let intended = wall(caller.arrival);
+        // A long wait for this arrival is skipped as soon as nothing is in
+        // progress (the calls before it may still be finishing).
+        while options.skip_idle && !interrupted {
+            let ahead = pace.wall(caller.arrival).saturating_duration_since(Instant::now());
+            if ahead <= IDLE_SKIP {
+                break;
+            }
+            if books.lock().expect("books").contacts.is_empty() {
+                let from = offset + pace.now();
+                pace.skip(ahead - SKIP_LEAD);
+                if options.progress {
+                    let clock = |d: Duration| format!("{:02}:{:02}", d.as_secs() / 3600 % 24, d.as_secs() / 60 % 60);
+                    let (cr, to) = (if on_terminal { "\r" } else { "" }, offset + caller.arrival);
+                    eprintln!("{cr}skipping an idle stretch: {} → {}", clock(from), clock(to));
+                }
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(IDLE_CHECK) => {}
+                () = stopped(&mut stop) => interrupted = true,
+            }
+        }
+        if interrupted {
+            break;
+        }
+        let intended = pace.wall(caller.arrival);
         tokio::select! {
             () = sleep_until(intended) => {}
             () = stopped(&mut stop) => {
@@ -432,8 +476,9 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         warm_up: Duration::ZERO,
         duration: horizon,
     };
-    // Rates over the sending span: first to last contact, as scheduled and as sent.
-    let intended_span = last_arrival.div_f64(speed).as_secs_f64().max(1e-9);
+    // Rates over the sending span: first to last contact, as scheduled and as
+    // sent, idle stretches skipped.
+    let intended_span = pace.wall(last_arrival).saturating_duration_since(start).as_secs_f64().max(1e-9);
     let achieved_span = last_sent.saturating_duration_since(start).as_secs_f64().max(1e-9);
     Ok(LiveRun {
         run,
@@ -443,6 +488,7 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
         unanswered: commands_sent.load(Ordering::Relaxed).saturating_sub(replied.load(Ordering::Relaxed)),
         interrupted,
         arrivals,
+        skipped: pace.skipped_scenario_time(),
         intended_rate: total as f64 / intended_span,
         achieved_rate: sent as f64 / achieved_span,
         wall: wall_time,
@@ -498,15 +544,14 @@ async fn work_day(
     login: LoginRequest,
     now: Option<bool>,
     plan: DayPlan,
-    start: Instant,
+    pace: Pace,
     offset: Duration,
-    speed: f64,
 ) {
     let agent_id = login.agent_id;
     let mut logged_in = now.is_some();
     let mut on_break = now == Some(false);
     for (t, change) in plan {
-        sleep_until(start + (t - offset).div_f64(speed)).await;
+        pace.sleep_until(t - offset).await;
         let not_ready = |reason| SetStateRequest { agent_id, ready: false, reason };
         match change {
             Shift::LogIn => {
@@ -593,15 +638,7 @@ async fn stopped(stop: &mut Option<tokio::sync::watch::Receiver<bool>>) {
     }
 }
 
-fn progress_line(
-    books: &Mutex<Books>,
-    start: Instant,
-    sent: u64,
-    total: u64,
-    last_arrival: Duration,
-    speed: f64,
-    errors: u64,
-) -> String {
+fn progress_line(books: &Mutex<Books>, start: Instant, sent: u64, total: u64, eta: Duration, errors: u64) -> String {
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
     let (waiting, p99) = {
         let b = books.lock().expect("books");
@@ -609,12 +646,11 @@ fn progress_line(
         let p99 = b.latency.as_ref().map_or(0, |h| h.value_at_quantile(0.99));
         (waiting, p99)
     };
-    let eta = last_arrival.div_f64(speed).as_secs_f64() - elapsed;
     format!(
         "{sent}/{total} sent, {:.0}/s, {waiting} waiting, {errors} errors, p99 arrival→offer {:.2} ms, ETA {:.0} s",
         sent as f64 / elapsed,
         p99 as f64 / 1000.0,
-        eta.max(0.0)
+        eta.as_secs_f64()
     )
 }
 

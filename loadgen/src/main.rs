@@ -420,6 +420,7 @@ fn run() -> anyhow::Result<()> {
                 progress: true,
                 skip_quiet_start: true,
                 stop: None,
+                skip_idle: true,
             };
             live_report(&s, &target, options, metrics, rate_tolerance, &outputs)
         }
@@ -802,10 +803,14 @@ fn print_live(
     let clock = |d: std::time::Duration| format!("{:02}:{:02}", d.as_secs() / 3600, d.as_secs() / 60 % 60);
     match live.arrivals {
         Some((first, last)) => println!(
-            "== live: {} contacts arriving {}–{} of the scenario's day{}",
+            "== live: {} contacts arriving {}–{} of the scenario's day{}{}",
             live.sent,
             clock(first),
             clock(last),
+            match live.skipped.is_zero() {
+                true => String::new(),
+                false => format!(", {} idle skipped", humantime::format_duration(live.skipped)),
+            },
             if live.interrupted { " (interrupted)" } else { "" }
         ),
         None => println!("== live: no contact sent"),
@@ -830,6 +835,7 @@ fn print_live(
         run["errors"] = live.errors.into();
         run["unanswered"] = live.unanswered.into();
         run["interrupted"] = live.interrupted.into();
+        run["skipped_idle_seconds"] = live.skipped.as_secs_f64().into();
         output::write_json(path, vec![run])?;
     }
     if let Some(dir) = &outputs.hgrm {
@@ -958,7 +964,8 @@ fn demo(speed: f64) -> anyhow::Result<()> {
             agent_identity: None,
         };
         let stop = Some(stop_on_ctrl_c());
-        let options = live::LiveOptions { speed, duration: None, progress: true, skip_quiet_start: true, stop };
+        let options =
+            live::LiveOptions { speed, duration: None, progress: true, skip_quiet_start: true, stop, skip_idle: true };
         let live = live::run(&s, &target, &options).await;
         let decisions = ccr_loadgen::scrape::scrape(metrics).map(|after| after.since(&before));
         daemon.stop().await?;

@@ -27,7 +27,7 @@ async fn play(s: &Scenario, speed: f64, skip_quiet_start: bool, name: &str) -> l
         gateway_identity: None,
         agent_identity: None,
     };
-    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start, stop: None };
+    let options = LiveOptions { speed, duration: None, progress: false, skip_quiet_start, stop: None, skip_idle: true };
     let run = tokio::time::timeout(Duration::from_secs(60), live::run(s, &target, &options))
         .await
         .expect("bounded")
@@ -58,6 +58,29 @@ async fn a_live_run_routes_every_contact_it_sends() {
     assert!(answered > expected / 3, "answered: {answered} of {expected}");
     assert!(run.latency.len() >= answered, "a first offer timed for every answered contact");
     assert!(resolved * 5 >= expected * 4, "nearly all resolved by the end: {resolved} of {expected}");
+}
+
+/// A lull in a trace (no caller from 08:15 to 11:45) is skipped once
+/// nothing is in progress: the run does not sit through it, and the
+/// contacts after it are routed as those before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stretch_of_a_trace_is_skipped() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut s = scenario::load(&root.join("scenarios/bank-day-trace.toml")).expect("scenario");
+    let hm = |h: u64, m: u64| Duration::from_secs(h * 3600 + m * 60);
+    let ccr_loadgen::scenario::Traffic::Trace(callers) = &mut s.traffic else { panic!("a trace") };
+    callers.retain(|c| c.arrival < hm(8, 15) || (hm(11, 45)..hm(12, 0)).contains(&c.arrival));
+    s.duration = hm(12, 0);
+    let sent = ccr_loadgen::sim::callers(&s).len();
+    let run = play(&s, 900.0, true, "live-idle").await;
+    assert!(run.skipped > hm(3, 0) && run.skipped < hm(3, 30), "skipped {:?}", run.skipped);
+    assert_eq!((run.sent, run.errors, run.unanswered), (sent as u64, 0, 0));
+    // Arrivals count from 08:00, the hour the play starts at.
+    let lull_end = ccr_core::Time::ZERO + (hm(11, 45) - hm(8, 0));
+    let after: Vec<_> = run.run.contacts.iter().filter(|c| c.arrival >= lull_end).collect();
+    assert!(after.len() > 20, "{} contacts after the lull", after.len());
+    let answered = after.iter().filter(|c| c.answered.is_some()).count();
+    assert!(answered * 3 > after.len(), "answered {answered} of {} after the lull", after.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
