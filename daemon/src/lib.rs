@@ -14,6 +14,7 @@
 //! - [`convert`]: protobuf ↔ core types; the only module that sees both.
 //! - [`tls`]: certificates and the rustls/quinn configuration.
 //! - [`host`]: what ccrd asks of the host (no transparent huge pages).
+//! - [`cli`]: what the command-line tools hold each other to (help on every flag).
 //! - [`loopback`]: a ccrd in this process on ephemeral loopback ports (tests, benches, tools).
 //!
 //! - [`metrics`]: metric names, handles registered once, the sampler and the
@@ -25,6 +26,7 @@
 //! - [`journal`]: durability: the write-ahead journal of the core's inputs,
 //!   snapshots, recovery and `ccrd journal inspect`.
 
+pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -232,20 +232,7 @@ mod tests {
     /// Every flag and argument of every subcommand says in `--help` what it is.
     #[test]
     fn every_flag_has_help_text() {
-        fn undocumented(command: &clap::Command, path: &str, out: &mut Vec<String>) {
-            for arg in command.get_arguments() {
-                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
-                if arg.get_help().is_none() && arg.get_long_help().is_none() && !builtin {
-                    out.push(format!("{path} {}", arg.get_id()));
-                }
-            }
-            for sub in command.get_subcommands() {
-                undocumented(sub, &format!("{path} {}", sub.get_name()), out);
-            }
-        }
-        let mut missing = Vec::new();
-        let command = <super::Args as clap::CommandFactory>::command();
-        undocumented(&command, command.get_name(), &mut missing);
+        let missing = ccr_daemon::cli::undocumented_flags(&<super::Args as clap::CommandFactory>::command());
         assert!(missing.is_empty(), "flags without help: {missing:#?}");
     }
 }
