@@ -193,23 +193,27 @@ async fn each_refused_handshake_is_logged_and_counted_with_its_reason() {
             .await
             .expect("the handshake ends in time");
             // TLS 1.3: a client learns of a refusal of its certificate at
-            // its first call.
+            // its first call; what it is told is returned.
             match connected {
-                Ok(client) => client.health(HealthRequest {}).await.is_ok(),
-                Err(_) => false,
+                Ok(client) => client.health(HealthRequest {}).await.err().map(|s| s.message),
+                Err(e) => Some(e.to_string()),
             }
         }
     };
-    assert!(!attempt(None, roots.clone()).await, "no certificate");
-    assert!(!attempt(Some("stranger"), roots.clone()).await, "another CA's");
-    assert!(!attempt(Some("expired"), roots.clone()).await, "an expired one");
-    assert!(!attempt(Some("nobody"), roots.clone()).await, "no role");
+    let told = attempt(None, roots.clone()).await.expect("no certificate: refused");
+    assert!(told.contains("ccrd requires a client certificate"), "the client is told why: {told}");
+    let told = attempt(Some("stranger"), roots.clone()).await.expect("another CA's: refused");
+    assert!(told.contains("does not trust the CA"), "{told}");
+    let told = attempt(Some("expired"), roots.clone()).await.expect("an expired one: refused");
+    assert!(told.contains("expired"), "{told}");
+    let told = attempt(Some("nobody"), roots.clone()).await.expect("no role: refused");
+    assert!(told.contains("no role"), "{told}");
     let other_roots = pki::certificates(&{
         std::fs::write(dir.join("their-ca.pem"), &theirs.pem).unwrap();
         dir.join("their-ca.pem")
     })
     .unwrap();
-    assert!(!attempt(Some("gateway"), other_roots).await, "ccrd's certificate not trusted");
+    assert!(attempt(Some("gateway"), other_roots).await.is_some(), "ccrd's certificate not trusted");
 
     let deadline = Instant::now() + Duration::from_secs(5);
     let wanted = [

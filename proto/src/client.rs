@@ -62,8 +62,37 @@ pub struct Client {
     max_message: usize,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Status {
+fn unavailable<E: std::error::Error + 'static>(e: E) -> Status {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        if let Some(lost) = c.downcast_ref::<quinn::ConnectionError>() {
+            return Status::new(Code::Unavailable, why_closed(lost));
+        }
+        cause = c.source();
+    }
     Status::new(Code::Unavailable, e.to_string())
+}
+
+/// Why ccrd closed the connection, in words the user can act on: with TLS
+/// 1.3 a client learns that its certificate was refused only at its first
+/// call, as the connection lost with the server's TLS alert.
+pub fn why_closed(e: &quinn::ConnectionError) -> String {
+    const CRYPTO_ERROR: u64 = 0x100;
+    match e {
+        quinn::ConnectionError::ConnectionClosed(close) => {
+            match u64::from(close.error_code).checked_sub(CRYPTO_ERROR).filter(|&alert| alert < 0x100) {
+                Some(116) => "ccrd requires a client certificate (its tls.client_ca is set)".into(),
+                Some(48) => "ccrd does not trust the CA that issued this client's certificate".into(),
+                Some(45) => "ccrd refused this client's certificate: expired, or not valid yet".into(),
+                Some(alert) => format!("ccrd refused this client's certificate (TLS alert {alert})"),
+                None => e.to_string(),
+            }
+        }
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            format!("ccrd closed the connection: {}", String::from_utf8_lossy(&close.reason))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Where the client's socket binds to reach `target`: the unspecified
