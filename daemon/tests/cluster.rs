@@ -440,13 +440,19 @@ async fn the_journal_in_etcd_is_pruned_to_what_every_snapshot_covers() {
     cluster.start_node(victim);
     cluster.wait_for_role(victim, "standby", Duration::from_secs(10)).await;
     // A node with nothing cannot follow a journal that starts after record
-    // 1: it gets a snapshot from the active through etcd, then follows.
+    // 1: it gets a snapshot from the active through etcd, then follows —
+    // with one etcd member (not the leader) down meanwhile, which the
+    // node's etcd calls must ride out.
+    let leader = cluster.etcd.leader().await.expect("etcd has a leader");
+    let down = (leader + 1) % 3;
+    cluster.etcd.kill(down).unwrap();
     cluster.start_node(2);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !cluster.log(2).contains("bootstrapped from a snapshot of the active") {
         assert!(Instant::now() < deadline, "the new node did not get a snapshot:\n{}", cluster.log(2));
         sleep(Duration::from_millis(100)).await;
     }
+    cluster.etcd.restart(down).unwrap();
     assert!(cluster.log(2).contains("asking the active for a snapshot"), "it says why:\n{}", cluster.log(2));
     sleep(Duration::from_millis(500)).await;
     assert!(!cluster.log(2).contains("ERROR"), "and follows from it:\n{}", cluster.log(2));

@@ -375,11 +375,33 @@ pub struct JournalReplay {
 /// Gets a snapshot from the active through etcd (`ccr_cluster::bootstrap`)
 /// that the journal can be followed from (`first`: its first record), and
 /// makes it this node's newest, durably.
+/// While etcd cannot be reached (a member down, an election in etcd), the
+/// calls here are tried again every 200 ms: a node that is waiting anyway
+/// does not give up on a member's hiccup.
 async fn fetch_snapshot(client: &mut Client, keys: &Keys, node: &str, dir: &Path, first: u64) -> Result<(), NodeError> {
-    bootstrap::request(client, keys, node).await?;
+    const AGAIN: Duration = Duration::from_millis(200);
     let mut asked = Instant::now();
+    let mut requested = false;
     loop {
-        if let Some((seq, file)) = bootstrap::fetch(client, keys).await? {
+        if !requested {
+            match bootstrap::request(client, keys, node).await {
+                Ok(()) => requested = true,
+                Err(ClusterError::Etcd(e)) => {
+                    warn!(error = %e, "asking for a snapshot: etcd unreachable; trying again")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let offered = match bootstrap::fetch(client, keys).await {
+            Ok(offered) if requested => offered,
+            Ok(_) => None,
+            Err(ClusterError::Etcd(e)) => {
+                warn!(error = %e, "reading the snapshot offered: etcd unreachable; trying again");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some((seq, file)) = offered {
             if seq + 1 >= first {
                 let dir = dir.to_owned();
                 let kept = tokio::task::spawn_blocking(move || keep_snapshot(&dir, seq, &file))
@@ -387,7 +409,17 @@ async fn fetch_snapshot(client: &mut Client, keys: &Keys, node: &str, dir: &Path
                     .map_err(|e| NodeError::Replay(e.to_string()))?;
                 match kept {
                     Ok(()) => {
-                        bootstrap::withdraw(client, keys, node).await?;
+                        // Withdrawn, or the active goes on offering
+                        // snapshots: tried for a few seconds.
+                        for tries_left in (0..25).rev() {
+                            match bootstrap::withdraw(client, keys, node).await {
+                                Ok(()) => break,
+                                Err(e) if tries_left == 0 => {
+                                    warn!(error = %e, "could not withdraw the snapshot request")
+                                }
+                                Err(_) => tokio::time::sleep(AGAIN).await,
+                            }
+                        }
                         return Ok(());
                     }
                     Err(why) => warn!(seq, %why, "the snapshot from the active is unusable; asking again"),
@@ -398,7 +430,7 @@ async fn fetch_snapshot(client: &mut Client, keys: &Keys, node: &str, dir: &Path
             warn!("still waiting for a snapshot from the active (is one running?)");
             asked = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(AGAIN).await;
     }
 }
 
