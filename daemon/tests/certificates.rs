@@ -5,8 +5,7 @@
 
 mod child;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -160,12 +159,7 @@ fn leaf(ca: &Ca, dir: &Path, name: &str, names: &[&str], ou: Option<&str>, expir
 fn metrics(log: &str) -> String {
     let line = log.lines().find(|l| l.contains("metrics listening")).expect("the metrics address is logged");
     let addr = line.split("metrics=").nth(1).unwrap().split_whitespace().next().unwrap();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).unwrap();
-    page
+    child::http_get(addr.parse().unwrap(), "/metrics").expect("ccrd serves /metrics")
 }
 
 /// No certificate, one from another CA, an expired one, one without a

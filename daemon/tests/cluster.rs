@@ -121,7 +121,7 @@ impl Cluster {
 
     /// The node's role from its metrics (`None`: not answering).
     fn role(&self, i: usize) -> Option<&'static str> {
-        let page = http_get(self.nodes[i].metrics, "/metrics")?;
+        let page = child::http_get(self.nodes[i].metrics, "/metrics")?;
         if page.contains("ccr_cluster_role{role=\"active\"} 1") {
             Some("active")
         } else if page.contains("ccr_cluster_role{role=\"standby\"} 1") {
@@ -249,16 +249,6 @@ fn probe(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let code = response.lines().next()?.split(' ').nth(1)?.parse().ok()?;
     let body = response.split("\r\n\r\n").nth(1)?.lines().next()?.to_owned();
     Some((code, body))
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.lines().next()?;
-    status.contains(" 200 ").then_some(response)
 }
 
 /// What every test requires of the client's record and of the journal.

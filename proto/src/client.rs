@@ -77,17 +77,17 @@ fn unavailable<E: std::error::Error + 'static>(e: E) -> Status {
 /// 1.3 a client learns that its certificate was refused only at its first
 /// call, as the connection lost with the server's TLS alert.
 pub fn why_closed(e: &quinn::ConnectionError) -> String {
-    const CRYPTO_ERROR: u64 = 0x100;
+    use wire::alert;
     match e {
-        quinn::ConnectionError::ConnectionClosed(close) => {
-            match u64::from(close.error_code).checked_sub(CRYPTO_ERROR).filter(|&alert| alert < 0x100) {
-                Some(116) => "ccrd requires a client certificate (its tls.client_ca is set)".into(),
-                Some(48) => "ccrd does not trust the CA that issued this client's certificate".into(),
-                Some(45) => "ccrd refused this client's certificate: expired, or not valid yet".into(),
-                Some(alert) => format!("ccrd refused this client's certificate (TLS alert {alert})"),
-                None => e.to_string(),
+        quinn::ConnectionError::ConnectionClosed(close) => match wire::tls_alert(close.error_code.into()) {
+            Some(alert::CERTIFICATE_REQUIRED) => "ccrd requires a client certificate (its tls.client_ca is set)".into(),
+            Some(alert::UNKNOWN_CA) => "ccrd does not trust the CA that issued this client's certificate".into(),
+            Some(alert::CERTIFICATE_EXPIRED) => {
+                "ccrd refused this client's certificate: expired, or not valid yet".into()
             }
-        }
+            Some(alert) => format!("ccrd refused this client's certificate (TLS alert {alert})"),
+            None => e.to_string(),
+        },
         quinn::ConnectionError::ApplicationClosed(close) => {
             format!("ccrd closed the connection: {}", String::from_utf8_lossy(&close.reason))
         }

@@ -31,6 +31,20 @@ pub const MAX_METHOD_LEN: usize = 256;
 /// Default limit on one message (configurable on the server).
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
 
+/// The TLS alerts a refused client certificate is told by (RFC 8446).
+pub mod alert {
+    pub const BAD_CERTIFICATE: u8 = 42;
+    pub const CERTIFICATE_EXPIRED: u8 = 45;
+    pub const UNKNOWN_CA: u8 = 48;
+    pub const CERTIFICATE_REQUIRED: u8 = 116;
+}
+
+/// The TLS alert a QUIC transport error code carries, if it carries one:
+/// QUIC closes a connection on a TLS alert with code 0x100 + alert (RFC 9001).
+pub fn tls_alert(code: u64) -> Option<u8> {
+    code.checked_sub(0x100).and_then(|alert| u8::try_from(alert).ok())
+}
+
 /// gRPC status codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(i32)]

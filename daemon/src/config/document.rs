@@ -260,7 +260,8 @@ fn locate(root: &Spanned<DeTable<'_>>, span: &Range<usize>) -> Vec<Step> {
     path
 }
 
-fn line_at(text: &str, offset: usize) -> usize {
+/// The 1-based line a byte offset of `text` is on.
+pub(super) fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 

@@ -380,7 +380,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+        document::line_at(self.text, offset)
     }
 
     fn problem<T>(&mut self, field: String, at: Option<&Spanned<T>>, message: String) {

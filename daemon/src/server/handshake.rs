@@ -10,14 +10,13 @@ use std::time::Instant;
 
 use tracing::{debug, warn};
 
+use ccr_proto::wire::{alert, tls_alert};
+
 use crate::metrics::Refusal;
 
 /// Log lines about refused handshakes per second, at most; the rest are
 /// counted and summed up in the next line that is written.
 pub const LOG_PER_SECOND: u64 = 10;
-
-/// QUIC carries a TLS alert as transport error code 0x100 + alert.
-const CRYPTO_ERROR: u64 = 0x100;
 
 /// What a failed handshake was.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,40 +30,39 @@ pub enum Failure {
 }
 
 /// The TLS alert names worth telling apart.
-fn alert_name(alert: u64) -> &'static str {
-    match alert {
-        42 => "bad_certificate",
+fn alert_name(code: u8) -> &'static str {
+    match code {
+        alert::BAD_CERTIFICATE => "bad_certificate",
         43 => "unsupported_certificate",
         44 => "certificate_revoked",
-        45 => "certificate_expired",
+        alert::CERTIFICATE_EXPIRED => "certificate_expired",
         46 => "certificate_unknown",
-        48 => "unknown_ca",
+        alert::UNKNOWN_CA => "unknown_ca",
         50 => "decode_error",
         51 => "decrypt_error",
-        116 => "certificate_required",
+        alert::CERTIFICATE_REQUIRED => "certificate_required",
         _ => "other",
     }
 }
 
-fn refusal_of(alert: u64) -> Refusal {
-    match alert {
-        116 => Refusal::NoCertificate,
-        48 => Refusal::UnknownCa,
-        45 => Refusal::CertificateExpired,
+fn refusal_of(code: u8) -> Refusal {
+    match code {
+        alert::CERTIFICATE_REQUIRED => Refusal::NoCertificate,
+        alert::UNKNOWN_CA => Refusal::UnknownCa,
+        alert::CERTIFICATE_EXPIRED => Refusal::CertificateExpired,
         _ => Refusal::BadCertificate,
     }
 }
 
 /// What `error`, the outcome of a server handshake, was.
 pub fn classify(error: &quinn::ConnectionError) -> Failure {
-    let crypto = |code: u64| code.checked_sub(CRYPTO_ERROR).filter(|&alert| alert < 0x100);
     match error {
-        quinn::ConnectionError::TransportError(e) => match crypto(u64::from(e.code)) {
-            Some(alert) => Failure::Refused { refusal: refusal_of(alert), detail: e.reason.clone() },
+        quinn::ConnectionError::TransportError(e) => match tls_alert(e.code.into()) {
+            Some(code) => Failure::Refused { refusal: refusal_of(code), detail: e.reason.clone() },
             None => Failure::Other(error.to_string()),
         },
-        quinn::ConnectionError::ConnectionClosed(close) => match crypto(u64::from(close.error_code)) {
-            Some(alert) => Failure::OursRefused { alert: alert_name(alert) },
+        quinn::ConnectionError::ConnectionClosed(close) => match tls_alert(close.error_code.into()) {
+            Some(code) => Failure::OursRefused { alert: alert_name(code) },
             None => Failure::Other(error.to_string()),
         },
         other => Failure::Other(other.to_string()),

@@ -73,6 +73,19 @@ impl Daemon {
     }
 }
 
+/// One HTTP/1.0 GET on loopback (bounded: 1 s): the response if it
+/// answered 200.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.lines().next()?;
+    status.contains(" 200 ").then_some(response)
+}
+
 /// A client of the ccrd whose data directory is `dir/data`, once it answers
 /// `Health` (bounded: 20 s).
 pub async fn connect(dir: &Path, addr: SocketAddr) -> Client {
