@@ -116,7 +116,9 @@ struct Books {
     contacts: HashMap<u64, Contact>,
     records: Vec<ContactRecord>,
     latency: Option<Histogram<u64>>,
-    state_since: HashMap<u64, (usize, Instant)>,
+    /// Each agent's reported state and since when, in scenario time (so that
+    /// a skipped idle stretch counts as the time it stands for).
+    state_since: HashMap<u64, (usize, Duration)>,
     agent_time: [Duration; 6],
     /// Agents a RONA sent not ready, until their state changes again.
     after_rona: HashSet<u64>,
@@ -292,8 +294,9 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
                         } else {
                             b.after_rona.remove(&s.agent_id);
                         }
-                        if let Some((before, since)) = b.state_since.insert(s.agent_id, (state, now)) {
-                            b.agent_time[before] += now.saturating_duration_since(since).mul_f64(speed);
+                        let at = pace.now();
+                        if let Some((before, since)) = b.state_since.insert(s.agent_id, (state, at)) {
+                            b.agent_time[before] += at.saturating_sub(since);
                         }
                     }
                     _ => {}
@@ -459,9 +462,9 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &LiveOptions) ->
     gateway.close();
     desk.close();
     let mut b = std::mem::take(&mut *books.lock().expect("books"));
-    let now = Instant::now();
+    let end = pace.now();
     for (_, (state, since)) in b.state_since.drain() {
-        b.agent_time[state] += now.saturating_duration_since(since).mul_f64(speed);
+        b.agent_time[state] += end.saturating_sub(since);
     }
     let latency = b.latency.take().expect("histogram");
     let run = Run {

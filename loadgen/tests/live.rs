@@ -81,6 +81,10 @@ async fn an_idle_stretch_of_a_trace_is_skipped() {
     assert!(after.len() > 20, "{} contacts after the lull", after.len());
     let answered = after.iter().filter(|c| c.answered.is_some()).count();
     assert!(answered * 3 > after.len(), "answered {answered} of {} after the lull", after.len());
+    // The 46 agents on from 08:00 were logged in through the lull: their
+    // time counts the stretch skipped (occupancy is over the whole span).
+    let logged_in: Duration = run.run.agent_time.iter().sum();
+    assert!(logged_in > hm(3, 30) * 46, "agents' time {logged_in:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
