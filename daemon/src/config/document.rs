@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::Problem;
+pub use super::Problem;
 
 /// At most this many shape problems are collected: a file that has more
 /// is no configuration, and the first ones say so.
@@ -63,7 +63,7 @@ fn parse_path(path: &str) -> Vec<Step> {
     steps
 }
 
-pub(super) struct Document<'a> {
+pub struct Document<'a> {
     text: &'a str,
     root: Spanned<DeTable<'a>>,
 }
@@ -261,7 +261,7 @@ fn locate(root: &Spanned<DeTable<'_>>, span: &Range<usize>) -> Vec<Step> {
 }
 
 /// The 1-based line a byte offset of `text` is on.
-pub(super) fn line_at(text: &str, offset: usize) -> usize {
+pub fn line_at(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 

@@ -21,7 +21,7 @@ use toml::Spanned;
 
 use crate::journal::{FsyncPolicy, JournalOptions};
 
-mod document;
+pub mod document;
 use document::Document;
 
 /// The largest `server.max_message_bytes`: a command decoded from one

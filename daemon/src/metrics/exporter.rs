@@ -1,6 +1,6 @@
 //! The metrics listener: `/metrics` for Prometheus, `/healthz` and
 //! `/readyz` for probes ([`super::health`]); a deliberately small HTTP/1.1
-//! responder.
+//! responder, shared with `ccr-sipgw` through [`Page`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,19 +12,27 @@ use super::{Metrics, Refusal};
 /// How long a scrape may take to send its request or read the page.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `GET /metrics`, `/healthz` and `/readyz` on `listener` until the task is aborted, at most
+/// What the listener serves.
+pub trait Page: Send + Sync + 'static {
+    /// The status line and body for a GET of `path`.
+    fn respond(&self, path: &[u8]) -> (&'static str, String);
+    /// One connection was closed unanswered: too many were open.
+    fn refused(&self);
+}
+
+/// Serves `page` on `listener` until the task is aborted, at most
 /// `max_connections` at once: one more is closed unanswered and counted
-/// (`ccr_refused_total{reason="metrics_limit"}`).
-pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, max_connections: usize) {
+/// ([`Page::refused`]).
+pub async fn run<P: Page>(listener: tokio::net::TcpListener, page: Arc<P>, max_connections: usize) {
     let places = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         let Ok((mut socket, remote)) = listener.accept().await else { return };
         let Ok(place) = places.clone().try_acquire_owned() else {
-            metrics.refusal(Refusal::MetricsLimit);
+            page.refused();
             tracing::debug!(%remote, "metrics connection refused: too many open");
             continue;
         };
-        let metrics = metrics.clone();
+        let page = page.clone();
         tokio::spawn(async move {
             let _place = place;
             let mut request = Vec::new();
@@ -35,7 +43,11 @@ pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, max_c
                     _ => return,
                 }
             }
-            let (status, body) = respond(&request, &metrics);
+            let path = request
+                .strip_prefix(b"GET ")
+                .and_then(|rest| rest.split(|&b| b == b' ' || b == b'?').next())
+                .unwrap_or_default();
+            let (status, body) = page.respond(path);
             let head = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
@@ -50,19 +62,21 @@ pub async fn run(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, max_c
     }
 }
 
-/// The status line and body for a request.
-fn respond(request: &[u8], metrics: &Metrics) -> (&'static str, String) {
-    let path = request
-        .strip_prefix(b"GET ")
-        .and_then(|rest| rest.split(|&b| b == b' ' || b == b'?').next())
-        .unwrap_or_default();
-    match path {
-        b"/metrics" => ("200 OK", metrics.render()),
-        b"/healthz" => ("200 OK", "ok: alive\n".into()),
-        b"/readyz" => match metrics.readiness.get().answer() {
-            (true, line) => ("200 OK", format!("{line}\n")),
-            (false, line) => ("503 Service Unavailable", format!("{line}\n")),
-        },
-        _ => ("404 Not Found", "try /metrics, /healthz or /readyz\n".into()),
+/// ccrd's page: `/metrics`, `/healthz`, `/readyz`.
+impl Page for Metrics {
+    fn respond(&self, path: &[u8]) -> (&'static str, String) {
+        match path {
+            b"/metrics" => ("200 OK", self.render()),
+            b"/healthz" => ("200 OK", "ok: alive\n".into()),
+            b"/readyz" => match self.readiness.get().answer() {
+                (true, line) => ("200 OK", format!("{line}\n")),
+                (false, line) => ("503 Service Unavailable", format!("{line}\n")),
+            },
+            _ => ("404 Not Found", "try /metrics, /healthz or /readyz\n".into()),
+        }
+    }
+
+    fn refused(&self) {
+        self.refusal(Refusal::MetricsLimit);
     }
 }

@@ -1,0 +1,439 @@
+//! ccr-sipgw's configuration: TOML, validated at start with every problem,
+//! its field and its line (the reading is ccrd's own,
+//! [`ccr_daemon::config::document`]). `deploy/sipgw.example.toml` has
+//! every option.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ccr_daemon::config::document::{line_at, Document, Problem};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A dialled number's routing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Number {
+    /// The request URI's user part; `*` for every number not listed.
+    pub number: String,
+    pub queue: String,
+    /// Empty: ccrd's lowest tier.
+    pub tier: String,
+    /// Skill → minimum proficiency.
+    pub skills: Vec<(String, u32)>,
+    pub languages: Vec<String>,
+}
+
+/// An agent whose phone is a SIP user agent registered with Kamailio.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    pub id: u64,
+    /// The user part the phone registers (Kamailio's location table is
+    /// keyed by it: usrloc's `use_domain` off).
+    pub sip_user: String,
+    /// Skill → proficiency.
+    pub skills: Vec<(String, u32)>,
+    pub languages: Vec<String>,
+}
+
+/// What the bridge decides with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routing {
+    pub numbers: Vec<Number>,
+    pub agents: Vec<Agent>,
+    /// A caller is ended (480) after waiting this long unanswered; keep it
+    /// under Kamailio's `fr_inv_timer`, which ends the transaction.
+    pub max_wait: Duration,
+    /// An agent's phone stops ringing this long before ccrd's offer
+    /// expires, so that an answer reaches ccrd while the offer stands.
+    pub answer_margin: Duration,
+}
+
+/// A client certificate and its key (PEM or DER).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ccrd {
+    /// Every node of the centre (one for a single ccrd).
+    pub addresses: Vec<SocketAddr>,
+    pub server_name: String,
+    /// The certificate(s) ccrd's is checked against: ccrd's own
+    /// (`data_dir/cert.der`) or the CA that issued it.
+    pub ca: PathBuf,
+    /// For a ccrd that requires client certificates: the gateway
+    /// connection's (OU `gateway`) and the agents' (OU `agent`).
+    pub gateway_identity: Option<Identity>,
+    pub agent_identity: Option<Identity>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub ccrd: Ccrd,
+    /// Kamailio's evapi `bind_addr`.
+    pub evapi: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz`; none without it.
+    pub metrics_listen: Option<SocketAddr>,
+    pub routing: Routing,
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in the configuration", self.0.len())?;
+        for p in &self.0 {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    ccrd: RawCcrd,
+    kamailio: RawKamailio,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    calls: RawCalls,
+    #[serde(default)]
+    numbers: Vec<RawNumber>,
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCcrd {
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    server_name: Option<String>,
+    ca: Spanned<String>,
+    gateway_cert: Option<Spanned<String>>,
+    gateway_key: Option<Spanned<String>>,
+    agent_cert: Option<Spanned<String>>,
+    agent_key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKamailio {
+    evapi: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCalls {
+    max_wait: Option<Spanned<String>>,
+    answer_margin: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNumber {
+    number: Spanned<String>,
+    queue: Spanned<String>,
+    #[serde(default)]
+    tier: String,
+    #[serde(default)]
+    skills: BTreeMap<String, Spanned<i64>>,
+    #[serde(default)]
+    languages: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: Spanned<i64>,
+    sip_user: Spanned<String>,
+    #[serde(default)]
+    skills: BTreeMap<String, Spanned<i64>>,
+    #[serde(default)]
+    languages: Vec<String>,
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem<T>(&mut self, field: String, at: &Spanned<T>, message: String) {
+        let line = Some(line_at(self.text, at.span().start));
+        self.problems.push(Problem { field, line, message });
+    }
+
+    fn address(&mut self, field: &str, value: &Spanned<String>) -> SocketAddr {
+        value.get_ref().parse().unwrap_or_else(|_| {
+            self.problem(field.into(), value, format!("{:?} is not an address like 127.0.0.1:8448", value.get_ref()));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn duration(&mut self, field: &str, value: Option<&Spanned<String>>, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        humantime::parse_duration(v.get_ref()).unwrap_or_else(|e| {
+            self.problem(
+                field.into(),
+                v,
+                format!("{:?} is not a duration ({e}); write e.g. \"20s\" or \"9m\"", v.get_ref()),
+            );
+            default
+        })
+    }
+
+    /// A certificate file (PEM or DER), or with `key`, a private key's.
+    fn file(&mut self, field: &str, value: &Spanned<String>, key: bool) -> PathBuf {
+        let path = PathBuf::from(value.get_ref());
+        let read = match key {
+            false => ccr_proto::pki::certificates(&path).map(drop),
+            true => ccr_proto::pki::private_key(&path).map(drop),
+        };
+        if let Err(e) = read {
+            self.problem(field.into(), value, e.to_string());
+        }
+        path
+    }
+
+    fn identity(
+        &mut self,
+        role: &str,
+        cert: Option<&Spanned<String>>,
+        key: Option<&Spanned<String>>,
+    ) -> Option<Identity> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Some(Identity {
+                cert: self.file(&format!("ccrd.{role}_cert"), cert, false),
+                key: self.file(&format!("ccrd.{role}_key"), key, true),
+            }),
+            (None, None) => None,
+            (Some(at), None) | (None, Some(at)) => {
+                self.problem(format!("ccrd.{role}_cert"), at, format!("{role}_cert and {role}_key go together"));
+                None
+            }
+        }
+    }
+
+    fn skills(&mut self, field: &str, raw: &BTreeMap<String, Spanned<i64>>) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        for (skill, level) in raw {
+            match u32::try_from(*level.get_ref()) {
+                Ok(l) if l <= 10 => out.push((skill.clone(), l)),
+                _ => self.problem(
+                    format!("{field}.{skill}"),
+                    level,
+                    format!("{} is not a proficiency 0..=10", level.get_ref()),
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// Parses and validates a configuration file's text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let mut document = Document::parse(text).map_err(|p| ConfigError(vec![p]))?;
+    let (raw, shape) = document.read::<RawConfig>();
+    let Some(raw) = raw else { return Err(ConfigError(shape)) };
+    let mut c = Checker { text, problems: shape };
+
+    let rc = &raw.ccrd;
+    let addresses: Vec<SocketAddr> =
+        rc.addresses.iter().enumerate().map(|(i, a)| c.address(&format!("ccrd.addresses[{i}]"), a)).collect();
+    if addresses.is_empty() {
+        c.problems.push(Problem {
+            field: "ccrd.addresses".into(),
+            line: document.line("ccrd.addresses"),
+            message: "name at least one ccrd".into(),
+        });
+    }
+    let ccrd = Ccrd {
+        addresses,
+        server_name: rc.server_name.clone().unwrap_or_else(|| "localhost".into()),
+        ca: c.file("ccrd.ca", &rc.ca, false),
+        gateway_identity: c.identity("gateway", rc.gateway_cert.as_ref(), rc.gateway_key.as_ref()),
+        agent_identity: c.identity("agent", rc.agent_cert.as_ref(), rc.agent_key.as_ref()),
+    };
+    let evapi = c.address("kamailio.evapi", &raw.kamailio.evapi);
+    let metrics_listen = raw.metrics.listen.as_ref().map(|l| c.address("metrics.listen", l));
+    let max_wait = c.duration("calls.max_wait", raw.calls.max_wait.as_ref(), Duration::from_secs(540));
+    let answer_margin = c.duration("calls.answer_margin", raw.calls.answer_margin.as_ref(), Duration::from_secs(1));
+
+    let mut numbers = Vec::new();
+    let mut seen_numbers: HashMap<String, usize> = HashMap::new();
+    for (i, n) in raw.numbers.iter().enumerate() {
+        let field = format!("numbers[{i}]");
+        let number = n.number.get_ref().trim().to_owned();
+        if number.is_empty() {
+            c.problem(format!("{field}.number"), &n.number, "a number is the dialled user part, or \"*\"".into());
+        } else if let Some(first) = seen_numbers.insert(number.clone(), i) {
+            c.problem(format!("{field}.number"), &n.number, format!("{number:?} is also numbers[{first}]"));
+        }
+        if n.queue.get_ref().trim().is_empty() {
+            c.problem(format!("{field}.queue"), &n.queue, "name the ccrd queue this number reaches".into());
+        }
+        let skills = c.skills(&format!("{field}.skills"), &n.skills);
+        numbers.push(Number {
+            number,
+            queue: n.queue.get_ref().clone(),
+            tier: n.tier.clone(),
+            skills,
+            languages: n.languages.clone(),
+        });
+    }
+    if numbers.is_empty() {
+        c.problems.push(Problem {
+            field: "numbers".into(),
+            line: None,
+            message: "no [[numbers]]: every call would be refused; route at least \"*\" to a queue".into(),
+        });
+    }
+
+    let mut agents = Vec::new();
+    let mut seen_ids: HashMap<u64, usize> = HashMap::new();
+    let mut seen_users: HashMap<String, usize> = HashMap::new();
+    for (i, a) in raw.agents.iter().enumerate() {
+        let field = format!("agents[{i}]");
+        let id = match u64::try_from(*a.id.get_ref()) {
+            Ok(id) if id >= 1 => id,
+            _ => {
+                c.problem(
+                    format!("{field}.id"),
+                    &a.id,
+                    format!("{} is not an agent id (1 ..= 2^63 - 1)", a.id.get_ref()),
+                );
+                0
+            }
+        };
+        if id != 0 {
+            if let Some(first) = seen_ids.insert(id, i) {
+                c.problem(format!("{field}.id"), &a.id, format!("agent {id} is also agents[{first}]"));
+            }
+        }
+        let user = a.sip_user.get_ref().trim().to_owned();
+        if user.is_empty() || user.contains(['@', ':', ' ']) {
+            c.problem(
+                format!("{field}.sip_user"),
+                &a.sip_user,
+                format!("{user:?} is not a SIP user name (no '@', ':' or spaces)"),
+            );
+        } else if let Some(first) = seen_users.insert(user.clone(), i) {
+            c.problem(format!("{field}.sip_user"), &a.sip_user, format!("{user:?} is also agents[{first}]'s"));
+        }
+        let skills = c.skills(&format!("{field}.skills"), &a.skills);
+        agents.push(Agent { id, sip_user: user, skills, languages: a.languages.clone() });
+    }
+
+    if !c.problems.is_empty() {
+        let mut problems = c.problems;
+        problems.sort_by_key(|p| p.line);
+        return Err(ConfigError(problems));
+    }
+    Ok(Config { ccrd, evapi, metrics_listen, routing: Routing { numbers, agents, max_wait, answer_margin } })
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `text` with "CA" naming a certificate file.
+    fn with_ca(text: &str) -> (tempfile::NamedTempFile, String) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(ca.path(), cert.cert.pem()).unwrap();
+        let text = text.replace("CA", &ca.path().display().to_string());
+        (ca, text)
+    }
+
+    #[test]
+    fn the_example_configuration_reads() {
+        let (_ca, text) =
+            with_ca(&include_str!("../../deploy/sipgw.example.toml").replace("/var/lib/ccrd/cert.der", "CA"));
+        let config = parse(&text).unwrap();
+        assert!(!config.routing.numbers.is_empty() && !config.routing.agents.is_empty());
+        assert_eq!(config.routing.max_wait, Duration::from_secs(540));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field_and_line() {
+        let (_ca, text) = with_ca(
+            r#"
+[ccrd]
+addresses = ["127.0.0.1:4433", "nowhere"]
+ca = "CA"
+gateway_cert = "/no/such/file.pem"
+
+[kamailio]
+evapi = "127.0.0.1:8448"
+
+[calls]
+max_wait = "forever"
+
+[[numbers]]
+number = "1000"
+queue = "billing"
+skills = { billing = 11 }
+
+[[numbers]]
+number = "1000"
+queue = ""
+
+[[agents]]
+id = 0
+sip_user = "alice@example.com"
+
+[[agents]]
+id = 7
+sip_user = "bob"
+langauges = ["en"]
+"#,
+        );
+        let problems = parse(&text).unwrap_err().0;
+        let got: Vec<(&str, Option<usize>)> = problems.iter().map(|p| (p.field.as_str(), p.line)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ccrd.addresses[1]", Some(3)),
+                ("ccrd.gateway_cert", Some(5)),
+                ("calls.max_wait", Some(11)),
+                ("numbers[0].skills.billing", Some(16)),
+                ("numbers[1].number", Some(19)),
+                ("numbers[1].queue", Some(20)),
+                ("agents[0].id", Some(23)),
+                ("agents[0].sip_user", Some(24)),
+                ("agents[1].langauges", Some(29)),
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[8].message.contains("did you mean `languages`?"), "{}", problems[8].message);
+    }
+
+    #[test]
+    fn a_missing_section_and_a_syntax_error_are_reported() {
+        let problems = parse("[ccrd]\naddresses = []\nca = \"x\"\n").unwrap_err().0;
+        assert!(problems.iter().any(|p| p.message.contains("missing field `kamailio`")), "{problems:?}");
+        let syntax = parse("[ccrd\n").unwrap_err().0;
+        assert_eq!((syntax[0].field.as_str(), syntax[0].line), ("(syntax)", Some(1)));
+    }
+}
