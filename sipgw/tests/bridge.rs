@@ -497,12 +497,12 @@ proptest! {
                 }
                 Step::Answered(c) => {
                     // Kamailio reports answers of phones it rang.
-                    if !rung.get(&cid(c)).is_some_and(|r| !r.is_empty()) { continue; }
+                    if rung.get(&cid(c)).is_none_or(|r| r.is_empty()) { continue; }
                     kam(Event::Answered { call_id: cid(c) })
                 }
                 Step::NoAnswer(c, out) => {
                     // Kamailio holds the call again only if a phone rang for it.
-                    if !rung.get(&cid(c)).is_some_and(|r| !r.is_empty()) { continue; }
+                    if rung.get(&cid(c)).is_none_or(|r| r.is_empty()) { continue; }
                     kam(Event::NoAnswer { call_id: cid(c), status: if out { 408 } else { 486 }, transaction: tx(u32::from(c) + 1) })
                 }
                 Step::Cancel(c) => kam(Event::Cancel { call_id: cid(c) }),
