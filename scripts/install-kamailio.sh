@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs Kamailio 5.6 from Debian's packages where it is missing, with the
 # modules deploy/kamailio/kamailio.cfg loads (evapi, jansson, dialog,
-# usrloc/registrar, tm/tmx). For the SIP path of issue 31; not yet run by
-# .ci/run. Needs root for apt-get. Debian's package may start a system
+# usrloc/registrar, tm/tmx): ccr-sipgw's end-to-end test starts it. Run by
+# .ci/run; needs root for apt-get. Debian's package may start a system
 # Kamailio on 5060: tests start their own, on other ports.
 set -euo pipefail
 if command -v kamailio >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/evapi.so ]; then

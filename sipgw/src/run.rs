@@ -75,6 +75,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
             _ = tick.tick() => Input::Tick,
             () = &mut stop => break,
         };
+        if !matches!(input, Input::Tick) {
+            tracing::debug!(?input);
+        }
         dispatch(bridge.step(now_micros(), input));
         metrics.gauges(bridge.counts());
     }

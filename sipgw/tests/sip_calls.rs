@@ -1,0 +1,458 @@
+//! SIP calls end to end: real Kamailio (deploy/kamailio/kamailio.cfg), a
+//! ccrd, the ccr-sipgw binary, and pjsua2 phones (sipgw/tests/phones.py),
+//! all on loopback. Kamailio is installed by scripts/install-kamailio.sh and
+//! pjsua2 by scripts/install-pjsua2.sh (both run by .ci/run).
+//!
+//! One centre, one scenario in steps, each checked at both ends — what the
+//! phones saw, and what ccrd says — so that a step's failure names itself.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ccr_proto::client::Client;
+use ccr_proto::v1::{self, routing_event::Event as Ev};
+use serde_json::Value;
+
+/// Every wait is bounded by this.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process, stopped (SIGTERM, then SIGKILL) by its pid when dropped.
+struct Process {
+    name: &'static str,
+    child: Child,
+}
+
+impl Process {
+    fn spawn(name: &'static str, command: &mut Command) -> Process {
+        let child = command.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Process { name, child }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not stop on SIGTERM: killed", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Phones processes (the callers', and one per agent's phone: a phone
+/// refuses a request it already saw at another of its accounts, 482, so
+/// agents' phones are separate user agents as in a real centre): commands
+/// in, events out, all events in one stream.
+struct Phones {
+    sip: u16,
+    processes: std::collections::HashMap<String, Process>,
+    tx: mpsc::Sender<Value>,
+    events: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Phones {
+    fn start(sip: u16) -> Phones {
+        let (tx, events) = mpsc::channel();
+        let mut phones = Phones { sip, processes: Default::default(), tx, events, seen: Vec::new() };
+        phones.spawn("callers");
+        phones
+    }
+
+    /// Starts a phones process named `name`.
+    fn spawn(&mut self, name: &str) {
+        let mut command = Command::new("python3");
+        command
+            .arg(repo().join("sipgw/tests/phones.py"))
+            .arg("--registrar")
+            .arg(format!("127.0.0.1:{}", self.sip))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut process = Process::spawn("phones.py", &mut command);
+        let stdout = process.child.stdout.take().unwrap();
+        let tx = self.tx.clone();
+        let who = name.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(mut v) => {
+                        v["process"] = Value::String(who.clone());
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => eprintln!("phones: {line}"),
+                }
+            }
+        });
+        self.processes.insert(name.to_owned(), process);
+        self.expect("the phones start", |e| e["ev"] == "ready" && e["process"] == name);
+    }
+
+    /// An agent's phone, registered, answering as `mode` says.
+    fn agent(&mut self, user: &str, mode: &str) {
+        self.spawn(user);
+        self.send(user, &format!("agent {user} {mode}"));
+    }
+
+    fn send(&mut self, process: &str, line: &str) {
+        let stdin = self.processes.get_mut(process).unwrap().child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The first event (already seen or to come) that `pred` takes; seen
+    /// events stay for later expectations.
+    fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(e) if pred(&e) => return e,
+                Ok(e) => self.seen.push(e),
+                Err(_) => panic!("phones: waited {WAIT:?} for {what}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Caller `tag`'s call reached state `state`.
+    fn caller(&mut self, tag: &str, state: &str) -> Value {
+        self.expect(&format!("caller {tag} {state}"), |e| e["ev"] == "caller" && e["tag"] == tag && e["state"] == state)
+    }
+
+    /// Which agent's phone rang for caller `tag`.
+    fn rang(&mut self, tag: &str) -> String {
+        let e =
+            self.expect(&format!("an agent's phone ringing for {tag}"), |e| e["ev"] == "ringing" && e["caller"] == tag);
+        e["user"].as_str().unwrap().to_owned()
+    }
+}
+
+/// ccrd's events, as a test's own subscription sees them.
+struct Ccrd {
+    events: tokio::sync::mpsc::UnboundedReceiver<Ev>,
+    seen: Vec<Ev>,
+    /// contact id → SIP Call-ID, from the offers' context.
+    call_ids: std::collections::HashMap<u64, String>,
+}
+
+impl Ccrd {
+    async fn expect(&mut self, what: &str, pred: impl Fn(&Ev, &std::collections::HashMap<u64, String>) -> bool) -> Ev {
+        if let Some(i) = self.seen.iter().position(|e| pred(e, &self.call_ids)) {
+            return self.seen.remove(i);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let e = match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) => e,
+                _ => panic!("ccrd: waited {WAIT:?} for {what}; saw {:#?}", self.seen),
+            };
+            if let Ev::Offer(o) = &e {
+                if let Some(c) = o.context.iter().find(|c| c.key == "sip_call_id") {
+                    self.call_ids.insert(o.contact_id, c.value.clone());
+                }
+            }
+            if pred(&e, &self.call_ids) {
+                return e;
+            }
+            self.seen.push(e);
+        }
+    }
+
+    /// ccrd connected the call with SIP Call-ID `call_id` to `agent`.
+    async fn connected(&mut self, call_id: &str, agent: u64) {
+        let what = format!("{call_id} connected to agent {agent}");
+        self.expect(&what, |e, ids| {
+            matches!(e, Ev::Connected(c) if c.agent_id == agent && ids.get(&c.contact_id).map(String::as_str) == Some(call_id))
+        })
+        .await;
+    }
+}
+
+fn tool_missing(what: &str, install: &str) -> String {
+    format!("{what} is not installed: run `bash scripts/{install}` (as .ci/run does)")
+}
+
+const CCRD_CONFIG: &str = r#"
+skills = ["billing"]
+languages = ["en", "fr"]
+
+[journal]
+enabled = false
+
+[[tiers]]
+name = "gold"
+aging_boost = "60s"
+
+[[tiers]]
+name = "standard"
+
+[[queues]]
+name = "billing"
+service_level = { target = 0.8, threshold = "20s" }
+wrap_up = "1s"
+offer_timeout = "3s"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_calls_reach_the_agent_ccrd_chooses_and_ccrd_follows_every_call() {
+    assert!(Path::new("/usr/sbin/kamailio").exists(), "{}", tool_missing("Kamailio", "install-kamailio.sh"));
+    let pjsua2 = Command::new("python3").args(["-c", "import pjsua2"]).output().unwrap();
+    assert!(pjsua2.status.success(), "{}", tool_missing("pjsua2", "install-pjsua2.sh"));
+
+    let dir = tempfile::tempdir().unwrap();
+    // ccrd, in this process.
+    let mut config = ccr_daemon::config::parse(CCRD_CONFIG).unwrap();
+    config.server.data_dir = dir.path().join("ccrd");
+    let ccrd = ccr_daemon::loopback::Loopback::start(config, None, false).await.unwrap();
+    let ca = dir.path().join("ccrd.der");
+    std::fs::write(&ca, &ccrd.cert).unwrap();
+    let watcher = Client::connect(ccrd.addr, "localhost", std::slice::from_ref(&ccrd.cert)).await.unwrap();
+    let mut subscription = watcher.subscribe(Vec::new()).await.unwrap();
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(e) = subscription.next().await {
+            if let Some(e) = e.event {
+                let _ = tx.send(e);
+            }
+        }
+    });
+    let ccrd_events = Ccrd { events, seen: Vec::new(), call_ids: Default::default() };
+
+    // Kamailio.
+    let (sip, evapi) = (free_udp_port(), free_tcp_port());
+    let run_dir = dir.path().join("kamailio");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let _kamailio = Process::spawn(
+        "kamailio",
+        Command::new("/usr/sbin/kamailio")
+            .args(["-DD", "-E", "-f"])
+            .arg(repo().join("deploy/kamailio/kamailio.cfg"))
+            .args(["-A", &format!("SIP_PORT={sip}"), "-A", &format!("EVAPI_BIND=\"127.0.0.1:{evapi}\"")])
+            .arg("-Y")
+            .arg(&run_dir)
+            .arg("-P")
+            .arg(run_dir.join("kamailio.pid"))
+            .stderr(std::fs::File::create(dir.path().join("kamailio.log")).unwrap()),
+    );
+
+    // ccr-sipgw.
+    let metrics = free_tcp_port();
+    let sipgw_config = dir.path().join("sipgw.toml");
+    std::fs::write(
+        &sipgw_config,
+        format!(
+            r#"
+[ccrd]
+addresses = ["{ccrd}"]
+ca = "{ca}"
+
+[kamailio]
+evapi = "127.0.0.1:{evapi}"
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[[numbers]]
+number = "1000"
+queue = "billing"
+skills = {{ billing = 5 }}
+languages = ["en"]
+
+[[agents]]
+id = 101
+sip_user = "alice"
+skills = {{ billing = 8 }}
+languages = ["en"]
+
+[[agents]]
+id = 102
+sip_user = "bob"
+skills = {{ billing = 6 }}
+languages = ["fr", "en"]
+"#,
+            ccrd = ccrd.addr,
+            ca = ca.display(),
+        ),
+    )
+    .unwrap();
+    let sipgw_log = dir.path().join("sipgw.log");
+    let _sipgw = Process::spawn(
+        "ccr-sipgw",
+        Command::new(env!("CARGO_BIN_EXE_ccr-sipgw"))
+            .arg("--config")
+            .arg(&sipgw_config)
+            .env("RUST_LOG", "info,ccr_sipgw=debug")
+            .stderr(std::fs::File::create(&sipgw_log).unwrap()),
+    );
+    let result = tokio::spawn(scenario(sip, ccrd_events, watcher.clone())).await;
+    if result.is_err() {
+        eprintln!("--- ccr-sipgw's log:\n{}", std::fs::read_to_string(&sipgw_log).unwrap_or_default());
+        eprintln!("--- kamailio's log (tail):\n{}", tail(&dir.path().join("kamailio.log"), 60));
+    }
+    watcher.close();
+    ccrd.stop().await.unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until `n` contacts wait in queue billing.
+async fn until_waiting(watcher: &Client, n: u32) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stats = watcher.queue_stats(v1::QueueStatsRequest { queue: "billing".into() }).await.unwrap();
+        let waiting: u32 = stats.waiting_by_tier.values().sum();
+        if waiting == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waited {WAIT:?} for {n} waiting; {waiting} wait");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn scenario(sip: u16, mut ccrd: Ccrd, watcher: Client) {
+    let mut phones = tokio::task::spawn_blocking(move || Phones::start(sip)).await.unwrap();
+    // Blocking waits on the phones run on a blocking thread.
+    macro_rules! phones {
+        ($body:expr) => {{
+            let (p, r) = tokio::task::spawn_blocking(move || {
+                let mut p = phones;
+                let r = $body(&mut p);
+                (p, r)
+            })
+            .await
+            .unwrap();
+            phones = p;
+            r
+        }};
+    }
+
+    // Agents log in by registering their phones.
+    phones!(|p: &mut Phones| {
+        p.agent("alice", "answer");
+        p.agent("bob", "answer");
+        p.expect("alice registered", |e| e["ev"] == "registered" && e["user"] == "alice" && e["code"] == 200);
+        p.expect("bob registered", |e| e["ev"] == "registered" && e["user"] == "bob" && e["code"] == 200);
+    });
+    for agent in [101, 102] {
+        ccrd.expect(
+            &format!("agent {agent} available"),
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == agent && s.state == "available"),
+        )
+        .await;
+    }
+
+    // A French caller reaches bob, the one agent who speaks French.
+    let c1 = phones!(|p: &mut Phones| {
+        p.send("callers", "call c1 1000 X-Language=fr");
+        let user = p.rang("c1");
+        assert_eq!(user, "bob", "the French caller rang {user}");
+        p.caller("c1", "CONFIRMED")["call_id"].as_str().unwrap().to_owned()
+    });
+    ccrd.connected(&c1, 102).await;
+
+    // Bob is talking: the next caller rings alice, who does not answer: the
+    // call goes back (RONA: ccrd's offer expires, alice goes not ready)...
+    let c2 = phones!(|p: &mut Phones| {
+        p.send("alice", "mode alice never");
+        p.send("callers", "call c2 1000");
+        assert_eq!(p.rang("c2"), "alice");
+        p.caller("c2", "EARLY")["call_id"].as_str().unwrap().to_owned()
+    });
+    ccrd.expect(
+        "alice's offer expires",
+        |e, _| matches!(e, Ev::OfferEnded(o) if o.agent_id == 101 && o.outcome == "expired"),
+    )
+    .await;
+    ccrd.expect(
+        "alice not ready for RONA",
+        |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 101 && s.state == "not_ready" && s.reason == "rona"),
+    )
+    .await;
+    // ...and to bob once his call ends (BYE → completed, wrap-up, available).
+    phones!(|p: &mut Phones| p.send("callers", "hangup c1"));
+    ccrd.expect(
+        "bob's call completed: wrap-up",
+        |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
+    )
+    .await;
+    phones!(|p: &mut Phones| {
+        assert_eq!(p.rang("c2"), "bob", "the caller alice did not answer goes to the next agent");
+        p.caller("c2", "CONFIRMED");
+    });
+    ccrd.connected(&c2, 102).await;
+
+    // Bob is talking, alice not ready: a standard caller, then a gold one,
+    // wait; when bob is free, gold goes first.
+    let (c3, c4) = phones!(|p: &mut Phones| {
+        p.send("callers", "call c3 1000 X-Tier=standard");
+        let c3 = p.caller("c3", "EARLY")["call_id"].as_str().unwrap().to_owned();
+        p.send("callers", "call c4 1000 X-Tier=gold");
+        let c4 = p.caller("c4", "EARLY")["call_id"].as_str().unwrap().to_owned();
+        (c3, c4)
+    });
+    // (Kamailio's 180 comes before ccr-sipgw's enqueue: wait for ccrd.)
+    until_waiting(&watcher, 2).await;
+    phones!(|p: &mut Phones| p.send("callers", "hangup c2"));
+    phones!(|p: &mut Phones| {
+        assert_eq!(p.rang("c4"), "bob", "the gold caller first");
+        p.caller("c4", "CONFIRMED");
+    });
+    ccrd.connected(&c4, 102).await;
+
+    // A caller who hangs up while queued is abandoned in ccrd.
+    phones!(|p: &mut Phones| {
+        p.send("callers", "hangup c3");
+        let gone = p.caller("c3", "DISCONNECTED");
+        assert_eq!(gone["code"], 487, "the caller's INVITE ends 487 Request Terminated");
+    });
+    // (c3 was never offered, so its contact id is the one ccrd abandons
+    // that no offer named.)
+    ccrd.expect(
+        &format!("c3 ({c3}) abandoned"),
+        |e, ids| matches!(e, Ev::Abandoned(a) if a.queue == "billing" && !ids.contains_key(&a.contact_id)),
+    )
+    .await;
+    until_waiting(&watcher, 0).await;
+
+    // The gold caller hangs up: BYE completes the contact, bob wraps up.
+    phones!(|p: &mut Phones| p.send("callers", "hangup c4"));
+    ccrd.expect(
+        "bob wraps up after c4",
+        |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
+    )
+    .await;
+    phones!(|p: &mut Phones| p.send("callers", "quit"));
+}
