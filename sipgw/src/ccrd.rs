@@ -91,6 +91,11 @@ pub async fn run(
                     Ok(reply) => {
                         let Some(command) = outstanding.remove(&reply.id) else { continue };
                         let result = gateway_result(reply);
+                        if let Err(status) = &result {
+                            if !matches!(status.code(), Code::AlreadyExists | Code::NotFound) {
+                                tracing::warn!(?command, %status, "ccrd refused a gateway command");
+                            }
+                        }
                         if inputs.send(Input::Replied { generation, command, result }).is_err() { return; }
                     }
                     Err(status) => break format!("gateway stream ended: {status}"),

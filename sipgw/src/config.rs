@@ -288,6 +288,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             c.problem(format!("{field}.queue"), &n.queue, "name the ccrd queue this number reaches".into());
         }
         let skills = c.skills(&format!("{field}.skills"), &n.skills);
+        if n.skills.is_empty() {
+            let message = "a call needs at least one skill in ccrd: e.g. skills = { billing = 1 }".into();
+            c.problem(format!("{field}.skills"), &n.queue, message);
+        }
         numbers.push(Number {
             number,
             queue: n.queue.get_ref().clone(),
@@ -398,6 +402,7 @@ skills = { billing = 11 }
 [[numbers]]
 number = "1000"
 queue = ""
+skills = { billing = 1 }
 
 [[agents]]
 id = 0
@@ -420,13 +425,22 @@ langauges = ["en"]
                 ("numbers[0].skills.billing", Some(16)),
                 ("numbers[1].number", Some(19)),
                 ("numbers[1].queue", Some(20)),
-                ("agents[0].id", Some(23)),
-                ("agents[0].sip_user", Some(24)),
-                ("agents[1].langauges", Some(29)),
+                ("agents[0].id", Some(24)),
+                ("agents[0].sip_user", Some(25)),
+                ("agents[1].langauges", Some(30)),
             ],
             "{problems:#?}"
         );
         assert!(problems[8].message.contains("did you mean `languages`?"), "{}", problems[8].message);
+    }
+
+    #[test]
+    fn a_number_without_a_skill_is_refused_since_ccrd_would_refuse_its_calls() {
+        let (_ca, text) = with_ca(
+            "[ccrd]\naddresses = [\"127.0.0.1:4433\"]\nca = \"CA\"\n[kamailio]\nevapi = \"127.0.0.1:8448\"\n\n[[numbers]]\nnumber = \"1000\"\nqueue = \"billing\"\n",
+        );
+        let problems = parse(&text).unwrap_err().0;
+        assert_eq!((problems[0].field.as_str(), problems[0].line), ("numbers[0].skills", Some(9)), "{problems:?}");
     }
 
     #[test]

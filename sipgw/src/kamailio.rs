@@ -62,6 +62,7 @@ pub async fn run(
         wait = RETRY_FIRST;
         tracing::info!(%evapi_addr, "kamailio: evapi connected");
         metrics.link(Peer::Kamailio, true);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         let (mut reader, mut writer) = socket.split();
         let mut buf: Vec<u8> = Vec::with_capacity(8192);
         let mut chunk = vec![0u8; 8192];
@@ -76,6 +77,7 @@ pub async fn run(
                 read = reader.read(&mut chunk) => match read {
                     Ok(0) => break 'connected "closed by Kamailio".to_owned(),
                     Ok(n) => {
+                        quick_ack(fd);
                         buf.extend_from_slice(&chunk[..n]);
                         loop {
                             match evapi::take_netstring(&buf) {
@@ -129,5 +131,22 @@ async fn keep(answers: &mut mpsc::UnboundedReceiver<Answer>, unsent: &mut VecDeq
             false
         }
         None => true,
+    }
+}
+
+/// Acknowledges what arrives at once (TCP_QUICKACK, which Linux clears
+/// again as it sees fit): evapi's small writes, held back by Nagle until
+/// the last is acknowledged, otherwise wait for the delayed ACK.
+fn quick_ack(fd: std::os::fd::RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option of its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }

@@ -24,7 +24,13 @@ fn routing() -> Routing {
                 skills: vec![("billing".into(), 5)],
                 languages: vec!["en".into()],
             },
-            Number { number: "*".into(), queue: "general".into(), tier: "".into(), skills: vec![], languages: vec![] },
+            Number {
+                number: "*".into(),
+                queue: "general".into(),
+                tier: "".into(),
+                skills: vec![("billing".into(), 1)],
+                languages: vec![],
+            },
         ],
         agents: vec![
             Agent {

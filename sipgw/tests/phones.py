@@ -18,11 +18,13 @@ Events: {"ev": "registered", "user", "code"}, {"ev": "ringing", "user",
 {"ev": "caller", "tag", "state", "code", "call_id"} (a caller's call
 changed state: EARLY, CONFIRMED, DISCONNECTED), {"ev": "ready"}.
 
-With --load RATE --seconds N --registrar HOST:PORT --number NUMBER, it
-instead places RATE calls a second for N seconds, each hung up HOLD seconds
-after it is answered, and prints one line per call:
-{"ev": "setup", "ms": INVITE → 200 OK, "first_ring_ms": INVITE → the 180
-from the agent's phone, ...}.
+With --load RATE --seconds N, it instead places RATE calls a second to
+--number for N seconds, each hung up --hold seconds after it is answered,
+and prints one line per answered call: {"ev": "setup", "call_id",
+"invite": when the INVITE left, "answer": when the 200 OK came} (seconds
+on the host's monotonic clock, which every process shares, so that an
+agent's "ringing" "t" falls between them). With --serve N, it registers
+--agents (answering) and runs N seconds.
 """
 
 import argparse
@@ -66,7 +68,7 @@ class Agent(pj.Account):
         self.calls.add(call)
         info = call.getInfo()
         caller = info.remoteUri.split("sip:caller-")[-1].split("@")[0]
-        emit(ev="ringing", user=self.user, caller=caller, call_id=info.callIdString)
+        emit(ev="ringing", user=self.user, caller=caller, call_id=info.callIdString, t=time.monotonic())
         op = pj.CallOpParam()
         if self.mode == "answer":
             op.statusCode = 200
@@ -111,7 +113,8 @@ class Phones:
         config.logConfig.consoleLevel = 0
         config.uaConfig.threadCnt = 0
         config.uaConfig.mainThreadOnly = True
-        config.uaConfig.maxCalls = 256
+        # The wheel's pjsua takes at most 4 calls at once a process.
+        config.uaConfig.maxCalls = 4
         config.medConfig.noVad = True
         self.ep.libInit(config)
         self.ep.audDevManager().setNullDev()
@@ -138,9 +141,15 @@ class Phones:
         account.create(self.account_config(user, True))
         self.agents[user] = account
 
-    def call(self, tag, number, headers, on_state=None):
+    def caller_account(self, name):
         account = pj.Account()
-        account.create(self.account_config(f"caller-{tag}", False))
+        account.create(self.account_config(f"caller-{name}", False))
+        return account
+
+    def call(self, tag, number, headers, on_state=None, account=None):
+        """Caller TAG's call; its own account (pjsua has 8 at most) unless given one."""
+        if account is None:
+            account = self.caller_account(tag)
         call = CallerCall(account, tag, on_state)
         op = pj.CallOpParam(True)
         for header in headers:
@@ -149,6 +158,7 @@ class Phones:
             h.hName = name
             h.hValue = value
             op.txOption.headers.append(h)
+        call.started = time.monotonic()
         call.makeCall(f"sip:{number}@{self.registrar}", op)
         self.callers[tag] = (account, call)
         return call
@@ -200,21 +210,27 @@ def load(phones, rate, seconds, number, hold):
 
     def on_state(call, state, info):
         if state == "CONFIRMED":
-            emit(ev="setup", tag=call.tag, ms=round((time.monotonic() - call.started) * 1000, 2))
+            emit(ev="setup", call_id=info.callIdString, invite=call.started, answer=time.monotonic())
             hangups.append((time.monotonic() + hold, call))
         elif state == "DISCONNECTED":
             pending.pop(call.tag, None)
             if info.lastStatusCode >= 300:
                 emit(ev="failed", tag=call.tag, code=info.lastStatusCode)
 
+    # One account for every call (pjsua2 has at most 8 accounts and 4 calls
+    # a process: several processes place the calls of a fast run).
+    account = phones.caller_account(f"load-{os.getpid()}")
     start = time.monotonic()
     placed = 0
     while time.monotonic() - start < seconds or pending:
         now = time.monotonic()
         while placed < rate * min(now - start, seconds) and now - start < seconds:
             tag = f"{os.getpid()}-{placed}"
-            pending[tag] = phones.call(tag, number, [], on_state)
             placed += 1
+            try:
+                pending[tag] = phones.call(tag, number, [], on_state, account)
+            except pj.Error:
+                emit(ev="failed", tag=tag, code="local: pjsua's 4 calls at once")
         for due, call in [h for h in hangups if h[0] <= now]:
             hangups.remove((due, call))
             call.hangup(pj.CallOpParam())
@@ -222,6 +238,8 @@ def load(phones, rate, seconds, number, hold):
             break
         phones.poll(5)
     emit(ev="done", placed=placed)
+    hangups.clear()
+    pending.clear()
 
 
 def main():
@@ -232,20 +250,31 @@ def main():
     parser.add_argument("--number", default="1000", help="the number the load run dials")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds a load-run call lasts once answered")
     parser.add_argument("--agents", default="", help="agents' phones to register first, comma-separated (answer)")
+    parser.add_argument("--serve", type=float, help="only run the --agents' phones, for this many seconds")
     args = parser.parse_args()
     phones = Phones(args.registrar)
     for user in filter(None, args.agents.split(",")):
         phones.agent(user, "answer")
     try:
-        if args.load:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and args.agents:
+        if args.serve:
+            emit(ev="ready")
+            deadline = time.monotonic() + args.serve
+            while time.monotonic() < deadline:
                 phones.poll(10)
+        elif args.load:
             emit(ev="ready")
             load(phones, args.load, args.seconds, args.number, args.hold)
         else:
             interactive(phones)
     finally:
+        # Calls hung up and let go before the library goes (a call object
+        # outliving it aborts the process).
+        phones.ep.hangupAllCalls()
+        phones.poll(100)
+        phones.callers.clear()
+        phones.agents.clear()
+        import gc
+        gc.collect()
         phones.ep.libDestroy()
 
 
