@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ccr_daemon::config::document::{line_at, Document, Problem};
+use ccr_daemon::config::document::{Checker, Document, Problem};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -167,94 +167,73 @@ struct RawAgent {
     languages: Vec<String>,
 }
 
-struct Checker<'a> {
-    text: &'a str,
-    problems: Vec<Problem>,
+/// A certificate file (PEM or DER), or with `key`, a private key's.
+fn file(c: &mut Checker<'_>, field: &str, value: &Spanned<String>, key: bool) -> PathBuf {
+    let path = PathBuf::from(value.get_ref());
+    let read = match key {
+        false => ccr_proto::pki::certificates(&path).map(drop),
+        true => ccr_proto::pki::private_key(&path).map(drop),
+    };
+    if let Err(e) = read {
+        c.problem(field.into(), Some(value), e.to_string());
+    }
+    path
 }
 
-impl Checker<'_> {
-    fn problem<T>(&mut self, field: String, at: &Spanned<T>, message: String) {
-        let line = Some(line_at(self.text, at.span().start));
-        self.problems.push(Problem { field, line, message });
-    }
-
-    fn address(&mut self, field: &str, value: &Spanned<String>) -> SocketAddr {
-        value.get_ref().parse().unwrap_or_else(|_| {
-            self.problem(field.into(), value, format!("{:?} is not an address like 127.0.0.1:8448", value.get_ref()));
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        })
-    }
-
-    fn duration(&mut self, field: &str, value: Option<&Spanned<String>>, default: Duration) -> Duration {
-        let Some(v) = value else { return default };
-        humantime::parse_duration(v.get_ref()).unwrap_or_else(|e| {
-            self.problem(
-                field.into(),
-                v,
-                format!("{:?} is not a duration ({e}); write e.g. \"20s\" or \"9m\"", v.get_ref()),
-            );
-            default
-        })
-    }
-
-    /// A certificate file (PEM or DER), or with `key`, a private key's.
-    fn file(&mut self, field: &str, value: &Spanned<String>, key: bool) -> PathBuf {
-        let path = PathBuf::from(value.get_ref());
-        let read = match key {
-            false => ccr_proto::pki::certificates(&path).map(drop),
-            true => ccr_proto::pki::private_key(&path).map(drop),
-        };
-        if let Err(e) = read {
-            self.problem(field.into(), value, e.to_string());
+fn identity(
+    c: &mut Checker<'_>,
+    role: &str,
+    cert: Option<&Spanned<String>>,
+    key: Option<&Spanned<String>>,
+) -> Option<Identity> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Some(Identity {
+            cert: file(c, &format!("ccrd.{role}_cert"), cert, false),
+            key: file(c, &format!("ccrd.{role}_key"), key, true),
+        }),
+        (None, None) => None,
+        (Some(at), None) | (None, Some(at)) => {
+            c.problem(format!("ccrd.{role}_cert"), Some(at), format!("{role}_cert and {role}_key go together"));
+            None
         }
-        path
-    }
-
-    fn identity(
-        &mut self,
-        role: &str,
-        cert: Option<&Spanned<String>>,
-        key: Option<&Spanned<String>>,
-    ) -> Option<Identity> {
-        match (cert, key) {
-            (Some(cert), Some(key)) => Some(Identity {
-                cert: self.file(&format!("ccrd.{role}_cert"), cert, false),
-                key: self.file(&format!("ccrd.{role}_key"), key, true),
-            }),
-            (None, None) => None,
-            (Some(at), None) | (None, Some(at)) => {
-                self.problem(format!("ccrd.{role}_cert"), at, format!("{role}_cert and {role}_key go together"));
-                None
-            }
-        }
-    }
-
-    fn skills(&mut self, field: &str, raw: &BTreeMap<String, Spanned<i64>>) -> Vec<(String, u32)> {
-        let mut out = Vec::new();
-        for (skill, level) in raw {
-            match u32::try_from(*level.get_ref()) {
-                Ok(l) if l <= 10 => out.push((skill.clone(), l)),
-                _ => self.problem(
-                    format!("{field}.{skill}"),
-                    level,
-                    format!("{} is not a proficiency 0..=10", level.get_ref()),
-                ),
-            }
-        }
-        out
     }
 }
+
+/// Skill = proficiency (or minimum proficiency) tables.
+fn skills(c: &mut Checker<'_>, field: &str, raw: &BTreeMap<String, Spanned<i64>>) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for (skill, level) in raw {
+        match u32::try_from(*level.get_ref()) {
+            Ok(l) if l <= 10 => out.push((skill.clone(), l)),
+            _ => c.problem(
+                format!("{field}.{skill}"),
+                Some(level),
+                format!("{} is not a proficiency 0..=10", level.get_ref()),
+            ),
+        }
+    }
+    out
+}
+
+/// The stand-in for an address that is required (its absence is a
+/// problem of shape, reported already).
+const UNSET: &str = "127.0.0.1:0";
 
 /// Parses and validates a configuration file's text.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut document = Document::parse(text).map_err(|p| ConfigError(vec![p]))?;
     let (raw, shape) = document.read::<RawConfig>();
     let Some(raw) = raw else { return Err(ConfigError(shape)) };
-    let mut c = Checker { text, problems: shape };
+    let mut c = Checker::new(text);
+    c.problems = shape;
 
     let rc = &raw.ccrd;
-    let addresses: Vec<SocketAddr> =
-        rc.addresses.iter().enumerate().map(|(i, a)| c.address(&format!("ccrd.addresses[{i}]"), a)).collect();
+    let addresses: Vec<SocketAddr> = rc
+        .addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| c.address(format!("ccrd.addresses[{i}]"), Some(a), UNSET))
+        .collect();
     if addresses.is_empty() {
         c.problems.push(Problem {
             field: "ccrd.addresses".into(),
@@ -265,14 +244,15 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let ccrd = Ccrd {
         addresses,
         server_name: rc.server_name.clone().unwrap_or_else(|| "localhost".into()),
-        ca: c.file("ccrd.ca", &rc.ca, false),
-        gateway_identity: c.identity("gateway", rc.gateway_cert.as_ref(), rc.gateway_key.as_ref()),
-        agent_identity: c.identity("agent", rc.agent_cert.as_ref(), rc.agent_key.as_ref()),
+        ca: file(&mut c, "ccrd.ca", &rc.ca, false),
+        gateway_identity: identity(&mut c, "gateway", rc.gateway_cert.as_ref(), rc.gateway_key.as_ref()),
+        agent_identity: identity(&mut c, "agent", rc.agent_cert.as_ref(), rc.agent_key.as_ref()),
     };
-    let evapi = c.address("kamailio.evapi", &raw.kamailio.evapi);
-    let metrics_listen = raw.metrics.listen.as_ref().map(|l| c.address("metrics.listen", l));
-    let max_wait = c.duration("calls.max_wait", raw.calls.max_wait.as_ref(), Duration::from_secs(540));
-    let answer_margin = c.duration("calls.answer_margin", raw.calls.answer_margin.as_ref(), Duration::from_secs(1));
+    let evapi = c.address("kamailio.evapi".into(), Some(&raw.kamailio.evapi), UNSET);
+    let metrics_listen = raw.metrics.listen.as_ref().map(|l| c.address("metrics.listen".into(), Some(l), UNSET));
+    let max_wait = c.duration("calls.max_wait".into(), raw.calls.max_wait.as_ref(), Duration::from_secs(540));
+    let answer_margin =
+        c.duration("calls.answer_margin".into(), raw.calls.answer_margin.as_ref(), Duration::from_secs(1));
 
     let mut numbers = Vec::new();
     let mut seen_numbers: HashMap<String, usize> = HashMap::new();
@@ -280,17 +260,17 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let field = format!("numbers[{i}]");
         let number = n.number.get_ref().trim().to_owned();
         if number.is_empty() {
-            c.problem(format!("{field}.number"), &n.number, "a number is the dialled user part, or \"*\"".into());
+            c.problem(format!("{field}.number"), Some(&n.number), "a number is the dialled user part, or \"*\"".into());
         } else if let Some(first) = seen_numbers.insert(number.clone(), i) {
-            c.problem(format!("{field}.number"), &n.number, format!("{number:?} is also numbers[{first}]"));
+            c.problem(format!("{field}.number"), Some(&n.number), format!("{number:?} is also numbers[{first}]"));
         }
         if n.queue.get_ref().trim().is_empty() {
-            c.problem(format!("{field}.queue"), &n.queue, "name the ccrd queue this number reaches".into());
+            c.problem(format!("{field}.queue"), Some(&n.queue), "name the ccrd queue this number reaches".into());
         }
-        let skills = c.skills(&format!("{field}.skills"), &n.skills);
+        let skills = skills(&mut c, &format!("{field}.skills"), &n.skills);
         if n.skills.is_empty() {
             let message = "a call needs at least one skill in ccrd: e.g. skills = { billing = 1 }".into();
-            c.problem(format!("{field}.skills"), &n.queue, message);
+            c.problem(format!("{field}.skills"), Some(&n.queue), message);
         }
         numbers.push(Number {
             number,
@@ -318,7 +298,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             _ => {
                 c.problem(
                     format!("{field}.id"),
-                    &a.id,
+                    Some(&a.id),
                     format!("{} is not an agent id (1 ..= 2^63 - 1)", a.id.get_ref()),
                 );
                 0
@@ -326,20 +306,20 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         };
         if id != 0 {
             if let Some(first) = seen_ids.insert(id, i) {
-                c.problem(format!("{field}.id"), &a.id, format!("agent {id} is also agents[{first}]"));
+                c.problem(format!("{field}.id"), Some(&a.id), format!("agent {id} is also agents[{first}]"));
             }
         }
         let user = a.sip_user.get_ref().trim().to_owned();
         if user.is_empty() || user.contains(['@', ':', ' ']) {
             c.problem(
                 format!("{field}.sip_user"),
-                &a.sip_user,
+                Some(&a.sip_user),
                 format!("{user:?} is not a SIP user name (no '@', ':' or spaces)"),
             );
         } else if let Some(first) = seen_users.insert(user.clone(), i) {
-            c.problem(format!("{field}.sip_user"), &a.sip_user, format!("{user:?} is also agents[{first}]'s"));
+            c.problem(format!("{field}.sip_user"), Some(&a.sip_user), format!("{user:?} is also agents[{first}]'s"));
         }
-        let skills = c.skills(&format!("{field}.skills"), &a.skills);
+        let skills = skills(&mut c, &format!("{field}.skills"), &a.skills);
         agents.push(Agent { id, sip_user: user, skills, languages: a.languages.clone() });
     }
 

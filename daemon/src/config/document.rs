@@ -9,7 +9,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::ops::Range;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::{Range, RangeInclusive};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
@@ -193,6 +196,66 @@ impl<'a> Document<'a> {
         };
         table.insert(Spanned::new(span.clone(), Cow::Owned(key.clone())), Spanned::new(span, value));
         true
+    }
+}
+
+/// Later checks of a read configuration, each problem located by its
+/// value's span.
+pub struct Checker<'a> {
+    text: &'a str,
+    pub problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(text: &'a str) -> Checker<'a> {
+        Checker { text, problems: Vec::new() }
+    }
+
+    pub fn line_of(&self, offset: usize) -> usize {
+        line_at(self.text, offset)
+    }
+
+    pub fn problem<T>(&mut self, field: String, at: Option<&Spanned<T>>, message: String) {
+        let line = at.map(|s| self.line_of(s.span().start));
+        self.problems.push(Problem { field, line, message });
+    }
+
+    /// A number within `range`; out of it, a problem naming its line.
+    pub fn bounded<T>(&mut self, field: &str, value: Option<&Spanned<T>>, default: T, range: RangeInclusive<T>) -> T
+    where
+        T: Copy + PartialOrd + fmt::Display,
+    {
+        let Some(v) = value else { return default };
+        let n = *v.get_ref();
+        if !range.contains(&n) {
+            let message = format!("{n} is not in {}..={}", range.start(), range.end());
+            self.problem(field.into(), Some(v), message);
+        }
+        n
+    }
+
+    pub fn duration(&mut self, field: String, value: Option<&Spanned<String>>, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problem(
+                    field,
+                    Some(v),
+                    format!("{:?} is not a duration ({e}); write e.g. \"20s\" or \"5m\"", v.get_ref()),
+                );
+                default
+            }
+        }
+    }
+
+    pub fn address(&mut self, field: String, value: Option<&Spanned<String>>, default: &str) -> SocketAddr {
+        let fallback: SocketAddr = default.parse().expect("default address parses");
+        let Some(v) = value else { return fallback };
+        v.get_ref().parse().unwrap_or_else(|_| {
+            self.problem(field, Some(v), format!("{:?} is not an address like 127.0.0.1:4433", v.get_ref()));
+            fallback
+        })
     }
 }
 

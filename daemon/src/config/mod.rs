@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,7 +21,7 @@ use toml::Spanned;
 use crate::journal::{FsyncPolicy, JournalOptions};
 
 pub mod document;
-use document::Document;
+use document::{Checker, Document};
 
 /// The largest `server.max_message_bytes`: a command decoded from one
 /// message is journaled as one record, and recovery takes a record over
@@ -373,60 +372,6 @@ struct RawConfig {
     languages: Vec<String>,
 }
 
-struct Checker<'a> {
-    text: &'a str,
-    problems: Vec<Problem>,
-}
-
-impl Checker<'_> {
-    fn line_of(&self, offset: usize) -> usize {
-        document::line_at(self.text, offset)
-    }
-
-    fn problem<T>(&mut self, field: String, at: Option<&Spanned<T>>, message: String) {
-        let line = at.map(|s| self.line_of(s.span().start));
-        self.problems.push(Problem { field, line, message });
-    }
-
-    /// A number within `range`; out of it, a problem naming its line.
-    fn bounded<T>(&mut self, field: &str, value: Option<&Spanned<T>>, default: T, range: RangeInclusive<T>) -> T
-    where
-        T: Copy + PartialOrd + fmt::Display,
-    {
-        let Some(v) = value else { return default };
-        let n = *v.get_ref();
-        if !range.contains(&n) {
-            let message = format!("{n} is not in {}..={}", range.start(), range.end());
-            self.problem(field.into(), Some(v), message);
-        }
-        n
-    }
-
-    fn duration(&mut self, field: String, value: Option<&Spanned<String>>, default: Duration) -> Duration {
-        let Some(v) = value else { return default };
-        match humantime::parse_duration(v.get_ref()) {
-            Ok(d) => d,
-            Err(e) => {
-                self.problem(
-                    field,
-                    Some(v),
-                    format!("{:?} is not a duration ({e}); write e.g. \"20s\" or \"5m\"", v.get_ref()),
-                );
-                default
-            }
-        }
-    }
-
-    fn address(&mut self, field: String, value: Option<&Spanned<String>>, default: &str) -> SocketAddr {
-        let fallback: SocketAddr = default.parse().expect("default address parses");
-        let Some(v) = value else { return fallback };
-        v.get_ref().parse().unwrap_or_else(|_| {
-            self.problem(field, Some(v), format!("{:?} is not an address like 127.0.0.1:4433", v.get_ref()));
-            fallback
-        })
-    }
-}
-
 /// A cluster node snapshots every [`CLUSTER_SNAPSHOT_BYTES`] of journal
 /// unless told otherwise: the active prunes etcd's journal up to the
 /// nodes' snapshots, and smaller prunes (and the compactions after them)
@@ -580,7 +525,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut document = Document::parse(text).map_err(|p| ConfigError(vec![p]))?;
     let (raw, shape) = document.read::<RawConfig>();
     let Some(raw) = raw else { return Err(ConfigError(shape)) };
-    let mut c = Checker { text, problems: Vec::new() };
+    let mut c = Checker::new(text);
 
     let rs = &raw.server;
     let server = ServerConfig {
