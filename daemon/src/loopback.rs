@@ -49,7 +49,13 @@ impl Loopback {
         client_ca: Option<Vec<CertificateDer<'static>>>,
         with_metrics: bool,
     ) -> Result<Loopback, LoopbackError> {
-        Self::start_on(config, client_ca, with_metrics, false).await
+        Self::start_on(config, client_ca, with_metrics, false, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// [`Loopback::start`] on a given address: a ccrd restarted where its
+    /// clients know to find it.
+    pub async fn start_at(config: Config, addr: SocketAddr) -> Result<Loopback, LoopbackError> {
+        Self::start_on(config, None, false, false, addr).await
     }
 
     /// [`Loopback::start`] on a clock that moves only by
@@ -60,7 +66,7 @@ impl Loopback {
         client_ca: Option<Vec<CertificateDer<'static>>>,
         with_metrics: bool,
     ) -> Result<Loopback, LoopbackError> {
-        Self::start_on(config, client_ca, with_metrics, true).await
+        Self::start_on(config, client_ca, with_metrics, true, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
 
     async fn start_on(
@@ -68,11 +74,12 @@ impl Loopback {
         client_ca: Option<Vec<CertificateDer<'static>>>,
         with_metrics: bool,
         manual_clock: bool,
+        addr: SocketAddr,
     ) -> Result<Loopback, LoopbackError> {
         let identity = tls::self_signed(&config.server.data_dir)?;
         let cert = std::fs::read(&identity.cert_path)?;
         let server_config = tls::server_config(identity, client_ca, config.server.max_streams_per_connection)?;
-        let endpoint = quinn::Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let endpoint = quinn::Endpoint::server(server_config, addr)?;
         let addr = endpoint.local_addr()?;
         let metrics = match with_metrics {
             true => Some(tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?),

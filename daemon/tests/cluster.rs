@@ -444,9 +444,10 @@ async fn the_journal_in_etcd_is_pruned_to_what_every_snapshot_covers() {
     }
     cluster.etcd.restart(down).unwrap();
     assert!(cluster.log(2).contains("asking the active for a snapshot"), "it says why:\n{}", cluster.log(2));
-    sleep(Duration::from_millis(500)).await;
+    // (Its role shows on /metrics once it follows: waited for, not slept
+    // on — a loaded machine took more than 500 ms.)
+    cluster.wait_for_role(2, "standby", Duration::from_secs(10)).await;
     assert!(!cluster.log(2).contains("ERROR"), "and follows from it:\n{}", cluster.log(2));
-    assert_eq!(cluster.role(2), Some("standby"));
     let report = traffic.await.unwrap().expect("the traffic ran");
     assert_client_record(&cluster, &report, 1, Vec::new());
 }

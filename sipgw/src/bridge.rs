@@ -590,7 +590,9 @@ impl Bridge {
                 let Some(&i) = self.phone_by_agent.get(&state.agent_id) else { return };
                 let phone = &mut self.phones[i];
                 match state.state.as_str() {
-                    "logged_out" => phone.logged_in = false,
+                    // Logged out (a supervisor, a drain): the phone's next
+                    // registration logs the agent in again.
+                    "offline" => phone.logged_in = false,
                     // Not ready for a lost connection or a restart is
                     // ccrd's, not the agent's: a re-sync makes it ready again.
                     "not_ready" if !matches!(state.reason.as_str(), "disconnected" | "restart") => phone.ready = false,

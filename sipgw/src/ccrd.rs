@@ -5,7 +5,10 @@
 //! that it re-syncs as docs/PROTOCOL.md says.
 //!
 //! Every command gets its answer back to the bridge: ccrd's, or
-//! UNAVAILABLE when its connection was lost before one came.
+//! UNAVAILABLE when its connection was lost before one came. Contact
+//! commands keep their order on the one gateway stream; an agent's desk
+//! calls keep theirs too (one at a time per agent: a `Complete` must not
+//! overtake the `Accept` before it), while different agents' go at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -78,6 +81,7 @@ pub async fn run(
         let (mut sender, mut replies) = stream.split();
         let mut outstanding: HashMap<u64, ToCcrd> = HashMap::new();
         let mut next_id = 1u64;
+        let mut desks = DeskCalls::default();
         let why = loop {
             tokio::select! {
                 event = events.next() => match event {
@@ -110,8 +114,13 @@ pub async fn run(
                                 break format!("gateway stream: {status}");
                             }
                         }
-                        None => desk_call(&desk, command, generation, &inputs),
+                        None => desks.push(&desk, command),
                     }
+                }
+                Some(done) = desks.running.join_next() => {
+                    let Ok((command, result)) = done else { continue };
+                    desks.next(&desk, &command);
+                    if inputs.send(Input::Replied { generation, command, result }).is_err() { return; }
                 }
             }
         };
@@ -119,9 +128,18 @@ pub async fn run(
         tracing::warn!(%why, "ccrd: connection lost; reconnecting");
         gateway.close();
         desk.close();
+        // Desk calls under way end at once with the connection: each is
+        // answered as it ended (done, or UNAVAILABLE).
+        while let Some(done) = desks.running.join_next().await {
+            let Ok((command, result)) = done else { continue };
+            if inputs.send(Input::Replied { generation, command, result }).is_err() {
+                return;
+            }
+        }
         let mut lost: Vec<(u64, ToCcrd)> = outstanding.into_iter().collect();
         lost.sort_by_key(|(id, _)| *id);
-        for (_, command) in lost {
+        let lost = lost.into_iter().map(|(_, c)| c).chain(desks.not_sent());
+        for command in lost {
             let result = Err(Status::new(Code::Unavailable, "connection lost"));
             if inputs.send(Input::Replied { generation, command, result }).is_err() {
                 return;
@@ -186,31 +204,80 @@ fn gateway_result(reply: v1::GatewayReply) -> Result<Reply, Status> {
     })
 }
 
-/// A unary agent call, answered to the bridge when it returns.
-fn desk_call(desk: &Client, command: ToCcrd, generation: u64, inputs: &mpsc::UnboundedSender<Input>) {
-    let (desk, inputs) = (desk.clone(), inputs.clone());
-    tokio::spawn(async move {
-        let result = match &command {
-            ToCcrd::Login(r) => desk.login(r.clone()).await.map(|_| Reply::Done),
-            ToCcrd::Logout { agent } => desk.logout(v1::LogoutRequest { agent_id: *agent }).await.map(|_| Reply::Done),
-            ToCcrd::Accept { agent, offer } => {
-                desk.accept(v1::AcceptRequest { agent_id: *agent, offer_id: *offer }).await.map(|_| Reply::Done)
-            }
-            ToCcrd::Reject { agent, offer } => {
-                desk.reject(v1::RejectRequest { agent_id: *agent, offer_id: *offer }).await.map(|_| Reply::Done)
-            }
-            ToCcrd::Complete { agent, contact } => {
-                desk.complete(v1::CompleteRequest { agent_id: *agent, contact_id: *contact }).await.map(|_| Reply::Done)
-            }
-            ToCcrd::Enqueue(_) | ToCcrd::Abandon { .. } | ToCcrd::Position { .. } => {
-                Err(Status::new(Code::Internal, "a gateway command is not a desk call"))
-            }
-        };
-        if let Err(status) = &result {
-            if status.code() != Code::Unavailable {
-                tracing::info!(?command, %status, "ccrd refused a desk call");
+/// The agents' desk calls: one running per agent, the rest waiting their
+/// turn in order.
+#[derive(Default)]
+struct DeskCalls {
+    running: tokio::task::JoinSet<(ToCcrd, Result<Reply, Status>)>,
+    /// Per agent with a call running: the calls waiting behind it.
+    waiting: HashMap<u64, std::collections::VecDeque<ToCcrd>>,
+}
+
+impl DeskCalls {
+    fn push(&mut self, desk: &Client, command: ToCcrd) {
+        match self.waiting.get_mut(&agent_of(&command)) {
+            Some(queue) => queue.push_back(command),
+            None => {
+                self.waiting.insert(agent_of(&command), Default::default());
+                self.running.spawn(desk_call(desk.clone(), command));
             }
         }
-        let _ = inputs.send(Input::Replied { generation, command, result });
-    });
+    }
+
+    /// `done` returned: its agent's next call, if any, goes.
+    fn next(&mut self, desk: &Client, done: &ToCcrd) {
+        let agent = agent_of(done);
+        match self.waiting.get_mut(&agent).and_then(|q| q.pop_front()) {
+            Some(command) => {
+                self.running.spawn(desk_call(desk.clone(), command));
+            }
+            None => {
+                self.waiting.remove(&agent);
+            }
+        }
+    }
+
+    /// The calls still waiting their turn, in each agent's order.
+    fn not_sent(&mut self) -> Vec<ToCcrd> {
+        let mut agents: Vec<u64> = self.waiting.keys().copied().collect();
+        agents.sort_unstable();
+        agents.into_iter().flat_map(|a| self.waiting.remove(&a).unwrap_or_default()).collect()
+    }
+}
+
+fn agent_of(command: &ToCcrd) -> u64 {
+    match command {
+        ToCcrd::Login(r) => r.agent_id,
+        ToCcrd::Logout { agent }
+        | ToCcrd::Accept { agent, .. }
+        | ToCcrd::Reject { agent, .. }
+        | ToCcrd::Complete { agent, .. } => *agent,
+        ToCcrd::Enqueue(_) | ToCcrd::Abandon { .. } | ToCcrd::Position { .. } => 0,
+    }
+}
+
+/// One unary agent call and its answer.
+async fn desk_call(desk: Client, command: ToCcrd) -> (ToCcrd, Result<Reply, Status>) {
+    let result = match &command {
+        ToCcrd::Login(r) => desk.login(r.clone()).await.map(|_| Reply::Done),
+        ToCcrd::Logout { agent } => desk.logout(v1::LogoutRequest { agent_id: *agent }).await.map(|_| Reply::Done),
+        ToCcrd::Accept { agent, offer } => {
+            desk.accept(v1::AcceptRequest { agent_id: *agent, offer_id: *offer }).await.map(|_| Reply::Done)
+        }
+        ToCcrd::Reject { agent, offer } => {
+            desk.reject(v1::RejectRequest { agent_id: *agent, offer_id: *offer }).await.map(|_| Reply::Done)
+        }
+        ToCcrd::Complete { agent, contact } => {
+            desk.complete(v1::CompleteRequest { agent_id: *agent, contact_id: *contact }).await.map(|_| Reply::Done)
+        }
+        ToCcrd::Enqueue(_) | ToCcrd::Abandon { .. } | ToCcrd::Position { .. } => {
+            Err(Status::new(Code::Internal, "a gateway command is not a desk call"))
+        }
+    };
+    if let Err(status) = &result {
+        if status.code() != Code::Unavailable {
+            tracing::info!(?command, %status, "ccrd refused a desk call");
+        }
+    }
+    (command, result)
 }

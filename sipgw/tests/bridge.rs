@@ -211,6 +211,25 @@ fn a_phone_registering_logs_its_agent_in_and_unregistering_or_lapsing_logs_it_ou
 }
 
 #[test]
+fn an_agent_logged_out_by_a_supervisor_is_logged_in_again_by_its_phones_next_registration() {
+    let mut h = Harness::new();
+    h.phones();
+    h.step(Input::Ccrd(Ev::AgentState(v1::AgentStateChanged {
+        agent_id: 101,
+        state: "offline".into(),
+        reason: String::new(),
+    })));
+    let out = h.step(kam(Event::Register { user: "alice".into(), expires: 300 }));
+    let [ToCcrd::Login(login)] = &commands(&out)[..] else { panic!("{out:?}") };
+    assert_eq!(login.agent_id, 101);
+    let ready: Vec<bool> = commands(&h.step(Input::CcrdBack { generation: 2 }))
+        .iter()
+        .filter_map(|c| if let ToCcrd::Login(l) = c { Some(l.ready) } else { None })
+        .collect();
+    assert_eq!(ready, vec![true, true], "both phones' agents are logged in again after a reconnect");
+}
+
+#[test]
 fn an_offer_rings_the_agents_phone_until_just_before_it_expires_and_the_answer_accepts_it() {
     let mut h = Harness::new();
     h.phones();

@@ -9,6 +9,7 @@ object per line on stdout:
   agent USER MODE        register USER; MODE: answer (200 OK), busy (486),
                          never (rings until the caller side gives up)
   mode USER MODE         change how USER's phone answers
+  unregister USER        USER's phone unregisters
   call TAG NUMBER [H=V]  caller TAG dials NUMBER with headers (X-Tier=gold)
   hangup TAG             caller TAG hangs up (CANCEL before the answer, BYE after)
   quit
@@ -50,6 +51,7 @@ class AgentCall(pj.Call):
     def onCallState(self, prm):
         info = self.getInfo()
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            emit(ev="agent_call_ended", user=self.account.user, call_id=info.callIdString, code=info.lastStatusCode, reason=info.lastReason)
             self.account.calls.discard(self)
 
 
@@ -61,7 +63,7 @@ class Agent(pj.Account):
         self.calls = set()
 
     def onRegState(self, prm):
-        emit(ev="registered", user=self.user, code=prm.code)
+        emit(ev="registered", user=self.user, code=prm.code, expires=prm.expiration)
 
     def onIncomingCall(self, prm):
         call = AgentCall(self, prm.callId)
@@ -82,10 +84,14 @@ class Agent(pj.Account):
 
 
 class CallerCall(pj.Call):
-    def __init__(self, account, tag, on_state=None):
+    def __init__(self, account, tag, on_state=None, on_end=None):
         super().__init__(account)
         self.tag = tag
         self.on_state = on_state
+        # Let go of the call object when its call ends: pjsua reuses call
+        # ids, and a call object kept past its call acts on the call that
+        # took its id later (a stale one hung up a new call).
+        self.on_end = on_end
         self.started = time.monotonic()
 
     def onCallState(self, prm):
@@ -100,7 +106,9 @@ class CallerCall(pj.Call):
         if self.on_state is not None:
             self.on_state(self, name, info)
         else:
-            emit(ev="caller", tag=self.tag, state=name, code=info.lastStatusCode, call_id=info.callIdString)
+            emit(ev="caller", tag=self.tag, state=name, code=info.lastStatusCode, reason=info.lastReason, call_id=info.callIdString)
+        if name == "DISCONNECTED" and self.on_end is not None:
+            self.on_end()
 
 
 class Phones:
@@ -150,7 +158,7 @@ class Phones:
         """Caller TAG's call; its own account (pjsua has 8 at most) unless given one."""
         if account is None:
             account = self.caller_account(tag)
-        call = CallerCall(account, tag, on_state)
+        call = CallerCall(account, tag, on_state, lambda: self.callers.pop(tag, None))
         op = pj.CallOpParam(True)
         for header in headers:
             name, value = header.split("=", 1)
@@ -193,6 +201,8 @@ def interactive(phones):
                 return
             if words[0] == "agent":
                 phones.agent(words[1], words[2])
+            elif words[0] == "unregister":
+                phones.agents[words[1]].setRegistration(False)
             elif words[0] == "mode":
                 phones.agents[words[1]].mode = words[2]
             elif words[0] == "call":

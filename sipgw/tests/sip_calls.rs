@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ccr_daemon::loopback::Loopback;
 use ccr_proto::client::Client;
 use ccr_proto::v1::{self, routing_event::Event as Ev};
 use serde_json::Value;
@@ -203,7 +204,7 @@ skills = ["billing"]
 languages = ["en", "fr"]
 
 [journal]
-enabled = false
+fsync = "never"
 
 [[tiers]]
 name = "gold"
@@ -229,20 +230,11 @@ async fn sip_calls_reach_the_agent_ccrd_chooses_and_ccrd_follows_every_call() {
     // ccrd, in this process.
     let mut config = ccr_daemon::config::parse(CCRD_CONFIG).unwrap();
     config.server.data_dir = dir.path().join("ccrd");
-    let ccrd = ccr_daemon::loopback::Loopback::start(config, None, false).await.unwrap();
+    let loopback = Loopback::start(config.clone(), None, false).await.unwrap();
     let ca = dir.path().join("ccrd.der");
-    std::fs::write(&ca, &ccrd.cert).unwrap();
-    let watcher = Client::connect(ccrd.addr, "localhost", std::slice::from_ref(&ccrd.cert)).await.unwrap();
-    let mut subscription = watcher.subscribe(Vec::new()).await.unwrap();
-    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(e) = subscription.next().await {
-            if let Some(e) = e.event {
-                let _ = tx.send(e);
-            }
-        }
-    });
-    let ccrd_events = Ccrd { events, seen: Vec::new(), call_ids: Default::default() };
+    std::fs::write(&ca, &loopback.cert).unwrap();
+    let (watcher, ccrd_events) = watch(&loopback).await;
+    let centre = Centre { loopback, config, watcher, ccrd: ccrd_events };
 
     // Kamailio.
     let (sip, evapi) = (free_udp_port(), free_tcp_port());
@@ -296,7 +288,7 @@ sip_user = "bob"
 skills = {{ billing = 6 }}
 languages = ["fr", "en"]
 "#,
-            ccrd = ccrd.addr,
+            ccrd = centre.loopback.addr,
             ca = ca.display(),
         ),
     )
@@ -310,15 +302,76 @@ languages = ["fr", "en"]
             .env("RUST_LOG", "info,ccr_sipgw=debug")
             .stderr(std::fs::File::create(&sipgw_log).unwrap()),
     );
-    let result = tokio::spawn(scenario(sip, ccrd_events, watcher.clone())).await;
-    if result.is_err() {
-        eprintln!("--- ccr-sipgw's log:\n{}", std::fs::read_to_string(&sipgw_log).unwrap_or_default());
-        eprintln!("--- kamailio's log (tail):\n{}", tail(&dir.path().join("kamailio.log"), 60));
+    match tokio::spawn(scenario(sip, centre)).await {
+        Ok(centre) => {
+            centre.watcher.close();
+            centre.loopback.stop().await.unwrap();
+        }
+        Err(e) => {
+            eprintln!("--- ccr-sipgw's log:\n{}", std::fs::read_to_string(&sipgw_log).unwrap_or_default());
+            eprintln!("--- kamailio's log (tail):\n{}", tail(&dir.path().join("kamailio.log"), 60));
+            std::panic::resume_unwind(e.into_panic());
+        }
     }
-    watcher.close();
-    ccrd.stop().await.unwrap();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
+}
+
+/// The ccrd, and the test's own view of it.
+struct Centre {
+    loopback: Loopback,
+    config: ccr_daemon::config::Config,
+    watcher: Client,
+    ccrd: Ccrd,
+}
+
+/// A connection to `loopback` and its every event.
+async fn watch(loopback: &Loopback) -> (Client, Ccrd) {
+    let watcher = Client::connect(loopback.addr, "localhost", std::slice::from_ref(&loopback.cert)).await.unwrap();
+    let mut subscription = watcher.subscribe(Vec::new()).await.unwrap();
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(e) = subscription.next().await {
+            if let Some(e) = e.event {
+                let _ = tx.send(e);
+            }
+        }
+    });
+    (watcher, Ccrd { events, seen: Vec::new(), call_ids: Default::default() })
+}
+
+impl Centre {
+    /// Stops ccrd (politely) and starts it again at the same address on
+    /// the same data directory; the watch starts again too (offers seen
+    /// before are remembered).
+    async fn restart(self) -> Centre {
+        let Centre { loopback, config, watcher, ccrd } = self;
+        let addr = loopback.addr;
+        watcher.close();
+        loopback.stop().await.unwrap();
+        // The old endpoint lets go of its port once its connections have
+        // drained.
+        let deadline = Instant::now() + WAIT;
+        let loopback = loop {
+            match Loopback::start_at(config.clone(), addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("restarting ccrd on {addr}: {e}; again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("ccrd did not restart on {addr}: {e}"),
+            }
+        };
+        let (watcher, mut fresh) = watch(&loopback).await;
+        fresh.call_ids = ccrd.call_ids;
+        Centre { loopback, config, watcher, ccrd: fresh }
+    }
+
+    async fn supervise(&self, agent: u64, action: &str) {
+        let reason = match action {
+            "not_ready" => v1::NotReadyReason::Break as i32,
+            _ => 0,
+        };
+        let request = v1::SuperviseAgentRequest { agent_id: agent, action: action.into(), reason };
+        self.watcher.supervise_agent(request).await.unwrap();
     }
 }
 
@@ -342,7 +395,7 @@ async fn until_waiting(watcher: &Client, n: u32) {
     }
 }
 
-async fn scenario(sip: u16, mut ccrd: Ccrd, watcher: Client) {
+async fn scenario(sip: u16, mut centre: Centre) -> Centre {
     let mut phones = tokio::task::spawn_blocking(move || Phones::start(sip)).await.unwrap();
     // Blocking waits on the phones run on a blocking thread.
     macro_rules! phones {
@@ -367,11 +420,13 @@ async fn scenario(sip: u16, mut ccrd: Ccrd, watcher: Client) {
         p.expect("bob registered", |e| e["ev"] == "registered" && e["user"] == "bob" && e["code"] == 200);
     });
     for agent in [101, 102] {
-        ccrd.expect(
-            &format!("agent {agent} available"),
-            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == agent && s.state == "available"),
-        )
-        .await;
+        centre
+            .ccrd
+            .expect(
+                &format!("agent {agent} available"),
+                |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == agent && s.state == "available"),
+            )
+            .await;
     }
 
     // A French caller reaches bob, the one agent who speaks French.
@@ -381,7 +436,7 @@ async fn scenario(sip: u16, mut ccrd: Ccrd, watcher: Client) {
         assert_eq!(user, "bob", "the French caller rang {user}");
         p.caller("c1", "CONFIRMED")["call_id"].as_str().unwrap().to_owned()
     });
-    ccrd.connected(&c1, 102).await;
+    centre.ccrd.connected(&c1, 102).await;
 
     // Bob is talking: the next caller rings alice, who does not answer: the
     // call goes back (RONA: ccrd's offer expires, alice goes not ready)...
@@ -391,28 +446,34 @@ async fn scenario(sip: u16, mut ccrd: Ccrd, watcher: Client) {
         assert_eq!(p.rang("c2"), "alice");
         p.caller("c2", "EARLY")["call_id"].as_str().unwrap().to_owned()
     });
-    ccrd.expect(
-        "alice's offer expires",
-        |e, _| matches!(e, Ev::OfferEnded(o) if o.agent_id == 101 && o.outcome == "expired"),
-    )
-    .await;
-    ccrd.expect(
-        "alice not ready for RONA",
-        |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 101 && s.state == "not_ready" && s.reason == "rona"),
-    )
-    .await;
+    centre
+        .ccrd
+        .expect(
+            "alice's offer expires",
+            |e, _| matches!(e, Ev::OfferEnded(o) if o.agent_id == 101 && o.outcome == "expired"),
+        )
+        .await;
+    centre
+        .ccrd
+        .expect(
+            "alice not ready for RONA",
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 101 && s.state == "not_ready" && s.reason == "rona"),
+        )
+        .await;
     // ...and to bob once his call ends (BYE → completed, wrap-up, available).
     phones!(|p: &mut Phones| p.send("callers", "hangup c1"));
-    ccrd.expect(
-        "bob's call completed: wrap-up",
-        |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
-    )
-    .await;
+    centre
+        .ccrd
+        .expect(
+            "bob's call completed: wrap-up",
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
+        )
+        .await;
     phones!(|p: &mut Phones| {
         assert_eq!(p.rang("c2"), "bob", "the caller alice did not answer goes to the next agent");
         p.caller("c2", "CONFIRMED");
     });
-    ccrd.connected(&c2, 102).await;
+    centre.ccrd.connected(&c2, 102).await;
 
     // Bob is talking, alice not ready: a standard caller, then a gold one,
     // wait; when bob is free, gold goes first.
@@ -424,13 +485,13 @@ async fn scenario(sip: u16, mut ccrd: Ccrd, watcher: Client) {
         (c3, c4)
     });
     // (Kamailio's 180 comes before ccr-sipgw's enqueue: wait for ccrd.)
-    until_waiting(&watcher, 2).await;
+    until_waiting(&centre.watcher, 2).await;
     phones!(|p: &mut Phones| p.send("callers", "hangup c2"));
     phones!(|p: &mut Phones| {
         assert_eq!(p.rang("c4"), "bob", "the gold caller first");
         p.caller("c4", "CONFIRMED");
     });
-    ccrd.connected(&c4, 102).await;
+    centre.ccrd.connected(&c4, 102).await;
 
     // A caller who hangs up while queued is abandoned in ccrd.
     phones!(|p: &mut Phones| {
@@ -440,20 +501,104 @@ async fn scenario(sip: u16, mut ccrd: Ccrd, watcher: Client) {
     });
     // (c3 was never offered, so its contact id is the one ccrd abandons
     // that no offer named.)
-    ccrd.expect(
-        &format!("c3 ({c3}) abandoned"),
-        |e, ids| matches!(e, Ev::Abandoned(a) if a.queue == "billing" && !ids.contains_key(&a.contact_id)),
-    )
-    .await;
-    until_waiting(&watcher, 0).await;
+    centre
+        .ccrd
+        .expect(
+            &format!("c3 ({c3}) abandoned"),
+            |e, ids| matches!(e, Ev::Abandoned(a) if a.queue == "billing" && !ids.contains_key(&a.contact_id)),
+        )
+        .await;
+    until_waiting(&centre.watcher, 0).await;
 
     // The gold caller hangs up: BYE completes the contact, bob wraps up.
     phones!(|p: &mut Phones| p.send("callers", "hangup c4"));
-    ccrd.expect(
-        "bob wraps up after c4",
-        |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
-    )
+    centre
+        .ccrd
+        .expect(
+            "bob wraps up after c4",
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
+        )
+        .await;
+
+    // A phone that is busy declines: the offer is rejected, the agent goes
+    // not ready (declined), and the call goes to the next agent. (Bob is
+    // put on a break and alice made ready again by a supervisor: an agent's
+    // desktop, or a supervisor, stays free to act on a phone's agent.)
+    centre.supervise(102, "not_ready").await;
+    centre.supervise(101, "ready").await;
+    centre
+        .ccrd
+        .expect(
+            "alice available again",
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 101 && s.state == "available"),
+        )
+        .await;
+    let c5 = phones!(|p: &mut Phones| {
+        p.send("alice", "mode alice busy");
+        p.send("callers", "call c5 1000");
+        assert_eq!(p.rang("c5"), "alice");
+        p.caller("c5", "EARLY")["call_id"].as_str().unwrap().to_owned()
+    });
+    centre
+        .ccrd
+        .expect(
+            "alice's offer rejected",
+            |e, _| matches!(e, Ev::OfferEnded(o) if o.agent_id == 101 && o.outcome == "rejected"),
+        )
+        .await;
+    centre.ccrd.expect("alice not ready: declined", |e, _| {
+        matches!(e, Ev::AgentState(s) if s.agent_id == 101 && s.state == "not_ready" && s.reason == "declined")
+    })
     .await;
+    centre.supervise(102, "ready").await;
+    phones!(|p: &mut Phones| {
+        assert_eq!(p.rang("c5"), "bob");
+        p.caller("c5", "CONFIRMED");
+    });
+    centre.ccrd.connected(&c5, 102).await;
+
+    // ccrd restarts with bob on c5 and c6 waiting: ccr-sipgw reconnects
+    // and re-syncs (its agents logged in again, its calls claimed), c6
+    // still waits, c5's BYE completes it, and c6 goes to bob.
+    let c6 = phones!(|p: &mut Phones| {
+        p.send("callers", "call c6 1000");
+        p.caller("c6", "EARLY")["call_id"].as_str().unwrap().to_owned()
+    });
+    until_waiting(&centre.watcher, 1).await;
+    centre = centre.restart().await;
+    // (ccrd came back with bob not ready for the restart: only ccr-sipgw's
+    // re-sync, logging him in again, lets c6 reach him below.)
+    until_waiting(&centre.watcher, 1).await;
+    phones!(|p: &mut Phones| p.send("callers", "hangup c5"));
+    centre
+        .ccrd
+        .expect(
+            "c5 completed after the restart: bob wraps up",
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
+        )
+        .await;
+    phones!(|p: &mut Phones| {
+        assert_eq!(p.rang("c6"), "bob", "the call that waited through the restart");
+        p.caller("c6", "CONFIRMED");
+    });
+    centre.ccrd.connected(&c6, 102).await;
+    phones!(|p: &mut Phones| p.send("callers", "hangup c6"));
+    centre
+        .ccrd
+        .expect(
+            "bob wraps up after c6",
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
+        )
+        .await;
+
+    // An agent whose phone unregisters is logged out.
+    phones!(|p: &mut Phones| p.send("alice", "unregister alice"));
+    centre
+        .ccrd
+        .expect("alice logged out", |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 101 && s.state == "offline"))
+        .await;
+
     // Stopping the phones waits for them: off the runtime's threads.
     tokio::task::spawn_blocking(move || drop(phones)).await.unwrap();
+    centre
 }
