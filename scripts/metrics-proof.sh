@@ -2,12 +2,14 @@
 # Proves the deploy/ monitoring files against a real Prometheus:
 #  1. promtool checks the scrape config and the alert rules, and runs the
 #     alert unit tests;
-#  2. systemd-analyze verifies the unit (where available);
+#  2. systemd-analyze verifies the units (where available);
 #  3. a ccrd on loopback runs under synthetic traffic; its /metrics page
 #     passes `promtool check metrics`;
 #  4. a second ccrd runs as a one-node cluster on a one-member etcd (the
 #     cluster's metrics), under the same traffic;
-#  5. a real Prometheus on loopback scrapes both, and EVERY PromQL
+#  5. ccr-sipgw, connected to the first ccrd, serves a page that passes
+#     `promtool check metrics` too;
+#  6. a real Prometheus on loopback scrapes both ccrd, and EVERY PromQL
 #     expression of the Grafana dashboard must return at least one series.
 # Installs Debian's prometheus package if promtool is missing (etcd:
 # scripts/install-etcd.sh). Stops everything it started. Takes about a
@@ -28,7 +30,9 @@ promtool check rules deploy/prometheus/alerts.yml
 
 echo "== building ccrd and the traffic generator"
 cargo build --locked -q -p ccr-daemon --bin ccrd --example traffic
+cargo build --locked -q -p ccr-sipgw --bin ccr-sipgw
 CCRD="$PWD/target/debug/ccrd"
+SIPGW="$PWD/target/debug/ccr-sipgw"
 TRAFFIC="$PWD/target/debug/examples/traffic"
 
 work="$(mktemp -d)"
@@ -45,6 +49,9 @@ if command -v systemd-analyze >/dev/null; then
     cp "$CCRD" "$work/ccrd"
     sed "s|/usr/local/bin/ccrd|$work/ccrd|" deploy/systemd/ccrd.service > "$work/ccrd.service"
     systemd-analyze verify "$work/ccrd.service"
+    cp "$SIPGW" "$work/ccr-sipgw"
+    sed "s|/usr/local/bin/ccr-sipgw|$work/ccr-sipgw|" deploy/systemd/ccr-sipgw.service > "$work/ccr-sipgw.service"
+    systemd-analyze verify "$work/ccr-sipgw.service"
 else
     echo "== systemd-analyze not available: unit not verified"
 fi
@@ -104,6 +111,31 @@ sleep 10
 echo "== promtool check metrics (live page under load)"
 curl -sf "http://127.0.0.1:$metrics_port/metrics" | promtool check metrics
 curl -sf "http://127.0.0.1:$cluster_metrics/metrics" | promtool check metrics
+
+sipgw_metrics="$(free_port)"; evapi_port="$(free_port)"
+echo "== ccr-sipgw (metrics 127.0.0.1:$sipgw_metrics), connected to the first ccrd"
+cat > "$work/sipgw.toml" <<TOML
+[ccrd]
+addresses = ["127.0.0.1:$quic_port"]
+ca = "$work/data/cert.der"
+[kamailio]
+evapi = "127.0.0.1:$evapi_port"
+[metrics]
+listen = "127.0.0.1:$sipgw_metrics"
+[[numbers]]
+number = "*"
+queue = "billing"
+skills = { billing = 1 }
+TOML
+RUST_LOG=warn "$SIPGW" --config "$work/sipgw.toml" 2>"$work/sipgw.log" &
+pids+=($!)
+for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$sipgw_metrics/metrics" | grep -q '^ccr_sipgw_up{peer="ccrd"} 1' && break
+    sleep 0.1
+done
+curl -sf "http://127.0.0.1:$sipgw_metrics/metrics" | grep -q '^ccr_sipgw_up{peer="ccrd"} 1' ||
+    { echo "ccr-sipgw did not connect to ccrd:"; cat "$work/sipgw.log"; exit 1; }
+curl -sf "http://127.0.0.1:$sipgw_metrics/metrics" | promtool check metrics
 wait "$traffic"
 wait "$cluster_traffic"
 sleep 3
