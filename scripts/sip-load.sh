@@ -10,6 +10,7 @@
 # loopback and is stopped at the end, by process id.
 #   bash scripts/sip-load.sh [RATE=20] [SECONDS=60] [HOLD=0.5]
 # Needs Kamailio and pjsua2 (scripts/install-kamailio.sh, install-pjsua2.sh).
+# SIPGW=PATH runs another ccr-sipgw binary (to compare two builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-20}
@@ -74,7 +75,7 @@ target/release/ccrd --config "$work/ccrd.toml" --listen "127.0.0.1:$quic" \
     --metrics-listen "127.0.0.1:$ccrd_metrics" 2> "$work/ccrd.log" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/ccrd/cert.der" ] && break; sleep 0.1; done
-target/release/ccr-sipgw --config "$work/sipgw.toml" 2> "$work/sipgw.log" &
+"${SIPGW:-target/release/ccr-sipgw}" --config "$work/sipgw.toml" 2> "$work/sipgw.log" &
 pids+=($!)
 
 serve=$((seconds + 90))
