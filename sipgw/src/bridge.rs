@@ -69,6 +69,8 @@ pub enum CallEnd {
     EndedByCcrd,
     /// Kamailio no longer had it (restarted, or the transaction ended).
     Lost,
+    /// Answered longer ago than `calls.max_talk` with no BYE: completed.
+    TalkLimit,
 }
 
 /// How a ring ended, as counted.
@@ -148,6 +150,7 @@ struct Talk {
     agent: u64,
     /// ccrd knows the contact is with this agent (its accept stood).
     in_ccrd: bool,
+    since: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -340,7 +343,7 @@ impl Bridge {
             Event::Bye { call_id } => {
                 if let Some(call) = self.forget(&call_id) {
                     match call.talk {
-                        Some(Talk { agent, in_ccrd: true }) => {
+                        Some(Talk { agent, in_ccrd: true, .. }) => {
                             self.send(ToCcrd::Complete { agent, contact: call.contact });
                             self.record(Record::CallEnded(CallEnd::Completed));
                         }
@@ -371,7 +374,7 @@ impl Bridge {
         for call_id in ids {
             let Some(call) = self.forget(&call_id) else { continue };
             match call.talk {
-                Some(Talk { agent, in_ccrd: true }) => self.send(ToCcrd::Complete { agent, contact: call.contact }),
+                Some(Talk { agent, in_ccrd: true, .. }) => self.send(ToCcrd::Complete { agent, contact: call.contact }),
                 Some(_) => {}
                 None => self.send(ToCcrd::Abandon { contact: call.contact }),
             }
@@ -493,7 +496,7 @@ impl Bridge {
         let Some(ring) = call.ring.take() else { return };
         let contact = call.contact;
         let live = ring.live && !call.ended_in_ccrd;
-        call.talk = Some(Talk { agent: ring.agent, in_ccrd: live });
+        call.talk = Some(Talk { agent: ring.agent, in_ccrd: live, since: now });
         call.next = None;
         self.record(Record::Rang(micros(now.saturating_sub(ring.since)), RingEnd::Answered));
         if live {
@@ -713,6 +716,22 @@ impl Bridge {
                 continue;
             }
             self.end_held(&call_id, 480, "Temporarily Unavailable", CallEnd::TimedOut);
+        }
+        // A call whose BYE never came (lost, or the phones went away
+        // without one) would hold its agent busy for ever.
+        let limit = self.routing.max_talk.as_micros() as u64;
+        let mut long: Vec<(u64, String)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.talk.as_ref().is_some_and(|t| now.saturating_sub(t.since) >= limit))
+            .map(|(id, c)| (c.contact, id.clone()))
+            .collect();
+        long.sort();
+        for (contact, call_id) in long {
+            if let Some(Talk { agent, in_ccrd: true, .. }) = self.forget(&call_id).and_then(|c| c.talk) {
+                self.send(ToCcrd::Complete { agent, contact });
+            }
+            self.record(Record::CallEnded(CallEnd::TalkLimit));
         }
         for i in 0..self.phones.len() {
             if self.phones[i].registered_until.is_some_and(|until| until <= now) {

@@ -46,6 +46,9 @@ pub struct Routing {
     /// A caller is ended (480) after waiting this long unanswered; keep it
     /// under Kamailio's `fr_inv_timer`, which ends the transaction.
     pub max_wait: Duration,
+    /// An answered call with no BYE after this long is completed in ccrd
+    /// and forgotten (a lost BYE would keep its agent busy for ever).
+    pub max_talk: Duration,
     /// An agent's phone stops ringing this long before ccrd's offer
     /// expires, so that an answer reaches ccrd while the offer stands.
     pub answer_margin: Duration,
@@ -140,6 +143,7 @@ struct RawMetrics {
 #[serde(deny_unknown_fields)]
 struct RawCalls {
     max_wait: Option<Spanned<String>>,
+    max_talk: Option<Spanned<String>>,
     answer_margin: Option<Spanned<String>>,
 }
 
@@ -251,6 +255,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let evapi = c.address("kamailio.evapi".into(), Some(&raw.kamailio.evapi), UNSET);
     let metrics_listen = raw.metrics.listen.as_ref().map(|l| c.address("metrics.listen".into(), Some(l), UNSET));
     let max_wait = c.duration("calls.max_wait".into(), raw.calls.max_wait.as_ref(), Duration::from_secs(540));
+    let max_talk = c.duration("calls.max_talk".into(), raw.calls.max_talk.as_ref(), Duration::from_secs(4 * 3600));
     let answer_margin =
         c.duration("calls.answer_margin".into(), raw.calls.answer_margin.as_ref(), Duration::from_secs(1));
 
@@ -328,7 +333,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         problems.sort_by_key(|p| p.line);
         return Err(ConfigError(problems));
     }
-    Ok(Config { ccrd, evapi, metrics_listen, routing: Routing { numbers, agents, max_wait, answer_margin } })
+    Ok(Config { ccrd, evapi, metrics_listen, routing: Routing { numbers, agents, max_wait, max_talk, answer_margin } })
 }
 
 /// Reads and validates the file at `path`.

@@ -19,7 +19,7 @@ const BUCKETS: &[f64] = &[
 
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
-const CALL_ENDS: [(CallEnd, &str); 7] = [
+const CALL_ENDS: [(CallEnd, &str); 8] = [
     (CallEnd::Completed, "completed"),
     (CallEnd::Abandoned, "abandoned"),
     (CallEnd::Refused, "refused"),
@@ -27,6 +27,7 @@ const CALL_ENDS: [(CallEnd, &str); 7] = [
     (CallEnd::TimedOut, "timed_out"),
     (CallEnd::EndedByCcrd, "ended_by_ccrd"),
     (CallEnd::Lost, "lost"),
+    (CallEnd::TalkLimit, "talk_limit"),
 ];
 const RING_ENDS: [(RingEnd, &str); 3] =
     [(RingEnd::Answered, "answered"), (RingEnd::RangOut, "rang_out"), (RingEnd::Declined, "declined")];
@@ -41,7 +42,7 @@ pub enum Peer {
 /// Every metric's handle, and whether each link is up.
 pub struct Metrics {
     handle: PrometheusHandle,
-    calls_ended: [Counter; 7],
+    calls_ended: [Counter; 8],
     rings: [Counter; 3],
     ringing: [Histogram; 3],
     routing: Histogram,

@@ -47,6 +47,7 @@ fn routing() -> Routing {
             },
         ],
         max_wait: Duration::from_secs(60),
+        max_talk: Duration::from_secs(3600),
         answer_margin: Duration::from_secs(1),
     }
 }
@@ -364,6 +365,23 @@ fn a_call_waiting_past_max_wait_is_ended_and_abandoned() {
     assert_eq!(commands(&out), vec![ToCcrd::Abandon { contact }]);
     assert_eq!(answers(&out)[0].to, AnswerTo::End { code: 480, reason: "Temporarily Unavailable".into() });
     assert!(h.at(61.0, Input::Tick).is_empty(), "once");
+}
+
+#[test]
+fn a_call_talking_past_max_talk_without_a_bye_is_completed() {
+    let mut h = Harness::new();
+    h.phones();
+    let contact = h.queued_call("c1", 1);
+    ring_of(&h.at(1.0, offer(7, contact, 101, T0 + 16 * SEC)));
+    h.at(2.0, kam(Event::Answered { call_id: "c1".into() }));
+    let completes = |out: &[Output]| -> Vec<ToCcrd> {
+        commands(out).into_iter().filter(|c| matches!(c, ToCcrd::Complete { .. })).collect()
+    };
+    assert!(completes(&h.at(3601.0, Input::Tick)).is_empty());
+    let out = h.at(3602.0, Input::Tick);
+    assert_eq!(completes(&out), vec![ToCcrd::Complete { agent: 101, contact }]);
+    assert_eq!(records(&out), vec![Record::CallEnded(CallEnd::TalkLimit)]);
+    assert!(h.at(3603.0, kam(Event::Bye { call_id: "c1".into() })).is_empty(), "a late BYE changes nothing");
 }
 
 #[test]
