@@ -222,10 +222,7 @@ offer_timeout = "3s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sip_calls_reach_the_agent_ccrd_chooses_and_ccrd_follows_every_call() {
-    assert!(Path::new("/usr/sbin/kamailio").exists(), "{}", tool_missing("Kamailio", "install-kamailio.sh"));
-    let pjsua2 = Command::new("python3").args(["-c", "import pjsua2"]).output().unwrap();
-    assert!(pjsua2.status.success(), "{}", tool_missing("pjsua2", "install-pjsua2.sh"));
-
+    tools_installed();
     let dir = tempfile::tempdir().unwrap();
     // ccrd, in this process.
     let mut config = ccr_daemon::config::parse(CCRD_CONFIG).unwrap();
@@ -236,22 +233,7 @@ async fn sip_calls_reach_the_agent_ccrd_chooses_and_ccrd_follows_every_call() {
     let (watcher, ccrd_events) = watch(&loopback).await;
     let centre = Centre { loopback, config, watcher, ccrd: ccrd_events };
 
-    // Kamailio.
-    let (sip, evapi) = (free_udp_port(), free_tcp_port());
-    let run_dir = dir.path().join("kamailio");
-    std::fs::create_dir_all(&run_dir).unwrap();
-    let _kamailio = Process::spawn(
-        "kamailio",
-        Command::new("/usr/sbin/kamailio")
-            .args(["-DD", "-E", "-f"])
-            .arg(repo().join("deploy/kamailio/kamailio.cfg"))
-            .args(["-A", &format!("SIP_PORT={sip}"), "-A", &format!("EVAPI_BIND=\"127.0.0.1:{evapi}\"")])
-            .arg("-Y")
-            .arg(&run_dir)
-            .arg("-P")
-            .arg(run_dir.join("kamailio.pid"))
-            .stderr(std::fs::File::create(dir.path().join("kamailio.log")).unwrap()),
-    );
+    let (_kamailio, sip, evapi) = kamailio(dir.path(), &[]);
 
     // ccr-sipgw.
     let metrics = free_tcp_port();
@@ -313,6 +295,46 @@ languages = ["fr", "en"]
             std::panic::resume_unwind(e.into_panic());
         }
     }
+}
+
+/// Kamailio with deploy/kamailio/kamailio.cfg on free loopback ports, and
+/// more `-A` defines: the process, its SIP port, its evapi port.
+fn kamailio(dir: &Path, defines: &[&str]) -> (Process, u16, u16) {
+    let (sip, evapi) = (free_udp_port(), free_tcp_port());
+    let run_dir = dir.join("kamailio");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let mut command = Command::new("/usr/sbin/kamailio");
+    command
+        .args(["-DD", "-E", "-f"])
+        .arg(repo().join("deploy/kamailio/kamailio.cfg"))
+        .args(["-A", &format!("SIP_PORT={sip}"), "-A", &format!("EVAPI_BIND=\"127.0.0.1:{evapi}\"")])
+        .arg("-Y")
+        .arg(&run_dir)
+        .arg("-P")
+        .arg(run_dir.join("kamailio.pid"))
+        .stderr(std::fs::File::create(dir.join("kamailio.log")).unwrap());
+    for define in defines {
+        command.args(["-A", define]);
+    }
+    (Process::spawn("kamailio", &mut command), sip, evapi)
+}
+
+fn tools_installed() {
+    assert!(Path::new("/usr/sbin/kamailio").exists(), "{}", tool_missing("Kamailio", "install-kamailio.sh"));
+    let pjsua2 = Command::new("python3").args(["-c", "import pjsua2"]).output().unwrap();
+    assert!(pjsua2.status.success(), "{}", tool_missing("pjsua2", "install-pjsua2.sh"));
+}
+
+/// A REGISTER logs an agent in: Kamailio takes one only from AGENT_NET.
+#[test]
+fn a_register_from_outside_the_agents_network_is_refused() {
+    tools_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let (_kamailio, sip, _) = kamailio(dir.path(), &["AGENT_NET=\"127.0.0.2/32\""]);
+    let mut phones = Phones::start(sip);
+    phones.agent("mallory", "answer");
+    let refused = phones.expect("mallory's REGISTER answered", |e| e["ev"] == "registered" && e["user"] == "mallory");
+    assert_eq!(refused["code"], 403, "{refused}");
 }
 
 /// The ccrd, and the test's own view of it.
