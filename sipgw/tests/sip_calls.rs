@@ -7,6 +7,7 @@
 //! phones saw, and what ccrd says — so that a step's failure names itself.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -234,6 +235,8 @@ async fn sip_calls_reach_the_agent_ccrd_chooses_and_ccrd_follows_every_call() {
     let centre = Centre { loopback, config, watcher, ccrd: ccrd_events };
 
     let (_kamailio, sip, evapi) = kamailio(dir.path(), &[]);
+    // ccr-sipgw reaches evapi through a relay the test can take down.
+    let relay = Relay::start(SocketAddr::from(([127, 0, 0, 1], evapi))).await;
 
     // ccr-sipgw.
     let metrics = free_tcp_port();
@@ -247,7 +250,7 @@ addresses = ["{ccrd}"]
 ca = "{ca}"
 
 [kamailio]
-evapi = "127.0.0.1:{evapi}"
+evapi = "{relay}"
 
 [metrics]
 listen = "127.0.0.1:{metrics}"
@@ -271,6 +274,7 @@ skills = {{ billing = 6 }}
 languages = ["fr", "en"]
 "#,
             ccrd = centre.loopback.addr,
+            relay = relay.addr,
             ca = ca.display(),
         ),
     )
@@ -284,7 +288,8 @@ languages = ["fr", "en"]
             .env("RUST_LOG", "info,ccr_sipgw=debug")
             .stderr(std::fs::File::create(&sipgw_log).unwrap()),
     );
-    match tokio::spawn(scenario(sip, centre)).await {
+    let sipgw_metrics = SocketAddr::from(([127, 0, 0, 1], metrics));
+    match tokio::spawn(scenario(sip, centre, relay, sipgw_metrics)).await {
         Ok(centre) => {
             centre.watcher.close();
             centre.loopback.stop().await.unwrap();
@@ -335,6 +340,82 @@ fn a_register_from_outside_the_agents_network_is_refused() {
     phones.agent("mallory", "answer");
     let refused = phones.expect("mallory's REGISTER answered", |e| e["ev"] == "registered" && e["user"] == "mallory");
     assert_eq!(refused["code"], 403, "{refused}");
+}
+
+/// A TCP relay to Kamailio's evapi: taken down (its connections cut, its
+/// port closed) and brought back on the same port, as a Kamailio
+/// unreachable for a while would be.
+struct Relay {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        Relay { addr, upstream, task: Some(tokio::spawn(Self::serve(listener, upstream))) }
+    }
+
+    async fn serve(listener: tokio::net::TcpListener, upstream: SocketAddr) {
+        let mut links = tokio::task::JoinSet::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            links.spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    }
+
+    /// Cuts every connection and closes the port.
+    async fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    async fn up(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("relay: binding {} again: {e}", self.addr);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("relay: {e}"),
+            }
+        };
+        self.task = Some(tokio::spawn(Self::serve(listener, self.upstream)));
+    }
+}
+
+/// ccr-sipgw's `ccr_sipgw_up{peer="kamailio"}` is `up`.
+async fn until_kamailio_link(metrics: SocketAddr, up: bool) {
+    let want = format!("ccr_sipgw_up{{peer=\"kamailio\"}} {}", u8::from(up));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let page = tokio::task::spawn_blocking(move || http_get(metrics)).await.unwrap();
+        if page.lines().any(|l| l == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "ccr-sipgw's link to Kamailio is not {want} after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A GET of `/metrics`: its body ("" when not reached).
+fn http_get(addr: SocketAddr) -> String {
+    use std::io::Read;
+    let Ok(mut socket) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut page = String::new();
+    let _ = socket.read_to_string(&mut page);
+    page
 }
 
 /// The ccrd, and the test's own view of it.
@@ -417,7 +498,7 @@ async fn until_waiting(watcher: &Client, n: u32) {
     }
 }
 
-async fn scenario(sip: u16, mut centre: Centre) -> Centre {
+async fn scenario(sip: u16, mut centre: Centre, mut relay: Relay, sipgw_metrics: SocketAddr) -> Centre {
     let mut phones = tokio::task::spawn_blocking(move || Phones::start(sip)).await.unwrap();
     // Blocking waits on the phones run on a blocking thread.
     macro_rules! phones {
@@ -609,6 +690,47 @@ async fn scenario(sip: u16, mut centre: Centre) -> Centre {
         .ccrd
         .expect(
             "bob wraps up after c6",
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
+        )
+        .await;
+
+    // Kamailio is out of reach for a while with a caller waiting: ccrd's
+    // offer comes meanwhile, ccr-sipgw keeps its answer, reconnects (the
+    // same Kamailio: its calls are kept) and sends it; the call rings bob.
+    centre.supervise(102, "not_ready").await;
+    centre
+        .ccrd
+        .expect(
+            "bob on a break",
+            |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "not_ready" && s.reason == "break"),
+        )
+        .await;
+    let c7 = phones!(|p: &mut Phones| {
+        p.send("callers", "call c7 1000");
+        p.caller("c7", "EARLY")["call_id"].as_str().unwrap().to_owned()
+    });
+    until_waiting(&centre.watcher, 1).await;
+    relay.down().await;
+    until_kamailio_link(sipgw_metrics, false).await;
+    centre.supervise(102, "ready").await;
+    centre
+        .ccrd
+        .expect(
+            "c7 offered to bob while Kamailio is out of reach",
+            |e, ids| matches!(e, Ev::Offer(o) if o.agent_id == 102 && ids.get(&o.contact_id) == Some(&c7)),
+        )
+        .await;
+    relay.up().await;
+    phones!(|p: &mut Phones| {
+        assert_eq!(p.rang("c7"), "bob", "the answer kept through the outage");
+        p.caller("c7", "CONFIRMED");
+    });
+    centre.ccrd.connected(&c7, 102).await;
+    phones!(|p: &mut Phones| p.send("callers", "hangup c7"));
+    centre
+        .ccrd
+        .expect(
+            "bob wraps up after c7",
             |e, _| matches!(e, Ev::AgentState(s) if s.agent_id == 102 && s.state == "wrap_up"),
         )
         .await;
