@@ -168,8 +168,9 @@ struct Call {
     talk: Option<Talk>,
     /// The first ring happened (for `Record::Routed`).
     routed: bool,
-    /// ccrd ended the contact while a phone rang: end the call at its outcome.
-    ended_in_ccrd: bool,
+    /// The contact is over in ccrd (ended there, or given up on here) while
+    /// a phone rang: the ring's outcome ends the call, counted as this.
+    ended: Option<CallEnd>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -484,7 +485,7 @@ impl Bridge {
                 next: None,
                 talk: None,
                 routed: false,
-                ended_in_ccrd: false,
+                ended: None,
             },
         );
         self.send(ToCcrd::Enqueue(enqueue));
@@ -495,7 +496,7 @@ impl Bridge {
         // Phones repeat a 200 OK until it is acknowledged: one counts.
         let Some(ring) = call.ring.take() else { return };
         let contact = call.contact;
-        let live = ring.live && !call.ended_in_ccrd;
+        let live = ring.live && call.ended.is_none();
         call.talk = Some(Talk { agent: ring.agent, in_ccrd: live, since: now });
         call.next = None;
         self.record(Record::Rang(micros(now.saturating_sub(ring.since)), RingEnd::Answered));
@@ -525,8 +526,8 @@ impl Bridge {
         if ring.live && !rang_out {
             self.send(ToCcrd::Reject { agent: ring.agent, offer: ring.offer });
         }
-        if self.calls[call_id].ended_in_ccrd {
-            self.end_held(call_id, 480, "Temporarily Unavailable", CallEnd::EndedByCcrd);
+        if let Some(end) = self.calls[call_id].ended {
+            self.end_held(call_id, 480, "Temporarily Unavailable", end);
             return;
         }
         self.ring_next(now, call_id);
@@ -615,7 +616,7 @@ impl Bridge {
             return;
         }
         if call.ring.is_some() {
-            call.ended_in_ccrd = true;
+            call.ended = Some(CallEnd::EndedByCcrd);
             return;
         }
         self.end_held(call_id, 480, "Temporarily Unavailable", CallEnd::EndedByCcrd);
@@ -703,7 +704,7 @@ impl Bridge {
         let mut late: Vec<(u64, String)> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.talk.is_none() && !c.ended_in_ccrd && now.saturating_sub(c.arrived) >= limit)
+            .filter(|(_, c)| c.talk.is_none() && c.ended.is_none() && now.saturating_sub(c.arrived) >= limit)
             .map(|(id, c)| (c.contact, id.clone()))
             .collect();
         late.sort();
@@ -712,7 +713,7 @@ impl Bridge {
             let call = self.calls.get_mut(&call_id).expect("listed");
             if call.ring.is_some() {
                 // Ringing: the phone's answer or failure ends it.
-                call.ended_in_ccrd = true;
+                call.ended = Some(CallEnd::TimedOut);
                 continue;
             }
             self.end_held(&call_id, 480, "Temporarily Unavailable", CallEnd::TimedOut);

@@ -368,6 +368,21 @@ fn a_call_waiting_past_max_wait_is_ended_and_abandoned() {
 }
 
 #[test]
+fn a_call_ringing_at_max_wait_is_abandoned_and_ends_when_the_ring_does() {
+    let mut h = Harness::new();
+    h.phones();
+    let contact = h.queued_call("c1", 1);
+    ring_of(&h.at(59.0, offer(7, contact, 101, T0 + 74 * SEC)));
+    let out = h.at(60.0, Input::Tick);
+    assert_eq!(commands(&out), vec![ToCcrd::Abandon { contact }]);
+    assert!(answers(&out).is_empty(), "the phone still rings");
+    h.step(offer_ended(7, contact, 101, "abandoned"));
+    let out = h.at(61.0, kam(Event::NoAnswer { call_id: "c1".into(), status: 408, transaction: tx(1) }));
+    assert_eq!(answers(&out)[0].to, AnswerTo::End { code: 480, reason: "Temporarily Unavailable".into() });
+    assert_eq!(records(&out).last(), Some(&Record::CallEnded(CallEnd::TimedOut)));
+}
+
+#[test]
 fn a_call_talking_past_max_talk_without_a_bye_is_completed() {
     let mut h = Harness::new();
     h.phones();
