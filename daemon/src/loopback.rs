@@ -78,7 +78,12 @@ impl Loopback {
     ) -> Result<Loopback, LoopbackError> {
         let identity = tls::self_signed(&config.server.data_dir)?;
         let cert = std::fs::read(&identity.cert_path)?;
-        let server_config = tls::server_config(identity, client_ca, config.server.max_streams_per_connection)?;
+        let server_config = tls::server_config(
+            identity,
+            client_ca,
+            config.server.max_streams_per_connection,
+            config.server.idle_timeout,
+        )?;
         let endpoint = quinn::Endpoint::server(server_config, addr)?;
         let addr = endpoint.local_addr()?;
         let metrics = match with_metrics {
@@ -139,7 +144,7 @@ impl Echo {
     pub async fn start(data_dir: &std::path::Path) -> Result<Echo, LoopbackError> {
         let identity = tls::self_signed(data_dir)?;
         let cert = std::fs::read(&identity.cert_path)?;
-        let server_config = tls::server_config(identity, None, 1024)?;
+        let server_config = tls::server_config(identity, None, 1024, tls::DEFAULT_IDLE_TIMEOUT)?;
         let endpoint = quinn::Endpoint::server(server_config, SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = endpoint.local_addr()?;
         let task = tokio::spawn(echo(endpoint.clone()));

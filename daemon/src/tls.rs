@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{Problem, TlsConfig};
 use ccr_proto::method::{Method, Service};
@@ -119,7 +120,7 @@ pub fn check(tls: &TlsConfig) -> Vec<Problem> {
         if let (Some(certs), Some(key)) = (certs, key) {
             let certs = certs.into_iter().map(CertificateDer::from).collect();
             let identity = Identity { certs, key, cert_path: cert.clone() };
-            match server_config(identity, None, 1) {
+            match server_config(identity, None, 1, DEFAULT_IDLE_TIMEOUT) {
                 Ok(_) => {}
                 Err(TlsError::Rustls(rustls::Error::InconsistentKeys(_))) => {
                     problem("tls.key", tls.lines.key, &format!("is not the key of tls.cert ({})", cert.display()));
@@ -184,12 +185,20 @@ impl Role {
     }
 }
 
+/// How long a connection may go without a packet before it is closed:
+/// ccrd's default (`server.idle_timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The quinn server configuration for `identity`; with `client_ca`, every
-/// client must present a certificate issued by it.
+/// client must present a certificate issued by it. A connection that hears
+/// nothing for `idle_timeout` is closed (a client gone without a word);
+/// ccrd pings every connection a third as often, so that a live client's
+/// connection never idles out however quiet the centre.
 pub fn server_config(
     identity: Identity,
     client_ca: Option<Vec<CertificateDer<'static>>>,
     max_streams: u32,
+    idle_timeout: Duration,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -219,6 +228,9 @@ pub fn server_config(
     // waits on QUIC's flow control.
     transport.max_concurrent_bidi_streams(max_streams.saturating_mul(2).into());
     transport.max_concurrent_uni_streams(0u32.into());
+    let idle = quinn::IdleTimeout::try_from(idle_timeout).map_err(|e| TlsError::Quic(format!("idle timeout: {e}")))?;
+    transport.max_idle_timeout(Some(idle));
+    transport.keep_alive_interval(Some(idle_timeout / 3));
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

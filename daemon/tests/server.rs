@@ -659,3 +659,26 @@ async fn calls_past_the_stream_limit_are_refused_and_a_dropped_subscription_free
     stopping.await.unwrap().expect("stops").unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A quiet centre: a desktop's connection that carries nothing for longer
+/// than `server.idle_timeout` stays open — ccrd pings it — and its
+/// subscription still delivers. (QUIC's own timers run on the real clock:
+/// the idle timeout is 1 s here and the quiet 3 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_connection_outlives_the_idle_timeout() {
+    let dir =
+        std::env::temp_dir().join(format!("ccrd-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+    let mut config = config::parse(CONFIG).expect("test config");
+    config.server.data_dir = dir.clone();
+    config.server.idle_timeout = Duration::from_secs(1);
+    let daemon = Loopback::start(config, None, false).await.expect("ccrd starts");
+    let client = Client::connect(daemon.addr, "localhost", std::slice::from_ref(&daemon.cert)).await.expect("connect");
+    let mut events = client.subscribe(Vec::new()).await.expect("subscribed");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    client.login(login(7, "billing", &["en"])).await.expect("the quiet connection still serves calls");
+    let state = next_matching(&mut events, |e| matches!(e, E::AgentState(s) if s.agent_id == 7)).await;
+    assert!(matches!(state, E::AgentState(s) if s.state == "available"));
+    drop((events, client));
+    timeout(Duration::from_secs(10), daemon.stop()).await.expect("server stops").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

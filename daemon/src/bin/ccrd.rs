@@ -155,7 +155,8 @@ fn run() -> anyhow::Result<()> {
     if client_ca.is_some() {
         tracing::info!("client certificates required; roles from their OU");
     }
-    let server_config = tls::server_config(identity, client_ca, config.server.max_streams_per_connection)?;
+    let server_config =
+        tls::server_config(identity, client_ca, config.server.max_streams_per_connection, config.server.idle_timeout)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let signals = signals()?;

@@ -133,6 +133,9 @@ pub struct ServerConfig {
     pub max_subscriptions_per_connection: u32,
     /// `/metrics` connections served at once; more are closed unanswered.
     pub max_metrics_connections: usize,
+    /// A connection silent this long is closed; ccrd pings each a third as
+    /// often, so only a client that is gone goes silent.
+    pub idle_timeout: Duration,
     /// Bytes of events waiting in all subscribers' queues; a subscriber whose
     /// next event would go over is dropped, as one that falls behind.
     pub max_queued_event_bytes: usize,
@@ -250,6 +253,7 @@ struct RawServer {
     max_subscriptions: Option<Spanned<usize>>,
     max_subscriptions_per_connection: Option<Spanned<u32>>,
     max_metrics_connections: Option<Spanned<usize>>,
+    idle_timeout: Option<Spanned<String>>,
     max_queued_event_bytes: Option<Spanned<usize>>,
     max_event_backlog: Option<Spanned<usize>>,
     core_spin: Option<Spanned<String>>,
@@ -578,6 +582,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             16,
             1..=1024,
         ),
+        idle_timeout: c.duration(
+            "server.idle_timeout".into(),
+            raw.server.idle_timeout.as_ref(),
+            crate::tls::DEFAULT_IDLE_TIMEOUT,
+        ),
         core_spin: c.duration("server.core_spin".into(), raw.server.core_spin.as_ref(), Duration::from_micros(200)),
         service_level_window: c.duration(
             "server.service_level_window".into(),
@@ -587,6 +596,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         decision_timing: raw.server.decision_timing.unwrap_or(true),
         config_path: None,
     };
+    if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&server.idle_timeout) {
+        let message = format!("{:?} is not between 1s and 10m", server.idle_timeout);
+        c.problem("server.idle_timeout".into(), rs.idle_timeout.as_ref(), message);
+    }
     if server.max_pending_bytes < server.max_message_bytes {
         let message = format!("must hold at least one message of max_message_bytes ({})", server.max_message_bytes);
         c.problem("server.max_pending_bytes".into(), rs.max_pending_bytes.as_ref(), message);
