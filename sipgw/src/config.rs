@@ -4,12 +4,14 @@
 //! every option.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ccr_daemon::config::document::{Checker, Document, Problem};
+/// Everything wrong with a configuration file (ccrd's kind: each problem
+/// with its field and line).
+pub use ccr_daemon::config::ConfigError;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -83,20 +85,6 @@ pub struct Config {
     /// `/metrics`, `/healthz`, `/readyz`; none without it.
     pub metrics_listen: Option<SocketAddr>,
     pub routing: Routing,
-}
-
-/// Everything wrong with a configuration file.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError(pub Vec<Problem>);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} problem(s) in the configuration", self.0.len())?;
-        for p in &self.0 {
-            write!(f, "\n  {p}")?;
-        }
-        Ok(())
-    }
 }
 
 #[derive(Deserialize)]
