@@ -9,7 +9,7 @@
 #     cluster's metrics), under the same traffic;
 #  5. ccr-sipgw, connected to the first ccrd, serves a page that passes
 #     `promtool check metrics` too;
-#  6. a real Prometheus on loopback scrapes both ccrd, and EVERY PromQL
+#  6. a real Prometheus on loopback scrapes both ccrd and ccr-sipgw, and EVERY PromQL
 #     expression of the Grafana dashboard must return at least one series.
 # Installs Debian's prometheus package if promtool is missing (etcd:
 # scripts/install-etcd.sh). Stops everything it started. Takes about a
@@ -88,6 +88,7 @@ done
 curl -sf "http://127.0.0.1:$cluster_metrics/metrics" | grep -q 'ccr_cluster_role{role="active"} 1' ||
     { echo "the cluster node did not become active:"; cat "$work/ccrd-cluster.log"; exit 1; }
 
+sipgw_metrics="$(free_port)"; evapi_port="$(free_port)"
 cat > "$work/prometheus.yml" <<YML
 global:
   scrape_interval: 1s
@@ -96,6 +97,9 @@ scrape_configs:
   - job_name: ccrd
     static_configs:
       - targets: ["127.0.0.1:$metrics_port", "127.0.0.1:$cluster_metrics"]
+  - job_name: ccr-sipgw
+    static_configs:
+      - targets: ["127.0.0.1:$sipgw_metrics"]
 YML
 echo "== prometheus on 127.0.0.1:$prom_port"
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
@@ -112,7 +116,6 @@ echo "== promtool check metrics (live page under load)"
 curl -sf "http://127.0.0.1:$metrics_port/metrics" | promtool check metrics
 curl -sf "http://127.0.0.1:$cluster_metrics/metrics" | promtool check metrics
 
-sipgw_metrics="$(free_port)"; evapi_port="$(free_port)"
 echo "== ccr-sipgw (metrics 127.0.0.1:$sipgw_metrics), connected to the first ccrd"
 cat > "$work/sipgw.toml" <<TOML
 [ccrd]
