@@ -8,7 +8,7 @@ object per line on stdout:
 
   agent USER MODE        register USER; MODE: answer (200 OK), busy (486),
                          never (rings until the caller side gives up)
-  mode USER MODE         change how USER's phone answers
+  mode USER MODE         change how USER's phone answers (then {"ev": "mode"})
   unregister USER        USER's phone unregisters
   call TAG NUMBER [H=V]  caller TAG dials NUMBER with headers (X-Tier=gold)
   hangup TAG             caller TAG hangs up (CANCEL before the answer, BYE after)
@@ -205,6 +205,7 @@ def interactive(phones):
                 phones.agents[words[1]].setRegistration(False)
             elif words[0] == "mode":
                 phones.agents[words[1]].mode = words[2]
+                emit(ev="mode", user=words[1], mode=words[2])
             elif words[0] == "call":
                 phones.call(words[1], words[2], words[3:])
             elif words[0] == "hangup":

@@ -119,6 +119,13 @@ impl Phones {
         self.send(user, &format!("agent {user} {mode}"));
     }
 
+    /// Sets how `user`'s phone answers, once its process says it has: a
+    /// call sent right after must find the new mode.
+    fn mode(&mut self, user: &str, mode: &str) {
+        self.send(user, &format!("mode {user} {mode}"));
+        self.expect(&format!("{user}'s phone set to {mode}"), |e| e["ev"] == "mode" && e["user"] == user);
+    }
+
     fn send(&mut self, process: &str, line: &str) {
         let stdin = self.processes.get_mut(process).unwrap().child.stdin.as_mut().unwrap();
         writeln!(stdin, "{line}").unwrap();
@@ -544,7 +551,7 @@ async fn scenario(sip: u16, mut centre: Centre, mut relay: Relay, sipgw_metrics:
     // Bob is talking: the next caller rings alice, who does not answer: the
     // call goes back (RONA: ccrd's offer expires, alice goes not ready)...
     let c2 = phones!(|p: &mut Phones| {
-        p.send("alice", "mode alice never");
+        p.mode("alice", "never");
         p.send("callers", "call c2 1000");
         assert_eq!(p.rang("c2"), "alice");
         p.caller("c2", "EARLY")["call_id"].as_str().unwrap().to_owned()
@@ -637,7 +644,7 @@ async fn scenario(sip: u16, mut centre: Centre, mut relay: Relay, sipgw_metrics:
         )
         .await;
     let c5 = phones!(|p: &mut Phones| {
-        p.send("alice", "mode alice busy");
+        p.mode("alice", "busy");
         p.send("callers", "call c5 1000");
         assert_eq!(p.rang("c5"), "alice");
         p.caller("c5", "EARLY")["call_id"].as_str().unwrap().to_owned()
