@@ -22,7 +22,7 @@ use ccr_proto::wire::Code;
 use tokio::sync::mpsc;
 
 use crate::bridge::{Input, Reply, ToCcrd};
-use crate::metrics::{Metrics, Peer as Link};
+use crate::metrics::{Link, Metrics};
 
 /// A client certificate chain and its key (DER).
 pub type ClientIdentity = (Vec<Vec<u8>>, Vec<u8>);

@@ -215,6 +215,11 @@ impl Answer {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an answer always serialises")
     }
+
+    /// The answer as written to evapi: its JSON in a netstring.
+    pub fn framed(&self) -> Vec<u8> {
+        netstring(&self.to_json())
+    }
 }
 
 #[cfg(test)]

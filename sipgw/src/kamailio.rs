@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::bridge::Input;
 use crate::evapi::{self, Answer};
-use crate::metrics::{Metrics, Peer};
+use crate::metrics::{Link, Metrics};
 
 /// Answers kept while Kamailio is unreachable; past it the oldest are
 /// dropped (counted): their calls end at `calls.max_wait`.
@@ -61,14 +61,14 @@ pub async fn run(
         let _ = socket.set_nodelay(true);
         wait = RETRY_FIRST;
         tracing::info!(%evapi_addr, "kamailio: evapi connected");
-        metrics.link(Peer::Kamailio, true);
+        metrics.link(Link::Kamailio, true);
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         let (mut reader, mut writer) = socket.split();
         let mut buf: Vec<u8> = Vec::with_capacity(8192);
         let mut chunk = vec![0u8; 8192];
         let why = 'connected: loop {
             while let Some(answer) = unsent.front() {
-                if let Err(e) = writer.write_all(&evapi::netstring(&answer.to_json())).await {
+                if let Err(e) = writer.write_all(&answer.framed()).await {
                     break 'connected format!("write: {e}");
                 }
                 unsent.pop_front();
@@ -105,7 +105,7 @@ pub async fn run(
                     // Stopping: what is left goes out first.
                     None => {
                         for answer in unsent.drain(..) {
-                            if writer.write_all(&evapi::netstring(&answer.to_json())).await.is_err() {
+                            if writer.write_all(&answer.framed()).await.is_err() {
                                 break;
                             }
                         }
@@ -114,7 +114,7 @@ pub async fn run(
                 },
             }
         };
-        metrics.link(Peer::Kamailio, false);
+        metrics.link(Link::Kamailio, false);
         tracing::warn!(%why, "kamailio: evapi connection lost; reconnecting");
     }
 }

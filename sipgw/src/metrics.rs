@@ -32,9 +32,9 @@ const CALL_ENDS: [(CallEnd, &str); 8] = [
 const RING_ENDS: [(RingEnd, &str); 3] =
     [(RingEnd::Answered, "answered"), (RingEnd::RangOut, "rang_out"), (RingEnd::Declined, "declined")];
 
-/// A link's peer.
+/// One of ccr-sipgw's two links, by its peer.
 #[derive(Clone, Copy)]
-pub enum Peer {
+pub enum Link {
     Ccrd = 0,
     Kamailio = 1,
 }
@@ -98,7 +98,7 @@ impl Metrics {
     }
 
     /// A link to `peer` came up (counted) or went down.
-    pub fn link(&self, peer: Peer, up: bool) {
+    pub fn link(&self, peer: Link, up: bool) {
         self.up_now[peer as usize].store(up, Ordering::Relaxed);
         self.up[peer as usize].set(f64::from(u8::from(up)));
         if up {
@@ -106,7 +106,7 @@ impl Metrics {
         }
     }
 
-    fn is_up(&self, peer: Peer) -> bool {
+    fn is_up(&self, peer: Link) -> bool {
         self.up_now[peer as usize].load(Ordering::Relaxed)
     }
 
@@ -143,7 +143,7 @@ impl ccr_daemon::metrics::exporter::Page for Metrics {
         match path {
             b"/metrics" => ("200 OK", self.handle.render()),
             b"/healthz" => ("200 OK", "ok: alive\n".into()),
-            b"/readyz" => match (self.is_up(Peer::Ccrd), self.is_up(Peer::Kamailio)) {
+            b"/readyz" => match (self.is_up(Link::Ccrd), self.is_up(Link::Kamailio)) {
                 (true, true) => ("200 OK", "ready: connected to ccrd and Kamailio\n".into()),
                 (false, _) => ("503 Service Unavailable", "not ready: not connected to ccrd\n".into()),
                 (true, false) => ("503 Service Unavailable", "not ready: not connected to Kamailio's evapi\n".into()),

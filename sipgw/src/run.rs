@@ -75,11 +75,15 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>) -> anyhow::Resu
             _ = tick.tick() => Input::Tick,
             () = &mut stop => break,
         };
-        if !matches!(input, Input::Tick) {
+        // The gauges count every call: once a tick, not once an event.
+        let tick = matches!(input, Input::Tick);
+        if !tick {
             tracing::debug!(?input);
         }
         dispatch(bridge.step(now_micros(), input));
-        metrics.gauges(bridge.counts());
+        if tick {
+            metrics.gauges(bridge.counts());
+        }
     }
     dispatch(bridge.stop());
     drop((to_ccrd, to_kamailio));
