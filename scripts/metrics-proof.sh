@@ -56,6 +56,17 @@ else
     echo "== systemd-analyze not available: unit not verified"
 fi
 
+# until_metric PORT PATTERN SECONDS WHAT LOG: waits up to SECONDS for a line
+# of the /metrics page on PORT to match PATTERN; else says WHAT, shows LOG,
+# fails.
+until_metric() {
+    for _ in $(seq 1 $(($3 * 10))); do
+        curl -sf "http://127.0.0.1:$1/metrics" | grep -q "$2" && return 0
+        sleep 0.1
+    done
+    echo "$4:"; cat "$5"; exit 1
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 quic_port="$(free_port)"; metrics_port="$(free_port)"; prom_port="$(free_port)"
 
@@ -81,12 +92,8 @@ pids+=($!)
 RUST_LOG=warn "$CCRD" --config "$work/cluster.toml" --listen "127.0.0.1:$cluster_quic" \
     --metrics-listen "127.0.0.1:$cluster_metrics" --data-dir "$work/cluster-data" 2>"$work/ccrd-cluster.log" &
 pids+=($!)
-for _ in $(seq 1 200); do
-    curl -sf "http://127.0.0.1:$cluster_metrics/metrics" | grep -q 'ccr_cluster_role{role="active"} 1' && break
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$cluster_metrics/metrics" | grep -q 'ccr_cluster_role{role="active"} 1' ||
-    { echo "the cluster node did not become active:"; cat "$work/ccrd-cluster.log"; exit 1; }
+until_metric "$cluster_metrics" 'ccr_cluster_role{role="active"} 1' 20 "the cluster node did not become active" \
+    "$work/ccrd-cluster.log"
 
 sipgw_metrics="$(free_port)"; evapi_port="$(free_port)"
 cat > "$work/prometheus.yml" <<YML
@@ -132,12 +139,7 @@ skills = { billing = 1 }
 TOML
 RUST_LOG=warn "$SIPGW" --config "$work/sipgw.toml" 2>"$work/sipgw.log" &
 pids+=($!)
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$sipgw_metrics/metrics" | grep -q '^ccr_sipgw_up{peer="ccrd"} 1' && break
-    sleep 0.1
-done
-curl -sf "http://127.0.0.1:$sipgw_metrics/metrics" | grep -q '^ccr_sipgw_up{peer="ccrd"} 1' ||
-    { echo "ccr-sipgw did not connect to ccrd:"; cat "$work/sipgw.log"; exit 1; }
+until_metric "$sipgw_metrics" '^ccr_sipgw_up{peer="ccrd"} 1' 10 "ccr-sipgw did not connect to ccrd" "$work/sipgw.log"
 curl -sf "http://127.0.0.1:$sipgw_metrics/metrics" | promtool check metrics
 wait "$traffic"
 wait "$cluster_traffic"
